@@ -1,0 +1,54 @@
+// Small control commands: stats, processes, reset, stop.
+import { Command } from 'commander';
+import { action, clientFor, socketOption } from '../common.js';
+import { formatBytes } from '../../report/format.js';
+
+interface StatsJson {
+  pid: number; uptimeSeconds: number; connections: { open: number; total: number };
+  frames: { total: number; rejected: number }; unknownFrees: { buffers: number; cbs: number; kernels: number };
+  live: { buffers: number; cbs: number; kernels: number; processes: number }; reapedProcesses: number;
+  devices: { device: number; arch: string | null; bytes: Record<string, number>; buffers: Record<string, number>; unknownFrees: number; totalDramBytes: number | null }[];
+}
+
+export function statsCommand(): Command {
+  return new Command('stats')
+    .description('show server statistics: frames, connections, unknown frees, usage per device')
+    .addOption(socketOption())
+    .option('--json', 'machine-readable output')
+    .action(action(async (o: { socket?: string; json?: boolean }) => {
+      const s = await clientFor(o).json<StatsJson>('GET', '/v1/stats');
+      if (o.json) { process.stdout.write(JSON.stringify(s, null, 2) + '\n'); return; }
+      const lines = [
+        `server pid ${s.pid}, up ${s.uptimeSeconds}s, ${s.connections.open} connections open (${s.connections.total} total)`,
+        `frames: ${s.frames.total} accepted, ${s.frames.rejected} rejected; unknown frees: ${s.unknownFrees.buffers} buffers, ${s.unknownFrees.cbs} CBs, ${s.unknownFrees.kernels} kernels`,
+        `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
+      ];
+      for (const d of s.devices) {
+        const b = d.bytes;
+        lines.push(`device ${d.device}${d.arch ? ` [${d.arch}]` : ''}: DRAM ${formatBytes(b.DRAM)}${d.totalDramBytes ? ` / ${formatBytes(d.totalDramBytes)}` : ''}, L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)}, TRACE ${formatBytes(b.TRACE)}, CB ${formatBytes(b.CB)}, kernels ${formatBytes(b.KERNEL)}; unknown frees ${d.unknownFrees}`);
+      }
+      process.stdout.write(lines.join('\n') + '\n');
+    }));
+}
+
+export function resetCommand(): Command {
+  return new Command('reset')
+    .description('forget all tracked state on the server (needs --yes)')
+    .addOption(socketOption())
+    .option('-y, --yes', 'confirm: really forget every tracked buffer')
+    .action(action(async (o: { socket?: string; yes?: boolean }) => {
+      if (!o.yes) throw new Error('reset forgets every tracked buffer; run again with --yes to confirm');
+      const r = await clientFor(o).json<{ buffersForgotten: number }>('POST', '/v1/reset', { confirm: true });
+      process.stdout.write(`state reset: ${r.buffersForgotten} buffers forgotten\n`);
+    }));
+}
+
+export function stopCommand(): Command {
+  return new Command('stop')
+    .description('stop the running server cleanly (final statistics, socket removed)')
+    .addOption(socketOption())
+    .action(action(async (o: { socket?: string }) => {
+      const r = await clientFor(o).json<{ pid: number }>('POST', '/v1/shutdown');
+      process.stdout.write(`server ${r.pid} is stopping\n`);
+    }));
+}

@@ -1,0 +1,43 @@
+import { Command, Option } from 'commander';
+import { AllocationServer } from '../../server/server.js';
+import { DeviceRegistry } from '../../devices/registry.js';
+import { resolveSocket } from '../../client/control-client.js';
+import { action, intArg, secondsArg, socketOption } from '../common.js';
+
+export function serverCommand(name = 'server'): Command {
+  return new Command(name)
+    .description('run the allocation server: tracks every buffer reported by clients on the socket')
+    .addOption(socketOption())
+    .addOption(new Option('--frame-size <bytes>', 'force a frame size instead of detecting it per connection').choices(['auto', '72', '112', '144']).default('auto'))
+    .option('--reap-interval <seconds>', 'how often buffers of dead processes are released (0 = only before dumps)', secondsArg('--reap-interval'), 5)
+    .option('--stats-interval <seconds>', 'print one line per device this often, when something changed (0 = off)', secondsArg('--stats-interval'), 10)
+    .option('--devices <spec>', 'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: the kernel driver\'s /dev/tenstorrent)')
+    .option('--device-config <file>', 'JSON file declaring devices and overriding per-architecture capacities')
+    .option('--expected-buffers <n>', 'pre-size the buffer table for this many live buffers', intArg('--expected-buffers'), 0)
+    .option('-q, --quiet', 'print only reports (no log or statistics lines)')
+    .option('--log-events', 'print every event, like the original server (slow)')
+    .action(action(async (o: {
+      socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
+      deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
+    }) => {
+      const devices = DeviceRegistry.resolve({ devices: o.devices ?? process.env.TT_ALLOC_DEVICES, configPath: o.deviceConfig });
+      const server = new AllocationServer({
+        socketPath: resolveSocket(o.socket),
+        frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144),
+        reapIntervalMs: o.reapInterval * 1000,
+        statsIntervalMs: o.statsInterval * 1000,
+        quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
+      });
+      await server.start();
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        server.log(`${sig} received, shutting down`);
+        void server.stop().then(() => process.exit(0));
+      };
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGHUP', () => stop('SIGHUP'));
+    }));
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// ttalloc: one CLI, one subcommand per job. `allocation-server` and `dump-remaining-buffers` are
+// the names the seed's users type; they map onto `server` and `dump`.
+import { Command } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { serverCommand } from './commands/server.js';
+import { dumpCommand, dumpKernelsCommand } from './commands/dump.js';
+import { resetCommand, statsCommand, stopCommand } from './commands/admin.js';
+import { demoCommand } from './commands/demo.js';
+
+export function buildProgram(): Command {
+  const program = new Command('ttalloc')
+    .description('Cross-process device-memory tracker for Tenstorrent accelerators')
+    .version('0.1.0')
+    .showHelpAfterError('(add --help for usage)');
+  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), demoCommand()]) {
+    program.addCommand(c);
+  }
+  return program;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  await buildProgram().parseAsync(argv, { from: 'user' });
+}
+
+const isMain = (() => {
+  try { return realpathSync(process.argv[1]) === fileURLToPath(import.meta.url); } catch { return false; }
+})();
+if (isMain) void run(process.argv.slice(2));

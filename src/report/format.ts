@@ -1,0 +1,24 @@
+// Number formats of the seed's report: MB = bytes / 1,000,000 and KB = bytes / 1024.
+
+/** "0.036864" below 1 MB (six significant digits, like C++ iostream), "5.79" from 1 MB up. */
+export function formatMB(bytes: number): string {
+  const mb = bytes / 1e6;
+  if (mb >= 1) return mb.toFixed(2);
+  if (mb === 0) return '0';
+  return String(Number(mb.toPrecision(6)));
+}
+
+/** "12.0 KB": bytes / 1024 with one decimal. */
+export function formatKB(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+/** Human-readable binary size for live views and logs: "1.50 GiB", "36.0 KiB", "512 B". */
+export function formatBytes(bytes: number): string {
+  const abs = Math.abs(bytes);
+  if (abs < 1024) return `${bytes} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = bytes / 1024, u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${units[u]}`;
+}

@@ -1,0 +1,228 @@
+// One client connection on the data socket: reassembles frames however the bytes arrive, detects
+// the frame size, validates each frame and applies it to the tracker.
+//
+// Hot path: one DataView per received chunk, fields read in place, no per-frame objects.
+import type { Socket } from 'node:net';
+import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
+import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
+import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
+
+const TWO32 = 4294967296;
+/** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
+const MAX_CONSECUTIVE_GARBAGE = 8;
+
+/** What the connection needs from the server beyond the tracker (the rare, non-hot messages). */
+export interface ConnectionHost {
+  tracker: Tracker;
+  logEvents: boolean;
+  /** Detection wait after the stream goes quiet on an exact single-frame length. */
+  detectQuietMs: number;
+  reply(conn: DataConnection, dv: DataView, off: number): void;
+  dump(conn: DataConnection, kernels: boolean): void;
+  logEvent(conn: DataConnection, dv: DataView, off: number): void;
+  log(msg: string): void;
+  closed(conn: DataConnection): void;
+}
+
+export class DataConnection {
+  frameSize: number;
+  frames = 0;
+  rejected = 0;
+  firstRejection = '';
+  /** PID claimed by the first frame that carries one (display only). */
+  claimedPid = 0;
+  readonly openedAtMs = Date.now();
+  private pending = new Uint8Array(MAX_FRAME * 2);
+  private pendingDv = new DataView(this.pending.buffer);
+  private pendingLen = 0;
+  private garbageRun = 0;
+  private detectTimer: NodeJS.Timeout | null = null;
+  private closing = false;
+
+  constructor(readonly id: number, readonly socket: Socket, private host: ConnectionHost, forcedFrameSize = 0) {
+    this.frameSize = forcedFrameSize;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', () => { /* a client that vanishes mid-write: 'close' follows */ });
+    socket.on('close', () => this.onClose());
+  }
+
+  describe(): string {
+    return `connection #${this.id}${this.claimedPid ? ` (pid ${this.claimedPid})` : ''}`;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.host.tracker.nowMs = Date.now();
+    if (this.frameSize === 0) {
+      this.detect(chunk, false);
+      return;
+    }
+    this.ingest(chunk);
+  }
+
+  /** Buffers the first bytes until the frame size is known, then replays them. */
+  private detect(chunk: Uint8Array | null, settled: boolean): void {
+    if (chunk) {
+      const room = this.pending.length - this.pendingLen;
+      const n = Math.min(room, chunk.length);
+      this.pending.set(chunk.subarray(0, n), this.pendingLen);
+      this.pendingLen += n;
+      if (n < chunk.length) {
+        // Detection is always decided within 113 bytes, so the buffer cannot overflow undecided.
+        const size = detectFrameSize(this.pending, this.pendingLen, settled);
+        if (size > 0) return this.decided(size, chunk.subarray(n));
+      }
+    }
+    const size = detectFrameSize(this.pending, this.pendingLen, settled);
+    if (size === NOT_FRAMES) {
+      const head = Buffer.from(this.pending.subarray(0, Math.min(this.pendingLen, 16)));
+      return this.reject(`stream is not allocation-protocol frames (first bytes ${head.toString('hex')}, ${JSON.stringify(head.toString('latin1').replace(/[^\x20-\x7e]/g, '.'))})`);
+    }
+    if (size !== UNDECIDED) return this.decided(size, null);
+    if (!settled && (this.pendingLen === 72 || this.pendingLen === 112 || this.pendingLen === 144)) {
+      // An exact single-frame length: a client waiting for a reply, or one that paused.
+      if (this.detectTimer) clearTimeout(this.detectTimer);
+      this.detectTimer = setTimeout(() => { this.detectTimer = null; if (this.frameSize === 0) this.detect(null, true); }, this.host.detectQuietMs);
+    }
+  }
+
+  private decided(size: number, rest: Uint8Array | null): void {
+    if (this.detectTimer) { clearTimeout(this.detectTimer); this.detectTimer = null; }
+    this.frameSize = size;
+    const head = Buffer.from(this.pending.subarray(0, this.pendingLen));
+    this.pendingLen = 0;
+    this.ingest(head);
+    if (rest && rest.length) this.ingest(rest);
+  }
+
+  private ingest(chunk: Uint8Array): void {
+    const fs = this.frameSize;
+    const len = chunk.length;
+    let off = 0;
+    if (this.pendingLen > 0) {
+      const need = fs - this.pendingLen;
+      if (len < need) {
+        this.pending.set(chunk, this.pendingLen);
+        this.pendingLen += len;
+        return;
+      }
+      this.pending.set(chunk.subarray(0, need), this.pendingLen);
+      this.pendingLen = 0;
+      this.handle(this.pendingDv, 0);
+      off = need;
+    }
+    if (len - off >= fs) {
+      const dv = new DataView(chunk.buffer, chunk.byteOffset, len);
+      while (off + fs <= len && !this.closing) {
+        this.handle(dv, off);
+        off += fs;
+      }
+    }
+    if (off < len && !this.closing) {
+      this.pending.set(chunk.subarray(off), 0);
+      this.pendingLen = len - off;
+    }
+  }
+
+  /** Validates and applies one frame. */
+  private handle(dv: DataView, off: number): void {
+    const type = dv.getUint8(off);
+    const tr = this.host.tracker;
+    const device = dv.getInt32(off + Off.deviceId, true);
+    if (this.host.logEvents) this.host.logEvent(this, dv, off);
+    switch (type) {
+      case MsgType.ALLOC: {
+        const bt = dv.getUint8(off + Off.bufferType);
+        const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
+        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        if (bt > 4) return this.bad(type, `buffer_type ${bt} is not 0..4`);
+        if (size === 0) return this.bad(type, 'size 0');
+        if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
+        const pid = dv.getInt32(off + Off.processId, true);
+        if (this.claimedPid === 0) this.claimedPid = pid;
+        tr.alloc(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, bt, pid);
+        break;
+      }
+      case MsgType.FREE:
+        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        tr.free(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), dv.getInt32(off + Off.processId, true));
+        break;
+      case MsgType.CB_ALLOC:
+      case MsgType.KERNEL_LOAD: {
+        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        const sub = type === MsgType.KERNEL_LOAD ? dv.getUint8(off + Off.bufferType) : 0;
+        if (sub > 2) return this.bad(type, `kernel type ${sub} is not 0..2`);
+        const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
+        if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
+        const pid = dv.getInt32(off + Off.processId, true);
+        if (this.claimedPid === 0) this.claimedPid = pid;
+        tr.loadObject(type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device,
+          dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, sub, pid);
+        break;
+      }
+      case MsgType.CB_FREE:
+      case MsgType.KERNEL_UNLOAD:
+        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        tr.unloadObject(type === MsgType.CB_FREE ? KIND_CB : KIND_KERNEL, device,
+          dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true));
+        break;
+      case MsgType.QUERY:
+      case MsgType.DEVICE_INFO_QUERY:
+        this.host.reply(this, dv, off);
+        break;
+      case MsgType.DUMP_REMAINING:
+        this.host.dump(this, false);
+        break;
+      case MsgType.DUMP_KERNELS:
+        this.host.dump(this, true);
+        break;
+      default:
+        // RESPONSE / DEVICE_INFO_RESPONSE travel server → client only; anything else is unknown.
+        this.bad(type, type === MsgType.RESPONSE || type === MsgType.DEVICE_INFO_RESPONSE
+          ? `${MSG_NAMES[type]} is a server reply, not a request` : `unknown message code ${type}`);
+        if (++this.garbageRun >= MAX_CONSECUTIVE_GARBAGE) {
+          this.reject(`${this.garbageRun} consecutive frames with unknown codes: the stream is not ${this.frameSize}-byte frames`);
+        }
+        return;
+    }
+    this.garbageRun = 0;
+    this.frames++;
+    tr.framesByType[type]++;
+  }
+
+  private bad(type: number, reason: string): void {
+    this.rejected++;
+    if (this.rejected === 1) {
+      this.firstRejection = `${MSG_NAMES[type] ?? `code ${type}`}: ${reason}`;
+      this.host.log(`${this.describe()}: rejected a frame (${this.firstRejection}); further rejections on this connection are counted, not printed`);
+    }
+  }
+
+  /** Closes a connection whose bytes are not frames at all, saying why. */
+  private reject(reason: string): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.rejected++;
+    if (!this.firstRejection) this.firstRejection = reason;
+    this.host.log(`${this.describe()}: closing: ${reason}`);
+    this.socket.destroy();
+  }
+
+  private onEnd(): void {
+    if (this.frameSize === 0 && this.pendingLen > 0) this.detect(null, true);
+    if (this.pendingLen > 0 && !this.closing) {
+      this.host.log(`${this.describe()}: closed with a partial frame (${this.pendingLen} of ${this.frameSize || '?'} bytes), ignored`);
+      this.pendingLen = 0;
+    }
+    this.socket.end();
+  }
+
+  private onClose(): void {
+    if (this.detectTimer) clearTimeout(this.detectTimer);
+    if (this.rejected > 1 && !this.closing) {
+      this.host.log(`${this.describe()}: closed; ${this.rejected} frames were rejected (first: ${this.firstRejection})`);
+    }
+    this.host.closed(this);
+  }
+}

@@ -1,0 +1,82 @@
+// A tiny router for the control API (HTTP/JSON). Feature modules register their own routes, so
+// the server file does not grow with every feature.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  /** True on the owner-only control socket; false on a TCP listener (read-only routes only). */
+  trusted: boolean;
+  body: () => Promise<unknown>;
+}
+export type Handler = (ctx: RouteContext) => unknown | Promise<unknown>;
+
+export class HttpError extends Error {
+  constructor(readonly status: number, message: string) { super(message); }
+}
+
+interface Route { method: string; path: string; handler: Handler; mutating: boolean }
+
+const MAX_BODY = 1 << 20;
+
+export class Router {
+  private routes: Route[] = [];
+  get(path: string, handler: Handler): void { this.routes.push({ method: 'GET', path, handler, mutating: false }); }
+  /** POST routes change state: only reachable with the control socket's permission. */
+  post(path: string, handler: Handler): void { this.routes.push({ method: 'POST', path, handler, mutating: true }); }
+
+  async handle(req: IncomingMessage, res: ServerResponse, trusted: boolean): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://ttalloc');
+    const route = this.routes.find((r) => r.path === url.pathname && r.method === req.method);
+    try {
+      if (!route) {
+        const other = this.routes.some((r) => r.path === url.pathname);
+        throw new HttpError(other ? 405 : 404, other ? `method ${req.method} not allowed on ${url.pathname}` : `no such endpoint: ${url.pathname}`);
+      }
+      if (route.mutating && !trusted) throw new HttpError(403, 'state-changing endpoints are only served on the control socket');
+      const body = () => readJson(req);
+      const result = await route.handler({ req, res, url, trusted, body });
+      if (result !== undefined && !res.headersSent) sendJson(res, 200, result);
+    } catch (e) {
+      const status = e instanceof HttpError ? e.status : 500;
+      if (!res.headersSent) sendJson(res, status, { error: (e as Error).message });
+      else res.destroy();
+    }
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > MAX_BODY) { reject(new HttpError(413, 'request body too large')); req.destroy(); return; }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (!text) return resolve({});
+      try { resolve(JSON.parse(text)); } catch { reject(new HttpError(400, 'request body is not JSON')); }
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Comma-separated integers from a query parameter ("0,1,3"). */
+export function intList(url: URL, name: string): number[] | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') return undefined;
+  return v.split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n)) throw new HttpError(400, `${name}: '${s}' is not an integer`);
+    return n;
+  });
+}

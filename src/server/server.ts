@@ -1,0 +1,254 @@
+// The allocation server: data socket (binary frames from real clients), control socket
+// (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { chmodSync } from 'node:fs';
+import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';
+import { readU64, writeU64 } from '../protocol/codec.js';
+import { Tracker, type ReapedReport } from '../state/tracker.js';
+import { DeviceRegistry } from '../devices/registry.js';
+import { totalDram, totalL1 } from '../devices/arch.js';
+import { DataConnection, type ConnectionHost } from './data-connection.js';
+import { claimSocketPath, OwnedPath } from './socket-path.js';
+import { deadPids, isProcessAlive } from './reaper.js';
+import { Router } from './http-router.js';
+import { registerCoreRoutes } from './core-routes.js';
+import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
+import { formatBufferReport } from '../report/text-report.js';
+import { formatKernelReport } from '../report/kernel-report.js';
+import { formatStatsLines } from '../report/stats.js';
+import { formatBytes } from '../report/format.js';
+
+export const DEFAULT_SOCKET = '/tmp/tt_allocation_server.sock';
+
+export function controlPathFor(socketPath: string): string { return `${socketPath}.ctl`; }
+
+export interface ServerOptions {
+  socketPath: string;
+  /** Control API socket; defaults to `<socketPath>.ctl`. */
+  controlPath?: string;
+  /** 0 = detect per connection. */
+  frameSize?: 0 | 72 | 112 | 144;
+  reapIntervalMs?: number;
+  statsIntervalMs?: number;
+  quiet?: boolean;
+  logEvents?: boolean;
+  devices?: DeviceRegistry;
+  expectedBuffers?: number;
+  detectQuietMs?: number;
+  /** Where reports and log lines go (stdout by default, written synchronously). */
+  out?: (text: string) => void;
+  /** Liveness check, replaceable in tests. */
+  isAlive?: (pid: number) => boolean;
+}
+
+export class AllocationServer implements ConnectionHost {
+  readonly tracker: Tracker;
+  readonly devices: DeviceRegistry;
+  readonly router = new Router();
+  readonly startedAtMs = Date.now();
+  logEvents: boolean;
+  detectQuietMs: number;
+  readonly connections = new Set<DataConnection>();
+  connectionsTotal = 0;
+  rejectedFramesClosed = 0;
+  private nextConnId = 1;
+  private dataServer: NetServer | null = null;
+  private controlServer: HttpServer | null = null;
+  private dataPath: OwnedPath;
+  private ctlPath: OwnedPath;
+  private timers: NodeJS.Timeout[] = [];
+  private lastStatsKey = '';
+  private stopped = false;
+  readonly out: (text: string) => void;
+  readonly isAlive: (pid: number) => boolean;
+
+  constructor(readonly opts: ServerOptions) {
+    this.tracker = new Tracker(opts.expectedBuffers ?? 0);
+    this.devices = opts.devices ?? new DeviceRegistry();
+    this.logEvents = opts.logEvents ?? false;
+    this.detectQuietMs = opts.detectQuietMs ?? 5;
+    this.out = opts.out ?? ((t) => { process.stdout.write(t); });
+    this.isAlive = opts.isAlive ?? isProcessAlive;
+    this.dataPath = new OwnedPath(opts.socketPath);
+    this.ctlPath = new OwnedPath(this.controlPath);
+    registerCoreRoutes(this.router, this);
+  }
+
+  get controlPath(): string { return this.opts.controlPath ?? controlPathFor(this.opts.socketPath); }
+
+  log(msg: string): void {
+    if (!this.opts.quiet) this.out(`[ttalloc] ${msg}\n`);
+  }
+
+  async start(): Promise<void> {
+    await claimSocketPath(this.opts.socketPath, 'socket');
+    await claimSocketPath(this.controlPath, 'control socket');
+    const forced = this.opts.frameSize ?? 0;
+    this.dataServer = createNetServer({ noDelay: true }, (sock: Socket) => {
+      const c = new DataConnection(this.nextConnId++, sock, this, forced);
+      this.connections.add(c);
+      this.connectionsTotal++;
+    });
+    this.controlServer = createHttpServer((req, res) => { void this.router.handle(req, res, true); });
+    await listen(this.dataServer, this.opts.socketPath);
+    this.dataPath.taken();
+    await listen(this.controlServer, this.controlPath);
+    this.ctlPath.taken();
+    // Owner-only until the security work adds --group; umask may have left them wider.
+    chmodSync(this.opts.socketPath, 0o600);
+    chmodSync(this.controlPath, 0o600);
+    const reapMs = this.opts.reapIntervalMs ?? 5000;
+    if (reapMs > 0) this.timers.push(setInterval(() => this.reapDead(), reapMs));
+    const statsMs = this.opts.statsIntervalMs ?? 10000;
+    if (statsMs > 0) this.timers.push(setInterval(() => this.printStats(false), statsMs));
+    this.timers.push(setInterval(() => this.tracker.tick(Date.now()), 250));
+    for (const t of this.timers) t.unref();
+    const devs = this.devices.list();
+    this.log(`allocation server listening on ${this.opts.socketPath} (control: ${this.controlPath}), pid ${process.pid}, `
+      + `frame size ${forced || 'auto (72/112/144)'}, ${devs.length ? `${devs.length} device(s): ${summarizeDevices(this.devices)}` : 'no devices declared (devices appear as they report)'}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.printStats(true);
+    for (const c of this.connections) c.socket.destroy();
+    await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
+    this.dataPath.release();
+    this.ctlPath.release();
+  }
+
+  // ------------------------------------------------------------------ ConnectionHost
+  reply(conn: DataConnection, dv: DataView, off: number): void {
+    const size = conn.frameSize;
+    const out = Buffer.alloc(size);
+    const o = new DataView(out.buffer, out.byteOffset, size);
+    const type = dv.getUint8(off);
+    const device = dv.getInt32(off + Off.deviceId, true);
+    o.setInt32(Off.deviceId, device, true);
+    if (type === MsgType.QUERY) {
+      o.setUint8(Off.type, MsgType.RESPONSE);
+      const u = this.tracker.usage(device);
+      writeU64(o, Off.dram, u.dram); writeU64(o, Off.l1, u.l1); writeU64(o, Off.l1Small, u.l1Small); writeU64(o, Off.trace, u.trace);
+      const L = layoutFor(size);
+      if (L) {
+        if (L.cb >= 0) { writeU64(o, L.cb, u.cb); writeU64(o, L.kernel, u.kernel); }
+        this.fillDeviceInfo(o, L, device);
+      }
+    } else {
+      o.setUint8(Off.type, MsgType.DEVICE_INFO_RESPONSE);
+      const L = layoutFor(size);
+      if (L) this.fillDeviceInfo(o, L, device);
+    }
+    if (!conn.socket.destroyed) conn.socket.write(out);
+  }
+
+  private fillDeviceInfo(o: DataView, L: NonNullable<ReturnType<typeof layoutFor>>, device: number): void {
+    const ids = this.knownDeviceIds();
+    if (device === -1) {
+      o.setUint32(L.numDevices, ids.length, true);
+      o.setUint32(L.isAvailable, ids.length > 0 ? 1 : 0, true);
+      return;
+    }
+    const d = this.devices.get(device);
+    o.setUint32(L.numDevices, ids.length, true);
+    if (!d) { o.setUint32(L.isAvailable, ids.includes(device) ? 1 : 0, true); return; }
+    o.setUint32(L.isAvailable, 1, true);
+    o.setUint32(L.arch, d.spec.arch, true);
+    o.setUint32(L.dramChannels, d.spec.dramChannels, true);
+    // The wire field is 32 bits; Blackhole's 4 GiB channels saturate it (total_dram_size is exact).
+    o.setUint32(L.dramPerChannel, Math.min(d.spec.dramPerChannel, 0xffffffff), true);
+    o.setUint32(L.l1PerCore, d.spec.l1PerCore, true);
+    writeU64(o, L.totalDram, totalDram(d.spec));
+    writeU64(o, L.totalL1, totalL1(d.spec));
+  }
+
+  /** Declared devices plus any that reported without being declared, in order. */
+  knownDeviceIds(): number[] {
+    const ids = new Set(this.devices.ids());
+    for (let d = 0; d <= this.tracker.maxDeviceSeen; d++) {
+      if (this.tracker.usageSeen(d)) ids.add(d);
+    }
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  dump(conn: DataConnection | null, kernels: boolean): void {
+    this.reapDead();
+    this.out(kernels ? formatKernelReport(this.tracker) : this.bufferReportText({}, 10));
+    if (conn) this.log(`${kernels ? 'kernel' : 'buffer'} report printed on request of ${conn.describe()}`);
+  }
+
+  bufferReportText(filter: ReportFilter, limit: number, heading?: string): string {
+    return formatBufferReport(buildBufferReport(this.tracker, filter, limit), heading);
+  }
+
+  logEvent(conn: DataConnection, dv: DataView, off: number): void {
+    const type = dv.getUint8(off);
+    const dev = dv.getInt32(off + Off.deviceId, true);
+    const pid = dv.getInt32(off + Off.processId, true);
+    const id = dv.getBigUint64(off + Off.bufferId, true).toString(16);
+    const size = readU64(dv, off + Off.size);
+    const bt = dv.getUint8(off + Off.bufferType);
+    const what = type === MsgType.KERNEL_LOAD ? (KERNEL_TYPE_NAMES[bt] ?? bt) : (BUFFER_TYPE_NAMES[bt] ?? bt);
+    this.out(`[event] ${MSG_NAMES[type] ?? `code ${type}`} device=${dev} pid=${pid} id=0x${id} size=${size} type=${what} (${conn.describe()})\n`);
+  }
+
+  closed(conn: DataConnection): void {
+    this.connections.delete(conn);
+    this.rejectedFramesClosed += conn.rejected;
+  }
+
+  // ------------------------------------------------------------------ cleanup and stats
+  /** Releases objects of owners that are gone; one summary line per PID. */
+  reapDead(): ReapedReport[] {
+    const dead = deadPids(this.tracker.livePids(), this.isAlive);
+    const reports = this.tracker.releasePids(dead);
+    for (const r of reports) {
+      const parts = [`${r.buffers} buffer${r.buffers === 1 ? '' : 's'} (${formatBytes(r.bytes)})`];
+      if (r.cbs) parts.push(`${r.cbs} CB${r.cbs === 1 ? '' : 's'} (${formatBytes(r.cbBytes)})`);
+      if (r.kernels) parts.push(`${r.kernels} kernel${r.kernels === 1 ? '' : 's'} (${formatBytes(r.kernelBytes)})`);
+      this.log(`process ${r.pid} is gone: released ${parts.join(', ')}`);
+    }
+    return reports;
+  }
+
+  rejectedFrames(): number {
+    let n = this.rejectedFramesClosed;
+    for (const c of this.connections) n += c.rejected;
+    return n;
+  }
+
+  printStats(final: boolean): void {
+    if (this.opts.quiet) return;
+    const lines = formatStatsLines(this);
+    const key = lines.join('\n');
+    if (!final && key === this.lastStatsKey) return; // nothing changed: stay quiet
+    this.lastStatsKey = key;
+    this.out((final ? '[ttalloc] final statistics\n' : '') + lines.map((l) => `[stats] ${l}\n`).join(''));
+  }
+}
+
+export function summarizeDevices(reg: DeviceRegistry): string {
+  const counts = new Map<string, number>();
+  for (const d of reg.list()) counts.set(d.spec.name, (counts.get(d.spec.name) ?? 0) + 1);
+  return [...counts].map(([n, c]) => `${c}x ${n}`).join(', ');
+}
+
+export function archName(arch: number): string { return ARCH_NAMES[arch] ?? `arch ${arch}`; }
+
+function listen(s: NetServer | HttpServer, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(path, () => { s.off('error', reject); resolve(); });
+  });
+}
+
+function closeServer(s: NetServer | HttpServer | null): Promise<void> {
+  return new Promise((resolve) => {
+    if (!s) return resolve();
+    if ('closeAllConnections' in s) s.closeAllConnections();
+    s.close(() => resolve());
+  });
+}

@@ -1,0 +1,43 @@
+// Owning a Unix socket path safely: refuse when a live server answers there, remove a stale file
+// left by a dead one, and on exit remove only the file we created (checked by inode).
+import { connect } from 'node:net';
+import { lstatSync, unlinkSync } from 'node:fs';
+
+export class SocketInUseError extends Error {}
+
+/** Resolves true when something accepts connections on `path`. */
+export function isListening(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const done = (v: boolean) => { clearTimeout(t); s.destroy(); resolve(v); };
+    const t = setTimeout(() => done(true), timeoutMs); // a connect that hangs means a live but busy owner
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+/** Makes `path` free for us to listen on, or throws SocketInUseError. */
+export async function claimSocketPath(path: string, what: string): Promise<void> {
+  let st;
+  try { st = lstatSync(path); } catch { return; }
+  if (!st.isSocket()) throw new SocketInUseError(`${path} exists and is not a socket; refusing to replace it (remove it or choose another ${what} path)`);
+  if (typeof process.getuid === 'function' && st.uid !== process.getuid() && process.getuid() !== 0) {
+    throw new SocketInUseError(`${path} belongs to another user (uid ${st.uid}); refusing to replace it`);
+  }
+  if (await isListening(path)) {
+    throw new SocketInUseError(`another allocation server is already running on ${path}; stop it first (ttalloc stop) or use --socket PATH`);
+  }
+  unlinkSync(path); // stale: left by a server that died
+}
+
+/** Remembers the inode we created so that exit never removes someone else's socket. */
+export class OwnedPath {
+  private ino = -1;
+  constructor(readonly path: string) {}
+  taken(): void { try { this.ino = lstatSync(this.path).ino; } catch { this.ino = -1; } }
+  release(): void {
+    if (this.ino < 0) return;
+    try { if (lstatSync(this.path).ino === this.ino) unlinkSync(this.path); } catch { /* already gone */ }
+    this.ino = -1;
+  }
+}

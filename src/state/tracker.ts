@@ -1,0 +1,283 @@
+// The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
+// incrementally so that queries, stats and metrics never scan the tables.
+import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
+import { ObjectTable, FLAG_RESIZED } from './object-table.js';
+
+/** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
+export const KIND_CB = 5;
+export const KIND_KERNEL = 6;
+export const KIND_UNKNOWN_FREE = 7;
+export const KINDS = 8;
+
+/** Per-process accounting, kept incrementally (per device × kind). */
+export class ProcessStats {
+  bytes: Float64Array;
+  counts: Float64Array;
+  /** Live objects (buffers + CBs + kernels) owned; 0 means nothing to reap. */
+  live = 0;
+  firstSeenMs: number;
+  lastSeenMs: number;
+  constructor(readonly pid: number, now: number, devices: number) {
+    this.bytes = new Float64Array(devices * KINDS);
+    this.counts = new Float64Array(devices * KINDS);
+    this.firstSeenMs = now;
+    this.lastSeenMs = now;
+  }
+  ensureDevice(device: number): void {
+    if (device * KINDS < this.bytes.length) return;
+    const n = (device + 1) * KINDS;
+    const b = new Float64Array(n); b.set(this.bytes); this.bytes = b;
+    const c = new Float64Array(n); c.set(this.counts); this.counts = c;
+  }
+  get devices(): number { return this.bytes.length / KINDS; }
+}
+
+export interface ReapedReport {
+  pid: number;
+  reapedAtMs: number;
+  buffers: number;
+  bytes: number;
+  cbs: number;
+  cbBytes: number;
+  kernels: number;
+  kernelBytes: number;
+  /** device → buffer type name → {count, bytes} */
+  byDevice: Record<string, Record<string, { count: number; bytes: number }>>;
+  largest: { device: number; address: string; size: number; type: number; refCount: number }[];
+}
+
+const REAPED_LARGEST = 5;
+
+export class Tracker {
+  readonly buffers: ObjectTable;
+  readonly cbs = new ObjectTable();
+  readonly kernels = new ObjectTable();
+  /** bytes / counts per device × kind */
+  readonly devBytes = new Float64Array(MAX_DEVICES * KINDS);
+  readonly devCounts = new Float64Array(MAX_DEVICES * KINDS);
+  private readonly devSeen = new Uint8Array(MAX_DEVICES);
+  /** Highest device id that ever reported anything, -1 if none. */
+  maxDeviceSeen = -1;
+  readonly pids = new Map<number, ProcessStats>();
+  private lastPid = -1;
+  private lastStats: ProcessStats | null = null;
+
+  /**
+   * Epochs order time coarsely: a new one starts on every checkpoint and on a clock tick after
+   * allocations happened, so "born after mark M" and "born at about time T" both come from one
+   * 32-bit column.
+   */
+  epoch = 0;
+  readonly epochStartMs: number[] = [];
+  private allocsInEpoch = 0;
+
+  // Ingest totals (frames accepted per message code), for stats and metrics.
+  readonly framesByType = new Float64Array(16);
+  unknownFrees = 0;
+  unknownCbFrees = 0;
+  unknownKernelUnloads = 0;
+  resizedAllocs = 0;
+  readonly reaped: ReapedReport[] = [];
+  reapedTotal = 0;
+  maxReapedKept = 1000;
+
+  nowMs = Date.now();
+
+  constructor(expectedBuffers = 0) {
+    this.buffers = new ObjectTable(expectedBuffers);
+    this.epochStartMs.push(this.nowMs);
+  }
+
+  // ---------------------------------------------------------------- hot path
+  private stats(pid: number): ProcessStats {
+    if (pid === this.lastPid && this.lastStats !== null) return this.lastStats;
+    let s = this.pids.get(pid);
+    if (s === undefined) {
+      s = new ProcessStats(pid, this.nowMs, this.maxDeviceSeen + 1);
+      this.pids.set(pid, s);
+    }
+    this.lastPid = pid;
+    this.lastStats = s;
+    return s;
+  }
+
+  private seeDevice(device: number): void {
+    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+    this.devSeen[device] = 1;
+  }
+
+  /** Has device `d` ever reported anything? */
+  usageSeen(d: number): boolean { return this.devSeen[d] === 1; }
+
+  private account(s: ProcessStats, device: number, kind: number, bytes: number, count: number): void {
+    const k = device * KINDS + kind;
+    this.devBytes[k] += bytes;
+    this.devCounts[k] += count;
+    s.ensureDevice(device);
+    s.bytes[k] += bytes;
+    s.counts[k] += count;
+    s.live += count;
+  }
+
+  alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): void {
+    this.seeDevice(device);
+    const t = this.buffers;
+    const e = t.find(device, lo, hi);
+    if (e >= 0) {
+      t.setRef(e, t.ref(e) + 1);
+      if (t.size(e) !== size) { t.setFlag(e, FLAG_RESIZED); this.resizedAllocs++; }
+      return;
+    }
+    t.insert(device, lo, hi, size, type, pid, this.epoch);
+    this.allocsInEpoch++;
+    const s = this.stats(pid);
+    s.lastSeenMs = this.nowMs;
+    this.account(s, device, type, size, 1);
+  }
+
+  free(device: number, lo: number, hi: number, pid: number): void {
+    this.seeDevice(device);
+    const t = this.buffers;
+    const e = t.find(device, lo, hi);
+    if (e < 0) {
+      this.unknownFrees++;
+      this.devCounts[device * KINDS + KIND_UNKNOWN_FREE]++;
+      const s = this.stats(pid);
+      s.ensureDevice(device);
+      s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
+      return;
+    }
+    const r = t.ref(e) - 1;
+    if (r > 0) { t.setRef(e, r); return; }
+    this.account(this.stats(t.pid(e)), device, t.type(e), -t.size(e), -1);
+    t.remove(e);
+  }
+
+  /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
+  loadObject(kind: number, device: number, lo: number, hi: number, size: number, subtype: number, pid: number): void {
+    this.seeDevice(device);
+    const t = kind === KIND_CB ? this.cbs : this.kernels;
+    if (t.find(device, lo, hi) >= 0) return;
+    t.insert(device, lo, hi, size, subtype, pid, this.epoch);
+    const s = this.stats(pid);
+    s.lastSeenMs = this.nowMs;
+    this.account(s, device, kind, size, 1);
+  }
+
+  /** CB_FREE / KERNEL_UNLOAD: removes the live object; unknown ids are counted, never subtracted. */
+  unloadObject(kind: number, device: number, lo: number, hi: number): void {
+    this.seeDevice(device);
+    const t = kind === KIND_CB ? this.cbs : this.kernels;
+    const e = t.find(device, lo, hi);
+    if (e < 0) {
+      if (kind === KIND_CB) this.unknownCbFrees++; else this.unknownKernelUnloads++;
+      return;
+    }
+    this.account(this.stats(t.pid(e)), device, kind, -t.size(e), -1);
+    t.remove(e);
+  }
+
+  // ---------------------------------------------------------------- time
+  /** Called on a coarse clock tick (and per received chunk) to keep a cheap "now". */
+  tick(now: number): void {
+    this.nowMs = now;
+    if (this.allocsInEpoch > 0 && now - this.epochStartMs[this.epoch] >= 1000) this.newEpoch();
+  }
+
+  /** Starts a new epoch (checkpoints call this) and returns its number. */
+  newEpoch(): number {
+    this.epoch++;
+    this.epochStartMs.push(this.nowMs);
+    this.allocsInEpoch = 0;
+    return this.epoch;
+  }
+
+  /** Approximate wall time (ms) at which something born in `epoch` was allocated. */
+  epochTimeMs(epoch: number): number { return this.epochStartMs[epoch] ?? this.nowMs; }
+
+  // ---------------------------------------------------------------- queries
+  deviceBytes(device: number, kind: number): number { return this.devBytes[device * KINDS + kind]; }
+  deviceCount(device: number, kind: number): number { return this.devCounts[device * KINDS + kind]; }
+
+  /** The four usage counters of the wire protocol (SYSTEM_MEMORY counts as L1_SMALL, as it always has). */
+  usage(device: number): { dram: number; l1: number; l1Small: number; trace: number; cb: number; kernel: number } {
+    if (device < 0 || device >= MAX_DEVICES) return { dram: 0, l1: 0, l1Small: 0, trace: 0, cb: 0, kernel: 0 };
+    const b = (k: number) => this.devBytes[device * KINDS + k];
+    return { dram: b(0), l1: b(1), l1Small: b(2) + b(3), trace: b(4), cb: b(KIND_CB), kernel: b(KIND_KERNEL) };
+  }
+
+  totalBuffers(): number { return this.buffers.count; }
+
+  /** PIDs that own at least one live object. */
+  livePids(): number[] {
+    const out: number[] = [];
+    for (const [pid, s] of this.pids) if (s.live > 0) out.push(pid);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- cleanup
+  /** Releases everything owned by `dead` PIDs; returns one report per PID that owned something. */
+  releasePids(dead: Set<number>): ReapedReport[] {
+    if (dead.size === 0) return [];
+    const reports = new Map<number, ReapedReport>();
+    const report = (pid: number): ReapedReport => {
+      let r = reports.get(pid);
+      if (!r) {
+        r = { pid, reapedAtMs: Date.now(), buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: [] };
+        reports.set(pid, r);
+      }
+      return r;
+    };
+    const t = this.buffers;
+    for (let e = t.count - 1; e >= 0; e--) {
+      const pid = t.pid(e);
+      if (!dead.has(pid)) continue;
+      const r = report(pid), dev = t.device(e), type = t.type(e), size = t.size(e);
+      r.buffers++; r.bytes += size;
+      const d = (r.byDevice[dev] ??= {});
+      const g = (d[typeName(type)] ??= { count: 0, bytes: 0 });
+      g.count++; g.bytes += size;
+      if (r.largest.length < REAPED_LARGEST || size > r.largest[r.largest.length - 1].size) {
+        r.largest.push({ device: dev, address: '0x' + t.idHex(e), size, type, refCount: t.ref(e) });
+        r.largest.sort((a, b) => b.size - a.size);
+        if (r.largest.length > REAPED_LARGEST) r.largest.pop();
+      }
+      this.account(this.stats(pid), dev, type, -size, -1);
+      t.remove(e);
+    }
+    for (const kind of [KIND_CB, KIND_KERNEL]) {
+      const ot = kind === KIND_CB ? this.cbs : this.kernels;
+      for (let e = ot.count - 1; e >= 0; e--) {
+        const pid = ot.pid(e);
+        if (!dead.has(pid)) continue;
+        const r = report(pid), size = ot.size(e);
+        if (kind === KIND_CB) { r.cbs++; r.cbBytes += size; } else { r.kernels++; r.kernelBytes += size; }
+        this.account(this.stats(pid), ot.device(e), kind, -size, -1);
+        ot.remove(e);
+      }
+    }
+    for (const pid of dead) {
+      const s = this.pids.get(pid);
+      if (s && s.live === 0) this.pids.delete(pid);
+    }
+    this.lastPid = -1; this.lastStats = null;
+    const out = [...reports.values()];
+    this.reaped.push(...out);
+    this.reapedTotal += out.length;
+    if (this.reaped.length > this.maxReapedKept) this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
+    return out;
+  }
+
+  /** Forgets everything (ttalloc reset). */
+  reset(): void {
+    this.buffers.clear(); this.cbs.clear(); this.kernels.clear();
+    this.devBytes.fill(0); this.devCounts.fill(0);
+    this.pids.clear(); this.lastPid = -1; this.lastStats = null;
+    this.reaped.length = 0;
+    this.unknownFrees = 0; this.unknownCbFrees = 0; this.unknownKernelUnloads = 0; this.resizedAllocs = 0;
+  }
+}
+
+export function typeName(type: number): string {
+  return BUFFER_TYPE_NAMES[type] ?? `TYPE_${type}`;
+}
