@@ -24,7 +24,6 @@ export function commandName(pid: number): string | null {
 export function listProcesses(tr: Tracker): ProcessRow[] {
   const rows: ProcessRow[] = [];
   for (const s of tr.pids.values()) {
-    if (s.live <= 0) continue;
     const devices: ProcessDeviceUsage[] = [];
     let buffers = 0, bytes = 0, unknown = 0;
     for (let d = 0; d < s.devices; d++) {
@@ -36,6 +35,8 @@ export function listProcesses(tr: Tracker): ProcessRow[] {
       devices.push(u);
       buffers += n; bytes += b(0) + b(1) + b(2) + b(3) + b(4);
     }
+    // A PID that only sent frees of unknown buffers is listed too: that is where they are counted.
+    if (s.live <= 0 && unknown === 0) continue;
     rows.push({ pid: s.pid, command: commandName(s.pid), buffers, bytes, unknownFrees: unknown, devices });
   }
   return rows.sort((a, b) => b.bytes - a.bytes);

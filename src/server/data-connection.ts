@@ -37,6 +37,10 @@ export class DataConnection {
   private pendingLen = 0;
   private garbageRun = 0;
   private detectTimer: NodeJS.Timeout | null = null;
+  /** The first frame was applied from its 40-byte head while the size was still unknown. */
+  private headApplied = false;
+  /** The partial frame in `pending` is that already-applied first frame: drop it when complete. */
+  private skipPending = false;
   private closing = false;
 
   constructor(readonly id: number, readonly socket: Socket, private host: ConnectionHost, forcedFrameSize = 0) {
@@ -83,15 +87,32 @@ export class DataConnection {
     if (!settled && (this.pendingLen === 72 || this.pendingLen === 112 || this.pendingLen === 144)) {
       // An exact single-frame length: a client waiting for a reply, or one that paused.
       if (this.detectTimer) clearTimeout(this.detectTimer);
-      this.detectTimer = setTimeout(() => { this.detectTimer = null; if (this.frameSize === 0) this.detect(null, true); }, this.host.detectQuietMs);
+      this.detectTimer = setTimeout(() => { this.detectTimer = null; this.quiet(); }, this.host.detectQuietMs);
     }
+  }
+
+  /**
+   * The stream went quiet on an exact 72 or 112 bytes: one whole frame, or the start of a longer
+   * one. Only a client waiting for a reply must be answered now, so its length decides. Any other
+   * frame's 40-byte head means the same in every size: apply it now and let later bytes decide
+   * (a 112/144-byte frame that paused after 72 bytes is then not misread as 72-byte frames).
+   */
+  private quiet(): void {
+    if (this.frameSize !== 0) return;
+    const t = this.pending[0];
+    if (t === MsgType.QUERY || t === MsgType.DEVICE_INFO_QUERY) return this.detect(null, true);
+    if (!this.headApplied) { this.headApplied = true; this.handle(this.pendingDv, 0); }
   }
 
   private decided(size: number, rest: Uint8Array | null): void {
     if (this.detectTimer) { clearTimeout(this.detectTimer); this.detectTimer = null; }
     this.frameSize = size;
-    const head = Buffer.from(this.pending.subarray(0, this.pendingLen));
+    let head = Buffer.from(this.pending.subarray(0, this.pendingLen));
     this.pendingLen = 0;
+    if (this.headApplied) { // never apply that first frame twice
+      if (head.length >= size) head = head.subarray(size);
+      else { this.pending.set(head); this.pendingLen = head.length; this.skipPending = true; head = head.subarray(head.length); }
+    }
     this.ingest(head);
     if (rest && rest.length) this.ingest(rest);
   }
@@ -109,7 +130,7 @@ export class DataConnection {
       }
       this.pending.set(chunk.subarray(0, need), this.pendingLen);
       this.pendingLen = 0;
-      this.handle(this.pendingDv, 0);
+      if (this.skipPending) this.skipPending = false; else this.handle(this.pendingDv, 0);
       off = need;
     }
     if (len - off >= fs) {
@@ -203,7 +224,7 @@ export class DataConnection {
   private reject(reason: string): void {
     if (this.closing) return;
     this.closing = true;
-    this.rejected++;
+    if (this.frameSize === 0) this.rejected++; // a stream rejected before any frame: count it once
     if (!this.firstRejection) this.firstRejection = reason;
     this.host.log(`${this.describe()}: closing: ${reason}`);
     this.socket.destroy();
@@ -220,9 +241,7 @@ export class DataConnection {
 
   private onClose(): void {
     if (this.detectTimer) clearTimeout(this.detectTimer);
-    if (this.rejected > 1 && !this.closing) {
-      this.host.log(`${this.describe()}: closed; ${this.rejected} frames were rejected (first: ${this.firstRejection})`);
-    }
+    // No summary line here: bad() already logged this connection once; the count is in stats.
     this.host.closed(this);
   }
 }
