@@ -33,6 +33,8 @@ export interface BufferReport {
   totalBuffers: number;
   totalBytes: number;
   devices: DeviceGroup[];
+  /** A filter was applied: "nothing left" then means nothing that matches. */
+  filtered?: boolean;
 }
 
 /** Does entry e pass the filter? Shared by every scan over the tables. */
@@ -93,5 +95,6 @@ export function buildBufferReport(tr: Tracker, filter: ReportFilter = {}, limit 
   }
   const order = (name: string) => REPORT_TYPE_ORDER.indexOf(BUFFER_TYPE_NAMES.indexOf(name));
   for (const d of byDevice.values()) d.types.sort((a, b) => order(a.type) - order(b.type));
-  return { totalBuffers, totalBytes, devices: [...byDevice.values()] };
+  const filtered = !!(filter.devices?.length || filter.pids?.length || filter.types?.length || filter.minEpoch);
+  return { totalBuffers, totalBytes, devices: [...byDevice.values()], filtered };
 }

@@ -12,7 +12,7 @@ export function formatBufferReport(r: BufferReport, heading?: string): string {
   const out: string[] = [...TITLE, ''];
   if (heading) out.push(heading, '');
   if (r.totalBuffers === 0) {
-    out.push('No buffers remaining: every tracked allocation has been freed.', '');
+    out.push(r.filtered ? 'No buffers remaining that match the filter.' : 'No buffers remaining: every tracked allocation has been freed.', '');
   }
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
