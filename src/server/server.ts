@@ -9,7 +9,7 @@ import { Tracker, type ReapedReport } from '../state/tracker.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { DataConnection, type ConnectionHost } from './data-connection.js';
-import { claimSocketPath, OwnedPath } from './socket-path.js';
+import { claimSocketPath, listenUnix, OwnedPath } from './socket-path.js';
 import { deadPids, isProcessAlive } from './reaper.js';
 import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
@@ -91,9 +91,9 @@ export class AllocationServer implements ConnectionHost {
       this.connectionsTotal++;
     });
     this.controlServer = createHttpServer((req, res) => { void this.router.handle(req, res, true); });
-    await listen(this.dataServer, this.opts.socketPath);
+    await listenUnix(this.dataServer, this.opts.socketPath);
     this.dataPath.taken();
-    await listen(this.controlServer, this.controlPath);
+    await listenUnix(this.controlServer, this.controlPath);
     this.ctlPath.taken();
     // Owner-only until the security work adds --group; umask may have left them wider.
     chmodSync(this.opts.socketPath, 0o600);

@@ -1,7 +1,9 @@
 // Owning a Unix socket path safely: refuse when a live server answers there, remove a stale file
 // left by a dead one, and on exit remove only the file we created (checked by inode).
-import { connect } from 'node:net';
-import { lstatSync, unlinkSync } from 'node:fs';
+import { connect, type Server as NetServer } from 'node:net';
+import type { Server as HttpServer } from 'node:http';
+import { linkSync, lstatSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 export class SocketInUseError extends Error {}
 
@@ -40,4 +42,36 @@ export class OwnedPath {
     try { if (lstatSync(this.path).ino === this.ino) unlinkSync(this.path); } catch { /* already gone */ }
     this.ino = -1;
   }
+}
+
+let privateSeq = 0;
+
+/**
+ * Listens on a Unix socket path without ever deleting someone else's file later. libuv unlinks a
+ * pipe server's path when it closes, whoever owns that path by then; so we bind a private name,
+ * hard-link the real path to it (link() fails rather than replace anything) and drop the private
+ * name. libuv's unlink on close then hits nothing, and OwnedPath removes the real path only while
+ * it is still ours.
+ */
+export async function listenUnix(s: NetServer | HttpServer, path: string): Promise<void> {
+  const tmp = join(dirname(path), `.ttalloc-${process.pid}-${++privateSeq}`);
+  if (Buffer.byteLength(tmp) > 100) return listenOn(s, path); // sun_path is ~108 bytes
+  try { unlinkSync(tmp); } catch { /* normally absent */ }
+  await listenOn(s, tmp);
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    s.close();
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SocketInUseError(`${path} was taken by another process while starting; refusing to replace it`);
+    throw e;
+  } finally {
+    try { unlinkSync(tmp); } catch { /* gone */ }
+  }
+}
+
+function listenOn(s: NetServer | HttpServer, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(path, () => { s.off('error', reject); resolve(); });
+  });
 }
