@@ -52,6 +52,25 @@ interface ConfigFile {
   arch?: Record<string, Partial<ArchSpec>>;
 }
 
+const CAPACITY_FIELDS = ['dramChannels', 'dramPerChannel', 'l1PerCore', 'workerCores'] as const;
+
+/** A config file is user input: ids must fit the protocol's device range, capacities be counts. */
+function checkConfigDevices(list: DeviceInfo[], overrides: Record<string, Partial<ArchSpec>>, path: string): void {
+  const seen = new Set<number>();
+  for (const d of list) {
+    if (!Number.isInteger(d.id) || d.id < 0 || d.id > MAX_DEVICE_ID) throw new DeviceError(`device config ${path}: device id ${JSON.stringify(d.id)} is not an integer from 0 to ${MAX_DEVICE_ID}`);
+    if (seen.has(d.id)) throw new DeviceError(`device config ${path}: device id ${d.id} is declared twice`);
+    seen.add(d.id);
+  }
+  const specs: [string, Partial<ArchSpec>][] = [...list.map((d) => [`device ${d.id}`, d.spec] as [string, Partial<ArchSpec>]), ...Object.entries(overrides)];
+  for (const [what, spec] of specs) {
+    for (const f of CAPACITY_FIELDS) {
+      const v = spec[f];
+      if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new DeviceError(`device config ${path}: ${what}: ${f} must be a whole number ≥ 0, not ${JSON.stringify(v)}`);
+    }
+  }
+}
+
 export class DeviceRegistry {
   private byId = new Map<number, DeviceInfo>();
 
@@ -80,6 +99,7 @@ export class DeviceRegistry {
       }
     }
     if (opts.devices) list = parseDeviceSpec(opts.devices).map((spec, id) => ({ id, spec, source: 'declared' }));
+    else if (opts.configPath) checkConfigDevices(list, overrides, opts.configPath);
     if (list.length === 0) list = discoverDriverDevices(opts.sysfsRoot);
     for (const d of list) {
       const key = Object.keys(ARCH_TABLE).find((k) => ARCH_TABLE[k].arch === d.spec.arch);

@@ -1,0 +1,176 @@
+// Which devices the server knows, through a real server: --devices, a --device-config file with
+// capacity overrides, the kernel driver's sysfs (a fake tree), and devices nobody declared.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeFrame, encodeFrame } from '../src/protocol/codec.js';
+import { BufferType, MsgType } from '../src/protocol/constants.js';
+import { rawConnect, runCli, startServer, tempDir, type TestServer } from './helpers/server.js';
+import { Inbox, stats, waitFrames, write } from './helpers/wire.js';
+
+const KiB = 1024, GiB = 2 ** 30;
+const dirs: string[] = [];
+function dir(): string { const d = tempDir(); dirs.push(d); return d; }
+after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+/** No driver for tests that declare devices, whatever the host has. */
+const NO_DRIVER = () => ({ TT_ALLOC_SYSFS_ROOT: dir() });
+
+interface DeviceJson { device: number; declared: boolean; source?: string; arch: string | null; archType?: number; cardType?: string | null; dramChannels?: number; dramPerChannel?: number; l1PerCore?: number; totalDramBytes?: number; totalL1Bytes?: number }
+
+async function info(srv: TestServer, deviceId: number) {
+  const s = await rawConnect(srv.socket);
+  const ib = new Inbox(s);
+  await write(s, encodeFrame({ type: MsgType.DEVICE_INFO_QUERY, deviceId }));
+  const r = decodeFrame(await ib.take(144));
+  s.destroy();
+  assert.equal(r.type, MsgType.DEVICE_INFO_RESPONSE);
+  assert.equal(r.deviceId, deviceId);
+  return r;
+}
+
+test('--devices declares devices with the architecture table\'s capacities', async () => {
+  const srv = await startServer(['--devices', '2xwormhole_b0,p150'], NO_DRIVER());
+  try {
+    assert.match(srv.output(), /3 device\(s\): 2x Wormhole_B0, 1x Blackhole/);
+    const all = await info(srv, -1);
+    assert.deepEqual([all.numDevices, all.isAvailable], [3, 1]);
+    const wh = await info(srv, 1);
+    assert.deepEqual([wh.isAvailable, wh.arch, wh.dramChannels, wh.dramPerChannel, wh.l1PerCore, wh.totalDram, wh.totalL1],
+      [1, 2, 12, GiB, 1464 * KiB, 12 * GiB, 1464 * KiB * 64]);
+    const bh = await info(srv, 2);
+    // 4 GiB per channel does not fit the 32-bit wire field: it saturates, the 64-bit total is exact.
+    assert.deepEqual([bh.arch, bh.dramChannels, bh.dramPerChannel, bh.l1PerCore, bh.totalDram],
+      [3, 8, 0xffffffff, 1536 * KiB, 32 * GiB]);
+    const none = await info(srv, 7);
+    assert.deepEqual([none.isAvailable, none.arch, none.totalDram], [0, 0, 0], 'an unknown device is not available');
+    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    assert.deepEqual(devs.map((d) => [d.device, d.arch, d.source]), [[0, 'Wormhole_B0', 'declared'], [1, 'Wormhole_B0', 'declared'], [2, 'Blackhole', 'declared']]);
+    const st = await runCli(['stats', '--socket', srv.socket]);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /device 2 \[Blackhole\]: DRAM 0 B \/ 32\.0 GiB/);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('--device-config: devices by card type and id, with capacity overrides', async () => {
+  const d = dir();
+  const cfg = join(d, 'devices.json');
+  writeFileSync(cfg, JSON.stringify({
+    devices: ['n300', { id: 3, arch: 'p150', dramChannels: 7 }],
+    arch: { wormhole_b0: { l1PerCore: 1024 * KiB } },
+  }));
+  const srv = await startServer(['--device-config', cfg], NO_DRIVER());
+  try {
+    const all = await info(srv, -1);
+    assert.equal(all.numDevices, 2);
+    const wh = await info(srv, 0);
+    assert.deepEqual([wh.arch, wh.l1PerCore, wh.totalL1, wh.totalDram], [2, 1024 * KiB, 1024 * KiB * 64, 12 * GiB], 'the override of a capacity');
+    const bh = await info(srv, 3);
+    assert.deepEqual([bh.arch, bh.dramChannels, bh.totalDram, bh.l1PerCore], [3, 7, 28 * GiB, 1536 * KiB]);
+    assert.equal((await info(srv, 1)).isAvailable, 0);
+    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    assert.deepEqual(devs.map((x) => [x.device, x.source, x.totalL1Bytes]), [[0, 'config', 1024 * KiB * 64], [3, 'config', 1536 * KiB * 140]]);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+  writeFileSync(cfg, JSON.stringify({ devices: ['n300', { arch: 'gpu9000' }] }));
+  const bad = await runCli(['server', '--socket', join(d, 'x.sock'), '--device-config', cfg]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /unknown arch 'gpu9000'/);
+  for (const [devices, arch, re] of [
+    [[{ id: 5000, arch: 'n150' }], {}, /device id 5000 is not an integer from 0 to 1023/],
+    [['n150', { id: 0, arch: 'n300' }], {}, /device id 0 is declared twice/],
+    [['n150'], { wormhole_b0: { dramChannels: 'twelve' } }, /wormhole_b0: dramChannels must be a whole number/],
+  ] as [unknown[], object, RegExp][]) {
+    writeFileSync(cfg, JSON.stringify({ devices, arch }));
+    const r = await runCli(['server', '--socket', join(d, 'x.sock'), '--device-config', cfg]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, re);
+  }
+  writeFileSync(cfg, '{ not json');
+  const bad2 = await runCli(['server', '--socket', join(d, 'x.sock'), '--device-config', cfg]);
+  assert.equal(bad2.code, 1);
+  assert.match(bad2.stderr, /cannot read device config .*devices\.json/);
+});
+
+/** A fake kernel-driver tree: /dev/tenstorrent/<N> and tt_card_type under /sys/class/tenstorrent. */
+function fakeSysfs(cards: Record<number, string | null>): string {
+  const root = dir();
+  mkdirSync(join(root, 'dev/tenstorrent'), { recursive: true });
+  for (const [id, card] of Object.entries(cards)) {
+    writeFileSync(join(root, 'dev/tenstorrent', id), '');
+    const attrs = join(root, `sys/class/tenstorrent/tenstorrent!${id}`);
+    mkdirSync(attrs, { recursive: true });
+    if (card !== null) writeFileSync(join(attrs, 'tt_card_type'), `${card}\n`);
+  }
+  return root;
+}
+
+test('driver discovery from sysfs (TT_ALLOC_SYSFS_ROOT), with config overrides applied to it', async () => {
+  const root = fakeSysfs({ 0: 'n300', 1: 'p150', 2: 'e150', 3: null });
+  const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: root });
+  try {
+    assert.match(srv.output(), /4 device\(s\)/);
+    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    assert.deepEqual(devs.map((x) => [x.device, x.source, x.cardType, x.arch]), [
+      [0, 'driver', 'n300', 'Wormhole_B0'], [1, 'driver', 'p150', 'Blackhole'], [2, 'driver', 'e150', 'Grayskull'], [3, 'driver', null, 'unknown'],
+    ]);
+    assert.equal((await info(srv, -1)).numDevices, 4);
+    assert.deepEqual([(await info(srv, 0)).arch, (await info(srv, 1)).arch, (await info(srv, 2)).arch], [2, 3, 1]);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+
+  // An arch-only config file overrides capacities of discovered devices; --devices beats the driver.
+  const cfg = join(root, 'arch.json');
+  writeFileSync(cfg, JSON.stringify({ arch: { wormhole_b0: { dramChannels: 6 } } }));
+  const o = await startServer(['--device-config', cfg], { TT_ALLOC_SYSFS_ROOT: root });
+  try {
+    const wh = await info(o, 0);
+    assert.deepEqual([wh.arch, wh.dramChannels, wh.totalDram], [2, 6, 6 * GiB]);
+    assert.equal((await info(o, -1)).numDevices, 4);
+  } finally {
+    assert.equal(await o.stop(), 0);
+  }
+  const decl = await startServer(['--devices', 'blackhole'], { TT_ALLOC_SYSFS_ROOT: root });
+  try {
+    assert.equal((await info(decl, -1)).numDevices, 1);
+    assert.equal((await info(decl, 0)).arch, 3);
+  } finally {
+    assert.equal(await decl.stop(), 0);
+  }
+});
+
+test('a device that reports allocations without being declared appears in stats, dump and DEVICE_INFO', async () => {
+  const srv = await startServer(['--devices', 'n150'], NO_DRIVER());
+  try {
+    const s = await rawConnect(srv.socket);
+    await write(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 5, size: 12288, bufferType: BufferType.DRAM, pid: process.pid, bufferId: 0x40000000 }));
+    const st = await waitFrames(srv, 1);
+    assert.deepEqual(st.devices.map((d) => [d.device, d.declared, d.arch, d.bytes.DRAM]), [[0, true, 'Wormhole_B0', 0], [5, false, null, 12288]]);
+    assert.equal((await stats(srv)).devices.length, 2);
+    const all = await info(srv, -1);
+    assert.equal(all.numDevices, 2);
+    const five = await info(srv, 5);
+    assert.deepEqual([five.isAvailable, five.arch, five.totalDram], [1, 0, 0], 'present, capacity unknown');
+    const dump = await runCli(['dump', '--socket', srv.socket]);
+    assert.match(dump.stdout, new RegExp(`Device 5:\\n  DRAM: 1 buffer, 0\\.012288 MB total\\n    - Buffer 0x40000000: 12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`));
+    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    assert.deepEqual(devs.map((x) => [x.device, x.declared]), [[0, true], [5, false]]);
+    s.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('TT_ALLOC_DEVICES declares devices from the environment', async () => {
+  const srv = await startServer([], { TT_ALLOC_DEVICES: '8xwormhole_b0', TT_ALLOC_SYSFS_ROOT: dir() });
+  try {
+    assert.equal((await info(srv, -1)).numDevices, 8);
+    assert.equal((await info(srv, 7)).arch, 2);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
