@@ -18,6 +18,7 @@ import { formatBufferReport } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
 import { formatStatsLines } from '../report/stats.js';
 import { formatBytes } from '../report/format.js';
+import { LiveViews } from './web.js';
 
 export const DEFAULT_SOCKET = '/tmp/tt_allocation_server.sock';
 
@@ -40,6 +41,10 @@ export interface ServerOptions {
   out?: (text: string) => void;
   /** Liveness check, replaceable in tests. */
   isAlive?: (pid: number) => boolean;
+  /** `[HOST:]PORT` for the read-only web dashboard and /metrics over TCP (off when unset). */
+  http?: string;
+  /** Period of the samples behind live charts (ms; 0 = off). */
+  sampleIntervalMs?: number;
 }
 
 export class AllocationServer implements ConnectionHost {
@@ -62,6 +67,8 @@ export class AllocationServer implements ConnectionHost {
   private stopped = false;
   readonly out: (text: string) => void;
   readonly isAlive: (pid: number) => boolean;
+  /** /metrics, chart samples and the --http dashboard listener. */
+  readonly live: LiveViews;
 
   constructor(readonly opts: ServerOptions) {
     this.tracker = new Tracker(opts.expectedBuffers ?? 0);
@@ -73,6 +80,7 @@ export class AllocationServer implements ConnectionHost {
     this.dataPath = new OwnedPath(opts.socketPath);
     this.ctlPath = new OwnedPath(this.controlPath);
     registerCoreRoutes(this.router, this);
+    this.live = new LiveViews(this);
   }
 
   get controlPath(): string { return this.opts.controlPath ?? controlPathFor(this.opts.socketPath); }
@@ -95,6 +103,7 @@ export class AllocationServer implements ConnectionHost {
     this.dataPath.taken();
     await listenUnix(this.controlServer, this.controlPath);
     this.ctlPath.taken();
+    await this.live.start();
     // Owner-only until the security work adds --group; umask may have left them wider.
     chmodSync(this.opts.socketPath, 0o600);
     chmodSync(this.controlPath, 0o600);
@@ -115,6 +124,7 @@ export class AllocationServer implements ConnectionHost {
     for (const t of this.timers) clearInterval(t);
     this.printStats(true);
     for (const c of this.connections) c.socket.destroy();
+    await this.live.stop();
     await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
     this.dataPath.release();
     this.ctlPath.release();

@@ -16,9 +16,12 @@ export function serverCommand(name = 'server'): Command {
     .option('--expected-buffers <n>', 'pre-size the buffer table for this many live buffers', intArg('--expected-buffers'), 0)
     .option('-q, --quiet', 'print only reports (no log or statistics lines)')
     .option('--log-events', 'print every event, like the original server (slow)')
+    .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
+    .option('--sample-interval <seconds>', 'how often live charts sample the counters', secondsArg('--sample-interval'), 1)
     .action(action(async (o: {
       socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
       deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
+      http?: string; sampleInterval: number;
     }) => {
       const devices = DeviceRegistry.resolve({ devices: o.devices ?? process.env.TT_ALLOC_DEVICES, configPath: o.deviceConfig });
       const server = new AllocationServer({
@@ -27,6 +30,7 @@ export function serverCommand(name = 'server'): Command {
         reapIntervalMs: o.reapInterval * 1000,
         statsIntervalMs: o.statsInterval * 1000,
         quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
+        http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
       });
       await server.start();
       let stopping = false;
