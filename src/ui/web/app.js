@@ -1,0 +1,176 @@
+// ttalloc dashboard: charts fed by the server's sample stream (SSE), tables polled from the
+// read-only JSON API. Plain browser JavaScript, no framework, no CDN: uPlot is served by ttalloc.
+'use strict';
+(() => {
+  const $ = (s) => document.querySelector(s);
+  const POLL_MS = 2000;
+  const MAX_POINTS = 600;
+  const UNITS = ['KiB', 'MiB', 'GiB', 'TiB'];
+  const fmt = (b) => {
+    if (b == null) return '–';
+    if (Math.abs(b) < 1024) return `${b} B`;
+    let v = b / 1024, u = 0;
+    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) { v /= 1024; u++; }
+    return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
+  };
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+  const getJson = async (path) => { const r = await fetch(path); if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`); return r.json(); };
+
+  // ------------------------------------------------------------------ charts
+  // Series per chart (indexes into the sample's kinds): DRAM-resident memory on the left axis,
+  // L1-resident on the right, because their scales differ by a factor of ~100.
+  const SERIES = [
+    ['DRAM', [0], 'dram', '#1f77b4'], ['TRACE', [4], 'dram', '#9467bd'],
+    ['L1', [1], 'l1', '#d62728'], ['L1_SMALL', [2, 3], 'l1', '#ff7f0e'], ['CB', [5], 'l1', '#2ca02c'], ['KERNEL', [6], 'l1', '#8c564b'],
+  ];
+  const charts = new Map();
+  function ensureChart(dev) {
+    let c = charts.get(dev);
+    if (c) return c;
+    const box = document.createElement('div');
+    box.className = 'chart';
+    box.dataset.device = dev;
+    box.innerHTML = `<h3>Device ${esc(dev)}</h3>`;
+    const ordered = [...charts.keys(), dev].sort((a, b) => a - b);
+    const next = charts.get(ordered[ordered.indexOf(dev) + 1]);
+    $('#charts').insertBefore(box, next ? next.box : null);
+    const data = [[], ...SERIES.map(() => [])];
+    const axisValues = (u, vals) => vals.map(fmt);
+    const plot = new uPlot({
+      width: 440, height: 220,
+      series: [{}, ...SERIES.map(([label, , scale, stroke]) => ({ label, scale, stroke, width: 1.5, value: (u, v) => fmt(v) }))],
+      scales: { x: { time: true } },
+      axes: [{}, { scale: 'dram', values: axisValues, size: 70 }, { scale: 'l1', side: 1, values: axisValues, size: 70, grid: { show: false } }],
+    }, data, box);
+    c = { box, data, plot };
+    charts.set(dev, c);
+    return c;
+  }
+  function addSample(s, draw) {
+    for (const [dev, v] of Object.entries(s.d)) {
+      const c = ensureChart(Number(dev));
+      c.data[0].push(s.t / 1000);
+      SERIES.forEach(([, kinds], i) => c.data[i + 1].push(kinds.reduce((a, k) => a + v[k], 0)));
+      if (c.data[0].length > MAX_POINTS) for (const a of c.data) a.splice(0, a.length - MAX_POINTS);
+      if (draw) drawChart(c);
+    }
+  }
+  function drawChart(c) {
+    c.plot.setData(c.data);
+    c.box.dataset.samples = String(c.data[0].length);
+    c.box.dataset.last = JSON.stringify(Object.fromEntries(SERIES.map(([l], i) => [l, c.data[i + 1][c.data[i + 1].length - 1]])));
+  }
+  const status = (on, text) => { const e = $('#status'); e.className = `status ${on ? 'on' : 'off'}`; e.textContent = text; };
+  const events = new EventSource('/v1/events');
+  events.addEventListener('history', (e) => {
+    const h = JSON.parse(e.data);
+    for (const c of charts.values()) for (const a of c.data) a.length = 0;
+    for (const s of h.samples) addSample(s, false);
+    for (const c of charts.values()) drawChart(c);
+  });
+  events.onmessage = (e) => addSample(JSON.parse(e.data), true);
+  events.onopen = () => status(true, 'live');
+  events.onerror = () => status(false, 'disconnected, retrying…');
+
+  // ------------------------------------------------------------------ tables
+  function rows(tbody, html) { $(tbody).innerHTML = html.join(''); }
+  async function loadStats() {
+    const s = await getJson('/v1/stats');
+    $('#summary').textContent = `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ${s.live.processes} processes · ${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
+    const pct = (u, t) => { if (!t) return ''; const p = (100 * u) / t; return ` <span class="${p >= 90 ? 'hot' : p >= 70 ? 'warm' : ''}">(${p.toFixed(1)}%)</span>`; };
+    rows('#devices tbody', s.devices.map((d) => {
+      const b = d.bytes, n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
+      return `<tr data-device="${d.device}"><td>${d.device}</td><td class="l">${esc(d.arch ?? '?')}</td><td>${fmt(b.DRAM)}${pct(b.DRAM + b.TRACE, d.totalDramBytes)}</td><td>${fmt(d.totalDramBytes)}</td>`
+        + `<td>${fmt(b.L1)}${pct(b.L1 + b.L1_SMALL + b.SYSTEM_MEMORY + b.CB + b.KERNEL, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td><td>${fmt(b.L1_SMALL + b.SYSTEM_MEMORY)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td><td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`;
+    }));
+  }
+  async function loadProcesses() {
+    const p = await getJson('/v1/processes');
+    const html = [];
+    for (const r of p.processes) {
+      r.devices.forEach((d, i) => {
+        const head = i === 0 ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}</td>` : '<td></td><td></td>';
+        html.push(`<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`);
+      });
+    }
+    rows('#processes tbody', html);
+  }
+
+  // ------------------------------------------------------------------ buffers (server-side paging)
+  let offset = 0, total = 0;
+  const SIZE_UNITS = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+  function filterQuery() {
+    const f = new FormData($('#filters'));
+    const q = new URLSearchParams();
+    for (const k of ['device', 'pid', 'type']) { const v = String(f.get(k) ?? '').trim(); if (v) q.set(k, v); }
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(String(f.get('minSize') ?? ''));
+    if (m) q.set('minSize', String(Math.round(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()])));
+    const mark = String(f.get('mark') ?? '');
+    if (mark) q.set('minEpoch', mark);
+    return q;
+  }
+  async function loadBuffers() {
+    const f = new FormData($('#filters'));
+    const q = filterQuery();
+    const limit = Number(f.get('limit'));
+    q.set('order', String(f.get('order'))); q.set('limit', String(limit)); q.set('offset', String(offset));
+    let page;
+    try { page = await getJson(`/v1/buffers/page?${q}`); } catch (e) { $('#range').textContent = e.message; return; }
+    total = page.total;
+    if (offset > 0 && offset >= total) { offset = Math.max(0, total - (total % limit || limit)); return loadBuffers(); }
+    $('#range').textContent = total === 0 ? 'no matching buffers' : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.totalBytes)})`;
+    $('#prev').disabled = offset === 0;
+    $('#next').disabled = offset + limit >= total;
+    rows('#buffers tbody', page.buffers.map((b) => `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td><td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td><td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`));
+  }
+  $('#filters').addEventListener('input', () => { offset = 0; void loadBuffers(); });
+  $('#filters').addEventListener('submit', (e) => e.preventDefault());
+  $('#prev').onclick = () => { offset = Math.max(0, offset - Number(new FormData($('#filters')).get('limit'))); void loadBuffers(); };
+  $('#next').onclick = () => { offset += Number(new FormData($('#filters')).get('limit')); void loadBuffers(); };
+
+  // ------------------------------------------------------------------ marks (when the server has them) and the report
+  async function loadMarks() {
+    let body;
+    try { const r = await fetch('/v1/marks'); if (!r.ok) return; body = await r.json(); } catch { return; }
+    const list = Array.isArray(body) ? body : Array.isArray(body.marks) ? body.marks : [];
+    const marks = list.filter((m) => m && Number.isInteger(m.epoch));
+    $('#mark-filter').hidden = marks.length === 0;
+    $('#marks-box').hidden = marks.length === 0;
+    const sel = $('#filters [name=mark]');
+    const keep = sel.value;
+    sel.innerHTML = '<option value="">—</option>' + marks.map((m) => `<option value="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</option>`).join('');
+    sel.value = keep;
+    $('#marks').innerHTML = marks.map((m) => `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: show buffers born after it</li>`).join('');
+  }
+  $('#marks').addEventListener('click', (e) => {
+    const a = e.target.closest('a[data-epoch]');
+    if (!a) return;
+    e.preventDefault();
+    $('#filters [name=mark]').value = a.dataset.epoch;
+    offset = 0; void loadBuffers();
+    $('#buffers').scrollIntoView();
+  });
+  async function loadReport() {
+    const q = filterQuery();
+    q.delete('minSize'); q.delete('minEpoch'); // the report endpoint filters by device, PID and type
+    q.set('limit', '10');
+    const r = await fetch(`/v1/report?${q}`);
+    $('#report').textContent = await r.text();
+    q.set('format', 'json'); q.set('all', '1'); q.delete('limit');
+    $('#download-filtered').href = `/v1/report?${q}`;
+  }
+  $('#refresh-report').onclick = () => void loadReport();
+
+  // ------------------------------------------------------------------ polling
+  let busy = false;
+  async function refresh() {
+    if (busy) return;
+    busy = true;
+    try { await Promise.all([loadStats(), loadProcesses(), loadBuffers(), loadMarks()]); }
+    catch (e) { status(false, `error: ${e.message}`); }
+    finally { busy = false; }
+  }
+  void refresh();
+  void loadReport();
+  setInterval(refresh, POLL_MS);
+})();
