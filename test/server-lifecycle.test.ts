@@ -209,6 +209,9 @@ test('stale sockets of a SIGKILLed server are replaced; own sockets removed on e
   a.proc.kill('SIGKILL');
   await exited(a.proc);
   assert.ok(lstatSync(sock).isSocket() && lstatSync(`${sock}.ctl`).isSocket(), 'SIGKILL leaves the files behind');
+  const none = await runCli(['dump', '--socket', sock]);
+  assert.equal(none.code, 2, 'a stale socket is no server');
+  assert.match(none.stderr, /no allocation server is running/);
 
   const b = await serverAt(sock);
   const s = await rawConnect(sock);
@@ -303,15 +306,41 @@ test('output to a file (redirection), --quiet, --log-events and periodic statist
 
 test('client commands with no server say so with exit code 2', async () => {
   const dir = tempDir();
-  for (const cmd of [['dump'], ['dump', '--json'], ['stats'], ['dump-kernels'], ['stop']]) {
-    const r = await runCli([...cmd, '--socket', join(dir, 'none.sock')]);
-    assert.equal(r.code, 2, `${cmd.join(' ')}: ${r.stderr}`);
+  const cmds = [['dump'], ['dump', '--json'], ['stats'], ['dump-kernels'], ['stop']];
+  const runs = await Promise.all(cmds.map((cmd) => runCli([...cmd, '--socket', join(dir, 'none.sock')])));
+  runs.forEach((r, i) => {
+    assert.equal(r.code, 2, `${cmds[i].join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /no allocation server is running on .*none\.sock/);
     assert.equal(r.stdout, '');
-  }
+  });
   const env = await runCli(['dump'], { TT_ALLOC_SERVER_SOCKET: join(dir, 'env.sock') });
   assert.equal(env.code, 2);
   assert.match(env.stderr, /env\.sock/, 'TT_ALLOC_SERVER_SOCKET is honoured');
+});
+
+test('server and clients find each other through TT_ALLOC_SERVER_SOCKET', async () => {
+  const dir = tempDir();
+  const sock = join(dir, 'env.sock');
+  const env = { ...process.env, TT_ALLOC_SERVER_SOCKET: sock };
+  const proc = spawn(process.execPath, [CLI, 'server', '--stats-interval', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  try {
+    let out = '';
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('listening on')) resolve(); });
+      proc.once('exit', () => reject(new Error(`server exited: ${out}`)));
+    });
+    assert.match(out, new RegExp(`listening on ${sock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `));
+    const r = await runCli(['dump'], { TT_ALLOC_SERVER_SOCKET: sock });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /No buffers remaining/);
+    const stop = await runCli(['stop'], { TT_ALLOC_SERVER_SOCKET: sock });
+    assert.equal(stop.code, 0, stop.stderr);
+    await exited(proc);
+    assert.equal(proc.exitCode, 0);
+    assert.equal(existsSync(sock), false);
+  } finally {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+  }
 });
 
 test('--help works on every command and on the seed\'s command names', async () => {
@@ -319,11 +348,11 @@ test('--help works on every command and on the seed\'s command names', async () 
   assert.equal(top.code, 0);
   const commands = top.stdout.split('Commands:')[1].split('\n').map((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1]).filter((c): c is string => !!c && c !== 'help');
   for (const c of ['server', 'dump', 'dump-kernels', 'stats', 'reset', 'stop', 'demo']) assert.ok(commands.includes(c), c);
-  for (const c of commands) {
-    const r = await runCli([c, '--help']);
-    assert.equal(r.code, 0, `${c} --help: ${r.stderr}`);
-    assert.match(r.stdout, new RegExp(`^Usage: ttalloc ${c}`), c);
-  }
+  const helps = await Promise.all(commands.map((c) => runCli([c, '--help'])));
+  helps.forEach((r, i) => {
+    assert.equal(r.code, 0, `${commands[i]} --help: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^Usage: ttalloc ${commands[i]}`), commands[i]);
+  });
   for (const [file, flag] of [['allocation-server', '--frame-size'], ['dump-remaining-buffers', '--json']]) {
     const r = spawnSync(process.execPath, [join(DIST, `cli/${file}.js`), '--help'], { encoding: 'utf8', timeout: 8000 });
     assert.equal(r.status, 0, r.stderr);

@@ -35,8 +35,8 @@ export function listProcesses(tr: Tracker): ProcessRow[] {
       devices.push(u);
       buffers += n; bytes += b(0) + b(1) + b(2) + b(3) + b(4);
     }
-    // A PID that only sent frees of unknown buffers is listed too: that is where they are counted.
-    if (s.live <= 0 && unknown === 0) continue;
+    // A live PID that only sent frees of unknown buffers is listed too: that is where they are counted.
+    if (s.live <= 0 && (unknown === 0 || commandName(s.pid) === null)) continue;
     rows.push({ pid: s.pid, command: commandName(s.pid), buffers, bytes, unknownFrees: unknown, devices });
   }
   return rows.sort((a, b) => b.bytes - a.bytes);
