@@ -1,0 +1,125 @@
+// The web dashboard in a real browser (Debian's chromium via playwright-core) against a real
+// server with --http, fed by a real client (Reporter) over the data socket.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { Reporter } from '../src/client/reporter.js';
+import { settle, startServer, type TestServer } from './helpers/server.js';
+
+const MiB = 1 << 20, KiB = 1024;
+let server: TestServer, browser: BrowserContext, page: Page, url: string, profile: string;
+const reporter = () => new Reporter({ socketPath: server.socket });
+
+before(async () => {
+  server = await startServer(['--http', '127.0.0.1:0', '--devices', '2xwormhole_b0', '--sample-interval', '0.2']);
+  url = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
+  profile = mkdtempSync(join(tmpdir(), 'ttalloc-chromium-'));
+  // A fresh profile directory per run; never a downloaded browser.
+  browser = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium', headless: true, viewport: { width: 1280, height: 1600 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  page = await browser.newPage();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+const lastPoint = (dev: number) => page.evaluate((d) => {
+  const el = document.querySelector<HTMLElement>(`.chart[data-device="${d}"]`);
+  return el?.dataset.last ? JSON.parse(el.dataset.last) as Record<string, number> : null;
+}, dev);
+
+test('dashboard shows live charts and tables, filters and pages buffers', async () => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await page.waitForSelector('#status.on');
+  // Empty server: charts for both declared devices, flat at zero; no buffers.
+  await page.waitForSelector('.chart[data-device="1"][data-samples]');
+  assert.equal((await lastPoint(0))!.DRAM, 0);
+  await page.waitForFunction(() => document.querySelector('#range')!.textContent === 'no matching buffers');
+
+  const r = reporter();
+  let dram = 0;
+  for (let i = 0; i < 250; i++) { const size = MiB + i * 4 * KiB; dram += size; r.alloc(0, 0x10000000 + i * 0x200000, size, 0); }
+  for (let i = 0; i < 20; i++) r.alloc(1, 0x100000 + i * 0x10000, 64 * KiB, 1);
+  r.cbAlloc(1, 0x7000, 32 * KiB);
+  r.flush();
+  await settle(server);
+
+  // The charts reach the workload's totals through the sample stream.
+  await page.waitForFunction((want) => {
+    const el = document.querySelector<HTMLElement>('.chart[data-device="0"]');
+    return !!el?.dataset.last && JSON.parse(el.dataset.last).DRAM === want;
+  }, dram);
+  const d1 = (await lastPoint(1))!;
+  assert.equal(d1.L1, 20 * 64 * KiB);
+  assert.equal(d1.CB, 32 * KiB);
+  assert.ok(Number(await page.getAttribute('.chart[data-device="0"]', 'data-samples')) > 1, 'the chart has a history');
+
+  // Process table: this process on both devices.
+  await page.waitForSelector(`#processes tr[data-pid="${process.pid}"][data-device="1"]`);
+  const procRow = await page.textContent(`#processes tr[data-pid="${process.pid}"][data-device="0"]`);
+  assert.match(procRow!, new RegExp(`^${process.pid}`));
+  assert.match(procRow!, /250$/);
+
+  // Buffer table: all 270, largest first, paged by 100.
+  await page.waitForFunction(() => /^1–100 of 270 /.test(document.querySelector('#range')!.textContent!));
+  const firstSize = await page.textContent('#buffers tbody tr:first-child td:nth-child(4)');
+  assert.equal(firstSize, `${((MiB + 249 * 4 * KiB) / MiB).toFixed(2)} MiB`);
+  await page.selectOption('#filters [name=type]', 'L1');
+  await page.waitForFunction(() => /^1–20 of 20 /.test(document.querySelector('#range')!.textContent!));
+  const types = await page.$$eval('#buffers tbody tr', (trs) => trs.map((t) => (t as HTMLElement).dataset.type));
+  assert.deepEqual(new Set(types), new Set(['L1']));
+  assert.equal(types.length, 20);
+  await page.selectOption('#filters [name=type]', 'DRAM');
+  await page.fill('#filters [name=minSize]', '1.5M');
+  // Sizes ≥ 1.5 MiB: MiB + i*4 KiB ≥ 1.5 MiB ⇔ i ≥ 128 → 122 buffers.
+  await page.waitForFunction(() => /^1–100 of 122 /.test(document.querySelector('#range')!.textContent!));
+  await page.click('#next');
+  await page.waitForFunction(() => /^101–122 of 122 /.test(document.querySelector('#range')!.textContent!));
+  assert.equal(await page.$$eval('#buffers tbody tr', (t) => t.length), 22);
+  assert.ok(await page.isDisabled('#next'));
+
+  // Frees show up in the chart and in the table.
+  for (let i = 200; i < 250; i++) { r.free(0, 0x10000000 + i * 0x200000); dram -= MiB + i * 4 * KiB; }
+  r.flush();
+  await settle(server);
+  await page.waitForFunction(() => /^1–72 of 72 /.test(document.querySelector('#range')!.textContent!));
+  await page.waitForFunction((want) => JSON.parse(document.querySelector<HTMLElement>('.chart[data-device="0"]')!.dataset.last!).DRAM === want, dram);
+
+  // The leak report view and the JSON download link follow the device/type/PID filters (type DRAM).
+  await page.click('#refresh-report');
+  await page.waitForFunction(() => document.querySelector('#report')!.textContent!.includes('Total remaining buffers'));
+  const report = await page.textContent('#report');
+  assert.match(report!, /DRAM: 200 buffers/);
+  assert.doesNotMatch(report!, /L1:/);
+  const href = await page.getAttribute('#download-filtered', 'href');
+  const json = await page.evaluate(async (h) => (await fetch(h!)).json(), href) as { total_buffers: number; buffers: unknown[] };
+  assert.equal(json.total_buffers, 200);
+  assert.equal(json.buffers.length, 200);
+
+  mkdirSync('test-output', { recursive: true });
+  await page.screenshot({ path: 'test-output/dashboard.png', fullPage: true });
+  assert.deepEqual(errors, []);
+  await r.close();
+});
+
+test('the TCP listener is read-only and also serves /metrics', async () => {
+  const res = await page.evaluate(async () => {
+    const post = await fetch('/v1/reset', { method: 'POST', body: '{"confirm":true}' });
+    const metrics = await (await fetch('/metrics')).text();
+    return { status: post.status, metrics };
+  });
+  assert.equal(res.status, 403);
+  assert.match(res.metrics, /^ttalloc_device_buffers\{device="0",type="DRAM"\} 200$/m);
+  const stats = await server.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
+  assert.equal(stats.live.buffers, 220, 'nothing was reset');
+});
