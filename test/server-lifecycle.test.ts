@@ -304,6 +304,24 @@ test('output to a file (redirection), --quiet, --log-events and periodic statist
   assert.match(ev[2], /^\[event\] FREE device=1 .*id=0xabc/);
 });
 
+test('a closed stdout (allocation-server | head) does not stop the server', async () => {
+  const srv = await startServer();
+  srv.proc.stdout!.destroy(); // the reader goes away
+  const s = await rawConnect(srv.socket);
+  await write(s, frames([
+    { type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1 },
+    { type: MsgType.DUMP_REMAINING },
+  ]));
+  await waitFrames(srv, 2);
+  const r = await runCli(['dump', '--socket', srv.socket]); // prints on the server's (closed) stdout too
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /Total remaining buffers: 1\n/);
+  assert.match(await srv.client.text('GET', '/v1/health'), /"ok":true/);
+  s.destroy();
+  assert.equal(await srv.stop(), 0);
+  assert.match(srv.stderr(), /stdout is closed \(EPIPE\)/);
+});
+
 test('client commands with no server say so with exit code 2', async () => {
   const dir = tempDir();
   const cmds = [['dump'], ['dump', '--json'], ['stats'], ['dump-kernels'], ['stop']];

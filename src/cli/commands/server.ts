@@ -23,6 +23,13 @@ export function serverCommand(name = 'server'): Command {
       deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
       http?: string; sampleInterval: number;
     }) => {
+      // A reader that goes away (`allocation-server | head`) must not take the tracked state with it.
+      let stdoutGone = false;
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+        if (stdoutGone) return;
+        stdoutGone = true;
+        process.stderr.write(`ttalloc: stdout is closed (${e.code}); the server keeps running without printing\n`);
+      });
       const devices = DeviceRegistry.resolve({ devices: o.devices ?? process.env.TT_ALLOC_DEVICES, configPath: o.deviceConfig });
       const server = new AllocationServer({
         socketPath: resolveSocket(o.socket),
