@@ -389,6 +389,8 @@ test('bad flag values: a clear error and a non-zero exit, nothing started', () =
     [['--devices', '3xfoo'], /bad device spec '3xfoo'/],
     [['--devices', '0xwormhole_b0'], /bad device count/],
     [['--device-config', join(dir, 'missing.json')], /cannot read device config/],
+    [['--socket', '/nonexistent-dir/x.sock'], /cannot listen on \/nonexistent-dir\/x\.sock/],
+    [['--socket', join(dir, 'a'.repeat(110))], /is \d+ bytes; Unix sockets allow 107/],
   ];
   for (const [args, re] of cases) {
     const r = runCliBounded(['server', '--socket', sock, ...args]);

@@ -20,6 +20,7 @@ export function isListening(path: string, timeoutMs = 1000): Promise<boolean> {
 
 /** Makes `path` free for us to listen on, or throws SocketInUseError. */
 export async function claimSocketPath(path: string, what: string): Promise<void> {
+  checkLength(path);
   let st;
   try { st = lstatSync(path); } catch { return; }
   if (!st.isSocket()) throw new SocketInUseError(`${path} exists and is not a socket; refusing to replace it (remove it or choose another ${what} path)`);
@@ -45,6 +46,13 @@ export class OwnedPath {
 }
 
 let privateSeq = 0;
+export const MAX_SOCKET_PATH = 107;
+
+/** sun_path holds 107 bytes; a longer path would be silently truncated by the kernel. */
+function checkLength(path: string): void {
+  const n = Buffer.byteLength(path);
+  if (n > MAX_SOCKET_PATH) throw new Error(`socket path ${path} is ${n} bytes; Unix sockets allow ${MAX_SOCKET_PATH} (choose a shorter --socket; the control socket adds ".ctl")`);
+}
 
 /**
  * Listens on a Unix socket path without ever deleting someone else's file later. libuv unlinks a
@@ -54,10 +62,13 @@ let privateSeq = 0;
  * it is still ours.
  */
 export async function listenUnix(s: NetServer | HttpServer, path: string): Promise<void> {
-  const tmp = join(dirname(path), `.ttalloc-${process.pid}-${++privateSeq}`);
-  if (Buffer.byteLength(tmp) > 100) return listenOn(s, path); // sun_path is ~108 bytes
+  checkLength(path);
+  const tmp = join(dirname(path), `.tt${process.pid}.${++privateSeq}`);
+  if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH) return listenOn(s, path);
   try { unlinkSync(tmp); } catch { /* normally absent */ }
-  await listenOn(s, tmp);
+  try { await listenOn(s, tmp); } catch (e) {
+    throw new Error(`cannot listen on ${path}: ${(e as Error).message.replace(tmp, dirname(path))}`);
+  }
   try {
     linkSync(tmp, path);
   } catch (e) {
