@@ -174,3 +174,20 @@ test('TT_ALLOC_DEVICES declares devices from the environment', async () => {
     assert.equal(await srv.stop(), 0);
   }
 });
+
+test('no devices anywhere: DEVICE_INFO_QUERY(-1) says 0 and not available, in every reply size', async () => {
+  const srv = await startServer([], NO_DRIVER());
+  try {
+    assert.match(srv.output(), /no devices declared/);
+    const all = await info(srv, -1);
+    assert.deepEqual([all.numDevices, all.isAvailable], [0, 0]);
+    const s = await rawConnect(srv.socket);
+    const ib = new Inbox(s);
+    await write(s, encodeFrame({ type: MsgType.DEVICE_INFO_QUERY, deviceId: -1 }, 112));
+    const r = decodeFrame(await ib.take(112));
+    assert.deepEqual([r.type, r.deviceId, r.numDevices, r.isAvailable], [MsgType.DEVICE_INFO_RESPONSE, -1, 0, 0]);
+    s.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
