@@ -285,9 +285,13 @@ test('auto-detection: a first frame that pauses at 72 or 112 bytes is applied at
       const dev = fs + cut; // one device per case
       const a = encodeFrame({ type: ALLOC, deviceId: dev % 1000, size: 4242, bufferType: BufferType.DRAM, pid: P, bufferId: 0x42 }, fs);
       await write(s, a.subarray(0, cut));
-      await new Promise((r) => setTimeout(r, 30)); // quiet on an ambiguous length
-      const st = await stats(srv);
-      assert.equal(st.devices.find((d) => d.device === dev % 1000)?.bytes.DRAM, 4242, 'the head was applied while the size was unknown');
+      // Quiet on an ambiguous length: the head is applied while the size is still unknown.
+      for (let i = 0; ; i++) {
+        const st = await stats(srv);
+        if (st.devices.find((d) => d.device === dev % 1000)?.bytes.DRAM === 4242) break;
+        assert.ok(i < 500, 'the first frame was never applied');
+        await new Promise((r) => setTimeout(r, 10));
+      }
       await write(s, a.subarray(cut));
       await write(s, encodeFrame({ type: QUERY, deviceId: dev % 1000 }, fs));
       const r = decodeFrame(await ib.take(fs));
@@ -347,8 +351,9 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
       for (let i = 0; i < bytes.length; i++) {
         await write(s, bytes.subarray(i, i + 1));
         await roundTrip(srv);
-        // Stay quiet on the ambiguous lengths, where a lone 72- or 112-byte frame could end.
-        if (i + 1 === 72 || i + 1 === 112) await new Promise((r) => setTimeout(r, 30));
+        // Stay quiet where a lone 72-byte frame could end, until the server has applied its head.
+        if (i + 1 === 72) await waitFrames(srv, total + 1);
+        if (i + 1 === 112) await new Promise((r) => setTimeout(r, 30));
       }
       want.set(`${dev}:0xabc`, 5000);
       want.set(`${dev}:0xdef`, 6000);
