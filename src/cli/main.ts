@@ -8,13 +8,14 @@ import { serverCommand } from './commands/server.js';
 import { dumpCommand, dumpKernelsCommand } from './commands/dump.js';
 import { resetCommand, statsCommand, stopCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
+import { topCommand } from './commands/top.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
     .description('Cross-process device-memory tracker for Tenstorrent accelerators')
     .version('0.1.0')
     .showHelpAfterError('(add --help for usage)');
-  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), demoCommand()]) {
+  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), demoCommand(), topCommand()]) {
     program.addCommand(c);
   }
   return program;

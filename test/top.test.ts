@@ -1,0 +1,140 @@
+// `ttalloc top` in a real terminal: tmux runs it against a real server fed by real clients; the
+// test reads the screen, presses keys, resizes the window and checks the terminal is restored.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { Reporter } from '../src/client/reporter.js';
+import { CLI, runCli, settle, startServer, type TestServer } from './helpers/server.js';
+
+const MiB = 1 << 20;
+const TMUX = ['-L', `ttalloc-top-${process.pid}`, '-f', '/dev/null'];
+let server: TestServer, child: ChildProcess, mine: Reporter, theirs: Reporter;
+
+const tmux = (...args: string[]) => execFileSync('tmux', [...TMUX, ...args], { encoding: 'utf8' });
+const pane = (escapes = false) => tmux('capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', 'top');
+const flags = () => tmux('display', '-p', '-t', 'top', '#{alternate_on} #{cursor_flag}').trim();
+const lines = () => pane().split('\n');
+const lineOf = (re: RegExp) => lines().find((l) => re.test(l)) ?? '';
+
+/** Polls the screen until `pred` holds; fails with the screen's content. */
+async function waitForPane(pred: (screen: string) => boolean, what: string, timeoutMs = 10000): Promise<string> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const s = pane();
+    if (pred(s)) return s;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; screen:\n${s}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function startTop(env = '') {
+  tmux('send-keys', '-t', 'top', `clear; ${env} node ${CLI} top --socket ${server.socket} --interval 0.2; echo EXIT=$?`, 'Enter');
+}
+
+before(async () => {
+  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--sample-interval', '0.2']);
+  child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  mine = new Reporter({ socketPath: server.socket });
+  theirs = new Reporter({ socketPath: server.socket, pid: child.pid });
+  for (let i = 0; i < 3; i++) mine.alloc(0, 0x10000000 + i * 0x8000000, 100 * MiB, 0);
+  mine.alloc(1, 0x1000, 1 * MiB, 1);
+  theirs.alloc(0, 0x70000000, 10 * MiB, 0);
+  theirs.alloc(1, 0x200000, 40 * MiB, 1);
+  theirs.cbAlloc(1, 0x7000, 2 * MiB);
+  mine.flush(); theirs.flush();
+  await settle(server);
+  tmux('new-session', '-d', '-s', 'top', '-x', '120', '-y', '40', 'env PS1="$ " bash --norc --noprofile');
+});
+
+after(async () => {
+  try { tmux('kill-server'); } catch { /* already gone */ }
+  child?.kill();
+  await mine?.close(); await theirs?.close();
+  await server?.stop();
+});
+
+test('top shows devices and processes, sorts, filters, resizes, follows dead processes and quits cleanly', async () => {
+  startTop();
+  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && s.includes(`${child.pid} `) && s.includes('q quit'), 'the first frame');
+  assert.equal(flags(), '1 0', 'alternate screen on, cursor hidden');
+
+  // Device rows: used / total with the capacity of a Wormhole_B0, L1 parts drawn in the bar.
+  assert.match(lineOf(/^Dev 0 Wormhole_B0 DRAM/), /\[█+·+\] 310 MiB \/ 12\.0 GiB +2\.5%/);
+  const dev1 = lines().findIndex((l) => l.startsWith('Dev 1 '));
+  assert.match(lines()[dev1 + 1], /^ +L1 +\[█+▒+·+\] 43\.0 MiB \/ 91\.5 MiB +47\.0%/);
+  // Process rows: PID, command name from /proc, per-device figures.
+  const pidRow = () => lines().findIndex((l) => l.startsWith(`${process.pid} `));
+  const childRow = () => lines().findIndex((l) => l.startsWith(`${child.pid} `));
+  assert.match(lines()[pidRow()], /node +0 +300 MiB +0 B +0 B +0 B +0 B +3$/);
+  assert.match(lines()[childRow()], /sleep +0 +10\.0 MiB/);
+  assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +1$/);
+
+  // Sorting: DRAM (default) puts this process first; L1 puts the sleeper first.
+  assert.ok(pidRow() < childRow());
+  tmux('send-keys', '-t', 'top', 'l');
+  await waitForPane((s) => s.includes('L1▼'), 'sort by L1');
+  assert.ok(childRow() < pidRow(), 'sorted by L1');
+  tmux('send-keys', '-t', 'top', 'p');
+  await waitForPane((s) => s.includes('PID▲'), 'sort by PID');
+  assert.equal(childRow() < pidRow(), child.pid! < process.pid);
+
+  // Device filter.
+  tmux('send-keys', '-t', 'top', 'f');
+  await waitForPane((s) => s.includes('[device 0]') && !s.includes('Dev 1 '), 'device 0 only');
+  assert.equal(lines().filter((l) => /^ +1 +\d/.test(l)).length, 0, 'no device-1 process rows');
+  tmux('send-keys', '-t', 'top', 'a');
+  await waitForPane((s) => s.includes('Dev 1 ') && !s.includes('[device'), 'all devices again');
+
+  // Live updates.
+  mine.alloc(0, 0x9000000, 1024 * MiB, 4); mine.flush();
+  await waitForPane((s) => /Dev 0 Wormhole_B0 DRAM \[█+▓+·+\] 1\.30 GiB/.test(s), 'TRACE part after a new allocation');
+
+  // Resize: the frame follows the window width.
+  const barWidth = () => /\[([^\]]*)\]/.exec(lineOf(/^Dev 0 /))![1].length;
+  const wide = barWidth();
+  tmux('resize-window', '-t', 'top', '-x', '84', '-y', '30');
+  await waitForPane(() => barWidth() < wide, 'a narrower bar');
+  assert.ok(lines().every((l) => [...l].length <= 84));
+  assert.match(lines().at(-2) ?? lines().at(-1)!, /q quit/);
+
+  // A dead process disappears (the server reaps it; top shows what is live).
+  child.kill('SIGKILL');
+  await waitForPane((s) => !s.includes(`${child.pid} `) && s.includes('1 reaped'), 'the dead process gone');
+
+  tmux('send-keys', '-t', 'top', 'q');
+  await waitForPane((s) => s.includes('EXIT=0'), 'exit on q');
+  assert.equal(flags(), '0 1', 'main screen back, cursor visible');
+  assert.ok(!pane().includes('Dev 0 '), 'the frame was on the alternate screen');
+});
+
+test('Ctrl-C quits cleanly; colours by pressure, NO_COLOR respected', async () => {
+  tmux('resize-window', '-t', 'top', '-x', '120', '-y', '40');
+  startTop();
+  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0'), 'frame');
+  const colored = pane(true);
+  assert.match(colored, /\x1b\[32m█/, 'green bar for low pressure');
+  tmux('send-keys', '-t', 'top', 'C-c');
+  await waitForPane((s) => s.includes('EXIT=0'), 'exit on Ctrl-C');
+  assert.equal(flags(), '0 1');
+
+  startTop('NO_COLOR=1');
+  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT=0'), 'frame without colour');
+  assert.doesNotMatch(pane(true), /\x1b\[(3\d|1|7)m/, 'no colour or emphasis');
+  tmux('send-keys', '-t', 'top', 'q');
+  await waitForPane((s) => s.includes('EXIT=0'), 'exit');
+});
+
+test('--once prints one frame, --json the same data', async () => {
+  const once = await runCli(['top', '--once', '--socket', server.socket]);
+  assert.equal(once.code, 0, once.stderr);
+  assert.doesNotMatch(once.stdout, /\x1b/, 'no escape codes when not a terminal');
+  assert.match(once.stdout, /^Dev 0 Wormhole_B0 DRAM \[.*\] 1\.29 GiB \/ 12\.0 GiB +10\.8%/m);
+  assert.match(once.stdout, new RegExp(`^${process.pid} +node +0 +300 MiB`, 'm'));
+  const json = await runCli(['top', '--json', '--socket', server.socket]);
+  const data = JSON.parse(json.stdout) as { devices: { device: number; bytes: { DRAM: number; TRACE: number } }[]; processes: { pid: number; buffers: number }[] };
+  assert.deepEqual(data.devices.map((d) => [d.device, d.bytes.DRAM, d.bytes.TRACE]), [[0, 300 * MiB, 1024 * MiB], [1, 0, 0]]);
+  assert.deepEqual(data.processes.map((p) => [p.pid, p.buffers]), [[process.pid, 5]]);
+  const none = await runCli(['top', '--once', '--socket', `${server.dir}/nothing.sock`]);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /no allocation server is running/);
+});
