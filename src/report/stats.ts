@@ -55,8 +55,17 @@ export function buildStats(src: StatsSource) {
     resizedAllocs: tr.resizedAllocs,
     live: { buffers: tr.buffers.count, cbs: tr.cbs.count, kernels: tr.kernels.count, processes: tr.livePids().length },
     reapedProcesses: tr.reapedTotal,
-    memory: { tableBytes: tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes(), rssBytes: process.memoryUsage.rss() },
+    memory: memoryStats(tr),
     devices: src.knownDeviceIds().map((d) => deviceStats(src, d)),
+  };
+}
+
+/** Process memory as V8 sees it; heap + external over the live count is the bytes-per-buffer figure. */
+function memoryStats(tr: Tracker) {
+  const m = process.memoryUsage();
+  return {
+    tableBytes: tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes(),
+    rssBytes: m.rss, heapUsedBytes: m.heapUsed, externalBytes: m.external, arrayBuffersBytes: m.arrayBuffers,
   };
 }
 

@@ -9,6 +9,7 @@ import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
 import { listProcesses } from '../report/process-info.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
+import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
 
 /** "DRAM,L1" or "0,1" → buffer type codes. */
 export function parseTypes(v: string | null | undefined): number[] | undefined {
@@ -35,7 +36,14 @@ export function reportQuery(url: URL): { filter: ReportFilter; limit: number; al
 
 export function registerCoreRoutes(r: Router, s: AllocationServer): void {
   r.get('/v1/health', () => ({ ok: true, pid: process.pid, socket: s.opts.socketPath, uptimeSeconds: Math.round((Date.now() - s.startedAtMs) / 1000) }));
-  r.get('/v1/stats', () => buildStats(s));
+  r.get('/v1/stats', (c) => {
+    // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
+    // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
+    if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
+    const st = { ...buildStats(s), eventLoop: loopDelayStats() };
+    if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
+    return st;
+  });
   r.get('/v1/devices', () => s.knownDeviceIds().map((id) => {
     const d = s.devices.get(id);
     return d
@@ -49,7 +57,11 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
   r.get('/v1/report', (c) => report(c, s, false));
   r.post('/v1/dump', (c) => report(c, s, true));
   r.post('/v1/dump-kernels', (c) => { s.dump(null, true); return text(c, formatKernelReport(s.tracker)); });
-  r.post('/v1/reap', () => ({ reaped: s.reapDead() }));
+  r.post('/v1/reap', () => {
+    const t0 = performance.now();
+    const reaped = s.reapDead();
+    return { reaped, sweepMs: performance.now() - t0 };
+  });
   r.post('/v1/reset', async (c) => {
     const body = (await c.body()) as { confirm?: boolean };
     if (body.confirm !== true) throw new HttpError(400, 'reset needs {"confirm": true}');
