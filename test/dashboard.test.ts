@@ -2,12 +2,12 @@
 // server with --http, fed by a real client (Reporter) over the data socket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
-import { settle, startServer, type TestServer } from './helpers/server.js';
+import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
 const MiB = 1 << 20, KiB = 1024;
 let server: TestServer, browser: BrowserContext, page: Page, url: string, profile: string;
@@ -97,7 +97,8 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
 
   // The leak report view and the JSON download link follow the device/type/PID filters (type DRAM).
   await page.click('#refresh-report');
-  await page.waitForFunction(() => document.querySelector('#report')!.textContent!.includes('Total remaining buffers'));
+  // (the report shown at page load was of the empty server: wait for the refreshed one)
+  await page.waitForFunction(() => document.querySelector('#report')!.textContent!.includes('Device 0:'));
   const report = await page.textContent('#report');
   assert.match(report!, /DRAM: 200 buffers/);
   assert.doesNotMatch(report!, /L1:/);
@@ -122,4 +123,17 @@ test('the TCP listener is read-only and also serves /metrics', async () => {
   assert.match(res.metrics, /^ttalloc_device_buffers\{device="0",type="DRAM"\} 200$/m);
   const stats = await server.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
   assert.equal(stats.live.buffers, 220, 'nothing was reset');
+});
+
+test('a bad or busy --http address is refused before any socket is claimed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttalloc-http-'));
+  try {
+    const busyPort = new URL(url).port;
+    for (const [spec, msg] of [['70000', /expected \[HOST:\]PORT/], [`127.0.0.1:${busyPort}`, /cannot listen \(EADDRINUSE\)/]] as const) {
+      const r = await runCli(['server', '--socket', join(dir, 's.sock'), '--http', spec]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, msg);
+      assert.deepEqual(readdirSync(dir), [], 'no socket file left behind');
+    }
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });

@@ -90,6 +90,8 @@ export class AllocationServer implements ConnectionHost {
   }
 
   async start(): Promise<void> {
+    // First, so that a busy --http port fails before any socket path is claimed.
+    await this.live.start();
     await claimSocketPath(this.opts.socketPath, 'socket');
     await claimSocketPath(this.controlPath, 'control socket');
     const forced = this.opts.frameSize ?? 0;
@@ -103,7 +105,6 @@ export class AllocationServer implements ConnectionHost {
     this.dataPath.taken();
     await listenUnix(this.controlServer, this.controlPath);
     this.ctlPath.taken();
-    await this.live.start();
     // Owner-only until the security work adds --group; umask may have left them wider.
     chmodSync(this.opts.socketPath, 0o600);
     chmodSync(this.controlPath, 0o600);

@@ -39,7 +39,10 @@ export class LiveViews {
   /** Where the dashboard listens (set after start with --http). */
   url: string | null = null;
 
+  private readonly address: { host: string; port: number } | null;
+
   constructor(private readonly s: AllocationServer) {
+    this.address = s.opts.http ? parseHttpAddress(s.opts.http) : null;
     this.metrics = createMetrics(s);
     this.sampler = new Sampler(s, s.opts.sampleIntervalMs ?? 1000);
     const r = s.router;
@@ -60,9 +63,8 @@ export class LiveViews {
   async start(): Promise<void> {
     this.sampler.start();
     this.sampler.subscribe((smp) => this.broadcast(smp));
-    const spec = this.s.opts.http;
-    if (!spec) return;
-    const { host, port } = parseHttpAddress(spec);
+    if (!this.address) return;
+    const { host, port } = this.address, spec = this.s.opts.http;
     this.loadAssets();
     this.http = createServer((req, res) => this.serve(req, res));
     await new Promise<void>((resolve, reject) => {
@@ -85,7 +87,9 @@ export class LiveViews {
 
   private loadAssets(): void {
     try {
-      for (const f of readdirSync(UI_DIR)) this.assets.set(f, readFileSync(join(UI_DIR, f)));
+      // Only the page's files (dist/ui also holds the compiled TUI modules, in a subdirectory).
+      for (const f of readdirSync(UI_DIR, { withFileTypes: true })) if (f.isFile() && TYPES[extname(f.name)]) this.assets.set(f.name, readFileSync(join(UI_DIR, f.name)));
+      if (!this.assets.has('index.html')) throw new Error('no index.html');
     } catch {
       this.s.log(`dashboard assets not found in ${UI_DIR} (run 'npm run build'); serving the API only`);
     }

@@ -154,6 +154,7 @@
     const q = filterQuery();
     q.delete('minSize'); q.delete('minEpoch'); // the report endpoint filters by device, PID and type
     q.set('limit', '10');
+    $('#report').textContent = 'loading…';
     const r = await fetch(`/v1/report?${q}`);
     $('#report').textContent = await r.text();
     q.set('format', 'json'); q.set('all', '1'); q.delete('limit');
