@@ -138,3 +138,14 @@ test('--once prints one frame, --json the same data', async () => {
   assert.equal(none.code, 2);
   assert.match(none.stderr, /no allocation server is running/);
 });
+
+test('top keeps running and says so when the server goes away', async () => {
+  startTop();
+  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT='), 'frame');
+  await server.stop();
+  await waitForPane((s) => s.includes('server not reachable: no allocation server is running'), 'the message');
+  assert.match(pane(), /^Dev 0 Wormhole_B0/m, 'the last data stays on screen');
+  tmux('send-keys', '-t', 'top', 'q');
+  await waitForPane((s) => s.includes('EXIT=0'), 'exit');
+  assert.equal(flags(), '0 1');
+});
