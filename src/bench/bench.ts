@@ -1,0 +1,205 @@
+// `npm run bench`: every figure of the performance issue, measured against the real server over
+// the real socket, beside its target and beside the limit measured in the same run (the same C
+// load generators writing into a C reader that only discards bytes). Prints one table.
+//   node dist/bench/bench.js [--quick] [--only ingest,single,state,sweep,grow]
+import { cpus } from 'node:os';
+import { BenchServer, DiscardReader, buildTools, generators, removeDir, sleep, timedGet, workDir, type GenSpec } from './harness.js';
+
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const onlyArg = argv.indexOf('--only');
+const only = onlyArg >= 0 ? new Set(argv[onlyArg + 1].split(',')) : null;
+const SCENARIOS = ['ingest', 'single', 'state', 'sweep', 'grow'];
+if (only) for (const n of only) if (!SCENARIOS.includes(n)) { console.error(`unknown scenario ${n} (one of ${SCENARIOS.join(', ')})`); process.exit(2); }
+
+// Sizes: the issue's figures, or small ones for the smoke test.
+const N = quick
+  ? { batched: 250_000, single: 40_000, live: 100_000, grow: 400_000, sweepPids: 1000, runMs: 600 }
+  : { batched: 5_000_000, single: 600_000, live: 1_000_000, grow: 20_000_000, sweepPids: 1000, runMs: 3000 };
+const CLIENTS = 4;
+/** A dead PID: above the largest pid_max Linux allows, so kill(pid, 0) is always ESRCH. */
+const DEAD_PID_BASE = 5_000_000;
+
+interface Row { figure: string; value: string; target: string; limit: string; ok: boolean | null; note?: string }
+const rows: Row[] = [];
+const M = (x: number) => `${(x / 1e6).toFixed(2)} M/s`;
+const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
+const count = (n: number) => (n >= 1e6 ? `${n / 1e6} M` : `${n / 1e3} k`);
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+const tools = buildTools();
+
+/** CLIENTS generators of `mode`, each with its own address range on 8 devices. */
+function load(mode: GenSpec['mode'], frames: number, pidBase: number, durationMs = 0): GenSpec[] {
+  return Array.from({ length: CLIENTS }, (_, k) => ({ mode, frames, durationMs, pidBase: pidBase + k, addrBase: BigInt(0x10 + k) << 32n }));
+}
+
+/** Frames/s of `specs` into the discard reader and into a fresh server. */
+async function ingestPair(specs: GenSpec[]): Promise<{ limit: number; server: number; stall: number }> {
+  const dir = workDir();
+  try {
+    const reader = await DiscardReader.start(tools.reader, dir, specs.length);
+    const g1 = await generators(tools.loadgen, reader.socket, specs);
+    g1.go();
+    const r1 = await g1.results();
+    await reader.bytes();
+    const limit = r1.reduce((a, r) => a + r.frames, 0) / Math.max(...r1.map((r) => r.seconds));
+
+    const server = await BenchServer.start(dir);
+    try {
+      const g2 = await generators(tools.loadgen, server.socket, specs);
+      await server.stats('?loop=reset');
+      g2.go();
+      const r2 = await g2.results();
+      const total = r2.reduce((a, r) => a + r.frames, 0);
+      const st = await server.drained(total);
+      const rate = total / Math.max(...r2.map((r) => r.seconds));
+      return { limit, server: rate, stall: st.eventLoop?.maxMs ?? NaN };
+    } finally { await server.stop(); }
+  } finally { removeDir(dir); }
+}
+
+/** Fills a server with `n` live buffers over 8 devices from CLIENTS generators. */
+async function fill(server: BenchServer, n: number, pidBase: number, npids = 1, addrShift = 0): Promise<number> {
+  const per = Math.ceil(n / CLIENTS);
+  const specs: GenSpec[] = Array.from({ length: CLIENTS }, (_, k) => ({
+    mode: 'allocs', frames: Math.max(0, Math.min(per, n - k * per)), pidBase, npids, addrBase: BigInt(0x100 + k + addrShift) << 32n, batch: 456,
+  }));
+  const g = await generators(tools.loadgen, server.socket, specs);
+  const before = (await server.stats()).frames.total;
+  const t0 = performance.now();
+  g.go();
+  await g.results();
+  await server.drained(before + n);
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function perBufferBytes(server: BenchServer, base: { heap: number; ext: number }, n: number): Promise<number> {
+  const st = await server.stats('?gc=1');
+  if (st.live.buffers !== n) throw new Error(`expected ${n} live buffers, the server has ${st.live.buffers}`);
+  return (st.memory.heapUsedBytes - base.heap + st.memory.externalBytes - base.ext) / n;
+}
+
+async function baseline(server: BenchServer): Promise<{ heap: number; ext: number }> {
+  const st = await server.stats('?gc=1');
+  return { heap: st.memory.heapUsedBytes, ext: st.memory.externalBytes };
+}
+
+const scenarios: Record<string, () => Promise<void>> = {
+  async ingest() {
+    const r = await ingestPair(load('pairs', N.batched, 100));
+    rows.push({ figure: `ingest, ALLOC/FREE pairs, 8 devices, ${CLIENTS} clients, batched 64 KiB writes`, value: M(r.server),
+      target: '≥ 8 M/s, ≥ 0.15× limit', limit: `${M(r.limit)} (×${(r.server / r.limit).toFixed(2)})`,
+      ok: r.server >= 8e6 && r.server >= 0.15 * r.limit, note: `longest loop stall ${ms(r.stall)}` });
+  },
+  async single() {
+    const r = await ingestPair(load('single', N.single, 200));
+    rows.push({ figure: `ingest, ${CLIENTS} clients send() one frame at a time`, value: M(r.server), target: '≥ 0.9× limit',
+      limit: `${M(r.limit)} (×${(r.server / r.limit).toFixed(2)})`, ok: r.server >= 0.9 * r.limit });
+  },
+  /** One server holding N.live buffers: memory, text dump, JSON dump under ingest, QUERY under ingest. */
+  async state() {
+    const dir = workDir();
+    const server = await BenchServer.start(dir);
+    try {
+      const base = await baseline(server);
+      // Owned by this (live) process, so the cleanup before each dump keeps them.
+      const rate = await fill(server, N.live, process.pid);
+      const per = await perBufferBytes(server, base, N.live);
+      rows.push({ figure: `memory per live buffer at ${count(N.live)} (heap + external, after GC)`, value: `${per.toFixed(1)} B`,
+        target: '≤ 40 B', limit: 'C++ original ~108 B', ok: per <= 40, note: `filled at ${M(rate)}` });
+
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const r = await timedGet(server.socket, '/v1/report');
+        if (r.status !== 200 || !r.head.includes('Device 7:')) throw new Error(`text report failed: ${r.status} ${r.head.slice(0, 200)}`);
+        times.push(r.ms);
+      }
+      times.sort((a, b) => a - b);
+      rows.push({ figure: `text dump, ${count(N.live)} live buffers over 8 devices (median of 5)`, value: ms(times[2]),
+        target: '≤ 100 ms', limit: 'C++ original 150 ms', ok: times[2] <= 100, note: `max ${ms(times[4])}` });
+
+      // Full JSON dump while the clients ingest at full rate; the stall is the longest loop block.
+      const ing = await generators(tools.loadgen, server.socket, load('pairs', 0, 300, 120_000));
+      ing.go();
+      await sleep(200);
+      const before = await server.stats('?loop=reset');
+      const dump = await timedGet(server.socket, '/v1/report?format=json&all=1');
+      const after = await server.stats();
+      ing.stop();
+      await ing.results();
+      if (dump.status !== 200 || !dump.tail.endsWith(']}') || !dump.head.includes(`"total_buffers":${N.live}`)) throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
+      const stall = after.eventLoop!.maxMs;
+      const ingestRate = (after.frames.total - before.frames.total) / (dump.ms / 1000);
+      rows.push({ figure: `full JSON dump of ${count(N.live)} buffers, streamed, under full ingest`, value: ms(dump.ms), target: '≤ 3000 ms',
+        limit: '—', ok: dump.ms <= 3000, note: `${(dump.bytes / 1e6).toFixed(0)} MB; ingest meanwhile ${M(ingestRate)}` });
+      rows.push({ figure: '  longest ingest stall during that dump', value: ms(stall), target: '≤ 50 ms', limit: '—', ok: stall <= 50 });
+
+      // QUERY latency from a separate client while CLIENTS others ingest at full rate.
+      const specs = [...load('pairs', 0, 400, N.runMs), { mode: 'query', frames: 0, durationMs: N.runMs, pidBase: 499, addrBase: 0n } as GenSpec];
+      const q = await generators(tools.loadgen, server.socket, specs);
+      q.go();
+      const res = await q.results();
+      const lat = res[CLIENTS].latency!;
+      const qrate = res.slice(0, CLIENTS).reduce((a, r) => a + r.frames, 0) / Math.max(...res.slice(0, CLIENTS).map((r) => r.seconds));
+      rows.push({ figure: 'QUERY reply latency p99 while ingest runs at full rate', value: ms(lat.p99), target: '≤ 2 ms', limit: '—',
+        ok: lat.p99 <= 2, note: `p50 ${ms(lat.p50)}, max ${ms(lat.max)}, ${lat.n} queries; ingest ${M(qrate)}` });
+    } finally { await server.stop(); removeDir(dir); }
+  },
+  /** Dead-PID sweeps timed inside the server (the reap response's sweepMs). */
+  async sweep() {
+    for (const deadShare of [0.1, 1]) {
+      const dir = workDir();
+      const server = await BenchServer.start(dir);
+      try {
+        const pids = N.sweepPids, deadPids = Math.round(pids * deadShare), dead = Math.round(N.live * deadShare);
+        // Live owners: PIDs ≤ 0 are never reaped (no kill() is possible); dead ones are > pid_max.
+        if (dead < N.live) await fill(server, N.live - dead, -pids, pids - deadPids, 0);
+        await fill(server, dead, DEAD_PID_BASE, deadPids, 8);
+        const r = await server.client.json<{ reaped: unknown[]; sweepMs: number }>('POST', '/v1/reap');
+        const left = (await server.stats()).live.buffers;
+        if (r.reaped.length !== deadPids || left !== N.live - dead) throw new Error(`sweep released ${r.reaped.length} PIDs, ${left} buffers left`);
+        rows.push({ figure: `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ${deadPids} dead (${count(dead)} released)`,
+          value: ms(r.sweepMs), target: '≤ 50 ms', limit: '—', ok: r.sweepMs <= 50 });
+      } finally { await server.stop(); removeDir(dir); }
+    }
+  },
+  /** Growth to N.grow live buffers without pre-sizing: memory and the longest stall while growing. */
+  async grow() {
+    const dir = workDir();
+    const server = await BenchServer.start(dir);
+    try {
+      const base = await baseline(server);
+      await server.stats('?loop=reset');
+      const rate = await fill(server, N.grow, process.pid);
+      const stall = (await server.stats()).eventLoop!.maxMs;
+      const per = await perBufferBytes(server, base, N.grow);
+      rows.push({ figure: `memory per live buffer at ${count(N.grow)} (heap + external, after GC)`, value: `${per.toFixed(1)} B`,
+        target: '≤ 40 B', limit: 'JS Map: fails at 16.7 M', ok: per <= 40, note: `filled at ${M(rate)}` });
+      rows.push({ figure: `  longest ingest stall while growing to ${count(N.grow)}`, value: ms(stall), target: '≤ 50 ms', limit: '—', ok: stall <= 50 });
+    } finally { await server.stop(); removeDir(dir); }
+  },
+};
+
+function printTable(): void {
+  const head: Row = { figure: 'figure', value: 'measured', target: 'target', limit: 'limit / reference (same run)', ok: null, note: 'notes' };
+  const all = [head, ...rows];
+  const w = (k: 'figure' | 'value' | 'target' | 'limit') => Math.max(...all.map((r) => r[k].length));
+  const line = (r: Row) => [r.figure.padEnd(w('figure')), r.value.padStart(w('value')), r.target.padEnd(w('target')), r.limit.padEnd(w('limit')),
+    (r.ok === null ? 'ok?' : r.ok ? 'ok' : 'MISS').padEnd(4), r.note ?? ''].join(' | ');
+  const cpu = cpus();
+  console.log(`ttalloc bench${quick ? ' --quick (small sizes: figures are not comparable to the targets)' : ''} · ${new Date().toISOString()} · `
+    + `${cpu.length} CPUs (${cpu[0]?.model ?? '?'}) · node ${process.version}`);
+  console.log(line(head));
+  console.log(line(head).replace(/[^|]/g, '-'));
+  for (const r of rows) console.log(line(r));
+}
+
+for (const name of SCENARIOS) {
+  if (only && !only.has(name)) continue;
+  log(`${name}…`);
+  const t0 = performance.now();
+  await scenarios[name]();
+  log(`${name} took ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+printTable();
