@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
@@ -123,6 +124,12 @@ test('the TCP listener is read-only and also serves /metrics', async () => {
   assert.match(res.metrics, /^ttalloc_device_buffers\{device="0",type="DRAM"\} 200$/m);
   const stats = await server.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
   assert.equal(stats.live.buffers, 220, 'nothing was reset');
+  // DNS rebinding: a page served under another name that resolves to 127.0.0.1 is refused.
+  const status = (host: string) => new Promise<number>((resolve, reject) => {
+    request(`${url}v1/processes`, { headers: { host } }, (r) => { r.resume(); resolve(r.statusCode!); }).on('error', reject).end();
+  });
+  assert.equal(await status('evil.example:80'), 403);
+  assert.equal(await status(`localhost:${new URL(url).port}`), 200);
 });
 
 test('a bad or busy --http address is refused before any socket is claimed', async () => {

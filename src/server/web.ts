@@ -14,6 +14,10 @@ import type { AllocationServer } from './server.js';
 import { createMetrics } from '../metrics/registry.js';
 import { Sampler, SAMPLE_KINDS, type Sample } from '../metrics/sampler.js';
 import { bufferPage } from './buffer-page.js';
+import { HttpError } from './http-router.js';
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[?::1\]?|localhost)$/;
+const MAX_STREAMS = 64;
 
 export const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
 
@@ -96,6 +100,11 @@ export class LiveViews {
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.hostAllowed(req.headers.host)) {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      res.end('forbidden host name (this listener is bound to loopback)\n');
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     const name = path === '/' ? 'index.html' : path.startsWith('/ui/') ? path.slice(4) : null;
     if (name !== null && req.method === 'GET') {
@@ -108,7 +117,20 @@ export class LiveViews {
     void this.s.router.handle(req, res, false);
   }
 
+  /**
+   * DNS rebinding guard: a web page from elsewhere can point its own name at 127.0.0.1 and read a
+   * loopback-only dashboard. On loopback, accept only loopback names; on other interfaces the
+   * names users type are unknown, so the network (firewall) is the guard there.
+   */
+  private hostAllowed(host: string | undefined): boolean {
+    if (!this.address || !LOOPBACK.test(this.address.host)) return true;
+    const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
+    return name === 'localhost' || LOOPBACK.test(name);
+  }
+
   private openStream(res: ServerResponse): void {
+    // A bounded number of live streams: each costs a socket and a write per sample.
+    if (this.streams.size >= MAX_STREAMS) throw new HttpError(503, `too many live streams (${MAX_STREAMS})`);
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs: this.sampler.intervalMs, kinds: SAMPLE_KINDS, samples: this.sampler.history() })}\n\n`);
     this.streams.add(res);
