@@ -144,3 +144,36 @@ test('a bad or busy --http address is refused before any socket is claimed', asy
     }
   } finally { rmSync(dir, { recursive: true, force: true }); }
 });
+
+test('buffer paging: largest-first pages concatenate to the full sorted listing, filters combine', async () => {
+  const r = reporter();
+  const sizes: number[] = [];
+  let seed = 7;
+  for (let i = 0; i < 1500; i++) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    const size = 4096 * (1 + (seed % 300)); // many ties on purpose
+    sizes.push(size);
+    r.alloc(1, 0x80000000 + i * 0x100000, size, 4);
+  }
+  await r.close();
+  await settle(server);
+  type Page = { total: number; totalBytes: number; buffers: { size: number; address: string; type: string; device: number }[] };
+  const got: Page['buffers'] = [];
+  for (let offset = 0; ; offset += 97) {
+    const p = await server.client.json<Page>('GET', `/v1/buffers/page?device=1&type=TRACE&order=size&limit=97&offset=${offset}`);
+    assert.equal(p.total, 1500);
+    assert.equal(p.totalBytes, sizes.reduce((a, b) => a + b, 0));
+    if (p.buffers.length === 0) break;
+    got.push(...p.buffers);
+  }
+  assert.deepEqual(got.map((b) => b.size), [...sizes].sort((a, b) => b - a));
+  assert.equal(new Set(got.map((b) => b.address)).size, 1500, 'no buffer twice, none missing');
+  assert.ok(got.every((b) => b.device === 1 && b.type === 'TRACE'));
+  // Table order pages cover the same set; minSize and pid filters combine with the others.
+  const big = await server.client.json<Page>('GET', `/v1/buffers/page?device=1&type=TRACE&minSize=${4096 * 250}&pid=${process.pid}&limit=1000`);
+  assert.equal(big.total, sizes.filter((s) => s >= 4096 * 250).length);
+  const none = await server.client.json<Page>('GET', `/v1/buffers/page?device=1&type=TRACE&pid=1`);
+  assert.equal(none.total, 0);
+  const bad = await server.client.raw('GET', '/v1/buffers/page?limit=5000');
+  assert.equal(bad.status, 400);
+});
