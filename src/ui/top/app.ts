@@ -38,7 +38,9 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
   return new Promise<void>((resolve) => {
     const quit = () => { restore(); out.off('resize', draw); input.off('data', onKey); resolve(); };
     const onKey = (buf: Buffer) => {
-      for (const ch of buf.toString('utf8')) {
+      // Escape sequences (arrows, function keys) are not commands: their letters must not sort.
+      const text = buf.toString('utf8').replace(/\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?/g, '');
+      for (const ch of text) {
         if (ch === 'q' || ch === 'Q' || ch === '\x03' || ch === '\x04') return quit();
         const lower = ch.toLowerCase();
         const sort = SORT_KEYS[lower];
