@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { request } from 'node:http';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
@@ -15,7 +16,7 @@ let server: TestServer, browser: BrowserContext, page: Page, url: string, profil
 const reporter = () => new Reporter({ socketPath: server.socket });
 
 before(async () => {
-  server = await startServer(['--http', '127.0.0.1:0', '--devices', '2xwormhole_b0', '--sample-interval', '0.2']);
+  server = await startServer(['--http', '127.0.0.1:0', '--devices', '2xwormhole_b0', '--sample-interval', '0.2', '--reap-interval', '0.3']);
   url = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
   profile = mkdtempSync(join(tmpdir(), 'ttalloc-chromium-'));
   // A fresh profile directory per run; never a downloaded browser.
@@ -40,7 +41,7 @@ const lastPoint = (dev: number) => page.evaluate((d) => {
 test('dashboard shows live charts and tables, filters and pages buffers', async () => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(url);
+  await page.goto(`${url}?poll=300`);
   await page.waitForSelector('#status.on');
   // Empty server: charts for both declared devices, flat at zero; no buffers.
   await page.waitForSelector('.chart[data-device="1"][data-samples]');
@@ -70,6 +71,21 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   const procRow = await page.textContent(`#processes tr[data-pid="${process.pid}"][data-device="0"]`);
   assert.match(procRow!, new RegExp(`^${process.pid}`));
   assert.match(procRow!, /250$/);
+
+  // Sorting the process table by clicking a column: a second process with more L1 comes first.
+  const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+  try {
+    const other = new Reporter({ socketPath: server.socket, pid: sleeper.pid });
+    other.alloc(0, 0x300000, 8 * MiB, 1);
+    await other.close();
+    const order = () => page.$$eval('#processes tbody tr', (trs) => [...new Set(trs.map((t) => Number((t as HTMLElement).dataset.pid)))]);
+    await page.waitForSelector(`#processes tr[data-pid="${sleeper.pid}"]`);
+    assert.deepEqual(await order(), [process.pid, sleeper.pid], 'DRAM, largest first');
+    await page.click('#processes th[data-sort="L1"]');
+    assert.deepEqual(await order(), [sleeper.pid, process.pid], 'L1, largest first');
+    assert.equal(await page.getAttribute('#processes th[data-sort="L1"]', 'data-dir'), '▼');
+  } finally { sleeper.kill('SIGKILL'); }
+  await page.waitForFunction((pid) => !document.querySelector(`#processes tr[data-pid="${pid}"]`), sleeper.pid);
 
   // Buffer table: all 270, largest first, paged by 100.
   await page.waitForFunction(() => /^1–100 of 270 /.test(document.querySelector('#range')!.textContent!));

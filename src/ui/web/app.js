@@ -3,7 +3,8 @@
 'use strict';
 (() => {
   const $ = (s) => document.querySelector(s);
-  const POLL_MS = 2000;
+  // Table refresh period; ?poll=MS overrides it (tests, or a busy server watched from afar).
+  const POLL_MS = Math.max(200, Number(new URLSearchParams(location.search).get('poll')) || 2000);
   const MAX_POINTS = 600;
   const UNITS = ['KiB', 'MiB', 'GiB', 'TiB'];
   const fmt = (b) => {
@@ -84,10 +85,30 @@
         + `<td>${fmt(b.L1)}${pct(b.L1 + b.L1_SMALL + b.SYSTEM_MEMORY + b.CB + b.KERNEL, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td><td>${fmt(b.L1_SMALL + b.SYSTEM_MEMORY)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td><td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`;
     }));
   }
+  // Process table sort: by a column summed over the process's devices (click again to reverse).
+  let procSort = { key: 'DRAM', desc: true };
+  let lastProcs = [];
+  $('#processes thead').addEventListener('click', (e) => {
+    const key = e.target.closest('th[data-sort]')?.dataset.sort;
+    if (!key) return;
+    procSort = { key, desc: procSort.key === key ? !procSort.desc : !(key === 'pid' || key === 'command') };
+    renderProcesses();
+  });
   async function loadProcesses() {
-    const p = await getJson('/v1/processes');
+    lastProcs = (await getJson('/v1/processes')).processes;
+    renderProcesses();
+  }
+  function renderProcesses() {
+    const { key, desc } = procSort;
+    const val = (r) => key === 'pid' ? r.pid : key === 'command' ? (r.command ?? '') : r.devices.reduce((a, d) => a + d[key], 0);
+    const procs = [...lastProcs].sort((a, b) => {
+      const x = val(a), y = val(b);
+      const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
+      return (desc ? -c : c) || a.pid - b.pid;
+    });
+    for (const th of document.querySelectorAll('#processes th[data-sort]')) th.dataset.dir = th.dataset.sort === key ? (desc ? '▼' : '▲') : '';
     const html = [];
-    for (const r of p.processes) {
+    for (const r of procs) {
       r.devices.forEach((d, i) => {
         const head = i === 0 ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}</td>` : '<td></td><td></td>';
         html.push(`<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`);
@@ -97,7 +118,7 @@
   }
 
   // ------------------------------------------------------------------ buffers (server-side paging)
-  let offset = 0, total = 0;
+  let offset = 0, total = 0, bufferSeq = 0;
   const SIZE_UNITS = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
   function filterQuery() {
     const f = new FormData($('#filters'));
@@ -114,8 +135,11 @@
     const q = filterQuery();
     const limit = Number(f.get('limit'));
     q.set('order', String(f.get('order'))); q.set('limit', String(limit)); q.set('offset', String(offset));
+    // Only the newest request may draw: a slower, older one (before a filter change) is dropped.
+    const seq = ++bufferSeq;
     let page;
-    try { page = await getJson(`/v1/buffers/page?${q}`); } catch (e) { $('#range').textContent = e.message; return; }
+    try { page = await getJson(`/v1/buffers/page?${q}`); } catch (e) { if (seq === bufferSeq) $('#range').textContent = e.message; return; }
+    if (seq !== bufferSeq) return;
     total = page.total;
     if (offset > 0 && offset >= total) { offset = Math.max(0, total - (total % limit || limit)); return loadBuffers(); }
     $('#range').textContent = total === 0 ? 'no matching buffers' : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.totalBytes)})`;
