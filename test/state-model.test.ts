@@ -1,0 +1,198 @@
+// Correctness under speed: random event sequences through the REAL Tracker and ObjectTable,
+// checked against a plain Map-based reference model after every sequence.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { ObjectTable } from '../src/state/object-table.js';
+import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
+
+const TWO32 = 4294967296;
+// Few addresses, PIDs and devices, so repeats, re-use across devices and unknown frees are common.
+const ADDRS: [number, number][] = [[0x1000, 0], [0x2000, 0], [0xfffff000, 0], [0x1000, 1], [0, 0x7fffffff], [0xdeadb000, 0xffffffff]];
+const PIDS = [101, 202, 303, 404];
+const DEVICES = 5;
+
+type Op =
+  | { op: 'alloc' | 'cbAlloc' | 'kLoad'; dev: number; a: number; size: number; type: number; pid: number }
+  | { op: 'free' | 'cbFree' | 'kUnload'; dev: number; a: number; pid: number }
+  | { op: 'release'; pids: number[] };
+
+const dev = fc.integer({ min: 0, max: DEVICES - 1 });
+const addr = fc.integer({ min: 0, max: ADDRS.length - 1 });
+const pid = fc.constantFrom(...PIDS);
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ op: fc.constantFrom('alloc' as const, 'cbAlloc' as const, 'kLoad' as const), dev, a: addr,
+    size: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.integer({ min: 1, max: 2 ** 47 })), type: fc.integer({ min: 0, max: 4 }), pid }) },
+  { weight: 5, arbitrary: fc.record({ op: fc.constantFrom('free' as const, 'cbFree' as const, 'kUnload' as const), dev, a: addr, pid }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('release' as const), pids: fc.uniqueArray(pid, { maxLength: 3 }) }) },
+);
+
+interface Obj { dev: number; a: number; size: number; type: number; pid: number; ref: number }
+class Model {
+  tables = { buf: new Map<string, Obj>(), cb: new Map<string, Obj>(), k: new Map<string, Obj>() };
+  unknown = { buf: 0, cb: 0, k: 0 };
+  unknownByDev = new Map<number, number>();
+  unknownByPidDev = new Map<string, number>();
+  pids = new Set<number>();
+  apply(o: Op): { pid: number; buffers: number; bytes: number; cbs: number; kernels: number }[] | void {
+    if (o.op === 'release') {
+      const dead = new Set(o.pids), out = [];
+      for (const p of [...dead].sort()) {
+        const r = { pid: p, buffers: 0, bytes: 0, cbs: 0, kernels: 0 };
+        for (const [name, t] of Object.entries(this.tables)) for (const [k, v] of t) {
+          if (v.pid !== p) continue;
+          t.delete(k);
+          if (name === 'buf') { r.buffers++; r.bytes += v.size; } else if (name === 'cb') r.cbs++; else r.kernels++;
+        }
+        if (r.buffers + r.cbs + r.kernels > 0) out.push(r);
+        this.pids.delete(p);
+      }
+      return out;
+    }
+    const key = `${o.dev}:${o.a}`;
+    const t = o.op === 'alloc' || o.op === 'free' ? this.tables.buf : o.op === 'cbAlloc' || o.op === 'cbFree' ? this.tables.cb : this.tables.k;
+    const cur = t.get(key);
+    if (o.op === 'alloc' || o.op === 'cbAlloc' || o.op === 'kLoad') {
+      if (cur) { if (o.op === 'alloc') cur.ref++; return; }
+      t.set(key, { dev: o.dev, a: o.a, size: o.size, type: o.op === 'alloc' ? o.type : o.op === 'kLoad' ? o.type % 3 : 0, pid: o.pid, ref: 1 });
+      this.pids.add(o.pid);
+      return;
+    }
+    if (!cur) {
+      if (o.op === 'free') {
+        this.unknown.buf++;
+        this.unknownByDev.set(o.dev, (this.unknownByDev.get(o.dev) ?? 0) + 1);
+        this.unknownByPidDev.set(`${o.pid}:${o.dev}`, (this.unknownByPidDev.get(`${o.pid}:${o.dev}`) ?? 0) + 1);
+        this.pids.add(o.pid);
+      } else if (o.op === 'cbFree') this.unknown.cb++; else this.unknown.k++;
+      return;
+    }
+    if (--cur.ref === 0) t.delete(key);
+  }
+}
+
+function applyTracker(tr: Tracker, o: Op) {
+  if (o.op === 'release') {
+    return tr.releasePids(new Set(o.pids)).map((r) => ({ pid: r.pid, buffers: r.buffers, bytes: r.bytes, cbs: r.cbs, kernels: r.kernels }))
+      .sort((x, y) => x.pid - y.pid);
+  }
+  const [lo, hi] = ADDRS[o.a];
+  switch (o.op) {
+    case 'alloc': return tr.alloc(o.dev, lo, hi, o.size, o.type, o.pid);
+    case 'free': return tr.free(o.dev, lo, hi, o.pid);
+    case 'cbAlloc': return tr.loadObject(KIND_CB, o.dev, lo, hi, o.size, 0, o.pid);
+    case 'kLoad': return tr.loadObject(KIND_KERNEL, o.dev, lo, hi, o.size, o.type % 3, o.pid);
+    case 'cbFree': return tr.unloadObject(KIND_CB, o.dev, lo, hi);
+    case 'kUnload': return tr.unloadObject(KIND_KERNEL, o.dev, lo, hi);
+  }
+}
+
+function check(tr: Tracker, m: Model): void {
+  // Every remaining object, both ways.
+  for (const [name, t] of [['buf', tr.buffers], ['cb', tr.cbs], ['k', tr.kernels]] as const) {
+    const mt = m.tables[name];
+    assert.equal(t.count, mt.size, `${name} count`);
+    for (const v of mt.values()) {
+      const [lo, hi] = ADDRS[v.a];
+      const e = t.find(v.dev, lo, hi);
+      assert.ok(e >= 0, `${name} ${v.dev}:${v.a} missing`);
+      assert.deepEqual([t.device(e), t.addrLo(e), t.addrHi(e), t.size(e), t.type(e), t.pid(e), t.ref(e)],
+        [v.dev, lo, hi, v.size, v.type, v.pid, name === 'buf' ? v.ref : 1], `${name} ${v.dev}:${v.a}`);
+      assert.equal(t.idBigInt(e), (BigInt(hi) << 32n) | BigInt(lo));
+    }
+  }
+  // Counters per device × kind, and per PID × device × kind.
+  const expBytes = new Map<string, number>(), expCounts = new Map<string, number>();
+  const add = (k: string, b: number) => { expBytes.set(k, (expBytes.get(k) ?? 0) + b); expCounts.set(k, (expCounts.get(k) ?? 0) + 1); };
+  for (const v of m.tables.buf.values()) { add(`${v.dev}:${v.type}`, v.size); add(`${v.pid}:${v.dev}:${v.type}`, v.size); }
+  for (const v of m.tables.cb.values()) { add(`${v.dev}:${KIND_CB}`, v.size); add(`${v.pid}:${v.dev}:${KIND_CB}`, v.size); }
+  for (const v of m.tables.k.values()) { add(`${v.dev}:${KIND_KERNEL}`, v.size); add(`${v.pid}:${v.dev}:${KIND_KERNEL}`, v.size); }
+  for (let d = 0; d < DEVICES; d++) {
+    for (let k = 0; k < KIND_UNKNOWN_FREE; k++) {
+      assert.equal(tr.deviceBytes(d, k), expBytes.get(`${d}:${k}`) ?? 0, `device ${d} kind ${k} bytes`);
+      assert.equal(tr.deviceCount(d, k), expCounts.get(`${d}:${k}`) ?? 0, `device ${d} kind ${k} count`);
+    }
+    assert.equal(tr.deviceCount(d, KIND_UNKNOWN_FREE), m.unknownByDev.get(d) ?? 0, `device ${d} unknown frees`);
+  }
+  assert.deepEqual([tr.unknownFrees, tr.unknownCbFrees, tr.unknownKernelUnloads], [m.unknown.buf, m.unknown.cb, m.unknown.k]);
+  assert.deepEqual([...tr.pids.keys()].sort(), [...m.pids].sort(), 'tracked PIDs');
+  for (const [p, s] of tr.pids) {
+    let live = 0;
+    for (let d = 0; d < DEVICES; d++) {
+      for (let k = 0; k < KIND_UNKNOWN_FREE; k++) {
+        const i = d * KINDS + k;
+        assert.equal(s.bytes[i] ?? 0, expBytes.get(`${p}:${d}:${k}`) ?? 0, `pid ${p} device ${d} kind ${k} bytes`);
+        assert.equal(s.counts[i] ?? 0, expCounts.get(`${p}:${d}:${k}`) ?? 0, `pid ${p} device ${d} kind ${k} count`);
+        live += expCounts.get(`${p}:${d}:${k}`) ?? 0;
+      }
+    }
+    assert.equal(s.live, live, `pid ${p} live`);
+  }
+}
+
+test('Tracker matches a Map model over random ALLOC/FREE/CB/KERNEL/dead-PID sequences', () => {
+  fc.assert(fc.property(fc.array(opArb, { maxLength: 300 }), fc.integer({ min: 0, max: 2 }), (ops, presize) => {
+    const tr = new Tracker(presize * 1000), m = new Model();
+    for (const o of ops) {
+      const got = applyTracker(tr, o), want = m.apply(o);
+      if (o.op !== 'release') continue;
+      assert.deepEqual(got, want, 'release reports');
+      for (const r of tr.reaped) assert.ok(r.largest.length <= 5 && r.largest.every((x, i, a) => i === 0 || a[i - 1].size >= x.size), 'largest sorted');
+    }
+    check(tr, m);
+  }), { numRuns: 300 });
+});
+
+test('Tracker releases dead PIDs the same way on the few-removals and the compaction paths', () => {
+  // 2,000 buffers over 20 PIDs: one dead PID (5%) goes one by one, ten dead (50%) compact the table.
+  fc.assert(fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 19 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 1 << 30 }), (dead, seed) => {
+    const tr = new Tracker(), live = new Map<string, number>();
+    for (let i = 0; i < 2000; i++) {
+      const d = i % 8, lo = (Math.imul(i + seed, 2654435761) & ~0xfff) >>> 0, hi = i % 3;
+      const key = `${d}:${lo}:${hi}`;
+      if (live.has(key)) continue;
+      live.set(key, 100 + (i % 20));
+      tr.alloc(d, lo, hi, 4096 + i, i % 5, 100 + (i % 20));
+    }
+    const deadPids = new Set(dead.map((x) => 100 + x));
+    tr.releasePids(deadPids);
+    const left = [...live].filter(([, p]) => !deadPids.has(p));
+    assert.equal(tr.buffers.count, left.length);
+    for (const [key, p] of left) {
+      const [d, lo, hi] = key.split(':').map(Number);
+      const e = tr.buffers.find(d, lo, hi);
+      assert.ok(e >= 0 && tr.buffers.pid(e) === p, key);
+    }
+    for (const p of deadPids) assert.equal(tr.pids.has(p), false);
+  }), { numRuns: 40 });
+});
+
+test('ObjectTable insert/find/remove with many colliding keys matches a Map', () => {
+  // Thousands of keys in shards that start at 64 slots: long probe runs, growth and backward shifts.
+  const key = fc.record({ d: fc.integer({ min: 0, max: 3 }), lo: fc.integer({ min: 0, max: 4000 }), hi: fc.constantFrom(0, 1, 0xffffffff) });
+  const op = fc.record({ insert: fc.boolean(), k: key, size: fc.integer({ min: 1, max: 2 ** 40 }) });
+  fc.assert(fc.property(fc.array(op, { minLength: 2000, maxLength: 6000 }), (ops) => {
+    const t = new ObjectTable(), m = new Map<string, number>();
+    for (const { insert, k, size } of ops) {
+      const id = `${k.d}:${k.lo}:${k.hi}`, e = t.find(k.d, k.lo, k.hi);
+      assert.equal(e >= 0, m.has(id));
+      if (insert && e < 0) { t.insert(k.d, k.lo, k.hi, size, 1, 7, 0); m.set(id, size); }
+      else if (!insert && e >= 0) { t.remove(e); m.delete(id); }
+    }
+    assert.equal(t.count, m.size);
+    for (const [id, size] of m) {
+      const [d, lo, hi] = id.split(':').map(Number);
+      const e = t.find(d, lo, hi);
+      assert.ok(e >= 0);
+      assert.equal(t.size(e), size);
+      assert.equal(t.size(e) % TWO32, t.size(e) - Math.floor(size / TWO32) * TWO32);
+    }
+    // Bulk removal of a random-ish half, then everything must still be findable.
+    const mark = new Uint8Array(t.count);
+    let n = 0;
+    for (let e = 0; e < t.count; e++) if ((t.addrLo(e) + e) % 2) { mark[e] = 1; n++; m.delete(`${t.device(e)}:${t.addrLo(e)}:${t.addrHi(e)}`); }
+    t.removeMarked(mark, n);
+    assert.equal(t.count, m.size);
+    for (const id of m.keys()) { const [d, lo, hi] = id.split(':').map(Number); assert.ok(t.find(d, lo, hi) >= 0, id); }
+  }), { numRuns: 25 });
+});
