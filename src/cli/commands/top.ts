@@ -26,7 +26,7 @@ export function topCommand(): Command {
       }
       if (o.once || !process.stdout.isTTY || !process.stdin.isTTY) {
         const data = await fetchTopData(client);
-        const width = process.stdout.columns || 120;
+        const width = process.stdout.columns || Number(process.env.COLUMNS) || 120;
         const lines = renderLines(data, { ...initialView(), socket: client.socketPath }, width, Infinity);
         process.stdout.write(lines.map((l) => lineText(l, width, colorWanted(process.stdout)).trimEnd()).join('\n') + '\n');
         return;

@@ -74,15 +74,15 @@ function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boole
   const row = (label: string, name: string, parts: { bytes: number; ch: string }[], total: number | null, kinds: number[]): Line => {
     const used = sum(parts), frac = total ? used / total : 0, col = pressure(frac);
     return [
-      { t: pad(label, head), sgr: label.trim() ? SGR.bold : undefined }, { t: pad(name, 5) },
+      { t: pad(label, head - 1) + ' ', sgr: label.trim() ? SGR.bold : undefined }, { t: pad(name, 5) },
       ...bar(parts, total, barW, col),
-      { t: ' ' + pad(total ? `${formatBytes(used)} / ${formatBytes(total)}` : `${formatBytes(used)} (size unknown)`, textW - 1) },
+      { t: ' ' + pad(total ? `${formatBytes(used)} / ${formatBytes(total)}` : `${formatBytes(used)} / ?`, textW - 1) },
       { t: rpad(pct(used, total), pctW - 1) + ' ', sgr: total ? col : undefined },
       ...(sparkW ? [{ t: sparkline(hist(kinds), sparkW), sgr: SGR.cyan }] : []),
     ];
   };
   const lines = [
-    row(`Dev ${d.device} ${d.arch ?? '(undeclared)'}`, 'DRAM', dramParts(d), d.totalDramBytes, [0, 4]),
+    row(`Dev ${d.device} ${d.arch ?? 'undeclared'}`, 'DRAM', dramParts(d), d.totalDramBytes, [0, 4]),
     row('', 'L1', l1Parts(d), d.totalL1Bytes, [1, 2, 3, 5, 6]),
   ];
   if (detail) {
@@ -109,13 +109,18 @@ export function sortedProcesses(procs: ProcessRow[], v: ViewState): { p: Process
   return rows;
 }
 
-const COLS: { key: SortKey; title: string; w: number }[] = [
-  { key: 'pid', title: 'PID', w: 8 }, { key: 'command', title: 'COMMAND', w: 16 }, { key: 'pid', title: 'DEV', w: 4 },
-  { key: 'DRAM', title: 'DRAM', w: 11 }, { key: 'L1', title: 'L1', w: 11 }, { key: 'L1_SMALL', title: 'L1_SMALL', w: 11 },
-  { key: 'TRACE', title: 'TRACE', w: 11 }, { key: 'CB', title: 'CB', w: 11 }, { key: 'buffers', title: 'BUFFERS', w: 9 },
-];
+/** Process table columns; the command column gives way first on narrow terminals. */
+function columns(width: number): { key: SortKey; title: string; w: number }[] {
+  const cmd = Math.max(7, Math.min(16, width - 8 - 1 - 1 - 4 - 5 * 10 - 9));
+  return [
+    { key: 'pid', title: 'PID', w: 8 }, { key: 'command', title: 'COMMAND', w: cmd }, { key: 'pid', title: 'DEV', w: 4 },
+    { key: 'DRAM', title: 'DRAM', w: 10 }, { key: 'L1', title: 'L1', w: 10 }, { key: 'L1_SMALL', title: 'L1_SMALL', w: 10 },
+    { key: 'TRACE', title: 'TRACE', w: 10 }, { key: 'CB', title: 'CB', w: 10 }, { key: 'buffers', title: 'BUFFERS', w: 9 },
+  ];
+}
 
 export const HELP = 'q quit  sort: d DRAM l L1 s L1_SMALL t TRACE c CB b buffers p PID n name  r reverse  f/0-9 device  a all devices';
+const HELP_SHORT = 'q quit  sort: d l s t c b p n  r reverse  f/0-9/a device  (ttalloc top --help)';
 
 export function renderLines(data: TopData | null, v: ViewState, width: number, height: number): Line[] {
   const out: Line[] = [];
@@ -132,7 +137,8 @@ export function renderLines(data: TopData | null, v: ViewState, width: number, h
     if (devs.length === 0) out.push([{ t: v.device !== null ? `device ${v.device} has not reported` : 'no devices yet', sgr: SGR.dim }]);
     out.push([{ t: 'DRAM bar: █ DRAM ▓ TRACE   L1 bar: █ L1 ▓ L1_SMALL ▒ CB ░ kernels', sgr: SGR.dim }]);
     out.push([]);
-    out.push(COLS.map((c, i) => {
+    const cols = columns(width), cmdW = cols[1].w;
+    out.push(cols.map((c, i) => {
       const mark = c.key === v.sort && (i !== 2) ? (v.descending ? '▼' : '▲') : '';
       const text = i < 2 ? pad(c.title + mark, c.w) + ' ' : rpad(c.title + mark, c.w);
       return { t: text, sgr: SGR.inverse };
@@ -144,8 +150,8 @@ export function renderLines(data: TopData | null, v: ViewState, width: number, h
       if (lines + r.devs.length > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
       r.devs.forEach((u, i) => {
         const cells = [
-          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9), i === 0 ? pad(r.p.command ?? '?', 16) + ' ' : pad('', 17), rpad(String(u.device), 4),
-          ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) => rpad(formatBytes(u[k]), 11)), rpad(String(u.buffers), 9),
+          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9), i === 0 ? pad(r.p.command ?? '?', cmdW) + ' ' : pad('', cmdW + 1), rpad(String(u.device), 4),
+          ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) => rpad(formatBytes(u[k]), 10)), rpad(String(u.buffers), 9),
         ];
         out.push([{ t: cells.join('') }]);
       });
@@ -158,7 +164,7 @@ export function renderLines(data: TopData | null, v: ViewState, width: number, h
     while (out.length < height - 1) out.push([]);
     out.length = Math.min(out.length, Math.max(1, height - 1));
   }
-  out.push([{ t: HELP, sgr: SGR.inverse }]);
+  out.push([{ t: width >= HELP.length ? HELP : HELP_SHORT, sgr: SGR.inverse }]);
   return out;
 }
 
