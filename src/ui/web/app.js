@@ -25,6 +25,8 @@
     ['L1', [1], 'l1', '#d62728'], ['L1_SMALL', [2, 3], 'l1', '#ff7f0e'], ['CB', [5], 'l1', '#2ca02c'], ['KERNEL', [6], 'l1', '#8c564b'],
   ];
   const charts = new Map();
+  const chartWidth = (box) => Math.max(300, box.clientWidth - 12);
+  window.addEventListener('resize', () => { for (const c of charts.values()) c.plot.setSize({ width: chartWidth(c.box), height: 220 }); });
   function ensureChart(dev) {
     let c = charts.get(dev);
     if (c) return c;
@@ -38,7 +40,7 @@
     const data = [[], ...SERIES.map(() => [])];
     const axisValues = (u, vals) => vals.map(fmt);
     const plot = new uPlot({
-      width: 440, height: 220,
+      width: chartWidth(box), height: 220,
       series: [{}, ...SERIES.map(([label, , scale, stroke]) => ({ label, scale, stroke, width: 1.5, value: (u, v) => fmt(v) }))],
       scales: { x: { time: true } },
       axes: [{}, { scale: 'dram', values: axisValues, size: 70 }, { scale: 'l1', side: 1, values: axisValues, size: 70, grid: { show: false } }],
