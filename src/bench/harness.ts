@@ -52,7 +52,9 @@ export class BenchServer {
 
   static async start(dir: string, extra: string[] = []): Promise<BenchServer> {
     const socket = join(dir, 'alloc.sock');
-    const proc = spawn(process.execPath, ['--expose-gc', CLI, 'server', '--socket', socket, '--quiet',
+    // BENCH_NODE_FLAGS adds node flags to the server, e.g. "--cpu-prof --cpu-prof-dir=prof" for profiling.
+    const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const proc = spawn(process.execPath, ['--expose-gc', ...flags, CLI, 'server', '--socket', socket, '--quiet',
       '--stats-interval', '0', '--reap-interval', '0', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
     const s = new BenchServer(socket, proc);
     for (let i = 0; ; i++) {

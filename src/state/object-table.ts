@@ -19,7 +19,7 @@ const SHARD_BITS = 8;
 const SHARDS = 1 << SHARD_BITS;
 const MIN_SHARD = 64;
 /** Bulk removals above this share of the table compact the columns and rebuild the index. */
-const COMPACT_SHARE = 1 / 8;
+const COMPACT_SHARE = 1 / 64;
 
 // meta column: device (bits 0-9) | type (10-13) | size high bits (14-29) | flags (30-31)
 const DEV_MASK = 0x3ff;
@@ -61,7 +61,10 @@ export class ObjectTable {
   private resetIndex(expected: number): void {
     let cap = MIN_SHARD;
     while (cap * 0.75 < (expected / SHARDS) * 1.1) cap *= 2;
-    for (let i = 0; i < SHARDS; i++) this.shards[i] = new Int32Array(cap);
+    // Re-use shards of the right size: fresh pages cost a page fault each (slow in VMs).
+    for (let i = 0; i < SHARDS; i++) {
+      if (this.shards[i]?.length === cap) this.shards[i].fill(0); else this.shards[i] = new Int32Array(cap);
+    }
     this.shardUsed.fill(0);
   }
 
@@ -151,21 +154,41 @@ export class ObjectTable {
       for (let e = this.count - 1; e >= 0; e--) if (mark[e] !== 0) this.remove(e);
       return;
     }
+    // Column by column: two page streams per pass instead of fourteen.
+    const total = this.count;
     let w = 0;
-    for (let r = 0; r < this.count; r++) {
-      if (mark[r] !== 0) continue;
-      if (w !== r) this.copyEntry(r, w);
-      w++;
+    for (const c of COLUMNS) {
+      const col = this.cols[c];
+      w = 0;
+      for (let r = 0; r < total; r++) {
+        if (mark[r] !== 0) continue;
+        if (w !== r) col[w >>> PAGE_BITS][w & PAGE_MASK] = col[r >>> PAGE_BITS][r & PAGE_MASK];
+        w++;
+      }
     }
     this.count = w;
+    const hashes = new Int32Array(w);
+    for (let e = 0; e < w; e++) hashes[e] = this.hashOf(e);
     this.resetIndex(w);
+    // Insert shard by shard (a counting sort on the shard byte first), so each shard's slots stay
+    // in cache: random inserts over the whole index cost a cache miss each (~2x slower at 1 M).
+    const start = new Int32Array(SHARDS + 1);
+    for (let e = 0; e < w; e++) start[(hashes[e] >>> (32 - SHARD_BITS)) + 1]++;
+    for (let i = 0; i < SHARDS; i++) start[i + 1] += start[i];
+    const order = new Int32Array(w), orderHash = new Int32Array(w), fill = start.slice(0, SHARDS);
     for (let e = 0; e < w; e++) {
-      const h = this.hashOf(e), sh = h >>> (32 - SHARD_BITS);
-      this.shardUsed[sh]++;
+      const j = fill[hashes[e] >>> (32 - SHARD_BITS)]++;
+      order[j] = e; orderHash[j] = hashes[e];
+    }
+    for (let sh = 0; sh < SHARDS; sh++) {
       const idx = this.shards[sh], mask = idx.length - 1;
-      let s = h & mask;
-      while (idx[s] !== 0) s = (s + 1) & mask;
-      idx[s] = e + 1;
+      this.shardUsed[sh] = start[sh + 1] - start[sh];
+      for (let j = start[sh]; j < start[sh + 1]; j++) {
+        const e = order[j];
+        let s = orderHash[j] & mask;
+        while (idx[s] !== 0) s = (s + 1) & mask;
+        idx[s] = e + 1;
+      }
     }
     this.releasePages();
   }

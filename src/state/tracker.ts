@@ -216,52 +216,59 @@ export class Tracker {
   }
 
   // ---------------------------------------------------------------- cleanup
-  /** Releases everything owned by `dead` PIDs; returns one report per PID that owned something. */
+  /**
+   * Releases everything owned by `dead` PIDs; returns one report per PID that owned something.
+   * One pass per table: a typed-array PID lookup and typed-array accumulators per entry (no Set
+   * lookup, no object per entry), then one bulk removal and one counter update per PID and kind.
+   */
   releasePids(dead: Set<number>): ReapedReport[] {
     if (dead.size === 0) return [];
-    const reports = new Map<number, ReapedReport>();
-    const report = (pid: number): ReapedReport => {
-      let r = reports.get(pid);
-      if (!r) {
-        r = { pid, reapedAtMs: Date.now(), buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: [] };
-        reports.set(pid, r);
+    const slots = new PidSlots(dead);
+    const n = slots.pids.length, stride = (this.maxDeviceSeen + 1) * KINDS;
+    const cnt = new Float64Array(n * stride), byt = new Float64Array(n * stride);
+    const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
+    for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
+      const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
+      const mark = new Uint8Array(t.count);
+      let marked = 0;
+      for (let e = 0; e < t.count; e++) {
+        const slot = slots.get(t.pid(e));
+        if (slot < 0) continue;
+        mark[e] = 1; marked++;
+        const dev = t.device(e), size = t.size(e), k = slot * stride + dev * KINDS + (kind === -1 ? t.type(e) : kind);
+        cnt[k]++; byt[k] += size;
+        if (kind !== -1) continue;
+        const top = largest[slot];
+        if (top.length < REAPED_LARGEST || size > top[top.length - 1].size) {
+          top.push({ device: dev, address: '0x' + t.idHex(e), size, type: t.type(e), refCount: t.ref(e) });
+          top.sort((a, b) => b.size - a.size);
+          if (top.length > REAPED_LARGEST) top.pop();
+        }
       }
-      return r;
-    };
-    const t = this.buffers;
-    for (let e = t.count - 1; e >= 0; e--) {
-      const pid = t.pid(e);
-      if (!dead.has(pid)) continue;
-      const r = report(pid), dev = t.device(e), type = t.type(e), size = t.size(e);
-      r.buffers++; r.bytes += size;
-      const d = (r.byDevice[dev] ??= {});
-      const g = (d[typeName(type)] ??= { count: 0, bytes: 0 });
-      g.count++; g.bytes += size;
-      if (r.largest.length < REAPED_LARGEST || size > r.largest[r.largest.length - 1].size) {
-        r.largest.push({ device: dev, address: '0x' + t.idHex(e), size, type, refCount: t.ref(e) });
-        r.largest.sort((a, b) => b.size - a.size);
-        if (r.largest.length > REAPED_LARGEST) r.largest.pop();
-      }
-      this.account(this.stats(pid), dev, type, -size, -1);
-      t.remove(e);
+      t.removeMarked(mark, marked);
     }
-    for (const kind of [KIND_CB, KIND_KERNEL]) {
-      const ot = kind === KIND_CB ? this.cbs : this.kernels;
-      for (let e = ot.count - 1; e >= 0; e--) {
-        const pid = ot.pid(e);
-        if (!dead.has(pid)) continue;
-        const r = report(pid), size = ot.size(e);
-        if (kind === KIND_CB) { r.cbs++; r.cbBytes += size; } else { r.kernels++; r.kernelBytes += size; }
-        this.account(this.stats(pid), ot.device(e), kind, -size, -1);
-        ot.remove(e);
+    const out: ReapedReport[] = [];
+    const now = Date.now();
+    for (let slot = 0; slot < n; slot++) {
+      const pid = slots.pids[slot], s = this.pids.get(pid);
+      const r: ReapedReport = { pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: largest[slot] };
+      for (let k = 0; k < stride; k++) {
+        const c = cnt[slot * stride + k];
+        if (c === 0) continue;
+        const b = byt[slot * stride + k], dev = Math.floor(k / KINDS), kind = k % KINDS;
+        this.account(s!, dev, kind, -b, -c);
+        if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
+          r.buffers += c; r.bytes += b;
+          (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
+        }
       }
+      if (r.buffers + r.cbs + r.kernels > 0) out.push(r);
     }
     for (const pid of dead) {
       const s = this.pids.get(pid);
       if (s && s.live === 0) this.pids.delete(pid);
     }
     this.lastPid = -1; this.lastStats = null;
-    const out = [...reports.values()];
     this.reaped.push(...out);
     this.reapedTotal += out.length;
     if (this.reaped.length > this.maxReapedKept) this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
@@ -275,6 +282,31 @@ export class Tracker {
     this.pids.clear(); this.lastPid = -1; this.lastStats = null;
     this.reaped.length = 0;
     this.unknownFrees = 0; this.unknownCbFrees = 0; this.unknownKernelUnloads = 0; this.resizedAllocs = 0;
+  }
+}
+
+/** PID → dense slot for a sweep: open addressing on typed arrays, a few integer ops per lookup. */
+class PidSlots {
+  readonly pids: number[];
+  private keys: Int32Array;
+  private vals: Int32Array;
+  private mask: number;
+  constructor(set: Iterable<number>) {
+    this.pids = [...set];
+    let cap = 16;
+    while (cap < this.pids.length * 4) cap *= 2;
+    this.keys = new Int32Array(cap); this.vals = new Int32Array(cap); this.mask = cap - 1;
+    this.pids.forEach((pid, i) => {
+      let h = Math.imul(pid, 0x9e3779b1) & this.mask;
+      while (this.vals[h] !== 0) h = (h + 1) & this.mask;
+      this.keys[h] = pid; this.vals[h] = i + 1;
+    });
+  }
+  /** Slot of `pid`, or -1. */
+  get(pid: number): number {
+    const keys = this.keys, vals = this.vals, mask = this.mask;
+    for (let h = Math.imul(pid, 0x9e3779b1) & mask; vals[h] !== 0; h = (h + 1) & mask) if (keys[h] === pid) return vals[h] - 1;
+    return -1;
   }
 }
 
