@@ -52,6 +52,10 @@ export class ObjectTable {
   /** Index shards (slot value = entry + 1, 0 = empty) and the number of entries in each. */
   private shards: Int32Array[] = [];
   private shardUsed = new Int32Array(SHARDS);
+  /** Where the last successful find() stopped, so FREE's remove() does not probe again. */
+  private foundEntry = -1;
+  private foundHash = 0;
+  private foundSlot = 0;
 
   constructor(expected = 0) {
     this.resetIndex(expected);
@@ -101,13 +105,17 @@ export class ObjectTable {
       const v = idx[s];
       if (v === 0) return -1;
       const e = v - 1, p = e >>> PAGE_BITS, i = e & PAGE_MASK;
-      if (aLo[p][i] === lo && aHi[p][i] === hi && (meta[p][i] & DEV_MASK) === device) return e;
+      if (aLo[p][i] === lo && aHi[p][i] === hi && (meta[p][i] & DEV_MASK) === device) {
+        this.foundEntry = e; this.foundHash = h; this.foundSlot = s;
+        return e;
+      }
       s = (s + 1) & mask;
     }
   }
 
   /** Inserts a new entry (caller has checked it is absent); returns its index. */
   insert(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
+    this.foundEntry = -1;
     const h = hash3(device, lo, hi), sh = h >>> (32 - SHARD_BITS);
     if (++this.shardUsed[sh] > this.shards[sh].length * 0.75) this.growShard(sh);
     const e = this.count++;
@@ -139,7 +147,7 @@ export class ObjectTable {
       this.copyEntry(last, e);
       idx[s] = e + 1;
     }
-    this.releasePages();
+    if ((this.count & PAGE_MASK) === 0) this.releasePages();
   }
 
   /**
@@ -150,6 +158,7 @@ export class ObjectTable {
    */
   removeMarked(mark: Uint8Array, n: number): void {
     if (n === 0) return;
+    this.foundEntry = -1;
     if (n < this.count * COMPACT_SHARE) {
       for (let e = this.count - 1; e >= 0; e--) if (mark[e] !== 0) this.remove(e);
       return;
@@ -196,6 +205,7 @@ export class ObjectTable {
   /** Removes all entries; keeps a small index. */
   clear(): void {
     this.count = 0;
+    this.foundEntry = -1;
     for (const c of COLUMNS) this.cols[c].length = 0;
     this.resetIndex(0);
   }
@@ -238,10 +248,12 @@ export class ObjectTable {
   }
 
   private unindex(e: number): void {
-    const h = this.hashOf(e), sh = h >>> (32 - SHARD_BITS);
+    const known = e === this.foundEntry;
+    this.foundEntry = -1;
+    const h = known ? this.foundHash : this.hashOf(e), sh = h >>> (32 - SHARD_BITS);
     const idx = this.shards[sh], mask = idx.length - 1;
     this.shardUsed[sh]--;
-    let hole = h & mask;
+    let hole = known ? this.foundSlot : h & mask;
     while (idx[hole] !== e + 1) hole = (hole + 1) & mask;
     idx[hole] = 0;
     // Backward-shift: pull later members of the probe run into the hole.
