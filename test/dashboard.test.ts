@@ -185,7 +185,18 @@ test('buffer paging: largest-first pages concatenate to the full sorted listing,
   assert.deepEqual(got.map((b) => b.size), [...sizes].sort((a, b) => b - a));
   assert.equal(new Set(got.map((b) => b.address)).size, 1500, 'no buffer twice, none missing');
   assert.ok(got.every((b) => b.device === 1 && b.type === 'TRACE'));
-  // Table order pages cover the same set; minSize and pid filters combine with the others.
+  // Unfiltered table order (a slice, totals from the running counters) covers every buffer once.
+  const all = await server.client.json<Page>('GET', '/v1/buffers/page?order=size&limit=1000&offset=0');
+  const seen = new Set<string>();
+  let bytes = 0, n = 0;
+  for (let offset = 0; ; offset += 1000) {
+    const p = await server.client.json<Page>('GET', `/v1/buffers/page?limit=1000&offset=${offset}`);
+    assert.equal(p.total, all.total); assert.equal(p.totalBytes, all.totalBytes);
+    if (p.buffers.length === 0) break;
+    for (const b of p.buffers) { seen.add(`${b.device}:${b.address}`); bytes += b.size; n++; }
+  }
+  assert.equal(n, all.total); assert.equal(seen.size, all.total); assert.equal(bytes, all.totalBytes);
+  // minSize and pid filters combine with the others.
   const big = await server.client.json<Page>('GET', `/v1/buffers/page?device=1&type=TRACE&minSize=${4096 * 250}&pid=${process.pid}&limit=1000`);
   assert.equal(big.total, sizes.filter((s) => s >= 4096 * 250).length);
   const none = await server.client.json<Page>('GET', `/v1/buffers/page?device=1&type=TRACE&pid=1`);

@@ -41,7 +41,13 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const match = minSize > 0 ? (e: number) => t.size(e) >= minSize && base(e) : base;
   let total = 0, totalBytes = 0;
   const rows: number[] = [];
-  if (order === 'table') {
+  const unfiltered = minSize === 0 && !filter.devices?.length && !filter.pids?.length && !filter.types?.length && !filter.minEpoch;
+  if (order === 'table' && unfiltered) {
+    // Nothing to match: the page is a slice and the totals are the tracker's running counters.
+    total = t.count;
+    for (let d = 0; d <= tr.maxDeviceSeen; d++) for (let k = 0; k < 5; k++) totalBytes += tr.deviceBytes(d, k);
+    for (let e = offset; e < Math.min(t.count, offset + limit); e++) rows.push(e);
+  } else if (order === 'table') {
     for (let e = 0; e < t.count; e++) {
       if (!match(e)) continue;
       if (total >= offset && rows.length < limit) rows.push(e);
