@@ -10,6 +10,12 @@ import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
 const TWO32 = 4294967296;
 /** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
 const MAX_CONSECUTIVE_GARBAGE = 8;
+/**
+ * Bytes one connection may feed per event-loop turn. libuv reads up to 32 × 64 KiB from one
+ * socket per turn; a busy client would then hold the loop for ~10 ms and a QUERY waits behind it.
+ * Pausing until the next turn bounds that, and lets each later read carry more frames.
+ */
+const TURN_BYTES = 128 * 1024;
 
 /** What the connection needs from the server beyond the tracker (the rare, non-hot messages). */
 export interface ConnectionHost {
@@ -42,6 +48,8 @@ export class DataConnection {
   /** The partial frame in `pending` is that already-applied first frame: drop it when complete. */
   private skipPending = false;
   private closing = false;
+  private turnBytes = 0;
+  private readonly nextTurn = () => { this.turnBytes = 0; if (!this.closing) this.socket.resume(); };
 
   constructor(readonly id: number, readonly socket: Socket, private host: ConnectionHost, forcedFrameSize = 0) {
     this.frameSize = forcedFrameSize;
@@ -63,6 +71,7 @@ export class DataConnection {
       return;
     }
     this.ingest(chunk);
+    if ((this.turnBytes += chunk.length) >= TURN_BYTES) { this.socket.pause(); setImmediate(this.nextTurn); }
   }
 
   /** Buffers the first bytes until the frame size is known, then replays them. */
