@@ -168,7 +168,7 @@ test('Tracker releases dead PIDs the same way on the few-removals and the compac
 });
 
 test('ObjectTable insert/find/remove with many colliding keys matches a Map', () => {
-  // Thousands of keys in shards that start at 64 slots: long probe runs, growth and backward shifts.
+  // Thousands of keys in shards that start at 32 slots: long probe runs, growth and backward shifts.
   const key = fc.record({ d: fc.integer({ min: 0, max: 3 }), lo: fc.integer({ min: 0, max: 4000 }), hi: fc.constantFrom(0, 1, 0xffffffff) });
   const op = fc.record({ insert: fc.boolean(), k: key, size: fc.integer({ min: 1, max: 2 ** 40 }) });
   fc.assert(fc.property(fc.array(op, { minLength: 2000, maxLength: 6000 }), (ops) => {

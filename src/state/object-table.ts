@@ -8,16 +8,18 @@
 // (linear probing, backward-shift deletion, no tombstones) holding entry+1 (0 = empty slot).
 // Removing an entry moves the last entry into its place, so iteration is always dense.
 //
-// The index is split into 256 shards by the hash's top byte, each growing on its own: a growth
-// rehashes 1/256 of the entries (a few ms at 20 M live buffers) instead of all of them (2.1 s
-// measured with one index), so ingest never stalls long while the table grows.
+// The index is split into 1024 shards by the hash's top 10 bits, each growing on its own: a growth
+// rehashes 1/1024 of the entries (a few ms at 20 M live buffers) instead of all of them (2.1 s
+// measured with one index), so ingest never stalls long while the table grows. Each shard grows at
+// its own load (0.5–0.75): with one shared limit all shards, filled evenly by the hash, would
+// grow within the same few thousand inserts and their pauses would add up again.
 
 const PAGE_BITS = 13; // small pages: the partly used last page wastes < 1% at 1 M entries
 const PAGE_SIZE = 1 << PAGE_BITS;
 const PAGE_MASK = PAGE_SIZE - 1;
-const SHARD_BITS = 8;
+const SHARD_BITS = 10;
 const SHARDS = 1 << SHARD_BITS;
-const MIN_SHARD = 64;
+const MIN_SHARD = 32;
 /** Bulk removals above this share of the table compact the columns and rebuild the index. */
 const COMPACT_SHARE = 1 / 64;
 
@@ -44,6 +46,11 @@ function hash3(device: number, lo: number, hi: number): number {
   return h;
 }
 
+/** Entries shard `sh` may hold in `cap` slots before it doubles (load 0.5 to 0.75 across shards). */
+function limitFor(sh: number, cap: number): number {
+  return Math.floor(cap * (0.5 + (0.25 * sh) / SHARDS));
+}
+
 export class ObjectTable {
   count = 0;
   private cols: Record<Column, Uint32Array[]> = {
@@ -52,6 +59,7 @@ export class ObjectTable {
   /** Index shards (slot value = entry + 1, 0 = empty) and the number of entries in each. */
   private shards: Int32Array[] = [];
   private shardUsed = new Int32Array(SHARDS);
+  private shardLimit = new Int32Array(SHARDS);
   /** Where the last successful find() stopped, so FREE's remove() does not probe again. */
   private foundEntry = -1;
   private foundHash = 0;
@@ -64,10 +72,11 @@ export class ObjectTable {
   /** Empty shards sized for `expected` entries in all (10% slack for uneven shards). */
   private resetIndex(expected: number): void {
     let cap = MIN_SHARD;
-    while (cap * 0.75 < (expected / SHARDS) * 1.1) cap *= 2;
+    while (cap * 0.5 < (expected / SHARDS) * 1.1) cap *= 2;
     // Re-use shards of the right size: fresh pages cost a page fault each (slow in VMs).
     for (let i = 0; i < SHARDS; i++) {
       if (this.shards[i]?.length === cap) this.shards[i].fill(0); else this.shards[i] = new Int32Array(cap);
+      this.shardLimit[i] = limitFor(i, cap);
     }
     this.shardUsed.fill(0);
   }
@@ -117,7 +126,7 @@ export class ObjectTable {
   insert(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
     this.foundEntry = -1;
     const h = hash3(device, lo, hi), sh = h >>> (32 - SHARD_BITS);
-    if (++this.shardUsed[sh] > this.shards[sh].length * 0.75) this.growShard(sh);
+    if (++this.shardUsed[sh] > this.shardLimit[sh]) this.growShard(sh);
     const e = this.count++;
     const p = e >>> PAGE_BITS, i = e & PAGE_MASK;
     if (p === this.cols.addrLo.length) for (const c of COLUMNS) this.cols[c].push(new Uint32Array(PAGE_SIZE));
@@ -279,5 +288,6 @@ export class ObjectTable {
       idx[s] = v;
     }
     this.shards[sh] = idx;
+    this.shardLimit[sh] = limitFor(sh, idx.length);
   }
 }
