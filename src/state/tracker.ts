@@ -225,8 +225,11 @@ export class Tracker {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
     const n = slots.pids.length, stride = (this.maxDeviceSeen + 1) * KINDS;
-    const cnt = new Float64Array(n * stride), byt = new Float64Array(n * stride);
+    // count and bytes interleaved (one cache line per update); the smallest size of each full
+    // top list in a typed array, so most entries are rejected without touching the list's objects.
+    const acc = new Float64Array(n * stride * 2);
     const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
+    const topMin = new Float64Array(n).fill(-1);
     for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
       const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
       const mark = new Uint8Array(t.count);
@@ -236,14 +239,13 @@ export class Tracker {
         if (slot < 0) continue;
         mark[e] = 1; marked++;
         const dev = t.device(e), size = t.size(e), k = slot * stride + dev * KINDS + (kind === -1 ? t.type(e) : kind);
-        cnt[k]++; byt[k] += size;
-        if (kind !== -1) continue;
+        acc[2 * k]++; acc[2 * k + 1] += size;
+        if (kind !== -1 || size <= topMin[slot]) continue;
         const top = largest[slot];
-        if (top.length < REAPED_LARGEST || size > top[top.length - 1].size) {
-          top.push({ device: dev, address: '0x' + t.idHex(e), size, type: t.type(e), refCount: t.ref(e) });
-          top.sort((a, b) => b.size - a.size);
-          if (top.length > REAPED_LARGEST) top.pop();
-        }
+        top.push({ device: dev, address: '0x' + t.idHex(e), size, type: t.type(e), refCount: t.ref(e) });
+        top.sort((a, b) => b.size - a.size);
+        if (top.length > REAPED_LARGEST) top.pop();
+        if (top.length === REAPED_LARGEST) topMin[slot] = top[REAPED_LARGEST - 1].size;
       }
       t.removeMarked(mark, marked);
     }
@@ -253,9 +255,9 @@ export class Tracker {
       const pid = slots.pids[slot], s = this.pids.get(pid);
       const r: ReapedReport = { pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: largest[slot] };
       for (let k = 0; k < stride; k++) {
-        const c = cnt[slot * stride + k];
+        const c = acc[2 * (slot * stride + k)];
         if (c === 0) continue;
-        const b = byt[slot * stride + k], dev = Math.floor(k / KINDS), kind = k % KINDS;
+        const b = acc[2 * (slot * stride + k) + 1], dev = Math.floor(k / KINDS), kind = k % KINDS;
         this.account(s!, dev, kind, -b, -c);
         if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
           r.buffers += c; r.bytes += b;
