@@ -45,6 +45,8 @@ export interface ServerOptions {
   http?: string;
   /** Period of the samples behind live charts (ms; 0 = off). */
   sampleIntervalMs?: number;
+  /** Open data connections beyond this are refused (each holds buffers; bounds memory). */
+  maxConnections?: number;
 }
 
 export class AllocationServer implements ConnectionHost {
@@ -56,6 +58,7 @@ export class AllocationServer implements ConnectionHost {
   detectQuietMs: number;
   readonly connections = new Set<DataConnection>();
   connectionsTotal = 0;
+  refusedConnections = 0;
   rejectedFramesClosed = 0;
   private nextConnId = 1;
   private dataServer: NetServer | null = null;
@@ -83,6 +86,14 @@ export class AllocationServer implements ConnectionHost {
     this.live = new LiveViews(this);
   }
 
+  /** Over the limit: close at once; log the first refusal and every 1000th, not each one. */
+  private refuse(sock: Socket): void {
+    sock.destroy();
+    if (this.refusedConnections++ % 1000 === 0) {
+      this.log(`refusing data connection: ${this.connections.size} open, the limit (--max-connections); ${this.refusedConnections} refused so far`);
+    }
+  }
+
   get controlPath(): string { return this.opts.controlPath ?? controlPathFor(this.opts.socketPath); }
 
   log(msg: string): void {
@@ -96,6 +107,7 @@ export class AllocationServer implements ConnectionHost {
     await claimSocketPath(this.controlPath, 'control socket');
     const forced = this.opts.frameSize ?? 0;
     this.dataServer = createNetServer({ noDelay: true }, (sock: Socket) => {
+      if (this.connections.size >= (this.opts.maxConnections ?? 4096)) return this.refuse(sock);
       const c = new DataConnection(this.nextConnId++, sock, this, forced);
       this.connections.add(c);
       this.connectionsTotal++;
