@@ -52,3 +52,25 @@ test('the --http listener binds loopback by default and refuses every state-chan
     s.destroy();
   } finally { assert.equal(await srv.stop(), 0); }
 });
+
+test('--group shares both sockets with a group the user belongs to (0660); an unknown group is a clear error', async () => {
+  const gid = process.getgid!();
+  const name = readFileSync('/etc/group', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[2] === String(gid))?.[0] ?? String(gid);
+  const srv = await startServer(['--group', name]);
+  try {
+    for (const p of [srv.socket, srv.socket + '.ctl']) {
+      const st = statSync(p);
+      assert.equal(st.mode & 0o777, 0o660, p);
+      assert.equal(st.gid, gid, p);
+    }
+    await srv.client.json('GET', '/v1/health'); // the server is past start-up (signal handlers installed)
+  } finally { assert.equal(await srv.stop(), 0); }
+  const dir = tempDir();
+  try {
+    const sock = join(dir, 'g.sock');
+    const r = await runCli(['server', '--socket', sock, '--group', 'no-such-group-ttalloc']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr + r.stdout, /--group no-such-group-ttalloc: no such group/);
+    assert.throws(() => statSync(sock), 'a socket was left behind');
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+});

@@ -2,7 +2,7 @@
 // (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { chmodSync } from 'node:fs';
+import { resolveGroup, restrictSocket } from './security.js';
 import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import { readU64, writeU64 } from '../protocol/codec.js';
 import { Tracker, type ReapedReport } from '../state/tracker.js';
@@ -47,6 +47,8 @@ export interface ServerOptions {
   sampleIntervalMs?: number;
   /** Open data connections beyond this are refused (each holds buffers; bounds memory). */
   maxConnections?: number;
+  /** Share both sockets with this group (0660) instead of owner-only. */
+  group?: string;
 }
 
 export class AllocationServer implements ConnectionHost {
@@ -103,6 +105,7 @@ export class AllocationServer implements ConnectionHost {
   async start(): Promise<void> {
     // First, so that a busy --http port fails before any socket path is claimed.
     await this.live.start();
+    const gid = this.opts.group ? resolveGroup(this.opts.group) : null; // a bad name fails before any socket exists
     await claimSocketPath(this.opts.socketPath, 'socket');
     await claimSocketPath(this.controlPath, 'control socket');
     const forced = this.opts.frameSize ?? 0;
@@ -117,9 +120,9 @@ export class AllocationServer implements ConnectionHost {
     this.dataPath.taken();
     await listenUnix(this.controlServer, this.controlPath);
     this.ctlPath.taken();
-    // Owner-only until the security work adds --group; umask may have left them wider.
-    chmodSync(this.opts.socketPath, 0o600);
-    chmodSync(this.controlPath, 0o600);
+    // Owner-only (or --group); umask may have left them wider.
+    restrictSocket(this.opts.socketPath, gid);
+    restrictSocket(this.controlPath, gid);
     const reapMs = this.opts.reapIntervalMs ?? 5000;
     if (reapMs > 0) this.timers.push(setInterval(() => this.reapDead(), reapMs));
     const statsMs = this.opts.statsIntervalMs ?? 10000;

@@ -18,11 +18,12 @@ export function serverCommand(name = 'server'): Command {
     .option('--log-events', 'print every event, like the original server (slow)')
     .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
     .option('--sample-interval <seconds>', 'how often live charts sample the counters', secondsArg('--sample-interval'), 1)
+    .option('--group <name>', 'share the data and control sockets with this group (mode 0660; default owner-only 0600)')
     .option('--max-connections <n>', 'refuse data connections beyond this many open ones', intArg('--max-connections'), 4096)
     .action(action(async (o: {
       socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
       deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
-      http?: string; sampleInterval: number; maxConnections: number;
+      http?: string; sampleInterval: number; maxConnections: number; group?: string;
     }) => {
       // A reader that goes away (`allocation-server | head`) must not take the tracked state with it.
       let stdoutGone = false;
@@ -39,7 +40,7 @@ export function serverCommand(name = 'server'): Command {
         statsIntervalMs: o.statsInterval * 1000,
         quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
         http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
-        maxConnections: o.maxConnections,
+        maxConnections: o.maxConnections, group: o.group,
       });
       await server.start();
       let stopping = false;
