@@ -42,3 +42,33 @@ test('--max-connections: hundreds of extra connections are refused with a log li
     assert.equal(await srv.stop(), 0);
   }
 });
+
+test('a control client that stops reading a big JSON dump never stalls ingest for others', async () => {
+  const { request } = await import('node:http');
+  const srv = await startServer(['--reap-interval', '0']);
+  try {
+    const N = 100_000, FS = 144;
+    const bulk = Buffer.alloc(N * FS);
+    for (let i = 0; i < N; i++) {
+      encodeFrame({ type: MsgType.ALLOC, deviceId: i & 7, size: 4096, bufferType: BufferType.DRAM, pid: process.pid, bufferId: 0x10000000 + i * 4096 }).copy(bulk, i * FS);
+    }
+    const loader = await rawConnect(srv.socket);
+    await sendAndSettle(loader, bulk, srv);
+    // Read the first bytes of the full dump, then stop reading with the connection open.
+    let got = 0;
+    const req = request({ socketPath: srv.socket + '.ctl', path: '/v1/report?format=json&all=1' });
+    const res = await new Promise<import('node:http').IncomingMessage>((r, j) => { req.once('response', r); req.once('error', j); req.end(); });
+    await new Promise<void>((r) => res.once('data', (d: Buffer) => { got += d.length; r(); }));
+    res.pause();
+    // Another client's frames are still applied while the dump is stuck.
+    const other = await rawConnect(srv.socket);
+    await sendAndSettle(other, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 64, bufferType: BufferType.L1, pid: process.pid, bufferId: 0x1 }), srv);
+    const st = await srv.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
+    assert.equal(st.live.buffers, N + 1);
+    assert.ok(got > 0 && got < N * 100, `the stuck reader got ${got} bytes`);
+    res.destroy();
+    loader.destroy(); other.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});
