@@ -109,7 +109,9 @@ test('a killed client process: its buffers, CBs and kernels are released with on
     await exited(child);
     await srv.waitFor(REAPED(pid));
     const report = await srv.client.text('POST', '/v1/dump'); // the same cleanup runs again before a dump
-    assert.doesNotMatch(report, new RegExp(`PID ${pid}`));
+    const [remaining, exitedPart] = report.split('Total remaining buffers');
+    assert.doesNotMatch(remaining, new RegExp(`PID ${pid}`), 'no buffer of the dead PID is listed as remaining');
+    assert.match(exitedPart, new RegExp(`- PID ${pid}: 3 buffers, 0\\.016384 MB \\(device 0: DRAM 1; device 1: DRAM 1, L1 1\\), 1 CBs, 1 kernels`), 'what it left is summarised');
     assert.match(report, new RegExp(`Buffer 0x1: 0\\.5 KB \\(PID ${P}, ref_count=1\\)`), 'the live owner keeps its buffer');
     assert.match(report, /Total remaining buffers: 1\n/);
     assert.equal(linesMatching(srv.output(), new RegExp(`process ${pid} `)).length, 1, 'one summary line for the PID');

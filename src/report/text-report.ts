@@ -1,6 +1,7 @@
 // The seed's text layout, exactly (see ../shared/seeds and README "The dump report").
 import { formatKB, formatMB } from './format.js';
 import type { BufferReport } from './buffer-report.js';
+import type { ReapedReport } from '../state/tracker.js';
 
 const TITLE = [
   '╔══════════════════════════════════════════════════════════════╗',
@@ -8,11 +9,17 @@ const TITLE = [
   '╚══════════════════════════════════════════════════════════════╝',
 ];
 
-export function formatBufferReport(r: BufferReport, heading?: string): string {
+/**
+ * `reaped`: what processes that exited left behind. Their buffers are no longer "remaining" (the
+ * server released them), but a user who dumps after the application exited must not read an
+ * empty report as "no leaks": they are summarised after the seed's total line.
+ */
+export function formatBufferReport(r: BufferReport, heading?: string, reaped: readonly ReapedReport[] = []): string {
   const out: string[] = [...TITLE, ''];
   if (heading) out.push(heading, '');
   if (r.totalBuffers === 0) {
-    out.push(r.filtered ? 'No buffers remaining that match the filter.' : 'No buffers remaining: every tracked allocation has been freed.', '');
+    out.push(r.filtered ? 'No buffers remaining that match the filter.'
+      : reaped.length ? 'No buffers remaining in running processes.' : 'No buffers remaining: every tracked allocation has been freed.', '');
   }
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
@@ -26,5 +33,43 @@ export function formatBufferReport(r: BufferReport, heading?: string): string {
     out.push('');
   }
   out.push(`Total remaining buffers: ${r.totalBuffers}`);
+  if (reaped.length) out.push('', ...exitedSummary(reaped));
+  return out.join('\n') + '\n';
+}
+
+const EXITED_LISTED = 10;
+
+function exitedSummary(reaped: readonly ReapedReport[]): string[] {
+  const recent = reaped.slice(-EXITED_LISTED).reverse();
+  const out = [`Processes that exited without freeing (released by the server; details: dump-remaining-buffers --reaped):`];
+  for (const p of recent) {
+    const where = Object.entries(p.byDevice).map(([dev, types]) =>
+      `device ${dev}: ${Object.entries(types).map(([t, g]) => `${t} ${g.count}`).join(', ')}`).join('; ');
+    out.push(`  - PID ${p.pid}: ${p.buffers} buffer${p.buffers === 1 ? '' : 's'}, ${formatMB(p.bytes)} MB (${where || 'no buffers'})`
+      + (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''));
+  }
+  if (reaped.length > recent.length) out.push(`  ... and ${reaped.length - recent.length} more`);
+  return out;
+}
+
+/** `dump --reaped`: what each exited process left behind, with its largest buffers. */
+export function formatReapedReport(reaped: readonly ReapedReport[]): string {
+  const out = [
+    '╔══════════════════════════════════════════════════════════════╗',
+    '║           BUFFERS LEFT BY EXITED PROCESSES                  ║',
+    '╚══════════════════════════════════════════════════════════════╝',
+    '',
+  ];
+  if (!reaped.length) out.push('No process has exited while owning buffers.', '');
+  for (const p of [...reaped].reverse()) {
+    out.push(`PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ${p.buffers} buffers, ${formatMB(p.bytes)} MB total`
+      + (p.cbs || p.kernels ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ${p.kernels} kernels (${formatKB(p.kernelBytes)})` : ''));
+    for (const [dev, types] of Object.entries(p.byDevice)) {
+      for (const [t, g] of Object.entries(types)) out.push(`  Device ${dev} ${t}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`);
+    }
+    for (const b of p.largest) out.push(`    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} (ref_count=${b.refCount})`);
+    out.push('');
+  }
+  out.push(`Total exited processes: ${reaped.length}`);
   return out.join('\n') + '\n';
 }

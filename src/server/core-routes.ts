@@ -3,7 +3,7 @@ import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
-import { formatBufferReport } from '../report/text-report.js';
+import { formatReapedReport } from '../report/text-report.js';
 import { reportJson, streamReportWithAllBuffers } from '../report/json-report.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
@@ -52,7 +52,10 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
   }));
   r.get('/v1/processes', () => ({ schema_version: 1, processes: listProcesses(s.tracker) }));
   r.get('/v1/kernels', (c) => c.url.searchParams.get('format') === 'text' ? text(c, formatKernelReport(s.tracker)) : { schema_version: 1, kernels: listKernels(s.tracker) });
-  r.get('/v1/reaped', () => ({ schema_version: 1, reaped: s.tracker.reaped }));
+  r.get('/v1/reaped', (c) => {
+    s.reapDead();
+    return c.url.searchParams.get('format') === 'text' ? text(c, formatReapedReport(s.tracker.reaped)) : { schema_version: 1, reaped: s.tracker.reaped };
+  });
   // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users expect.
   r.get('/v1/report', (c) => report(c, s, false));
   r.post('/v1/dump', (c) => report(c, s, true));
@@ -88,7 +91,7 @@ async function report(c: RouteContext, s: AllocationServer, print: boolean): Pro
   const asJson = c.url.searchParams.get('format') === 'json';
   // The server's terminal gets the same listing (bounded to 10 per type when a full JSON is streamed).
   if (print) s.out(s.bufferReportText(filter, asJson && all ? 10 : limit));
-  if (!asJson) return text(c, formatBufferReport(buildBufferReport(s.tracker, filter, limit)));
+  if (!asJson) return text(c, s.bufferReportText(filter, limit));
   const r = buildBufferReport(s.tracker, filter, all ? 10 : limit);
   const head = reportJson(r, filter, all ? Infinity : limit);
   if (!all) return head;

@@ -207,7 +207,8 @@ export class AllocationServer implements ConnectionHost {
   }
 
   bufferReportText(filter: ReportFilter, limit: number, heading?: string): string {
-    return formatBufferReport(buildBufferReport(this.tracker, filter, limit), heading);
+    const r = buildBufferReport(this.tracker, filter, limit);
+    return formatBufferReport(r, heading, r.filtered ? [] : this.tracker.reaped);
   }
 
   logEvent(conn: DataConnection, dv: DataView, off: number): void {

@@ -10,8 +10,14 @@ export function dumpCommand(name = 'dump'): Command {
     .option('-n, --limit <n>', 'buffers listed per device and type', intArg('--limit'), 10)
     .option('-d, --device <ids>', 'only these devices (comma-separated)', listArg('--device'))
     .option('-p, --pid <pids>', 'only buffers owned by these PIDs', listArg('--pid'))
+    .option('--reaped', 'instead: what processes that exited left behind (released by the server)')
     .option('-t, --type <types>', 'only these buffer types (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY)')
-    .action(action(async (o: { socket?: string; json?: boolean; all?: boolean; limit: number; device?: string; pid?: string; type?: string }) => {
+    .action(action(async (o: { socket?: string; json?: boolean; all?: boolean; limit: number; device?: string; pid?: string; type?: string; reaped?: boolean }) => {
+      if (o.reaped) {
+        const out = await clientFor(o).text('GET', `/v1/reaped${o.json ? '' : '?format=text'}`);
+        process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
+        return;
+      }
       const q = new URLSearchParams();
       if (o.json) q.set('format', 'json');
       if (o.all) q.set('all', '1'); else q.set('limit', String(o.limit));

@@ -42,16 +42,17 @@ export function serverCommand(name = 'server'): Command {
         http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
         maxConnections: o.maxConnections, group: o.group,
       });
-      await server.start();
+      // Handlers go in before start(): a signal during start-up must still end in a clean exit 0.
       let stopping = false;
       const stop = (sig: string) => {
         if (stopping) return;
         stopping = true;
         server.log(`${sig} received, shutting down`);
-        void server.stop().then(() => process.exit(0));
+        void server.stop().then(() => process.exit(0), () => process.exit(0));
       };
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => stop('SIGHUP'));
+      await server.start();
     }));
 }
