@@ -6,16 +6,10 @@ import { KINDS, KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import { commandName } from '../report/process-info.js';
+import type { StatsSource } from '../report/stats.js';
 
-export interface MetricsSource {
-  tracker: Tracker;
-  devices: DeviceRegistry;
-  knownDeviceIds(): number[];
-  startedAtMs: number;
-  connections: { size: number };
-  connectionsTotal: number;
-  rejectedFrames(): number;
-}
+/** The same view of the server that statistics read. */
+export type MetricsSource = StatsSource;
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
 const KIND_LABELS = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
