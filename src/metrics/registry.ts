@@ -2,9 +2,8 @@
 // callbacks at scrape time: ingest never touches prom-client (no inc() per message).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BUFFER_TYPE_NAMES, MSG_NAMES } from '../protocol/constants.js';
-import { KINDS, KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
+import { KINDS, KIND_CB, KIND_KERNEL } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
-import type { DeviceRegistry } from '../devices/registry.js';
 import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
 
