@@ -265,13 +265,6 @@ export function summarizeDevices(reg: DeviceRegistry): string {
 
 export function archName(arch: number): string { return ARCH_NAMES[arch] ?? `arch ${arch}`; }
 
-function listen(s: NetServer | HttpServer, path: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(path, () => { s.off('error', reject); resolve(); });
-  });
-}
-
 function closeServer(s: NetServer | HttpServer | null): Promise<void> {
   return new Promise((resolve) => {
     if (!s) return resolve();
