@@ -31,3 +31,23 @@ test('after the application exited, the dump says what it left behind and --reap
     assert.equal(await srv.stop(), 0);
   }
 });
+
+test('a process that only freed unknown buffers is listed while it lives and forgotten once it is gone', async () => {
+  const srv = await startServer(['--reap-interval', '0']);
+  try {
+    const script = `import { Reporter } from ${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)};
+      const r = new Reporter({ socketPath: process.argv[1] }); r.free(0, 0xdead000); await r.close(); console.log('sent'); setInterval(() => {}, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, srv.socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((r) => child.stdout!.once('data', () => r()));
+    type Procs = { processes: { pid: number; unknownFrees: number }[] };
+    const listed = async () => (await srv.client.json<Procs>('GET', '/v1/processes')).processes.find((p) => p.pid === child.pid);
+    for (let i = 0; i < 100 && !(await listed()); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await listed())?.unknownFrees, 1);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    await srv.client.json('POST', '/v1/reap');
+    assert.equal(await listed(), undefined);
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});

@@ -232,6 +232,7 @@ export class AllocationServer implements ConnectionHost {
   reapDead(): ReapedReport[] {
     const dead = deadPids(this.tracker.livePids(), this.isAlive);
     const reports = this.tracker.releasePids(dead);
+    this.tracker.forgetIdlePids(this.isAlive);
     for (const r of reports) {
       const parts = [`${r.buffers} buffer${r.buffers === 1 ? '' : 's'} (${formatBytes(r.bytes)})`];
       if (r.cbs) parts.push(`${r.cbs} CB${r.cbs === 1 ? '' : 's'} (${formatBytes(r.cbBytes)})`);

@@ -217,6 +217,19 @@ export class Tracker {
 
   // ---------------------------------------------------------------- cleanup
   /**
+   * Drops the stats of PIDs that own nothing and are gone (e.g. processes that only sent frees of
+   * unknown buffers), so a server that sees thousands of short processes does not grow forever.
+   */
+  forgetIdlePids(alive: (pid: number) => boolean): void {
+    for (const [pid, s] of this.pids) {
+      if (s.live === 0 && !alive(pid)) {
+        this.pids.delete(pid);
+        if (pid === this.lastPid) { this.lastPid = -1; this.lastStats = null; }
+      }
+    }
+  }
+
+  /**
    * Releases everything owned by `dead` PIDs; returns one report per PID that owned something.
    * One pass per table: a typed-array PID lookup and typed-array accumulators per entry (no Set
    * lookup, no object per entry), then one bulk removal and one counter update per PID and kind.
