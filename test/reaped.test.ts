@@ -43,10 +43,14 @@ test('a process that only freed unknown buffers is listed while it lives and for
     const listed = async () => (await srv.client.json<Procs>('GET', '/v1/processes')).processes.find((p) => p.pid === child.pid);
     for (let i = 0; i < 100 && !(await listed()); i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal((await listed())?.unknownFrees, 1);
+    type Stats = { live: { trackedPids: number } };
+    const tracked = async () => (await srv.client.json<Stats>('GET', '/v1/stats')).live.trackedPids;
+    assert.equal(await tracked(), 1);
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     await srv.client.json('POST', '/v1/reap');
     assert.equal(await listed(), undefined);
+    assert.equal(await tracked(), 0, 'its per-PID stats are dropped, not kept forever');
   } finally {
     assert.equal(await srv.stop(), 0);
   }

@@ -53,7 +53,7 @@ export function buildStats(src: StatsSource) {
     frames: { total: framesTotal, byType: frames, rejected: src.rejectedFrames() },
     unknownFrees: { buffers: tr.unknownFrees, cbs: tr.unknownCbFrees, kernels: tr.unknownKernelUnloads },
     resizedAllocs: tr.resizedAllocs,
-    live: { buffers: tr.buffers.count, cbs: tr.cbs.count, kernels: tr.kernels.count, processes: tr.livePids().length },
+    live: { buffers: tr.buffers.count, cbs: tr.cbs.count, kernels: tr.kernels.count, processes: tr.livePids().length, trackedPids: tr.pids.size },
     reapedProcesses: tr.reapedTotal,
     memory: memoryStats(tr),
     devices: src.knownDeviceIds().map((d) => deviceStats(src, d)),
