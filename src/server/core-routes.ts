@@ -1,5 +1,6 @@
 // Control API routes of the foundation: health, stats, reports, processes, kernels, reset, stop.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import type { Checkpoints } from '../analysis/checkpoints.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
@@ -25,8 +26,15 @@ export function parseTypes(v: string | null | undefined): number[] | undefined {
 }
 
 /** Filter and listing limit from the query string, shared by every report endpoint. */
-export function reportQuery(url: URL): { filter: ReportFilter; limit: number; all: boolean } {
+export function reportQuery(url: URL, marks?: Checkpoints): { filter: ReportFilter; limit: number; all: boolean } {
   const filter: ReportFilter = { devices: intList(url, 'device'), pids: intList(url, 'pid'), types: parseTypes(url.searchParams.get('type')) };
+  const since = url.searchParams.get('since');
+  if (since && marks) {
+    let m;
+    try { m = marks.get(since); } catch (e) { throw new HttpError(404, (e as Error).message); }
+    filter.minEpoch = m.epoch;
+    if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
+  }
   const all = url.searchParams.get('all') === '1';
   const limitText = url.searchParams.get('limit');
   const limit = all ? Infinity : limitText === null ? 10 : Number(limitText);
@@ -70,6 +78,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     if (body.confirm !== true) throw new HttpError(400, 'reset needs {"confirm": true}');
     const before = s.tracker.buffers.count;
     s.tracker.reset();
+    s.marks.clear();
     s.log(`state reset on request: ${before} buffers forgotten`);
     return { reset: true, buffersForgotten: before };
   });
@@ -86,7 +95,7 @@ function text(c: RouteContext, body: string): undefined {
 }
 
 async function report(c: RouteContext, s: AllocationServer, print: boolean): Promise<unknown> {
-  const { filter, limit, all } = reportQuery(c.url);
+  const { filter, limit, all } = reportQuery(c.url, s.marks);
   s.reapDead(); // the same cleanup as the periodic one, so the dump never lists dead owners
   const asJson = c.url.searchParams.get('format') === 'json';
   // The server's terminal gets the same listing (bounded to 10 per type when a full JSON is streamed).

@@ -13,6 +13,8 @@ import { claimSocketPath, listenUnix, OwnedPath } from './socket-path.js';
 import { deadPids, isProcessAlive } from './reaper.js';
 import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
+import { registerLeakRoutes } from './leak-routes.js';
+import { Checkpoints } from '../analysis/checkpoints.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
@@ -55,6 +57,8 @@ export class AllocationServer implements ConnectionHost {
   readonly tracker: Tracker;
   readonly devices: DeviceRegistry;
   readonly router = new Router();
+  /** Named checkpoints for leak analysis (dump --since, diff, check). */
+  readonly marks: Checkpoints;
   readonly startedAtMs = Date.now();
   logEvents: boolean;
   detectQuietMs: number;
@@ -84,7 +88,9 @@ export class AllocationServer implements ConnectionHost {
     this.isAlive = opts.isAlive ?? isProcessAlive;
     this.dataPath = new OwnedPath(opts.socketPath);
     this.ctlPath = new OwnedPath(this.controlPath);
+    this.marks = new Checkpoints(this.tracker);
     registerCoreRoutes(this.router, this);
+    registerLeakRoutes(this.router, this);
     this.live = new LiveViews(this);
   }
 

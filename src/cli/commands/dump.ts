@@ -10,9 +10,10 @@ export function dumpCommand(name = 'dump'): Command {
     .option('-n, --limit <n>', 'buffers listed per device and type', intArg('--limit'), 10)
     .option('-d, --device <ids>', 'only these devices (comma-separated)', listArg('--device'))
     .option('-p, --pid <pids>', 'only buffers owned by these PIDs', listArg('--pid'))
+    .option('--since <mark>', 'only buffers born after this checkpoint (ttalloc mark) and still alive')
     .option('--reaped', 'instead: what processes that exited left behind (released by the server)')
     .option('-t, --type <types>', 'only these buffer types (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY)')
-    .action(action(async (o: { socket?: string; json?: boolean; all?: boolean; limit: number; device?: string; pid?: string; type?: string; reaped?: boolean }) => {
+    .action(action(async (o: { socket?: string; json?: boolean; all?: boolean; limit: number; device?: string; pid?: string; type?: string; reaped?: boolean; since?: string }) => {
       if (o.reaped) {
         const out = await clientFor(o).text('GET', `/v1/reaped${o.json ? '' : '?format=text'}`);
         process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
@@ -24,6 +25,7 @@ export function dumpCommand(name = 'dump'): Command {
       if (o.device) q.set('device', o.device);
       if (o.pid) q.set('pid', o.pid);
       if (o.type) q.set('type', o.type);
+      if (o.since) q.set('since', o.since);
       const out = await clientFor(o).text('POST', `/v1/dump?${q}`);
       process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
     }));

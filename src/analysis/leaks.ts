@@ -1,0 +1,97 @@
+// Leak questions over the live table: what was born between checkpoints and is still alive
+// (diff, accumulation across runs), and whether what is left since a mark is within bounds (check).
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import type { Tracker } from '../state/tracker.js';
+import { bufferRow, type BufferRow } from '../report/buffer-report.js';
+import { formatKB } from '../report/format.js';
+import type { Mark } from './checkpoints.js';
+import { suppressed, type Rule } from './suppressions.js';
+
+export interface SizeGroup { device: number; type: string; size: number; count: number; bytes: number }
+export interface Interval { from: string; to: string; buffers: number; bytes: number; groups: SizeGroup[] }
+export interface Accumulation { type: string; size: number; countPerRun: number; devices: number[]; runs: number; bytesPerRun: number; text: string }
+
+/**
+ * Splits the buffers still alive into the intervals between consecutive marks (the last one runs
+ * to now when `toNow`), grouped by device, type and size.
+ */
+export function diffMarks(tr: Tracker, marks: Mark[], toNow: boolean): Interval[] {
+  const bounds = marks.map((m) => m.epoch);
+  const n = toNow ? marks.length : marks.length - 1;
+  const groups = Array.from({ length: n }, () => new Map<string, SizeGroup>());
+  const t = tr.buffers;
+  for (let e = 0; e < t.count; e++) {
+    const ep = t.epoch(e);
+    if (ep < bounds[0]) continue;
+    let i = 0;
+    while (i + 1 < bounds.length && ep >= bounds[i + 1]) i++;
+    if (i >= n) continue;
+    const m = marks[i];
+    if (m.pid !== null && t.pid(e) !== m.pid) continue;
+    const device = t.device(e), type = BUFFER_TYPE_NAMES[t.type(e)], size = t.size(e);
+    const key = `${device}/${type}/${size}`;
+    let g = groups[i].get(key);
+    if (!g) { g = { device, type, size, count: 0, bytes: 0 }; groups[i].set(key, g); }
+    g.count++; g.bytes += size;
+  }
+  return groups.map((gm, i) => {
+    const gs = [...gm.values()].sort((a, b) => a.device - b.device || b.bytes - a.bytes);
+    return { from: marks[i].name, to: i + 1 < marks.length ? marks[i + 1].name : 'now', buffers: gs.reduce((s, g) => s + g.count, 0), bytes: gs.reduce((s, g) => s + g.bytes, 0), groups: gs };
+  });
+}
+
+/** Buffers of the same type and size that survive in equal numbers from every interval: growth per run. */
+export function findAccumulation(intervals: Interval[]): Accumulation[] {
+  if (intervals.length < 2) return [];
+  const key = (g: SizeGroup) => `${g.device}/${g.type}/${g.size}/${g.count}`;
+  const common = new Set(intervals[0].groups.map(key));
+  for (const iv of intervals.slice(1)) {
+    const here = new Set(iv.groups.map(key));
+    for (const k of [...common]) if (!here.has(k)) common.delete(k);
+  }
+  const allDevices = [...new Set(intervals.flatMap((iv) => iv.groups.map((g) => g.device)))].sort((a, b) => a - b);
+  const byPattern = new Map<string, Accumulation>();
+  for (const k of common) {
+    const [device, type, size, count] = k.split('/');
+    const pk = `${type}/${size}/${count}`;
+    let a = byPattern.get(pk);
+    if (!a) { a = { type, size: Number(size), countPerRun: Number(count), devices: [], runs: intervals.length, bytesPerRun: Number(size) * Number(count), text: '' }; byPattern.set(pk, a); }
+    a.devices.push(Number(device));
+  }
+  return [...byPattern.values()].map((a) => {
+    const where = a.devices.length === allDevices.length && allDevices.length > 1 ? `on every device (${a.devices.join(', ')})`
+      : `on device${a.devices.length === 1 ? '' : 's'} ${a.devices.join(', ')}`;
+    const what = a.countPerRun === 1 ? formatKB(a.size) : `${a.countPerRun} × ${formatKB(a.size)}`;
+    a.text = `+${what} ${a.type} per run ${where}, ${a.runs} runs`;
+    return a;
+  }).sort((x, y) => y.bytesPerRun * y.devices.length - x.bytesPerRun * x.devices.length);
+}
+
+export interface CheckResult {
+  schema_version: 1;
+  since: string;
+  ok: boolean;
+  maxBytes: number;
+  leakedBuffers: number;
+  leakedBytes: number;
+  suppressedBuffers: number;
+  buffers: BufferRow[];
+}
+
+const CHECK_LISTED = 50;
+
+/** What was born since `mark` and is still alive, less suppressions, against a byte budget. */
+export function checkSince(tr: Tracker, mark: Mark, maxBytes: number, rules: readonly Rule[]): CheckResult {
+  const t = tr.buffers;
+  const rows: BufferRow[] = [];
+  let leakedBuffers = 0, leakedBytes = 0, suppressedBuffers = 0;
+  for (let e = 0; e < t.count; e++) {
+    if (t.epoch(e) < mark.epoch || (mark.pid !== null && t.pid(e) !== mark.pid)) continue;
+    const b = { type: t.type(e), device: t.device(e), pid: t.pid(e), size: t.size(e) };
+    if (suppressed(rules, b)) { suppressedBuffers++; continue; }
+    leakedBuffers++; leakedBytes += b.size;
+    rows.push(bufferRow(tr, t, e));
+  }
+  rows.sort((a, b) => b.size - a.size);
+  return { schema_version: 1, since: mark.name, ok: leakedBytes <= maxBytes, maxBytes, leakedBuffers, leakedBytes, suppressedBuffers, buffers: rows.slice(0, CHECK_LISTED) };
+}

@@ -1,0 +1,55 @@
+// Control API of leak analysis: marks, diff between marks, and the CI check.
+import { HttpError, type Router } from './http-router.js';
+import type { AllocationServer } from './server.js';
+import { MarkError, type Mark } from '../analysis/checkpoints.js';
+import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
+import type { Rule } from '../analysis/suppressions.js';
+
+function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
+  if (!name) throw new HttpError(400, `${what} needs a mark name`);
+  try { return s.marks.get(name); } catch (e) { throw new HttpError(404, (e as Error).message); }
+}
+
+export function registerLeakRoutes(r: Router, s: AllocationServer): void {
+  r.get('/v1/marks', () => ({ schema_version: 1, marks: s.marks.list() }));
+  r.post('/v1/marks', async (c) => {
+    const body = (await c.body()) as { name?: unknown; pid?: unknown };
+    try {
+      const m = s.marks.mark(String(body.name ?? ''), body.pid === undefined || body.pid === null ? null : Number(body.pid));
+      s.log(`mark '${m.name}'${m.pid ? ` for pid ${m.pid}` : ''} set`);
+      return { schema_version: 1, mark: m };
+    } catch (e) {
+      if (e instanceof MarkError) throw new HttpError(400, e.message);
+      throw e;
+    }
+  });
+  // ?a=NAME[&b=NAME]: intervals between every mark from a up to b (or now when b is absent).
+  r.get('/v1/diff', (c) => {
+    s.reapDead();
+    const a = markOr404(s, c.url.searchParams.get('a'), 'diff');
+    const bName = c.url.searchParams.get('b');
+    const b = bName ? markOr404(s, bName, 'diff') : null;
+    if (b && b.epoch <= a.epoch) throw new HttpError(400, `mark '${b.name}' was taken before '${a.name}'`);
+    const marks = s.marks.list().filter((m) => m.epoch >= a.epoch && (!b || m.epoch <= b.epoch) && (m.pid === a.pid));
+    const intervals = diffMarks(s.tracker, marks, !b);
+    return {
+      schema_version: 1, from: a.name, to: b ? b.name : 'now',
+      buffers: intervals.reduce((n, i) => n + i.buffers, 0), bytes: intervals.reduce((n, i) => n + i.bytes, 0),
+      intervals, accumulating: findAccumulation(intervals),
+    };
+  });
+  // ?since=NAME&max_bytes=N&rules=<JSON rules>
+  r.get('/v1/check', (c) => {
+    s.reapDead();
+    const m = markOr404(s, c.url.searchParams.get('since'), 'check');
+    const maxBytes = Number(c.url.searchParams.get('max_bytes') ?? 0);
+    if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new HttpError(400, 'max_bytes must be a number ≥ 0');
+    let rules: Rule[] = [];
+    const rulesText = c.url.searchParams.get('rules');
+    if (rulesText) {
+      try { rules = JSON.parse(rulesText) as Rule[]; } catch { throw new HttpError(400, 'rules is not JSON'); }
+      if (!Array.isArray(rules)) throw new HttpError(400, 'rules must be a JSON array');
+    }
+    return checkSince(s.tracker, m, maxBytes, rules);
+  });
+}
