@@ -116,7 +116,7 @@ test('a killed client process: its buffers, CBs and kernels are released with on
     assert.match(report, /Total remaining buffers: 1\n/);
     assert.equal(linesMatching(srv.output(), new RegExp(`process ${pid} `)).length, 1, 'one summary line for the PID');
     const st = await srv.client.json<{ live: { buffers: number; cbs: number; kernels: number }; reapedProcesses: number; devices: { bytes: Record<string, number> }[] }>('GET', '/v1/stats');
-    assert.deepEqual(st.live, { buffers: 1, cbs: 0, kernels: 0, processes: 1 });
+    assert.deepEqual(st.live, { buffers: 1, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 }, "the dead PID is gone from the per-PID bookkeeping too");
     assert.equal(st.reapedProcesses, 1);
     assert.deepEqual(st.devices.map((d) => [d.bytes.DRAM, d.bytes.L1, d.bytes.CB, d.bytes.KERNEL]), [[512, 0, 0, 0], [0, 0, 0, 0]]);
     const reaped = await srv.client.json<{ reaped: { pid: number; buffers: number; bytes: number }[] }>('GET', '/v1/reaped');
