@@ -118,3 +118,46 @@ test('no server running: leak commands exit 2', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no allocation server is running/);
 });
+
+test('ttalloc leaks labels every remaining buffer with a class and its reason', async () => {
+  const srv = await startServer(['--reap-interval', '0']);
+  const r = new Reporter({ socketPath: srv.socket });
+  const flush = async () => { r.flush(); await settle(srv); };
+  try {
+    r.alloc(0, 0x3f000000, 2 * 1024 * KiB, 0); r.alloc(0, 0x8000, 64 * KiB, 3); // device open
+    await flush();
+    await mark(srv, 'run-1');
+    r.alloc(0, 0x40000000, 64 * 1024 * KiB, 0);                               // weights
+    r.kernelLoad(0, 0x1000, 8 * KiB, 0); r.alloc(0, 0x20000000, 12 * KiB, 0); // a program compiled
+    r.alloc(0, 0x21000000, 4 * KiB, 1); r.alloc(0, 0x21000000, 4 * KiB, 1);  // ref_count 2
+    r.alloc(0, 0x7f000000, 36 * KiB, 0);
+    await flush();
+    await mark(srv, 'run-2'); r.alloc(0, 0x7f009000, 36 * KiB, 0); await flush();
+    await mark(srv, 'run-3'); r.alloc(0, 0x7f012000, 36 * KiB, 0); r.alloc(0, 0x30000000, 100, 1); await flush();
+    await new Promise((res) => setTimeout(res, 1500)); // the weights are now from the first half of the run
+
+    const out = await runCli(['leaks', '--socket', srv.socket]);
+    assert.equal(out.code, 0, out.stderr);
+    const line = (cls: string, buf: string, reason: string) => assert.match(out.stdout,
+      new RegExp(`${cls}: [\\s\\S]*?- Device 0 \\w+ Buffer ${buf}: [^\\n]* — ${reason}`), `${buf} is ${cls}`);
+    assert.match(out.stdout, /SUSPICIOUS: 4 buffers, 0\.114688 MB total/);
+    line('SUSPICIOUS', '0x7f009000', 'accumulates across marks: \\+36\\.0 KB DRAM per run on device 0, 3 runs');
+    line('SUSPICIOUS', '0x21000000', 'ref_count 2 never came down');
+    line('PROGRAM CACHE', '0x20000000', 'small DRAM buffer that appeared with a kernel load on device 0');
+    assert.match(out.stdout, /mesh_device\.disable_and_clear_program_cache\(\)/);
+    line('MODEL STATE', '0x40000000', "large buffer from the first part of PID \\d+'s run");
+    line('INFRASTRUCTURE', '0x3f000000', 'allocated when its process opened the device');
+    line('INFRASTRUCTURE', '0x8000', 'allocated when its process opened the device');
+    line('OTHER', '0x30000000', 'no rule matched');
+    assert.match(out.stdout, /Total remaining buffers: 9\n/, 'no buffer is hidden');
+
+    // Rules are overridable: with a 1 KiB program-cache limit the 12 KB binary is no longer one.
+    const j = JSON.parse((await runCli(['leaks', '--json', '--program-cache-max', '1024', '--socket', srv.socket])).stdout) as { schema_version: number; classes: { class: string; count: number; buffers: { address: string }[] }[] };
+    assert.equal(j.schema_version, 1);
+    assert.equal(j.classes.find((c) => c.class === 'program_cache')!.count, 0);
+    assert.equal(j.classes.reduce((n, c) => n + c.count, 0), 9);
+  } finally {
+    await r.close();
+    assert.equal(await srv.stop(), 0);
+  }
+});

@@ -8,7 +8,7 @@ import { serverCommand } from './commands/server.js';
 import { dumpCommand, dumpKernelsCommand } from './commands/dump.js';
 import { resetCommand, statsCommand, stopCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
-import { checkCommand, diffCommand, markCommand, marksCommand } from './commands/leaks.js';
+import { checkCommand, diffCommand, leaksCommand, markCommand, marksCommand } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 
 export function buildProgram(): Command {
@@ -16,7 +16,7 @@ export function buildProgram(): Command {
     .description('Cross-process device-memory tracker for Tenstorrent accelerators')
     .version('0.1.0')
     .showHelpAfterError('(add --help for usage)');
-  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), markCommand(), marksCommand(), diffCommand(), checkCommand(), demoCommand(), topCommand()]) {
+  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), markCommand(), marksCommand(), diffCommand(), checkCommand(), leaksCommand(), demoCommand(), topCommand()]) {
     program.addCommand(c);
   }
   return program;

@@ -4,6 +4,7 @@ import type { AllocationServer } from './server.js';
 import { MarkError, type Mark } from '../analysis/checkpoints.js';
 import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
+import { classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
 
 function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
   if (!name) throw new HttpError(400, `${what} needs a mark name`);
@@ -37,6 +38,24 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
       buffers: intervals.reduce((n, i) => n + i.buffers, 0), bytes: intervals.reduce((n, i) => n + i.bytes, 0),
       intervals, accumulating: findAccumulation(intervals),
     };
+  });
+  // ?program_cache_max=BYTES&model_state_min=BYTES&limit=N&all=1&format=text
+  r.get('/v1/classify', (c) => {
+    s.reapDead();
+    const q = c.url.searchParams;
+    const num = (name: string, dflt: number) => {
+      const v = q.get(name);
+      const n = v === null ? dflt : Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new HttpError(400, `${name} must be a number ≥ 0`);
+      return n;
+    };
+    const rules = { programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes), modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes) };
+    const r2 = classify(s.tracker, s.marks.list(), rules, q.get('all') === '1' ? Infinity : num('limit', 10));
+    if (q.get('format') !== 'text') return r2;
+    const body = formatClassified(r2);
+    c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    c.res.end(body);
+    return undefined;
   });
   // ?since=NAME&max_bytes=N&rules=<JSON rules>
   r.get('/v1/check', (c) => {

@@ -94,3 +94,23 @@ export function checkCommand(): Command {
       if (!r.ok) process.exit(EXIT_LEAKS);
     }));
 }
+
+export function leaksCommand(): Command {
+  return new Command('leaks')
+    .description('the remaining buffers by class, with the reason for each: suspicious, program cache, model state, infrastructure, other')
+    .addOption(socketOption())
+    .option('--program-cache-max <bytes>', 'largest DRAM buffer counted as a program binary', intArg('--program-cache-max'))
+    .option('--model-state-min <bytes>', 'smallest buffer counted as model state', intArg('--model-state-min'))
+    .option('-n, --limit <n>', 'buffers listed per class', intArg('--limit'), 10)
+    .option('-a, --all', 'list every buffer')
+    .option('--json', 'machine-readable output')
+    .action(action(async (o: { socket?: string; programCacheMax?: number; modelStateMin?: number; limit: number; all?: boolean; json?: boolean }) => {
+      const q = new URLSearchParams({ limit: String(o.limit) });
+      if (o.all) q.set('all', '1');
+      if (o.programCacheMax !== undefined) q.set('program_cache_max', String(o.programCacheMax));
+      if (o.modelStateMin !== undefined) q.set('model_state_min', String(o.modelStateMin));
+      if (o.json) return json(await clientFor(o).json('GET', `/v1/classify?${q}`));
+      q.set('format', 'text');
+      process.stdout.write(await clientFor(o).text('GET', `/v1/classify?${q}`));
+    }));
+}

@@ -1,0 +1,95 @@
+// Classification of remaining buffers: a label and the reason for each, so the report reads
+// itself. Rules are few and ordered (first match wins); they only label and order, never hide.
+//   1. suspicious      ref_count > 1, re-allocated with another size, or part of a pattern that
+//                      accumulates across marks
+//   2. program cache   small DRAM buffer (≤ programCacheMaxBytes) born in the same epoch as a
+//                      kernel load on its device: a compiled program binary
+//   3. infrastructure  born before any mark in the first second of its owner (device open)
+//   4. model state     large buffer (≥ modelStateMinBytes) born in the first half of its owner's
+//                      life so far (weights, KV cache)
+//   5. infrastructure  otherwise born before the first mark
+//   6. other           none of the above
+import type { Tracker } from '../state/tracker.js';
+import { FLAG_RESIZED } from '../state/object-table.js';
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import { bufferRow, type BufferRow } from '../report/buffer-report.js';
+import { formatKB, formatMB } from '../report/format.js';
+import type { Mark } from './checkpoints.js';
+import { diffMarks, findAccumulation } from './leaks.js';
+
+export interface ClassifyRules { programCacheMaxBytes: number; modelStateMinBytes: number }
+export const DEFAULT_RULES: ClassifyRules = { programCacheMaxBytes: 64 * 1024, modelStateMinBytes: 1024 * 1024 };
+
+export const CLASSES = ['suspicious', 'program_cache', 'model_state', 'infrastructure', 'other'] as const;
+export type BufferClass = (typeof CLASSES)[number];
+const HINTS: Record<BufferClass, string> = {
+  suspicious: 'likely leaks: check who should have freed these',
+  program_cache: 'expected while the program cache lives; clear it with mesh_device.disable_and_clear_program_cache()',
+  model_state: 'expected while the model is loaded (weights, KV cache)',
+  infrastructure: 'expected: allocated at device open (command queues, system buffers)',
+  other: 'no rule matched',
+};
+
+export interface ClassifiedRow extends BufferRow { class: BufferClass; reason: string }
+export interface ClassGroup { class: BufferClass; hint: string; count: number; bytes: number; buffers: ClassifiedRow[]; more: number }
+
+export function classify(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES, limit = 10) {
+  const t = tr.buffers;
+  const kernelEpochs = new Set<number>();
+  for (let e = 0; e < tr.kernels.count; e++) kernelEpochs.add(tr.kernels.device(e) * 2 ** 32 + tr.kernels.epoch(e));
+  const global = marks.filter((m) => m.pid === null);
+  const firstMarkEpoch = global.length ? global[0].epoch : Infinity;
+  const accumulating = global.length >= 2 ? findAccumulation(diffMarks(tr, global, true)) : [];
+  const accKey = new Map<string, string>();
+  for (const a of accumulating) for (const d of a.devices) accKey.set(`${d}/${a.type}/${a.size}`, a.text);
+  const now = tr.nowMs;
+  const groups = new Map<BufferClass, ClassGroup>(CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]));
+  const picked = new Map<BufferClass, number[]>(CLASSES.map((c) => [c, []]));
+  const reasons = new Map<number, string>();
+  for (let e = 0; e < t.count; e++) {
+    const size = t.size(e), type = t.type(e), dev = t.device(e), epoch = t.epoch(e), ref = t.ref(e);
+    const born = tr.epochTimeMs(epoch);
+    const owner = tr.pids.get(t.pid(e));
+    const firstSeen = owner ? owner.firstSeenMs : born;
+    let cls: BufferClass, reason: string;
+    const acc = epoch >= firstMarkEpoch ? accKey.get(`${dev}/${BUFFER_TYPE_NAMES[type]}/${size}`) : undefined;
+    if (ref > 1) { cls = 'suspicious'; reason = `ref_count ${ref} never came down`; }
+    else if (t.flags(e) & FLAG_RESIZED) { cls = 'suspicious'; reason = 'address re-allocated with a different size while live'; }
+    else if (acc) { cls = 'suspicious'; reason = `accumulates across marks: ${acc}`; }
+    else if (type === 0 && size <= rules.programCacheMaxBytes && kernelEpochs.has(dev * 2 ** 32 + epoch)) {
+      cls = 'program_cache'; reason = `small DRAM buffer that appeared with a kernel load on device ${dev}`;
+    } else if (epoch < firstMarkEpoch && born - firstSeen <= 1000) {
+      cls = 'infrastructure'; reason = 'allocated when its process opened the device';
+    } else if (size >= rules.modelStateMinBytes && born - firstSeen <= (now - firstSeen) / 2) {
+      cls = 'model_state'; reason = `large buffer from the first part of PID ${t.pid(e)}'s run`;
+    } else if (epoch < firstMarkEpoch) {
+      cls = 'infrastructure'; reason = `allocated before the first mark '${global[0].name}'`;
+    } else { cls = 'other'; reason = 'no rule matched'; }
+    const g = groups.get(cls)!;
+    g.count++; g.bytes += size;
+    picked.get(cls)!.push(e);
+    reasons.set(e, reason);
+  }
+  for (const c of CLASSES) {
+    const g = groups.get(c)!;
+    const idx = picked.get(c)!.sort((a, b) => t.size(b) - t.size(a));
+    const shown = limit === Infinity ? idx : idx.slice(0, limit);
+    g.buffers = shown.map((e) => ({ ...bufferRow(tr, t, e), class: c, reason: reasons.get(e)! }));
+    g.more = g.count - shown.length;
+  }
+  return { schema_version: 1 as const, rules, classes: CLASSES.map((c) => groups.get(c)!) };
+}
+
+export function formatClassified(r: ReturnType<typeof classify>): string {
+  const out = ['Remaining buffers by class (rules: docs/leak-analysis.md):', ''];
+  for (const g of r.classes) {
+    if (!g.count) continue;
+    out.push(`${g.class.toUpperCase().replace('_', ' ')}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total — ${g.hint}`);
+    for (const b of g.buffers) out.push(`    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount}) — ${b.reason}`);
+    if (g.more) out.push(`    ... and ${g.more} more`);
+    out.push('');
+  }
+  const total = r.classes.reduce((n, g) => n + g.count, 0);
+  out.push(`Total remaining buffers: ${total}`);
+  return out.join('\n') + '\n';
+}
