@@ -156,6 +156,17 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
     assert.equal(j.schema_version, 1);
     assert.equal(j.classes.find((c) => c.class === 'program_cache')!.count, 0);
     assert.equal(j.classes.reduce((n, c) => n + c.count, 0), 9);
+
+    // Suppression by class: since run-1, only the suspicious buffers should fail the gate.
+    const rules = join(srv.dir, 'classes.supp');
+    writeFileSync(rules, 'class=program_cache\nclass=model_state\nclass=other\n');
+    const chk = JSON.parse((await runCli(['check', '--since', 'run-1', '--ignore', rules, '--json', '--socket', srv.socket])).stdout) as { ok: boolean; leakedBuffers: number; suppressedBuffers: number; buffers: { address: string }[] };
+    assert.deepEqual([chk.ok, chk.leakedBuffers, chk.suppressedBuffers], [false, 4, 3]);
+    assert.deepEqual(chk.buffers.map((b) => b.address).sort(), ['0x21000000', '0x7f000000', '0x7f009000', '0x7f012000']);
+    writeFileSync(rules, 'class=leaky\n');
+    const bad = await runCli(['check', '--since', 'run-1', '--ignore', rules, '--socket', srv.socket]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /unknown class 'leaky'/);
   } finally {
     await r.close();
     assert.equal(await srv.stop(), 0);

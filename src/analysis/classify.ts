@@ -33,7 +33,8 @@ const HINTS: Record<BufferClass, string> = {
 export interface ClassifiedRow extends BufferRow { class: BufferClass; reason: string }
 export interface ClassGroup { class: BufferClass; hint: string; count: number; bytes: number; buffers: ClassifiedRow[]; more: number }
 
-export function classify(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES, limit = 10) {
+/** Builds the per-buffer rule (entry index → class and reason) for the current state. */
+export function classifier(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES): (e: number) => { cls: BufferClass; reason: string } {
   const t = tr.buffers;
   const kernelEpochs = new Set<number>();
   for (let e = 0; e < tr.kernels.count; e++) kernelEpochs.add(tr.kernels.device(e) * 2 ** 32 + tr.kernels.epoch(e));
@@ -43,30 +44,37 @@ export function classify(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFA
   const accKey = new Map<string, string>();
   for (const a of accumulating) for (const d of a.devices) accKey.set(`${d}/${a.type}/${a.size}`, a.text);
   const now = tr.nowMs;
-  const groups = new Map<BufferClass, ClassGroup>(CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]));
-  const picked = new Map<BufferClass, number[]>(CLASSES.map((c) => [c, []]));
-  const reasons = new Map<number, string>();
-  for (let e = 0; e < t.count; e++) {
+  return (e) => {
     const size = t.size(e), type = t.type(e), dev = t.device(e), epoch = t.epoch(e), ref = t.ref(e);
     const born = tr.epochTimeMs(epoch);
     const owner = tr.pids.get(t.pid(e));
     const firstSeen = owner ? owner.firstSeenMs : born;
-    let cls: BufferClass, reason: string;
     const acc = epoch >= firstMarkEpoch ? accKey.get(`${dev}/${BUFFER_TYPE_NAMES[type]}/${size}`) : undefined;
-    if (ref > 1) { cls = 'suspicious'; reason = `ref_count ${ref} never came down`; }
-    else if (t.flags(e) & FLAG_RESIZED) { cls = 'suspicious'; reason = 'address re-allocated with a different size while live'; }
-    else if (acc) { cls = 'suspicious'; reason = `accumulates across marks: ${acc}`; }
-    else if (type === 0 && size <= rules.programCacheMaxBytes && kernelEpochs.has(dev * 2 ** 32 + epoch)) {
-      cls = 'program_cache'; reason = `small DRAM buffer that appeared with a kernel load on device ${dev}`;
-    } else if (epoch < firstMarkEpoch && born - firstSeen <= 1000) {
-      cls = 'infrastructure'; reason = 'allocated when its process opened the device';
-    } else if (size >= rules.modelStateMinBytes && born - firstSeen <= (now - firstSeen) / 2) {
-      cls = 'model_state'; reason = `large buffer from the first part of PID ${t.pid(e)}'s run`;
-    } else if (epoch < firstMarkEpoch) {
-      cls = 'infrastructure'; reason = `allocated before the first mark '${global[0].name}'`;
-    } else { cls = 'other'; reason = 'no rule matched'; }
+    if (ref > 1) return { cls: 'suspicious', reason: `ref_count ${ref} never came down` };
+    if (t.flags(e) & FLAG_RESIZED) return { cls: 'suspicious', reason: 'address re-allocated with a different size while live' };
+    if (acc) return { cls: 'suspicious', reason: `accumulates across marks: ${acc}` };
+    if (type === 0 && size <= rules.programCacheMaxBytes && kernelEpochs.has(dev * 2 ** 32 + epoch)) {
+      return { cls: 'program_cache', reason: `small DRAM buffer that appeared with a kernel load on device ${dev}` };
+    }
+    if (epoch < firstMarkEpoch && born - firstSeen <= 1000) return { cls: 'infrastructure', reason: 'allocated when its process opened the device' };
+    if (size >= rules.modelStateMinBytes && born - firstSeen <= (now - firstSeen) / 2) {
+      return { cls: 'model_state', reason: `large buffer from the first part of PID ${t.pid(e)}'s run` };
+    }
+    if (epoch < firstMarkEpoch) return { cls: 'infrastructure', reason: `allocated before the first mark '${global[0].name}'` };
+    return { cls: 'other', reason: 'no rule matched' };
+  };
+}
+
+export function classify(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES, limit = 10) {
+  const t = tr.buffers;
+  const rule = classifier(tr, marks, rules);
+  const groups = new Map<BufferClass, ClassGroup>(CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]));
+  const picked = new Map<BufferClass, number[]>(CLASSES.map((c) => [c, []]));
+  const reasons = new Map<number, string>();
+  for (let e = 0; e < t.count; e++) {
+    const { cls, reason } = rule(e);
     const g = groups.get(cls)!;
-    g.count++; g.bytes += size;
+    g.count++; g.bytes += t.size(e);
     picked.get(cls)!.push(e);
     reasons.set(e, reason);
   }

@@ -81,13 +81,13 @@ export interface CheckResult {
 const CHECK_LISTED = 50;
 
 /** What was born since `mark` and is still alive, less suppressions, against a byte budget. */
-export function checkSince(tr: Tracker, mark: Mark, maxBytes: number, rules: readonly Rule[]): CheckResult {
+export function checkSince(tr: Tracker, mark: Mark, maxBytes: number, rules: readonly Rule[], classOf?: (e: number) => string): CheckResult {
   const t = tr.buffers;
   const rows: BufferRow[] = [];
   let leakedBuffers = 0, leakedBytes = 0, suppressedBuffers = 0;
   for (let e = 0; e < t.count; e++) {
     if (t.epoch(e) < mark.epoch || (mark.pid !== null && t.pid(e) !== mark.pid)) continue;
-    const b = { type: t.type(e), device: t.device(e), pid: t.pid(e), size: t.size(e) };
+    const b = { type: t.type(e), device: t.device(e), pid: t.pid(e), size: t.size(e), cls: classOf && (() => classOf(e)) };
     if (suppressed(rules, b)) { suppressedBuffers++; continue; }
     leakedBuffers++; leakedBytes += b.size;
     rows.push(bufferRow(tr, t, e));

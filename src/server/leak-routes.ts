@@ -4,7 +4,7 @@ import type { AllocationServer } from './server.js';
 import { MarkError, type Mark } from '../analysis/checkpoints.js';
 import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
-import { classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
+import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
 
 function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
   if (!name) throw new HttpError(400, `${what} needs a mark name`);
@@ -69,6 +69,8 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
       try { rules = JSON.parse(rulesText) as Rule[]; } catch { throw new HttpError(400, 'rules is not JSON'); }
       if (!Array.isArray(rules)) throw new HttpError(400, 'rules must be a JSON array');
     }
-    return checkSince(s.tracker, m, maxBytes, rules);
+    // Class rules need the classifier (built once per check, only when a rule asks for it).
+    const classOf = rules.some((x) => x.class !== undefined) ? (() => { const f = classifier(s.tracker, s.marks.list()); return (e: number) => f(e).cls; })() : undefined;
+    return checkSince(s.tracker, m, maxBytes, rules, classOf);
   });
 }
