@@ -204,3 +204,29 @@ test('buffer paging: largest-first pages concatenate to the full sorted listing,
   const bad = await server.client.raw('GET', '/v1/buffers/page?limit=5000');
   assert.equal(bad.status, 400);
 });
+
+test('the leak report shows classes, marks and the diff since a mark with its accumulation', async () => {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  const r = reporter();
+  for (let run = 1; run <= 3; run++) {
+    assert.equal((await runCli(['mark', `run-${run}`, '--socket', server.socket])).code, 0);
+    for (const dev of [0, 1]) r.alloc(dev, 0x7e000000 + run * 0x9000, 36 * KiB, 0);
+    r.flush();
+    await settle(server);
+  }
+  await page.goto(`${url}?poll=300`);
+  await page.waitForSelector('#marks a[data-diff="run-1"]');
+  await page.click('#marks a[data-diff="run-1"]');
+  await page.waitForFunction(() => document.querySelector('#diff')!.textContent!.includes('Accumulating'));
+  const diff = await page.textContent('#diff');
+  assert.match(diff!, /run-1 → run-2: \+2 buffers/);
+  assert.match(diff!, /\+36\.0 KB DRAM per run on every device \(0, 1\), 3 runs/);
+  await page.click('#refresh-report');
+  await page.waitForFunction(() => document.querySelector('#classes')!.textContent!.includes('SUSPICIOUS'));
+  assert.match((await page.textContent('#classes'))!, /- Device \d DRAM Buffer 0x7e0\w+: 36\.0 KB \(PID \d+, ref_count=1\) — accumulates across marks/);
+  mkdirSync('test-output', { recursive: true });
+  await page.screenshot({ path: 'test-output/dashboard-leaks.png', fullPage: true });
+  assert.deepEqual(errors, []);
+  await r.close();
+});

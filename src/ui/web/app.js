@@ -166,9 +166,26 @@
     const keep = sel.value;
     sel.innerHTML = '<option value="">—</option>' + marks.map((m) => `<option value="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</option>`).join('');
     sel.value = keep;
-    $('#marks').innerHTML = marks.map((m) => `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: show buffers born after it</li>`).join('');
+    $('#marks').innerHTML = marks.map((m) => `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: <span class="l">show buffers born after it</span> · <a href="#" data-diff="${esc(m.name ?? '')}">diff since</a></li>`).join('');
+  }
+  async function loadDiff(name) {
+    const r = await fetch(`/v1/diff?a=${encodeURIComponent(name)}`);
+    const d = await r.json();
+    $('#diff-box').hidden = false;
+    $('#diff-title').textContent = `Diff since ${name}`;
+    if (!r.ok) { $('#diff').textContent = d.error ?? `HTTP ${r.status}`; return; }
+    const lines = [`Still alive, born since '${d.from}': ${d.buffers} buffers, ${fmt(d.bytes)}`];
+    for (const iv of d.intervals) {
+      lines.push(`${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${fmt(iv.bytes)}`);
+      for (const g of iv.groups.slice(0, 20)) lines.push(`  device ${g.device} ${g.type}: ${g.count} × ${fmt(g.size)}`);
+    }
+    lines.push(d.accumulating.length ? 'Accumulating across runs (likely leaks):' : 'No buffer pattern accumulates across the runs.');
+    for (const a of d.accumulating) lines.push(`  ${a.text}`);
+    $('#diff').textContent = lines.join('\n');
   }
   $('#marks').addEventListener('click', (e) => {
+    const dl = e.target.closest('a[data-diff]');
+    if (dl) { e.preventDefault(); void loadDiff(dl.dataset.diff); return; }
     const a = e.target.closest('a[data-epoch]');
     if (!a) return;
     e.preventDefault();
@@ -185,6 +202,8 @@
     $('#report').textContent = await r.text();
     q.set('format', 'json'); q.set('all', '1'); q.delete('limit');
     $('#download-filtered').href = `/v1/report?${q}`;
+    const c = await fetch('/v1/classify?format=text&limit=5');
+    $('#classes').textContent = await c.text();
   }
   $('#refresh-report').onclick = () => void loadReport();
 
