@@ -45,7 +45,7 @@ if (process.argv[2] === '--child') {
   const seconds = Number(process.argv[2] ?? 90);
   const dir = mkdtempSync(join(tmpdir(), 'ttalloc-soak-'));
   const sock = join(dir, 's.sock');
-  const server = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0', '--reap-interval', '5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0', '--reap-interval', '5', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'] });
   let serverOut = '';
   server.stdout!.on('data', (d: Buffer) => { serverOut += d.toString(); });
   while (!serverOut.includes('listening on')) await new Promise((r) => setTimeout(r, 50));

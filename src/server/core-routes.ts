@@ -1,6 +1,7 @@
 // Control API routes of the foundation: health, stats, reports, processes, kernels, reset, stop.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Checkpoints } from '../analysis/checkpoints.js';
+import { Ctl } from '../persist/records.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
@@ -48,7 +49,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
     // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
     if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
-    const st = { ...buildStats(s), eventLoop: loopDelayStats() };
+    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.store ? s.store.stats() : { enabled: false, reason: s.persistOff ?? 'turned off (--no-persist)' } };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });
@@ -79,6 +80,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     const before = s.tracker.buffers.count;
     s.tracker.reset();
     s.marks.clear();
+    s.journal?.control(Buffer.from([Ctl.RESET, 0, 0, 0, 0, 0, 0, 0]));
     s.log(`state reset on request: ${before} buffers forgotten`);
     return { reset: true, buffersForgotten: before };
   });

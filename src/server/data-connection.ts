@@ -24,6 +24,8 @@ export interface ConnectionHost {
   /** Detection wait after the stream goes quiet on an exact single-frame length. */
   detectQuietMs: number;
   reply(conn: DataConnection, dv: DataView, off: number): void;
+  /** Persistence of accepted events (null when off or failed). */
+  journal: { frame(dv: DataView, off: number): void } | null;
   dump(conn: DataConnection, kernels: boolean): void;
   logEvent(conn: DataConnection, dv: DataView, off: number): void;
   log(msg: string): void;
@@ -216,6 +218,8 @@ export class DataConnection {
         }
         return;
     }
+    const j = this.host.journal;
+    if (j !== null && (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))) j.frame(dv, off);
     this.garbageRun = 0;
     this.frames++;
     tr.framesByType[type]++;

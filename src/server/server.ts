@@ -15,6 +15,8 @@ import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
 import { registerLeakRoutes } from './leak-routes.js';
 import { Checkpoints } from '../analysis/checkpoints.js';
+import { StateStore, StateDirError, defaultStateDir } from '../persist/state-store.js';
+import { Ctl, jsonEntry } from '../persist/records.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
@@ -41,6 +43,12 @@ export interface ServerOptions {
   detectQuietMs?: number;
   /** Where reports and log lines go (stdout by default, written synchronously). */
   out?: (text: string) => void;
+  /** Persistence: state directory (default per socket under $XDG_STATE_HOME), false = off. */
+  stateDir?: string | false;
+  /** Journal flush interval (ms): at most this much is lost on a crash. */
+  flushIntervalMs?: number;
+  /** Journal size after which a snapshot replaces it. */
+  snapshotBytes?: number;
   /** Liveness check, replaceable in tests. */
   isAlive?: (pid: number) => boolean;
   /** `[HOST:]PORT` for the read-only web dashboard and /metrics over TCP (off when unset). */
@@ -59,6 +67,11 @@ export class AllocationServer implements ConnectionHost {
   readonly router = new Router();
   /** Named checkpoints for leak analysis (dump --since, diff, check). */
   readonly marks: Checkpoints;
+  /** The persistent store, or null with --no-persist. */
+  store: StateStore | null = null;
+  journal: StateStore | null = null;
+  /** Why persistence is off although it was not turned off (the default directory is unusable). */
+  persistOff: string | null = null;
   readonly startedAtMs = Date.now();
   logEvents: boolean;
   detectQuietMs: number;
@@ -114,6 +127,7 @@ export class AllocationServer implements ConnectionHost {
     const gid = this.opts.group ? resolveGroup(this.opts.group) : null; // a bad name fails before any socket exists
     await claimSocketPath(this.opts.socketPath, 'socket');
     await claimSocketPath(this.controlPath, 'control socket');
+    this.openStore();
     const forced = this.opts.frameSize ?? 0;
     this.dataServer = createNetServer({ noDelay: true }, (sock: Socket) => {
       if (this.connections.size >= (this.opts.maxConnections ?? 4096)) return this.refuse(sock);
@@ -150,6 +164,38 @@ export class AllocationServer implements ConnectionHost {
     await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
     this.dataPath.release();
     this.ctlPath.release();
+    if (this.store) { this.journal = null; await this.store.close(this.tracker, this.marks); }
+  }
+
+  /** Recovers the persisted state (before any client can connect) and starts journaling. */
+  private openStore(): void {
+    if (this.opts.stateDir === false) return;
+    const store = new StateStore({
+      dir: this.opts.stateDir ?? defaultStateDir(this.opts.socketPath),
+      flushIntervalMs: this.opts.flushIntervalMs ?? 100,
+      snapshotBytes: this.opts.snapshotBytes ?? 256 << 20,
+      warn: (msg) => { process.stderr.write(`[ttalloc] ${msg}\n`); this.out(`[ttalloc] ${msg}\n`); this.journal = null; },
+    });
+    let rec;
+    try {
+      rec = store.open(this.tracker, this.marks);
+    } catch (e) {
+      // An explicit --state-dir that cannot be used is an error; the default one only costs persistence.
+      if (this.opts.stateDir !== undefined || !(e instanceof StateDirError)) throw e;
+      this.persistOff = `${(e as Error).message}`;
+      const msg = `!!! PERSISTENCE OFF: ${this.persistOff}. The server tracks in memory only; a restart loses state.`;
+      process.stderr.write(`[ttalloc] ${msg}\n`);
+      this.log(msg);
+      return;
+    }
+    this.store = store;
+    this.journal = store;
+    const restored = rec.snapshotEvents + rec.journalEvents;
+    this.log(`state directory ${store.opts.dir}: ${rec.previousStop === 'none' ? 'new' : `restored ${this.tracker.buffers.count} buffers, ${this.tracker.cbs.count} CBs, ${this.tracker.kernels.count} kernels, ${this.marks.list().length} marks from ${restored} records after a ${rec.previousStop} stop`}`);
+    for (const p of rec.problems) this.log(`state recovery: ${p}`);
+    if (rec.previousStop === 'crash') this.log(`the previous server did not stop cleanly: up to ${store.opts.flushIntervalMs} ms of events before it died may be missing`);
+    if (restored > 0) this.reapDead(); // owners that died while no server was running
+    this.timers.push(setInterval(() => store.maybeSnapshot(this.tracker, this.marks), 5000));
   }
 
   // ------------------------------------------------------------------ ConnectionHost
@@ -238,6 +284,7 @@ export class AllocationServer implements ConnectionHost {
   reapDead(): ReapedReport[] {
     const dead = deadPids(this.tracker.livePids(), this.isAlive);
     const reports = this.tracker.releasePids(dead);
+    if (reports.length && this.journal) this.journal.control(jsonEntry(Ctl.REAP, reports.map((r) => r.pid)));
     this.tracker.forgetIdlePids(this.isAlive);
     for (const r of reports) {
       const parts = [`${r.buffers} buffer${r.buffers === 1 ? '' : 's'} (${formatBytes(r.bytes)})`];

@@ -189,11 +189,42 @@ export class Tracker {
     this.epoch++;
     this.epochStartMs.push(this.nowMs);
     this.allocsInEpoch = 0;
+    this.onEpoch?.(this.epoch, this.nowMs);
     return this.epoch;
+  }
+
+  /** Persistence listens here so that epochs replay exactly (and with them, marks). */
+  onEpoch: ((epoch: number, startMs: number) => void) | null = null;
+
+  /** Replay: epoch `epoch` started at `startMs`. */
+  restoreEpoch(epoch: number, startMs: number): void {
+    this.epoch = epoch;
+    this.epochStartMs[epoch] = startMs;
+    this.allocsInEpoch = 0;
+  }
+
+  /** Replay of a snapshot: every epoch's start time. */
+  restoreEpochTimes(times: number[]): void {
+    this.epochStartMs.length = 0;
+    for (const t of times) this.epochStartMs.push(t); // no spread: there may be many
   }
 
   /** Approximate wall time (ms) at which something born in `epoch` was allocated. */
   epochTimeMs(epoch: number): number { return this.epochStartMs[epoch] ?? this.nowMs; }
+
+  /**
+   * Recovery from a snapshot: one live object exactly as it was (kind -1 = buffer, KIND_CB,
+   * KIND_KERNEL), counted like a fresh allocation.
+   */
+  restoreObject(kind: number, device: number, lo: number, hi: number, size: number, type: number, pid: number, ref: number, epoch: number, flags: number): void {
+    const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
+    if (t.find(device, lo, hi) >= 0) return; // a damaged snapshot must not count an object twice
+    this.seeDevice(device);
+    const e = t.insert(device, lo, hi, size, type, pid, epoch);
+    if (ref !== 1) t.setRef(e, ref);
+    if (flags !== 0) t.setFlag(e, flags);
+    this.account(this.stats(pid), device, kind === -1 ? type : kind, size, 1);
+  }
 
   // ---------------------------------------------------------------- queries
   deviceBytes(device: number, kind: number): number { return this.devBytes[device * KINDS + kind]; }
@@ -234,7 +265,7 @@ export class Tracker {
    * One pass per table: a typed-array PID lookup and typed-array accumulators per entry (no Set
    * lookup, no object per entry), then one bulk removal and one counter update per PID and kind.
    */
-  releasePids(dead: Set<number>): ReapedReport[] {
+  releasePids(dead: Set<number>, now = Date.now()): ReapedReport[] {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
     const n = slots.pids.length, stride = (this.maxDeviceSeen + 1) * KINDS;
@@ -263,7 +294,6 @@ export class Tracker {
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
-    const now = Date.now();
     for (let slot = 0; slot < n; slot++) {
       const pid = slots.pids[slot], s = this.pids.get(pid);
       const r: ReapedReport = { pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: largest[slot] };

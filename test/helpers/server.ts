@@ -5,9 +5,17 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 import { ControlClient } from '../../src/client/control-client.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+// Servers started by tests persist under a private state home, never the user's.
+process.env.XDG_STATE_HOME ??= mkdtempSync(join(tmpdir(), 'ttalloc-state-'));
+
+/** Server processes still running when a file's tests end (a failed assertion skips stop()) are killed, so a failure never hangs the suite. */
+const running = new Set<ChildProcess>();
+after(() => { for (const p of running) p.kill('SIGKILL'); });
 
 export interface TestServer {
   dir: string;
@@ -31,9 +39,12 @@ export function tempDir(prefix = 'ttalloc-test-'): string {
 export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
   const dir = tempDir();
   const socket = join(dir, 'alloc.sock');
-  const proc = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...args], {
+  const state = args.includes('--state-dir') || args.includes('--no-persist') ? [] : ['--state-dir', join(dir, 'state')];
+  const proc = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...state, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
   });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
   let out = '', err = '';
   const waiters: (() => void)[] = [];
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w(); });

@@ -26,7 +26,7 @@ export function demoCommand(): Command {
       const socket = join(dir, 'alloc.sock');
       const say = (s: string) => process.stdout.write(`\x1b[1m==> ${s}\x1b[0m\n`.replace(/\x1b\[[0-9;]*m/g, process.stdout.isTTY ? '$&' : ''));
       say(`starting allocation server on ${socket} (4 x Wormhole_B0 declared)`);
-      const server = spawn(process.execPath, [here('../main.js'), 'server', '--socket', socket, '--devices', '4xwormhole_b0', '--stats-interval', '0', '--reap-interval', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const server = spawn(process.execPath, [here('../main.js'), 'server', '--socket', socket, '--devices', '4xwormhole_b0', '--stats-interval', '0', '--reap-interval', '1', '--no-persist'], { stdio: ['ignore', 'pipe', 'inherit'] });
       const serverOut: string[] = [];
       server.stdout!.on('data', (d: Buffer) => serverOut.push(d.toString()));
       const children: ChildProcess[] = [server];

@@ -14,6 +14,9 @@ export function serverCommand(name = 'server'): Command {
     .option('--devices <spec>', 'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: the kernel driver\'s /dev/tenstorrent)')
     .option('--device-config <file>', 'JSON file declaring devices and overriding per-architecture capacities')
     .option('--expected-buffers <n>', 'pre-size the buffer table for this many live buffers', intArg('--expected-buffers'), 0)
+    .option('--state-dir <dir>', 'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)')
+    .option('--no-persist', 'keep state in memory only (a restart forgets it)')
+    .option('--flush-interval <ms>', 'journal flush interval: at most this much is lost on a crash', intArg('--flush-interval', 1, 60000), 100)
     .option('-q, --quiet', 'print only reports (no log or statistics lines)')
     .option('--log-events', 'print every event, like the original server (slow)')
     .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
@@ -24,6 +27,7 @@ export function serverCommand(name = 'server'): Command {
       socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
       deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
       http?: string; sampleInterval: number; maxConnections: number; group?: string;
+      stateDir?: string; persist: boolean; flushInterval: number;
     }) => {
       // A reader that goes away (`allocation-server | head`) must not take the tracked state with it.
       let stdoutGone = false;
@@ -41,6 +45,7 @@ export function serverCommand(name = 'server'): Command {
         quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
         http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
         maxConnections: o.maxConnections, group: o.group,
+        stateDir: o.persist === false ? false : o.stateDir, flushIntervalMs: o.flushInterval,
       });
       // Handlers go in before start(): a signal during start-up must still end in a clean exit 0.
       let stopping = false;
