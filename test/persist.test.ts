@@ -2,8 +2,8 @@
 // journal tail, a full disk and a second server on the same directory are handled.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { appendFileSync, existsSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Reporter } from '../src/client/reporter.js';
 import { runCli, settle, startServer, tempDir, type TestServer } from './helpers/server.js';
@@ -34,6 +34,14 @@ async function workload(srv: TestServer): Promise<void> {
   await settle(srv);
 }
 
+/** A Reporter whose connection is up, so a burst written right away is queued, not dropped. */
+async function connectedReporter(socket: string, first: (r: Reporter) => void): Promise<Reporter> {
+  const r = new Reporter({ socketPath: socket });
+  first(r);
+  for (let i = 0; !r.isConnected && i < 500; i++) await new Promise((res) => setTimeout(res, 10));
+  return r;
+}
+
 const view = async (srv: TestServer) => ({
   dump: (await runCli(['dump', '--all', '--socket', srv.socket])).stdout,
   since: (await runCli(['dump', '--since', 'm1', '--socket', srv.socket])).stdout,
@@ -54,18 +62,18 @@ test('kill -9 then restart resumes exactly the journaled state; a clean stop res
   await kill9(a);
 
   const b = await startServer(['--state-dir', state, '--reap-interval', '0']);
-  await b.waitFor(/restored 272 buffers, 1 CBs, 1 kernels, 1 marks from \d+ records after a crash stop/);
+  await b.waitFor(/restored 272 buffers, 1 CBs, 1 kernels, 1 marks \(snapshot: 0 objects, journal: \d+ events\) after a crash stop/);
   assert.match(b.output(), /did not stop cleanly: up to 100 ms of events before it died may be missing/);
   assert.deepEqual(await view(b), before);
   const st = await b.client.json<Persist>('GET', '/v1/stats');
   assert.equal(st.persistence.recovery.previousStop, 'crash');
   assert.match(st.persistence.note!, /may be missing/);
-  assert.equal(await b.stop(), 0); // clean: snapshot, empty journal, clean marker
-  assert.ok(existsSync(join(state, 'snapshot.bin')) && existsSync(join(state, 'clean')));
-  assert.equal(statSync(join(state, 'journal.bin')).size, 0);
+  assert.equal(await b.stop(), 0); // clean: journal synced, clean marker, lock released
+  assert.ok(existsSync(join(state, 'clean')));
+  assert.equal(existsSync(join(state, 'lock')), false);
 
   const c = await startServer(['--state-dir', state, '--reap-interval', '0']);
-  await c.waitFor(/restored 272 buffers, 1 CBs, 1 kernels, 1 marks from \d+ records after a clean stop/);
+  await c.waitFor(/restored 272 buffers, 1 CBs, 1 kernels, 1 marks \(snapshot: 0 objects, journal: \d+ events\) after a clean stop/);
   assert.deepEqual(await view(c), before);
   // Reset forgets the persisted state too.
   assert.equal((await runCli(['reset', '--yes', '--socket', c.socket])).code, 0);
@@ -107,35 +115,91 @@ test('a torn or corrupt journal tail is cut at the last good record and reported
   await settle(a);
   await new Promise((res) => setTimeout(res, 300));
   await kill9(a);
-  const good = statSync(join(state, 'journal.bin')).size;
-  appendFileSync(join(state, 'journal.bin'), Buffer.from('TTJ1\x40\x00\x00\x00garbage-of-a-torn-write'));
+  const journal = join(state, readdirSync(state).filter((n) => n.startsWith('journal-')).sort().pop()!);
+  const good = statSync(journal).size;
+  appendFileSync(journal, Buffer.from('TTJ1\x40\x00\x00\x00garbage-of-a-torn-write'));
   const b = await startServer(['--state-dir', state]);
-  await b.waitFor(/state recovery: journal: torn batch at byte \d+ .*; cut 31 bytes at the last good record/);
+  await b.waitFor(/state recovery: journal journal-\d{8}\.bin: torn batch at byte \d+ .*; cut 31 bytes at the last good record/);
+  assert.equal(statSync(journal).size, good, 'the torn tail was cut off the file');
   const st = await b.client.json<Persist>('GET', '/v1/stats');
   assert.equal(st.persistence.recovery.truncatedBytes, 31);
   assert.match((await runCli(['dump', '--socket', b.socket])).stdout, /DRAM: 50 buffers/);
   await b.stop();
-  assert.ok(good > 0);
 });
 
-test('a full disk stops persistence with one loud warning; tracking goes on in memory', async () => {
+test('a full disk stops persistence with one loud warning, tracking goes on, and persistence resumes once there is room', async () => {
+  // A real full file system: a 16 MiB tmpfs, filled up to the last few KiB by another file.
+  const mnt = tempDir();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', mnt]);
+  try {
+    const state = join(mnt, 'state');
+    const a = await startServer(['--state-dir', state, '--flush-interval', '20', '--reap-interval', '0']);
+    const free = statfsSync(mnt);
+    writeFileSync(join(mnt, 'filler'), Buffer.alloc(Number(free.bavail * free.bsize) - 64 * KiB));
+    const r = await connectedReporter(a.socket, (x) => x.alloc(1, 0x1000, 4096, 1));
+    for (let i = 1; i < 20000; i++) r.alloc(1, 0x1000 * (i + 1), 4096, 1);
+    await r.close();
+    assert.equal(r.dropped, 0);
+    await settle(a);
+    await a.waitFor('PERSISTENCE STOPPED: ENOSPC');
+    assert.match(a.stderr(), /PERSISTENCE STOPPED: ENOSPC/);
+    const r2 = new Reporter({ socketPath: a.socket });
+    r2.alloc(1, 0xffff0000, 4096, 1);
+    await r2.close();
+    await settle(a);
+    assert.match((await runCli(['dump', '--socket', a.socket])).stdout, /L1: 20001 buffers/, 'tracking went on in memory');
+    const st = await a.client.json<Persist>('GET', '/v1/stats');
+    assert.match(st.persistence.failed!, /ENOSPC/);
+    assert.equal(a.output().split('PERSISTENCE STOPPED').length, 2, 'one warning');
+
+    rmSync(join(mnt, 'filler')); // room again: persistence resumes by itself, from a fresh snapshot
+    await a.waitFor(/persistence resumed in .*: snapshot of 20001 objects written/);
+    const r3 = new Reporter({ socketPath: a.socket });
+    r3.free(1, 0x1000);
+    await r3.close();
+    await settle(a);
+    await new Promise((res) => setTimeout(res, 200)); // past one flush interval
+    await kill9(a);
+    const b = await startServer(['--state-dir', state]);
+    await b.waitFor(/restored 20000 buffers, 0 CBs, 0 kernels, 0 marks \(snapshot: 20001 objects, journal: 1 events\) after a crash stop/);
+    assert.match((await runCli(['dump', '--socket', b.socket])).stdout, /L1: 20000 buffers/);
+    await b.stop();
+  } finally {
+    execFileSync('umount', ['-l', mnt]);
+  }
+});
+
+test('closed journal segments are folded into a snapshot in the background; restart reads snapshot + journal', async () => {
   const state = join(tempDir(), 'state');
-  const a = await startServer(['--state-dir', state, '--flush-interval', '20'], { TT_ALLOC_TEST_JOURNAL_LIMIT: '4096' });
-  const r = new Reporter({ socketPath: a.socket });
-  for (let i = 0; i < 2000; i++) r.alloc(1, 0x1000 * (i + 1), 4096, 1);
+  const a = await startServer(['--state-dir', state, '--journal-mib', '1', '--flush-interval', '20', '--reap-interval', '0']);
+  // 100 k events (~4 MB of journal): allocations, frees of half of them, repeats (ref counts).
+  const r = await connectedReporter(a.socket, (x) => x.alloc(0, 0x100000, 256, 0));
+  for (let i = 1; i < 50000; i++) r.alloc(i % 4, 0x100000 + i * 0x100, 256 + (i % 7), i % 5);
+  for (let i = 0; i < 50000; i += 2) r.free(i % 4, 0x100000 + i * 0x100);
+  for (let i = 1; i < 1000; i += 2) r.alloc(i % 4, 0x100000 + i * 0x100, 256 + (i % 7), i % 5);
   await r.close();
   await settle(a);
-  await a.waitFor('PERSISTENCE STOPPED: ENOSPC');
-  assert.equal(a.output().split('PERSISTENCE STOPPED').length, 2, 'one warning');
-  assert.match(a.stderr(), /PERSISTENCE STOPPED/);
-  const r2 = new Reporter({ socketPath: a.socket });
-  r2.alloc(1, 0xffff0000, 4096, 1);
-  await r2.close();
-  await settle(a);
-  assert.match((await runCli(['dump', '--socket', a.socket])).stdout, /L1: 2001 buffers/);
-  const st = await a.client.json<Persist>('GET', '/v1/stats');
-  assert.match(st.persistence.failed!, /ENOSPC/);
-  assert.equal(await a.stop(), 0);
+  assert.equal((await runCli(['mark', 'after-load', '--socket', a.socket])).code, 0);
+  const before = (await runCli(['dump', '--all', '--json', '--socket', a.socket])).stdout;
+  let st = await a.client.json<Persist & { persistence: { compactions: number; journalSegments: number; snapshotBytes: number } }>('GET', '/v1/stats');
+  for (let i = 0; st.persistence.compactions === 0 && i < 200; i++) {
+    await new Promise((res) => setTimeout(res, 50));
+    st = await a.client.json('GET', '/v1/stats');
+  }
+  assert.ok(st.persistence.compactions >= 1, 'a compaction ran');
+  assert.ok(existsSync(join(state, 'snapshot.bin')));
+  assert.ok(st.persistence.snapshotBytes > 0);
+  const segments = readdirSync(state).filter((n) => n.startsWith('journal-'));
+  assert.ok(segments.length < 16, `old segments were removed (${segments.length} left)`);
+  await new Promise((res) => setTimeout(res, 100));
+  await kill9(a);
+  const b = await startServer(['--state-dir', state]);
+  await b.waitFor(/restored 25000 buffers, 0 CBs, 0 kernels, 1 marks \(snapshot: [1-9]\d* objects, journal: \d+ events\) after a crash stop/);
+  const after = (await runCli(['dump', '--all', '--json', '--socket', b.socket])).stdout;
+  const strip = (j: string) => JSON.stringify({ ...JSON.parse(j), generated_at: null, server_pid: null });
+  assert.equal(strip(after), strip(before));
+  assert.match((await runCli(['dump', '--since', 'after-load', '--socket', b.socket])).stdout, /Total remaining buffers: 0/);
+  await b.stop();
 });
 
 test('a second server on the same state directory is refused; --no-persist writes nothing', async () => {

@@ -1,43 +1,63 @@
-// The on-disk record format shared by the journal and snapshots.
+// The on-disk record format shared by journal segments and snapshots.
 //
 // A file is a sequence of batches: [magic u32 'TTJ1'][payload length u32][crc32 of payload u32]
 // [payload]. A payload is a sequence of entries, 4-byte aligned:
-//  - an event: the 40-byte common head of an accepted frame (type 1, 2, 8, 9, 10, 11). The wire
-//    frames are already a compact record format; the head holds every field the state uses.
+//  - an event: an accepted frame's fields that the state uses, in the wire's order and byte order:
+//      ALLOC, CB_ALLOC, KERNEL_LOAD (24 B): code u8, buffer/kernel type u8, device u16, pid i32,
+//        id lo u32, id hi u32, size lo u32, size hi u32
+//      FREE, CB_FREE, KERNEL_UNLOAD (16 B): code u8, 0, device u16, pid i32, id lo u32, id hi u32
+//    (device ids are validated ≤ 1023 and sizes < 2^48 before a frame is accepted).
 //  - a control entry: [code u8 ≥ 0x80][0 0 0][data length u32][data, padded to 4 bytes].
 // A torn or corrupt batch (short, bad magic, bad checksum) ends the readable part of a file.
 import { crc32 } from 'node:zlib';
 
 export const MAGIC = 0x314a5454; // 'TTJ1' little-endian
 export const BATCH_HEADER = 12;
-export const EVENT_BYTES = 40;
+/** Bytes of an event record: allocations and loads carry a size, frees and unloads do not. */
+export const BIG_EVENT = 24;
+export const SMALL_EVENT = 16;
+export const FORMAT_VERSION = 2;
 
 export const Ctl = {
   /** data: u32 epoch, f64 start ms — the tracker started this epoch. */
   EPOCH: 0x80,
-  /** data: u32 epoch — the epoch that following snapshot events were born in. */
-  BORN: 0x81,
   /** data: JSON Mark. */
   MARK: 0x82,
-  /** data: JSON number[] of PIDs released as dead. */
+  /** data: JSON {pids, atMs} — PIDs released as dead. */
   REAP: 0x83,
   /** no data: state forgotten on request. */
   RESET: 0x84,
-  /** data: u32 ref count for the preceding snapshot event (when > 1). */
-  REF: 0x85,
-  /** data: JSON array of epoch start times (snapshot header). */
-  EPOCHS: 0x86,
+  /** data: JSON {version, through, createdAt} first in a snapshot; {version, segment} first in a journal segment. */
+  HEADER: 0x88,
+  /** data: f64 start ms of every epoch, then u32 current epoch (snapshot). */
+  EPOCHS: 0x89,
   /** data: JSON list of reaped-process reports (snapshot). */
   REAPED_LIST: 0x87,
+  /** data: JSON tracker counters (snapshot). */
+  COUNTERS: 0x8a,
+  /** data: i32 kind, u32 n, then n rows of OBJECT_ROW_WORDS u32 (snapshot). */
+  OBJECTS: 0x8b,
 } as const;
+
+/**
+ * One live object in a snapshot: addrLo, addrHi, sizeLo, sizeHi (16 bits) | device << 16,
+ * type | flags, pid, ref, epoch.
+ */
+export const OBJECT_ROW_WORDS = 8;
+
+/** Writes the batch header in front of `payloadLen` bytes already at buf[BATCH_HEADER…]. */
+export function sealBatch(buf: Buffer, payloadLen: number): Buffer {
+  const b = buf.subarray(0, BATCH_HEADER + payloadLen);
+  b.writeUInt32LE(MAGIC, 0);
+  b.writeUInt32LE(payloadLen, 4);
+  b.writeUInt32LE(crc32(b.subarray(BATCH_HEADER)), 8);
+  return b;
+}
 
 export function encodeBatch(payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(BATCH_HEADER + payload.length);
-  out.writeUInt32LE(MAGIC, 0);
-  out.writeUInt32LE(payload.length, 4);
-  out.writeUInt32LE(crc32(payload), 8);
   out.set(payload, BATCH_HEADER);
-  return out;
+  return sealBatch(out, payload.length);
 }
 
 export interface ReadResult {
@@ -79,9 +99,9 @@ export function jsonEntry(code: number, value: unknown): Buffer {
   return controlEntry(code, Buffer.from(JSON.stringify(value)));
 }
 
-export function epochEntry(code: number, epoch: number, startMs?: number): Buffer {
-  const d = Buffer.alloc(startMs === undefined ? 4 : 12);
+export function epochEntry(epoch: number, startMs: number): Buffer {
+  const d = Buffer.alloc(12);
   d.writeUInt32LE(epoch, 0);
-  if (startMs !== undefined) d.writeDoubleLE(startMs, 4);
-  return controlEntry(code, d);
+  d.writeDoubleLE(startMs, 4);
+  return controlEntry(Ctl.EPOCH, d);
 }

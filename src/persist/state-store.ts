@@ -1,21 +1,37 @@
-// Persistence: an append-only journal of accepted events plus compact snapshots in a state
-// directory, so a restart (clean or kill -9) resumes the state. Ingest only copies a 40-byte head
-// into a buffer; a timer hands full buffers to the disk in big asynchronous writes.
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, write, writeFileSync, writeSync } from 'node:fs';
+// Persistence of the tracked state in a state directory: an append-only journal of accepted events
+// in numbered segments, and a snapshot that a worker thread rebuilds from the older segments.
+//
+//   lock                   pid of the server using the directory
+//   clean                  present after a clean stop
+//   snapshot.bin           the whole state as of the end of segment N (its header says N)
+//   journal-0000000K.bin   events after the snapshot, K > N; only the newest one is being written
+//
+// Ingest pays a 16- or 24-byte copy per event into a batch buffer; batches are sealed with a checksum
+// and written by libuv's thread pool every flush interval (or when a 1 MiB buffer fills), so the
+// event loop never waits for the disk. Start-up replays snapshot + segments and cuts a torn tail.
+import { Worker } from 'node:worker_threads';
+import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, unlinkSync, write, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { Off } from '../protocol/constants.js';
-import { MsgType } from '../protocol/constants.js';
-import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
-import type { ObjectTable } from '../state/object-table.js';
-import type { Checkpoints, Mark } from '../analysis/checkpoints.js';
-import { Ctl, EVENT_BYTES, encodeBatch, epochEntry, jsonEntry, readBatches } from './records.js';
+import type { Tracker } from '../state/tracker.js';
+import type { Checkpoints } from '../analysis/checkpoints.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
+import { MsgType, Off } from '../protocol/constants.js';
+import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
+import { snapshotSource, writeSnapshot } from './snapshot.js';
+import type { CompactRequest, CompactResult } from './compactor.js';
 import { isProcessAlive } from '../server/reaper.js';
 
-const TWO32 = 4294967296;
-const INITIAL_BUFFER = 1 << 20;
+/** Batch buffer size: at most this much is copied per event-loop turn into one write. */
+const BATCH_BYTES = 1 << 20;
 /** Bytes allowed to wait for the disk before persistence gives up (the disk cannot keep up). */
-const MAX_QUEUED = 512 << 20;
+const MAX_QUEUED = 256 << 20;
+/** Spare batch buffers kept for reuse. */
+const POOL = 8;
+/** After a failed compaction, wait this long before the next attempt. */
+const COMPACT_RETRY_MS = 60_000;
+/** While stopped by a full disk, check for free space this often. */
+const RESUME_CHECK_MS = 1000;
 
 export class StateDirError extends Error {}
 
@@ -26,110 +42,149 @@ export function defaultStateDir(socketPath: string): string {
   return join(base, 'ttalloc', id);
 }
 
-export interface Recovery {
-  previousStop: 'clean' | 'crash' | 'none';
-  snapshotEvents: number;
-  journalEvents: number;
-  truncatedBytes: number;
-  problems: string[];
-}
-
 export interface StoreOptions {
   dir: string;
   flushIntervalMs: number;
-  /** Journal size after which a snapshot replaces it. */
-  snapshotBytes: number;
+  /** A segment is closed (and a new one started) once it holds this many bytes. */
+  segmentBytes: number;
+  /** Closed segments are compacted into a new snapshot once they hold max(this, snapshot size). */
+  compactBytes: number;
+  /** Loud problems (persistence stopped); `log` for the ordinary news. */
   warn: (msg: string) => void;
+  log: (msg: string) => void;
+  /** Called when persistence stops (journal must no longer be fed) or resumes. */
+  onState: (journaling: boolean) => void;
 }
 
+export interface StoreRecovery extends Recovery { previousStop: 'clean' | 'crash' | 'none' }
+
+interface Segment { gen: number; bytes: number; closed: boolean }
+interface Pending { fd: number; seg: Segment; buf: Buffer; len: number; closeAfter: boolean }
+
 export class StateStore {
-  private buf = Buffer.allocUnsafe(INITIAL_BUFFER);
+  private buf: Buffer = Buffer.allocUnsafe(BATCH_BYTES);
   private dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
-  private used = 0;
+  private used = BATCH_HEADER;
+  private pool: Buffer[] = [];
   private fd = -1;
-  private queue: Buffer[] = [];
+  private seg: Segment = { gen: 0, bytes: 0, closed: false };
+  /** Segments after the snapshot, oldest first (the last one is being written). */
+  private segments: Segment[] = [];
+  private queue: Pending[] = [];
   private queued = 0;
   private writing = false;
   private timer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
-  journalBytes = 0;
+  private compactor: Worker | null = null;
+  private compactRetryAt = 0;
+  private snapshotBytes = 0;
+  private resumeAt = 0;
+  private resuming = false;
+  private closed = false;
+  private tr: Tracker | null = null;
+  private marks: Checkpoints | null = null;
   lastFlushMs = 0;
-  snapshots = 0;
+  compactions = 0;
+  lastCompaction: (CompactResult & { at: string }) | null = null;
   failed: string | null = null;
-  recovery: Recovery = { previousStop: 'none', snapshotEvents: 0, journalEvents: 0, truncatedBytes: 0, problems: [] };
+  recovery: StoreRecovery = { previousStop: 'none', snapshotThrough: 0, snapshotObjects: 0, journalEvents: 0, lastGen: 0, journalBytes: 0, truncatedBytes: 0, problems: [] };
 
   constructor(readonly opts: StoreOptions) {}
 
-  private get journalPath(): string { return join(this.opts.dir, 'journal.bin'); }
-  private get snapshotPath(): string { return join(this.opts.dir, 'snapshot.bin'); }
-  private get lockPath(): string { return join(this.opts.dir, 'lock'); }
-  private get cleanPath(): string { return join(this.opts.dir, 'clean'); }
+  private path(name: string): string { return join(this.opts.dir, name); }
 
-  /** Locks the directory, replays snapshot and journal into the tracker, and opens the journal. */
-  open(tr: Tracker, marks: Checkpoints): Recovery {
+  /** Locks the directory, replays snapshot and journal into the tracker, and starts a new segment. */
+  open(tr: Tracker, marks: Checkpoints): StoreRecovery {
     try { mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 }); } catch (e) {
       throw new StateDirError(`cannot create state directory ${this.opts.dir}: ${(e as Error).message} (use --state-dir DIR or --no-persist)`);
     }
     this.lock();
-    const rec = this.recovery;
-    rec.previousStop = existsSync(this.cleanPath) ? 'clean' : existsSync(this.journalPath) || existsSync(this.snapshotPath) ? 'crash' : 'none';
-    rmSync(this.cleanPath, { force: true });
-    if (existsSync(this.snapshotPath)) {
-      const r = readBatches(readFileSync(this.snapshotPath));
-      if (r.problem) rec.problems.push(`snapshot: ${r.problem}`);
-      for (const p of r.payloads) rec.snapshotEvents += replay(p, tr, marks);
+    this.tr = tr; this.marks = marks;
+    const previousStop = existsSync(this.path('clean')) ? 'clean'
+      : existsSync(this.path(SNAPSHOT)) || listSegments(this.opts.dir).length > 0 ? 'crash' : 'none';
+    rmSync(this.path('clean'), { force: true });
+    let rec: Recovery;
+    try {
+      rec = loadState(this.opts.dir, tr, marks, { repair: true });
+    } catch (e) {
+      throw new StateDirError(`cannot read the state in ${this.opts.dir}: ${(e as Error).message}`);
     }
-    if (existsSync(this.journalPath)) {
-      const file = readFileSync(this.journalPath);
-      const r = readBatches(file);
-      for (const p of r.payloads) rec.journalEvents += replay(p, tr, marks);
-      if (r.problem) {
-        rec.truncatedBytes = file.length - r.goodBytes;
-        rec.problems.push(`journal: ${r.problem}; cut ${rec.truncatedBytes} bytes at the last good record`);
-        const fd = openSync(this.journalPath, 'r+');
-        ftruncateSync(fd, r.goodBytes);
-        closeSync(fd);
-      }
-      this.journalBytes = r.goodBytes;
+    this.recovery = { ...rec, previousStop };
+    // Ingest statistics count from this start; the state itself came back from disk.
+    tr.framesByType.fill(0);
+    if (existsSync(this.path(SNAPSHOT))) this.snapshotBytes = statSync(this.path(SNAPSHOT)).size;
+    for (const s of listSegments(this.opts.dir)) {
+      if (s.gen <= rec.snapshotThrough) { unlinkSync(this.path(s.name)); continue; } // left by a cut-short cleanup
+      this.segments.push({ gen: s.gen, bytes: statSync(this.path(s.name)).size, closed: true });
     }
-    this.fd = openSync(this.journalPath, 'a', 0o600);
-    tr.onEpoch = (epoch, startMs) => this.control(epochEntry(Ctl.EPOCH, epoch, startMs));
-    this.timer = setInterval(() => this.flush(), this.opts.flushIntervalMs);
+    this.startSegment(rec.lastGen + 1);
+    tr.onEpoch = (epoch, startMs) => this.control(epochEntry(epoch, startMs));
+    tr.onEpoch(tr.epoch, tr.epochTimeMs(tr.epoch)); // each run records the epoch it starts in (epoch 0 has no other record)
+    this.timer = setInterval(() => this.tick(), this.opts.flushIntervalMs);
     this.timer.unref();
-    return rec;
+    return this.recovery;
+  }
+
+  private startSegment(gen: number): void {
+    this.fd = openSync(this.path(segmentName(gen)), 'a', 0o600);
+    this.seg = { gen, bytes: 0, closed: false };
+    this.segments.push(this.seg);
+    this.control(jsonEntry(Ctl.HEADER, { version: FORMAT_VERSION, segment: gen })); // opens the segment's first batch
   }
 
   // ---------------------------------------------------------------- hot path
-  /** Appends the 40-byte head of an accepted frame (ten word copies: no allocation). */
+  /** Appends an accepted frame as an event record (a few word copies: no allocation). */
   frame(src: DataView, off: number): void {
-    if (this.used + EVENT_BYTES > this.buf.length) this.grow(EVENT_BYTES);
-    const dv = this.dv, at = this.used;
-    for (let i = 0; i < EVENT_BYTES; i += 4) dv.setUint32(at + i, src.getUint32(off + i, true), true);
-    this.used = at + EVENT_BYTES;
+    if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
+    const dv = this.dv, at = this.used, code = src.getUint8(off);
+    dv.setUint32(at, code | (src.getUint8(off + Off.bufferType) << 8) | (src.getUint16(off + Off.deviceId, true) << 16), true);
+    dv.setUint32(at + 4, src.getUint32(off + Off.processId, true), true);
+    dv.setUint32(at + 8, src.getUint32(off + Off.bufferId, true), true);
+    dv.setUint32(at + 12, src.getUint32(off + Off.bufferId + 4, true), true);
+    if (code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) {
+      dv.setUint32(at + 16, src.getUint32(off + Off.size, true), true);
+      dv.setUint32(at + 20, src.getUint32(off + Off.size + 4, true), true);
+      this.used = at + BIG_EVENT;
+    } else {
+      this.used = at + SMALL_EVENT;
+    }
   }
 
+  /** Appends a control entry (marks, reaps, epochs, reset). */
   control(entry: Uint8Array): void {
-    if (this.failed) return;
-    if (this.used + entry.length > this.buf.length) this.grow(entry.length);
+    if (this.failed || this.closed) return;
+    if (this.used + entry.length > BATCH_BYTES) this.flush();
+    if (BATCH_HEADER + entry.length > BATCH_BYTES) { // a huge entry gets a batch of its own
+      this.enqueue(Buffer.concat([Buffer.alloc(BATCH_HEADER), entry]), entry.length);
+      return;
+    }
     this.buf.set(entry, this.used);
     this.used += entry.length;
   }
 
-  private grow(need: number): void {
-    // Hand the full buffer to the disk now rather than growing without bound.
-    this.flush();
-    if (this.used + need > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(this.buf.length * 2, need));
-    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
-  }
+  reap(pids: number[], atMs: number): void { this.control(jsonEntry(Ctl.REAP, { pids, atMs })); }
+  /** A deliberate reset or mark is on disk before the request is answered. */
+  reset(): Promise<void> { this.control(controlEntry(Ctl.RESET)); return this.drain(); }
+  mark(m: unknown): Promise<void> { this.control(jsonEntry(Ctl.MARK, m)); return this.drain(); }
 
   // ---------------------------------------------------------------- writing
-  /** Queues what was appended as one checksummed batch and starts writing it. */
+  /** Seals what was appended as one checksummed batch and queues it for the disk. */
   flush(): void {
-    if (this.used === 0 || this.failed || this.fd < 0) { this.used = 0; return; }
-    const batch = encodeBatch(this.buf.subarray(0, this.used));
-    this.used = 0;
-    this.queue.push(batch);
-    this.queued += batch.length;
+    if (this.used === BATCH_HEADER || this.failed) { this.used = BATCH_HEADER; return; }
+    const buf = this.buf, len = this.used - BATCH_HEADER;
+    this.buf = this.pool.pop() ?? Buffer.allocUnsafe(BATCH_BYTES);
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+    this.used = BATCH_HEADER;
+    this.enqueue(buf, len);
+  }
+
+  private enqueue(buf: Buffer, len: number): void {
+    sealBatch(buf, len);
+    const item: Pending = { fd: this.fd, seg: this.seg, buf, len: BATCH_HEADER + len, closeAfter: false };
+    this.seg.bytes += item.len;
+    if (this.seg.bytes >= this.opts.segmentBytes) { item.closeAfter = true; this.startSegment(this.seg.gen + 1); }
+    this.queue.push(item);
+    this.queued += item.len;
     if (this.queued > MAX_QUEUED) return this.fail(`the disk cannot keep up (${this.queued} bytes waiting)`);
     this.pump();
   }
@@ -142,18 +197,18 @@ export class StateStore {
     this.writeAll(next, 0);
   }
 
-  private writeAll(b: Buffer, from: number): void {
-    if (process.env.TT_ALLOC_TEST_JOURNAL_LIMIT && this.journalBytes + b.length - from > Number(process.env.TT_ALLOC_TEST_JOURNAL_LIMIT)) {
-      // Test hook: behave as a full disk once the journal would pass this size.
-      this.writing = false;
-      return this.fail('ENOSPC: no space left on device (test limit)');
-    }
-    write(this.fd, b, from, b.length - from, null, (err, n) => {
-      if (err) { this.writing = false; return this.fail(`${err.code ?? ''} ${err.message}`.trim()); }
-      this.journalBytes += n;
-      if (from + n < b.length) return this.writeAll(b, from + n);
-      this.queued -= b.length;
+  private writeAll(p: Pending, from: number): void {
+    write(p.fd, p.buf, from, p.len - from, null, (err, n) => {
+      if (err) {
+        this.writing = false;
+        if (p.closeAfter) close(p.fd, () => {});
+        return this.fail(`${err.code ?? ''} ${err.message}`.trim());
+      }
+      if (from + n < p.len) return this.writeAll(p, from + n);
+      this.queued -= p.len;
       this.lastFlushMs = Date.now();
+      if (p.buf.length === BATCH_BYTES && this.pool.length < POOL) this.pool.push(p.buf);
+      if (p.closeAfter) { close(p.fd, () => {}); p.seg.closed = true; }
       this.writing = false;
       this.pump();
     });
@@ -162,9 +217,13 @@ export class StateStore {
   private fail(reason: string): void {
     if (this.failed) return;
     this.failed = reason;
-    this.queue = []; this.queued = 0; this.used = 0;
+    for (const p of this.queue) if (p.closeAfter) closeSync(p.fd);
+    this.queue = []; this.queued = 0; this.used = BATCH_HEADER;
     for (const w of this.drainWaiters.splice(0)) w();
-    this.opts.warn(`!!! PERSISTENCE STOPPED: ${reason}. The server keeps tracking in memory, but a restart now loses state. Free space in ${this.opts.dir} and restart the server to resume persistence.`);
+    this.resumeAt = Date.now() + RESUME_CHECK_MS;
+    this.opts.onState(false);
+    this.opts.warn(`!!! PERSISTENCE STOPPED: ${reason}. The server keeps tracking in memory; a restart now would lose what changed since. `
+      + `It resumes by itself (with a fresh snapshot) once ${this.opts.dir} has room again.`);
   }
 
   /** Resolves when everything appended so far is on disk (or persistence failed). */
@@ -174,55 +233,116 @@ export class StateStore {
     return new Promise((r) => this.drainWaiters.push(r));
   }
 
-  /** Writes a snapshot of the whole state and empties the journal, in one turn of the loop. */
-  async snapshot(tr: Tracker, marks: Checkpoints): Promise<void> {
-    if (this.failed || this.fd < 0) return;
-    await this.drain();
-    if (this.failed) return;
-    try {
-      const tmp = `${this.snapshotPath}.tmp`;
-      writeFileSync(tmp, encodeBatch(snapshotPayload(tr, marks)), { mode: 0o600 });
-      const fd = openSync(tmp, 'r');
-      fsyncSync(fd);
-      closeSync(fd);
-      renameSync(tmp, this.snapshotPath);
-      ftruncateSync(this.fd, 0);
-      this.journalBytes = 0;
-      this.snapshots++;
-    } catch (e) {
-      this.fail(`snapshot failed: ${(e as Error).message}`);
+  // ---------------------------------------------------------------- upkeep
+  private tick(): void {
+    if (this.failed) { this.maybeResume(); return; }
+    this.flush();
+    this.maybeCompact();
+  }
+
+  private closedBytes(): number {
+    let n = 0;
+    for (const s of this.segments) if (s.closed) n += s.bytes;
+    return n;
+  }
+
+  /** Closed segments past max(compactBytes, snapshot size): a worker folds them into a new snapshot. */
+  private maybeCompact(force = false): void {
+    if (this.compactor || this.closed || this.failed || Date.now() < this.compactRetryAt) return;
+    const closed = this.segments.filter((s) => s.closed);
+    if (closed.length === 0) return;
+    if (!force && this.closedBytes() < Math.max(this.opts.compactBytes, this.snapshotBytes)) return;
+    const upTo = closed[closed.length - 1].gen;
+    const req: CompactRequest = { dir: this.opts.dir, upTo, expectedObjects: this.tr ? this.tr.buffers.count : 0 };
+    const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
+    this.compactor = w;
+    let done = false;
+    w.once('message', (r: CompactResult) => {
+      done = true;
+      this.compacted(r);
+    });
+    w.once('error', (e) => {
+      done = true;
+      this.compactRetryAt = Date.now() + COMPACT_RETRY_MS;
+      this.opts.log(`journal compaction failed (retrying in ${COMPACT_RETRY_MS / 1000} s): ${e.message}`);
+    });
+    w.once('exit', () => {
+      if (this.compactor === w) this.compactor = null;
+      if (!done && !this.closed) this.compactRetryAt = Date.now() + COMPACT_RETRY_MS;
+    });
+  }
+
+  /** A new snapshot covers segments ≤ r.through: they can go. */
+  private compacted(r: CompactResult): void {
+    this.compactions++;
+    this.snapshotBytes = r.bytes;
+    this.lastCompaction = { ...r, at: new Date().toISOString() };
+    this.dropSegmentsThrough(r.through);
+  }
+
+  private dropSegmentsThrough(gen: number): void {
+    for (const s of this.segments.filter((x) => x.gen <= gen && x.closed)) {
+      rmSync(this.path(segmentName(s.gen)), { force: true });
+      this.segments.splice(this.segments.indexOf(s), 1);
     }
   }
 
-  /** Journal past its budget: replace it by a snapshot. */
-  maybeSnapshot(tr: Tracker, marks: Checkpoints): void {
-    if (this.journalBytes > this.opts.snapshotBytes) void this.snapshot(tr, marks);
+  /**
+   * After a full disk: once there is room again, start a new segment now and write a snapshot of
+   * the live state (from copies, in slices on the loop) covering everything before it.
+   */
+  private maybeResume(): void {
+    if (this.resuming || this.closed || Date.now() < this.resumeAt || !this.tr || !this.marks) return;
+    this.resumeAt = Date.now() + RESUME_CHECK_MS;
+    const tr = this.tr;
+    const need = 2 * (tr.buffers.count + tr.cbs.count + tr.kernels.count) * OBJECT_ROW_WORDS * 4 + (4 << 20);
+    try {
+      const fs = statfsSync(this.opts.dir);
+      if (fs.bavail * fs.bsize < need) return;
+    } catch { return; }
+    this.resuming = true;
+    const before = this.seg.gen;
+    try { if (!this.seg.closed) closeSync(this.fd); } catch { /* already closed */ }
+    this.seg.closed = true;
+    this.failed = null;
+    this.startSegment(before + 1);
+    const src = snapshotSource(tr, this.marks, true); // consistent with the start of the new segment
+    this.opts.onState(true);
+    writeSnapshot(this.opts.dir, src, before, () => new Promise((r) => setImmediate(r))).then((r) => {
+      this.resuming = false;
+      this.snapshotBytes = r.bytes;
+      this.dropSegmentsThrough(before);
+      this.opts.log(`persistence resumed in ${this.opts.dir}: snapshot of ${r.objects} objects written`);
+    }, (e: Error) => {
+      this.resuming = false;
+      this.fail(`snapshot for resuming failed: ${e.message}`);
+    });
   }
 
-  /** Clean stop: everything on disk, a snapshot, the clean marker, the lock released. */
-  async close(tr: Tracker, marks: Checkpoints): Promise<void> {
+  /** Clean stop: everything on disk and synced, the clean marker, the lock released. */
+  async close(tr: Tracker): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     tr.onEpoch = null;
-    if (this.fd >= 0) {
-      await this.snapshot(tr, marks);
-      await this.drain();
-      closeSync(this.fd);
-      this.fd = -1;
-      if (!this.failed) writeFileSync(this.cleanPath, `${process.pid}\n`);
+    if (this.compactor) { const w = this.compactor; this.compactor = null; await w.terminate(); }
+    await this.drain();
+    this.closed = true;
+    if (!this.failed) {
+      try { fsyncSync(this.fd); closeSync(this.fd); } catch { /* reported below by the missing marker */ }
+      writeFileSync(this.path('clean'), `${process.pid}\n`);
     }
-    rmSync(this.lockPath, { force: true });
-  }
-
-  /** Forgets persisted state too (ttalloc reset). */
-  reset(): void {
-    this.control(Buffer.from([Ctl.RESET, 0, 0, 0, 0, 0, 0, 0]));
+    rmSync(this.path('lock'), { force: true });
   }
 
   stats() {
     return {
-      enabled: true, dir: this.opts.dir, failed: this.failed, journalBytes: this.journalBytes + this.queued,
-      flushIntervalMs: this.opts.flushIntervalMs, lastFlushAt: this.lastFlushMs ? new Date(this.lastFlushMs).toISOString() : null,
-      snapshots: this.snapshots, recovery: this.recovery,
+      enabled: true, dir: this.opts.dir, failed: this.failed,
+      journalBytes: this.segments.reduce((n, s) => n + s.bytes, 0) + (this.used - BATCH_HEADER),
+      journalSegments: this.segments.length,
+      snapshotBytes: this.snapshotBytes,
+      flushIntervalMs: this.opts.flushIntervalMs,
+      lastFlushAt: this.lastFlushMs ? new Date(this.lastFlushMs).toISOString() : null,
+      compactions: this.compactions, compacting: this.compactor !== null, lastCompaction: this.lastCompaction,
+      recovery: this.recovery,
       note: this.recovery.previousStop === 'crash'
         ? `recovered after an unclean stop: events of the last flush interval (≤ ${this.opts.flushIntervalMs} ms) before it may be missing`
         : null,
@@ -230,106 +350,17 @@ export class StateStore {
   }
 
   private lock(): void {
+    const lockPath = this.path('lock');
     try {
-      writeFileSync(this.lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(`cannot lock ${this.opts.dir}: ${(e as Error).message}`);
     }
-    const owner = Number(readFileSync(this.lockPath, 'utf8').trim());
+    const owner = Number(readFileSync(lockPath, 'utf8').trim());
     if (owner && owner !== process.pid && isProcessAlive(owner)) {
       throw new StateDirError(`state directory ${this.opts.dir} is in use by server pid ${owner}; use another --state-dir`);
     }
-    writeFileSync(this.lockPath, `${process.pid}\n`, { mode: 0o600 }); // stale lock of a dead server
+    writeFileSync(lockPath, `${process.pid}\n`, { mode: 0o600 }); // stale lock of a dead server
   }
-
-  size(): number { try { return statSync(this.journalPath).size; } catch { return 0; } }
-}
-
-// ------------------------------------------------------------------ snapshot and replay
-function writeHead(dv: DataView, at: number, type: number, t: ObjectTable, e: number): void {
-  const size = t.size(e);
-  dv.setUint8(at, type);
-  dv.setInt32(at + Off.deviceId, t.device(e), true);
-  dv.setUint32(at + Off.size, size >>> 0, true);
-  dv.setUint32(at + Off.size + 4, Math.floor(size / TWO32), true);
-  dv.setUint8(at + Off.bufferType, t.type(e));
-  dv.setInt32(at + Off.processId, t.pid(e), true);
-  dv.setUint32(at + Off.bufferId, t.addrLo(e), true);
-  dv.setUint32(at + Off.bufferId + 4, t.addrHi(e), true);
-}
-
-/** The whole state as replayable entries: epochs, marks, reaped reports, then every live object. */
-export function snapshotPayload(tr: Tracker, marks: Checkpoints): Buffer {
-  const parts: Buffer[] = [jsonEntry(Ctl.EPOCHS, tr.epochStartMs)];
-  for (const m of marks.list()) parts.push(jsonEntry(Ctl.MARK, m));
-  parts.push(jsonEntry(Ctl.REAPED_LIST, tr.reaped));
-  for (const [t, type] of [[tr.buffers, MsgType.ALLOC], [tr.cbs, MsgType.CB_ALLOC], [tr.kernels, MsgType.KERNEL_LOAD]] as const) {
-    // Worst case per entry: a BORN (12 B), the head (40 B), a REF (12 B).
-    const out = Buffer.alloc(t.count * 64);
-    const dv = new DataView(out.buffer, out.byteOffset, out.length);
-    let at = 0, born = -1;
-    for (let e = 0; e < t.count; e++) {
-      if (t.epoch(e) !== born) {
-        born = t.epoch(e);
-        out[at] = Ctl.BORN; dv.setUint32(at + 4, 4, true); dv.setUint32(at + 8, born, true); at += 12;
-      }
-      writeHead(dv, at, type, t, e); at += EVENT_BYTES;
-      if (t.ref(e) > 1) { out[at] = Ctl.REF; dv.setUint32(at + 4, 4, true); dv.setUint32(at + 8, t.ref(e), true); at += 12; }
-    }
-    parts.push(out.subarray(0, at));
-  }
-  parts.push(epochEntry(Ctl.EPOCH, tr.epoch, tr.epochTimeMs(tr.epoch)));
-  return Buffer.concat(parts);
-}
-
-/** Applies one verified payload to the tracker; returns the number of events. */
-export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): number {
-  const dv = new DataView(p.buffer, p.byteOffset, p.length);
-  let off = 0, events = 0;
-  let lastAlloc: { device: number; lo: number; hi: number } | null = null;
-  const savedHook = tr.onEpoch;
-  tr.onEpoch = null;
-  try {
-    while (off < p.length) {
-      const code = p[off];
-      if (code < 0x80) {
-        const device = dv.getInt32(off + Off.deviceId, true);
-        const lo = dv.getUint32(off + Off.bufferId, true), hi = dv.getUint32(off + Off.bufferId + 4, true);
-        const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
-        const bt = dv.getUint8(off + Off.bufferType), pid = dv.getInt32(off + Off.processId, true);
-        if (code === MsgType.ALLOC) { tr.alloc(device, lo, hi, size, bt, pid); lastAlloc = { device, lo, hi }; }
-        else if (code === MsgType.FREE) tr.free(device, lo, hi, pid);
-        else if (code === MsgType.CB_ALLOC) tr.loadObject(KIND_CB, device, lo, hi, size, 0, pid);
-        else if (code === MsgType.KERNEL_LOAD) tr.loadObject(KIND_KERNEL, device, lo, hi, size, bt, pid);
-        else if (code === MsgType.CB_FREE) tr.unloadObject(KIND_CB, device, lo, hi);
-        else if (code === MsgType.KERNEL_UNLOAD) tr.unloadObject(KIND_KERNEL, device, lo, hi);
-        events++;
-        off += EVENT_BYTES;
-        continue;
-      }
-      const len = dv.getUint32(off + 4, true);
-      const data = p.subarray(off + 8, off + 8 + len);
-      off += 8 + ((len + 3) & ~3);
-      switch (code) {
-        case Ctl.EPOCH: tr.restoreEpoch(data.readUInt32LE(0), data.readDoubleLE(4)); break;
-        case Ctl.BORN: tr.epoch = data.readUInt32LE(0); break;
-        case Ctl.EPOCHS: tr.restoreEpochTimes(JSON.parse(data.toString()) as number[]); break;
-        case Ctl.MARK: marks.load([JSON.parse(data.toString()) as Mark]); break;
-        case Ctl.REAP: tr.releasePids(new Set(JSON.parse(data.toString()) as number[])); break;
-        case Ctl.REAPED_LIST: tr.reaped.splice(0, tr.reaped.length, ...(JSON.parse(data.toString()) as Tracker['reaped'])); break;
-        case Ctl.RESET: tr.reset(); marks.clear(); break;
-        case Ctl.REF: {
-          if (!lastAlloc) break;
-          const e = tr.buffers.find(lastAlloc.device, lastAlloc.lo, lastAlloc.hi);
-          if (e >= 0) tr.buffers.setRef(e, data.readUInt32LE(0));
-          break;
-        }
-        default: break; // unknown control entries from a newer version are skipped
-      }
-    }
-  } finally {
-    tr.onEpoch = savedHook;
-  }
-  return events;
 }

@@ -1,7 +1,6 @@
 // Control API routes of the foundation: health, stats, reports, processes, kernels, reset, stop.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Checkpoints } from '../analysis/checkpoints.js';
-import { Ctl } from '../persist/records.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
@@ -80,7 +79,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     const before = s.tracker.buffers.count;
     s.tracker.reset();
     s.marks.clear();
-    s.journal?.control(Buffer.from([Ctl.RESET, 0, 0, 0, 0, 0, 0, 0]));
+    await s.store?.reset();
     s.log(`state reset on request: ${before} buffers forgotten`);
     return { reset: true, buffersForgotten: before };
   });

@@ -4,7 +4,6 @@ import type { AllocationServer } from './server.js';
 import { MarkError, type Mark } from '../analysis/checkpoints.js';
 import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
-import { Ctl, jsonEntry } from '../persist/records.js';
 import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
 
 function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
@@ -18,7 +17,7 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     const body = (await c.body()) as { name?: unknown; pid?: unknown };
     try {
       const m = s.marks.mark(String(body.name ?? ''), body.pid === undefined || body.pid === null ? null : Number(body.pid));
-      s.journal?.control(jsonEntry(Ctl.MARK, m));
+      await s.store?.mark(m);
       s.log(`mark '${m.name}'${m.pid ? ` for pid ${m.pid}` : ''} set`);
       return { schema_version: 1, mark: m };
     } catch (e) {

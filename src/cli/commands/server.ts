@@ -17,6 +17,7 @@ export function serverCommand(name = 'server'): Command {
     .option('--state-dir <dir>', 'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)')
     .option('--no-persist', 'keep state in memory only (a restart forgets it)')
     .option('--flush-interval <ms>', 'journal flush interval: at most this much is lost on a crash', intArg('--flush-interval', 1, 60000), 100)
+    .option('--journal-mib <n>', 'journal kept before a background snapshot folds it in (at least the snapshot\'s size)', intArg('--journal-mib', 1, 1 << 20), 256)
     .option('-q, --quiet', 'print only reports (no log or statistics lines)')
     .option('--log-events', 'print every event, like the original server (slow)')
     .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
@@ -26,8 +27,8 @@ export function serverCommand(name = 'server'): Command {
     .action(action(async (o: {
       socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
       deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
-      http?: string; sampleInterval: number; maxConnections: number; group?: string;
-      stateDir?: string; persist: boolean; flushInterval: number;
+      http?: string; sampleInterval: number; maxConnections: number; group?: string; allowUid: number[]; trustClientPid?: boolean;
+      stateDir?: string; persist: boolean; flushInterval: number; journalMib: number;
     }) => {
       // A reader that goes away (`allocation-server | head`) must not take the tracked state with it.
       let stdoutGone = false;
@@ -44,8 +45,8 @@ export function serverCommand(name = 'server'): Command {
         statsIntervalMs: o.statsInterval * 1000,
         quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
         http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
-        maxConnections: o.maxConnections, group: o.group,
-        stateDir: o.persist === false ? false : o.stateDir, flushIntervalMs: o.flushInterval,
+        maxConnections: o.maxConnections, group: o.group, allowUids: o.allowUid, trustClientPid: o.trustClientPid,
+        stateDir: o.persist === false ? false : o.stateDir, flushIntervalMs: o.flushInterval, compactBytes: o.journalMib * 1024 * 1024,
       });
       // Handlers go in before start(): a signal during start-up must still end in a clean exit 0.
       let stopping = false;
