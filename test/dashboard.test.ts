@@ -16,7 +16,8 @@ let server: TestServer, browser: BrowserContext, page: Page, url: string, profil
 const reporter = () => new Reporter({ socketPath: server.socket });
 
 before(async () => {
-  server = await startServer(['--http', '127.0.0.1:0', '--devices', '2xwormhole_b0', '--sample-interval', '0.2', '--reap-interval', '0.3']);
+  // --trust-client-pid: the sorting step reports for a `sleep` child (its PID in the messages) from this process.
+  server = await startServer(['--http', '127.0.0.1:0', '--devices', '2xwormhole_b0', '--sample-interval', '0.2', '--reap-interval', '0.3', '--trust-client-pid']);
   url = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
   profile = mkdtempSync(join(tmpdir(), 'ttalloc-chromium-'));
   // A fresh profile directory per run; never a downloaded browser.

@@ -67,7 +67,8 @@ test('a three-run workload leaking 36 KB DRAM per run per device is named as acc
 });
 
 test('a workload that cleans up passes check; bad input gives clear errors and exact exit codes', async () => {
-  const srv = await startServer(['--reap-interval', '0']);
+  // --trust-client-pid: the per-PID mark step reports as PID 1 from this process.
+  const srv = await startServer(['--reap-interval', '0', '--trust-client-pid']);
   const r = new Reporter({ socketPath: srv.socket });
   try {
     await mark(srv, 'test-clean');

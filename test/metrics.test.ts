@@ -27,7 +27,8 @@ function value(m: Map<string, Family>, name: string, labels: Record<string, stri
 }
 
 before(async () => {
-  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--http', '127.0.0.1:0']);
+  // --trust-client-pid: `other` reports for the `sleep` child (its PID in the messages) from this process.
+  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--http', '127.0.0.1:0', '--trust-client-pid']);
   httpUrl = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
   child = spawn('sleep', ['60'], { stdio: 'ignore' });
   r = new Reporter({ socketPath: server.socket });

@@ -375,7 +375,8 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
 });
 
 test('ref counting, unknown frees, and CB/kernel repeats never inflate or underflow the totals', async () => {
-  const srv = await startServer();
+  // --trust-client-pid: the per-PID unknown-free count is checked for a second PID claimed over this connection.
+  const srv = await startServer(['--trust-client-pid']);
   try {
     const s = await rawConnect(srv.socket);
     const ib = new Inbox(s);

@@ -88,7 +88,8 @@ test('the seed example, byte for byte, in the requesting terminal and on the ser
 });
 
 test('empty server, limits, --all, and filters by device, PID and type', async () => {
-  const srv = await startServer();
+  // --trust-client-pid: PID Q's buffers are reported over this process's connection.
+  const srv = await startServer(['--trust-client-pid']);
   try {
     assert.equal(await dump(srv), `${TITLE}\nNo buffers remaining: every tracked allocation has been freed.\n\nTotal remaining buffers: 0\n`);
 

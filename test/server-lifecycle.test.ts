@@ -70,20 +70,20 @@ function runCliBounded(args: string[]): { code: number | null; stdout: string; s
 }
 
 /** A real client process that reports allocations as itself, then waits to be killed. */
-function allocatingChild(dir: string, socket: string): Promise<{ child: ChildProcess; pid: number }> {
-  const script = join(dir, 'client.mjs');
+function allocatingChild(dir: string, socket: string, list = `
+    f({ type: 1, deviceId: 0, size: 4096, bufferType: 0, bufferId: 0x70000000 }),
+    f({ type: 1, deviceId: 1, size: 8192, bufferType: 1, bufferId: 0x70001000 }),
+    f({ type: 1, deviceId: 1, size: 4096, bufferType: 0, bufferId: 0x70002000 }),
+    f({ type: 8, deviceId: 0, size: 2048, bufferId: 0x300 }),
+    f({ type: 10, deviceId: 0, size: 1024, bufferType: 0, bufferId: 0x9 }),`): Promise<{ child: ChildProcess; pid: number }> {
+  const script = join(dir, `client-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(script, `
 import { connect } from 'node:net';
 const { encodeFrame } = await import(${JSON.stringify(join(DIST, 'protocol/codec.js'))});
 const pid = process.pid;
 const f = (o) => encodeFrame({ pid, ...o });
 const s = connect(${JSON.stringify(socket)}, () => {
-  s.write(Buffer.concat([
-    f({ type: 1, deviceId: 0, size: 4096, bufferType: 0, bufferId: 0x70000000 }),
-    f({ type: 1, deviceId: 1, size: 8192, bufferType: 1, bufferId: 0x70001000 }),
-    f({ type: 1, deviceId: 1, size: 4096, bufferType: 0, bufferId: 0x70002000 }),
-    f({ type: 8, deviceId: 0, size: 2048, bufferId: 0x300 }),
-    f({ type: 10, deviceId: 0, size: 1024, bufferType: 0, bufferId: 0x9 }),
+  s.write(Buffer.concat([${list}
   ]), () => process.stdout.write('sent\\n'));
 });
 setInterval(() => {}, 1000);
@@ -155,18 +155,18 @@ test('a live process of another user (EPERM) is alive', async (t) => {
   const nobody = 65534;
   const dir = tempDir();
   chmodSync(dir, 0o777);
-  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
-  const deadPid = Number(dead.stdout);
   const srv = await serverAt(join(dir, 'alloc.sock'), ['--reap-interval', '0.2'], { uid: nobody, gid: nobody });
   try {
     const health = await srv.client.json<{ pid: number }>('GET', '/v1/health');
     assert.equal(Number(readFileSync(`/proc/${health.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1]), nobody, t.name);
     const s = await rawConnect(srv.socket);
-    await write(s, frames([
-      { type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x10 },
-      { type: MsgType.ALLOC, deviceId: 0, size: 8192, bufferType: BufferType.DRAM, pid: deadPid, bufferId: 0x20 },
-    ]));
+    await write(s, frames([{ type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x10 }]));
+    // A real (root) process reports a buffer as itself, then dies: the server must tell it from the live one.
+    const { child, pid: deadPid } = await allocatingChild(dir, srv.socket, `
+    f({ type: 1, deviceId: 0, size: 8192, bufferType: 0, bufferId: 0x20 }),`);
     await waitFrames(srv, 2);
+    child.kill('SIGKILL');
+    await exited(child);
     const report = await srv.client.text('POST', '/v1/dump');
     assert.match(report, new RegExp(`Buffer 0x10: 4\\.0 KB \\(PID ${P}, ref_count=1\\)`), 'root-owned live PID kept');
     assert.doesNotMatch(report, /Buffer 0x20/, 'the dead PID was released');

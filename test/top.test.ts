@@ -32,7 +32,8 @@ function startTop(env = '') {
 }
 
 before(async () => {
-  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--sample-interval', '0.2']);
+  // --trust-client-pid: `theirs` reports for the `sleep` child (its PID in the messages) from this process.
+  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--sample-interval', '0.2', '--trust-client-pid']);
   child = spawn('sleep', ['60'], { stdio: 'ignore' });
   mine = new Reporter({ socketPath: server.socket });
   theirs = new Reporter({ socketPath: server.socket, pid: child.pid });

@@ -55,7 +55,7 @@ export class BenchServer {
     // BENCH_NODE_FLAGS adds node flags to the server, e.g. "--cpu-prof --cpu-prof-dir=prof" for profiling.
     const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
     const proc = spawn(process.execPath, ['--expose-gc', ...flags, CLI, 'server', '--socket', socket, '--quiet',
-      '--stats-interval', '0', '--reap-interval', '0', '--state-dir', join(dir, 'state'), ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
+      '--stats-interval', '0', '--reap-interval', '0', '--state-dir', join(dir, 'state'), '--trust-client-pid', ...extra], { stdio: ['ignore', 'ignore', 'inherit'] });
     const s = new BenchServer(socket, proc);
     for (let i = 0; ; i++) {
       try { await s.client.json('GET', '/v1/health'); return s; } catch (e) {

@@ -9,6 +9,8 @@ export interface ProcessDeviceUsage {
 }
 export interface ProcessRow {
   pid: number;
+  /** The PID this process's messages claim, when it differs from the kernel's (display only). */
+  claimedPid?: number;
   command: string | null;
   buffers: number;
   bytes: number;
@@ -21,7 +23,8 @@ export function commandName(pid: number): string | null {
   try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trim(); } catch { return null; }
 }
 
-export function listProcesses(tr: Tracker): ProcessRow[] {
+/** `claims`: kernel PID → claimed PID where they differ (the server's connections). */
+export function listProcesses(tr: Tracker, claims?: Map<number, number>): ProcessRow[] {
   const rows: ProcessRow[] = [];
   for (const s of tr.pids.values()) {
     const devices: ProcessDeviceUsage[] = [];
@@ -37,7 +40,8 @@ export function listProcesses(tr: Tracker): ProcessRow[] {
     }
     // A live PID that only sent frees of unknown buffers is listed too: that is where they are counted.
     if (s.live <= 0 && (unknown === 0 || commandName(s.pid) === null)) continue;
-    rows.push({ pid: s.pid, command: commandName(s.pid), buffers, bytes, unknownFrees: unknown, devices });
+    const claimed = claims?.get(s.pid);
+    rows.push({ pid: s.pid, ...(claimed !== undefined ? { claimedPid: claimed } : {}), command: commandName(s.pid), buffers, bytes, unknownFrees: unknown, devices });
   }
   return rows.sort((a, b) => b.bytes - a.bytes);
 }

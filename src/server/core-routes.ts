@@ -48,7 +48,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
     // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
     if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
-    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.store ? s.store.stats() : { enabled: false, reason: s.persistOff ?? 'turned off (--no-persist)' } };
+    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.store ? s.store.stats() : { enabled: false, reason: s.persistOff ?? 'turned off (--no-persist)' }, peers: s.peers?.stats() ?? null };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });
@@ -58,7 +58,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
       ? { device: id, declared: true, source: d.source, arch: d.spec.name, archType: d.spec.arch, cardType: d.cardType ?? null, dramChannels: d.spec.dramChannels, dramPerChannel: d.spec.dramPerChannel, l1PerCore: d.spec.l1PerCore, workerCores: d.spec.workerCores, totalDramBytes: totalDram(d.spec), totalL1Bytes: totalL1(d.spec) }
       : { device: id, declared: false, arch: null };
   }));
-  r.get('/v1/processes', () => ({ schema_version: 1, processes: listProcesses(s.tracker) }));
+  r.get('/v1/processes', () => ({ schema_version: 1, processes: listProcesses(s.tracker, s.claimedPids()) }));
   r.get('/v1/kernels', (c) => c.url.searchParams.get('format') === 'text' ? text(c, formatKernelReport(s.tracker)) : { schema_version: 1, kernels: listKernels(s.tracker) });
   r.get('/v1/reaped', (c) => {
     s.reapDead();

@@ -39,6 +39,14 @@ export class DataConnection {
   firstRejection = '';
   /** PID claimed by the first frame that carries one (display only). */
   claimedPid = 0;
+  /** The peer's PID and UID from the kernel at accept (SO_PEERCRED); 0 / -1 when unavailable. */
+  peerPid = 0;
+  peerUid = -1;
+  /**
+   * The owner of everything this connection reports: the kernel's PID, or 0 to take each frame's
+   * claimed process_id (no peer credentials, or --trust-client-pid). One field read per frame.
+   */
+  ownerPid = 0;
   readonly openedAtMs = Date.now();
   private pending = new Uint8Array(MAX_FRAME * 2);
   private pendingDv = new DataView(this.pending.buffer);
@@ -62,7 +70,9 @@ export class DataConnection {
   }
 
   describe(): string {
-    return `connection #${this.id}${this.claimedPid ? ` (pid ${this.claimedPid})` : ''}`;
+    const p = this.peerPid, c = this.claimedPid;
+    if (p === 0) return `connection #${this.id}${c ? ` (pid ${c})` : ''}`;
+    return `connection #${this.id} (pid ${p}${c && c !== p ? `, claims ${c}` : ''})`;
   }
 
   private onData(chunk: Buffer): void {
@@ -171,14 +181,16 @@ export class DataConnection {
         if (bt > 4) return this.bad(type, `buffer_type ${bt} is not 0..4`);
         if (size === 0) return this.bad(type, 'size 0');
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        const pid = dv.getInt32(off + Off.processId, true);
-        if (this.claimedPid === 0) this.claimedPid = pid;
+        const op = this.ownerPid;
+        const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
+        if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
         tr.alloc(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, bt, pid);
         break;
       }
       case MsgType.FREE:
         if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        tr.free(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), dv.getInt32(off + Off.processId, true));
+        tr.free(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true),
+          this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true));
         break;
       case MsgType.CB_ALLOC:
       case MsgType.KERNEL_LOAD: {
@@ -187,8 +199,9 @@ export class DataConnection {
         if (sub > 2) return this.bad(type, `kernel type ${sub} is not 0..2`);
         const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        const pid = dv.getInt32(off + Off.processId, true);
-        if (this.claimedPid === 0) this.claimedPid = pid;
+        const op = this.ownerPid;
+        const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
+        if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
         tr.loadObject(type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device,
           dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, sub, pid);
         break;
@@ -219,7 +232,11 @@ export class DataConnection {
         return;
     }
     const j = this.host.journal;
-    if (j !== null && (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))) j.frame(dv, off);
+    if (j !== null && (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))) {
+      // The journal records frames verbatim: give it the owner the tracker used, so a restart replays the same ownership.
+      if (this.ownerPid !== 0) dv.setInt32(off + Off.processId, this.ownerPid, true);
+      j.frame(dv, off);
+    }
     this.garbageRun = 0;
     this.frames++;
     tr.framesByType[type]++;

@@ -2,7 +2,8 @@
 // (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { resolveGroup, restrictSocket } from './security.js';
+import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
+import { PeerGate } from './peer-cred.js';
 import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import { readU64, writeU64 } from '../protocol/codec.js';
 import { Tracker, type ReapedReport } from '../state/tracker.js';
@@ -57,8 +58,12 @@ export interface ServerOptions {
   sampleIntervalMs?: number;
   /** Open data connections beyond this are refused (each holds buffers; bounds memory). */
   maxConnections?: number;
-  /** Share both sockets with this group (0660) instead of owner-only. */
+  /** Share both sockets with this group (0660) instead of owner-only; its members are admitted. */
   group?: string;
+  /** Ownership follows the PIDs in the messages, not the kernel's (relays, replays, simulators). */
+  trustClientPid?: boolean;
+  /** UIDs admitted besides the server's own, root and the --group members. */
+  allowUids?: number[];
 }
 
 export class AllocationServer implements ConnectionHost {
@@ -91,6 +96,10 @@ export class AllocationServer implements ConnectionHost {
   readonly isAlive: (pid: number) => boolean;
   /** /metrics, chart samples and the --http dashboard listener. */
   readonly live: LiveViews;
+  /** Peer credentials and the UID policy of both sockets (set up in start()). */
+  peers: PeerGate | null = null;
+  /** Claimed PIDs of closed connections whose kernel PID still owns something (display only). */
+  private pastClaims = new Map<number, number>();
 
   constructor(readonly opts: ServerOptions) {
     this.tracker = new Tracker(opts.expectedBuffers ?? 0);
@@ -125,17 +134,26 @@ export class AllocationServer implements ConnectionHost {
     // First, so that a busy --http port fails before any socket path is claimed.
     await this.live.start();
     const gid = this.opts.group ? resolveGroup(this.opts.group) : null; // a bad name fails before any socket exists
+    const peers = this.peers = new PeerGate({
+      policy: peerPolicy({ ownUid: process.getuid?.() ?? 0, allowUids: this.opts.allowUids, group: gid === null ? null : { gid, name: this.opts.group! } }),
+      trustClientPid: this.opts.trustClientPid ?? false, log: (m) => this.log(m),
+    });
+    const trust = this.opts.trustClientPid ?? false;
     await claimSocketPath(this.opts.socketPath, 'socket');
     await claimSocketPath(this.controlPath, 'control socket');
     this.openStore();
     const forced = this.opts.frameSize ?? 0;
     this.dataServer = createNetServer({ noDelay: true }, (sock: Socket) => {
       if (this.connections.size >= (this.opts.maxConnections ?? 4096)) return this.refuse(sock);
+      const cred = peers.admit(sock, 'data');
+      if (cred === false) return;
       const c = new DataConnection(this.nextConnId++, sock, this, forced);
+      if (cred) { c.peerPid = cred.pid; c.peerUid = cred.uid; if (!trust) c.ownerPid = cred.pid; }
       this.connections.add(c);
       this.connectionsTotal++;
     });
     this.controlServer = createHttpServer((req, res) => { void this.router.handle(req, res, true); });
+    this.controlServer.on('connection', (sock: Socket) => { peers.admit(sock, 'control'); });
     await listenUnix(this.dataServer, this.opts.socketPath);
     this.dataPath.taken();
     await listenUnix(this.controlServer, this.controlPath);
@@ -152,6 +170,9 @@ export class AllocationServer implements ConnectionHost {
     const devs = this.devices.list();
     this.log(`allocation server listening on ${this.opts.socketPath} (control: ${this.controlPath}), pid ${process.pid}, `
       + `frame size ${forced || 'auto (72/112/144)'}, ${devs.length ? `${devs.length} device(s): ${summarizeDevices(this.devices)}` : 'no devices declared (devices appear as they report)'}`);
+    const notice = peers.notice();
+    if (notice) { this.log(notice); if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`); }
+    else if (trust) this.log('--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel\'s PIDs are shown for display only');
   }
 
   async stop(): Promise<void> {
@@ -276,6 +297,7 @@ export class AllocationServer implements ConnectionHost {
 
   closed(conn: DataConnection): void {
     this.connections.delete(conn);
+    if (conn.ownerPid !== 0 && conn.claimedPid !== 0 && conn.claimedPid !== conn.ownerPid) this.pastClaims.set(conn.ownerPid, conn.claimedPid);
     this.rejectedFramesClosed += conn.rejected;
   }
 
@@ -286,6 +308,7 @@ export class AllocationServer implements ConnectionHost {
     const reports = this.tracker.releasePids(dead);
     if (reports.length && this.journal) this.journal.control(jsonEntry(Ctl.REAP, reports.map((r) => r.pid)));
     this.tracker.forgetIdlePids(this.isAlive);
+    for (const p of this.pastClaims.keys()) if (!this.tracker.pids.has(p)) this.pastClaims.delete(p);
     for (const r of reports) {
       const parts = [`${r.buffers} buffer${r.buffers === 1 ? '' : 's'} (${formatBytes(r.bytes)})`];
       if (r.cbs) parts.push(`${r.cbs} CB${r.cbs === 1 ? '' : 's'} (${formatBytes(r.cbBytes)})`);
@@ -293,6 +316,13 @@ export class AllocationServer implements ConnectionHost {
       this.log(`process ${r.pid} is gone: released ${parts.join(', ')}`);
     }
     return reports;
+  }
+
+  /** Kernel PID → the PID its connection claims, where they differ (for the process listings). */
+  claimedPids(): Map<number, number> {
+    const m = new Map(this.pastClaims);
+    for (const c of this.connections) if (c.ownerPid !== 0 && c.claimedPid !== 0 && c.claimedPid !== c.ownerPid) m.set(c.ownerPid, c.claimedPid);
+    return m;
   }
 
   rejectedFrames(): number {

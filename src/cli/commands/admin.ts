@@ -7,6 +7,7 @@ interface StatsJson {
   pid: number; uptimeSeconds: number; connections: { open: number; total: number };
   frames: { total: number; rejected: number }; unknownFrees: { buffers: number; cbs: number; kernels: number };
   live: { buffers: number; cbs: number; kernels: number; processes: number }; reapedProcesses: number;
+  peers?: { credentials: string; reason?: string; pidSource: string; trustClientPid: boolean; refused: { total: number; byUid: Record<string, number> } } | null;
   devices: { device: number; arch: string | null; bytes: Record<string, number>; buffers: Record<string, number>; unknownFrees: number; totalDramBytes: number | null }[];
 }
 
@@ -23,6 +24,7 @@ export function statsCommand(): Command {
         `frames: ${s.frames.total} accepted, ${s.frames.rejected} rejected; unknown frees: ${s.unknownFrees.buffers} buffers, ${s.unknownFrees.cbs} CBs, ${s.unknownFrees.kernels} kernels`,
         `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
       ];
+      if (s.peers) lines.push(peersLine(s.peers));
       for (const d of s.devices) {
         const b = d.bytes;
         lines.push(`device ${d.device}${d.arch ? ` [${d.arch}]` : ''}: DRAM ${formatBytes(b.DRAM)}${d.totalDramBytes ? ` / ${formatBytes(d.totalDramBytes)}` : ''}, L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)}, TRACE ${formatBytes(b.TRACE)}, CB ${formatBytes(b.CB)}, kernels ${formatBytes(b.KERNEL)}; unknown frees ${d.unknownFrees}`);
@@ -51,4 +53,12 @@ export function stopCommand(): Command {
       const r = await clientFor(o).json<{ pid: number }>('POST', '/v1/shutdown');
       process.stdout.write(`server ${r.pid} is stopping\n`);
     }));
+}
+
+/** Where PIDs come from and who was kept out, in one line. */
+function peersLine(p: NonNullable<StatsJson['peers']>): string {
+  if (p.reason !== undefined) return `peers: credentials unavailable (${p.reason}); PIDs are taken from the messages, other users kept out by the socket permissions only`;
+  const refused = Object.entries(p.refused.byUid).map(([uid, n]) => `uid ${uid}: ${n}`).join(', ');
+  return `peers: UIDs from the kernel (SO_PEERCRED); PIDs from ${p.trustClientPid ? 'the messages (--trust-client-pid)' : 'the kernel'}; `
+    + `${p.refused.total} connection${p.refused.total === 1 ? '' : 's'} from other users refused${refused ? ` (${refused})` : ''}`;
 }

@@ -1,6 +1,7 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { AllocationServer } from '../../server/server.js';
 import { DeviceRegistry } from '../../devices/registry.js';
+import { parseUidList } from '../../server/security.js';
 import { resolveSocket } from '../../client/control-client.js';
 import { action, intArg, secondsArg, socketOption } from '../common.js';
 
@@ -22,7 +23,9 @@ export function serverCommand(name = 'server'): Command {
     .option('--log-events', 'print every event, like the original server (slow)')
     .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
     .option('--sample-interval <seconds>', 'how often live charts sample the counters', secondsArg('--sample-interval'), 1)
-    .option('--group <name>', 'share the data and control sockets with this group (mode 0660; default owner-only 0600)')
+    .option('--group <name>', 'share the data and control sockets with this group (mode 0660; default owner-only 0600) and admit its members')
+    .option('--allow-uid <uids>', 'also admit connections from these users (UIDs or names, comma-separated; default: only the server\'s user, root and --group members)', uidListArg, [])
+    .option('--trust-client-pid', 'buffers belong to the PID each message claims, not to the connecting process (relays, replays, simulators reporting for many processes over one connection)')
     .option('--max-connections <n>', 'refuse data connections beyond this many open ones', intArg('--max-connections'), 4096)
     .action(action(async (o: {
       socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
@@ -61,4 +64,9 @@ export function serverCommand(name = 'server'): Command {
       process.on('SIGHUP', () => stop('SIGHUP'));
       await server.start();
     }));
+}
+
+/** `--allow-uid 1000,alice` (repeatable): UIDs or user names. */
+function uidListArg(v: string, prev: number[]): number[] {
+  try { return [...prev, ...parseUidList(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
 }

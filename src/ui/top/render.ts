@@ -150,7 +150,7 @@ export function renderLines(data: TopData | null, v: ViewState, width: number, h
       if (lines + r.devs.length > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
       r.devs.forEach((u, i) => {
         const cells = [
-          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9), i === 0 ? pad(r.p.command ?? '?', cmdW) + ' ' : pad('', cmdW + 1), rpad(String(u.device), 4),
+          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9), i === 0 ? pad(`${r.p.command ?? '?'}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`, cmdW) + ' ' : pad('', cmdW + 1), rpad(String(u.device), 4),
           ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) => rpad(formatBytes(u[k]), 10)), rpad(String(u.buffers), 9),
         ];
         out.push([{ t: cells.join('') }]);

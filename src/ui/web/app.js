@@ -112,7 +112,7 @@
     const html = [];
     for (const r of procs) {
       r.devices.forEach((d, i) => {
-        const head = i === 0 ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}</td>` : '<td></td><td></td>';
+        const head = i === 0 ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${r.claimedPid ? ` (claims ${r.claimedPid})` : ''}</td>` : '<td></td><td></td>';
         html.push(`<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`);
       });
     }
