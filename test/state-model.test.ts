@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ObjectTable } from '../src/state/object-table.js';
+import { ObjectTable, FLAG_RESIZED, hash3 } from '../src/state/object-table.js';
 import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
 
 const TWO32 = 4294967296;
@@ -195,4 +195,84 @@ test('ObjectTable insert/find/remove with many colliding keys matches a Map', ()
     assert.equal(t.count, m.size);
     for (const id of m.keys()) { const [d, lo, hi] = id.split(':').map(Number); assert.ok(t.find(d, lo, hi) >= 0, id); }
   }), { numRuns: 25 });
+});
+
+test('ObjectTable shortcuts (miss slot reused by insert, found slot, newest-entry slot) match a Map', () => {
+  // Interleaves finds of other keys between a miss and its insert, reference counting, removals of
+  // the newest and of older entries, growth, bulk removal; id halves given signed or unsigned.
+  const key = fc.record({ d: fc.integer({ min: 0, max: 2 }), lo: fc.integer({ min: 0, max: 3000 }), hi: fc.constantFrom(0, 1, 0x80000000, 0xffffffff) });
+  const op = fc.oneof(
+    fc.record({ k: fc.constant('alloc' as const), key, other: fc.option(key, { nil: undefined }), size: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.integer({ min: 1, max: 2 ** 47 })), signed: fc.boolean() }),
+    fc.record({ k: fc.constant('free' as const), key, signed: fc.boolean() }),
+    fc.record({ k: fc.constant('sweep' as const), mod: fc.integer({ min: 2, max: 50 }) }),
+  );
+  const lo32 = (x: number, signed: boolean) => (signed ? x | 0 : x >>> 0);
+  fc.assert(fc.property(fc.array(op, { minLength: 500, maxLength: 4000 }), (ops) => {
+    const t = new ObjectTable(), m = new Map<string, { size: number; ref: number; pid: number; type: number }>();
+    let n = 0;
+    for (const o of ops) {
+      if (o.k === 'sweep') {
+        const mark = new Uint8Array(t.count);
+        let c = 0;
+        for (let e = 0; e < t.count; e++) if ((t.addrLo(e) + e) % o.mod === 0) { mark[e] = 1; c++; m.delete(`${t.device(e)}:${t.addrLo(e)}:${t.addrHi(e)}`); }
+        t.removeMarked(mark, c);
+        continue;
+      }
+      const { d, lo, hi } = o.key, id = `${d}:${lo}:${hi >>> 0}`;
+      const e = t.find(d, lo32(lo, o.signed), lo32(hi, o.signed));
+      assert.equal(e >= 0, m.has(id), `find ${id}`);
+      if (o.k === 'alloc') {
+        if (o.other) t.find(o.other.d, o.other.lo, o.other.hi); // a find of another key between miss and insert
+        const cur = m.get(id);
+        if (cur) {
+          const resized = t.addRef(e, o.size);
+          assert.equal(resized, cur.size !== o.size);
+          cur.ref++;
+          if (resized) assert.ok(t.flags(e) & FLAG_RESIZED);
+        } else {
+          const pid = -5 + (n++ % 11), type = n % 5;
+          const ne = t.insert(d, lo32(lo, !o.signed), lo32(hi, !o.signed), o.size, type, pid, n);
+          assert.equal(ne, t.count - 1);
+          m.set(id, { size: o.size, ref: 1, pid, type });
+        }
+      } else if (e >= 0) {
+        const cur = m.get(id)!;
+        const removed = t.unref(e);
+        assert.equal(removed, cur.ref === 1);
+        if (removed) { assert.deepEqual([t.gonePid, t.goneType, t.goneSize], [cur.pid, cur.type, cur.size]); m.delete(id); } else cur.ref--;
+      }
+    }
+    assert.equal(t.count, m.size);
+    for (const [id, v] of m) {
+      const [d, lo, hi] = id.split(':').map(Number);
+      const e = t.find(d, lo, hi);
+      assert.ok(e >= 0, id);
+      assert.deepEqual([t.device(e), t.addrLo(e), t.addrHi(e), t.size(e), t.ref(e), t.pid(e), t.type(e)], [d, lo, hi, v.size, v.ref, v.pid, v.type], id);
+      assert.equal(t.find(d, lo | 0, hi | 0), e);
+    }
+    // The index maps every live entry to itself, and only live entries (no stale slot past the end).
+    for (let e = 0; e < t.count; e++) assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
+  }), { numRuns: 40 });
+});
+
+test('ObjectTable: removing an entry that shifts the newest entry in its probe run keeps the index exact', () => {
+  // Keys with the same shard and home slot (shards start at 32 slots): A, B, X sit in a run of three.
+  // Removing A shifts B and X back; X is then the last entry and moves into A's place: the slot
+  // remembered when X was inserted is stale and must not be used.
+  const groups = new Map<number, number[]>();
+  let keys: number[] | undefined;
+  for (let lo = 0; !keys; lo++) {
+    const h = hash3(0, lo, 0), g = ((h >>> 22) << 5) | (h & 31);
+    const list = groups.get(g) ?? [];
+    list.push(lo);
+    groups.set(g, list);
+    if (list.length === 4) keys = list;
+  }
+  for (const victim of [0, 1, 2]) {
+    const t = new ObjectTable();
+    for (const lo of keys) { assert.equal(t.find(0, lo, 0), -1); t.insert(0, lo, 0, 100 + lo, 0, 1, 0); }
+    t.remove(t.find(0, keys[victim], 0));
+    for (let e = 0; e < t.count; e++) assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
+    for (const [i, lo] of keys.entries()) assert.equal(t.find(0, lo, 0) >= 0, i !== victim);
+  }
 });

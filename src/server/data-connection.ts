@@ -184,12 +184,12 @@ export class DataConnection {
         const op = this.ownerPid;
         const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
         if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        tr.alloc(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, bt, pid);
+        tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt, pid);
         break;
       }
       case MsgType.FREE:
         if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        tr.free(device, dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true),
+        tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
           this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true));
         break;
       case MsgType.CB_ALLOC:
@@ -203,14 +203,14 @@ export class DataConnection {
         const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
         if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
         tr.loadObject(type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device,
-          dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true), size, sub, pid);
+          dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, sub, pid);
         break;
       }
       case MsgType.CB_FREE:
       case MsgType.KERNEL_UNLOAD:
         if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
         tr.unloadObject(type === MsgType.CB_FREE ? KIND_CB : KIND_KERNEL, device,
-          dv.getUint32(off + Off.bufferId, true), dv.getUint32(off + Off.bufferId + 4, true));
+          dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true));
         break;
       case MsgType.QUERY:
       case MsgType.DEVICE_INFO_QUERY:

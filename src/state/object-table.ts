@@ -1,29 +1,43 @@
 // Live objects (buffers, circular buffers, kernels) keyed by (device, 64-bit id).
 //
-// Why not a Map: a JS Map stops at 16.7 M entries and costs ~95 B per entry; this costs ~28 B of
-// columns per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
-// never copies the columns when it grows (they live in fixed-size pages).
+// Why not a Map: a JS Map stops at 16.7 M entries and costs ~95 B per entry; this costs 28 B of
+// row per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
+// never copies the rows when it grows (they live in fixed-size pages).
 //
-// Layout: dense entries 0..count-1 in paged Uint32 columns, and an open-addressing index
-// (linear probing, backward-shift deletion, no tombstones) holding entry+1 (0 = empty slot).
-// Removing an entry moves the last entry into its place, so iteration is always dense.
+// Layout: dense entries 0..count-1, each a row of 7 Uint32 words in fixed-size pages (one page
+// lookup reaches every field of an entry, and a row sits in one or two cache lines), and an
+// open-addressing index (linear probing, backward-shift deletion, no tombstones) holding entry+1
+// (0 = empty slot). Removing an entry moves the last entry into its place, so iteration is always
+// dense.
 //
 // The index is split into 1024 shards by the hash's top 10 bits, each growing on its own: a growth
 // rehashes 1/1024 of the entries (a few ms at 20 M live buffers) instead of all of them (2.1 s
 // measured with one index), so ingest never stalls long while the table grows. Each shard grows at
 // its own load (0.5–0.75): with one shared limit all shards, filled evenly by the hash, would
 // grow within the same few thousand inserts and their pauses would add up again.
+//
+// Hot-path shortcuts (all verified before use, so a stale one only costs the normal probe):
+// - a find() that hits remembers its hash and slot, so remove() of that entry does not probe again;
+// - a find() that misses remembers its hash and the empty slot it stopped at, so the insert() of
+//   the same key that follows writes there without hashing or probing;
+// - insert() remembers where it put the newest entry: when a remove() then moves the last entry
+//   into the hole, that is usually the one, and its slot is known without hashing it.
 
 const PAGE_BITS = 13; // small pages: the partly used last page wastes < 1% at 1 M entries
 const PAGE_SIZE = 1 << PAGE_BITS;
 const PAGE_MASK = PAGE_SIZE - 1;
 const SHARD_BITS = 10;
+const SHARD_SHIFT = 32 - SHARD_BITS;
 const SHARDS = 1 << SHARD_BITS;
 const MIN_SHARD = 32;
-/** Bulk removals above this share of the table compact the columns and rebuild the index. */
+/** Bulk removals above this share of the table compact the rows and rebuild the index. */
 const COMPACT_SHARE = 1 / 64;
 
-// meta column: device (bits 0-9) | type (10-13) | size high bits (14-29) | flags (30-31)
+/** Words per row and their meaning. */
+const STRIDE = 7;
+const W_LO = 0, W_HI = 1, W_META = 2, W_SIZE = 3, W_PID = 4, W_REF = 5, W_EPOCH = 6;
+
+// meta word: device (bits 0-9) | type (10-13) | size high bits (14-29) | flags (30-31)
 const DEV_MASK = 0x3ff;
 const TYPE_SHIFT = 10;
 const TYPE_MASK = 0xf;
@@ -33,11 +47,8 @@ const SIZE_HI_MASK = 0xffff;
 export const FLAG_RESIZED = 1 << 30;
 const TWO32 = 4294967296;
 
-/** Column names; every column is a paged Uint32 array. */
-const COLUMNS = ['addrLo', 'addrHi', 'sizeLo', 'meta', 'pid', 'ref', 'epoch'] as const;
-type Column = (typeof COLUMNS)[number];
-
-function hash3(device: number, lo: number, hi: number): number {
+/** The key hash (exported for tests that need colliding keys). */
+export function hash3(device: number, lo: number, hi: number): number {
   let h = Math.imul(lo ^ 0x9e3779b9, 0x85ebca6b);
   h ^= Math.imul(hi + (device << 20), 0xc2b2ae35);
   h ^= h >>> 15;
@@ -51,11 +62,19 @@ function limitFor(sh: number, cap: number): number {
   return Math.floor(cap * (0.5 + (0.25 * sh) / SHARDS));
 }
 
+function metaOf(device: number, type: number, size: number): number {
+  const sizeHi = size > 0xffffffff ? Math.floor(size / TWO32) & SIZE_HI_MASK : 0; // no division for the usual sizes
+  return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
+}
+
 export class ObjectTable {
   count = 0;
-  private cols: Record<Column, Uint32Array[]> = {
-    addrLo: [], addrHi: [], sizeLo: [], meta: [], pid: [], ref: [], epoch: [],
-  };
+  /**
+   * Row pages: PAGE_SIZE rows of STRIDE words each. Int32, not Uint32: id halves ≥ 2^31 then stay
+   * small integers in V8 instead of becoming heap numbers on every call (public accessors return
+   * the unsigned values).
+   */
+  private pages: Int32Array[] = [];
   /** Index shards (slot value = entry + 1, 0 = empty) and the number of entries in each. */
   private shards: Int32Array[] = [];
   private shardUsed = new Int32Array(SHARDS);
@@ -64,6 +83,21 @@ export class ObjectTable {
   private foundEntry = -1;
   private foundHash = 0;
   private foundSlot = 0;
+  /** Where the last unsuccessful find() stopped, for the insert() of the same key. */
+  private missValid = false;
+  private missDevice = 0;
+  private missLo = 0;
+  private missHi = 0;
+  private missHash = 0;
+  private missSlot = 0;
+  /** Where the newest insert() put its entry (remove() moves the last entry, usually that one). */
+  private insEntry = -1;
+  private insShard = 0;
+  private insSlot = 0;
+  /** What the last unref() that removed an entry removed (no object per call). */
+  gonePid = 0;
+  goneType = 0;
+  goneSize = 0;
 
   constructor(expected = 0) {
     this.resetIndex(expected);
@@ -79,21 +113,30 @@ export class ObjectTable {
       this.shardLimit[i] = limitFor(i, cap);
     }
     this.shardUsed.fill(0);
+    this.forget();
   }
 
-  // ---- column access (entry index e) ----
-  addrLo(e: number): number { return this.cols.addrLo[e >>> PAGE_BITS][e & PAGE_MASK]; }
-  addrHi(e: number): number { return this.cols.addrHi[e >>> PAGE_BITS][e & PAGE_MASK]; }
-  device(e: number): number { return this.cols.meta[e >>> PAGE_BITS][e & PAGE_MASK] & DEV_MASK; }
-  type(e: number): number { return (this.cols.meta[e >>> PAGE_BITS][e & PAGE_MASK] >>> TYPE_SHIFT) & TYPE_MASK; }
-  flags(e: number): number { return this.cols.meta[e >>> PAGE_BITS][e & PAGE_MASK] & 0xc0000000; }
-  size(e: number): number {
-    const p = e >>> PAGE_BITS, i = e & PAGE_MASK;
-    return this.cols.sizeLo[p][i] + ((this.cols.meta[p][i] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+  /** Drops every remembered position (after anything that moves entries or slots in bulk). */
+  private forget(): void {
+    this.foundEntry = -1;
+    this.missValid = false;
+    this.insEntry = -1;
   }
-  pid(e: number): number { return this.cols.pid[e >>> PAGE_BITS][e & PAGE_MASK] | 0; }
-  ref(e: number): number { return this.cols.ref[e >>> PAGE_BITS][e & PAGE_MASK]; }
-  epoch(e: number): number { return this.cols.epoch[e >>> PAGE_BITS][e & PAGE_MASK]; }
+
+  // ---- field access (entry index e) ----
+  private word(e: number, w: number): number { return this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + w]; }
+  addrLo(e: number): number { return this.word(e, W_LO) >>> 0; }
+  addrHi(e: number): number { return this.word(e, W_HI) >>> 0; }
+  device(e: number): number { return this.word(e, W_META) & DEV_MASK; }
+  type(e: number): number { return (this.word(e, W_META) >>> TYPE_SHIFT) & TYPE_MASK; }
+  flags(e: number): number { return this.word(e, W_META) & 0xc0000000; }
+  size(e: number): number {
+    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+  }
+  pid(e: number): number { return this.word(e, W_PID); }
+  ref(e: number): number { return this.word(e, W_REF); }
+  epoch(e: number): number { return this.word(e, W_EPOCH) >>> 0; }
   /** The 64-bit id as a hex string (for reports only). */
   idHex(e: number): string {
     const hi = this.addrHi(e), lo = this.addrLo(e);
@@ -101,20 +144,24 @@ export class ObjectTable {
   }
   idBigInt(e: number): bigint { return (BigInt(this.addrHi(e)) << 32n) | BigInt(this.addrLo(e)); }
 
-  setRef(e: number, r: number): void { this.cols.ref[e >>> PAGE_BITS][e & PAGE_MASK] = r; }
-  setFlag(e: number, f: number): void { this.cols.meta[e >>> PAGE_BITS][e & PAGE_MASK] |= f; }
+  setRef(e: number, r: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_REF] = r; }
+  setFlag(e: number, f: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_META] |= f; }
 
-  /** Entry index of (device, lo, hi), or -1. */
+  /** Entry index of (device, lo, hi), or -1. The id halves may be given signed or unsigned. */
   find(device: number, lo: number, hi: number): number {
+    lo |= 0; hi |= 0;
     const h = hash3(device, lo, hi);
-    const idx = this.shards[h >>> (32 - SHARD_BITS)], mask = idx.length - 1;
-    const aLo = this.cols.addrLo, aHi = this.cols.addrHi, meta = this.cols.meta;
+    const idx = this.shards[h >>> SHARD_SHIFT], mask = idx.length - 1, pages = this.pages;
     let s = h & mask;
     for (;;) {
       const v = idx[s];
-      if (v === 0) return -1;
-      const e = v - 1, p = e >>> PAGE_BITS, i = e & PAGE_MASK;
-      if (aLo[p][i] === lo && aHi[p][i] === hi && (meta[p][i] & DEV_MASK) === device) {
+      if (v === 0) {
+        this.missValid = true; this.missDevice = device; this.missLo = lo; this.missHi = hi;
+        this.missHash = h; this.missSlot = s;
+        return -1;
+      }
+      const e = v - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+      if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
         this.foundEntry = e; this.foundHash = h; this.foundSlot = s;
         return e;
       }
@@ -122,40 +169,86 @@ export class ObjectTable {
     }
   }
 
+  /** One more reference to live entry e (a repeated ALLOC); true when its size differs (flagged). */
+  addRef(e: number, size: number): boolean {
+    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    pg[b + W_REF]++;
+    const m = pg[b + W_META];
+    if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size) return false;
+    pg[b + W_META] = m | FLAG_RESIZED;
+    return true;
+  }
+
+  /**
+   * Drops one reference to entry e; the last one removes it, leaving its owner, type and size in
+   * gonePid / goneType / goneSize. Returns whether it was removed.
+   */
+  unref(e: number): boolean {
+    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const r = pg[b + W_REF];
+    if (r > 1) { pg[b + W_REF] = r - 1; return false; }
+    const m = pg[b + W_META];
+    this.gonePid = pg[b + W_PID];
+    this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
+    this.goneSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+    this.remove(e);
+    return true;
+  }
+
   /** Inserts a new entry (caller has checked it is absent); returns its index. */
   insert(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
+    lo |= 0; hi |= 0;
+    // The find() that just missed this key knows its hash and the free slot it stopped at.
+    const reuse = this.missValid && this.missLo === lo && this.missHi === hi && this.missDevice === device;
+    this.missValid = false;
     this.foundEntry = -1;
-    const h = hash3(device, lo, hi), sh = h >>> (32 - SHARD_BITS);
-    if (++this.shardUsed[sh] > this.shardLimit[sh]) this.growShard(sh);
+    const h = reuse ? this.missHash : hash3(device, lo, hi), sh = h >>> SHARD_SHIFT;
+    const grew = ++this.shardUsed[sh] > this.shardLimit[sh];
+    if (grew) this.growShard(sh);
     const e = this.count++;
-    const p = e >>> PAGE_BITS, i = e & PAGE_MASK;
-    if (p === this.cols.addrLo.length) for (const c of COLUMNS) this.cols[c].push(new Uint32Array(PAGE_SIZE));
-    const sizeHi = Math.floor(size / TWO32);
-    this.cols.addrLo[p][i] = lo;
-    this.cols.addrHi[p][i] = hi;
-    this.cols.sizeLo[p][i] = size >>> 0;
-    this.cols.meta[p][i] = (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | ((sizeHi & SIZE_HI_MASK) << SIZE_HI_SHIFT);
-    this.cols.pid[p][i] = pid;
-    this.cols.ref[p][i] = 1;
-    this.cols.epoch[p][i] = epoch;
-    const idx = this.shards[sh], mask = idx.length - 1;
-    let s = h & mask;
-    while (idx[s] !== 0) s = (s + 1) & mask;
+    const p = e >>> PAGE_BITS;
+    if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
+    const pg = this.pages[p], b = (e & PAGE_MASK) * STRIDE;
+    pg[b + W_LO] = lo;
+    pg[b + W_HI] = hi;
+    pg[b + W_META] = metaOf(device, type, size);
+    pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
+    pg[b + W_PID] = pid;
+    pg[b + W_REF] = 1;
+    pg[b + W_EPOCH] = epoch;
+    const idx = this.shards[sh];
+    let s: number;
+    if (reuse && !grew) s = this.missSlot;
+    else {
+      const mask = idx.length - 1;
+      s = h & mask;
+      while (idx[s] !== 0) s = (s + 1) & mask;
+    }
     idx[s] = e + 1;
+    this.insEntry = e; this.insShard = sh; this.insSlot = s;
     return e;
   }
 
   /** Removes entry e; the last entry moves into its place (iterating callers must walk backwards). */
   remove(e: number): void {
+    this.missValid = false;
     this.unindex(e);
     const last = --this.count;
     if (e !== last) {
-      const h = this.hashOf(last), idx = this.shards[h >>> (32 - SHARD_BITS)], mask = idx.length - 1;
-      let s = h & mask;
-      while (idx[s] !== last + 1) s = (s + 1) & mask;
+      let idx: Int32Array, s: number;
+      if (last === this.insEntry && this.shards[this.insShard][this.insSlot] === last + 1) {
+        idx = this.shards[this.insShard]; s = this.insSlot;
+        this.insEntry = e; // the newest entry now lives at e, in the same slot
+      } else {
+        const h = this.hashOf(last);
+        idx = this.shards[h >>> SHARD_SHIFT];
+        const mask = idx.length - 1;
+        s = h & mask;
+        while (idx[s] !== last + 1) s = (s + 1) & mask;
+      }
       this.copyEntry(last, e);
       idx[s] = e + 1;
-    }
+    } else if (e === this.insEntry) this.insEntry = -1;
     if ((this.count & PAGE_MASK) === 0) this.releasePages();
   }
 
@@ -163,11 +256,11 @@ export class ObjectTable {
    * Removes every entry e with mark[e] !== 0 (`n` of them). Few: one by one from the end (the entry
    * moved into a hole is always one already kept). Many: fill the holes with the last kept entries
    * and rebuild the index, which costs one cache-friendly insert per kept entry instead of a
-   * removal (probe, backward shift with column reads, move) per removed one.
+   * removal (probe, backward shift with row reads, move) per removed one.
    */
   removeMarked(mark: Uint8Array, n: number): void {
     if (n === 0) return;
-    this.foundEntry = -1;
+    this.forget();
     if (n < this.count * COMPACT_SHARE) {
       for (let e = this.count - 1; e >= 0; e--) if (mark[e] !== 0) this.remove(e);
       return;
@@ -186,11 +279,11 @@ export class ObjectTable {
     // Insert shard by shard (a counting sort on the shard byte first), so each shard's slots stay
     // in cache: random inserts over the whole index cost a cache miss each (~2x slower at 1 M).
     const start = new Int32Array(SHARDS + 1);
-    for (let e = 0; e < w; e++) start[(hashes[e] >>> (32 - SHARD_BITS)) + 1]++;
+    for (let e = 0; e < w; e++) start[(hashes[e] >>> SHARD_SHIFT) + 1]++;
     for (let i = 0; i < SHARDS; i++) start[i + 1] += start[i];
     const order = new Int32Array(w), orderHash = new Int32Array(w), fill = start.slice(0, SHARDS);
     for (let e = 0; e < w; e++) {
-      const j = fill[hashes[e] >>> (32 - SHARD_BITS)]++;
+      const j = fill[hashes[e] >>> SHARD_SHIFT]++;
       order[j] = e; orderHash[j] = hashes[e];
     }
     for (let sh = 0; sh < SHARDS; sh++) {
@@ -209,65 +302,62 @@ export class ObjectTable {
   /** Removes all entries; keeps a small index. */
   clear(): void {
     this.count = 0;
-    this.foundEntry = -1;
-    for (const c of COLUMNS) this.cols[c].length = 0;
+    this.pages.length = 0;
     this.resetIndex(0);
   }
 
   private copyEntry(from: number, to: number): void {
-    const ps = from >>> PAGE_BITS, is = from & PAGE_MASK, pd = to >>> PAGE_BITS, id = to & PAGE_MASK;
-    const c = this.cols;
-    c.addrLo[pd][id] = c.addrLo[ps][is]; c.addrHi[pd][id] = c.addrHi[ps][is]; c.sizeLo[pd][id] = c.sizeLo[ps][is];
-    c.meta[pd][id] = c.meta[ps][is]; c.pid[pd][id] = c.pid[ps][is]; c.ref[pd][id] = c.ref[ps][is]; c.epoch[pd][id] = c.epoch[ps][is];
+    const ps = this.pages[from >>> PAGE_BITS], bs = (from & PAGE_MASK) * STRIDE;
+    const pd = this.pages[to >>> PAGE_BITS], bd = (to & PAGE_MASK) * STRIDE;
+    pd[bd] = ps[bs]; pd[bd + 1] = ps[bs + 1]; pd[bd + 2] = ps[bs + 2]; pd[bd + 3] = ps[bs + 3];
+    pd[bd + 4] = ps[bs + 4]; pd[bd + 5] = ps[bs + 5]; pd[bd + 6] = ps[bs + 6];
   }
 
   /** Drops trailing pages once two pages of slack exist, so memory follows the live count. */
   private releasePages(): void {
     const need = Math.ceil(this.count / PAGE_SIZE) + 2;
-    while (this.cols.addrLo.length > need) for (const c of COLUMNS) this.cols[c].pop();
+    if (this.pages.length > need) this.pages.length = need;
   }
 
   /**
-   * A consistent copy of the entries (columns only, no index) for long reads such as a streamed
+   * A consistent copy of the entries (rows only, no index) for long reads such as a streamed
    * dump: one memcpy per page, so ingest pauses only for the copy, not for the whole transfer.
    */
   snapshot(): ObjectTable {
     const s = new ObjectTable(0);
     s.count = this.count;
     const pages = Math.ceil(this.count / PAGE_SIZE);
-    for (const c of COLUMNS) s.cols[c] = this.cols[c].slice(0, pages).map((p) => p.slice());
+    s.pages = this.pages.slice(0, pages).map((p) => p.slice());
     return s;
   }
 
-  /** Bytes held by columns and index (what the per-buffer memory figure counts). */
+  /** Bytes held by rows and index (what the per-buffer memory figure counts). */
   memoryBytes(): number {
     let index = 0;
     for (const sh of this.shards) index += sh.byteLength;
-    return this.cols.addrLo.length * PAGE_SIZE * 4 * COLUMNS.length + index;
+    return this.pages.length * PAGE_SIZE * STRIDE * 4 + index;
   }
 
   private hashOf(e: number): number {
-    const p = e >>> PAGE_BITS, i = e & PAGE_MASK;
-    return hash3(this.cols.meta[p][i] & DEV_MASK, this.cols.addrLo[p][i], this.cols.addrHi[p][i]);
+    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    return hash3(pg[b + W_META] & DEV_MASK, pg[b + W_LO], pg[b + W_HI]);
   }
 
   private unindex(e: number): void {
     const known = e === this.foundEntry;
     this.foundEntry = -1;
-    const h = known ? this.foundHash : this.hashOf(e), sh = h >>> (32 - SHARD_BITS);
+    const h = known ? this.foundHash : this.hashOf(e), sh = h >>> SHARD_SHIFT;
     const idx = this.shards[sh], mask = idx.length - 1;
     this.shardUsed[sh]--;
     let hole = known ? this.foundSlot : h & mask;
     while (idx[hole] !== e + 1) hole = (hole + 1) & mask;
     idx[hole] = 0;
-    // Backward-shift: pull later members of the probe run into the hole.
-    let s = (hole + 1) & mask;
-    while (idx[s] !== 0) {
-      const home = this.hashOf(idx[s] - 1) & mask;
-      // Move if home is not cyclically in (hole, s].
-      const between = hole <= s ? home > hole && home <= s : home > hole || home <= s;
-      if (!between) { idx[hole] = idx[s]; idx[s] = 0; hole = s; }
-      s = (s + 1) & mask;
+    // Backward shift: pull later members of the probe run into the hole.
+    for (let s = (hole + 1) & mask; ; s = (s + 1) & mask) {
+      const v = idx[s];
+      if (v === 0) break;
+      // Move unless its home lies cyclically in (hole, s], i.e. it would then sit before its home.
+      if (((s - (this.hashOf(v - 1) & mask)) & mask) >= ((s - hole) & mask)) { idx[hole] = v; idx[s] = 0; hole = s; }
     }
   }
 
@@ -284,5 +374,6 @@ export class ObjectTable {
     }
     this.shards[sh] = idx;
     this.shardLimit[sh] = limitFor(sh, idx.length);
+    this.foundEntry = -1; this.missValid = false; // slots of this shard moved
   }
 }

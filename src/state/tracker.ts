@@ -113,22 +113,22 @@ export class Tracker {
     const k = device * KINDS + kind;
     this.devBytes[k] += bytes;
     this.devCounts[k] += count;
-    s.ensureDevice(device);
+    if (k >= s.bytes.length) s.ensureDevice(device);
     s.bytes[k] += bytes;
     s.counts[k] += count;
     s.live += count;
   }
 
   alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): void {
-    this.seeDevice(device);
+    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+    this.devSeen[device] = 1;
     const t = this.buffers;
     const e = t.find(device, lo, hi);
     if (e >= 0) {
-      t.setRef(e, t.ref(e) + 1);
-      if (t.size(e) !== size) { t.setFlag(e, FLAG_RESIZED); this.resizedAllocs++; }
+      if (t.addRef(e, size)) this.resizedAllocs++;
       return;
     }
-    t.insert(device, lo, hi, size, type, pid, this.epoch);
+    t.insert(device, lo, hi, size, type, pid, this.epoch); // at the slot find() stopped at
     this.allocsInEpoch++;
     const s = this.stats(pid);
     s.lastSeenMs = this.nowMs;
@@ -136,7 +136,8 @@ export class Tracker {
   }
 
   free(device: number, lo: number, hi: number, pid: number): void {
-    this.seeDevice(device);
+    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+    this.devSeen[device] = 1;
     const t = this.buffers;
     const e = t.find(device, lo, hi);
     if (e < 0) {
@@ -147,10 +148,7 @@ export class Tracker {
       s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
       return;
     }
-    const r = t.ref(e) - 1;
-    if (r > 0) { t.setRef(e, r); return; }
-    this.account(this.stats(t.pid(e)), device, t.type(e), -t.size(e), -1);
-    t.remove(e);
+    if (t.unref(e)) this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
@@ -173,8 +171,9 @@ export class Tracker {
       if (kind === KIND_CB) this.unknownCbFrees++; else this.unknownKernelUnloads++;
       return;
     }
-    this.account(this.stats(t.pid(e)), device, kind, -t.size(e), -1);
-    t.remove(e);
+    t.setRef(e, 1); // CBs and kernels are not reference counted: one unload removes them
+    t.unref(e);
+    this.account(this.stats(t.gonePid), device, kind, -t.goneSize, -1);
   }
 
   // ---------------------------------------------------------------- time
