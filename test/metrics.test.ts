@@ -88,6 +88,10 @@ test('ingest counters and health', async () => {
   assert.equal(value(m, 'ttalloc_connections_open'), 2);
   assert.ok(value(m, 'ttalloc_connections_total')! >= 2);
   assert.equal(value(m, 'ttalloc_up'), 1);
+  assert.equal(value(m, 'ttalloc_persistence_up'), 1);
+  assert.ok(value(m, 'ttalloc_persistence_bytes', { file: 'journal' })! > 0, 'the workload is in the journal');
+  assert.equal(value(m, 'ttalloc_persistence_bytes', { file: 'snapshot' }), 0);
+  assert.equal(value(m, 'ttalloc_persistence_compactions_total'), 0);
   assert.ok(value(m, 'ttalloc_uptime_seconds')! >= 0);
   assert.ok(value(m, 'process_resident_memory_bytes')! > 10 * MiB);
   for (const [name, f] of m) {

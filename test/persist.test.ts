@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readdirSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Reporter } from '../src/client/reporter.js';
-import { runCli, settle, startServer, tempDir, type TestServer } from './helpers/server.js';
+import { CLI, runCli, settle, startServer, tempDir, type TestServer } from './helpers/server.js';
 
 const KiB = 1024;
 
@@ -221,4 +221,39 @@ test('a second server on the same state directory is refused; --no-persist write
   assert.equal((await b.client.json<Persist>('GET', '/v1/stats')).persistence.enabled, false);
   await b.stop();
   assert.equal(existsSync(none) && readdirSync(none).length > 0, false);
+});
+
+test('an unusable state directory: --state-dir is an error at start-up; the default one leaves the server running in memory, loudly', async () => {
+  const dir = tempDir();
+  const file = join(dir, 'not-a-dir');
+  writeFileSync(file, 'x');
+  const explicit = await runCli(['server', '--socket', join(dir, 'a.sock'), '--state-dir', join(file, 'state')]);
+  assert.equal(explicit.code, 1);
+  assert.match(explicit.stderr, /cannot create state directory .*not-a-dir\/state: ENOTDIR.*\(use --state-dir DIR or --no-persist\)/);
+  assert.equal(existsSync(join(dir, 'a.sock')), false, 'no socket left behind');
+
+  // The default directory lives under $XDG_STATE_HOME: here, under a regular file.
+  const sock = join(dir, 'b.sock');
+  const p = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_STATE_HOME: file } });
+  let out = '', err = '';
+  p.stdout!.on('data', (d: Buffer) => { out += d; });
+  p.stderr!.on('data', (d: Buffer) => { err += d; });
+  try {
+    for (let i = 0; !out.includes('listening on') && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.match(out, /listening on/);
+    assert.match(err, /!!! PERSISTENCE OFF: cannot create state directory .*not-a-dir\/ttalloc\/.*: ENOTDIR/);
+    const st = JSON.parse((await runCli(['stats', '--json', '--socket', sock])).stdout) as { persistence: { enabled: boolean; reason: string } };
+    assert.equal(st.persistence.enabled, false);
+    assert.match(st.persistence.reason, /ENOTDIR/);
+    assert.match((await runCli(['stats', '--socket', sock])).stdout, /persistence: OFF \(cannot create state directory .*\); a restart loses the state/);
+    const r = new Reporter({ socketPath: sock });
+    r.alloc(0, 0x1000, 4096, 0);
+    await r.close();
+    for (let i = 0; i < 10 && !(await runCli(['dump', '--socket', sock])).stdout.includes('DRAM: 1 buffer,'); i++) await new Promise((res) => setTimeout(res, 20));
+    const dump = (await runCli(['dump', '--socket', sock])).stdout;
+    assert.match(dump, /DRAM: 1 buffer, /, 'it tracks');
+  } finally {
+    p.kill('SIGTERM');
+    await new Promise((r) => p.once('exit', r));
+  }
 });

@@ -129,6 +129,22 @@ export function createMetrics(src: MetricsSource): Registry {
     name: 'ttalloc_table_memory_bytes', help: 'Memory held by the server\'s object tables', registers,
     collect() { this.set(tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes()); },
   });
+  // ---- persistence
+  const persisted = () => { const p = src.persistenceStats(); return p.enabled ? p : null; };
+  new Gauge({
+    name: 'ttalloc_persistence_up', help: 'State is being journaled to disk (0: turned off, unusable state directory, or stopped by a disk error)', registers,
+    collect() { const p = persisted(); this.set(p && !p.failed ? 1 : 0); },
+  });
+  new Gauge({
+    name: 'ttalloc_persistence_bytes', help: 'Bytes of persisted state on disk, by file kind (journal segments, snapshot)', labelNames: ['file'], registers,
+    collect() { this.reset(); const p = persisted(); if (p) { this.set({ file: 'journal' }, p.journalBytes); this.set({ file: 'snapshot' }, p.snapshotBytes); } },
+  });
+  new Gauge({
+    name: 'ttalloc_persistence_last_flush_timestamp_seconds', help: 'When the journal last reached the disk (Unix time)', registers,
+    collect() { const p = persisted(); this.set(p?.lastFlushAt ? Date.parse(p.lastFlushAt) / 1000 : 0); },
+  });
+  new Counter({ name: 'ttalloc_persistence_compactions_total', help: 'Snapshots written by background compaction', registers, collect() { this.reset(); setCounter(this, persisted()?.compactions ?? 0); } });
+
   // Standard process metrics (process_resident_memory_bytes, process_start_time_seconds, nodejs_*).
   collectDefaultMetrics({ register: reg });
   return reg;

@@ -35,6 +35,8 @@ const RESUME_CHECK_MS = 1000;
 
 export class StateDirError extends Error {}
 
+export type PersistenceStats = ReturnType<StateStore['stats']> | { enabled: false; reason: string };
+
 /** Default directory: one per socket path, so servers on different sockets never share one. */
 export function defaultStateDir(socketPath: string): string {
   const base = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
@@ -335,7 +337,7 @@ export class StateStore {
 
   stats() {
     return {
-      enabled: true, dir: this.opts.dir, failed: this.failed,
+      enabled: true as const, dir: this.opts.dir, failed: this.failed,
       journalBytes: this.segments.reduce((n, s) => n + s.bytes, 0) + (this.used - BATCH_HEADER),
       journalSegments: this.segments.length,
       snapshotBytes: this.snapshotBytes,

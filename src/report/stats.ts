@@ -4,6 +4,7 @@ import { MSG_NAMES } from '../protocol/constants.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import { formatBytes } from './format.js';
+import type { PersistenceStats } from '../persist/state-store.js';
 
 export interface StatsSource {
   tracker: Tracker;
@@ -13,6 +14,7 @@ export interface StatsSource {
   connections: { size: number };
   connectionsTotal: number;
   rejectedFrames(): number;
+  persistenceStats(): PersistenceStats;
 }
 
 export interface DeviceStats {

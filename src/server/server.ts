@@ -1,5 +1,6 @@
 // The allocation server: data socket (binary frames from real clients), control socket
 // (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
+import { fstatSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
@@ -16,8 +17,7 @@ import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
 import { registerLeakRoutes } from './leak-routes.js';
 import { Checkpoints } from '../analysis/checkpoints.js';
-import { StateStore, StateDirError, defaultStateDir } from '../persist/state-store.js';
-import { Ctl, jsonEntry } from '../persist/records.js';
+import { StateStore, StateDirError, defaultStateDir, type PersistenceStats } from '../persist/state-store.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
@@ -48,8 +48,8 @@ export interface ServerOptions {
   stateDir?: string | false;
   /** Journal flush interval (ms): at most this much is lost on a crash. */
   flushIntervalMs?: number;
-  /** Journal size after which a snapshot replaces it. */
-  snapshotBytes?: number;
+  /** Closed journal segments are folded into a new snapshot past max(this, snapshot size). */
+  compactBytes?: number;
   /** Liveness check, replaceable in tests. */
   isAlive?: (pid: number) => boolean;
   /** `[HOST:]PORT` for the read-only web dashboard and /metrics over TCP (off when unset). */
@@ -130,6 +130,12 @@ export class AllocationServer implements ConnectionHost {
     if (!this.opts.quiet) this.out(`[ttalloc] ${msg}\n`);
   }
 
+  /** A problem the user must see: on stderr, and in the log too unless that is the same file. */
+  warn(msg: string): void {
+    process.stderr.write(`[ttalloc] ${msg}\n`);
+    if (!sameFile(1, 2)) this.out(`[ttalloc] ${msg}\n`);
+  }
+
   async start(): Promise<void> {
     // First, so that a busy --http port fails before any socket path is claimed.
     await this.live.start();
@@ -185,17 +191,26 @@ export class AllocationServer implements ConnectionHost {
     await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
     this.dataPath.release();
     this.ctlPath.release();
-    if (this.store) { this.journal = null; await this.store.close(this.tracker, this.marks); }
+    if (this.store) { this.journal = null; await this.store.close(this.tracker); }
+  }
+
+  /** Persistence as stats, metrics and the dashboard show it. */
+  persistenceStats(): PersistenceStats {
+    return this.store ? this.store.stats() : { enabled: false, reason: this.persistOff ?? 'turned off (--no-persist)' };
   }
 
   /** Recovers the persisted state (before any client can connect) and starts journaling. */
   private openStore(): void {
     if (this.opts.stateDir === false) return;
+    const compactBytes = this.opts.compactBytes ?? 256 << 20;
     const store = new StateStore({
       dir: this.opts.stateDir ?? defaultStateDir(this.opts.socketPath),
       flushIntervalMs: this.opts.flushIntervalMs ?? 100,
-      snapshotBytes: this.opts.snapshotBytes ?? 256 << 20,
-      warn: (msg) => { process.stderr.write(`[ttalloc] ${msg}\n`); this.out(`[ttalloc] ${msg}\n`); this.journal = null; },
+      compactBytes,
+      segmentBytes: Math.max(64 << 10, Math.min(64 << 20, compactBytes / 4)),
+      warn: (msg) => this.warn(msg),
+      log: (msg) => this.log(msg),
+      onState: (journaling) => { this.journal = journaling ? store : null; },
     });
     let rec;
     try {
@@ -203,20 +218,20 @@ export class AllocationServer implements ConnectionHost {
     } catch (e) {
       // An explicit --state-dir that cannot be used is an error; the default one only costs persistence.
       if (this.opts.stateDir !== undefined || !(e instanceof StateDirError)) throw e;
-      this.persistOff = `${(e as Error).message}`;
+      this.persistOff = (e as Error).message;
       const msg = `!!! PERSISTENCE OFF: ${this.persistOff}. The server tracks in memory only; a restart loses state.`;
-      process.stderr.write(`[ttalloc] ${msg}\n`);
-      this.log(msg);
+      this.warn(msg);
       return;
     }
     this.store = store;
     this.journal = store;
-    const restored = rec.snapshotEvents + rec.journalEvents;
-    this.log(`state directory ${store.opts.dir}: ${rec.previousStop === 'none' ? 'new' : `restored ${this.tracker.buffers.count} buffers, ${this.tracker.cbs.count} CBs, ${this.tracker.kernels.count} kernels, ${this.marks.list().length} marks from ${restored} records after a ${rec.previousStop} stop`}`);
+    const t = this.tracker;
+    this.log(`state directory ${store.opts.dir}: ${rec.previousStop === 'none' ? 'new'
+      : `restored ${t.buffers.count} buffers, ${t.cbs.count} CBs, ${t.kernels.count} kernels, ${this.marks.list().length} marks `
+        + `(snapshot: ${rec.snapshotObjects} objects, journal: ${rec.journalEvents} events) after a ${rec.previousStop} stop`}`);
     for (const p of rec.problems) this.log(`state recovery: ${p}`);
     if (rec.previousStop === 'crash') this.log(`the previous server did not stop cleanly: up to ${store.opts.flushIntervalMs} ms of events before it died may be missing`);
-    if (restored > 0) this.reapDead(); // owners that died while no server was running
-    this.timers.push(setInterval(() => store.maybeSnapshot(this.tracker, this.marks), 5000));
+    if (t.buffers.count + t.cbs.count + t.kernels.count > 0) this.reapDead(); // owners that died while no server was running
   }
 
   // ------------------------------------------------------------------ ConnectionHost
@@ -305,8 +320,9 @@ export class AllocationServer implements ConnectionHost {
   /** Releases objects of owners that are gone; one summary line per PID. */
   reapDead(): ReapedReport[] {
     const dead = deadPids(this.tracker.livePids(), this.isAlive);
-    const reports = this.tracker.releasePids(dead);
-    if (reports.length && this.journal) this.journal.control(jsonEntry(Ctl.REAP, reports.map((r) => r.pid)));
+    const now = Date.now();
+    const reports = this.tracker.releasePids(dead, now);
+    if (reports.length) this.store?.reap(reports.map((r) => r.pid), now);
     this.tracker.forgetIdlePids(this.isAlive);
     for (const p of this.pastClaims.keys()) if (!this.tracker.pids.has(p)) this.pastClaims.delete(p);
     for (const r of reports) {
@@ -355,4 +371,12 @@ function closeServer(s: NetServer | HttpServer | null): Promise<void> {
     if ('closeAllConnections' in s) s.closeAllConnections();
     s.close(() => resolve());
   });
+}
+
+/** Do two file descriptors point at the same file (e.g. `> log 2>&1`, or one terminal)? */
+function sameFile(a: number, b: number): boolean {
+  try {
+    const x = fstatSync(a), y = fstatSync(b);
+    return x.dev === y.dev && x.ino === y.ino && x.rdev === y.rdev;
+  } catch { return false; }
 }

@@ -2,12 +2,14 @@
 import { Command } from 'commander';
 import { action, clientFor, socketOption } from '../common.js';
 import { formatBytes } from '../../report/format.js';
+import type { PersistenceStats } from '../../persist/state-store.js';
 
 interface StatsJson {
   pid: number; uptimeSeconds: number; connections: { open: number; total: number };
   frames: { total: number; rejected: number }; unknownFrees: { buffers: number; cbs: number; kernels: number };
   live: { buffers: number; cbs: number; kernels: number; processes: number }; reapedProcesses: number;
   peers?: { credentials: string; reason?: string; pidSource: string; trustClientPid: boolean; refused: { total: number; byUid: Record<string, number> } } | null;
+  persistence: PersistenceStats;
   devices: { device: number; arch: string | null; bytes: Record<string, number>; buffers: Record<string, number>; unknownFrees: number; totalDramBytes: number | null }[];
 }
 
@@ -25,6 +27,7 @@ export function statsCommand(): Command {
         `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
       ];
       if (s.peers) lines.push(peersLine(s.peers));
+      lines.push(persistenceLine(s.persistence));
       for (const d of s.devices) {
         const b = d.bytes;
         lines.push(`device ${d.device}${d.arch ? ` [${d.arch}]` : ''}: DRAM ${formatBytes(b.DRAM)}${d.totalDramBytes ? ` / ${formatBytes(d.totalDramBytes)}` : ''}, L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)}, TRACE ${formatBytes(b.TRACE)}, CB ${formatBytes(b.CB)}, kernels ${formatBytes(b.KERNEL)}; unknown frees ${d.unknownFrees}`);
@@ -61,4 +64,13 @@ function peersLine(p: NonNullable<StatsJson['peers']>): string {
   const refused = Object.entries(p.refused.byUid).map(([uid, n]) => `uid ${uid}: ${n}`).join(', ');
   return `peers: UIDs from the kernel (SO_PEERCRED); PIDs from ${p.trustClientPid ? 'the messages (--trust-client-pid)' : 'the kernel'}; `
     + `${p.refused.total} connection${p.refused.total === 1 ? '' : 's'} from other users refused${refused ? ` (${refused})` : ''}`;
+}
+
+function persistenceLine(p: PersistenceStats): string {
+  if (!p.enabled) return `persistence: OFF (${p.reason}); a restart loses the state`;
+  if (p.failed) return `persistence: STOPPED (${p.failed}); tracking in memory until ${p.dir} has room again`;
+  const rec = p.recovery.previousStop === 'none' ? 'new state'
+    : `restored after a ${p.recovery.previousStop} stop${p.recovery.problems.length ? ` (${p.recovery.problems.join('; ')})` : ''}`;
+  return `persistence: ${p.dir}: journal ${formatBytes(p.journalBytes)} in ${p.journalSegments} segment(s), snapshot ${formatBytes(p.snapshotBytes)}, `
+    + `flushed every ${p.flushIntervalMs} ms${p.lastFlushAt ? ` (last ${p.lastFlushAt})` : ''}; ${rec}${p.note ? `; ${p.note}` : ''}`;
 }
