@@ -1,6 +1,8 @@
 // Soak: a real server, 64 client processes allocating and freeing over the real socket for a
 // bounded time, random SIGKILLs (replaced by fresh clients). At the end the survivors report what
-// they hold; the server's counters (after its dead-PID sweep) must equal exactly that.
+// they hold; the server's counters (after its dead-PID sweep) must equal exactly that. Then the
+// server is killed with SIGKILL and restarted, then stopped cleanly and restarted, on its state
+// directory: each time the restored state must still equal what the survivors hold.
 // Usage: npm run soak [-- SECONDS]   (loopback only: a private Unix socket in a temp dir)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
@@ -33,9 +35,11 @@ if (process.argv[2] === '--child') {
     if (s.write(Buffer.concat(frames))) setTimeout(pump, 5); else s.once('drain', () => setTimeout(pump, 5));
   };
   s.on('connect', pump);
-  s.on('error', (e) => { process.stderr.write(`child ${process.pid}: ${e.message}\n`); process.exit(3); });
+  // After its report the child only waits (alive, so its buffers stay owned) while the server restarts.
+  s.on('error', (e) => { if (stopped) return; process.stderr.write(`child ${process.pid}: ${e.message}\n`); process.exit(3); });
   process.on('SIGUSR2', () => {
     stopped = true;
+    setInterval(() => {}, 1 << 30); // stay alive without a connection
     s.write(Buffer.alloc(0), () => {
       let bytes = 0; for (const v of live.values()) bytes += v;
       process.stdout.write(JSON.stringify({ pid: process.pid, buffers: live.size, bytes, events }) + '\n');
@@ -45,10 +49,16 @@ if (process.argv[2] === '--child') {
   const seconds = Number(process.argv[2] ?? 90);
   const dir = mkdtempSync(join(tmpdir(), 'ttalloc-soak-'));
   const sock = join(dir, 's.sock');
-  const server = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0', '--reap-interval', '5', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'] });
   let serverOut = '';
-  server.stdout!.on('data', (d: Buffer) => { serverOut += d.toString(); });
-  while (!serverOut.includes('listening on')) await new Promise((r) => setTimeout(r, 50));
+  const startServer = () => {
+    serverOut = '';
+    const p = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0', '--reap-interval', '5', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    p.stdout!.on('data', (d: Buffer) => { serverOut += d.toString(); });
+    return p;
+  };
+  const listening = async () => { while (!serverOut.includes('listening on')) await new Promise((r) => setTimeout(r, 20)); };
+  let server = startServer();
+  await listening();
   const ctl = new ControlClient(sock);
   const kids = new Set<ChildProcess>();
   let errors = 0, kills = 0, spawned = 0;
@@ -82,15 +92,31 @@ if (process.argv[2] === '--child') {
     last = n; await new Promise((r) => setTimeout(r, 200));
   }
   const rep = await ctl.json<{ total_buffers: number; total_bytes: number }>('GET', '/v1/report?format=json'); // runs the dead-PID sweep
-  const st = await ctl.json<{ frames: { total: number; rejected: number }; reapedProcesses: number }>('GET', '/v1/stats');
+  const st = await ctl.json<{ frames: { total: number; rejected: number }; reapedProcesses: number; persistence: { journalBytes: number; snapshotBytes: number; compactions: number } }>('GET', '/v1/stats');
   const want = reports.reduce((a, r) => ({ buffers: a.buffers + r.buffers, bytes: a.bytes + r.bytes }), { buffers: 0, bytes: 0 });
+
+  // Restarts on the same state directory, with the survivors still alive.
+  const restarts: { how: string; readyMs: number; buffers: number; bytes: number }[] = [];
+  for (const how of ['SIGKILL', 'SIGTERM'] as const) {
+    if (how === 'SIGKILL') await new Promise((r) => setTimeout(r, 300)); // past one flush interval
+    server.kill(how);
+    await new Promise((r) => server.once('exit', r));
+    const t = Date.now();
+    server = startServer();
+    await listening();
+    const after = await ctl.json<{ total_buffers: number; total_bytes: number }>('GET', '/v1/report?format=json');
+    restarts.push({ how, readyMs: Date.now() - t, buffers: after.total_buffers, bytes: after.total_bytes });
+  }
   for (const k of kids) k.kill('SIGKILL');
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
-  const ok = rep.total_buffers === want.buffers && rep.total_bytes === want.bytes;
+  const ok = rep.total_buffers === want.buffers && rep.total_bytes === want.bytes
+    && restarts.every((r) => r.buffers === want.buffers && r.bytes === want.bytes);
   console.log(rss.filter((_, i) => i % 5 === 0).join('\n'));
   console.log(JSON.stringify({ seconds, clients: 64, spawned, kills, errors, frames: st.frames.total, rejected: st.frames.rejected, reapedProcesses: st.reapedProcesses,
-    server: { buffers: rep.total_buffers, bytes: rep.total_bytes }, survivors: want, ok }, null, 1));
+    server: { buffers: rep.total_buffers, bytes: rep.total_bytes }, survivors: want,
+    persistence: { journalBytes: st.persistence.journalBytes, snapshotBytes: st.persistence.snapshotBytes, compactions: st.persistence.compactions },
+    restarts, ok }, null, 1));
   process.exit(ok ? 0 : 1);
 }
