@@ -45,6 +45,7 @@ if (process.argv[2] === '--child') {
       process.stdout.write(JSON.stringify({ pid: process.pid, buffers: live.size, bytes, events }) + '\n');
     });
   });
+  process.stdout.write('ready\n'); // the SIGUSR2 handler is in place (before any frame is sent)
 } else {
   const seconds = Number(process.argv[2] ?? 90);
   const dir = mkdtempSync(join(tmpdir(), 'ttalloc-soak-'));
@@ -61,11 +62,13 @@ if (process.argv[2] === '--child') {
   await listening();
   const ctl = new ControlClient(sock);
   const kids = new Set<ChildProcess>();
+  const ready = new Set<ChildProcess>();
   let errors = 0, kills = 0, spawned = 0;
   const spawnKid = () => {
     const k = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
     k.stderr!.on('data', (d: Buffer) => { if (errors++ < 3) process.stderr.write(`client: ${d}`); });
-    k.on('exit', (c, sig) => { kids.delete(k); if (sig !== 'SIGKILL' && c !== 0) errors++; });
+    k.on('exit', (c, sig) => { kids.delete(k); if (sig !== 'SIGKILL' && c !== 0) { errors++; process.stderr.write(`client exited: code ${c}, signal ${sig}\n`); } });
+    k.stdout!.once('data', () => ready.add(k));
     kids.add(k); spawned++;
   };
   for (let i = 0; i < 64; i++) spawnKid();
@@ -80,9 +83,11 @@ if (process.argv[2] === '--child') {
     rss.push(`${Math.round((Date.now() - t0) / 1000)}s frames=${st.frames.total} live=${st.live.buffers} rss=${Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20)}MiB`);
   }
   // Survivors stop and report what they hold.
+  // A client still starting up has sent nothing: it is simply killed.
+  for (const k of kids) if (!ready.has(k)) { k.kill('SIGKILL'); kids.delete(k); }
   const reports = await Promise.all([...kids].map((k) => new Promise<{ buffers: number; bytes: number; events: number }>((res) => {
     let out = '';
-    k.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) res(JSON.parse(out)); });
+    k.stdout!.on('data', (d: Buffer) => { out += d.toString(); const m = /^\{.*\}$/m.exec(out); if (m) res(JSON.parse(m[0])); });
     k.once('exit', () => res({ buffers: 0, bytes: 0, events: 0 })); // died first: reaped, holds nothing
     k.kill('SIGUSR2');
   })));
