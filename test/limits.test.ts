@@ -72,3 +72,25 @@ test('a control client that stops reading a big JSON dump never stalls ingest fo
     assert.equal(await srv.stop(), 0);
   }
 });
+
+test('a client that floods QUERYs and never reads the replies is closed with a reason; memory stays bounded and others are served', async () => {
+  const srv = await startServer(['--reap-interval', '0']);
+  try {
+    const flood = await rawConnect(srv.socket);
+    flood.pause(); // never reads
+    const q = encodeFrame({ type: MsgType.QUERY, deviceId: 0 });
+    const burst = Buffer.concat(Array.from({ length: 10_000 }, () => q));
+    let wrote = 0;
+    flood.on('error', () => { /* the server closes it */ });
+    for (let i = 0; i < 100 && !flood.destroyed; i++) { flood.write(burst); wrote += burst.length; await new Promise((r) => setTimeout(r, 5)); }
+    await srv.waitFor(/closing: it does not read its replies \(\d+ bytes unread\)/);
+    const other = await rawConnect(srv.socket);
+    await sendAndSettle(other, encodeFrame({ type: MsgType.ALLOC, deviceId: 1, size: 4096, bufferType: BufferType.L1, pid: process.pid, bufferId: 0x3000 }), srv);
+    const st = await srv.client.json<{ live: { buffers: number }; memory: { rssBytes: number } }>('GET', '/v1/stats');
+    assert.equal(st.live.buffers, 1, 'another client is served');
+    assert.ok(st.memory.rssBytes < 400 * 2 ** 20, `RSS stays bounded (${st.memory.rssBytes} bytes after ${wrote} bytes of QUERYs)`);
+    other.destroy(); flood.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});

@@ -250,8 +250,8 @@ export class DataConnection {
     }
   }
 
-  /** Closes a connection whose bytes are not frames at all, saying why. */
-  private reject(reason: string): void {
+  /** Closes a connection that cannot be served (its bytes are not frames, it reads no replies), saying why. */
+  reject(reason: string): void {
     if (this.closing) return;
     this.closing = true;
     if (this.frameSize === 0) this.rejected++; // a stream rejected before any frame: count it once

@@ -26,6 +26,8 @@ import { formatBytes } from '../report/format.js';
 import { LiveViews } from './web.js';
 
 export const DEFAULT_SOCKET = '/tmp/tt_allocation_server.sock';
+/** Reply bytes a data connection may leave unread before it is closed (thousands of replies). */
+const MAX_UNREAD_REPLY_BYTES = 1 << 20;
 
 export function controlPathFor(socketPath: string): string { return `${socketPath}.ctl`; }
 
@@ -256,7 +258,10 @@ export class AllocationServer implements ConnectionHost {
       const L = layoutFor(size);
       if (L) this.fillDeviceInfo(o, L, device);
     }
-    if (!conn.socket.destroyed) conn.socket.write(out);
+    if (conn.socket.destroyed) return;
+    // Replies nobody reads would pile up in memory: such a client is closed, not served.
+    if (conn.socket.writableLength > MAX_UNREAD_REPLY_BYTES) return conn.reject(`it does not read its replies (${conn.socket.writableLength} bytes unread)`);
+    conn.socket.write(out);
   }
 
   private fillDeviceInfo(o: DataView, L: NonNullable<ReturnType<typeof layoutFor>>, device: number): void {
