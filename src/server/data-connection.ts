@@ -156,15 +156,59 @@ export class DataConnection {
     }
     if (len - off >= fs) {
       const dv = new DataView(chunk.buffer, chunk.byteOffset, len);
-      while (off + fs <= len && !this.closing) {
-        this.handle(dv, off);
-        off += fs;
-      }
+      off = this.host.logEvents ? this.handleAll(dv, off, len) : this.applyRun(dv, off, len);
     }
     if (off < len && !this.closing) {
       this.pending.set(chunk.subarray(off), 0);
       this.pendingLen = len - off;
     }
+  }
+
+  private handleAll(dv: DataView, off: number, len: number): number {
+    const fs = this.frameSize;
+    for (; off + fs <= len && !this.closing; off += fs) this.handle(dv, off);
+    return off;
+  }
+
+  /**
+   * The hot loop: well-formed ALLOC and FREE frames are applied here with the connection's fields
+   * in locals; every other frame (and any ALLOC/FREE that fails validation) goes through handle().
+   * Returns the offset after the last whole frame.
+   */
+  private applyRun(dv: DataView, off: number, len: number): number {
+    const fs = this.frameSize, tr = this.host.tracker, owner = this.ownerPid;
+    let allocs = 0, frees = 0;
+    for (; off + fs <= len && !this.closing; off += fs) {
+      const type = dv.getUint8(off);
+      const device = dv.getInt32(off + Off.deviceId, true);
+      if (type === MsgType.ALLOC) {
+        const bt = dv.getUint8(off + Off.bufferType);
+        const sizeHi = dv.getUint32(off + Off.size + 4, true);
+        const size = dv.getUint32(off + Off.size, true) + sizeHi * TWO32;
+        if (device < 0 || device > MAX_DEVICE_ID || bt > 4 || size === 0 || sizeHi > 0xffff || this.claimedPid === 0) { this.handle(dv, off); continue; }
+        tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt,
+          owner !== 0 ? owner : dv.getInt32(off + Off.processId, true));
+        allocs++;
+      } else if (type === MsgType.FREE) {
+        if (device < 0 || device > MAX_DEVICE_ID) { this.handle(dv, off); continue; }
+        tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
+          owner !== 0 ? owner : dv.getInt32(off + Off.processId, true));
+        frees++;
+      } else {
+        this.handle(dv, off);
+        continue;
+      }
+      const j = this.host.journal;
+      if (j !== null) {
+        if (owner !== 0) dv.setInt32(off + Off.processId, owner, true);
+        j.frame(dv, off);
+      }
+      this.garbageRun = 0;
+    }
+    this.frames += allocs + frees;
+    tr.framesByType[MsgType.ALLOC] += allocs;
+    tr.framesByType[MsgType.FREE] += frees;
+    return off;
   }
 
   /** Validates and applies one frame. */
