@@ -34,16 +34,21 @@ class Model {
   unknownByDev = new Map<number, number>();
   unknownByPidDev = new Map<string, number>();
   pids = new Set<number>();
-  apply(o: Op): { pid: number; buffers: number; bytes: number; cbs: number; kernels: number }[] | void {
+  apply(o: Op): { pid: number; buffers: number; bytes: number; cbs: number; kernels: number; largest: number[] }[] | void {
     if (o.op === 'release') {
       const dead = new Set(o.pids), out = [];
       for (const p of [...dead].sort()) {
-        const r = { pid: p, buffers: 0, bytes: 0, cbs: 0, kernels: 0 };
+        const r = { pid: p, buffers: 0, bytes: 0, cbs: 0, kernels: 0, largest: [] as number[], byDevice: {} as Record<string, Record<string, { count: number; bytes: number }>> };
         for (const [name, t] of Object.entries(this.tables)) for (const [k, v] of t) {
           if (v.pid !== p) continue;
           t.delete(k);
-          if (name === 'buf') { r.buffers++; r.bytes += v.size; } else if (name === 'cb') r.cbs++; else r.kernels++;
+          if (name === 'buf') {
+            r.buffers++; r.bytes += v.size; r.largest.push(v.size);
+            const g = ((r.byDevice[v.dev] ??= {})[['DRAM', 'L1', 'SYSTEM_MEMORY', 'L1_SMALL', 'TRACE'][v.type]] ??= { count: 0, bytes: 0 });
+            g.count++; g.bytes += v.size;
+          } else if (name === 'cb') r.cbs++; else r.kernels++;
         }
+        r.largest = r.largest.sort((x, y) => y - x).slice(0, 5);
         if (r.buffers + r.cbs + r.kernels > 0) out.push(r);
         this.pids.delete(p);
       }
@@ -73,7 +78,7 @@ class Model {
 
 function applyTracker(tr: Tracker, o: Op) {
   if (o.op === 'release') {
-    return tr.releasePids(new Set(o.pids)).map((r) => ({ pid: r.pid, buffers: r.buffers, bytes: r.bytes, cbs: r.cbs, kernels: r.kernels }))
+    return tr.releasePids(new Set(o.pids)).map((r) => ({ pid: r.pid, buffers: r.buffers, bytes: r.bytes, cbs: r.cbs, kernels: r.kernels, largest: r.largest.map((x) => x.size), byDevice: r.byDevice }))
       .sort((x, y) => x.pid - y.pid);
   }
   const [lo, hi] = ADDRS[o.a];
@@ -146,16 +151,26 @@ test('Tracker matches a Map model over random ALLOC/FREE/CB/KERNEL/dead-PID sequ
 test('Tracker releases dead PIDs the same way on the few-removals and the compaction paths', () => {
   // 2,000 buffers over 20 PIDs: one dead PID (5%) goes one by one, ten dead (50%) compact the table.
   fc.assert(fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 19 }), { minLength: 1, maxLength: 12 }), fc.integer({ min: 0, max: 1 << 30 }), (dead, seed) => {
-    const tr = new Tracker(), live = new Map<string, number>();
+    // live: "device:lo:hi:i" (i gives the size) → owner
+    const tr = new Tracker(), live = new Map<string, number>(), seen = new Set<string>();
     for (let i = 0; i < 2000; i++) {
       const d = i % 8, lo = (Math.imul(i + seed, 2654435761) & ~0xfff) >>> 0, hi = i % 3;
       const key = `${d}:${lo}:${hi}`;
-      if (live.has(key)) continue;
-      live.set(key, 100 + (i % 20));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      live.set(`${key}:${i}`, 100 + (i % 20));
       tr.alloc(d, lo, hi, 4096 + i, i % 5, 100 + (i % 20));
     }
     const deadPids = new Set(dead.map((x) => 100 + x));
-    tr.releasePids(deadPids);
+    const reports = tr.releasePids(deadPids);
+    for (const p of deadPids) {
+      const sizes = [...live].filter(([, q]) => q === p).map(([key]) => 4096 + Number(key.split(':')[3]));
+      const r = reports.find((x) => x.pid === p);
+      assert.equal(r?.buffers ?? 0, sizes.length, `pid ${p} buffers`);
+      if (!r) continue;
+      assert.equal(r.bytes, sizes.reduce((a, b) => a + b, 0));
+      assert.deepEqual(r.largest.map((x) => x.size), sizes.sort((a, b) => b - a).slice(0, 5));
+    }
     const left = [...live].filter(([, p]) => !deadPids.has(p));
     assert.equal(tr.buffers.count, left.length);
     for (const [key, p] of left) {
@@ -275,4 +290,47 @@ test('ObjectTable: removing an entry that shifts the newest entry in its probe r
     for (let e = 0; e < t.count; e++) assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
     for (const [i, lo] of keys.entries()) assert.equal(t.find(0, lo, 0) >= 0, i !== victim);
   }
+});
+
+test('ObjectTable: tombstones of bulk removals survive later frees (backward shifts), inserts and shard growth', () => {
+  // Tens of thousands of entries so that shards (32 slots at first) grow, with repeated small sweeps
+  // (repaired in place: tombstones) and larger ones (index rebuilt) between frees and inserts.
+  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 30 }), fc.array(fc.integer({ min: 3, max: 400 }), { minLength: 4, maxLength: 8 }), (seed, mods) => {
+    const t = new ObjectTable(), m = new Map<string, number>();
+    let next = 0;
+    const key = (i: number): [number, number, number] => [i % 5, Math.imul(i + seed, 2654435761) >>> 0, (i >>> 3) % 3];
+    const add = (count: number) => {
+      for (let k = 0; k < count; k++, next++) {
+        const [d, lo, hi] = key(next);
+        if (t.find(d, lo, hi) >= 0) continue;
+        t.insert(d, lo, hi, 1 + next, next % 5, next % 97, 0);
+        m.set(`${d}:${lo}:${hi}`, 1 + next);
+      }
+    };
+    add(20_000);
+    for (const mod of mods) {
+      const mark = new Uint8Array(t.count);
+      let n = 0;
+      for (let e = 0; e < t.count; e++) if (t.addrLo(e) % mod === 0) { mark[e] = 1; n++; m.delete(`${t.device(e)}:${t.addrLo(e)}:${t.addrHi(e)}`); }
+      t.removeMarked(mark, n);
+      // Frees of every 7th live key (backward shifts across tombstones), then growth by inserts.
+      let i = 0;
+      for (const id of [...m.keys()]) {
+        if (i++ % 7 !== 0) continue;
+        const [d, lo, hi] = id.split(':').map(Number);
+        const e = t.find(d, lo, hi);
+        assert.ok(e >= 0, id);
+        assert.equal(t.unref(e), true);
+        m.delete(id);
+      }
+      add(6_000);
+    }
+    assert.equal(t.count, m.size);
+    for (const [id, size] of m) {
+      const [d, lo, hi] = id.split(':').map(Number);
+      const e = t.find(d, lo, hi);
+      assert.ok(e >= 0 && t.size(e) === size, id);
+    }
+    for (let e = 0; e < t.count; e++) assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
+  }), { numRuns: 8 });
 });

@@ -4,11 +4,12 @@
 // row per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
 // never copies the rows when it grows (they live in fixed-size pages).
 //
-// Layout: dense entries 0..count-1, each a row of 7 Uint32 words in fixed-size pages (one page
+// Layout: dense entries 0..count-1, each a row of 7 32-bit words in fixed-size pages (one page
 // lookup reaches every field of an entry, and a row sits in one or two cache lines), and an
 // open-addressing index (linear probing, backward-shift deletion, no tombstones) holding entry+1
 // (0 = empty slot). Removing an entry moves the last entry into its place, so iteration is always
-// dense.
+// dense. A bulk removal (dead-PID sweep) leaves tombstones (-1) instead of shifting probe runs:
+// they count toward the shard's load and vanish when the shard is next rehashed.
 //
 // The index is split into 1024 shards by the hash's top 10 bits, each growing on its own: a growth
 // rehashes 1/1024 of the entries (a few ms at 20 M live buffers) instead of all of them (2.1 s
@@ -30,12 +31,16 @@ const SHARD_BITS = 10;
 const SHARD_SHIFT = 32 - SHARD_BITS;
 const SHARDS = 1 << SHARD_BITS;
 const MIN_SHARD = 32;
-/** Bulk removals above this share of the table compact the rows and rebuild the index. */
-const COMPACT_SHARE = 1 / 64;
+/** Index slot of an entry removed in bulk: occupied for probing, never matches (see removeMarked). */
+const TOMB = -1;
 
 /** Words per row and their meaning. */
 const STRIDE = 7;
 const W_LO = 0, W_HI = 1, W_META = 2, W_SIZE = 3, W_PID = 4, W_REF = 5, W_EPOCH = 6;
+/** The row layout, for bulk scans over rowPage() that must not pay a call per field. */
+export const PAGE_ROWS = PAGE_SIZE;
+export const ROW_WORDS = STRIDE;
+export const ROW_PID = W_PID;
 
 // meta word: device (bits 0-9) | type (10-13) | size high bits (14-29) | flags (30-31)
 const DEV_MASK = 0x3ff;
@@ -67,6 +72,11 @@ function metaOf(device: number, type: number, size: number): number {
   return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
 }
 
+/** Size of the row at word `b` of a row page. */
+export function rowSize(pg: Int32Array, b: number): number {
+  return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+}
+
 export class ObjectTable {
   count = 0;
   /**
@@ -78,6 +88,8 @@ export class ObjectTable {
   /** Index shards (slot value = entry + 1, 0 = empty) and the number of entries in each. */
   private shards: Int32Array[] = [];
   private shardUsed = new Int32Array(SHARDS);
+  /** Tombstones per shard (they lengthen probes until the shard is rehashed). */
+  private shardDead = new Int32Array(SHARDS);
   private shardLimit = new Int32Array(SHARDS);
   /** Where the last successful find() stopped, so FREE's remove() does not probe again. */
   private foundEntry = -1;
@@ -113,6 +125,7 @@ export class ObjectTable {
       this.shardLimit[i] = limitFor(i, cap);
     }
     this.shardUsed.fill(0);
+    this.shardDead.fill(0);
     this.forget();
   }
 
@@ -144,6 +157,9 @@ export class ObjectTable {
   }
   idBigInt(e: number): bigint { return (BigInt(this.addrHi(e)) << 32n) | BigInt(this.addrLo(e)); }
 
+  /** Row page p: rows p * PAGE_ROWS … (read only; valid until the table changes). */
+  rowPage(p: number): Int32Array { return this.pages[p]; }
+
   setRef(e: number, r: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_REF] = r; }
   setFlag(e: number, f: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_META] |= f; }
 
@@ -160,10 +176,12 @@ export class ObjectTable {
         this.missHash = h; this.missSlot = s;
         return -1;
       }
-      const e = v - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
-      if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
-        this.foundEntry = e; this.foundHash = h; this.foundSlot = s;
-        return e;
+      if (v > 0) {
+        const e = v - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
+          this.foundEntry = e; this.foundHash = h; this.foundSlot = s;
+          return e;
+        }
       }
       s = (s + 1) & mask;
     }
@@ -203,7 +221,7 @@ export class ObjectTable {
     this.missValid = false;
     this.foundEntry = -1;
     const h = reuse ? this.missHash : hash3(device, lo, hi), sh = h >>> SHARD_SHIFT;
-    const grew = ++this.shardUsed[sh] > this.shardLimit[sh];
+    const grew = ++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh];
     if (grew) this.growShard(sh);
     const e = this.count++;
     const p = e >>> PAGE_BITS;
@@ -253,26 +271,62 @@ export class ObjectTable {
   }
 
   /**
-   * Removes every entry e with mark[e] !== 0 (`n` of them). Few: one by one from the end (the entry
-   * moved into a hole is always one already kept). Many: fill the holes with the last kept entries
-   * and rebuild the index, which costs one cache-friendly insert per kept entry instead of a
-   * removal (probe, backward shift with row reads, move) per removed one.
+   * Removes every entry e with mark[e] !== 0 (`n` of them); each hole below the new end is filled
+   * with a kept entry from above it (n moves at most, not a full compaction). The index is then
+   * either repaired in place, each removed entry's slot becoming a tombstone (no backward shift,
+   * whose row reads for every following member of the probe run are cache misses in a big table)
+   * and each moved entry's slot re-pointed, or, when that touches more than a quarter of the kept
+   * entries, rebuilt from the rows (one cache-friendly insert per kept entry).
    */
   removeMarked(mark: Uint8Array, n: number): void {
     if (n === 0) return;
     this.forget();
-    if (n < this.count * COMPACT_SHARE) {
-      for (let e = this.count - 1; e >= 0; e--) if (mark[e] !== 0) this.remove(e);
+    const count = this.count, w = count - n;
+    let holes = n;
+    for (let e = w; e < count; e++) if (mark[e] !== 0) holes--;
+    if ((n + holes) * 4 < w) {
+      for (let e = 0; e < count; e++) if (mark[e] !== 0) this.bury(e);
+      for (let e = 0, tail = count - 1; e < w; e++) {
+        if (mark[e] === 0) continue;
+        while (mark[tail] !== 0) tail--;
+        this.relink(tail, e);
+        this.copyEntry(tail--, e);
+      }
+      this.count = w;
+      this.releasePages();
       return;
     }
-    // Fill each hole below the new end with a kept entry from above it: n moves, not a full copy.
-    const w = this.count - n;
-    for (let e = 0, tail = this.count - 1; e < w; e++) {
+    for (let e = 0, tail = count - 1; e < w; e++) {
       if (mark[e] === 0) continue;
       while (mark[tail] !== 0) tail--;
       this.copyEntry(tail--, e);
     }
     this.count = w;
+    this.rebuildIndex();
+    this.releasePages();
+  }
+
+  /** Turns entry e's index slot into a tombstone. */
+  private bury(e: number): void {
+    const h = this.hashOf(e), sh = h >>> SHARD_SHIFT, idx = this.shards[sh], mask = idx.length - 1;
+    let s = h & mask;
+    while (idx[s] !== e + 1) s = (s + 1) & mask;
+    idx[s] = TOMB;
+    this.shardUsed[sh]--;
+    this.shardDead[sh]++;
+  }
+
+  /** Points the index slot of entry `from` at entry `to` (the row is about to move there). */
+  private relink(from: number, to: number): void {
+    const h = this.hashOf(from), idx = this.shards[h >>> SHARD_SHIFT], mask = idx.length - 1;
+    let s = h & mask;
+    while (idx[s] !== from + 1) s = (s + 1) & mask;
+    idx[s] = to + 1;
+  }
+
+  /** A fresh index for entries 0..count-1. */
+  private rebuildIndex(): void {
+    const w = this.count;
     const hashes = new Int32Array(w);
     for (let e = 0; e < w; e++) hashes[e] = this.hashOf(e);
     this.resetIndex(w);
@@ -296,7 +350,6 @@ export class ObjectTable {
         idx[s] = e + 1;
       }
     }
-    this.releasePages();
   }
 
   /** Removes all entries; keeps a small index. */
@@ -353,27 +406,34 @@ export class ObjectTable {
     while (idx[hole] !== e + 1) hole = (hole + 1) & mask;
     idx[hole] = 0;
     // Backward shift: pull later members of the probe run into the hole.
+    // Tombstones stay where they are: they hold no entry and count as occupied for every probe.
     for (let s = (hole + 1) & mask; ; s = (s + 1) & mask) {
       const v = idx[s];
       if (v === 0) break;
       // Move unless its home lies cyclically in (hole, s], i.e. it would then sit before its home.
-      if (((s - (this.hashOf(v - 1) & mask)) & mask) >= ((s - hole) & mask)) { idx[hole] = v; idx[s] = 0; hole = s; }
+      if (v > 0 && ((s - (this.hashOf(v - 1) & mask)) & mask) >= ((s - hole) & mask)) { idx[hole] = v; idx[s] = 0; hole = s; }
     }
   }
 
-  /** Doubles one shard, rehashing only the entries it holds. */
+  /**
+   * Rehashes one shard that reached its load limit, dropping its tombstones: at the same size when
+   * that leaves it at most 80% of the limit (tombstones were most of the load), else doubled.
+   */
   private growShard(sh: number): void {
     const old = this.shards[sh];
-    const idx = new Int32Array(old.length * 2), mask = idx.length - 1;
+    let cap = old.length;
+    if (this.shardUsed[sh] > limitFor(sh, cap) * 0.8) cap *= 2;
+    const idx = new Int32Array(cap), mask = cap - 1;
     for (let j = 0; j < old.length; j++) {
       const v = old[j];
-      if (v === 0) continue;
+      if (v <= 0) continue;
       let s = this.hashOf(v - 1) & mask;
       while (idx[s] !== 0) s = (s + 1) & mask;
       idx[s] = v;
     }
     this.shards[sh] = idx;
-    this.shardLimit[sh] = limitFor(sh, idx.length);
+    this.shardLimit[sh] = limitFor(sh, cap);
+    this.shardDead[sh] = 0;
     this.foundEntry = -1; this.missValid = false; // slots of this shard moved
   }
 }

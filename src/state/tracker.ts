@@ -1,7 +1,7 @@
 // The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
 // incrementally so that queries, stats and metrics never scan the tables.
 import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
-import { ObjectTable, FLAG_RESIZED } from './object-table.js';
+import { ObjectTable, PAGE_ROWS, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
 
 /** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
 export const KIND_CB = 5;
@@ -261,59 +261,50 @@ export class Tracker {
 
   /**
    * Releases everything owned by `dead` PIDs; returns one report per PID that owned something.
-   * One pass per table: a typed-array PID lookup and typed-array accumulators per entry (no Set
-   * lookup, no object per entry), then one bulk removal and one counter update per PID and kind.
+   * The counts and bytes of each report are the PID's own running counters (kept exact per device
+   * and kind on every ALLOC/FREE), so the pass over each table only marks the dead PIDs' entries
+   * (a typed PID lookup per row, rows read page by page) and keeps the five largest buffers per
+   * PID in typed arrays; then one bulk removal per table.
    */
   releasePids(dead: Set<number>, now = Date.now()): ReapedReport[] {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
-    const n = slots.pids.length, stride = (this.maxDeviceSeen + 1) * KINDS;
-    // count and bytes interleaved (one cache line per update); the smallest size of each full
-    // top list in a typed array, so most entries are rejected without touching the list's objects.
-    const acc = new Float64Array(n * stride * 2);
+    const n = slots.pids.length;
     const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
-    const topMin = new Float64Array(n).fill(-1);
     for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
       const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
+      if (t.count === 0) continue;
       const mark = new Uint8Array(t.count);
-      let marked = 0;
-      for (let e = 0; e < t.count; e++) {
-        const slot = slots.get(t.pid(e));
-        if (slot < 0) continue;
-        mark[e] = 1; marked++;
-        const dev = t.device(e), size = t.size(e), k = slot * stride + dev * KINDS + (kind === -1 ? t.type(e) : kind);
-        acc[2 * k]++; acc[2 * k + 1] += size;
-        if (kind !== -1 || size <= topMin[slot]) continue;
-        const top = largest[slot];
-        top.push({ device: dev, address: '0x' + t.idHex(e), size, type: t.type(e), refCount: t.ref(e) });
-        top.sort((a, b) => b.size - a.size);
-        if (top.length > REAPED_LARGEST) top.pop();
-        if (top.length === REAPED_LARGEST) topMin[slot] = top[REAPED_LARGEST - 1].size;
-      }
+      const marked = kind === -1 ? markBuffers(t, slots, mark, largest) : markOwned(t, slots, mark);
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
     for (let slot = 0; slot < n; slot++) {
       const pid = slots.pids[slot], s = this.pids.get(pid);
+      if (s === undefined || s.live === 0) continue;
       const r: ReapedReport = { pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: largest[slot] };
-      for (let k = 0; k < stride; k++) {
-        const c = acc[2 * (slot * stride + k)];
-        if (c === 0) continue;
-        const b = acc[2 * (slot * stride + k) + 1], dev = Math.floor(k / KINDS), kind = k % KINDS;
-        this.account(s!, dev, kind, -b, -c);
-        if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
-          r.buffers += c; r.bytes += b;
-          (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
+      for (let dev = 0; dev < s.devices; dev++) {
+        for (let kind = 0; kind < KIND_UNKNOWN_FREE; kind++) {
+          const k = dev * KINDS + kind, c = s.counts[k];
+          if (c === 0) continue;
+          const b = s.bytes[k];
+          this.devBytes[k] -= b; this.devCounts[k] -= c;
+          s.bytes[k] = 0; s.counts[k] = 0;
+          if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
+            r.buffers += c; r.bytes += b;
+            (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
+          }
         }
       }
-      if (r.buffers + r.cbs + r.kernels > 0) out.push(r);
+      s.live = 0;
+      out.push(r);
     }
     for (const pid of dead) {
       const s = this.pids.get(pid);
       if (s && s.live === 0) this.pids.delete(pid);
     }
     this.lastPid = -1; this.lastStats = null;
-    this.reaped.push(...out);
+    for (const r of out) this.reaped.push(r); // no spread: there may be many
     this.reapedTotal += out.length;
     if (this.reaped.length > this.maxReapedKept) this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
     return out;
@@ -352,6 +343,52 @@ class PidSlots {
     for (let h = Math.imul(pid, 0x9e3779b1) & mask; vals[h] !== 0; h = (h + 1) & mask) if (keys[h] === pid) return vals[h] - 1;
     return -1;
   }
+}
+
+/** Marks the CBs or kernels owned by a PID in `slots`; returns how many. */
+function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array): number {
+  let marked = 0;
+  for (let p = 0, e0 = 0; e0 < t.count; p++, e0 += PAGE_ROWS) {
+    const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
+    for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
+      if (slots.get(pg[b]) >= 0) { mark[e0 + i] = 1; marked++; }
+    }
+  }
+  return marked;
+}
+
+/**
+ * Marks the buffers owned by a PID in `slots` and fills `largest[slot]` with its five largest
+ * (ties: the earlier entry), sizes and entries kept in typed arrays until the end.
+ */
+function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, largest: ReapedReport['largest'][]): number {
+  const n = slots.pids.length, K = REAPED_LARGEST;
+  const topSize = new Float64Array(n * K), topEntry = new Int32Array(n * K), topCount = new Uint8Array(n);
+  let marked = 0, lastPid = 0, lastSlot = slots.get(0);
+  for (let p = 0, e0 = 0; e0 < t.count; p++, e0 += PAGE_ROWS) {
+    const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
+    for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
+      const pid = pg[b + ROW_PID];
+      if (pid !== lastPid) { lastPid = pid; lastSlot = slots.get(pid); }
+      if (lastSlot < 0) continue;
+      const e = e0 + i;
+      mark[e] = 1; marked++;
+      const size = rowSize(pg, b), at = lastSlot * K, have = topCount[lastSlot];
+      if (have === K && size <= topSize[at + K - 1]) continue;
+      // Insert after every kept entry of the same or larger size (the earlier one wins a tie).
+      let j = have === K ? K - 1 : have;
+      while (j > 0 && topSize[at + j - 1] < size) { topSize[at + j] = topSize[at + j - 1]; topEntry[at + j] = topEntry[at + j - 1]; j--; }
+      topSize[at + j] = size; topEntry[at + j] = e;
+      if (have < K) topCount[lastSlot] = have + 1;
+    }
+  }
+  for (let slot = 0; slot < n; slot++) {
+    for (let j = 0; j < topCount[slot]; j++) {
+      const e = topEntry[slot * K + j];
+      largest[slot].push({ device: t.device(e), address: '0x' + t.idHex(e), size: t.size(e), type: t.type(e), refCount: t.ref(e) });
+    }
+  }
+  return marked;
 }
 
 export function typeName(type: number): string {
