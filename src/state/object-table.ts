@@ -72,6 +72,11 @@ function metaOf(device: number, type: number, size: number): number {
   return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
 }
 
+/** allocRef() results. */
+export const ALLOC_NEW = 0, ALLOC_REF = 1, ALLOC_RESIZED = 2;
+/** release() results. */
+export const RELEASE_UNKNOWN = 0, RELEASE_REF = 1, RELEASE_REMOVED = 2;
+
 /** Size of the row at word `b` of a row page. */
 export function rowSize(pg: Int32Array, b: number): number {
   return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
@@ -187,6 +192,70 @@ export class ObjectTable {
     }
   }
 
+  /**
+   * ALLOC in one probe: a live (device, lo, hi) gets one more reference (ALLOC_REF, or
+   * ALLOC_RESIZED when the size differs, which flags it); otherwise it is inserted at the empty
+   * slot where the probe stopped (ALLOC_NEW).
+   */
+  allocRef(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
+    lo |= 0; hi |= 0;
+    const h = hash3(device, lo, hi), sh = h >>> SHARD_SHIFT, pages = this.pages;
+    let idx = this.shards[sh], mask = idx.length - 1, s = h & mask;
+    for (;;) {
+      const v = idx[s];
+      if (v === 0) break;
+      if (v > 0) {
+        const e = v - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
+          pg[b + W_REF]++;
+          const m = pg[b + W_META];
+          if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size) return ALLOC_REF;
+          pg[b + W_META] = m | FLAG_RESIZED;
+          return ALLOC_RESIZED;
+        }
+      }
+      s = (s + 1) & mask;
+    }
+    this.missValid = false;
+    if (++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh]) {
+      this.growShard(sh);
+      idx = this.shards[sh]; mask = idx.length - 1; s = h & mask;
+      while (idx[s] !== 0) s = (s + 1) & mask;
+    }
+    const e = this.count++;
+    this.writeRow(e, device, lo, hi, size, type, pid, epoch);
+    idx[s] = e + 1;
+    this.insEntry = e; this.insShard = sh; this.insSlot = s;
+    return ALLOC_NEW;
+  }
+
+  /**
+   * FREE in one probe: drops one reference to (device, lo, hi) (RELEASE_REF); the last one removes
+   * it (RELEASE_REMOVED, with its owner, type and size in gonePid / goneType / goneSize).
+   * RELEASE_UNKNOWN when it is not live.
+   */
+  release(device: number, lo: number, hi: number): number {
+    lo |= 0; hi |= 0;
+    const h = hash3(device, lo, hi), sh = h >>> SHARD_SHIFT, pages = this.pages;
+    const idx = this.shards[sh], mask = idx.length - 1;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const v = idx[s];
+      if (v === 0) return RELEASE_UNKNOWN;
+      if (v <= 0) continue;
+      const e = v - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+      if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device) continue;
+      const r = pg[b + W_REF];
+      if (r > 1) { pg[b + W_REF] = r - 1; return RELEASE_REF; }
+      const m = pg[b + W_META];
+      this.gonePid = pg[b + W_PID];
+      this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
+      this.goneSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+      this.unindexAt(sh, s);
+      this.fillHole(e);
+      return RELEASE_REMOVED;
+    }
+  }
+
   /** One more reference to live entry e (a repeated ALLOC); true when its size differs (flagged). */
   addRef(e: number, size: number): boolean {
     const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
@@ -224,16 +293,7 @@ export class ObjectTable {
     const grew = ++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh];
     if (grew) this.growShard(sh);
     const e = this.count++;
-    const p = e >>> PAGE_BITS;
-    if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
-    const pg = this.pages[p], b = (e & PAGE_MASK) * STRIDE;
-    pg[b + W_LO] = lo;
-    pg[b + W_HI] = hi;
-    pg[b + W_META] = metaOf(device, type, size);
-    pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
-    pg[b + W_PID] = pid;
-    pg[b + W_REF] = 1;
-    pg[b + W_EPOCH] = epoch;
+    this.writeRow(e, device, lo, hi, size, type, pid, epoch);
     const idx = this.shards[sh];
     let s: number;
     if (reuse && !grew) s = this.missSlot;
@@ -247,10 +307,29 @@ export class ObjectTable {
     return e;
   }
 
+  /** Row e := a new entry with one reference (its page is added when e starts one). */
+  private writeRow(e: number, device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): void {
+    const p = e >>> PAGE_BITS;
+    if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
+    const pg = this.pages[p], b = (e & PAGE_MASK) * STRIDE;
+    pg[b + W_LO] = lo;
+    pg[b + W_HI] = hi;
+    pg[b + W_META] = metaOf(device, type, size);
+    pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
+    pg[b + W_PID] = pid;
+    pg[b + W_REF] = 1;
+    pg[b + W_EPOCH] = epoch;
+  }
+
   /** Removes entry e; the last entry moves into its place (iterating callers must walk backwards). */
   remove(e: number): void {
-    this.missValid = false;
     this.unindex(e);
+    this.fillHole(e);
+  }
+
+  /** After entry e left the index: the last entry moves into row e, so the rows stay dense. */
+  private fillHole(e: number): void {
+    this.missValid = false;
     const last = --this.count;
     if (e !== last) {
       let idx: Int32Array, s: number;
@@ -401,11 +480,17 @@ export class ObjectTable {
     this.foundEntry = -1;
     const h = known ? this.foundHash : this.hashOf(e), sh = h >>> SHARD_SHIFT;
     const idx = this.shards[sh], mask = idx.length - 1;
+    let s = known ? this.foundSlot : h & mask;
+    while (idx[s] !== e + 1) s = (s + 1) & mask;
+    this.unindexAt(sh, s);
+  }
+
+  /** Empties slot `hole` of shard `sh` and pulls later members of its probe run back (backward shift). */
+  private unindexAt(sh: number, hole: number): void {
+    this.foundEntry = -1;
+    const idx = this.shards[sh], mask = idx.length - 1;
     this.shardUsed[sh]--;
-    let hole = known ? this.foundSlot : h & mask;
-    while (idx[hole] !== e + 1) hole = (hole + 1) & mask;
     idx[hole] = 0;
-    // Backward shift: pull later members of the probe run into the hole.
     // Tombstones stay where they are: they hold no entry and count as occupied for every probe.
     for (let s = (hole + 1) & mask; ; s = (s + 1) & mask) {
       const v = idx[s];

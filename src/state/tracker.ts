@@ -1,7 +1,7 @@
 // The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
 // incrementally so that queries, stats and metrics never scan the tables.
 import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
-import { ObjectTable, PAGE_ROWS, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
+import { ALLOC_NEW, ALLOC_RESIZED, ObjectTable, PAGE_ROWS, RELEASE_REMOVED, RELEASE_UNKNOWN, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
 
 /** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
 export const KIND_CB = 5;
@@ -119,36 +119,35 @@ export class Tracker {
     s.live += count;
   }
 
+  /** ALLOC. The id halves may be given signed or unsigned (the wire decoder reads them signed). */
   alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): void {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
-    const t = this.buffers;
-    const e = t.find(device, lo, hi);
-    if (e >= 0) {
-      if (t.addRef(e, size)) this.resizedAllocs++;
+    const r = this.buffers.allocRef(device, lo, hi, size, type, pid, this.epoch);
+    if (r !== ALLOC_NEW) {
+      if (r === ALLOC_RESIZED) this.resizedAllocs++;
       return;
     }
-    t.insert(device, lo, hi, size, type, pid, this.epoch); // at the slot find() stopped at
     this.allocsInEpoch++;
     const s = this.stats(pid);
     s.lastSeenMs = this.nowMs;
     this.account(s, device, type, size, 1);
   }
 
+  /** FREE: drops a reference; the last one releases the buffer from its owner's accounting. */
   free(device: number, lo: number, hi: number, pid: number): void {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
     const t = this.buffers;
-    const e = t.find(device, lo, hi);
-    if (e < 0) {
+    const r = t.release(device, lo, hi);
+    if (r === RELEASE_REMOVED) this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
+    else if (r === RELEASE_UNKNOWN) {
       this.unknownFrees++;
       this.devCounts[device * KINDS + KIND_UNKNOWN_FREE]++;
       const s = this.stats(pid);
       s.ensureDevice(device);
       s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
-      return;
     }
-    if (t.unref(e)) this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
