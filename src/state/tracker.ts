@@ -270,11 +270,24 @@ export class Tracker {
     const slots = new PidSlots(dead);
     const n = slots.pids.length;
     const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
+    // How many buffers, CBs and kernels the dead own: a table they own nothing in is not scanned,
+    // and a scan stops once it has found them all.
+    let ownBuffers = 0, ownCbs = 0, ownKernels = 0;
+    for (const pid of slots.pids) {
+      const s = this.pids.get(pid);
+      if (s === undefined || s.live === 0) continue;
+      for (let k = 0; k < s.counts.length; k++) {
+        const kind = k % KINDS;
+        if (kind === KIND_CB) ownCbs += s.counts[k]; else if (kind === KIND_KERNEL) ownKernels += s.counts[k];
+        else if (kind !== KIND_UNKNOWN_FREE) ownBuffers += s.counts[k];
+      }
+    }
     for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
       const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
-      if (t.count === 0) continue;
+      const own = kind === -1 ? ownBuffers : kind === KIND_CB ? ownCbs : ownKernels;
+      if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
-      const marked = kind === -1 ? markBuffers(t, slots, mark, largest) : markOwned(t, slots, mark);
+      const marked = kind === -1 ? markBuffers(t, slots, mark, largest, own) : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
@@ -344,10 +357,10 @@ class PidSlots {
   }
 }
 
-/** Marks the CBs or kernels owned by a PID in `slots`; returns how many. */
-function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array): number {
+/** Marks the CBs or kernels owned by a PID in `slots` (`own` of them); returns how many. */
+function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   let marked = 0;
-  for (let p = 0, e0 = 0; e0 < t.count; p++, e0 += PAGE_ROWS) {
+  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
     const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
     for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
       if (slots.get(pg[b]) >= 0) { mark[e0 + i] = 1; marked++; }
@@ -357,14 +370,15 @@ function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array): number {
 }
 
 /**
- * Marks the buffers owned by a PID in `slots` and fills `largest[slot]` with its five largest
+ * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
+ * has found them all) and fills `largest[slot]` with its five largest
  * (ties: the earlier entry), sizes and entries kept in typed arrays until the end.
  */
-function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, largest: ReapedReport['largest'][]): number {
+function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, largest: ReapedReport['largest'][], own: number): number {
   const n = slots.pids.length, K = REAPED_LARGEST;
   const topSize = new Float64Array(n * K), topEntry = new Int32Array(n * K), topCount = new Uint8Array(n);
   let marked = 0, lastPid = 0, lastSlot = slots.get(0);
-  for (let p = 0, e0 = 0; e0 < t.count; p++, e0 += PAGE_ROWS) {
+  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
     const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
     for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
       const pid = pg[b + ROW_PID];
