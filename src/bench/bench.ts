@@ -131,7 +131,10 @@ const scenarios: Record<string, () => Promise<void>> = {
       const after = await server.stats();
       ing.stop();
       await ing.results();
-      if (dump.status !== 200 || !dump.tail.endsWith(']}') || !dump.head.includes(`"total_buffers":${N.live}`)) throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
+      // The ingest clients claim PIDs that do not exist, so the dump's cleanup releases their buffers;
+      // frames of theirs applied between that cleanup and the snapshot (a turn later) may remain.
+      const listed = Number(/"total_buffers":(\d+)/.exec(dump.head)?.[1]);
+      if (dump.status !== 200 || !dump.tail.endsWith(']}') || !(listed >= N.live && listed <= N.live + CLIENTS * 2048)) throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
       const stall = after.eventLoop!.maxMs;
       const ingestRate = (after.frames.total - before.frames.total) / (dump.ms / 1000);
       rows.push({ figure: `full JSON dump of ${count(N.live)} buffers, streamed, under full ingest`, value: ms(dump.ms), target: '≤ 3000 ms',

@@ -3,7 +3,7 @@
 import type { ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import type { Tracker } from '../state/tracker.js';
-import { bufferRow, matcher, REPORT_SCHEMA_VERSION, type BufferReport, type ReportFilter } from './buffer-report.js';
+import { BufferReportBuilder, bufferRow, matcher, REPORT_SCHEMA_VERSION, type BufferReport, type ReportFilter } from './buffer-report.js';
 
 export function reportJson(r: BufferReport, filter: ReportFilter, limit: number, extra: Record<string, unknown> = {}) {
   return {
@@ -23,17 +23,40 @@ export function reportJson(r: BufferReport, filter: ReportFilter, limit: number,
 // Rows per slice between yields: ~2k rows serialise in a few ms, so ingest never waits long
 // (16k rows held the loop ~40 ms under load).
 const CHUNK = 2048;
+/** Time per slice while the report head is built from the snapshot (checked every SCAN_STEP rows). */
+const SCAN_MS = 4;
+const SCAN_STEP = 4096;
+
+const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /**
- * Streams the report with every matching buffer in a flat `buffers` array. Reads a snapshot of the
- * table in chunks, yielding to the event loop between them (ingest never waits for a slow reader).
+ * Streams the report with every matching buffer in a flat `buffers` array. The only block that
+ * holds the event loop is the snapshot of the table (one memcpy per page); the report head
+ * (totals, per device and type, the largest of each) is then built from that snapshot in slices,
+ * and the rows are serialised from it in slices, yielding to the event loop between them, so
+ * ingest never waits long and never waits for a slow reader. Head and rows describe the same
+ * instant. `onReport` receives the head's report before streaming starts (the server prints it).
  */
-export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracker, head: object, filter: ReportFilter): Promise<void> {
+export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracker, filter: ReportFilter,
+  onReport?: (r: BufferReport) => void): Promise<void> {
   const snap = tr.buffers.snapshot();
+  const builder = new BufferReportBuilder(tr, filter, 10, snap);
+  for (let start = 0; start < snap.count;) {
+    await nextTurn();
+    if (res.destroyed) return;
+    // By time rather than rows: the first slices run before the code is optimised.
+    const t0 = performance.now();
+    do {
+      const end = Math.min(snap.count, start + SCAN_STEP);
+      builder.add(start, end);
+      start = end;
+    } while (start < snap.count && performance.now() - t0 < SCAN_MS);
+  }
+  const r = builder.finish();
+  onReport?.(r);
   const match = matcher(snap, filter);
-  await new Promise((r) => setImmediate(r)); // the report head and the snapshot were one block already
   res.writeHead(200, { 'content-type': 'application/json' });
-  const headText = JSON.stringify(head);
+  const headText = JSON.stringify(reportJson(r, filter, Infinity));
   res.write(headText.slice(0, -1) + ',"buffers":[');
   let first = true;
   for (let start = 0; start < snap.count; start += CHUNK) {
@@ -45,7 +68,7 @@ export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracke
       first = false;
     }
     if (text && !res.write(text)) await once(res, 'drain');
-    else await new Promise((r) => setImmediate(r));
+    else await nextTurn();
     if (res.destroyed) return;
   }
   res.end(']}');

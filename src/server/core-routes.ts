@@ -4,7 +4,7 @@ import type { Checkpoints } from '../analysis/checkpoints.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
-import { formatReapedReport } from '../report/text-report.js';
+import { formatBufferReport, formatReapedReport } from '../report/text-report.js';
 import { reportJson, streamReportWithAllBuffers } from '../report/json-report.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
@@ -99,12 +99,16 @@ async function report(c: RouteContext, s: AllocationServer, print: boolean): Pro
   const { filter, limit, all } = reportQuery(c.url, s.marks);
   s.reapDead(); // the same cleanup as the periodic one, so the dump never lists dead owners
   const asJson = c.url.searchParams.get('format') === 'json';
-  // The server's terminal gets the same listing (bounded to 10 per type when a full JSON is streamed).
-  if (print) s.out(s.bufferReportText(filter, asJson && all ? 10 : limit));
+  if (asJson && all) {
+    // Built from one snapshot in slices (ingest is never held long): a turn of the loop between the
+    // cleanup above and the snapshot, so the two never block together. The server's terminal gets
+    // the same report's listing, bounded to 10 per type.
+    await new Promise((r) => setImmediate(r));
+    await streamReportWithAllBuffers(c.res, s.tracker, filter, print ? (r) => s.out(formatBufferReport(r, undefined, r.filtered ? [] : s.tracker.reaped)) : undefined);
+    return undefined;
+  }
+  // The server's terminal gets the same listing.
+  if (print) s.out(s.bufferReportText(filter, limit));
   if (!asJson) return text(c, s.bufferReportText(filter, limit));
-  const r = buildBufferReport(s.tracker, filter, all ? 10 : limit);
-  const head = reportJson(r, filter, all ? Infinity : limit);
-  if (!all) return head;
-  await streamReportWithAllBuffers(c.res, s.tracker, head, filter);
-  return undefined;
+  return reportJson(buildBufferReport(s.tracker, filter, limit), filter, limit);
 }
