@@ -67,6 +67,10 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   assert.equal(d1.CB, 32 * KiB);
   assert.ok(Number(await page.getAttribute('.chart[data-device="0"]', 'data-samples')) > 1, 'the chart has a history');
 
+  // The header says the state survives a restart.
+  await page.waitForFunction(() => document.querySelector('#persist')!.textContent === '· state saved to disk');
+  assert.match((await page.getAttribute('#persist', 'title'))!, /\/state, flushed every 100 ms$/);
+
   // Process table: this process on both devices.
   await page.waitForSelector(`#processes tr[data-pid="${process.pid}"][data-device="1"]`);
   const procRow = await page.textContent(`#processes tr[data-pid="${process.pid}"][data-device="0"]`);

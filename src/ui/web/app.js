@@ -80,6 +80,11 @@
   async function loadStats() {
     const s = await getJson('/v1/stats');
     $('#summary').textContent = `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ${s.live.processes} processes · ${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
+    // Whether a restart would keep this state: worth a red flag when it would not.
+    const p = s.persistence, el = $('#persist');
+    el.textContent = !p.enabled ? '· persistence OFF' : p.failed ? '· persistence STOPPED' : '· state saved to disk';
+    el.className = !p.enabled || p.failed ? 'hot' : '';
+    el.title = !p.enabled ? `${p.reason}: a restart loses this state` : p.failed ? `${p.failed}: tracking in memory until ${p.dir} has room` : `${p.dir}, flushed every ${p.flushIntervalMs} ms`;
     const pct = (u, t) => { if (!t) return ''; const p = (100 * u) / t; return ` <span class="${p >= 90 ? 'hot' : p >= 70 ? 'warm' : ''}">(${p.toFixed(1)}%)</span>`; };
     rows('#devices tbody', s.devices.map((d) => {
       const b = d.bytes, n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
