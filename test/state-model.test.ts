@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ObjectTable, FLAG_RESIZED, hash3 } from '../src/state/object-table.js';
+import { ObjectTable, FLAG_RESIZED, hash3, ALLOC_NEW, RELEASE_REMOVED } from '../src/state/object-table.js';
 import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
 
 const TWO32 = 4294967296;
@@ -302,8 +302,10 @@ test('ObjectTable: tombstones of bulk removals survive later frees (backward shi
     const add = (count: number) => {
       for (let k = 0; k < count; k++, next++) {
         const [d, lo, hi] = key(next);
-        if (t.find(d, lo, hi) >= 0) continue;
-        t.insert(d, lo, hi, 1 + next, next % 5, next % 97, 0);
+        if (m.has(`${d}:${lo}:${hi}`)) continue;
+        // Both insertion paths: find() + insert(), and allocRef() in one probe.
+        if (next % 2) { assert.equal(t.find(d, lo, hi), -1); t.insert(d, lo, hi, 1 + next, next % 5, next % 97, 0); }
+        else assert.equal(t.allocRef(d, lo, hi, 1 + next, next % 5, next % 97, 0), ALLOC_NEW);
         m.set(`${d}:${lo}:${hi}`, 1 + next);
       }
     };
@@ -318,9 +320,11 @@ test('ObjectTable: tombstones of bulk removals survive later frees (backward shi
       for (const id of [...m.keys()]) {
         if (i++ % 7 !== 0) continue;
         const [d, lo, hi] = id.split(':').map(Number);
-        const e = t.find(d, lo, hi);
-        assert.ok(e >= 0, id);
-        assert.equal(t.unref(e), true);
+        if (i % 2) {
+          const e = t.find(d, lo, hi);
+          assert.ok(e >= 0, id);
+          assert.equal(t.unref(e), true);
+        } else assert.equal(t.release(d, lo, hi), RELEASE_REMOVED, id);
         m.delete(id);
       }
       add(6_000);
