@@ -86,6 +86,7 @@ export function loadState(dir: string, tr: Tracker, marks: Checkpoints, o: { upT
       if (got.through >= 0) rec.snapshotThrough = got.through;
     });
     if (r.problem) rec.problems.push(`snapshot: ${r.problem}; state after that point in it is lost`);
+    tr.restored();
   }
   rec.lastGen = rec.snapshotThrough;
   for (const s of listSegments(dir)) {
@@ -111,9 +112,16 @@ export function loadState(dir: string, tr: Tracker, marks: Checkpoints, o: { upT
 export function trackerCounters(tr: Tracker) {
   const devUnknownFrees: number[] = [];
   for (let d = 0; d <= tr.maxDeviceSeen; d++) devUnknownFrees.push(tr.deviceCount(d, KIND_UNKNOWN_FREE));
+  // Per process, only where there are some: [pid, count on device 0, 1, …].
+  const pidUnknownFrees: number[][] = [];
+  for (const s of tr.pids.values()) {
+    const per: number[] = [];
+    for (let d = 0; d < s.devices; d++) per.push(s.counts[d * KINDS + KIND_UNKNOWN_FREE]);
+    if (per.some((n) => n > 0)) pidUnknownFrees.push([s.pid, ...per]);
+  }
   return {
     unknownFrees: tr.unknownFrees, unknownCbFrees: tr.unknownCbFrees, unknownKernelUnloads: tr.unknownKernelUnloads,
-    resizedAllocs: tr.resizedAllocs, reapedTotal: tr.reapedTotal, devUnknownFrees,
+    resizedAllocs: tr.resizedAllocs, reapedTotal: tr.reapedTotal, devUnknownFrees, pidUnknownFrees,
   };
 }
 
@@ -121,6 +129,7 @@ function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): vo
   tr.unknownFrees = c.unknownFrees; tr.unknownCbFrees = c.unknownCbFrees; tr.unknownKernelUnloads = c.unknownKernelUnloads;
   tr.resizedAllocs = c.resizedAllocs; tr.reapedTotal = c.reapedTotal;
   c.devUnknownFrees.forEach((n, d) => { tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n; });
+  for (const [pid, ...per] of c.pidUnknownFrees ?? []) per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
 }
 
 /**

@@ -403,6 +403,21 @@ export class ObjectTable {
     idx[s] = to + 1;
   }
 
+  /**
+   * Recovery from a snapshot: appends an entry without indexing it (a snapshot's keys are unique),
+   * so that reindex() can build the whole index once, shard by shard, after the last one.
+   */
+  append(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number, ref: number, flags: number): void {
+    const e = this.count++;
+    this.writeRow(e, device, lo | 0, hi | 0, size, type, pid, epoch);
+    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    pg[b + W_REF] = ref;
+    pg[b + W_META] |= flags;
+  }
+
+  /** Indexes every entry (after append()). */
+  reindex(): void { this.rebuildIndex(); }
+
   /** A fresh index for entries 0..count-1. */
   private rebuildIndex(): void {
     const w = this.count;

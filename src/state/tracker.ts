@@ -212,16 +212,27 @@ export class Tracker {
 
   /**
    * Recovery from a snapshot: one live object exactly as it was (kind -1 = buffer, KIND_CB,
-   * KIND_KERNEL), counted like a fresh allocation.
+   * KIND_KERNEL), counted like a fresh allocation. It is findable only after restored().
    */
   restoreObject(kind: number, device: number, lo: number, hi: number, size: number, type: number, pid: number, ref: number, epoch: number, flags: number): void {
     const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
-    if (t.find(device, lo, hi) >= 0) return; // a damaged snapshot must not count an object twice
     this.seeDevice(device);
-    const e = t.insert(device, lo, hi, size, type, pid, epoch);
-    if (ref !== 1) t.setRef(e, ref);
-    if (flags !== 0) t.setFlag(e, flags);
+    t.append(device, lo, hi, size, type, pid, epoch, ref, flags);
     this.account(this.stats(pid), device, kind === -1 ? type : kind, size, 1);
+  }
+
+  /** Recovery from a snapshot: a process's count of frees of unknown buffers on a device. */
+  restoreUnknownFrees(pid: number, device: number, n: number): void {
+    if (n === 0) return;
+    this.seeDevice(device);
+    const s = this.stats(pid);
+    s.ensureDevice(device);
+    s.counts[device * KINDS + KIND_UNKNOWN_FREE] = n;
+  }
+
+  /** After the last restoreObject(): every table indexed in one pass. */
+  restored(): void {
+    this.buffers.reindex(); this.cbs.reindex(); this.kernels.reindex();
   }
 
   // ---------------------------------------------------------------- queries
