@@ -34,6 +34,22 @@ function load(mode: GenSpec['mode'], frames: number, pidBase: number, durationMs
   return Array.from({ length: CLIENTS }, (_, k) => ({ mode, frames, durationMs, pidBase: pidBase + k, addrBase: BigInt(0x10 + k) << 32n }));
 }
 
+/**
+ * Ingest rates are noisy on a shared 2-core machine (±30% between runs): each figure is the median
+ * of ROUNDS rounds, each measuring the limit and then a fresh server back to back; the ratio to
+ * the limit is the median of the rounds' ratios (each from two runs a few seconds apart).
+ */
+const ROUNDS = quick ? 1 : 3;
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
+const range = (xs: number[], f: (x: number) => string) => (xs.length > 1 ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : f(xs[0]));
+
+async function ingestRounds(specs: GenSpec[]): Promise<{ limit: number; server: number; ratio: number; stall: number; servers: number[]; ratios: number[] }> {
+  const runs = [];
+  for (let i = 0; i < ROUNDS; i++) runs.push(await ingestPair(specs));
+  const servers = runs.map((r) => r.server), ratios = runs.map((r) => r.server / r.limit);
+  return { limit: median(runs.map((r) => r.limit)), server: median(servers), ratio: median(ratios), stall: Math.max(...runs.map((r) => r.stall)), servers, ratios };
+}
+
 /** Frames/s of `specs` into the discard reader and into a fresh server. */
 async function ingestPair(specs: GenSpec[]): Promise<{ limit: number; server: number; stall: number }> {
   const dir = workDir();
@@ -90,15 +106,17 @@ async function baseline(server: BenchServer): Promise<{ heap: number; ext: numbe
 
 const scenarios: Record<string, () => Promise<void>> = {
   async ingest() {
-    const r = await ingestPair(load('pairs', N.batched, 100));
+    const r = await ingestRounds(load('pairs', N.batched, 100));
+    const rounds = ROUNDS > 1 ? `median of ${ROUNDS}: ${range(r.servers, (x) => (x / 1e6).toFixed(2))} M/s; ` : '';
     rows.push({ figure: `ingest, ALLOC/FREE pairs, 8 devices, ${CLIENTS} clients, batched 64 KiB writes`, value: M(r.server),
-      target: '≥ 8 M/s, ≥ 0.15× limit', limit: `${M(r.limit)} (×${(r.server / r.limit).toFixed(2)})`,
-      ok: r.server >= 8e6 && r.server >= 0.15 * r.limit, note: `longest loop stall ${ms(r.stall)}` });
+      target: '≥ 8 M/s, ≥ 0.15× limit', limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`,
+      ok: r.server >= 8e6 && r.ratio >= 0.15, note: `${rounds}longest loop stall ${ms(r.stall)}` });
   },
   async single() {
-    const r = await ingestPair(load('single', N.single, 200));
+    const r = await ingestRounds(load('single', N.single, 200));
     rows.push({ figure: `ingest, ${CLIENTS} clients send() one frame at a time`, value: M(r.server), target: '≥ 0.9× limit',
-      limit: `${M(r.limit)} (×${(r.server / r.limit).toFixed(2)})`, ok: r.server >= 0.9 * r.limit });
+      limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`, ok: r.ratio >= 0.9,
+      note: ROUNDS > 1 ? `median of ${ROUNDS}: ratios ${range(r.ratios, (x) => x.toFixed(2))}` : '' });
   },
   /** One server holding N.live buffers: memory, text dump, JSON dump under ingest, QUERY under ingest. */
   async state() {
