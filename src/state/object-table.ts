@@ -8,7 +8,9 @@
 // lookup reaches every field of an entry, and a row sits in one or two cache lines), and an
 // open-addressing index (linear probing, backward-shift deletion, no tombstones) holding entry+1
 // (0 = empty slot). Removing an entry moves the last entry into its place, so iteration is always
-// dense. A bulk removal (dead-PID sweep) leaves tombstones (-1) instead of shifting probe runs:
+// dense. To spare FREE/ALLOC pairs that move, the latest removal may leave its row as a pending
+// hole, which the next insert fills; reading `count` first fills it with the last row, so every
+// reader sees dense rows. A bulk removal (dead-PID sweep) leaves tombstones (-1) instead of shifting probe runs:
 // they count toward the shard's load and vanish when the shard is next rehashed.
 //
 // The index is split into 1024 shards by the hash's top 10 bits, each growing on its own: a growth
@@ -83,7 +85,14 @@ export function rowSize(pg: Int32Array, b: number): number {
 }
 
 export class ObjectTable {
-  count = 0;
+  /** Rows 0..end-1 hold entries, except `hole` (when ≥ 0): a removed entry's row, never the last. */
+  private end = 0;
+  private hole = -1;
+  /** Live entries; rows 0..count-1 are dense once this has been read. */
+  get count(): number {
+    if (this.hole >= 0) this.settle();
+    return this.end;
+  }
   /**
    * Row pages: PAGE_SIZE rows of STRIDE words each. Int32, not Uint32: id halves ≥ 2^31 then stay
    * small integers in V8 instead of becoming heap numbers on every call (public accessors return
@@ -222,7 +231,8 @@ export class ObjectTable {
       idx = this.shards[sh]; mask = idx.length - 1; s = h & mask;
       while (idx[s] !== 0) s = (s + 1) & mask;
     }
-    const e = this.count++;
+    let e = this.hole;
+    if (e >= 0) this.hole = -1; else e = this.end++;
     this.writeRow(e, device, lo, hi, size, type, pid, epoch);
     idx[s] = e + 1;
     this.insEntry = e; this.insShard = sh; this.insSlot = s;
@@ -251,7 +261,7 @@ export class ObjectTable {
       this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
       this.goneSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
       this.unindexAt(sh, s);
-      this.fillHole(e);
+      this.vacate(e);
       return RELEASE_REMOVED;
     }
   }
@@ -292,7 +302,8 @@ export class ObjectTable {
     const h = reuse ? this.missHash : hash3(device, lo, hi), sh = h >>> SHARD_SHIFT;
     const grew = ++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh];
     if (grew) this.growShard(sh);
-    const e = this.count++;
+    let e = this.hole;
+    if (e >= 0) this.hole = -1; else e = this.end++;
     this.writeRow(e, device, lo, hi, size, type, pid, epoch);
     const idx = this.shards[sh];
     let s: number;
@@ -321,32 +332,48 @@ export class ObjectTable {
     pg[b + W_EPOCH] = epoch;
   }
 
-  /** Removes entry e; the last entry moves into its place (iterating callers must walk backwards). */
+  /**
+   * Removes entry e; the last entry moves into its place (iterating callers must walk backwards),
+   * at once or, when e is left as the pending hole, before `count` is next read.
+   */
   remove(e: number): void {
     this.unindex(e);
-    this.fillHole(e);
+    this.vacate(e);
   }
 
-  /** After entry e left the index: the last entry moves into row e, so the rows stay dense. */
-  private fillHole(e: number): void {
+  /**
+   * Entry e just left the index: its row becomes the pending hole (a pending one is filled first),
+   * or, when it is the last row, the rows just end before it.
+   */
+  private vacate(e: number): void {
     this.missValid = false;
-    const last = --this.count;
-    if (e !== last) {
-      let idx: Int32Array, s: number;
-      if (last === this.insEntry && this.shards[this.insShard][this.insSlot] === last + 1) {
-        idx = this.shards[this.insShard]; s = this.insSlot;
-        this.insEntry = e; // the newest entry now lives at e, in the same slot
-      } else {
-        const h = this.hashOf(last);
-        idx = this.shards[h >>> SHARD_SHIFT];
-        const mask = idx.length - 1;
-        s = h & mask;
-        while (idx[s] !== last + 1) s = (s + 1) & mask;
-      }
-      this.copyEntry(last, e);
-      idx[s] = e + 1;
-    } else if (e === this.insEntry) this.insEntry = -1;
-    if ((this.count & PAGE_MASK) === 0) this.releasePages();
+    if (e !== this.end - 1 && this.hole >= 0) this.settle();
+    if (e === this.end - 1) {
+      this.end--;
+      if (this.hole >= 0 && this.hole === this.end - 1) { this.end--; this.hole = -1; } // the hole is the last row now
+    } else this.hole = e;
+    if ((this.end & PAGE_MASK) === 0) this.releasePages();
+  }
+
+  /** Fills the pending hole with the last row (never the hole itself). */
+  private settle(): void {
+    const h = this.hole;
+    this.hole = -1;
+    const last = --this.end;
+    let idx: Int32Array, s: number;
+    if (last === this.insEntry && this.shards[this.insShard][this.insSlot] === last + 1) {
+      idx = this.shards[this.insShard]; s = this.insSlot;
+      this.insEntry = h; // the newest entry now lives at h, in the same slot
+    } else {
+      const hash = this.hashOf(last);
+      idx = this.shards[hash >>> SHARD_SHIFT];
+      const mask = idx.length - 1;
+      s = hash & mask;
+      while (idx[s] !== last + 1) s = (s + 1) & mask;
+    }
+    this.copyEntry(last, h);
+    idx[s] = h + 1;
+    if ((this.end & PAGE_MASK) === 0) this.releasePages();
   }
 
   /**
@@ -371,7 +398,7 @@ export class ObjectTable {
         this.relink(tail, e);
         this.copyEntry(tail--, e);
       }
-      this.count = w;
+      this.end = w;
       this.releasePages();
       return;
     }
@@ -380,7 +407,7 @@ export class ObjectTable {
       while (mark[tail] !== 0) tail--;
       this.copyEntry(tail--, e);
     }
-    this.count = w;
+    this.end = w;
     this.rebuildIndex();
     this.releasePages();
   }
@@ -408,7 +435,8 @@ export class ObjectTable {
    * so that reindex() can build the whole index once, shard by shard, after the last one.
    */
   append(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number, ref: number, flags: number): void {
-    const e = this.count++;
+    if (this.hole >= 0) this.settle();
+    const e = this.end++;
     this.writeRow(e, device, lo | 0, hi | 0, size, type, pid, epoch);
     const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
     pg[b + W_REF] = ref;
@@ -448,7 +476,8 @@ export class ObjectTable {
 
   /** Removes all entries; keeps a small index. */
   clear(): void {
-    this.count = 0;
+    this.end = 0;
+    this.hole = -1;
     this.pages.length = 0;
     this.resetIndex(0);
   }
@@ -462,7 +491,7 @@ export class ObjectTable {
 
   /** Drops trailing pages once two pages of slack exist, so memory follows the live count. */
   private releasePages(): void {
-    const need = Math.ceil(this.count / PAGE_SIZE) + 2;
+    const need = Math.ceil(this.end / PAGE_SIZE) + 2;
     if (this.pages.length > need) this.pages.length = need;
   }
 
@@ -471,9 +500,9 @@ export class ObjectTable {
    * dump: one memcpy per page, so ingest pauses only for the copy, not for the whole transfer.
    */
   snapshot(): ObjectTable {
-    const s = new ObjectTable(0);
-    s.count = this.count;
-    const pages = Math.ceil(this.count / PAGE_SIZE);
+    const s = new ObjectTable(0), n = this.count;
+    s.end = n;
+    const pages = Math.ceil(n / PAGE_SIZE);
     s.pages = this.pages.slice(0, pages).map((p) => p.slice());
     return s;
   }
