@@ -49,8 +49,8 @@ class Model {
           } else if (name === 'cb') r.cbs++; else r.kernels++;
         }
         r.largest = r.largest.sort((x, y) => y - x).slice(0, 5);
-        if (r.buffers + r.cbs + r.kernels > 0) out.push(r);
-        this.pids.delete(p);
+        // A released PID is forgotten when it owned something (what the journal records).
+        if (r.buffers + r.cbs + r.kernels > 0) { out.push(r); this.pids.delete(p); }
       }
       return out;
     }

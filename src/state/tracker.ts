@@ -322,10 +322,9 @@ export class Tracker {
       s.live = 0;
       out.push(r);
     }
-    for (const pid of dead) {
-      const s = this.pids.get(pid);
-      if (s && s.live === 0) this.pids.delete(pid);
-    }
+    // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
+    // owned nothing keeps its unknown-free counts until forgetIdlePids()).
+    for (const r of out) this.pids.delete(r.pid);
     this.lastPid = -1; this.lastStats = null;
     for (const r of out) this.reaped.push(r); // no spread: there may be many
     this.reapedTotal += out.length;
