@@ -283,19 +283,15 @@ export class Tracker {
     const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
     // How many buffers, CBs and kernels the dead own: a table they own nothing in is not scanned,
     // and a scan stops once it has found them all.
-    let ownBuffers = 0, ownCbs = 0, ownKernels = 0;
+    const owned = new Float64Array(KINDS);
     for (const pid of slots.pids) {
       const s = this.pids.get(pid);
-      if (s === undefined || s.live === 0) continue;
-      for (let k = 0; k < s.counts.length; k++) {
-        const kind = k % KINDS;
-        if (kind === KIND_CB) ownCbs += s.counts[k]; else if (kind === KIND_KERNEL) ownKernels += s.counts[k];
-        else if (kind !== KIND_UNKNOWN_FREE) ownBuffers += s.counts[k];
-      }
+      if (s !== undefined && s.live !== 0) addCounts(s.counts, owned);
     }
+    const ownBuffers = owned[0] + owned[1] + owned[2] + owned[3] + owned[4];
     for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
       const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
-      const own = kind === -1 ? ownBuffers : kind === KIND_CB ? ownCbs : ownKernels;
+      const own = kind === -1 ? ownBuffers : owned[kind];
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
       const marked = kind === -1 ? markBuffers(t, slots, mark, largest, own) : markOwned(t, slots, mark, own);
@@ -305,22 +301,7 @@ export class Tracker {
     for (let slot = 0; slot < n; slot++) {
       const pid = slots.pids[slot], s = this.pids.get(pid);
       if (s === undefined || s.live === 0) continue;
-      const r: ReapedReport = { pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest: largest[slot] };
-      for (let dev = 0; dev < s.devices; dev++) {
-        for (let kind = 0; kind < KIND_UNKNOWN_FREE; kind++) {
-          const k = dev * KINDS + kind, c = s.counts[k];
-          if (c === 0) continue;
-          const b = s.bytes[k];
-          this.devBytes[k] -= b; this.devCounts[k] -= c;
-          s.bytes[k] = 0; s.counts[k] = 0;
-          if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
-            r.buffers += c; r.bytes += b;
-            (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
-          }
-        }
-      }
-      s.live = 0;
-      out.push(r);
+      out.push(this.settleDead(s, now, largest[slot]));
     }
     // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
     // owned nothing keeps its unknown-free counts until forgetIdlePids()).
@@ -330,6 +311,26 @@ export class Tracker {
     this.reapedTotal += out.length;
     if (this.reaped.length > this.maxReapedKept) this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
     return out;
+  }
+
+  /** A dead PID's report from its counters, which are subtracted from the devices' and zeroed. */
+  private settleDead(s: ProcessStats, now: number, largest: ReapedReport['largest']): ReapedReport {
+    const r: ReapedReport = { pid: s.pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest };
+    for (let dev = 0; dev < s.devices; dev++) {
+      for (let kind = 0; kind < KIND_UNKNOWN_FREE; kind++) {
+        const k = dev * KINDS + kind, c = s.counts[k];
+        if (c === 0) continue;
+        const b = s.bytes[k];
+        this.devBytes[k] -= b; this.devCounts[k] -= c;
+        s.bytes[k] = 0; s.counts[k] = 0;
+        if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
+          r.buffers += c; r.bytes += b;
+          (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
+        }
+      }
+    }
+    s.live = 0;
+    return r;
   }
 
   /** Forgets everything (ttalloc reset). */
@@ -342,28 +343,31 @@ export class Tracker {
   }
 }
 
+/** Adds per-(device, kind) counts into per-kind totals. */
+function addCounts(counts: Float64Array, into: Float64Array): void {
+  for (let k = 0; k < counts.length; k++) into[k % KINDS] += counts[k];
+}
+
+/** Multiplier of the PID hash of PidSlots (the scans inline the lookup). */
+const PID_HASH = 0x9e3779b1 | 0;
+
 /** PID → dense slot for a sweep: open addressing on typed arrays, a few integer ops per lookup. */
 class PidSlots {
   readonly pids: number[];
-  private keys: Int32Array;
-  private vals: Int32Array;
-  private mask: number;
+  readonly keys: Int32Array;
+  /** slot + 1, 0 = empty */
+  readonly vals: Int32Array;
+  readonly mask: number;
   constructor(set: Iterable<number>) {
     this.pids = [...set];
     let cap = 16;
     while (cap < this.pids.length * 4) cap *= 2;
     this.keys = new Int32Array(cap); this.vals = new Int32Array(cap); this.mask = cap - 1;
     this.pids.forEach((pid, i) => {
-      let h = Math.imul(pid, 0x9e3779b1) & this.mask;
+      let h = Math.imul(pid, PID_HASH) & this.mask;
       while (this.vals[h] !== 0) h = (h + 1) & this.mask;
       this.keys[h] = pid; this.vals[h] = i + 1;
     });
-  }
-  /** Slot of `pid`, or -1. */
-  get(pid: number): number {
-    const keys = this.keys, vals = this.vals, mask = this.mask;
-    for (let h = Math.imul(pid, 0x9e3779b1) & mask; vals[h] !== 0; h = (h + 1) & mask) if (keys[h] === pid) return vals[h] - 1;
-    return -1;
   }
 }
 
@@ -371,9 +375,20 @@ class PidSlots {
 function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   let marked = 0;
   for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
-    for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
-      if (slots.get(pg[b]) >= 0) { mark[e0 + i] = 1; marked++; }
+    marked += markOwnedPage(t.rowPage(p), Math.min(PAGE_ROWS, t.count - e0), e0, slots.keys, slots.vals, slots.mask, mark);
+  }
+  return marked;
+}
+
+// The scans run once per sweep, usually on code V8 has not optimised yet: one small function per
+// page (quick to compile, optimised after its first pages) rather than one large loop whose
+// on-stack compilation took ~30 ms while the rows went through the interpreter.
+function markOwnedPage(pg: Int32Array, end: number, e0: number, keys: Int32Array, vals: Int32Array, mask: number, mark: Uint8Array): number {
+  let marked = 0;
+  for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
+    const pid = pg[b];
+    for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask) {
+      if (keys[h] === pid) { mark[e0 + i] = 1; marked++; break; }
     }
   }
   return marked;
@@ -381,35 +396,45 @@ function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: numbe
 
 /**
  * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and fills `largest[slot]` with its five largest
- * (ties: the earlier entry), sizes and entries kept in typed arrays until the end.
+ * has found them all) and fills `largest[slot]` with its five largest (ties: the earlier entry),
+ * sizes and entries kept in typed arrays until the end.
  */
 function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, largest: ReapedReport['largest'][], own: number): number {
   const n = slots.pids.length, K = REAPED_LARGEST;
   const topSize = new Float64Array(n * K), topEntry = new Int32Array(n * K), topCount = new Uint8Array(n);
-  let marked = 0, lastPid = 0, lastSlot = slots.get(0);
+  let marked = 0;
   for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    const pg = t.rowPage(p), end = Math.min(PAGE_ROWS, t.count - e0);
-    for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
-      const pid = pg[b + ROW_PID];
-      if (pid !== lastPid) { lastPid = pid; lastSlot = slots.get(pid); }
-      if (lastSlot < 0) continue;
-      const e = e0 + i;
-      mark[e] = 1; marked++;
-      const size = rowSize(pg, b), at = lastSlot * K, have = topCount[lastSlot];
-      if (have === K && size <= topSize[at + K - 1]) continue;
-      // Insert after every kept entry of the same or larger size (the earlier one wins a tie).
-      let j = have === K ? K - 1 : have;
-      while (j > 0 && topSize[at + j - 1] < size) { topSize[at + j] = topSize[at + j - 1]; topEntry[at + j] = topEntry[at + j - 1]; j--; }
-      topSize[at + j] = size; topEntry[at + j] = e;
-      if (have < K) topCount[lastSlot] = have + 1;
-    }
+    marked += markBufferPage(t.rowPage(p), Math.min(PAGE_ROWS, t.count - e0), e0, slots.keys, slots.vals, slots.mask, mark, topSize, topEntry, topCount);
   }
   for (let slot = 0; slot < n; slot++) {
     for (let j = 0; j < topCount[slot]; j++) {
       const e = topEntry[slot * K + j];
       largest[slot].push({ device: t.device(e), address: '0x' + t.idHex(e), size: t.size(e), type: t.type(e), refCount: t.ref(e) });
     }
+  }
+  return marked;
+}
+
+function markBufferPage(pg: Int32Array, end: number, e0: number, keys: Int32Array, vals: Int32Array, mask: number, mark: Uint8Array,
+  topSize: Float64Array, topEntry: Int32Array, topCount: Uint8Array): number {
+  const K = REAPED_LARGEST;
+  let marked = 0, lastPid = 0, slot = -1;
+  for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
+    const pid = pg[b + ROW_PID];
+    if (pid !== lastPid || i === 0) {
+      lastPid = pid; slot = -1;
+      for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask) if (keys[h] === pid) { slot = vals[h] - 1; break; }
+    }
+    if (slot < 0) continue;
+    const e = e0 + i;
+    mark[e] = 1; marked++;
+    const size = rowSize(pg, b), at = slot * K, have = topCount[slot];
+    if (have === K && size <= topSize[at + K - 1]) continue;
+    // Insert after every kept entry of the same or larger size (the earlier one wins a tie).
+    let j = have === K ? K - 1 : have;
+    while (j > 0 && topSize[at + j - 1] < size) { topSize[at + j] = topSize[at + j - 1]; topEntry[at + j] = topEntry[at + j - 1]; j--; }
+    topSize[at + j] = size; topEntry[at + j] = e;
+    if (have < K) topCount[slot] = have + 1;
   }
   return marked;
 }
