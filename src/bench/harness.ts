@@ -32,8 +32,10 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function lineMatching(p: ChildProcess, re: RegExp): Promise<RegExpMatchArray> {
   return new Promise((resolve, reject) => {
     const rl = createInterface({ input: p.stdout! });
-    rl.on('line', (l) => { const m = l.match(re); if (m) { rl.close(); resolve(m); } });
-    p.once('exit', (code) => reject(new Error(`${p.spawnfile} exited (${code}) before printing ${re}`)));
+    let found = false;
+    rl.on('line', (l) => { const m = l.match(re); if (m && !found) { found = true; rl.close(); resolve(m); } });
+    // Judged at the end of its output, not at its exit: 'exit' can come before the last lines are read.
+    rl.on('close', () => { if (!found) reject(new Error(`${p.spawnfile} ended (exit ${p.exitCode}) before printing ${re}`)); });
   });
 }
 
