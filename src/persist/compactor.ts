@@ -2,6 +2,7 @@
 // `upTo` in a Tracker of its own, and writes it as the new snapshot. It runs beside the server on
 // another thread, so neither replay nor writing ever holds up ingest; the server then deletes the
 // segments the snapshot covers.
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tracker } from '../state/tracker.js';
 import { Checkpoints } from '../analysis/checkpoints.js';
@@ -12,6 +13,8 @@ export interface CompactRequest { dir: string; upTo: number; expectedObjects: nu
 export interface CompactResult { through: number; bytes: number; objects: number; events: number; ms: number; problems: string[] }
 
 const req = workerData as CompactRequest;
+// Lowest priority for this thread only (Linux schedules threads alone): ingest comes first.
+try { setPriority(0, 19); } catch { /* not permitted: run at normal priority */ }
 const t0 = performance.now();
 const tr = new Tracker(req.expectedObjects);
 const marks = new Checkpoints(tr);

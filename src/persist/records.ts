@@ -18,6 +18,11 @@ export const BIG_EVENT = 24;
 export const SMALL_EVENT = 16;
 export const FORMAT_VERSION = 2;
 
+/** What an accepted event did to the buffer table (the journal drops a created-then-removed pair). */
+export const EFFECT_OTHER = 0, EFFECT_CREATED = 1, EFFECT_REMOVED = 2;
+/** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
+export const DEAD_EVENT = 0x7f;
+
 export const Ctl = {
   /** data: u32 epoch, f64 start ms — the tracker started this epoch. */
   EPOCH: 0x80,

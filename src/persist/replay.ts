@@ -7,7 +7,7 @@ import { crc32 } from 'node:zlib';
 import { MsgType } from '../protocol/constants.js';
 import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../analysis/checkpoints.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT } from './records.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT } from './records.js';
 
 const TWO32 = 4294967296;
 export const SNAPSHOT = 'snapshot.bin';
@@ -152,6 +152,9 @@ export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: nu
           if (code === MsgType.ALLOC) tr.alloc(device, lo, hi, size, sub, pid);
           else tr.loadObject(code === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device, lo, hi, size, sub, pid);
           off += BIG_EVENT;
+        } else if (code === DEAD_EVENT) { // a cancelled record (never written, but harmless)
+          off += BIG_EVENT;
+          continue;
         } else {
           if (code === MsgType.FREE) tr.free(device, lo, hi, pid);
           else if (code === MsgType.CB_FREE) tr.unloadObject(KIND_CB, device, lo, hi);

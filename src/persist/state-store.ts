@@ -10,30 +10,44 @@
 // and written by libuv's thread pool every flush interval (or when a 1 MiB buffer fills), so the
 // event loop never waits for the disk. Start-up replays snapshot + segments and cuts a torn tail.
 import { Worker } from 'node:worker_threads';
-import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statfsSync, statSync, unlinkSync, write, writeFileSync } from 'node:fs';
+import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rm, rmSync, statfsSync, statSync, unlinkSync, write, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
 import type { Checkpoints } from '../analysis/checkpoints.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
 import { MsgType, Off } from '../protocol/constants.js';
 import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 import type { CompactRequest, CompactResult } from './compactor.js';
 import { isProcessAlive } from '../server/reaper.js';
 
-/** Batch buffer size: at most this much is copied per event-loop turn into one write. */
-const BATCH_BYTES = 1 << 20;
+/** Batch buffer size: a full one is sealed and written at once (~13 k events). */
+const BATCH_BYTES = 256 << 10;
 /** Bytes allowed to wait for the disk before persistence gives up (the disk cannot keep up). */
 const MAX_QUEUED = 256 << 20;
+/** Slots of the table that finds a pending ALLOC record by its key (more than the clients' usual lag). */
+const PENDING_SLOTS = 1 << 14;
+const PENDING_MASK = PENDING_SLOTS - 1;
 /** Spare batch buffers kept for reuse. */
-const POOL = 8;
+const POOL = 4;
+/**
+ * Compaction waits while the journal grows faster than compactBytes / BUSY_SHARE per second (it
+ * would take CPU from ingest, and a calmer moment comes), unless closed segments reach
+ * HARD_FACTOR × the usual trigger, which bounds the disk.
+ */
+const BUSY_SHARE = 16;
+const HARD_FACTOR = 4;
 /** After a failed compaction, wait this long before the next attempt. */
 const COMPACT_RETRY_MS = 60_000;
 /** While stopped by a full disk, check for free space this often. */
 const RESUME_CHECK_MS = 1000;
 
 export class StateDirError extends Error {}
+
+function pendingSlot(device: number, lo: number, hi: number): number {
+  return (lo ^ (lo >>> 12) ^ hi ^ (device << 9)) & PENDING_MASK;
+}
 
 export type PersistenceStats = ReturnType<StateStore['stats']> | { enabled: false; reason: string };
 
@@ -64,9 +78,15 @@ interface Segment { gen: number; bytes: number; closed: boolean }
 interface Pending { fd: number; seg: Segment; buf: Buffer; len: number; closeAfter: boolean }
 
 export class StateStore {
-  private buf: Buffer = Buffer.allocUnsafe(BATCH_BYTES);
+  private buf: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
   private dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+  /** The same bytes as words (batch buffers are whole ArrayBuffers: aligned; records are whole words, little-endian like the host). */
+  private words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
   private used = BATCH_HEADER;
+  /** Key hash → word offset + 1 of a creating ALLOC record in the batch being filled (0: none). */
+  private pending = new Int32Array(PENDING_SLOTS);
+  /** Bytes of cancelled records in the batch being filled. */
+  private deadBytes = 0;
   private pool: Buffer[] = [];
   private fd = -1;
   private seg: Segment = { gen: 0, bytes: 0, closed: false };
@@ -79,6 +99,11 @@ export class StateStore {
   private drainWaiters: (() => void)[] = [];
   private compactor: Worker | null = null;
   private compactRetryAt = 0;
+  /** Journal growth, measured over about a second (compaction waits while it is high). */
+  private enqueuedBytes = 0;
+  private rateBytes = 0;
+  private rateSince = Date.now();
+  bytesPerSecond = 0;
   private snapshotBytes = 0;
   private resumeAt = 0;
   private resuming = false;
@@ -135,21 +160,62 @@ export class StateStore {
   }
 
   // ---------------------------------------------------------------- hot path
-  /** Appends an accepted frame as an event record (a few word copies: no allocation). */
-  frame(src: DataView, off: number): void {
+  /** Appends an accepted frame as an event record (see event()), read from its bytes. */
+  frame(src: DataView, off: number, pid: number, effect: number): void {
+    this.event(src.getUint8(off), src.getUint8(off + Off.bufferType), src.getUint16(off + Off.deviceId, true), pid,
+      src.getInt32(off + Off.bufferId, true), src.getInt32(off + Off.bufferId + 4, true),
+      src.getInt32(off + Off.size, true), src.getInt32(off + Off.size + 4, true), effect);
+  }
+
+  /**
+   * Appends an accepted event as a record: six or four word stores, no allocation (the ingest
+   * loop passes the fields it has already read). A FREE that removed a buffer whose creating
+   * ALLOC is still in this batch, with no other event of that buffer between them, cancels that
+   * record and is not written: short-lived buffers (most of a model's) cost the disk nothing.
+   * `pending` finds that ALLOC by a hash of the key. `pid` is the owner the tracker used.
+   */
+  event(code: number, sub: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, effect: number): void {
+    if (code === MsgType.ALLOC) return this.alloc(sub, device, pid, lo, hi, sizeLo, sizeHi, effect === EFFECT_CREATED);
+    if (code === MsgType.FREE) return this.free(device, pid, lo, hi, effect === EFFECT_REMOVED);
     if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
-    const dv = this.dv, at = this.used, code = src.getUint8(off);
-    dv.setUint32(at, code | (src.getUint8(off + Off.bufferType) << 8) | (src.getUint16(off + Off.deviceId, true) << 16), true);
-    dv.setUint32(at + 4, src.getUint32(off + Off.processId, true), true);
-    dv.setUint32(at + 8, src.getUint32(off + Off.bufferId, true), true);
-    dv.setUint32(at + 12, src.getUint32(off + Off.bufferId + 4, true), true);
-    if (code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) {
-      dv.setUint32(at + 16, src.getUint32(off + Off.size, true), true);
-      dv.setUint32(at + 20, src.getUint32(off + Off.size + 4, true), true);
-      this.used = at + BIG_EVENT;
-    } else {
-      this.used = at + SMALL_EVENT;
+    const a = this.words, w = this.used >> 2;
+    a[w] = code | (sub << 8) | (device << 16); a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi;
+    if (code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) { a[w + 4] = sizeLo; a[w + 5] = sizeHi; this.used += BIG_EVENT; } else this.used += SMALL_EVENT;
+  }
+
+  /** An ALLOC; `created`: it made a new buffer (not a second reference). */
+  alloc(type: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, created: boolean): void {
+    if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
+    const a = this.words, w = this.used >> 2, head = MsgType.ALLOC | (type << 8) | (device << 16);
+    const slot = pendingSlot(device, lo, hi);
+    if (created) this.pending[slot] = w + 1;
+    else this.unpend(slot, device, lo, hi); // a second reference: that buffer's pair is no longer a clean one
+    a[w] = head; a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi; a[w + 4] = sizeLo; a[w + 5] = sizeHi;
+    this.used += BIG_EVENT;
+  }
+
+  /** A FREE; `removed`: it removed the buffer (its last reference). */
+  free(device: number, pid: number, lo: number, hi: number, removed: boolean): void {
+    const p = this.unpend(pendingSlot(device, lo, hi), device, lo, hi);
+    if (p >= 0 && removed) { // created and removed within this batch: neither record is needed
+      this.words[p] = (this.words[p] & ~0xff) | DEAD_EVENT;
+      this.deadBytes += BIG_EVENT;
+      return;
     }
+    if (this.used + SMALL_EVENT > BATCH_BYTES) this.flush();
+    const a = this.words, w = this.used >> 2;
+    a[w] = MsgType.FREE | (device << 16); a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi;
+    this.used += SMALL_EVENT;
+  }
+
+  /** Forgets the pending creating ALLOC of this buffer; returns its word offset, or -1 if none. */
+  private unpend(slot: number, device: number, lo: number, hi: number): number {
+    const p = this.pending[slot] - 1;
+    if (p < 0) return -1;
+    const a = this.words;
+    if ((a[p] & 0xffff00ff) !== (MsgType.ALLOC | (device << 16)) || a[p + 2] !== lo || a[p + 3] !== hi) return -1; // another buffer's
+    this.pending[slot] = 0;
+    return p;
   }
 
   /** Appends a control entry (marks, reaps, epochs, reset). */
@@ -172,18 +238,38 @@ export class StateStore {
   // ---------------------------------------------------------------- writing
   /** Seals what was appended as one checksummed batch and queues it for the disk. */
   flush(): void {
+    if (this.deadBytes > 0) this.dropDead();
     if (this.used === BATCH_HEADER || this.failed) { this.used = BATCH_HEADER; return; }
+    this.pending.fill(0);
     const buf = this.buf, len = this.used - BATCH_HEADER;
-    this.buf = this.pool.pop() ?? Buffer.allocUnsafe(BATCH_BYTES);
+    this.buf = this.pool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
     this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
+    this.words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
     this.used = BATCH_HEADER;
     this.enqueue(buf, len);
+  }
+
+  /** Squeezes the cancelled records out of the batch being filled. */
+  private dropDead(): void {
+    const b = this.buf, dv = this.dv, end = this.used;
+    let r = BATCH_HEADER, w = BATCH_HEADER;
+    while (r < end) {
+      const code = b[r];
+      const n = code >= 0x80 ? 8 + ((dv.getUint32(r + 4, true) + 3) & ~3)
+        : code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
+      if (code !== DEAD_EVENT) { if (w !== r) b.copyWithin(w, r, r + n); w += n; }
+      r += n;
+    }
+    this.used = w;
+    this.deadBytes = 0;
+    this.pending.fill(0);
   }
 
   private enqueue(buf: Buffer, len: number): void {
     sealBatch(buf, len);
     const item: Pending = { fd: this.fd, seg: this.seg, buf, len: BATCH_HEADER + len, closeAfter: false };
     this.seg.bytes += item.len;
+    this.enqueuedBytes += item.len;
     if (this.seg.bytes >= this.opts.segmentBytes) { item.closeAfter = true; this.startSegment(this.seg.gen + 1); }
     this.queue.push(item);
     this.queued += item.len;
@@ -209,7 +295,7 @@ export class StateStore {
       if (from + n < p.len) return this.writeAll(p, from + n);
       this.queued -= p.len;
       this.lastFlushMs = Date.now();
-      if (p.buf.length === BATCH_BYTES && this.pool.length < POOL) this.pool.push(p.buf);
+      if (p.buf.length === BATCH_BYTES && p.buf.byteOffset === 0 && this.pool.length < POOL) this.pool.push(p.buf);
       if (p.closeAfter) { close(p.fd, () => {}); p.seg.closed = true; }
       this.writing = false;
       this.pump();
@@ -239,6 +325,11 @@ export class StateStore {
   private tick(): void {
     if (this.failed) { this.maybeResume(); return; }
     this.flush();
+    const now = Date.now();
+    if (now - this.rateSince >= 1000) {
+      this.bytesPerSecond = ((this.enqueuedBytes - this.rateBytes) * 1000) / (now - this.rateSince);
+      this.rateSince = now; this.rateBytes = this.enqueuedBytes;
+    }
     this.maybeCompact();
   }
 
@@ -253,7 +344,9 @@ export class StateStore {
     if (this.compactor || this.closed || this.failed || Date.now() < this.compactRetryAt) return;
     const closed = this.segments.filter((s) => s.closed);
     if (closed.length === 0) return;
-    if (!force && this.closedBytes() < Math.max(this.opts.compactBytes, this.snapshotBytes)) return;
+    const trigger = Math.max(this.opts.compactBytes, this.snapshotBytes), closedBytes = this.closedBytes();
+    if (!force && closedBytes < trigger) return;
+    if (!force && this.bytesPerSecond > this.opts.compactBytes / BUSY_SHARE && closedBytes < HARD_FACTOR * trigger) return;
     const upTo = closed[closed.length - 1].gen;
     const req: CompactRequest = { dir: this.opts.dir, upTo, expectedObjects: this.tr ? this.tr.buffers.count : 0 };
     const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
@@ -284,7 +377,7 @@ export class StateStore {
 
   private dropSegmentsThrough(gen: number): void {
     for (const s of this.segments.filter((x) => x.gen <= gen && x.closed)) {
-      rmSync(this.path(segmentName(s.gen)), { force: true });
+      rm(this.path(segmentName(s.gen)), { force: true }, () => {}); // freeing its blocks takes ms: not on the loop
       this.segments.splice(this.segments.indexOf(s), 1);
     }
   }

@@ -6,6 +6,8 @@ import type { Socket } from 'node:net';
 import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
 import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
 import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
+import { ALLOC_NEW, RELEASE_REMOVED } from '../state/object-table.js';
+import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../persist/records.js';
 
 const TWO32 = 4294967296;
 /** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
@@ -26,8 +28,12 @@ export interface ConnectionHost {
   /** Detection wait after the stream goes quiet on an exact single-frame length. */
   detectQuietMs: number;
   reply(conn: DataConnection, dv: DataView, off: number): void;
-  /** Persistence of accepted events (null when off or failed). */
-  journal: { frame(dv: DataView, off: number): void } | null;
+  /** Persistence of accepted events (null when off or failed); `effect` says whether a buffer was created or removed. */
+  journal: {
+    frame(dv: DataView, off: number, pid: number, effect: number): void;
+    alloc(type: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, created: boolean): void;
+    free(device: number, pid: number, lo: number, hi: number, removed: boolean): void;
+  } | null;
   dump(conn: DataConnection, kernels: boolean): void;
   logEvent(conn: DataConnection, dv: DataView, off: number): void;
   log(msg: string): void;
@@ -178,32 +184,31 @@ export class DataConnection {
    * Returns the offset after the last whole frame.
    */
   private applyRun(dv: DataView, off: number, len: number): number {
-    const fs = this.frameSize, tr = this.host.tracker, owner = this.ownerPid;
+    const fs = this.frameSize, tr = this.host.tracker, owner = this.ownerPid, j = this.host.journal;
     let allocs = 0, frees = 0;
     for (; off + fs <= len && !this.closing; off += fs) {
       const type = dv.getUint8(off);
       const device = dv.getInt32(off + Off.deviceId, true);
       if (type === MsgType.ALLOC) {
         const bt = dv.getUint8(off + Off.bufferType);
-        const sizeHi = dv.getUint32(off + Off.size + 4, true);
-        const size = dv.getUint32(off + Off.size, true) + sizeHi * TWO32;
+        const sizeLo = dv.getUint32(off + Off.size, true), sizeHi = dv.getUint32(off + Off.size + 4, true);
+        const size = sizeLo + sizeHi * TWO32;
         if (device < 0 || device > MAX_DEVICE_ID || bt > 4 || size === 0 || sizeHi > 0xffff || this.claimedPid === 0) { this.handle(dv, off); continue; }
-        tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt,
-          owner !== 0 ? owner : dv.getInt32(off + Off.processId, true));
+        const lo = dv.getInt32(off + Off.bufferId, true), hi = dv.getInt32(off + Off.bufferId + 4, true);
+        const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        const r = tr.alloc(device, lo, hi, size, bt, pid);
+        if (j !== null) j.alloc(bt, device, pid, lo, hi, sizeLo, sizeHi, r === ALLOC_NEW);
         allocs++;
       } else if (type === MsgType.FREE) {
         if (device < 0 || device > MAX_DEVICE_ID) { this.handle(dv, off); continue; }
-        tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
-          owner !== 0 ? owner : dv.getInt32(off + Off.processId, true));
+        const lo = dv.getInt32(off + Off.bufferId, true), hi = dv.getInt32(off + Off.bufferId + 4, true);
+        const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        const r = tr.free(device, lo, hi, pid);
+        if (j !== null) j.free(device, pid, lo, hi, r === RELEASE_REMOVED);
         frees++;
       } else {
         this.handle(dv, off);
         continue;
-      }
-      const j = this.host.journal;
-      if (j !== null) {
-        if (owner !== 0) dv.setInt32(off + Off.processId, owner, true);
-        j.frame(dv, off);
       }
       this.garbageRun = 0;
     }
@@ -213,11 +218,13 @@ export class DataConnection {
     return off;
   }
 
+
   /** Validates and applies one frame. */
   private handle(dv: DataView, off: number): void {
     const type = dv.getUint8(off);
     const tr = this.host.tracker;
     const device = dv.getInt32(off + Off.deviceId, true);
+    let effect = EFFECT_OTHER;
     if (this.host.logEvents) this.host.logEvent(this, dv, off);
     switch (type) {
       case MsgType.ALLOC: {
@@ -230,13 +237,13 @@ export class DataConnection {
         const op = this.ownerPid;
         const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
         if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt, pid);
+        if (tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt, pid) === ALLOC_NEW) effect = EFFECT_CREATED;
         break;
       }
       case MsgType.FREE:
         if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
-          this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true));
+        if (tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
+          this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true)) === RELEASE_REMOVED) effect = EFFECT_REMOVED;
         break;
       case MsgType.CB_ALLOC:
       case MsgType.KERNEL_LOAD: {
@@ -279,9 +286,8 @@ export class DataConnection {
     }
     const j = this.host.journal;
     if (j !== null && (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))) {
-      // The journal records frames verbatim: give it the owner the tracker used, so a restart replays the same ownership.
-      if (this.ownerPid !== 0) dv.setInt32(off + Off.processId, this.ownerPid, true);
-      j.frame(dv, off);
+      // The owner the tracker used, so that a restart replays the same ownership.
+      j.frame(dv, off, this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true), effect);
     }
     this.garbageRun = 0;
     this.frames++;

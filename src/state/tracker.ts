@@ -120,22 +120,25 @@ export class Tracker {
   }
 
   /** ALLOC. The id halves may be given signed or unsigned (the wire decoder reads them signed). */
-  alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): void {
+  /** Returns what it did: ALLOC_NEW, ALLOC_REF or ALLOC_RESIZED. */
+  alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): number {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
     const r = this.buffers.allocRef(device, lo, hi, size, type, pid, this.epoch);
     if (r !== ALLOC_NEW) {
       if (r === ALLOC_RESIZED) this.resizedAllocs++;
-      return;
+      return r;
     }
     this.allocsInEpoch++;
     const s = this.stats(pid);
     s.lastSeenMs = this.nowMs;
     this.account(s, device, type, size, 1);
+    return r;
   }
 
   /** FREE: drops a reference; the last one releases the buffer from its owner's accounting. */
-  free(device: number, lo: number, hi: number, pid: number): void {
+  /** Returns what it did: RELEASE_REMOVED, RELEASE_REF or RELEASE_UNKNOWN. */
+  free(device: number, lo: number, hi: number, pid: number): number {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
     const t = this.buffers;
@@ -148,6 +151,7 @@ export class Tracker {
       s.ensureDevice(device);
       s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
     }
+    return r;
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
