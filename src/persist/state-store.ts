@@ -10,7 +10,7 @@
 // and written by libuv's thread pool every flush interval (or when a 1 MiB buffer fills), so the
 // event loop never waits for the disk. Start-up replays snapshot + segments and cuts a torn tail.
 import { Worker } from 'node:worker_threads';
-import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rm, rmSync, statfsSync, statSync, unlinkSync, write, writeFileSync } from 'node:fs';
+import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rm, rmSync, statfsSync, statSync, unlinkSync, writev, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
@@ -29,6 +29,8 @@ const MAX_QUEUED = 256 << 20;
 /** Slots of the table that finds a pending ALLOC record by its key (more than the clients' usual lag). */
 const PENDING_SLOTS = 1 << 14;
 const PENDING_MASK = PENDING_SLOTS - 1;
+/** Batches written by one writev (IOV_MAX is 1024). */
+const MAX_WRITEV = 256;
 /** Spare batch buffers kept for reuse. */
 const POOL = 4;
 /**
@@ -277,26 +279,40 @@ export class StateStore {
     this.pump();
   }
 
+  /**
+   * Writes everything queued for the current file in one writev (one thread-pool job and one
+   * callback, however many batches piled up while the loop was busy), then the rest.
+   */
   private pump(): void {
     if (this.writing || this.failed) return;
-    const next = this.queue.shift();
-    if (!next) { for (const w of this.drainWaiters.splice(0)) w(); return; }
+    if (this.queue.length === 0) { for (const w of this.drainWaiters.splice(0)) w(); return; }
+    const fd = this.queue[0].fd;
+    let n = 0;
+    while (n < this.queue.length && n < MAX_WRITEV && this.queue[n].fd === fd) if (this.queue[n++].closeAfter) break;
     this.writing = true;
-    this.writeAll(next, 0);
+    this.writeBatches(this.queue.splice(0, n), 0);
   }
 
-  private writeAll(p: Pending, from: number): void {
-    write(p.fd, p.buf, from, p.len - from, null, (err, n) => {
+  /** Writes `items` from byte `skip` of the first (after a partial write). */
+  private writeBatches(items: Pending[], skip: number): void {
+    const bufs = items.map((p, i) => p.buf.subarray(i === 0 ? skip : 0, p.len));
+    writev(items[0].fd, bufs, null, (err, written) => {
       if (err) {
         this.writing = false;
-        if (p.closeAfter) close(p.fd, () => {});
+        for (const p of items) if (p.closeAfter) close(p.fd, () => {});
         return this.fail(`${err.code ?? ''} ${err.message}`.trim());
       }
-      if (from + n < p.len) return this.writeAll(p, from + n);
-      this.queued -= p.len;
+      // Whole batches written leave; a partly written one is continued.
+      let left = written + skip;
+      while (items.length && left >= items[0].len) {
+        const p = items.shift()!;
+        left -= p.len;
+        this.queued -= p.len;
+        if (p.buf.length === BATCH_BYTES && p.buf.byteOffset === 0 && this.pool.length < POOL) this.pool.push(p.buf);
+        if (p.closeAfter) { close(p.fd, () => {}); p.seg.closed = true; }
+      }
       this.lastFlushMs = Date.now();
-      if (p.buf.length === BATCH_BYTES && p.buf.byteOffset === 0 && this.pool.length < POOL) this.pool.push(p.buf);
-      if (p.closeAfter) { close(p.fd, () => {}); p.seg.closed = true; }
+      if (items.length) return this.writeBatches(items, left);
       this.writing = false;
       this.pump();
     });
@@ -433,6 +449,9 @@ export class StateStore {
       enabled: true as const, dir: this.opts.dir, failed: this.failed,
       journalBytes: this.segments.reduce((n, s) => n + s.bytes, 0) + (this.used - BATCH_HEADER),
       journalSegments: this.segments.length,
+      /** Written to the journal but not yet on disk (the thread pool is writing it). */
+      queuedBytes: this.queued,
+      bytesPerSecond: Math.round(this.bytesPerSecond),
       snapshotBytes: this.snapshotBytes,
       flushIntervalMs: this.opts.flushIntervalMs,
       lastFlushAt: this.lastFlushMs ? new Date(this.lastFlushMs).toISOString() : null,
