@@ -153,3 +153,18 @@ test('bad arguments and reports after close() are counted as dropped, not thrown
   assert.equal(r.sent, 1);
   await cap.stop();
 });
+
+test('a burst reported before the connection is up is queued and sent, not dropped', async () => {
+  const path = join(tempDir(), 'burst.sock');
+  const cap = new Capture(path);
+  await cap.start();
+  const r = new Reporter({ socketPath: path });
+  for (let i = 0; i < 50_000; i++) r.alloc(i % 8, 0x100000 + i * 0x100, 256, 0); // before any I/O could connect
+  await r.close();
+  assert.equal(r.dropped, 0);
+  assert.equal(r.sent, 50_000);
+  await cap.waitBytes(50_000 * 144);
+  const last = cap.bytes.subarray(49_999 * 144);
+  assert.equal(last.readUInt32LE(Off.bufferId), 0x100000 + 49_999 * 0x100);
+  await cap.stop();
+});

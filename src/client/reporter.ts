@@ -129,10 +129,11 @@ export class Reporter {
     if (this.used === 0) return;
     const frames = this.used / this.frameSize;
     try {
-      if (!this.ensureSocket() || !this.connected || this.sock!.writableLength > this.opts.maxQueuedBytes) {
-        if (this.connected || !this.sock) { this.dropped += frames; this.used = 0; }
-        // While a connection attempt is in flight keep the batch (until it fills, then drop).
-        else if (this.used === this.batch.length) { this.dropped += frames; this.used = 0; }
+      // While a connection attempt is in flight the socket queues the writes (up to maxQueuedBytes)
+      // and sends them once connected: a burst at start-up is not lost. If the attempt fails,
+      // the writes' callbacks count them as dropped.
+      if (!this.ensureSocket() || this.sock!.writableLength > this.opts.maxQueuedBytes) {
+        this.dropped += frames; this.used = 0;
         return;
       }
       const full = this.batch;
@@ -173,8 +174,6 @@ export class Reporter {
     });
     s.on('error', () => { /* handled by close */ });
     s.on('close', () => {
-      // A batch kept for an attempt that failed: the server is not there.
-      if (!this.connected && this.used > 0) { this.dropped += this.used / this.frameSize; this.used = 0; }
       this.connected = false;
       if (this.sock === s) this.sock = null;
       this.nextAttempt = Date.now() + this.opts.reconnectMs;
