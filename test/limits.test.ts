@@ -63,10 +63,18 @@ test('a control client that stops reading a big JSON dump never stalls ingest fo
     // Another client's frames are still applied while the dump is stuck.
     const other = await rawConnect(srv.socket);
     await sendAndSettle(other, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 64, bufferType: BufferType.L1, pid: process.pid, bufferId: 0x1 }), srv);
-    const st = await srv.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
+    const st = await srv.client.json<{ live: { buffers: number }; streamingDumps: number }>('GET', '/v1/stats');
     assert.equal(st.live.buffers, N + 1);
+    assert.equal(st.streamingDumps, 1);
     assert.ok(got > 0 && got < N * 100, `the stuck reader got ${got} bytes`);
-    res.destroy();
+    // It hangs up mid-dump: the server lets go of the dump (and its copy of the table).
+    res.destroy(); req.destroy();
+    let streaming = 1;
+    for (let i = 0; i < 200 && streaming !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      streaming = (await srv.client.json<{ streamingDumps: number }>('GET', '/v1/stats')).streamingDumps;
+    }
+    assert.equal(streaming, 0, 'the abandoned dump ended');
     loader.destroy(); other.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);

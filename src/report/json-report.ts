@@ -1,7 +1,6 @@
 // The JSON form of the remaining-buffers report (documented in docs/json.md). Exact integer bytes;
 // addresses as hex strings because they are 64-bit.
 import type { ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import type { Tracker } from '../state/tracker.js';
 import { BufferReportBuilder, bufferRow, matcher, REPORT_SCHEMA_VERSION, type BufferReport, type ReportFilter } from './buffer-report.js';
 
@@ -39,6 +38,31 @@ const nextTurn = () => new Promise<void>((r) => setImmediate(r));
  */
 export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracker, filter: ReportFilter,
   onReport?: (r: BufferReport) => void): Promise<void> {
+  streaming.active++;
+  try {
+    await stream(res, tr, filter, onReport);
+  } finally {
+    streaming.active--;
+  }
+}
+
+/** Full dumps being streamed now (each holds a copy of the buffer table until it ends). */
+export const streaming = { active: 0 };
+
+/** A reader that has not taken a byte for this long is cut off (its copy of the table is freed). */
+const STALLED_READER_MS = 60_000;
+
+/** Resolves when `res` can take more, or is gone; a reader stalled past the limit is cut off. */
+function drainedOrGone(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { clearTimeout(t); res.off('drain', done); res.off('close', done); resolve(); };
+    const t = setTimeout(() => { res.destroy(); done(); }, STALLED_READER_MS);
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+async function stream(res: ServerResponse, tr: Tracker, filter: ReportFilter, onReport?: (r: BufferReport) => void): Promise<void> {
   const snap = tr.buffers.snapshot();
   const builder = new BufferReportBuilder(tr, filter, 10, snap);
   for (let start = 0; start < snap.count;) {
@@ -67,7 +91,7 @@ export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracke
       text += (first ? '' : ',') + JSON.stringify(bufferRow(tr, snap, e));
       first = false;
     }
-    if (text && !res.write(text)) await once(res, 'drain');
+    if (text && !res.write(text)) await drainedOrGone(res); // a client that hangs up mid-dump must not hold the copy forever
     else await nextTurn();
     if (res.destroyed) return;
   }

@@ -5,7 +5,7 @@ import { HttpError, intList, type Router, type RouteContext } from './http-route
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport, formatReapedReport } from '../report/text-report.js';
-import { reportJson, streamReportWithAllBuffers } from '../report/json-report.js';
+import { reportJson, streamReportWithAllBuffers, streaming } from '../report/json-report.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
 import { listProcesses } from '../report/process-info.js';
@@ -48,7 +48,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
     // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
     if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
-    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.persistenceStats(), peers: s.peers?.stats() ?? null };
+    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.persistenceStats(), streamingDumps: streaming.active, peers: s.peers?.stats() ?? null };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });
