@@ -13,7 +13,7 @@ import { ControlClient } from '../src/client/control-client.js';
 import { encodeFrame, type FrameFields } from '../src/protocol/codec.js';
 import { BufferType, MsgType } from '../src/protocol/constants.js';
 import { peerCredSource } from '../src/server/peer-cred.js';
-import { CLI, rawConnect, runCli, startServer, tempDir, type TestServer } from './helpers/server.js';
+import { CLI, rawConnect, runCli, serverAt, startServer, tempDir, type TestServer } from './helpers/server.js';
 import { linesMatching, stats, waitFrames, write } from './helpers/wire.js';
 
 const addon = peerCredSource();
@@ -95,26 +95,7 @@ async function serverAs(uid: number, gid: number, args: string[]): Promise<TestS
   const dir = tempDir();
   dirs.push(dir);
   chmodSync(dir, 0o777);
-  const socket = join(dir, 'alloc.sock');
-  const proc = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', '--no-persist', ...args], { stdio: ['ignore', 'pipe', 'pipe'], uid, gid });
-  children.add(proc);
-  let out = '', err = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const srv: TestServer = {
-    dir, socket, proc, client: new ControlClient(socket), output: () => out, stderr: () => err,
-    async waitFor(text, timeoutMs = 10000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!(typeof text === 'string' ? out.includes(text) : text.test(out))) {
-        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no ${String(text)} in server output:\n${out}\n${err}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGTERM'); await exited(proc); }
-      return proc.exitCode;
-    },
-  };
+  const srv = await serverAt(join(dir, 'alloc.sock'), ['--no-persist', ...args], { uid, gid });
   await srv.waitFor('listening on');
   return srv;
 }

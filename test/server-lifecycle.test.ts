@@ -7,10 +7,9 @@ import { chmodSync, closeSync, existsSync, lstatSync, openSync, readdirSync, rea
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ControlClient } from '../src/client/control-client.js';
 import { encodeFrame } from '../src/protocol/codec.js';
 import { BufferType, MsgType } from '../src/protocol/constants.js';
-import { CLI, rawConnect, runCli, startServer, tempDir as newTempDir, type TestServer } from './helpers/server.js';
+import { CLI, rawConnect, runCli, serverAt, startServer, tempDir as newTempDir } from './helpers/server.js';
 import { frames, linesMatching, waitFrames, write } from './helpers/wire.js';
 
 const P = process.pid;
@@ -18,46 +17,6 @@ const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 const dirs: string[] = [];
 function tempDir(): string { const d = newTempDir(); dirs.push(d); return d; }
 after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
-
-/**
- * A server on a socket path of the test's choosing (startServer picks its own), ready when its
- * control API answers, so that it also works with --quiet.
- */
-async function serverAt(socket: string, args: string[] = [], o: { uid?: number; gid?: number; stdoutFd?: number } = {}): Promise<TestServer> {
-  const proc: ChildProcess = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...args], {
-    stdio: ['ignore', o.stdoutFd ?? 'pipe', 'pipe'], uid: o.uid, gid: o.gid,
-  });
-  let out = '', err = '';
-  proc.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
-  const client = new ControlClient(socket);
-  const srv: TestServer = {
-    dir: '', socket, proc, client, output: () => out, stderr: () => err,
-    async waitFor(text, timeoutMs = 10000) {
-      const deadline = Date.now() + timeoutMs;
-      while (!(typeof text === 'string' ? out.includes(text) : text.test(out))) {
-        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no ${String(text)} in server output:\n${out}\n${err}`);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    },
-    async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-        proc.kill('SIGTERM');
-        await exited;
-      }
-      return proc.exitCode;
-    },
-  };
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    try { await client.text('GET', '/v1/health'); break; } catch (e) {
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start: ${(e as Error).message}\n${out}\n${err}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return srv;
-}
 
 function exited(p: ChildProcess): Promise<void> {
   return new Promise((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });

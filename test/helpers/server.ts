@@ -76,6 +76,48 @@ export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = 
   return server;
 }
 
+/**
+ * A server on a socket path of the test's choosing, optionally as another user or with stdout to a
+ * file; ready when its control API answers, so that it also works with --quiet.
+ */
+export async function serverAt(socket: string, args: string[] = [], o: { uid?: number; gid?: number; stdoutFd?: number } = {}): Promise<TestServer> {
+  const proc: ChildProcess = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...args], {
+    stdio: ['ignore', o.stdoutFd ?? 'pipe', 'pipe'], uid: o.uid, gid: o.gid,
+  });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  let out = '', err = '';
+  proc.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const client = new ControlClient(socket);
+  const srv: TestServer = {
+    dir: '', socket, proc, client, output: () => out, stderr: () => err,
+    async waitFor(text, timeoutMs = 10000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!(typeof text === 'string' ? out.includes(text) : text.test(out))) {
+        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no ${String(text)} in server output:\n${out}\n${err}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      return proc.exitCode;
+    },
+  };
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    try { await client.text('GET', '/v1/health'); break; } catch (e) {
+      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start: ${(e as Error).message}\n${out}\n${err}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return srv;
+}
+
 /** A raw data-socket connection, connected. */
 export function rawConnect(socket: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
