@@ -59,37 +59,6 @@ export function sealBatch(buf: Buffer, payloadLen: number): Buffer {
   return b;
 }
 
-export function encodeBatch(payload: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(BATCH_HEADER + payload.length);
-  out.set(payload, BATCH_HEADER);
-  return sealBatch(out, payload.length);
-}
-
-export interface ReadResult {
-  /** Verified payloads, in file order. */
-  payloads: Buffer[];
-  /** Bytes of the file that hold verified batches (where a torn tail is cut). */
-  goodBytes: number;
-  /** Why reading stopped early, if it did. */
-  problem: string | null;
-}
-
-export function readBatches(file: Buffer): ReadResult {
-  const payloads: Buffer[] = [];
-  let off = 0;
-  while (off < file.length) {
-    if (file.length - off < BATCH_HEADER) return { payloads, goodBytes: off, problem: `torn batch header at byte ${off}` };
-    if (file.readUInt32LE(off) !== MAGIC) return { payloads, goodBytes: off, problem: `bad batch magic at byte ${off}` };
-    const len = file.readUInt32LE(off + 4);
-    if (off + BATCH_HEADER + len > file.length) return { payloads, goodBytes: off, problem: `torn batch at byte ${off} (${len} bytes announced, ${file.length - off - BATCH_HEADER} present)` };
-    const payload = file.subarray(off + BATCH_HEADER, off + BATCH_HEADER + len);
-    if (crc32(payload) !== file.readUInt32LE(off + 8)) return { payloads, goodBytes: off, problem: `checksum mismatch in batch at byte ${off}` };
-    payloads.push(payload);
-    off += BATCH_HEADER + len;
-  }
-  return { payloads, goodBytes: off, problem: null };
-}
-
 /** A control entry as bytes. */
 export function controlEntry(code: number, data: Uint8Array = new Uint8Array(0)): Buffer {
   const padded = (data.length + 3) & ~3;

@@ -7,8 +7,9 @@
 //   journal-0000000K.bin   events after the snapshot, K > N; only the newest one is being written
 //
 // Ingest pays a 16- or 24-byte copy per event into a batch buffer; batches are sealed with a checksum
-// and written by libuv's thread pool every flush interval (or when a 1 MiB buffer fills), so the
-// event loop never waits for the disk. Start-up replays snapshot + segments and cuts a torn tail.
+// every flush interval (or when a 256 KiB buffer fills) and written by libuv's thread pool, all that
+// is queued in one writev, so the event loop never waits for the disk. Start-up replays snapshot +
+// segments and cuts a torn tail.
 import { Worker } from 'node:worker_threads';
 import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rm, rmSync, statfsSync, statSync, unlinkSync, writev, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -81,7 +82,6 @@ interface Pending { fd: number; seg: Segment; buf: Buffer; len: number; closeAft
 
 export class StateStore {
   private buf: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
-  private dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   /** The same bytes as words (batch buffers are whole ArrayBuffers: aligned; records are whole words, little-endian like the host). */
   private words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
   private used = BATCH_HEADER;
@@ -241,11 +241,10 @@ export class StateStore {
   /** Seals what was appended as one checksummed batch and queues it for the disk. */
   flush(): void {
     if (this.deadBytes > 0) this.dropDead();
+    this.pending.fill(0); // its offsets point into the batch being closed
     if (this.used === BATCH_HEADER || this.failed) { this.used = BATCH_HEADER; return; }
-    this.pending.fill(0);
     const buf = this.buf, len = this.used - BATCH_HEADER;
     this.buf = this.pool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
-    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
     this.words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
     this.used = BATCH_HEADER;
     this.enqueue(buf, len);
@@ -253,18 +252,17 @@ export class StateStore {
 
   /** Squeezes the cancelled records out of the batch being filled. */
   private dropDead(): void {
-    const b = this.buf, dv = this.dv, end = this.used;
+    const b = this.buf, words = this.words, end = this.used;
     let r = BATCH_HEADER, w = BATCH_HEADER;
     while (r < end) {
       const code = b[r];
-      const n = code >= 0x80 ? 8 + ((dv.getUint32(r + 4, true) + 3) & ~3)
+      const n = code >= 0x80 ? 8 + ((words[(r + 4) >> 2] + 3) & ~3) // a control entry: [code][len][data]
         : code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
       if (code !== DEAD_EVENT) { if (w !== r) b.copyWithin(w, r, r + n); w += n; }
       r += n;
     }
     this.used = w;
     this.deadBytes = 0;
-    this.pending.fill(0);
   }
 
   private enqueue(buf: Buffer, len: number): void {
@@ -322,7 +320,7 @@ export class StateStore {
     if (this.failed) return;
     this.failed = reason;
     for (const p of this.queue) if (p.closeAfter) closeSync(p.fd);
-    this.queue = []; this.queued = 0; this.used = BATCH_HEADER;
+    this.queue = []; this.queued = 0; this.used = BATCH_HEADER; this.deadBytes = 0; this.pending.fill(0);
     for (const w of this.drainWaiters.splice(0)) w();
     this.resumeAt = Date.now() + RESUME_CHECK_MS;
     this.opts.onState(false);
@@ -349,21 +347,14 @@ export class StateStore {
     this.maybeCompact();
   }
 
-  private closedBytes(): number {
-    let n = 0;
-    for (const s of this.segments) if (s.closed) n += s.bytes;
-    return n;
-  }
-
   /** Closed segments past max(compactBytes, snapshot size): a worker folds them into a new snapshot. */
-  private maybeCompact(force = false): void {
+  private maybeCompact(): void {
     if (this.compactor || this.closed || this.failed || Date.now() < this.compactRetryAt) return;
-    const closed = this.segments.filter((s) => s.closed);
-    if (closed.length === 0) return;
-    const trigger = Math.max(this.opts.compactBytes, this.snapshotBytes), closedBytes = this.closedBytes();
-    if (!force && closedBytes < trigger) return;
-    if (!force && this.bytesPerSecond > this.opts.compactBytes / BUSY_SHARE && closedBytes < HARD_FACTOR * trigger) return;
-    const upTo = closed[closed.length - 1].gen;
+    let closedBytes = 0, upTo = 0;
+    for (const s of this.segments) if (s.closed) { closedBytes += s.bytes; upTo = s.gen; }
+    const trigger = Math.max(this.opts.compactBytes, this.snapshotBytes);
+    if (closedBytes < trigger) return;
+    if (this.bytesPerSecond > this.opts.compactBytes / BUSY_SHARE && closedBytes < HARD_FACTOR * trigger) return;
     const req: CompactRequest = { dir: this.opts.dir, upTo, expectedObjects: this.tr ? this.tr.buffers.count : 0 };
     const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
     this.compactor = w;
