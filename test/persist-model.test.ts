@@ -51,6 +51,7 @@ function view(tr: Tracker, marks: Checkpoints) {
   return {
     buffers: table(tr.buffers), cbs: table(tr.cbs), kernels: table(tr.kernels),
     devBytes: [...tr.devBytes], devCounts: [...tr.devCounts], pids,
+    devicesSeen: Array.from({ length: 4 }, (_, d) => tr.usageSeen(d)),
     counters: [tr.unknownFrees, tr.unknownCbFrees, tr.unknownKernelUnloads, tr.resizedAllocs, tr.reapedTotal],
     reaped: JSON.stringify(tr.reaped), epoch: tr.epoch, epochs: tr.epochStartMs.slice(0, tr.epoch + 1), marks: JSON.stringify(marks.list()),
   };

@@ -42,6 +42,8 @@ export const Ctl = {
   COUNTERS: 0x8a,
   /** data: i32 kind, u32 n, then n rows of OBJECT_ROW_WORDS u32 (snapshot). */
   OBJECTS: 0x8b,
+  /** data: u32 device — it reported (written once per device, before an ALLOC the journal may cancel). */
+  DEVICE: 0x8c,
 } as const;
 
 /**
@@ -78,4 +80,10 @@ export function epochEntry(epoch: number, startMs: number): Buffer {
   d.writeUInt32LE(epoch, 0);
   d.writeDoubleLE(startMs, 4);
   return controlEntry(Ctl.EPOCH, d);
+}
+
+export function deviceEntry(device: number): Buffer {
+  const d = Buffer.alloc(4);
+  d.writeUInt32LE(device, 0);
+  return controlEntry(Ctl.DEVICE, d);
 }

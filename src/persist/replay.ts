@@ -119,15 +119,19 @@ export function trackerCounters(tr: Tracker) {
     for (let d = 0; d < s.devices; d++) per.push(s.counts[d * KINDS + KIND_UNKNOWN_FREE]);
     if (per.some((n) => n > 0)) pidUnknownFrees.push([s.pid, ...per]);
   }
+  // Devices that reported anything, live objects or not (unknown frees, unloads): they stay listed.
+  const devicesSeen: number[] = [];
+  for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) devicesSeen.push(d);
   return {
     unknownFrees: tr.unknownFrees, unknownCbFrees: tr.unknownCbFrees, unknownKernelUnloads: tr.unknownKernelUnloads,
-    resizedAllocs: tr.resizedAllocs, reapedTotal: tr.reapedTotal, devUnknownFrees, pidUnknownFrees,
+    resizedAllocs: tr.resizedAllocs, reapedTotal: tr.reapedTotal, devUnknownFrees, pidUnknownFrees, devicesSeen,
   };
 }
 
 function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): void {
   tr.unknownFrees = c.unknownFrees; tr.unknownCbFrees = c.unknownCbFrees; tr.unknownKernelUnloads = c.unknownKernelUnloads;
   tr.resizedAllocs = c.resizedAllocs; tr.reapedTotal = c.reapedTotal;
+  for (const d of c.devicesSeen ?? []) tr.seeDevice(d);
   c.devUnknownFrees.forEach((n, d) => { tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n; });
   for (const [pid, ...per] of c.pidUnknownFrees ?? []) per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
 }
@@ -195,6 +199,7 @@ export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: nu
         case Ctl.REAPED_LIST: tr.reaped.splice(0, tr.reaped.length, ...(json() as ReapedReport[])); break;
         case Ctl.COUNTERS: restoreCounters(tr, json() as ReturnType<typeof trackerCounters>); break;
         case Ctl.OBJECTS: objects += restoreObjects(dv, at, tr); break;
+        case Ctl.DEVICE: tr.seeDevice(dv.getUint32(at, true)); break;
         default: break; // unknown control entries (a newer version's) are skipped
       }
     }

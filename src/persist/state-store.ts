@@ -16,8 +16,8 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
 import type { Checkpoints } from '../analysis/checkpoints.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
-import { MsgType, Off } from '../protocol/constants.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, deviceEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
+import { MAX_DEVICE_ID, MsgType, Off } from '../protocol/constants.js';
 import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 import type { CompactRequest, CompactResult } from './compactor.js';
@@ -87,6 +87,8 @@ export class StateStore {
   private used = BATCH_HEADER;
   /** Key hash → word offset + 1 of a creating ALLOC record in the batch being filled (0: none). */
   private pending = new Int32Array(PENDING_SLOTS);
+  /** Devices whose first report is already on record (in the state restored, or a DEVICE entry). */
+  private devicesLogged = new Uint8Array(MAX_DEVICE_ID + 1);
   /** Bytes of cancelled records in the batch being filled. */
   private deadBytes = 0;
   private pool: Buffer[] = [];
@@ -146,6 +148,7 @@ export class StateStore {
       if (s.gen <= rec.snapshotThrough) { unlinkSync(this.path(s.name)); continue; } // left by a cut-short cleanup
       this.segments.push({ gen: s.gen, bytes: statSync(this.path(s.name)).size, closed: true });
     }
+    for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) this.devicesLogged[d] = 1;
     this.startSegment(rec.lastGen + 1);
     tr.onEpoch = (epoch, startMs) => this.control(epochEntry(epoch, startMs));
     tr.onEpoch(tr.epoch, tr.epochTimeMs(tr.epoch)); // each run records the epoch it starts in (epoch 0 has no other record)
@@ -187,6 +190,8 @@ export class StateStore {
 
   /** An ALLOC; `created`: it made a new buffer (not a second reference). */
   alloc(type: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, created: boolean): void {
+    // A cancelled ALLOC must not take with it the news that its device reported at all.
+    if (created && this.devicesLogged[device] === 0) { this.devicesLogged[device] = 1; this.control(deviceEntry(device)); }
     if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
     const a = this.words, w = this.used >> 2, head = MsgType.ALLOC | (type << 8) | (device << 16);
     const slot = pendingSlot(device, lo, hi);

@@ -101,7 +101,8 @@ export class Tracker {
     return s;
   }
 
-  private seeDevice(device: number): void {
+  /** Device `device` has reported something (recovery marks the devices a snapshot knew). */
+  seeDevice(device: number): void {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
   }
