@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "peer_cred",
-      "sources": ["native/peer_cred.c"],
+      "target_name": "ttalloc_native",
+      "sources": ["native/ttalloc_native.c"],
       "cflags": ["-Wall", "-Wextra", "-O2"],
       "defines": ["NAPI_VERSION=8"]
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Builds the peer-credentials addon (native/peer_cred.c → build/Release/peer_cred.node) from
-// source with node-gyp, against the Node headers on this machine. Run by `npm ci` / `npm install`
-// (the "install" script) and by `npm run build:native`.
+// Builds the server's native addon (native/ttalloc_native.c → build/Release/ttalloc_native.node:
+// peer credentials, and direct reads of busy connections) from source with node-gyp, against the
+// Node headers on this machine. Run by `npm ci` / `npm install` (the "install" script) and by
+// `npm run build:native`.
 //
 // It never fails the install: without a compiler or headers the server still runs, prints
 // "peer credentials unavailable: …; PIDs are taken from the messages", and `ttalloc stats` says so.
@@ -12,13 +13,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const OUT = join(ROOT, 'build', 'Release', 'peer_cred.node');
+const OUT = join(ROOT, 'build', 'Release', 'ttalloc_native.node');
 const prefix = dirname(dirname(process.execPath));
 const say = (msg) => process.stderr.write(`ttalloc: ${msg}\n`);
 const giveUp = (why) => {
   rmSync(OUT, { force: true }); // never leave a stale addon that does not match this source
-  say(`peer-credentials addon NOT built (${why}).`);
-  say('the server will run without it: PIDs are taken from the messages, other users are kept out by the socket permissions only.');
+  say(`native addon NOT built (${why}).`);
+  say('the server will run without it: PIDs are taken from the messages, other users are kept out by the socket permissions only,');
+  say('and busy connections are read through epoll (which costs every client ~100 ns more per send).');
   say('install python3, make and a C compiler, then run `npm run build:native` to build it.');
   process.exit(0);
 };
@@ -43,20 +45,25 @@ if (r.error || r.status !== 0) {
   giveUp(r.error ? `node-gyp: ${r.error.message}` : `node-gyp exited with ${r.status ?? r.signal}`);
 }
 
-// It must also load into this node and read a real peer: our own end of a Unix socket.
+// It must also load into this node, read a real peer (our own end of a Unix socket) and read the
+// bytes that end sent.
 const check = spawnSync(process.execPath, ['-e', `
-  const { peerCred } = require(${JSON.stringify(OUT)});
+  const { peerCred, readInto } = require(${JSON.stringify(OUT)});
   const net = require('node:net'), os = require('node:os'), path = require('node:path'), fs = require('node:fs');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttalloc-peercred-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttalloc-native-'));
   const sock = path.join(dir, 's');
-  const srv = net.createServer((c) => {
+  const srv = net.createServer({ pauseOnConnect: true }, (c) => {
     const cred = peerCred(c._handle.fd);
-    const ok = cred.pid === process.pid && cred.uid === process.getuid() && cred.gid === process.getgid();
-    process.stdout.write(ok ? 'ok' : 'wrong answer ' + JSON.stringify(cred));
-    c.destroy(); srv.close(); fs.rmSync(dir, { recursive: true, force: true });
-  }).listen(sock, () => net.connect(sock).on('error', () => {}));
+    const credOk = cred.pid === process.pid && cred.uid === process.getuid() && cred.gid === process.getgid();
+    setTimeout(() => {
+      const got = new Uint8Array(16), n = readInto(c._handle.fd, got);
+      const readOk = n === 2 && got[0] === 111 && got[1] === 107;
+      process.stdout.write(!credOk ? 'wrong credentials ' + JSON.stringify(cred) : readOk ? 'ok' : 'readInto returned ' + n);
+      c.destroy(); srv.close(); fs.rmSync(dir, { recursive: true, force: true });
+    }, 100);
+  }).listen(sock, () => net.connect(sock).on('error', () => {}).end('ok'));
 `], { encoding: 'utf8', timeout: 30_000 });
 if (check.status !== 0 || check.stdout !== 'ok') {
   giveUp(`built, but it does not work here: ${(check.stdout || check.stderr || check.error?.message || '').trim().split('\n').slice(-1)[0]}`);
 }
-say(`built the peer-credentials addon (${join('build', 'Release', 'peer_cred.node')}): the server takes PIDs and UIDs from the kernel`);
+say(`built the native addon (${join('build', 'Release', 'ttalloc_native.node')}): the server takes PIDs and UIDs from the kernel`);

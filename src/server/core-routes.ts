@@ -48,7 +48,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
     // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
     if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
-    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.persistenceStats(), streamingDumps: streaming.active, peers: s.peers?.stats() ?? null };
+    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.persistenceStats(), streamingDumps: streaming.active, peers: s.peers?.stats() ?? null, reads: s.readStats() };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });

@@ -1,12 +1,14 @@
 // One client connection on the data socket: reassembles frames however the bytes arrive, detects
 // the frame size, validates each frame and applies it to the tracker.
 //
-// Hot path: one DataView per received chunk, fields read in place, no per-frame objects.
+// Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView, fields
+// are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
 import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
 import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
 import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
 import { ALLOC_NEW, RELEASE_REMOVED } from '../state/object-table.js';
+import { READ_BUFFER, READ_VIEW, readIntoBuffer, type Pumped, type ReadPump } from './socket-reader.js';
 import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../persist/records.js';
 
 const TWO32 = 4294967296;
@@ -24,6 +26,8 @@ const TURN_BYTES = 64 * 1024;
 /** What the connection needs from the server beyond the tracker (the rare, non-hot messages). */
 export interface ConnectionHost {
   tracker: Tracker;
+  /** Reads busy connections directly (null: everything through libuv). */
+  pump: ReadPump | null;
   logEvents: boolean;
   /** Detection wait after the stream goes quiet on an exact single-frame length. */
   detectQuietMs: number;
@@ -40,7 +44,7 @@ export interface ConnectionHost {
   closed(conn: DataConnection): void;
 }
 
-export class DataConnection {
+export class DataConnection implements Pumped {
   frameSize: number;
   frames = 0;
   rejected = 0;
@@ -67,11 +71,18 @@ export class DataConnection {
   private skipPending = false;
   private closing = false;
   private turnBytes = 0;
+  hot = false;
+  readonly fd: number;
+  /** Reads land in READ_BUFFER (false: Node's per-read buffers, see socket-reader.ts). */
+  readonly ownBuffer: boolean;
   private readonly nextTurn = () => { this.turnBytes = 0; if (!this.closing) this.socket.resume(); };
 
   constructor(readonly id: number, readonly socket: Socket, private host: ConnectionHost, forcedFrameSize = 0) {
     this.frameSize = forcedFrameSize;
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
+    // The server accepts paused: nothing is read before one of these two is in place.
+    this.ownBuffer = readIntoBuffer(socket, this.onRead);
+    if (!this.ownBuffer) { socket.on('data', (chunk: Buffer) => this.onData(chunk)); socket.resume(); }
     socket.on('end', () => this.onEnd());
     socket.on('error', () => { /* a client that vanishes mid-write: 'close' follows */ });
     socket.on('close', () => this.onClose());
@@ -82,6 +93,30 @@ export class DataConnection {
     if (p === 0) return `connection #${this.id}${c ? ` (pid ${c})` : ''}`;
     return `connection #${this.id} (pid ${p}${c && c !== p ? `, claims ${c}` : ''})`;
   }
+
+  /**
+   * libuv read `n` bytes into READ_BUFFER (socket-reader.ts). Returning false stops its reading:
+   * the pump reads the connection from the next turn, or it resumes then.
+   */
+  private readonly onRead = (n: number): boolean => {
+    if (this.closing) return false;
+    this.onBytes(n);
+    const pump = this.host.pump;
+    if (pump !== null && this.fd >= 0) { pump.heat(this); return false; }
+    if ((this.turnBytes += n) < TURN_BYTES) return true;
+    setImmediate(this.nextTurn);
+    return false;
+  };
+
+  onBytes(n: number): void {
+    this.host.tracker.nowMs = Date.now();
+    if (this.frameSize === 0) this.detect(READ_BUFFER.subarray(0, n), false);
+    else this.ingest(READ_BUFFER, READ_VIEW, n);
+  }
+
+  readable(): boolean { return !this.closing && !this.socket.destroyed; }
+
+  cool(): void { if (!this.closing) this.socket.resume(); }
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
@@ -146,14 +181,14 @@ export class DataConnection {
     if (rest && rest.length) this.ingest(rest);
   }
 
-  private ingest(chunk: Uint8Array): void {
+  /** Applies the first `len` bytes of `chunk`; `view`, when given, is a DataView over all of `chunk`. */
+  private ingest(chunk: Uint8Array, view: DataView | null = null, len = chunk.length): void {
     const fs = this.frameSize;
-    const len = chunk.length;
     let off = 0;
     if (this.pendingLen > 0) {
       const need = fs - this.pendingLen;
       if (len < need) {
-        this.pending.set(chunk, this.pendingLen);
+        this.pending.set(chunk.subarray(0, len), this.pendingLen);
         this.pendingLen += len;
         return;
       }
@@ -163,11 +198,11 @@ export class DataConnection {
       off = need;
     }
     if (len - off >= fs) {
-      const dv = new DataView(chunk.buffer, chunk.byteOffset, len);
+      const dv = view ?? new DataView(chunk.buffer, chunk.byteOffset, len);
       off = this.host.logEvents ? this.handleAll(dv, off, len) : this.applyRun(dv, off, len);
     }
     if (off < len && !this.closing) {
-      this.pending.set(chunk.subarray(off), 0);
+      this.pending.set(chunk.subarray(off, len), 0);
       this.pendingLen = len - off;
     }
   }

@@ -5,11 +5,8 @@
 // Without the addon (no compiler when installing, not Linux) the server still runs: it says so in
 // one line, takes PIDs from the messages as before, and leaves other users to the socket
 // permissions. `ttalloc stats` (peers) tells which case a server is in.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { ADDON_PATH, loadNative } from './native.js';
 import { admitsPeer, type PeerPolicy } from './security.js';
 
 export interface PeerCred { pid: number; uid: number; gid: number }
@@ -19,9 +16,6 @@ export interface PeerCred { pid: number; uid: number; gid: number }
  * fallback is tested on a machine where the addon did build.
  */
 export const NO_PEER_CRED_ENV = 'TT_ALLOC_NO_PEER_CRED';
-
-/** Same path from src/server (tsx) and dist/server (built): both are two levels below the package. */
-export const ADDON_PATH = fileURLToPath(new URL('../../build/Release/peer_cred.node', import.meta.url));
 
 export type PeerCredSource =
   | { available: true; read(sock: Socket): PeerCred }
@@ -37,16 +31,10 @@ export function peerCredSource(): PeerCredSource {
 function loadAddon(): PeerCredSource {
   const unavailable = (reason: string): PeerCredSource => ({ available: false, reason });
   if (process.env[NO_PEER_CRED_ENV] === '1') return unavailable(`turned off by ${NO_PEER_CRED_ENV}=1`);
-  if (process.platform !== 'linux') return unavailable(`SO_PEERCRED is Linux-only (this is ${process.platform})`);
-  const shown = relative(process.cwd(), ADDON_PATH).startsWith('..') ? ADDON_PATH : relative(process.cwd(), ADDON_PATH);
-  if (!existsSync(ADDON_PATH)) return unavailable(`the addon ${shown} was not built (npm run build:native)`);
-  let fn: unknown;
-  try {
-    fn = (createRequire(import.meta.url)(ADDON_PATH) as { peerCred?: unknown }).peerCred;
-  } catch (e) {
-    return unavailable(`the addon ${shown} does not load (${(e as Error).message.split('\n')[0]})`);
-  }
-  if (typeof fn !== 'function') return unavailable(`the addon ${shown} has no peerCred function`);
+  const native = loadNative();
+  if (!native.addon) return unavailable(native.reason);
+  const fn = native.addon.peerCred;
+  if (typeof fn !== 'function') return unavailable(`the addon ${ADDON_PATH} has no peerCred function`);
   const peerCred = fn as (fd: number) => PeerCred;
   return {
     available: true,

@@ -1,6 +1,7 @@
 // The allocation server: data socket (binary frames from real clients), control socket
 // (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
 import { fstatSync } from 'node:fs';
+import { ReadPump } from './socket-reader.js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
@@ -82,6 +83,12 @@ export class AllocationServer implements ConnectionHost {
   readonly startedAtMs = Date.now();
   logEvents: boolean;
   detectQuietMs: number;
+  /** Reads busy data connections without epoll (socket-reader.ts); null without the native addon. */
+  readonly pump: ReadPump | null;
+  /** Why there is no pump. */
+  readonly pumpOff: string | null;
+  /** Data connections that read through Node's per-read buffers (this Node's net internals differ). */
+  perReadBufferConnections = 0;
   readonly connections = new Set<DataConnection>();
   connectionsTotal = 0;
   refusedConnections = 0;
@@ -108,6 +115,7 @@ export class AllocationServer implements ConnectionHost {
     this.devices = opts.devices ?? new DeviceRegistry();
     this.logEvents = opts.logEvents ?? false;
     this.detectQuietMs = opts.detectQuietMs ?? 5;
+    ({ pump: this.pump, reason: this.pumpOff } = ReadPump.create());
     this.out = opts.out ?? ((t) => { process.stdout.write(t); });
     this.isAlive = opts.isAlive ?? isProcessAlive;
     this.dataPath = new OwnedPath(opts.socketPath);
@@ -151,7 +159,7 @@ export class AllocationServer implements ConnectionHost {
     await claimSocketPath(this.controlPath, 'control socket');
     this.openStore();
     const forced = this.opts.frameSize ?? 0;
-    this.dataServer = createNetServer({ noDelay: true }, (sock: Socket) => {
+    this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock: Socket) => {
       if (this.connections.size >= (this.opts.maxConnections ?? 4096)) return this.refuse(sock);
       const cred = peers.admit(sock, 'data');
       if (cred === false) return;
@@ -159,6 +167,7 @@ export class AllocationServer implements ConnectionHost {
       if (cred) { c.peerPid = cred.pid; c.peerUid = cred.uid; if (!trust) c.ownerPid = cred.pid; }
       this.connections.add(c);
       this.connectionsTotal++;
+      if (!c.ownBuffer) this.perReadBufferConnections++;
     });
     this.controlServer = createHttpServer((req, res) => { void this.router.handle(req, res, true); });
     this.controlServer.on('connection', (sock: Socket) => { peers.admit(sock, 'control'); });
@@ -181,6 +190,17 @@ export class AllocationServer implements ConnectionHost {
     const notice = peers.notice();
     if (notice) { this.log(notice); if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`); }
     else if (trust) this.log('--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel\'s PIDs are shown for display only');
+  }
+
+  /** How data connections are read (socket-reader.ts), for stats. */
+  readStats() {
+    const p = this.pump;
+    return {
+      busyConnections: p ? 'direct' as const : 'epoll' as const,
+      ...(p ? {} : { reason: this.pumpOff }),
+      directReads: p?.reads ?? 0, handBacks: p?.handBacks ?? 0, hotNow: p?.hotConnections ?? 0,
+      perReadBufferConnections: this.perReadBufferConnections,
+    };
   }
 
   async stop(): Promise<void> {

@@ -42,8 +42,14 @@ export async function waitFrames(srv: TestServer, n: number, timeoutMs = 10000):
   }
 }
 
-/** One control round trip: once it returns, every byte already written to a data socket was read. */
+/**
+ * Once it returns, every byte already written to a data socket was read (at most 64 KiB per
+ * connection). Two control round trips: the server may answer the first in the same event-loop
+ * turn, before it reads a data connection that turn (a busy connection is read after the turn's
+ * I/O callbacks, see socket-reader.ts); the second is answered in a later turn.
+ */
 export async function roundTrip(srv: TestServer): Promise<void> {
+  await srv.client.text('GET', '/v1/health');
   await srv.client.text('GET', '/v1/health');
 }
 
