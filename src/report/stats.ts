@@ -15,6 +15,8 @@ export interface StatsSource {
   connectionsTotal: number;
   rejectedFrames(): number;
   persistenceStats(): PersistenceStats;
+  /** How data connections are read (server.ts readStats). */
+  readStats(): { busyConnections: 'direct' | 'epoll'; directReads: number };
 }
 
 export interface DeviceStats {

@@ -31,6 +31,10 @@ import { loadNative } from './native.js';
 export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 export const READ_VIEW = new DataView(READ_BUFFER.buffer, READ_BUFFER.byteOffset, READ_BUFFER.length);
 
+/** Test hook: `TT_ALLOC_PER_READ_BUFFERS=1` makes readIntoBuffer decline (the path for a Node whose internals differ). */
+export const PER_READ_BUFFERS_ENV = 'TT_ALLOC_PER_READ_BUFFERS';
+const perReadBuffers = process.env[PER_READ_BUFFERS_ENV] === '1';
+
 type Internal = Socket & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null } & Record<symbol, unknown>;
 
 function fieldNamed(sock: Internal, name: string): symbol | undefined {
@@ -43,6 +47,7 @@ function fieldNamed(sock: Internal, name: string): symbol | undefined {
  * Returns false, leaving the socket untouched and paused, when this Node does not allow it.
  */
 export function readIntoBuffer(sock: Socket, onRead: (bytes: number) => boolean | void): boolean {
+  if (perReadBuffers) return false;
   const s = sock as Internal;
   const kBuffer = fieldNamed(s, 'kBuffer'), kBufferCb = fieldNamed(s, 'kBufferCb');
   const handle = s._handle;
