@@ -20,10 +20,6 @@ export function loadNative(): { addon: NativeAddon } | { addon: null; reason: st
   return (cached ??= load());
 }
 
-export function nativeAddon(): NativeAddon | null {
-  return loadNative().addon;
-}
-
 function load(): { addon: NativeAddon } | { addon: null; reason: string } {
   if (process.platform !== 'linux') return { addon: null, reason: `the addon is Linux-only (this is ${process.platform})` };
   const shown = relative(process.cwd(), ADDON_PATH).startsWith('..') ? ADDON_PATH : relative(process.cwd(), ADDON_PATH);

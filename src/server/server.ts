@@ -1,9 +1,9 @@
 // The allocation server: data socket (binary frames from real clients), control socket
 // (HTTP/JSON for our CLI and views), dead-process cleanup and periodic statistics.
 import { fstatSync } from 'node:fs';
-import { ReadPump } from './socket-reader.js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { ReadPump } from './socket-reader.js';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
 import { PeerGate } from './peer-cred.js';
 import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';

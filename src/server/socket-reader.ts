@@ -3,8 +3,8 @@
 //
 // 1. One buffer for every read. By default Node allocates a 64 KiB ArrayBuffer for every read,
 // shrinks it to what was read, wraps it in a Buffer and pushes it through the Readable machinery;
-// at ~1 M single-frame sends per second that is thousands of allocations per second and their GC
-// (external memory drives major collections). Node's `onread` option (read straight into a
+// at ~1 M single-frame sends per second that is thousands of allocations per second, and their
+// collection. Node's `onread` option (read straight into a
 // caller's buffer, one callback per read) exists only for client sockets; `readIntoBuffer` applies
 // the same mode to a socket a `net.Server` accepted, through the two fields the Socket constructor
 // sets for it. The server is created with `pauseOnConnect`, so no read happens before. These are
@@ -14,7 +14,7 @@
 // 2. Busy connections are read without epoll. libuv keeps every reading socket registered with
 // epoll, and a socket registered with epoll has a waiter on it at all times: every send() a client
 // makes then runs epoll's wake-up callback in the client's own system call, under a lock with
-// interrupts off (~100 ns per send here, a tenth of what a one-frame send() costs). A reader that
+// interrupts off (~0.1 µs per send here, a tenth of what a one-frame send() costs). A reader that
 // only waits when it has nothing to do (like poll(2)) spares the clients that cost while it is busy.
 // So a connection that just delivered bytes is taken off libuv's watch (its reading is stopped,
 // and libuv drops the descriptor from epoll at its next event) and becomes "hot": the pump reads
