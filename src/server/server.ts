@@ -190,6 +190,7 @@ export class AllocationServer implements ConnectionHost {
     const notice = peers.notice();
     if (notice) { this.log(notice); if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`); }
     else if (trust) this.log('--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel\'s PIDs are shown for display only');
+    if (!this.pump) this.log(`busy connections are read through epoll (${this.pumpOff}): each client send() costs ~0.1 µs more`);
   }
 
   /** How data connections are read (socket-reader.ts), for stats. */
