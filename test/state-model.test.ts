@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ObjectTable, FLAG_RESIZED, hash3, ALLOC_NEW, RELEASE_REMOVED } from '../src/state/object-table.js';
+import { ObjectTable, FLAG_RESIZED, hash3, ALLOC_FULL, ALLOC_NEW, ALLOC_REF, RELEASE_REMOVED, RELEASE_UNKNOWN } from '../src/state/object-table.js';
 import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
 
 const TWO32 = 4294967296;
@@ -338,4 +338,30 @@ test('ObjectTable: tombstones of bulk removals survive later frees (backward shi
     }
     for (let e = 0; e < t.count; e++) assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
   }), { numRuns: 8 });
+});
+
+test('a full table refuses new objects, counts them, and keeps everything else exact', () => {
+  const cap = 64, tr = new Tracker(0, cap);
+  const size = (i: number) => 4096 * (i + 1);
+  for (let i = 0; i < cap; i++) assert.equal(tr.alloc(i % 4, 0x1000 * (i + 1), 0, size(i), 0, 101), ALLOC_NEW);
+  assert.equal(tr.alloc(0, 0xbad000, 0, 999, 0, 101), ALLOC_FULL, 'one more is refused');
+  assert.equal(tr.tableFullDrops, 1);
+  assert.equal(tr.alloc(1, 0x2000, 0, size(1), 0, 101), ALLOC_REF, 'a live buffer still takes references when full');
+  assert.equal(tr.buffers.count, cap);
+  let bytes = 0;
+  for (let d = 0; d < 4; d++) bytes += tr.deviceBytes(d, 0);
+  assert.equal(bytes, Array.from({ length: cap }, (_, i) => size(i)).reduce((a, b) => a + b), 'the refused ALLOC added nothing');
+  assert.equal(tr.free(0, 0xbad000, 0, 101), RELEASE_UNKNOWN, 'its FREE is an unknown free, as for any untracked buffer');
+  assert.equal(tr.free(2, 0x3000, 0, 101), RELEASE_REMOVED);
+  assert.equal(tr.alloc(0, 0xbad000, 0, 999, 0, 101), ALLOC_NEW, 'room again after a FREE');
+  for (let i = 0; i < cap + 3; i++) tr.loadObject(KIND_CB, 0, 0x10 * (i + 1), 0, 256, 0, 101);
+  assert.equal(tr.cbs.count, cap);
+  assert.equal(tr.tableFullDrops, 4);
+  // Every buffer still findable with its own size.
+  for (let i = 0; i < cap; i++) {
+    if (i === 2) continue;
+    const e = tr.buffers.find(i % 4, 0x1000 * (i + 1), 0);
+    assert.ok(e >= 0, `buffer ${i}`);
+    assert.equal(tr.buffers.size(e), size(i));
+  }
 });

@@ -57,6 +57,7 @@ export function buildStats(src: StatsSource) {
     frames: { total: framesTotal, byType: frames, rejected: src.rejectedFrames() },
     unknownFrees: { buffers: tr.unknownFrees, cbs: tr.unknownCbFrees, kernels: tr.unknownKernelUnloads },
     resizedAllocs: tr.resizedAllocs,
+    tableFullDrops: tr.tableFullDrops,
     live: { buffers: tr.buffers.count, cbs: tr.cbs.count, kernels: tr.kernels.count, processes: tr.livePids().length, trackedPids: tr.pids.size },
     reapedProcesses: tr.reapedTotal,
     memory: memoryStats(tr),

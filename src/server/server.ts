@@ -9,6 +9,7 @@ import { PeerGate } from './peer-cred.js';
 import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import { readU64, writeU64 } from '../protocol/codec.js';
 import { Tracker, type ReapedReport } from '../state/tracker.js';
+import { MAX_ENTRIES } from '../state/object-table.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { DataConnection, type ConnectionHost } from './data-connection.js';
@@ -182,7 +183,7 @@ export class AllocationServer implements ConnectionHost {
     if (reapMs > 0) this.timers.push(setInterval(() => this.reapDead(), reapMs));
     const statsMs = this.opts.statsIntervalMs ?? 10000;
     if (statsMs > 0) this.timers.push(setInterval(() => this.printStats(false), statsMs));
-    this.timers.push(setInterval(() => this.tracker.tick(Date.now()), 250));
+    this.timers.push(setInterval(() => { this.tracker.tick(Date.now()); this.warnTableFull(); }, 250));
     for (const t of this.timers) t.unref();
     const devs = this.devices.list();
     this.log(`allocation server listening on ${this.opts.socketPath} (control: ${this.controlPath}), pid ${process.pid}, `
@@ -191,6 +192,15 @@ export class AllocationServer implements ConnectionHost {
     if (notice) { this.log(notice); if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`); }
     else if (trust) this.log('--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel\'s PIDs are shown for display only');
     if (!this.pump) this.log(`busy connections are read through epoll (${this.pumpOff}): each client send() costs ~0.1 µs more`);
+  }
+
+  private tableFullWarned = false;
+  /** Once: a table holds MAX_ENTRIES live objects and new ones are only counted. */
+  private warnTableFull(): void {
+    const n = this.tracker.tableFullDrops;
+    if (n === 0 || this.tableFullWarned) return;
+    this.tableFullWarned = true;
+    this.warn(`!!! TABLE FULL: ${MAX_ENTRIES} live objects of one kind; new ones are counted, not tracked (${n} so far; tableFullDrops in stats)`);
   }
 
   /** How data connections are read (socket-reader.ts), for stats. */

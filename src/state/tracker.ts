@@ -1,7 +1,7 @@
 // The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
 // incrementally so that queries, stats and metrics never scan the tables.
 import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
-import { ALLOC_NEW, ALLOC_RESIZED, ObjectTable, PAGE_ROWS, RELEASE_REMOVED, RELEASE_UNKNOWN, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
+import { ALLOC_FULL, ALLOC_NEW, ALLOC_RESIZED, MAX_ENTRIES, ObjectTable, PAGE_ROWS, RELEASE_REMOVED, RELEASE_UNKNOWN, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
 
 /** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
 export const KIND_CB = 5;
@@ -50,8 +50,8 @@ const REAPED_LARGEST = 5;
 
 export class Tracker {
   readonly buffers: ObjectTable;
-  readonly cbs = new ObjectTable();
-  readonly kernels = new ObjectTable();
+  readonly cbs: ObjectTable;
+  readonly kernels: ObjectTable;
   /** bytes / counts per device × kind */
   readonly devBytes = new Float64Array(MAX_DEVICES * KINDS);
   readonly devCounts = new Float64Array(MAX_DEVICES * KINDS);
@@ -77,14 +77,19 @@ export class Tracker {
   unknownCbFrees = 0;
   unknownKernelUnloads = 0;
   resizedAllocs = 0;
+  /** ALLOCs, CBs and kernels not tracked because their table held MAX_ENTRIES (~134 M) already. */
+  tableFullDrops = 0;
   readonly reaped: ReapedReport[] = [];
   reapedTotal = 0;
   maxReapedKept = 1000;
 
   nowMs = Date.now();
 
-  constructor(expectedBuffers = 0) {
-    this.buffers = new ObjectTable(expectedBuffers);
+  /** `maxEntries` (per table) below MAX_ENTRIES is for tests of a full table. */
+  constructor(expectedBuffers = 0, maxEntries = MAX_ENTRIES) {
+    this.buffers = new ObjectTable(expectedBuffers, maxEntries);
+    this.cbs = new ObjectTable(0, maxEntries);
+    this.kernels = new ObjectTable(0, maxEntries);
     this.epochStartMs.push(this.nowMs);
   }
 
@@ -121,13 +126,14 @@ export class Tracker {
   }
 
   /** ALLOC. The id halves may be given signed or unsigned (the wire decoder reads them signed). */
-  /** Returns what it did: ALLOC_NEW, ALLOC_REF or ALLOC_RESIZED. */
+  /** Returns what it did: ALLOC_NEW, ALLOC_REF, ALLOC_RESIZED or ALLOC_FULL (not tracked: MAX_ENTRIES live). */
   alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): number {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
     const r = this.buffers.allocRef(device, lo, hi, size, type, pid, this.epoch);
     if (r !== ALLOC_NEW) {
       if (r === ALLOC_RESIZED) this.resizedAllocs++;
+      else if (r === ALLOC_FULL) this.tableFullDrops++;
       return r;
     }
     this.allocsInEpoch++;
@@ -160,7 +166,7 @@ export class Tracker {
     this.seeDevice(device);
     const t = kind === KIND_CB ? this.cbs : this.kernels;
     if (t.find(device, lo, hi) >= 0) return;
-    t.insert(device, lo, hi, size, subtype, pid, this.epoch);
+    if (t.insert(device, lo, hi, size, subtype, pid, this.epoch) < 0) { this.tableFullDrops++; return; }
     const s = this.stats(pid);
     s.lastSeenMs = this.nowMs;
     this.account(s, device, kind, size, 1);

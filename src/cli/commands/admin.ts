@@ -6,7 +6,7 @@ import type { PersistenceStats } from '../../persist/state-store.js';
 
 interface StatsJson {
   pid: number; uptimeSeconds: number; connections: { open: number; total: number };
-  frames: { total: number; rejected: number }; unknownFrees: { buffers: number; cbs: number; kernels: number };
+  frames: { total: number; rejected: number }; tableFullDrops?: number; unknownFrees: { buffers: number; cbs: number; kernels: number };
   live: { buffers: number; cbs: number; kernels: number; processes: number }; reapedProcesses: number;
   peers?: { credentials: string; reason?: string; pidSource: string; trustClientPid: boolean; refused: { total: number; byUid: Record<string, number> } } | null;
   persistence: PersistenceStats;
@@ -27,6 +27,7 @@ export function statsCommand(): Command {
         `frames: ${s.frames.total} accepted, ${s.frames.rejected} rejected; unknown frees: ${s.unknownFrees.buffers} buffers, ${s.unknownFrees.cbs} CBs, ${s.unknownFrees.kernels} kernels`,
         `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
       ];
+      if (s.tableFullDrops) lines.push(`TABLE FULL: ${s.tableFullDrops} objects were counted but not tracked (the server holds its maximum of live objects of one kind)`);
       if (s.peers) lines.push(peersLine(s.peers));
       if (s.reads) lines.push(readsLine(s.reads));
       lines.push(persistenceLine(s.persistence));
