@@ -16,12 +16,11 @@
 // makes then runs epoll's wake-up callback in the client's own system call, under a lock with
 // interrupts off (~0.1 µs per send here, a tenth of what a one-frame send() costs). A reader that
 // only waits when it has nothing to do (like poll(2)) spares the clients that cost while it is busy.
-// So a connection whose read shows a busy sender (data-connection.ts: at least 1 KiB since the last
-// turn; for a frame now and then the hand-over costs more than it saves) is taken off libuv's
-// watch (its reading is stopped,
-// and libuv drops the descriptor from epoll at its next event) and becomes "hot": the pump reads
-// it directly (the native addon's read(2)), one read per connection per event-loop turn, for as
-// long as bytes keep coming. The first read that finds nothing hands it back to libuv. End of
+// So a connection whose read shows a busy sender (data-connection.ts: at least 1 KiB since the
+// last turn; for a frame now and then the hand-over costs more than it saves) is taken off
+// libuv's watch (its reading is stopped, and libuv drops the descriptor from epoll at its next
+// event) and becomes "hot": the pump reads it directly (the native addon's read(2)), one read per
+// connection per event-loop turn, for as long as bytes keep coming. The first read that finds nothing hands it back to libuv. End of
 // stream and errors are handed back too, so that Node reports them through the socket as usual.
 import type { Socket } from 'node:net';
 import { loadNative } from './native.js';
