@@ -137,3 +137,33 @@ test('a buffer created and removed within one batch costs the journal nothing; o
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
+  try {
+    const tr = new Tracker(), marks = new Checkpoints(tr);
+    const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes: 4 << 20, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
+    store.open(tr, marks);
+    const N = 800_000; // 19 MB of ALLOC records
+    for (let i = 0; i < N; i++) {
+      const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5), size = 4096 + (i % 977);
+      store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
+    }
+    for (let i = 0; i < N; i += 9) {
+      const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5);
+      store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
+    }
+    await store.close(tr);
+    const want = view(tr, marks);
+
+    const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
+    const rec = loadState(dir, tr2, marks2, { repair: false });
+    assert.deepEqual(rec.problems, []);
+    assert.ok(rec.journalBytes >= 16 << 20, `the journal is big enough to be counted first (${rec.journalBytes} B)`);
+    assert.deepEqual(view(tr2, marks2), want);
+    // Sized once: one rehash per shard (1024), not one per doubling of each (~6 each from 32 slots).
+    assert.ok(tr2.buffers.rehashes <= 1100, `${tr2.buffers.rehashes} shard rehashes during the replay`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -365,3 +365,22 @@ test('a full table refuses new objects, counts them, and keeps everything else e
     assert.equal(tr.buffers.size(e), size(i));
   }
 });
+
+test('ObjectTable.reserve on a populated table keeps every entry findable, and later inserts and removals exact', () => {
+  const t = new ObjectTable(), m = new Map<string, number>();
+  const key = (i: number) => [i % 3, (i * 2654435761) | 0, i % 7] as const;
+  for (let i = 0; i < 5000; i++) { const [d, lo, hi] = key(i); t.insert(d, lo, hi, i + 1, 0, 1, 0); m.set(`${d}:${lo}:${hi}`, i + 1); }
+  const before = t.memoryBytes(), rehashes = t.rehashes;
+  t.reserve(200_000);
+  assert.ok(t.memoryBytes() > before, 'the index grew');
+  assert.equal(t.rehashes - rehashes, 1024, 'each shard rehashed once');
+  t.reserve(1000);
+  assert.equal(t.rehashes - rehashes, 1024, 'a smaller reserve changes nothing');
+  for (let i = 0; i < 8000; i++) {
+    const [d, lo, hi] = key(i), id = `${d}:${lo}:${hi}`, e = t.find(d, lo, hi);
+    assert.equal(e >= 0, m.has(id), id);
+    if (e >= 0 && i % 2 === 0) { t.remove(e); m.delete(id); } else if (e < 0) { t.insert(d, lo, hi, i + 1, 0, 1, 0); m.set(id, i + 1); }
+  }
+  assert.equal(t.count, m.size);
+  for (const [id, size] of m) { const [d, lo, hi] = id.split(':').map(Number); const e = t.find(d, lo, hi); assert.ok(e >= 0, id); assert.equal(t.size(e), size); }
+});

@@ -77,6 +77,13 @@ export function hash3(device: number, lo: number, hi: number): number {
   return h;
 }
 
+/** Slots per shard for `expected` entries in all without growing (10% slack for uneven shards). */
+function shardCapacityFor(expected: number): number {
+  let cap = MIN_SHARD;
+  while (cap * 0.5 < (expected / SHARDS) * 1.1) cap *= 2;
+  return cap;
+}
+
 /** Entries shard `sh` may hold in `cap` slots before it doubles (load 0.5 to 0.75 across shards). */
 function limitFor(sh: number, cap: number): number {
   return Math.floor(cap * (0.5 + (0.25 * sh) / SHARDS));
@@ -140,6 +147,8 @@ export class ObjectTable {
   private insEntry = -1;
   private insShard = 0;
   private insSlot = 0;
+  /** Shard rehashes so far (growth, tombstone clean-up, reserve). */
+  rehashes = 0;
   /** What the last unref() that removed an entry removed (no object per call). */
   gonePid = 0;
   goneType = 0;
@@ -152,8 +161,7 @@ export class ObjectTable {
 
   /** Empty shards sized for `expected` entries in all (10% slack for uneven shards). */
   private resetIndex(expected: number): void {
-    let cap = MIN_SHARD;
-    while (cap * 0.5 < (expected / SHARDS) * 1.1) cap *= 2;
+    const cap = shardCapacityFor(expected);
     // Re-use shards of the right size: fresh pages cost a page fault each (slow in VMs).
     for (let i = 0; i < SHARDS; i++) {
       if (this.shards[i]?.length === cap) this.shards[i].fill(0); else this.shards[i] = new Int32Array(cap);
@@ -610,13 +618,26 @@ export class ObjectTable {
   }
 
   /**
-   * Rehashes one shard that reached its load limit, dropping its tombstones: at the same size when
-   * that leaves it at most 80% of the limit (tombstones were most of the load), else doubled.
+   * Makes room for `n` entries in all without growing shards one by one on the way (a restart
+   * replaying a big journal knows roughly how many are coming): each smaller shard is rehashed
+   * once, at the size that holds its share.
    */
-  private growShard(sh: number): void {
+  reserve(n: number): void {
+    const cap = shardCapacityFor(n);
+    for (let sh = 0; sh < SHARDS; sh++) if (this.shards[sh].length < cap) this.growShard(sh, cap);
+  }
+
+  /**
+   * Rehashes one shard that reached its load limit, dropping its tombstones: at the same size when
+   * that leaves it at most 80% of the limit (tombstones were most of the load), else doubled; or at
+   * capacity `to` (reserve).
+   */
+  private growShard(sh: number, to = 0): void {
     const old = this.shards[sh];
+    this.rehashes++;
     let cap = old.length;
-    if (this.shardUsed[sh] > limitFor(sh, cap) * 0.8) cap *= 2;
+    if (to > cap) cap = to;
+    else if (this.shardUsed[sh] > limitFor(sh, cap) * 0.8) cap *= 2;
     const idx = new Int32Array(cap), mask = cap - 1;
     for (let j = 0; j < old.length; j++) {
       const v = old[j];
