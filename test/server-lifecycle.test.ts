@@ -361,3 +361,34 @@ test('bad flag values: a clear error and a non-zero exit, nothing started', () =
     assert.equal(existsSync(sock), false);
   }
 });
+
+test('a client that died but was never waited for (a zombie) is reaped like a dead one', async () => {
+  const srv = await startServer(['--reap-interval', '0.2']);
+  const script = join(srv.dir, 'zombie-client.mjs');
+  writeFileSync(script, `
+import { connect } from 'node:net';
+const { encodeFrame } = await import(${JSON.stringify(join(DIST, 'protocol/codec.js'))});
+const s = connect(${JSON.stringify(srv.socket)}, () => {
+  s.end(encodeFrame({ type: 1, deviceId: 0, size: 4096, bufferType: 0, pid: process.pid, bufferId: 0x5a000 }), () => process.stdout.write(process.pid + '\\n'));
+});
+`);
+  // sh starts the client in the background and then becomes \`sleep\`, which never waits for it.
+  const parent = spawn('sh', ['-c', `"${process.execPath}" "${script}" & exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const pid = await new Promise<number>((resolve, reject) => {
+      parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+      parent.once('exit', () => reject(new Error('the client did not start')));
+    });
+    const state = () => { try { const s = readFileSync(`/proc/${pid}/stat`, 'latin1'); return s[s.lastIndexOf(')') + 2]; } catch { return 'gone'; } };
+    for (let i = 0; i < 500 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(state(), 'Z', 'the client is a zombie: exited, not waited for');
+    assert.doesNotThrow(() => process.kill(pid, 0), 'a zombie still answers kill(pid, 0)');
+    const { isProcessAlive } = await import('../src/server/reaper.js');
+    assert.equal(isProcessAlive(pid), false, 'the JS check (used without the native addon) sees it dead');
+    await srv.waitFor(`process ${pid} is gone: released 1 buffer (4.00 KiB)`);
+    assert.equal(state(), 'Z', 'still a zombie when the server reaped it');
+  } finally {
+    parent.kill('SIGKILL');
+    await srv.stop();
+  }
+});

@@ -71,7 +71,7 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
   r.post('/v1/reap', () => {
     const t0 = performance.now();
     const reaped = s.reapDead();
-    return { reaped, sweepMs: performance.now() - t0 };
+    return { reaped, sweepMs: performance.now() - t0, livenessMs: s.lastLivenessMs };
   });
   r.post('/v1/reset', async (c) => {
     const body = (await c.body()) as { confirm?: boolean };

@@ -353,9 +353,13 @@ export class AllocationServer implements ConnectionHost {
   }
 
   // ------------------------------------------------------------------ cleanup and stats
+  /** How long the last sweep took to ask the kernel which owners are alive. */
+  lastLivenessMs = 0;
   /** Releases objects of owners that are gone; one summary line per PID. */
   reapDead(): ReapedReport[] {
+    const t0 = performance.now();
     const dead = deadPids(this.tracker.livePids(), this.isAlive);
+    this.lastLivenessMs = performance.now() - t0;
     const now = Date.now();
     const reports = this.tracker.releasePids(dead, now);
     if (reports.length) this.store?.reap(reports.map((r) => r.pid), now);
