@@ -10,6 +10,7 @@
 //  - a control entry: [code u8 ≥ 0x80][0 0 0][data length u32][data, padded to 4 bytes].
 // A torn or corrupt batch (short, bad magic, bad checksum) ends the readable part of a file.
 import { crc32 } from 'node:zlib';
+import { MsgType } from '../protocol/constants.js';
 
 export const MAGIC = 0x314a5454; // 'TTJ1' little-endian
 export const BATCH_HEADER = 12;
@@ -22,6 +23,15 @@ export const FORMAT_VERSION = 2;
 export const EFFECT_OTHER = 0, EFFECT_CREATED = 1, EFFECT_REMOVED = 2;
 /** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
 export const DEAD_EVENT = 0x7f;
+
+/**
+ * Bytes of a payload entry from its first byte (`code`) and its second word (a control entry's
+ * data length; for an event, unused): how every reader steps through a payload.
+ */
+export function entryBytes(code: number, word1: number): number {
+  if (code >= 0x80) return 8 + ((word1 + 3) & ~3); // a control entry: [code][len][data, padded]
+  return code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
+}
 
 export const Ctl = {
   /** data: u32 epoch, f64 start ms — the tracker started this epoch. */

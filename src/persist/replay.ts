@@ -7,7 +7,7 @@ import { crc32 } from 'node:zlib';
 import { MsgType } from '../protocol/constants.js';
 import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../analysis/checkpoints.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT } from './records.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT, entryBytes } from './records.js';
 
 const TWO32 = 4294967296;
 export const SNAPSHOT = 'snapshot.bin';
@@ -128,16 +128,11 @@ function reserveForJournal(dir: string, segments: { name: string }[], tr: Tracke
 
 /** `net` plus ALLOC records minus FREE records in a batch (a hint: a RESET starts it over, reaps are not counted). */
 function netBuffers(p: Buffer, net: number): number {
-  for (let off = 0; off < p.length;) {
+  for (let off = 0; off < p.length; off += entryBytes(p[off], p.readUInt32LE(off + 4))) {
     const code = p[off];
-    if (code >= 0x80) {
-      if (code === Ctl.RESET) net = 0;
-      off += 8 + ((p.readUInt32LE(off + 4) + 3) & ~3);
-      continue;
-    }
     if (code === MsgType.ALLOC) net++;
     else if (code === MsgType.FREE) net--;
-    off += code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
+    else if (code === Ctl.RESET) net = 0;
   }
   return net;
 }
@@ -206,7 +201,7 @@ export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: nu
       const len = dv.getUint32(off + 4, true);
       const at = off + 8;
       const data = p.subarray(at, at + len);
-      off = at + ((len + 3) & ~3);
+      off += entryBytes(code, len);
       const json = () => JSON.parse(data.toString()) as unknown;
       switch (code) {
         case Ctl.EPOCH: tr.restoreEpoch(dv.getUint32(at, true), dv.getFloat64(at + 4, true)); break;

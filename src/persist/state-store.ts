@@ -16,7 +16,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
 import type { Checkpoints } from '../analysis/checkpoints.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, deviceEntry, epochEntry, jsonEntry, sealBatch } from './records.js';
+import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, deviceEntry, entryBytes, epochEntry, jsonEntry, sealBatch } from './records.js';
 import { MAX_DEVICE_ID, MsgType, Off } from '../protocol/constants.js';
 import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
@@ -260,9 +260,7 @@ export class StateStore {
     const b = this.buf, words = this.words, end = this.used;
     let r = BATCH_HEADER, w = BATCH_HEADER;
     while (r < end) {
-      const code = b[r];
-      const n = code >= 0x80 ? 8 + ((words[(r + 4) >> 2] + 3) & ~3) // a control entry: [code][len][data]
-        : code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
+      const code = b[r], n = entryBytes(code, words[(r + 4) >> 2]);
       if (code !== DEAD_EVENT) { if (w !== r) b.copyWithin(w, r, r + n); w += n; }
       r += n;
     }
