@@ -110,30 +110,35 @@ export class DataConnection implements Pumped {
     this.onBytes(n);
     const pump = this.host.pump;
     if (pump !== null && n >= BUSY_READ_BYTES && this.fd >= 0) { pump.heat(this); return false; }
-    if ((this.turnBytes += n) < TURN_BYTES) return true;
-    setImmediate(this.nextTurn);
-    return false;
+    return !this.turnFull(n);
   };
 
-  onBytes(n: number): void {
-    this.host.tracker.nowMs = Date.now();
-    if (this.frameSize === 0) this.detect(READ_BUFFER.subarray(0, n), false);
-    else this.ingest(READ_BUFFER, READ_VIEW, n);
-  }
+  /** Applies the first `n` bytes of READ_BUFFER (a read by libuv or by the pump). */
+  onBytes(n: number): void { this.apply(READ_BUFFER, READ_VIEW, n); }
 
   readable(): boolean { return !this.closing && !this.socket.destroyed; }
 
   cool(): void { if (!this.closing) this.socket.resume(); }
 
+  /** A chunk in Node's own buffer (when readIntoBuffer() declined). */
   private onData(chunk: Buffer): void {
     if (this.closing) return;
+    const detecting = this.frameSize === 0;
+    this.apply(chunk, null, chunk.length);
+    if (!detecting && this.turnFull(chunk.length)) this.socket.pause();
+  }
+
+  private apply(chunk: Uint8Array, view: DataView | null, n: number): void {
     this.host.tracker.nowMs = Date.now();
-    if (this.frameSize === 0) {
-      this.detect(chunk, false);
-      return;
-    }
-    this.ingest(chunk);
-    if ((this.turnBytes += chunk.length) >= TURN_BYTES) { this.socket.pause(); setImmediate(this.nextTurn); }
+    if (this.frameSize === 0) this.detect(chunk.subarray(0, n), false);
+    else this.ingest(chunk, view, n);
+  }
+
+  /** Counts `n` bytes against this turn's share; true when it is used up (reading resumes next turn). */
+  private turnFull(n: number): boolean {
+    if ((this.turnBytes += n) < TURN_BYTES) return false;
+    setImmediate(this.nextTurn);
+    return true;
   }
 
   /** Buffers the first bytes until the frame size is known, then replays them. */
@@ -259,7 +264,6 @@ export class DataConnection implements Pumped {
     tr.framesByType[MsgType.FREE] += frees;
     return off;
   }
-
 
   /** Validates and applies one frame. */
   private handle(dv: DataView, off: number): void {
