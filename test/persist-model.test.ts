@@ -74,13 +74,24 @@ function apply(tr: Tracker, store: StateStore, o: Extract<Op, { op: 'frame' }>):
   store.frame(dv, 0, o.pid, effect);
 }
 
+/** A fresh state directory for `fn`, removed afterwards. */
+async function inStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
+  try { await fn(dir); } finally { rmSync(dir, { recursive: true, force: true }); }
+}
+
+/** A tracker journaling into `dir` (flushed by hand, never compacted), segments rotating at `segmentBytes`. */
+function journaled(dir: string, segmentBytes: number): { tr: Tracker; marks: Checkpoints; store: StateStore } {
+  const tr = new Tracker(), marks = new Checkpoints(tr);
+  const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
+  store.open(tr, marks);
+  return { tr, marks, store };
+}
+
 test('journal replay and snapshot + replay give back exactly the live state', async () => {
   await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.integer({ min: 1, max: 4 }), async (ops, flushEvery) => {
-    const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
-    try {
-      const tr = new Tracker(), marks = new Checkpoints(tr);
-      const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes: 256, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
-      store.open(tr, marks);
+    await inStateDir(async (dir) => {
+      const { tr, marks, store } = journaled(dir, 256); // batches of different sizes, segments rotate at 256 B
       let n = 0;
       for (const o of ops) {
         tr.nowMs += 7; // time moves, so epochs have distinct start times
@@ -89,7 +100,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
         else if (o.op === 'mark') await store.mark(marks.mark(o.name));
         else if (o.op === 'epoch') tr.newEpoch();
         else { tr.reset(); marks.clear(); await store.reset(); }
-        if (++n % flushEvery === 0) store.flush(); // batches of different sizes, segments rotate at 256 B
+        if (++n % flushEvery === 0) store.flush();
       }
       await store.close(tr);
       const want = view(tr, marks);
@@ -110,60 +121,44 @@ test('journal replay and snapshot + replay give back exactly the live state', as
       const none = { frame() {} } as unknown as StateStore; // apply only
       for (const o of ops) if (o.op === 'frame') { apply(tr, none, o); apply(tr3, none, o); }
       assert.deepEqual(view(tr3, marks3), view(tr, marks), 'after more events');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }), { numRuns: 150 });
 });
 
-test('a buffer created and removed within one batch costs the journal nothing; other events are kept', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
-  try {
-    const tr = new Tracker(), marks = new Checkpoints(tr);
-    const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes: 64 << 20, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
-    store.open(tr, marks);
-    const ev = (type: number, a: number, size = 0) => apply(tr, store, { op: 'frame', type, dev: 1, a, size, bt: 0, sub: 0, pid: 11 });
-    for (let i = 0; i < 1000; i++) { ev(MsgType.ALLOC, 0x1000 * i, 4096); if (i >= 8) ev(MsgType.FREE, 0x1000 * (i - 8)); } // 8 in flight
-    ev(MsgType.ALLOC, 0x1000 * 999, 4096); // a second reference: its pair is not a clean one
-    ev(MsgType.FREE, 0x1000 * 999); ev(MsgType.FREE, 0x1000 * 999);
-    ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
-    await store.close(tr);
-    const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
-    const rec = loadState(dir, tr2, marks2, { repair: false });
-    // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
-    assert.equal(rec.journalEvents, 7 + 4 + 1);
-    assert.deepEqual(view(tr2, marks2), view(tr, marks));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test('a buffer created and removed within one batch costs the journal nothing; other events are kept', () => inStateDir(async (dir) => {
+  const { tr, marks, store } = journaled(dir, 64 << 20);
+  const ev = (type: number, a: number, size = 0) => apply(tr, store, { op: 'frame', type, dev: 1, a, size, bt: 0, sub: 0, pid: 11 });
+  for (let i = 0; i < 1000; i++) { ev(MsgType.ALLOC, 0x1000 * i, 4096); if (i >= 8) ev(MsgType.FREE, 0x1000 * (i - 8)); } // 8 in flight
+  ev(MsgType.ALLOC, 0x1000 * 999, 4096); // a second reference: its pair is not a clean one
+  ev(MsgType.FREE, 0x1000 * 999); ev(MsgType.FREE, 0x1000 * 999);
+  ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
+  await store.close(tr);
+  const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
+  const rec = loadState(dir, tr2, marks2, { repair: false });
+  // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
+  assert.equal(rec.journalEvents, 7 + 4 + 1);
+  assert.deepEqual(view(tr2, marks2), view(tr, marks));
+}));
 
-test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
-  try {
-    const tr = new Tracker(), marks = new Checkpoints(tr);
-    const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes: 4 << 20, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
-    store.open(tr, marks);
-    const N = 800_000; // 19 MB of ALLOC records
-    for (let i = 0; i < N; i++) {
-      const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5), size = 4096 + (i % 977);
-      store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
-    }
-    for (let i = 0; i < N; i += 9) {
-      const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5);
-      store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
-    }
-    await store.close(tr);
-    const want = view(tr, marks);
-
-    const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
-    const rec = loadState(dir, tr2, marks2, { repair: false });
-    assert.deepEqual(rec.problems, []);
-    assert.ok(rec.journalBytes >= 16 << 20, `the journal is big enough to be counted first (${rec.journalBytes} B)`);
-    assert.deepEqual(view(tr2, marks2), want);
-    // Sized once: one rehash per shard (1024), not one per doubling of each (~6 each from 32 slots).
-    assert.ok(tr2.buffers.rehashes <= 1100, `${tr2.buffers.rehashes} shard rehashes during the replay`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', () => inStateDir(async (dir) => {
+  const { tr, marks, store } = journaled(dir, 4 << 20);
+  const N = 800_000; // 19 MB of ALLOC records
+  for (let i = 0; i < N; i++) {
+    const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5), size = 4096 + (i % 977);
+    store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
   }
-});
+  for (let i = 0; i < N; i += 9) {
+    const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5);
+    store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
+  }
+  await store.close(tr);
+  const want = view(tr, marks);
+
+  const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
+  const rec = loadState(dir, tr2, marks2, { repair: false });
+  assert.deepEqual(rec.problems, []);
+  assert.ok(rec.journalBytes >= 16 << 20, `the journal is big enough to be counted first (${rec.journalBytes} B)`);
+  assert.deepEqual(view(tr2, marks2), want);
+  // Sized once: one rehash per shard (1024), not one per doubling of each (~6 each from 32 slots).
+  assert.ok(tr2.buffers.rehashes <= 1100, `${tr2.buffers.rehashes} shard rehashes during the replay`);
+}));

@@ -17,6 +17,12 @@ const { ALLOC, FREE, QUERY } = MsgType;
 const pumpHere = ReadPump.create();
 const needsAddon = pumpHere.pump || process.env.CI ? {} : { skip: `no direct reads here (${pumpHere.reason})` };
 
+/**
+ * A server that files each frame under the PID it claims (so each test connection owns its own
+ * PID, all from this process) and never reaps (those PIDs are not real processes).
+ */
+const pidClaimingServer = (env: NodeJS.ProcessEnv = {}) => startServer(['--trust-client-pid', '--reap-interval', '0'], env);
+
 interface ReadStats { busyConnections: 'direct' | 'epoll'; reason?: string; directReads: number; handBacks: number; perReadBufferConnections: number }
 const readStats = async (srv: TestServer) => (await srv.client.json<{ reads: ReadStats }>('GET', '/v1/stats')).reads;
 const processes = async (srv: TestServer) =>
@@ -63,7 +69,7 @@ const PATHS = {
 for (const [path, how] of Object.entries(PATHS)) {
   test(`reads through ${how.name}: every byte of 4 concurrent cut-up streams, in order, and end of stream`,
     path === 'direct' ? needsAddon : {}, async () => {
-      const srv = await startServer(['--trust-client-pid', '--reap-interval', '0'], how.env);
+      const srv = await pidClaimingServer(how.env);
       try {
         const N = 20_000, pids = [9101, 9102, 9103, 9104];
         const socks = await Promise.all(pids.map(() => rawConnect(srv.socket)));
@@ -93,7 +99,7 @@ for (const [path, how] of Object.entries(PATHS)) {
 }
 
 test('a QUERY answers with every frame sent before it on a busy connection', needsAddon, async () => {
-  const srv = await startServer(['--trust-client-pid', '--reap-interval', '0']);
+  const srv = await pidClaimingServer();
   try {
     const s = await rawConnect(srv.socket);
     const ib = new Inbox(s);
@@ -112,7 +118,7 @@ test('a QUERY answers with every frame sent before it on a busy connection', nee
 });
 
 test('connections closed by the server while read directly, with new ones taking their descriptors: nothing lost or misread', needsAddon, async () => {
-  const srv = await startServer(['--trust-client-pid', '--reap-interval', '0']);
+  const srv = await pidClaimingServer();
   try {
     const garbage = Buffer.alloc(144 * 16, 0xee); // 16 frames of unknown code 0xee: the server closes the stream
     const good = (pid: number, n: number) => Buffer.concat(Array.from({ length: n }, (_, i) => encodeFrame({ type: ALLOC, deviceId: i % 8, size: 512, bufferType: 0, pid, bufferId: pid * 0x100000 + i }, 144)));
@@ -150,7 +156,7 @@ test('connections closed by the server while read directly, with new ones taking
 });
 
 test('a client sending a frame now and then stays with epoll (handing it over and back would cost more than it saves)', needsAddon, async () => {
-  const srv = await startServer(['--trust-client-pid', '--reap-interval', '0']);
+  const srv = await pidClaimingServer();
   try {
     const s = await rawConnect(srv.socket);
     // Each frame is applied before the next is sent: every read holds exactly one frame.
