@@ -5,6 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { cpus } from 'node:os';
+import { writeFrame } from '../protocol/codec.js';
+import { MsgType } from '../protocol/constants.js';
 import { BenchServer, DiscardReader, buildTools, generators, removeDir, sleep, timedGet, workDir, type GenSpec } from './harness.js';
 
 const argv = process.argv.slice(2);
@@ -114,11 +116,10 @@ async function fillOwned(server: BenchServer, n: number, pids: number[]): Promis
   const s = await new Promise<Socket>((resolve, reject) => { const c = connect(server.socket, () => resolve(c)); c.once('error', reject); });
   const per = 455, types = [0, 1, 3, 4, 0, 1, 0, 2];
   for (let i = 0; i < n;) {
-    const k = Math.min(per, n - i), buf = Buffer.alloc(k * 144);
+    const k = Math.min(per, n - i), buf = Buffer.alloc(k * 144), dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
     for (let j = 0; j < k; j++, i++) {
-      const o = j * 144, addr = 0x200n * 2n ** 32n + BigInt(Math.floor(i / 8)) * 4096n;
-      buf[o] = 1; buf.writeInt32LE(i % 8, o + 4); buf.writeBigUInt64LE(BigInt(2048 * (1 + (i * 2654435761 % 1000))), o + 8);
-      buf[o + 16] = types[i % 8]; buf.writeInt32LE(pids[i % pids.length], o + 20); buf.writeBigUInt64LE(addr, o + 24);
+      writeFrame(dv, j * 144, 144, MsgType.ALLOC, i % 8, 2048 * (1 + (i * 2654435761 % 1000)), types[i % 8], pids[i % pids.length],
+        Math.floor(i / 8) * 4096, 0x200, 0);
     }
     if (!s.write(buf)) await new Promise((r) => s.once('drain', r));
   }
