@@ -1,6 +1,14 @@
-// Library entry: what a Node application or tool imports from the package.
+// Library entry: what a Node application or tool imports from the package. It loads the client
+// side only (the Reporter, the control client and the wire codec): no server code, no prom-client.
+// The server itself is `ttalloc/server`.
 export { Reporter, type ReporterOptions } from './client/reporter.js';
-export { ControlClient, NoServerError, ServerError, resolveSocket } from './client/control-client.js';
-export { encodeFrame, decodeFrame, writeFrame, type FrameFields, type DecodedFrame } from './protocol/codec.js';
+export { ControlClient, NoServerError, ServerError } from './client/control-client.js';
+export { DEFAULT_SOCKET, resolveSocket } from './protocol/transport.js';
+export {
+  encodeFrame,
+  decodeFrame,
+  writeFrame,
+  type FrameFields,
+  type DecodedFrame,
+} from './protocol/codec.js';
 export { MsgType, BufferType, ArchType, FRAME_SIZES } from './protocol/constants.js';
-export { AllocationServer, DEFAULT_SOCKET, type ServerOptions } from './server/server.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { Tracker, KIND_CB, KIND_KERNEL } from '../src/state/tracker.js';
-import { Checkpoints } from '../src/analysis/checkpoints.js';
+import { Checkpoints } from '../src/state/marks.js';
 import { StateStore } from '../src/persist/state-store.js';
 import { loadState } from '../src/persist/replay.js';
 import { snapshotSource, writeSnapshot } from '../src/persist/snapshot.js';

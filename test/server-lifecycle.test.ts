@@ -105,7 +105,7 @@ test('with periodic cleanup off, a dump still releases dead owners first', async
 test('a live process of another user (EPERM) is alive', async (t) => {
   if (process.getuid?.() !== 0) {
     // Not root: PID 1 belongs to another user, so kill(1, 0) answers EPERM here.
-    const { isProcessAlive } = await import('../src/server/reaper.js');
+    const { isProcessAlive } = await import('../src/platform/processes.js');
     assert.throws(() => process.kill(1, 0), { code: 'EPERM' });
     assert.equal(isProcessAlive(1), true);
     return;
@@ -383,7 +383,7 @@ const s = connect(${JSON.stringify(srv.socket)}, () => {
     for (let i = 0; i < 500 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(state(), 'Z', 'the client is a zombie: exited, not waited for');
     assert.doesNotThrow(() => process.kill(pid, 0), 'a zombie still answers kill(pid, 0)');
-    const { isProcessAlive } = await import('../src/server/reaper.js');
+    const { isProcessAlive } = await import('../src/platform/processes.js');
     assert.equal(isProcessAlive(pid), false, 'the JS check (used without the native addon) sees it dead');
     await srv.waitFor(`process ${pid} is gone: released 1 buffer (4.00 KiB)`);
     assert.equal(state(), 'Z', 'still a zombie when the server reaped it');

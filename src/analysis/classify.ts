@@ -14,7 +14,7 @@ import { FLAG_RESIZED } from '../state/object-table.js';
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import { bufferRow, type BufferRow } from '../report/buffer-report.js';
 import { formatKB, formatMB } from '../report/format.js';
-import type { Mark } from './checkpoints.js';
+import type { Mark } from '../state/marks.js';
 import { diffMarks, findAccumulation } from './leaks.js';
 
 export interface ClassifyRules { programCacheMaxBytes: number; modelStateMinBytes: number }

@@ -4,7 +4,7 @@ import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
 import { bufferRow, type BufferRow } from '../report/buffer-report.js';
 import { formatKB } from '../report/format.js';
-import type { Mark } from './checkpoints.js';
+import type { Mark } from '../state/marks.js';
 import { suppressed, type Rule } from './suppressions.js';
 
 export interface SizeGroup { device: number; type: string; size: number; count: number; bytes: number }

@@ -1,15 +1,12 @@
 // Talking to a running server's control API (HTTP/JSON over the control Unix socket).
 import { request } from 'node:http';
-import { controlPathFor, DEFAULT_SOCKET } from '../server/server.js';
+import { controlPathFor, resolveSocket } from '../protocol/transport.js';
+
+export { resolveSocket };
 
 export class NoServerError extends Error {}
 export class ServerError extends Error {
   constructor(readonly status: number, message: string) { super(message); }
-}
-
-/** The data socket path every command uses: --socket, else $TT_ALLOC_SERVER_SOCKET, else the default. */
-export function resolveSocket(flag?: string): string {
-  return flag || process.env.TT_ALLOC_SERVER_SOCKET || DEFAULT_SOCKET;
 }
 
 export interface ControlResponse { status: number; body: string; contentType: string }

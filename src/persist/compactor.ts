@@ -5,7 +5,7 @@
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Tracker } from '../state/tracker.js';
-import { Checkpoints } from '../analysis/checkpoints.js';
+import { Checkpoints } from '../state/marks.js';
 import { loadState } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 

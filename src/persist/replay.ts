@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MsgType } from '../protocol/constants.js';
 import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
-import type { Checkpoints, Mark } from '../analysis/checkpoints.js';
+import type { Checkpoints, Mark } from '../state/marks.js';
 import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT, entryBytes } from './records.js';
 
 const TWO32 = 4294967296;

@@ -6,7 +6,7 @@ import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KIND_CB, KIND_KERNEL, type ReapedReport, type Tracker } from '../state/tracker.js';
 import type { ObjectTable } from '../state/object-table.js';
-import type { Checkpoints, Mark } from '../analysis/checkpoints.js';
+import type { Checkpoints, Mark } from '../state/marks.js';
 import { BATCH_HEADER, Ctl, FORMAT_VERSION, OBJECT_ROW_WORDS, controlEntry, jsonEntry, sealBatch } from './records.js';
 import { SNAPSHOT, trackerCounters } from './replay.js';
 

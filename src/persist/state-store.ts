@@ -15,13 +15,13 @@ import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileS
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
-import type { Checkpoints } from '../analysis/checkpoints.js';
+import type { Checkpoints } from '../state/marks.js';
 import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, deviceEntry, entryBytes, epochEntry, jsonEntry, sealBatch } from './records.js';
 import { MAX_DEVICE_ID, MsgType, Off } from '../protocol/constants.js';
 import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 import type { CompactRequest, CompactResult } from './compactor.js';
-import { isProcessAlive } from '../server/reaper.js';
+import { isProcessAlive } from '../platform/processes.js';
 
 /** Batch buffer size: a full one is sealed and written at once (~13 k events). */
 const BATCH_BYTES = 256 << 10;

@@ -1,6 +1,6 @@
 // Control API routes of the foundation: health, stats, reports, processes, kernels, reset, stop.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
-import type { Checkpoints } from '../analysis/checkpoints.js';
+import type { Checkpoints } from '../state/marks.js';
 import { HttpError, intList, type Router, type RouteContext } from './http-router.js';
 import type { AllocationServer } from './server.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';

@@ -1,7 +1,7 @@
 // Control API of leak analysis: marks, diff between marks, and the CI check.
 import { HttpError, type Router } from './http-router.js';
 import type { AllocationServer } from './server.js';
-import { MarkError, type Mark } from '../analysis/checkpoints.js';
+import { MarkError, type Mark } from '../state/marks.js';
 import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';

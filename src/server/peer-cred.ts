@@ -6,7 +6,7 @@
 // one line, takes PIDs from the messages as before, and leaves other users to the socket
 // permissions. `ttalloc stats` (peers) tells which case a server is in.
 import type { Socket } from 'node:net';
-import { ADDON_PATH, loadNative } from './native.js';
+import { ADDON_PATH, loadNative } from '../platform/native.js';
 import { admitsPeer, type PeerPolicy } from './security.js';
 
 export interface PeerCred { pid: number; uid: number; gid: number }

@@ -14,11 +14,11 @@ import { DeviceRegistry } from '../devices/registry.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { DataConnection, type ConnectionHost } from './data-connection.js';
 import { claimSocketPath, listenUnix, OwnedPath } from './socket-path.js';
-import { deadPids, isProcessAlive } from './reaper.js';
+import { deadPids, isProcessAlive } from '../platform/processes.js';
 import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
 import { registerLeakRoutes } from './leak-routes.js';
-import { Checkpoints } from '../analysis/checkpoints.js';
+import { Checkpoints } from '../state/marks.js';
 import { StateStore, StateDirError, defaultStateDir, type PersistenceStats } from '../persist/state-store.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport } from '../report/text-report.js';
@@ -26,12 +26,10 @@ import { formatKernelReport } from '../report/kernel-report.js';
 import { formatStatsLines } from '../report/stats.js';
 import { formatBytes } from '../report/format.js';
 import { LiveViews } from './web.js';
+import { controlPathFor } from '../protocol/transport.js';
 
-export const DEFAULT_SOCKET = '/tmp/tt_allocation_server.sock';
 /** Reply bytes a data connection may leave unread before it is closed (thousands of replies). */
 const MAX_UNREAD_REPLY_BYTES = 1 << 20;
-
-export function controlPathFor(socketPath: string): string { return `${socketPath}.ctl`; }
 
 export interface ServerOptions {
   socketPath: string;

@@ -23,7 +23,7 @@
 // connection per event-loop turn, for as long as bytes keep coming. The first read that finds nothing hands it back to libuv. End of
 // stream and errors are handed back too, so that Node reports them through the socket as usual.
 import type { Socket } from 'node:net';
-import { loadNative } from './native.js';
+import { loadNative } from '../platform/native.js';
 
 /**
  * The one read buffer (libuv reads at most 64 KiB at a time). Each read is applied synchronously

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { action, clientFor, intArg, socketOption } from '../common.js';
 import { parseRules } from '../../analysis/suppressions.js';
-import type { Mark } from '../../analysis/checkpoints.js';
+import type { Mark } from '../../state/marks.js';
 import type { CheckResult, Interval, Accumulation } from '../../analysis/leaks.js';
 import { formatKB, formatMB } from '../../report/format.js';
 

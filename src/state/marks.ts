@@ -1,6 +1,6 @@
 // Checkpoints ("marks"): a name for the current epoch. Cheap by design: no copy of the state;
 // every buffer already stores the epoch it was born in, so "born after mark M" is `epoch >= M.epoch`.
-import type { Tracker } from '../state/tracker.js';
+import type { Tracker } from './tracker.js';
 
 export interface Mark {
   name: string;
