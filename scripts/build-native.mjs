@@ -19,8 +19,12 @@ const say = (msg) => process.stderr.write(`ttalloc: ${msg}\n`);
 const giveUp = (why) => {
   rmSync(OUT, { force: true }); // never leave a stale addon that does not match this source
   say(`native addon NOT built (${why}).`);
-  say('the server will run without it: PIDs are taken from the messages, other users are kept out by the socket permissions only,');
-  say('and busy connections are read through epoll (which costs every client ~100 ns more per send).');
+  say(
+    'the server will run without it: PIDs are taken from the messages, other users are kept out by the socket permissions only,',
+  );
+  say(
+    'and busy connections are read through epoll (which costs every client ~100 ns more per send).',
+  );
   say('install python3, make and a C compiler, then run `npm run build:native` to build it.');
   process.exit(0);
 };
@@ -28,26 +32,50 @@ const giveUp = (why) => {
 if (process.platform !== 'linux') giveUp(`SO_PEERCRED is Linux-only; this is ${process.platform}`);
 
 // node-gyp: the one npm runs us with, else the one bundled with npm next to this node.
-const gyp = [process.env.npm_config_node_gyp, join(prefix, 'lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js')]
-  .find((p) => p && existsSync(p));
+const gyp = [
+  process.env.npm_config_node_gyp,
+  join(prefix, 'lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
+].find((p) => p && existsSync(p));
 if (!gyp) giveUp('node-gyp not found (it ships with npm)');
 
 // Headers: npm's nodedir setting, else the ones installed with this node. Never download them.
-const nodedir = [process.env.npm_config_nodedir, prefix].find((d) => d && existsSync(join(d, 'include/node/node_api.h')));
-if (!nodedir) giveUp(`no Node headers (include/node/node_api.h) under ${process.env.npm_config_nodedir ?? prefix}`);
+const nodedir = [process.env.npm_config_nodedir, prefix].find(
+  (d) => d && existsSync(join(d, 'include/node/node_api.h')),
+);
+if (!nodedir)
+  giveUp(
+    `no Node headers (include/node/node_api.h) under ${process.env.npm_config_nodedir ?? prefix}`,
+  );
 
-const r = spawnSync(process.execPath, [gyp, 'rebuild', `--nodedir=${nodedir}`, `--directory=${ROOT}`], {
-  encoding: 'utf8', timeout: 180_000, env: { ...process.env, npm_config_nodedir: nodedir },
-});
+const r = spawnSync(
+  process.execPath,
+  [gyp, 'rebuild', `--nodedir=${nodedir}`, `--directory=${ROOT}`],
+  {
+    encoding: 'utf8',
+    timeout: 180_000,
+    env: { ...process.env, npm_config_nodedir: nodedir },
+  },
+);
 if (r.error || r.status !== 0) {
-  const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').filter((l) => !/^gyp (info|ERR! (stack|System|command|cwd|node -v|node-gyp -v|not ok))/.test(l)).slice(-10).join('\n');
+  const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`
+    .trim()
+    .split('\n')
+    .filter(
+      (l) => !/^gyp (info|ERR! (stack|System|command|cwd|node -v|node-gyp -v|not ok))/.test(l),
+    )
+    .slice(-10)
+    .join('\n');
   if (tail) process.stderr.write(`${tail}\n`);
   giveUp(r.error ? `node-gyp: ${r.error.message}` : `node-gyp exited with ${r.status ?? r.signal}`);
 }
 
 // It must also load into this node, read a real peer (our own end of a Unix socket) and read the
 // bytes that end sent.
-const check = spawnSync(process.execPath, ['-e', `
+const check = spawnSync(
+  process.execPath,
+  [
+    '-e',
+    `
   const { peerCred, readInto } = require(${JSON.stringify(OUT)});
   const net = require('node:net'), os = require('node:os'), path = require('node:path'), fs = require('node:fs');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttalloc-native-'));
@@ -62,8 +90,15 @@ const check = spawnSync(process.execPath, ['-e', `
       c.destroy(); srv.close(); fs.rmSync(dir, { recursive: true, force: true });
     }, 100);
   }).listen(sock, () => net.connect(sock).on('error', () => {}).end('ok'));
-`], { encoding: 'utf8', timeout: 30_000 });
+`,
+  ],
+  { encoding: 'utf8', timeout: 30_000 },
+);
 if (check.status !== 0 || check.stdout !== 'ok') {
-  giveUp(`built, but it does not work here: ${(check.stdout || check.stderr || check.error?.message || '').trim().split('\n').slice(-1)[0]}`);
+  giveUp(
+    `built, but it does not work here: ${(check.stdout || check.stderr || check.error?.message || '').trim().split('\n').slice(-1)[0]}`,
+  );
 }
-say(`built the native addon (${join('build', 'Release', 'ttalloc_native.node')}): the server takes PIDs and UIDs from the kernel`);
+say(
+  `built the native addon (${join('build', 'Release', 'ttalloc_native.node')}): the server takes PIDs and UIDs from the kernel`,
+);

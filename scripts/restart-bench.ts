@@ -1,7 +1,8 @@
 // Restart figures of persistence: a real server filled with N live buffers by the C load
 // generators, then killed with SIGKILL and restarted on its state directory, twice: once with the
 // state in the journal only, once after a background snapshot. Prints how long each restart took
-// to answer, the sizes on disk, and the ingest rate of ALLOC/FREE pairs with and without persistence.
+// to answer, the sizes on disk, and the ingest rate of ALLOC/FREE pairs with and without
+// persistence.
 // Usage: npm run restart-bench [-- N ...]   (default: 1000000 20000000)
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -11,21 +12,61 @@ import { ControlClient } from '../src/client/control-client.js';
 import { buildTools, generators, removeDir, workDir, type GenSpec } from '../src/bench/harness.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+const sizes = process.argv
+  .slice(2)
+  .map(Number)
+  .filter((n) => n > 0);
 const tools = buildTools();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Stats { frames: { total: number }; live: { buffers: number }; persistence: { journalBytes: number; snapshotBytes: number; compactions: number; compacting: boolean; journalSegments: number } }
+interface Stats {
+  frames: { total: number };
+  live: { buffers: number };
+  persistence: {
+    journalBytes: number;
+    snapshotBytes: number;
+    compactions: number;
+    compacting: boolean;
+    journalSegments: number;
+  };
+}
 
-async function start(dir: string, extra: string[]): Promise<{ proc: ChildProcess; ctl: ControlClient; readyMs: number; out: () => string }> {
+async function start(
+  dir: string,
+  extra: string[],
+): Promise<{ proc: ChildProcess; ctl: ControlClient; readyMs: number; out: () => string }> {
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [CLI, 'server', '--socket', join(dir, 's.sock'), '--stats-interval', '0', '--reap-interval', '0',
-    '--trust-client-pid', '--state-dir', join(dir, 'state'), ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(
+    process.execPath,
+    [
+      CLI,
+      'server',
+      '--socket',
+      join(dir, 's.sock'),
+      '--stats-interval',
+      '0',
+      '--reap-interval',
+      '0',
+      '--trust-client-pid',
+      '--state-dir',
+      join(dir, 'state'),
+      ...extra,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const ctl = new ControlClient(join(dir, 's.sock'));
   for (;;) {
-    try { await ctl.json('GET', '/v1/health'); break; } catch { if (proc.exitCode !== null) throw new Error(`server exited:\n${out}`); await sleep(10); }
+    try {
+      await ctl.json('GET', '/v1/health');
+      break;
+    } catch {
+      if (proc.exitCode !== null) throw new Error(`server exited:\n${out}`);
+      await sleep(10);
+    }
   }
   return { proc, ctl, readyMs: performance.now() - t0, out: () => out };
 }
@@ -35,7 +76,10 @@ async function kill9(p: ChildProcess): Promise<void> {
   await new Promise((r) => p.once('exit', r));
 }
 
-const diskBytes = (dir: string, prefix: string) => readdirSync(join(dir, 'state')).filter((n) => n.startsWith(prefix)).reduce((a, n) => a + statSync(join(dir, 'state', n)).size, 0);
+const diskBytes = (dir: string, prefix: string) =>
+  readdirSync(join(dir, 'state'))
+    .filter((n) => n.startsWith(prefix))
+    .reduce((a, n) => a + statSync(join(dir, 'state', n)).size, 0);
 
 async function restartFigures(n: number): Promise<void> {
   const dir = workDir();
@@ -44,7 +88,13 @@ async function restartFigures(n: number): Promise<void> {
     let s = await start(dir, ['--journal-mib', '100000', '--expected-buffers', String(n)]);
     const per = Math.ceil(n / 4);
     // Live owners: this process's PID, so the sweep after a restart keeps every buffer.
-    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({ mode: 'allocs', frames: Math.max(0, Math.min(per, n - k * per)), pidBase: process.pid, addrBase: BigInt(0x100 + k) << 32n, batch: 456 }));
+    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({
+      mode: 'allocs',
+      frames: Math.max(0, Math.min(per, n - k * per)),
+      pidBase: process.pid,
+      addrBase: BigInt(0x100 + k) << 32n,
+      batch: 456,
+    }));
     const g = await generators(tools.loadgen, join(dir, 's.sock'), specs);
     g.go();
     await g.results();
@@ -59,7 +109,12 @@ async function restartFigures(n: number): Promise<void> {
     const c0 = performance.now();
     for (;;) {
       const st = await s.ctl.json<Stats>('GET', '/v1/stats');
-      if (st.persistence.compactions > 0 && !st.persistence.compacting && st.persistence.journalSegments <= 2) break;
+      if (
+        st.persistence.compactions > 0 &&
+        !st.persistence.compacting &&
+        st.persistence.journalSegments <= 2
+      )
+        break;
       await sleep(100);
     }
     const compactMs = performance.now() - c0;
@@ -70,17 +125,26 @@ async function restartFigures(n: number): Promise<void> {
     const fromSnapshot = s.readyMs;
     const live2 = (await s.ctl.json<Stats>('GET', '/v1/stats')).live.buffers;
     await kill9(s.proc);
-    console.log(`${(n / 1e6).toString().padStart(5)} M live | journal ${(journal / 2 ** 20).toFixed(0)} MiB (${(journal / n).toFixed(1)} B/buffer) → restart ready in ${(fromJournal / 1000).toFixed(2)} s`
-      + ` | background compaction ${(compactMs / 1000).toFixed(1)} s → snapshot ${(snapshot / 2 ** 20).toFixed(0)} MiB → restart ready in ${(fromSnapshot / 1000).toFixed(2)} s`
-      + ` | restored ${live1 === n && live2 === n ? 'all' : `${live1} / ${live2} of ${n}`}`);
-  } finally { removeDir(dir); }
+    console.log(
+      `${(n / 1e6).toString().padStart(5)} M live | journal ${(journal / 2 ** 20).toFixed(0)} MiB (${(journal / n).toFixed(1)} B/buffer) → restart ready in ${(fromJournal / 1000).toFixed(2)} s` +
+        ` | background compaction ${(compactMs / 1000).toFixed(1)} s → snapshot ${(snapshot / 2 ** 20).toFixed(0)} MiB → restart ready in ${(fromSnapshot / 1000).toFixed(2)} s` +
+        ` | restored ${live1 === n && live2 === n ? 'all' : `${live1} / ${live2} of ${n}`}`,
+    );
+  } finally {
+    removeDir(dir);
+  }
 }
 
 async function ingest(extra: string[]): Promise<number> {
   const dir = workDir();
   try {
     const s = await start(dir, extra);
-    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({ mode: 'pairs', frames: 5_000_000, pidBase: 100 + k, addrBase: BigInt(0x10 + k) << 32n }));
+    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({
+      mode: 'pairs',
+      frames: 5_000_000,
+      pidBase: 100 + k,
+      addrBase: BigInt(0x10 + k) << 32n,
+    }));
     const g = await generators(tools.loadgen, join(dir, 's.sock'), specs);
     g.go();
     const r = await g.results();
@@ -88,7 +152,9 @@ async function ingest(extra: string[]): Promise<number> {
     while ((await s.ctl.json<Stats>('GET', '/v1/stats')).frames.total < total) await sleep(10);
     await kill9(s.proc);
     return total / Math.max(...r.map((x) => x.seconds));
-  } finally { removeDir(dir); }
+  } finally {
+    removeDir(dir);
+  }
 }
 
 console.log(`ttalloc restart-bench · ${new Date().toISOString()} · node ${process.version}`);
@@ -99,5 +165,7 @@ for (let i = 0; i < 3; i++) {
   rates['no-persist'].push(await ingest(['--no-persist']));
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[1] / 1e6;
-console.log(`ingest, 4 clients, batched ALLOC/FREE pairs (median of 3): persistence on ${med(rates.persist).toFixed(2)} M/s, off ${med(rates['no-persist']).toFixed(2)} M/s`
-  + ` (×${(med(rates.persist) / med(rates['no-persist'])).toFixed(2)})`);
+console.log(
+  `ingest, 4 clients, batched ALLOC/FREE pairs (median of 3): persistence on ${med(rates.persist).toFixed(2)} M/s, off ${med(rates['no-persist']).toFixed(2)} M/s` +
+    ` (×${(med(rates.persist) / med(rates['no-persist'])).toFixed(2)})`,
+);

@@ -20,7 +20,8 @@ if (process.argv[2] === '--child') {
   // Child: keeps a model of its live buffers; on SIGUSR2 prints it (after its writes are out).
   const live = new Map<number, number>();
   const s = connect(process.argv[3]!);
-  let events = 0, stopped = false;
+  let events = 0,
+    stopped = false;
   const pump = () => {
     if (stopped) return;
     const frames: Buffer[] = [];
@@ -28,21 +29,47 @@ if (process.argv[2] === '--child') {
       const k = Math.floor(Math.random() * 20000);
       const addr = process.pid * 2 ** 28 + k * 4096; // per-process addresses: a key is one owner's
       const dev = k % 8;
-      if (live.has(addr)) { frames.push(encodeFrame({ type: MsgType.FREE, deviceId: dev, pid: process.pid, bufferId: addr })); live.delete(addr); }
-      else { const size = 4096 * (1 + (k % 13)); frames.push(encodeFrame({ type: MsgType.ALLOC, deviceId: dev, size, pid: process.pid, bufferId: addr, timestampNs: 1 })); live.set(addr, size); }
+      if (live.has(addr)) {
+        frames.push(
+          encodeFrame({ type: MsgType.FREE, deviceId: dev, pid: process.pid, bufferId: addr }),
+        );
+        live.delete(addr);
+      } else {
+        const size = 4096 * (1 + (k % 13));
+        frames.push(
+          encodeFrame({
+            type: MsgType.ALLOC,
+            deviceId: dev,
+            size,
+            pid: process.pid,
+            bufferId: addr,
+            timestampNs: 1,
+          }),
+        );
+        live.set(addr, size);
+      }
     }
     events += frames.length;
-    if (s.write(Buffer.concat(frames))) setTimeout(pump, 5); else s.once('drain', () => setTimeout(pump, 5));
+    if (s.write(Buffer.concat(frames))) setTimeout(pump, 5);
+    else s.once('drain', () => setTimeout(pump, 5));
   };
   s.on('connect', pump);
-  // After its report the child only waits (alive, so its buffers stay owned) while the server restarts.
-  s.on('error', (e) => { if (stopped) return; process.stderr.write(`child ${process.pid}: ${e.message}\n`); process.exit(3); });
+  // After its report the child only waits (alive, so its buffers stay owned) while the server
+  // restarts.
+  s.on('error', (e) => {
+    if (stopped) return;
+    process.stderr.write(`child ${process.pid}: ${e.message}\n`);
+    process.exit(3);
+  });
   process.on('SIGUSR2', () => {
     stopped = true;
     setInterval(() => {}, 1 << 30); // stay alive without a connection
     s.write(Buffer.alloc(0), () => {
-      let bytes = 0; for (const v of live.values()) bytes += v;
-      process.stdout.write(JSON.stringify({ pid: process.pid, buffers: live.size, bytes, events }) + '\n');
+      let bytes = 0;
+      for (const v of live.values()) bytes += v;
+      process.stdout.write(
+        JSON.stringify({ pid: process.pid, buffers: live.size, bytes, events }) + '\n',
+      );
     });
   });
   process.stdout.write('ready\n'); // the SIGUSR2 handler is in place (before any frame is sent)
@@ -53,23 +80,57 @@ if (process.argv[2] === '--child') {
   let serverOut = '';
   const startServer = () => {
     serverOut = '';
-    const p = spawn(process.execPath, [CLI, 'server', '--socket', sock, '--stats-interval', '0', '--reap-interval', '5', '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'inherit'] });
-    p.stdout!.on('data', (d: Buffer) => { serverOut += d.toString(); });
+    const p = spawn(
+      process.execPath,
+      [
+        CLI,
+        'server',
+        '--socket',
+        sock,
+        '--stats-interval',
+        '0',
+        '--reap-interval',
+        '5',
+        '--state-dir',
+        join(dir, 'state'),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    p.stdout!.on('data', (d: Buffer) => {
+      serverOut += d.toString();
+    });
     return p;
   };
-  const listening = async () => { while (!serverOut.includes('listening on')) await new Promise((r) => setTimeout(r, 20)); };
+  const listening = async () => {
+    while (!serverOut.includes('listening on')) await new Promise((r) => setTimeout(r, 20));
+  };
   let server = startServer();
   await listening();
   const ctl = new ControlClient(sock);
   const kids = new Set<ChildProcess>();
   const ready = new Set<ChildProcess>();
-  let errors = 0, kills = 0, spawned = 0;
+  let errors = 0,
+    kills = 0,
+    spawned = 0;
   const spawnKid = () => {
-    const k = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
-    k.stderr!.on('data', (d: Buffer) => { if (errors++ < 3) process.stderr.write(`client: ${d}`); });
-    k.on('exit', (c, sig) => { kids.delete(k); if (sig !== 'SIGKILL' && c !== 0) { errors++; process.stderr.write(`client exited: code ${c}, signal ${sig}\n`); } });
+    const k = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', sock],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    k.stderr!.on('data', (d: Buffer) => {
+      if (errors++ < 3) process.stderr.write(`client: ${d}`);
+    });
+    k.on('exit', (c, sig) => {
+      kids.delete(k);
+      if (sig !== 'SIGKILL' && c !== 0) {
+        errors++;
+        process.stderr.write(`client exited: code ${c}, signal ${sig}\n`);
+      }
+    });
     k.stdout!.once('data', () => ready.add(k));
-    kids.add(k); spawned++;
+    kids.add(k);
+    spawned++;
   };
   for (let i = 0; i < 64; i++) spawnKid();
   const t0 = Date.now();
@@ -77,28 +138,64 @@ if (process.argv[2] === '--child') {
   while (Date.now() - t0 < seconds * 1000) {
     await new Promise((r) => setTimeout(r, 1000 + Math.random() * 2000));
     const victim = [...kids][Math.floor(Math.random() * kids.size)];
-    if (victim) { victim.kill('SIGKILL'); kills++; spawnKid(); }
-    const st = await ctl.json<{ memory?: { rssBytes?: number }; frames: { total: number }; live: { buffers: number } }>('GET', '/v1/stats');
+    if (victim) {
+      victim.kill('SIGKILL');
+      kills++;
+      spawnKid();
+    }
+    const st = await ctl.json<{
+      memory?: { rssBytes?: number };
+      frames: { total: number };
+      live: { buffers: number };
+    }>('GET', '/v1/stats');
     const mem = (st as { memory?: Record<string, number> }).memory ?? {};
-    rss.push(`${Math.round((Date.now() - t0) / 1000)}s frames=${st.frames.total} live=${st.live.buffers} rss=${Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20)}MiB`);
+    rss.push(
+      `${Math.round((Date.now() - t0) / 1000)}s frames=${st.frames.total} live=${st.live.buffers} rss=${Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20)}MiB`,
+    );
   }
   // Survivors stop and report what they hold.
   // A client still starting up has sent nothing: it is simply killed.
-  for (const k of kids) if (!ready.has(k)) { k.kill('SIGKILL'); kids.delete(k); }
-  const reports = await Promise.all([...kids].map((k) => new Promise<{ buffers: number; bytes: number; events: number }>((res) => {
-    let out = '';
-    k.stdout!.on('data', (d: Buffer) => { out += d.toString(); const m = /^\{.*\}$/m.exec(out); if (m) res(JSON.parse(m[0])); });
-    k.once('exit', () => res({ buffers: 0, bytes: 0, events: 0 })); // died first: reaped, holds nothing
-    k.kill('SIGUSR2');
-  })));
-  for (let last = -1; ;) { // settle: until the server's frame count stops moving
+  for (const k of kids)
+    if (!ready.has(k)) {
+      k.kill('SIGKILL');
+      kids.delete(k);
+    }
+  const reports = await Promise.all(
+    [...kids].map(
+      (k) =>
+        new Promise<{ buffers: number; bytes: number; events: number }>((res) => {
+          let out = '';
+          k.stdout!.on('data', (d: Buffer) => {
+            out += d.toString();
+            const m = /^\{.*\}$/m.exec(out);
+            if (m) res(JSON.parse(m[0]));
+          });
+          // died first: reaped, holds nothing
+          k.once('exit', () => res({ buffers: 0, bytes: 0, events: 0 }));
+          k.kill('SIGUSR2');
+        }),
+    ),
+  );
+  for (let last = -1; ;) {
+    // settle: until the server's frame count stops moving
     const n = (await ctl.json<{ frames: { total: number } }>('GET', '/v1/stats')).frames.total;
     if (n === last) break;
-    last = n; await new Promise((r) => setTimeout(r, 200));
+    last = n;
+    await new Promise((r) => setTimeout(r, 200));
   }
-  const rep = await ctl.json<{ total_buffers: number; total_bytes: number }>('GET', '/v1/report?format=json'); // runs the dead-PID sweep
-  const st = await ctl.json<{ frames: { total: number; rejected: number }; reapedProcesses: number; persistence: { journalBytes: number; snapshotBytes: number; compactions: number } }>('GET', '/v1/stats');
-  const want = reports.reduce((a, r) => ({ buffers: a.buffers + r.buffers, bytes: a.bytes + r.bytes }), { buffers: 0, bytes: 0 });
+  const rep = await ctl.json<{ total_buffers: number; total_bytes: number }>(
+    'GET',
+    '/v1/report?format=json',
+  ); // runs the dead-PID sweep
+  const st = await ctl.json<{
+    frames: { total: number; rejected: number };
+    reapedProcesses: number;
+    persistence: { journalBytes: number; snapshotBytes: number; compactions: number };
+  }>('GET', '/v1/stats');
+  const want = reports.reduce(
+    (a, r) => ({ buffers: a.buffers + r.buffers, bytes: a.bytes + r.bytes }),
+    { buffers: 0, bytes: 0 },
+  );
 
   // Restarts on the same state directory, with the survivors still alive.
   const restarts: { how: string; readyMs: number; buffers: number; bytes: number }[] = [];
@@ -109,19 +206,50 @@ if (process.argv[2] === '--child') {
     const t = Date.now();
     server = startServer();
     await listening();
-    const after = await ctl.json<{ total_buffers: number; total_bytes: number }>('GET', '/v1/report?format=json');
-    restarts.push({ how, readyMs: Date.now() - t, buffers: after.total_buffers, bytes: after.total_bytes });
+    const after = await ctl.json<{ total_buffers: number; total_bytes: number }>(
+      'GET',
+      '/v1/report?format=json',
+    );
+    restarts.push({
+      how,
+      readyMs: Date.now() - t,
+      buffers: after.total_buffers,
+      bytes: after.total_bytes,
+    });
   }
   for (const k of kids) k.kill('SIGKILL');
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
-  const ok = rep.total_buffers === want.buffers && rep.total_bytes === want.bytes
-    && restarts.every((r) => r.buffers === want.buffers && r.bytes === want.bytes);
+  const ok =
+    rep.total_buffers === want.buffers &&
+    rep.total_bytes === want.bytes &&
+    restarts.every((r) => r.buffers === want.buffers && r.bytes === want.bytes);
   console.log(rss.filter((_, i) => i % 5 === 0).join('\n'));
-  console.log(JSON.stringify({ seconds, clients: 64, spawned, kills, errors, frames: st.frames.total, rejected: st.frames.rejected, reapedProcesses: st.reapedProcesses,
-    server: { buffers: rep.total_buffers, bytes: rep.total_bytes }, survivors: want,
-    persistence: { journalBytes: st.persistence.journalBytes, snapshotBytes: st.persistence.snapshotBytes, compactions: st.persistence.compactions },
-    restarts, ok }, null, 1));
+  console.log(
+    JSON.stringify(
+      {
+        seconds,
+        clients: 64,
+        spawned,
+        kills,
+        errors,
+        frames: st.frames.total,
+        rejected: st.frames.rejected,
+        reapedProcesses: st.reapedProcesses,
+        server: { buffers: rep.total_buffers, bytes: rep.total_bytes },
+        survivors: want,
+        persistence: {
+          journalBytes: st.persistence.journalBytes,
+          snapshotBytes: st.persistence.snapshotBytes,
+          compactions: st.persistence.compactions,
+        },
+        restarts,
+        ok,
+      },
+      null,
+      1,
+    ),
+  );
   process.exit(ok ? 0 : 1);
 }

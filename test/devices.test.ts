@@ -9,14 +9,33 @@ import { BufferType, MsgType } from '../src/protocol/constants.js';
 import { rawConnect, runCli, startServer, tempDir, type TestServer } from './helpers/server.js';
 import { Inbox, stats, waitFrames, write } from './helpers/wire.js';
 
-const KiB = 1024, GiB = 2 ** 30;
+const KiB = 1024,
+  GiB = 2 ** 30;
 const dirs: string[] = [];
-function dir(): string { const d = tempDir(); dirs.push(d); return d; }
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+function dir(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 /** No driver for tests that declare devices, whatever the host has. */
 const NO_DRIVER = () => ({ TT_ALLOC_SYSFS_ROOT: dir() });
 
-interface DeviceJson { device: number; declared: boolean; source?: string; arch: string | null; archType?: number; cardType?: string | null; dramChannels?: number; dramPerChannel?: number; l1PerCore?: number; totalDramBytes?: number; totalL1Bytes?: number }
+interface DeviceJson {
+  device: number;
+  declared: boolean;
+  source?: string;
+  arch: string | null;
+  archType?: number;
+  cardType?: string | null;
+  dramChannels?: number;
+  dramPerChannel?: number;
+  l1PerCore?: number;
+  totalDramBytes?: number;
+  totalL1Bytes?: number;
+}
 
 async function info(srv: TestServer, deviceId: number) {
   const s = await rawConnect(srv.socket);
@@ -29,23 +48,47 @@ async function info(srv: TestServer, deviceId: number) {
   return r;
 }
 
-test('--devices declares devices with the architecture table\'s capacities', async () => {
+test("--devices declares devices with the architecture table's capacities", async () => {
   const srv = await startServer(['--devices', '2xwormhole_b0,p150'], NO_DRIVER());
   try {
     assert.match(srv.output(), /3 device\(s\): 2x Wormhole_B0, 1x Blackhole/);
     const all = await info(srv, -1);
     assert.deepEqual([all.numDevices, all.isAvailable], [3, 1]);
     const wh = await info(srv, 1);
-    assert.deepEqual([wh.isAvailable, wh.arch, wh.dramChannels, wh.dramPerChannel, wh.l1PerCore, wh.totalDram, wh.totalL1],
-      [1, 2, 12, GiB, 1464 * KiB, 12 * GiB, 1464 * KiB * 64]);
+    assert.deepEqual(
+      [
+        wh.isAvailable,
+        wh.arch,
+        wh.dramChannels,
+        wh.dramPerChannel,
+        wh.l1PerCore,
+        wh.totalDram,
+        wh.totalL1,
+      ],
+      [1, 2, 12, GiB, 1464 * KiB, 12 * GiB, 1464 * KiB * 64],
+    );
     const bh = await info(srv, 2);
-    // 4 GiB per channel does not fit the 32-bit wire field: it saturates, the 64-bit total is exact.
-    assert.deepEqual([bh.arch, bh.dramChannels, bh.dramPerChannel, bh.l1PerCore, bh.totalDram],
-      [3, 8, 0xffffffff, 1536 * KiB, 32 * GiB]);
+    // 4 GiB per channel does not fit the 32-bit wire field: it saturates, the 64-bit total is
+    // exact.
+    assert.deepEqual(
+      [bh.arch, bh.dramChannels, bh.dramPerChannel, bh.l1PerCore, bh.totalDram],
+      [3, 8, 0xffffffff, 1536 * KiB, 32 * GiB],
+    );
     const none = await info(srv, 7);
-    assert.deepEqual([none.isAvailable, none.arch, none.totalDram], [0, 0, 0], 'an unknown device is not available');
+    assert.deepEqual(
+      [none.isAvailable, none.arch, none.totalDram],
+      [0, 0, 0],
+      'an unknown device is not available',
+    );
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
-    assert.deepEqual(devs.map((d) => [d.device, d.arch, d.source]), [[0, 'Wormhole_B0', 'declared'], [1, 'Wormhole_B0', 'declared'], [2, 'Blackhole', 'declared']]);
+    assert.deepEqual(
+      devs.map((d) => [d.device, d.arch, d.source]),
+      [
+        [0, 'Wormhole_B0', 'declared'],
+        [1, 'Wormhole_B0', 'declared'],
+        [2, 'Blackhole', 'declared'],
+      ],
+    );
     const st = await runCli(['stats', '--socket', srv.socket]);
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, /device 2 \[Blackhole\]: DRAM 0 B \/ 32\.0 GiB/);
@@ -57,21 +100,37 @@ test('--devices declares devices with the architecture table\'s capacities', asy
 test('--device-config: devices by card type and id, with capacity overrides', async () => {
   const d = dir();
   const cfg = join(d, 'devices.json');
-  writeFileSync(cfg, JSON.stringify({
-    devices: ['n300', { id: 3, arch: 'p150', dramChannels: 7 }],
-    arch: { wormhole_b0: { l1PerCore: 1024 * KiB } },
-  }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      devices: ['n300', { id: 3, arch: 'p150', dramChannels: 7 }],
+      arch: { wormhole_b0: { l1PerCore: 1024 * KiB } },
+    }),
+  );
   const srv = await startServer(['--device-config', cfg], NO_DRIVER());
   try {
     const all = await info(srv, -1);
     assert.equal(all.numDevices, 2);
     const wh = await info(srv, 0);
-    assert.deepEqual([wh.arch, wh.l1PerCore, wh.totalL1, wh.totalDram], [2, 1024 * KiB, 1024 * KiB * 64, 12 * GiB], 'the override of a capacity');
+    assert.deepEqual(
+      [wh.arch, wh.l1PerCore, wh.totalL1, wh.totalDram],
+      [2, 1024 * KiB, 1024 * KiB * 64, 12 * GiB],
+      'the override of a capacity',
+    );
     const bh = await info(srv, 3);
-    assert.deepEqual([bh.arch, bh.dramChannels, bh.totalDram, bh.l1PerCore], [3, 7, 28 * GiB, 1536 * KiB]);
+    assert.deepEqual(
+      [bh.arch, bh.dramChannels, bh.totalDram, bh.l1PerCore],
+      [3, 7, 28 * GiB, 1536 * KiB],
+    );
     assert.equal((await info(srv, 1)).isAvailable, 0);
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
-    assert.deepEqual(devs.map((x) => [x.device, x.source, x.totalL1Bytes]), [[0, 'config', 1024 * KiB * 64], [3, 'config', 1536 * KiB * 140]]);
+    assert.deepEqual(
+      devs.map((x) => [x.device, x.source, x.totalL1Bytes]),
+      [
+        [0, 'config', 1024 * KiB * 64],
+        [3, 'config', 1536 * KiB * 140],
+      ],
+    );
   } finally {
     assert.equal(await srv.stop(), 0);
   }
@@ -82,7 +141,11 @@ test('--device-config: devices by card type and id, with capacity overrides', as
   for (const [devices, arch, re] of [
     [[{ id: 5000, arch: 'n150' }], {}, /device id 5000 is not an integer from 0 to 1023/],
     [['n150', { id: 0, arch: 'n300' }], {}, /device id 0 is declared twice/],
-    [['n150'], { wormhole_b0: { dramChannels: 'twelve' } }, /wormhole_b0: dramChannels must be a whole number/],
+    [
+      ['n150'],
+      { wormhole_b0: { dramChannels: 'twelve' } },
+      /wormhole_b0: dramChannels must be a whole number/,
+    ],
   ] as [unknown[], object, RegExp][]) {
     writeFileSync(cfg, JSON.stringify({ devices, arch }));
     const r = await runCli(['server', '--socket', join(d, 'x.sock'), '--device-config', cfg]);
@@ -95,7 +158,9 @@ test('--device-config: devices by card type and id, with capacity overrides', as
   assert.match(bad2.stderr, /cannot read device config .*devices\.json/);
 });
 
-/** A fake kernel-driver tree: /dev/tenstorrent/<N> and tt_card_type under /sys/class/tenstorrent. */
+/**
+ * A fake kernel-driver tree: /dev/tenstorrent/<N> and tt_card_type under /sys/class/tenstorrent.
+ */
 function fakeSysfs(cards: Record<number, string | null>): string {
   const root = dir();
   mkdirSync(join(root, 'dev/tenstorrent'), { recursive: true });
@@ -114,16 +179,26 @@ test('driver discovery from sysfs (TT_ALLOC_SYSFS_ROOT), with config overrides a
   try {
     assert.match(srv.output(), /4 device\(s\)/);
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
-    assert.deepEqual(devs.map((x) => [x.device, x.source, x.cardType, x.arch]), [
-      [0, 'driver', 'n300', 'Wormhole_B0'], [1, 'driver', 'p150', 'Blackhole'], [2, 'driver', 'e150', 'Grayskull'], [3, 'driver', null, 'unknown'],
-    ]);
+    assert.deepEqual(
+      devs.map((x) => [x.device, x.source, x.cardType, x.arch]),
+      [
+        [0, 'driver', 'n300', 'Wormhole_B0'],
+        [1, 'driver', 'p150', 'Blackhole'],
+        [2, 'driver', 'e150', 'Grayskull'],
+        [3, 'driver', null, 'unknown'],
+      ],
+    );
     assert.equal((await info(srv, -1)).numDevices, 4);
-    assert.deepEqual([(await info(srv, 0)).arch, (await info(srv, 1)).arch, (await info(srv, 2)).arch], [2, 3, 1]);
+    assert.deepEqual(
+      [(await info(srv, 0)).arch, (await info(srv, 1)).arch, (await info(srv, 2)).arch],
+      [2, 3, 1],
+    );
   } finally {
     assert.equal(await srv.stop(), 0);
   }
 
-  // An arch-only config file overrides capacities of discovered devices; --devices beats the driver.
+  // An arch-only config file overrides capacities of discovered devices; --devices beats the
+  // driver.
   const cfg = join(root, 'arch.json');
   writeFileSync(cfg, JSON.stringify({ arch: { wormhole_b0: { dramChannels: 6 } } }));
   const o = await startServer(['--device-config', cfg], { TT_ALLOC_SYSFS_ROOT: root });
@@ -147,18 +222,49 @@ test('a device that reports allocations without being declared appears in stats,
   const srv = await startServer(['--devices', 'n150'], NO_DRIVER());
   try {
     const s = await rawConnect(srv.socket);
-    await write(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 5, size: 12288, bufferType: BufferType.DRAM, pid: process.pid, bufferId: 0x40000000 }));
+    await write(
+      s,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 5,
+        size: 12288,
+        bufferType: BufferType.DRAM,
+        pid: process.pid,
+        bufferId: 0x40000000,
+      }),
+    );
     const st = await waitFrames(srv, 1);
-    assert.deepEqual(st.devices.map((d) => [d.device, d.declared, d.arch, d.bytes.DRAM]), [[0, true, 'Wormhole_B0', 0], [5, false, null, 12288]]);
+    assert.deepEqual(
+      st.devices.map((d) => [d.device, d.declared, d.arch, d.bytes.DRAM]),
+      [
+        [0, true, 'Wormhole_B0', 0],
+        [5, false, null, 12288],
+      ],
+    );
     assert.equal((await stats(srv)).devices.length, 2);
     const all = await info(srv, -1);
     assert.equal(all.numDevices, 2);
     const five = await info(srv, 5);
-    assert.deepEqual([five.isAvailable, five.arch, five.totalDram], [1, 0, 0], 'present, capacity unknown');
+    assert.deepEqual(
+      [five.isAvailable, five.arch, five.totalDram],
+      [1, 0, 0],
+      'present, capacity unknown',
+    );
     const dump = await runCli(['dump', '--socket', srv.socket]);
-    assert.match(dump.stdout, new RegExp(`Device 5:\\n  DRAM: 1 buffer, 0\\.012288 MB total\\n    - Buffer 0x40000000: 12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`));
+    assert.match(
+      dump.stdout,
+      new RegExp(
+        `Device 5:\\n  DRAM: 1 buffer, 0\\.012288 MB total\\n    - Buffer 0x40000000: 12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`,
+      ),
+    );
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
-    assert.deepEqual(devs.map((x) => [x.device, x.declared]), [[0, true], [5, false]]);
+    assert.deepEqual(
+      devs.map((x) => [x.device, x.declared]),
+      [
+        [0, true],
+        [5, false],
+      ],
+    );
     s.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -166,7 +272,10 @@ test('a device that reports allocations without being declared appears in stats,
 });
 
 test('TT_ALLOC_DEVICES declares devices from the environment', async () => {
-  const srv = await startServer([], { TT_ALLOC_DEVICES: '8xwormhole_b0', TT_ALLOC_SYSFS_ROOT: dir() });
+  const srv = await startServer([], {
+    TT_ALLOC_DEVICES: '8xwormhole_b0',
+    TT_ALLOC_SYSFS_ROOT: dir(),
+  });
   try {
     assert.equal((await info(srv, -1)).numDevices, 8);
     assert.equal((await info(srv, 7)).arch, 2);
@@ -185,7 +294,10 @@ test('no devices anywhere: DEVICE_INFO_QUERY(-1) says 0 and not available, in ev
     const ib = new Inbox(s);
     await write(s, encodeFrame({ type: MsgType.DEVICE_INFO_QUERY, deviceId: -1 }, 112));
     const r = decodeFrame(await ib.take(112));
-    assert.deepEqual([r.type, r.deviceId, r.numDevices, r.isAvailable], [MsgType.DEVICE_INFO_RESPONSE, -1, 0, 0]);
+    assert.deepEqual(
+      [r.type, r.deviceId, r.numDevices, r.isAvailable],
+      [MsgType.DEVICE_INFO_RESPONSE, -1, 0, 0],
+    );
     s.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);

@@ -19,7 +19,11 @@ function rng(seed: number) {
     t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  return { next, int: (n: number) => Math.floor(next() * n), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)]! };
+  return {
+    next,
+    int: (n: number) => Math.floor(next() * n),
+    pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)]!,
+  };
 }
 type Rng = ReturnType<typeof rng>;
 
@@ -34,34 +38,64 @@ function randomFrame(r: Rng, size: 72 | 112 | 144): Buffer {
   const device = r.pick([0, 1, 2, -1, -7, 0x7fffffff, 1 << 20, 255]);
   let pid = 1 + r.int(0x7ffffffe);
   if (pid === process.pid) pid++;
-  const f = encodeFrame({
-    type: r.int(16), deviceId: device, size: r.pick([0, 1, 4096, r.int(2 ** 31), 2 ** 52]),
-    bufferType: r.int(8), pid, bufferId: BigInt(r.int(2 ** 31)) * 4096n, timestampNs: r.int(2 ** 40),
-  }, size);
+  const f = encodeFrame(
+    {
+      type: r.int(16),
+      deviceId: device,
+      size: r.pick([0, 1, 4096, r.int(2 ** 31), 2 ** 52]),
+      bufferType: r.int(8),
+      pid,
+      bufferId: BigInt(r.int(2 ** 31)) * 4096n,
+      timestampNs: r.int(2 ** 40),
+    },
+    size,
+  );
   if (r.int(4) === 0) f[8 + r.int(size - 8)] = r.int(256); // mutate a byte of the body
   return f;
 }
 
 /** One bad stream: garbage, mutated frames, mixed sizes, or frames ending half-way. */
 function badStream(r: Rng): { kind: string; bytes: Buffer } {
-  const kind = r.pick(['garbage', 'mutated', 'mixed-sizes', 'truncated', 'half-frame-then-silence'] as const);
+  const kind = r.pick([
+    'garbage',
+    'mutated',
+    'mixed-sizes',
+    'truncated',
+    'half-frame-then-silence',
+  ] as const);
   const size = r.pick(SIZES);
   const frames: Buffer[] = [];
   const n = 1 + r.int(200);
   switch (kind) {
-    case 'garbage': return { kind, bytes: randomBytes(r, 1 + r.int(20000)) };
-    case 'mutated': for (let i = 0; i < n; i++) frames.push(randomFrame(r, size)); break;
-    case 'mixed-sizes': for (let i = 0; i < n; i++) frames.push(randomFrame(r, r.pick(SIZES))); break;
-    case 'truncated': for (let i = 0; i < n; i++) { const f = randomFrame(r, size); frames.push(r.int(5) === 0 ? f.subarray(0, r.int(size)) : f); } break;
-    case 'half-frame-then-silence': frames.push(randomFrame(r, size).subarray(0, 1 + r.int(size - 1))); break;
+    case 'garbage':
+      return { kind, bytes: randomBytes(r, 1 + r.int(20000)) };
+    case 'mutated':
+      for (let i = 0; i < n; i++) frames.push(randomFrame(r, size));
+      break;
+    case 'mixed-sizes':
+      for (let i = 0; i < n; i++) frames.push(randomFrame(r, r.pick(SIZES)));
+      break;
+    case 'truncated':
+      for (let i = 0; i < n; i++) {
+        const f = randomFrame(r, size);
+        frames.push(r.int(5) === 0 ? f.subarray(0, r.int(size)) : f);
+      }
+      break;
+    case 'half-frame-then-silence':
+      frames.push(randomFrame(r, size).subarray(0, 1 + r.int(size - 1)));
+      break;
   }
   return { kind, bytes: Buffer.concat(frames) };
 }
 
 /** Writes `bytes` in random pieces; the server may close the connection at any point. */
 async function writeInPieces(s: Socket, r: Rng, bytes: Buffer): Promise<void> {
-  s.on('error', () => { /* closed by the server: expected for bad streams */ });
-  s.on('data', () => { /* replies to random QUERYs: drained and dropped */ });
+  s.on('error', () => {
+    /* closed by the server: expected for bad streams */
+  });
+  s.on('data', () => {
+    /* replies to random QUERYs: drained and dropped */
+  });
   for (let off = 0; off < bytes.length && !s.destroyed;) {
     const n = 1 + r.int(4096);
     await new Promise<void>((res) => s.write(bytes.subarray(off, off + n), () => res()));
@@ -70,7 +104,13 @@ async function writeInPieces(s: Socket, r: Rng, bytes: Buffer): Promise<void> {
   }
 }
 
-interface Row { address: string; size: number; pid: number; refCount: number; device: number }
+interface Row {
+  address: string;
+  size: number;
+  pid: number;
+  refCount: number;
+  device: number;
+}
 
 for (const seed of [1, 0xc0ffee, Date.now() & 0xffffff]) {
   test(`fuzz seed ${seed}: bad streams never disturb a well-behaved client or the server`, async () => {
@@ -84,12 +124,30 @@ for (const seed of [1, 0xc0ffee, Date.now() & 0xffffff]) {
         const addr = 0x7000_0000_0000n + BigInt(r.int(500)) * 4096n;
         const cur = model.get(addr);
         if (cur && r.int(2) === 0) {
-          good.push(encodeFrame({ type: MsgType.FREE, deviceId: GOOD_DEVICE, pid: process.pid, bufferId: addr }));
+          good.push(
+            encodeFrame({
+              type: MsgType.FREE,
+              deviceId: GOOD_DEVICE,
+              pid: process.pid,
+              bufferId: addr,
+            }),
+          );
           if (--cur.ref === 0) model.delete(addr);
         } else {
           const size = cur ? cur.size : 4096 * (1 + r.int(64));
-          good.push(encodeFrame({ type: MsgType.ALLOC, deviceId: GOOD_DEVICE, size, bufferType: r.int(5), pid: process.pid, bufferId: addr, timestampNs: 1 }));
-          if (cur) cur.ref++; else model.set(addr, { size, ref: 1 });
+          good.push(
+            encodeFrame({
+              type: MsgType.ALLOC,
+              deviceId: GOOD_DEVICE,
+              size,
+              bufferType: r.int(5),
+              pid: process.pid,
+              bufferId: addr,
+              timestampNs: 1,
+            }),
+          );
+          if (cur) cur.ref++;
+          else model.set(addr, { size, ref: 1 });
         }
       }
       const goodSock = await rawConnect(srv.socket);
@@ -103,8 +161,13 @@ for (const seed of [1, 0xc0ffee, Date.now() & 0xffffff]) {
 
       assert.equal(srv.proc.exitCode, null, `server died:\n${srv.stderr()}`);
       assert.equal(goodSock.destroyed, false, 'the well-behaved connection was closed');
-      const rep = await srv.client.json<{ buffers: Row[] }>('GET', `/v1/report?format=json&all=1&device=${GOOD_DEVICE}&pid=${process.pid}`);
-      const got = new Map(rep.buffers.map((b) => [BigInt(b.address), { size: b.size, ref: b.refCount }]));
+      const rep = await srv.client.json<{ buffers: Row[] }>(
+        'GET',
+        `/v1/report?format=json&all=1&device=${GOOD_DEVICE}&pid=${process.pid}`,
+      );
+      const got = new Map(
+        rep.buffers.map((b) => [BigInt(b.address), { size: b.size, ref: b.refCount }]),
+      );
       assert.deepEqual(got, model, `seed ${seed}: the well-behaved client's buffers differ`);
 
       // Bad connections were noticed: a reason was logged for closing or for rejected frames.

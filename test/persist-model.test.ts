@@ -19,21 +19,60 @@ import { ALLOC_NEW, RELEASE_REMOVED } from '../src/state/object-table.js';
 import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../src/persist/records.js';
 
 type Op =
-  | { op: 'frame'; type: number; dev: number; a: number; size: number; bt: number; sub: number; pid: number }
-  | { op: 'reap'; pids: number[] } | { op: 'mark'; name: string } | { op: 'epoch' } | { op: 'reset' };
+  | {
+      op: 'frame';
+      type: number;
+      dev: number;
+      a: number;
+      size: number;
+      bt: number;
+      sub: number;
+      pid: number;
+    }
+  | { op: 'reap'; pids: number[] }
+  | { op: 'mark'; name: string }
+  | { op: 'epoch' }
+  | { op: 'reset' };
 
 const ADDRS = [0x1000, 0x2000, 0xfffff000, 2 ** 32 + 0x1000, 2 ** 52 + 7];
 const PIDS = [11, 22, 33];
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 20, arbitrary: fc.record({
-    op: fc.constant('frame' as const),
-    type: fc.constantFrom(MsgType.ALLOC, MsgType.ALLOC, MsgType.FREE, MsgType.FREE, MsgType.CB_ALLOC, MsgType.CB_FREE, MsgType.KERNEL_LOAD, MsgType.KERNEL_UNLOAD),
-    dev: fc.integer({ min: 0, max: 3 }), a: fc.constantFrom(...ADDRS),
-    size: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.integer({ min: 1, max: 2 ** 47 })),
-    bt: fc.integer({ min: 0, max: 4 }), sub: fc.integer({ min: 0, max: 2 }), pid: fc.constantFrom(...PIDS),
-  }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('reap' as const), pids: fc.uniqueArray(fc.constantFrom(...PIDS), { maxLength: 2 }) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant('mark' as const), name: fc.constantFrom('a', 'b', 'c') }) },
+  {
+    weight: 20,
+    arbitrary: fc.record({
+      op: fc.constant('frame' as const),
+      type: fc.constantFrom(
+        MsgType.ALLOC,
+        MsgType.ALLOC,
+        MsgType.FREE,
+        MsgType.FREE,
+        MsgType.CB_ALLOC,
+        MsgType.CB_FREE,
+        MsgType.KERNEL_LOAD,
+        MsgType.KERNEL_UNLOAD,
+      ),
+      dev: fc.integer({ min: 0, max: 3 }),
+      a: fc.constantFrom(...ADDRS),
+      size: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.integer({ min: 1, max: 2 ** 47 })),
+      bt: fc.integer({ min: 0, max: 4 }),
+      sub: fc.integer({ min: 0, max: 2 }),
+      pid: fc.constantFrom(...PIDS),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      op: fc.constant('reap' as const),
+      pids: fc.uniqueArray(fc.constantFrom(...PIDS), { maxLength: 2 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      op: fc.constant('mark' as const),
+      name: fc.constantFrom('a', 'b', 'c'),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('epoch' as const) }) },
   { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
 );
@@ -42,34 +81,83 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 function view(tr: Tracker, marks: Checkpoints) {
   const table = (t: Tracker['buffers']) => {
     const rows: string[] = [];
-    for (let e = 0; e < t.count; e++) rows.push([t.device(e), t.idHex(e), t.size(e), t.type(e), t.pid(e), t.ref(e), t.flags(e), t.epoch(e)].join(' '));
+    for (let e = 0; e < t.count; e++)
+      rows.push(
+        [
+          t.device(e),
+          t.idHex(e),
+          t.size(e),
+          t.type(e),
+          t.pid(e),
+          t.ref(e),
+          t.flags(e),
+          t.epoch(e),
+        ].join(' '),
+      );
     return rows.sort();
   };
   // Per-process arrays grow with the devices a process touched first; trailing zeros mean nothing.
   const trim = (a: Float64Array) => [...a].join(',').replace(/(,0)+$/, '');
-  const pids = [...tr.pids.values()].filter((s) => s.live > 0).map((s) => [s.pid, s.live, trim(s.bytes), trim(s.counts)]).sort();
+  const pids = [...tr.pids.values()]
+    .filter((s) => s.live > 0)
+    .map((s) => [s.pid, s.live, trim(s.bytes), trim(s.counts)])
+    .sort();
   return {
-    buffers: table(tr.buffers), cbs: table(tr.cbs), kernels: table(tr.kernels),
-    devBytes: [...tr.devBytes], devCounts: [...tr.devCounts], pids,
+    buffers: table(tr.buffers),
+    cbs: table(tr.cbs),
+    kernels: table(tr.kernels),
+    devBytes: [...tr.devBytes],
+    devCounts: [...tr.devCounts],
+    pids,
     devicesSeen: Array.from({ length: 4 }, (_, d) => tr.usageSeen(d)),
-    counters: [tr.unknownFrees, tr.unknownCbFrees, tr.unknownKernelUnloads, tr.resizedAllocs, tr.reapedTotal],
-    reaped: JSON.stringify(tr.reaped), epoch: tr.epoch, epochs: tr.epochStartMs.slice(0, tr.epoch + 1), marks: JSON.stringify(marks.list()),
+    counters: [
+      tr.unknownFrees,
+      tr.unknownCbFrees,
+      tr.unknownKernelUnloads,
+      tr.resizedAllocs,
+      tr.reapedTotal,
+    ],
+    reaped: JSON.stringify(tr.reaped),
+    epoch: tr.epoch,
+    epochs: tr.epochStartMs.slice(0, tr.epoch + 1),
+    marks: JSON.stringify(marks.list()),
   };
 }
 
 /** The data connection's part: apply the accepted frame, then journal it with what it did. */
 function apply(tr: Tracker, store: StateStore, o: Extract<Op, { op: 'frame' }>): void {
-  const f = encodeFrame({ type: o.type, deviceId: o.dev, size: o.type === MsgType.FREE ? 0 : o.size, bufferType: o.type === MsgType.KERNEL_LOAD ? o.sub : o.type === MsgType.ALLOC ? o.bt : 0, pid: o.pid, bufferId: o.a });
+  const f = encodeFrame({
+    type: o.type,
+    deviceId: o.dev,
+    size: o.type === MsgType.FREE ? 0 : o.size,
+    bufferType: o.type === MsgType.KERNEL_LOAD ? o.sub : o.type === MsgType.ALLOC ? o.bt : 0,
+    pid: o.pid,
+    bufferId: o.a,
+  });
   const dv = new DataView(f.buffer, f.byteOffset, f.length);
-  const lo = o.a >>> 0, hi = Math.floor(o.a / 2 ** 32) >>> 0, bt = dv.getUint8(16);
+  const lo = o.a >>> 0,
+    hi = Math.floor(o.a / 2 ** 32) >>> 0,
+    bt = dv.getUint8(16);
   let effect = EFFECT_OTHER;
   switch (o.type) {
-    case MsgType.ALLOC: if (tr.alloc(o.dev, lo | 0, hi | 0, o.size, bt, o.pid) === ALLOC_NEW) effect = EFFECT_CREATED; break;
-    case MsgType.FREE: if (tr.free(o.dev, lo | 0, hi | 0, o.pid) === RELEASE_REMOVED) effect = EFFECT_REMOVED; break;
-    case MsgType.CB_ALLOC: tr.loadObject(KIND_CB, o.dev, lo, hi, o.size, 0, o.pid); break;
-    case MsgType.KERNEL_LOAD: tr.loadObject(KIND_KERNEL, o.dev, lo, hi, o.size, bt, o.pid); break;
-    case MsgType.CB_FREE: tr.unloadObject(KIND_CB, o.dev, lo, hi); break;
-    case MsgType.KERNEL_UNLOAD: tr.unloadObject(KIND_KERNEL, o.dev, lo, hi); break;
+    case MsgType.ALLOC:
+      if (tr.alloc(o.dev, lo | 0, hi | 0, o.size, bt, o.pid) === ALLOC_NEW) effect = EFFECT_CREATED;
+      break;
+    case MsgType.FREE:
+      if (tr.free(o.dev, lo | 0, hi | 0, o.pid) === RELEASE_REMOVED) effect = EFFECT_REMOVED;
+      break;
+    case MsgType.CB_ALLOC:
+      tr.loadObject(KIND_CB, o.dev, lo, hi, o.size, 0, o.pid);
+      break;
+    case MsgType.KERNEL_LOAD:
+      tr.loadObject(KIND_KERNEL, o.dev, lo, hi, o.size, bt, o.pid);
+      break;
+    case MsgType.CB_FREE:
+      tr.unloadObject(KIND_CB, o.dev, lo, hi);
+      break;
+    case MsgType.KERNEL_UNLOAD:
+      tr.unloadObject(KIND_KERNEL, o.dev, lo, hi);
+      break;
   }
   store.frame(dv, 0, o.pid, effect);
 }
@@ -77,88 +165,153 @@ function apply(tr: Tracker, store: StateStore, o: Extract<Op, { op: 'frame' }>):
 /** A fresh state directory for `fn`, removed afterwards. */
 async function inStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
-  try { await fn(dir); } finally { rmSync(dir, { recursive: true, force: true }); }
+  try {
+    await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
-/** A tracker journaling into `dir` (flushed by hand, never compacted), segments rotating at `segmentBytes`. */
-function journaled(dir: string, segmentBytes: number): { tr: Tracker; marks: Checkpoints; store: StateStore } {
-  const tr = new Tracker(), marks = new Checkpoints(tr);
-  const store = new StateStore({ dir, flushIntervalMs: 60_000, segmentBytes, compactBytes: 1 << 30, warn: (m) => assert.fail(m), log: () => {}, onState: () => {} });
+/**
+ * A tracker journaling into `dir` (flushed by hand, never compacted), segments rotating at
+ * `segmentBytes`.
+ */
+function journaled(
+  dir: string,
+  segmentBytes: number,
+): { tr: Tracker; marks: Checkpoints; store: StateStore } {
+  const tr = new Tracker(),
+    marks = new Checkpoints(tr);
+  const store = new StateStore({
+    dir,
+    flushIntervalMs: 60_000,
+    segmentBytes,
+    compactBytes: 1 << 30,
+    warn: (m) => assert.fail(m),
+    log: () => {},
+    onState: () => {},
+  });
   store.open(tr, marks);
   return { tr, marks, store };
 }
 
 test('journal replay and snapshot + replay give back exactly the live state', async () => {
-  await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 120 }), fc.integer({ min: 1, max: 4 }), async (ops, flushEvery) => {
-    await inStateDir(async (dir) => {
-      const { tr, marks, store } = journaled(dir, 256); // batches of different sizes, segments rotate at 256 B
-      let n = 0;
-      for (const o of ops) {
-        tr.nowMs += 7; // time moves, so epochs have distinct start times
-        if (o.op === 'frame') apply(tr, store, o);
-        else if (o.op === 'reap') { const now = tr.nowMs; const r = tr.releasePids(new Set(o.pids), now); if (r.length) store.reap(r.map((x) => x.pid), now); }
-        else if (o.op === 'mark') await store.mark(marks.mark(o.name));
-        else if (o.op === 'epoch') tr.newEpoch();
-        else { tr.reset(); marks.clear(); await store.reset(); }
-        if (++n % flushEvery === 0) store.flush();
-      }
-      await store.close(tr);
-      const want = view(tr, marks);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(opArb, { minLength: 1, maxLength: 120 }),
+      fc.integer({ min: 1, max: 4 }),
+      async (ops, flushEvery) => {
+        await inStateDir(async (dir) => {
+          // batches of different sizes, segments rotate at 256 B
+          const { tr, marks, store } = journaled(dir, 256);
+          let n = 0;
+          for (const o of ops) {
+            tr.nowMs += 7; // time moves, so epochs have distinct start times
+            if (o.op === 'frame') apply(tr, store, o);
+            else if (o.op === 'reap') {
+              const now = tr.nowMs;
+              const r = tr.releasePids(new Set(o.pids), now);
+              if (r.length)
+                store.reap(
+                  r.map((x) => x.pid),
+                  now,
+                );
+            } else if (o.op === 'mark') await store.mark(marks.mark(o.name));
+            else if (o.op === 'epoch') tr.newEpoch();
+            else {
+              tr.reset();
+              marks.clear();
+              await store.reset();
+            }
+            if (++n % flushEvery === 0) store.flush();
+          }
+          await store.close(tr);
+          const want = view(tr, marks);
 
-      const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
-      const rec = loadState(dir, tr2, marks2, { repair: false });
-      assert.deepEqual(rec.problems, []);
-      assert.deepEqual(view(tr2, marks2), want, 'journal replay');
+          const tr2 = new Tracker(),
+            marks2 = new Checkpoints(tr2);
+          const rec = loadState(dir, tr2, marks2, { repair: false });
+          assert.deepEqual(rec.problems, []);
+          assert.deepEqual(view(tr2, marks2), want, 'journal replay');
 
-      await writeSnapshot(dir, snapshotSource(tr2, marks2), rec.lastGen);
-      const tr3 = new Tracker(), marks3 = new Checkpoints(tr3);
-      const rec3 = loadState(dir, tr3, marks3, { repair: false });
-      assert.equal(rec3.snapshotThrough, rec.lastGen);
-      assert.equal(rec3.journalEvents, 0, 'everything came from the snapshot');
-      assert.deepEqual(view(tr3, marks3), want, 'snapshot');
+          await writeSnapshot(dir, snapshotSource(tr2, marks2), rec.lastGen);
+          const tr3 = new Tracker(),
+            marks3 = new Checkpoints(tr3);
+          const rec3 = loadState(dir, tr3, marks3, { repair: false });
+          assert.equal(rec3.snapshotThrough, rec.lastGen);
+          assert.equal(rec3.journalEvents, 0, 'everything came from the snapshot');
+          assert.deepEqual(view(tr3, marks3), want, 'snapshot');
 
-      // The restored tables are indexed: the same events again change both states the same way.
-      const none = { frame() {} } as unknown as StateStore; // apply only
-      for (const o of ops) if (o.op === 'frame') { apply(tr, none, o); apply(tr3, none, o); }
-      assert.deepEqual(view(tr3, marks3), view(tr, marks), 'after more events');
-    });
-  }), { numRuns: 150 });
+          // The restored tables are indexed: the same events again change both states the same way.
+          const none = { frame() {} } as unknown as StateStore; // apply only
+          for (const o of ops)
+            if (o.op === 'frame') {
+              apply(tr, none, o);
+              apply(tr3, none, o);
+            }
+          assert.deepEqual(view(tr3, marks3), view(tr, marks), 'after more events');
+        });
+      },
+    ),
+    { numRuns: 150 },
+  );
 });
 
-test('a buffer created and removed within one batch costs the journal nothing; other events are kept', () => inStateDir(async (dir) => {
-  const { tr, marks, store } = journaled(dir, 64 << 20);
-  const ev = (type: number, a: number, size = 0) => apply(tr, store, { op: 'frame', type, dev: 1, a, size, bt: 0, sub: 0, pid: 11 });
-  for (let i = 0; i < 1000; i++) { ev(MsgType.ALLOC, 0x1000 * i, 4096); if (i >= 8) ev(MsgType.FREE, 0x1000 * (i - 8)); } // 8 in flight
-  ev(MsgType.ALLOC, 0x1000 * 999, 4096); // a second reference: its pair is not a clean one
-  ev(MsgType.FREE, 0x1000 * 999); ev(MsgType.FREE, 0x1000 * 999);
-  ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
-  await store.close(tr);
-  const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
-  const rec = loadState(dir, tr2, marks2, { repair: false });
-  // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
-  assert.equal(rec.journalEvents, 7 + 4 + 1);
-  assert.deepEqual(view(tr2, marks2), view(tr, marks));
-}));
+test('a buffer created and removed within one batch costs the journal nothing; other events are kept', () =>
+  inStateDir(async (dir) => {
+    const { tr, marks, store } = journaled(dir, 64 << 20);
+    const ev = (type: number, a: number, size = 0) =>
+      apply(tr, store, { op: 'frame', type, dev: 1, a, size, bt: 0, sub: 0, pid: 11 });
+    for (let i = 0; i < 1000; i++) {
+      ev(MsgType.ALLOC, 0x1000 * i, 4096);
+      if (i >= 8) ev(MsgType.FREE, 0x1000 * (i - 8));
+    } // 8 in flight
+    ev(MsgType.ALLOC, 0x1000 * 999, 4096); // a second reference: its pair is not a clean one
+    ev(MsgType.FREE, 0x1000 * 999);
+    ev(MsgType.FREE, 0x1000 * 999);
+    ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
+    await store.close(tr);
+    const tr2 = new Tracker(),
+      marks2 = new Checkpoints(tr2);
+    const rec = loadState(dir, tr2, marks2, { repair: false });
+    // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
+    assert.equal(rec.journalEvents, 7 + 4 + 1);
+    assert.deepEqual(view(tr2, marks2), view(tr, marks));
+  }));
 
-test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', () => inStateDir(async (dir) => {
-  const { tr, marks, store } = journaled(dir, 4 << 20);
-  const N = 800_000; // 19 MB of ALLOC records
-  for (let i = 0; i < N; i++) {
-    const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5), size = 4096 + (i % 977);
-    store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
-  }
-  for (let i = 0; i < N; i += 9) {
-    const dev = i % 8, lo = 0x1000 * (i >> 3) | 0, pid = 100 + (i % 5);
-    store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
-  }
-  await store.close(tr);
-  const want = view(tr, marks);
+test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', () =>
+  inStateDir(async (dir) => {
+    const { tr, marks, store } = journaled(dir, 4 << 20);
+    const N = 800_000; // 19 MB of ALLOC records
+    for (let i = 0; i < N; i++) {
+      const dev = i % 8,
+        lo = (0x1000 * (i >> 3)) | 0,
+        pid = 100 + (i % 5),
+        size = 4096 + (i % 977);
+      store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
+    }
+    for (let i = 0; i < N; i += 9) {
+      const dev = i % 8,
+        lo = (0x1000 * (i >> 3)) | 0,
+        pid = 100 + (i % 5);
+      store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
+    }
+    await store.close(tr);
+    const want = view(tr, marks);
 
-  const tr2 = new Tracker(), marks2 = new Checkpoints(tr2);
-  const rec = loadState(dir, tr2, marks2, { repair: false });
-  assert.deepEqual(rec.problems, []);
-  assert.ok(rec.journalBytes >= 16 << 20, `the journal is big enough to be counted first (${rec.journalBytes} B)`);
-  assert.deepEqual(view(tr2, marks2), want);
-  // Sized once: one rehash per shard (1024), not one per doubling of each (~6 each from 32 slots).
-  assert.ok(tr2.buffers.rehashes <= 1100, `${tr2.buffers.rehashes} shard rehashes during the replay`);
-}));
+    const tr2 = new Tracker(),
+      marks2 = new Checkpoints(tr2);
+    const rec = loadState(dir, tr2, marks2, { repair: false });
+    assert.deepEqual(rec.problems, []);
+    assert.ok(
+      rec.journalBytes >= 16 << 20,
+      `the journal is big enough to be counted first (${rec.journalBytes} B)`,
+    );
+    assert.deepEqual(view(tr2, marks2), want);
+    // Sized once: one rehash per shard (1024), not one per doubling of each (~6 each from 32
+    // slots).
+    assert.ok(
+      tr2.buffers.rehashes <= 1100,
+      `${tr2.buffers.rehashes} shard rehashes during the replay`,
+    );
+  }));

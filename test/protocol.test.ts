@@ -5,13 +5,39 @@ import assert from 'node:assert/strict';
 import { decodeFrame, encodeFrame, type FrameFields } from '../src/protocol/codec.js';
 import { BufferType, MsgType, type FrameSize } from '../src/protocol/constants.js';
 import { rawConnect, startServer, type TestServer } from './helpers/server.js';
-import { Inbox, frames, linesMatching, roundTrip, stats, waitFrames, write } from './helpers/wire.js';
+import {
+  Inbox,
+  frames,
+  linesMatching,
+  roundTrip,
+  stats,
+  waitFrames,
+  write,
+} from './helpers/wire.js';
 
 const P = process.pid; // a live owner, so dead-PID cleanup rightly leaves these buffers alone
-const { ALLOC, FREE, QUERY, DUMP_REMAINING, DEVICE_INFO_QUERY, CB_ALLOC, CB_FREE, KERNEL_LOAD, KERNEL_UNLOAD, DUMP_KERNELS } = MsgType;
+const {
+  ALLOC,
+  FREE,
+  QUERY,
+  DUMP_REMAINING,
+  DEVICE_INFO_QUERY,
+  CB_ALLOC,
+  CB_FREE,
+  KERNEL_LOAD,
+  KERNEL_UNLOAD,
+  DUMP_KERNELS,
+} = MsgType;
 const GiB = 2 ** 30;
 
-interface JsonBuffer { device: number; address: string; size: number; type: string; pid: number; refCount: number }
+interface JsonBuffer {
+  device: number;
+  address: string;
+  size: number;
+  type: string;
+  pid: number;
+  refCount: number;
+}
 async function allBuffers(srv: TestServer): Promise<JsonBuffer[]> {
   const r = await srv.client.json<{ buffers: JsonBuffer[] }>('GET', '/v1/report?format=json&all=1');
   return r.buffers;
@@ -22,41 +48,114 @@ test('every message code 1-12 on a 144-byte connection', async () => {
   try {
     const s = await rawConnect(srv.socket);
     const inbox = new Inbox(s);
-    await write(s, frames([
-      { type: ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1000 },
-      { type: ALLOC, deviceId: 0, size: 8192, bufferType: BufferType.L1, pid: P, bufferId: 0x2000 },
-      { type: ALLOC, deviceId: 0, size: 100, bufferType: BufferType.SYSTEM_MEMORY, pid: P, bufferId: 0x3000 },
-      { type: ALLOC, deviceId: 0, size: 200, bufferType: BufferType.L1_SMALL, pid: P, bufferId: 0x4000 },
-      { type: ALLOC, deviceId: 0, size: 300, bufferType: BufferType.TRACE, pid: P, bufferId: 0x5000 },
-      // Same address on another device is another buffer; a full 64-bit id survives.
-      { type: ALLOC, deviceId: 1, size: 1 << 20, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1000 },
-      { type: ALLOC, deviceId: 0, size: 65536, bufferType: BufferType.DRAM, pid: P, bufferId: 0xdead00001000n },
-      { type: FREE, deviceId: 0, pid: P, bufferId: 0x1000 },
-      { type: CB_ALLOC, deviceId: 0, size: 1024, pid: P, bufferId: 0x100 },
-      { type: KERNEL_LOAD, deviceId: 0, size: 2048, bufferType: 1, pid: P, bufferId: 7 },
-      { type: KERNEL_LOAD, deviceId: 1, size: 512, bufferType: 2, pid: P, bufferId: 8 },
-      { type: KERNEL_LOAD, deviceId: 1, size: 256, bufferType: 0, pid: P, bufferId: 9 },
-      { type: QUERY, deviceId: 0 },
-    ]));
+    await write(
+      s,
+      frames([
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 4096,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0x1000,
+        },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 8192,
+          bufferType: BufferType.L1,
+          pid: P,
+          bufferId: 0x2000,
+        },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 100,
+          bufferType: BufferType.SYSTEM_MEMORY,
+          pid: P,
+          bufferId: 0x3000,
+        },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 200,
+          bufferType: BufferType.L1_SMALL,
+          pid: P,
+          bufferId: 0x4000,
+        },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 300,
+          bufferType: BufferType.TRACE,
+          pid: P,
+          bufferId: 0x5000,
+        },
+        // Same address on another device is another buffer; a full 64-bit id survives.
+        {
+          type: ALLOC,
+          deviceId: 1,
+          size: 1 << 20,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0x1000,
+        },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 65536,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0xdead00001000n,
+        },
+        { type: FREE, deviceId: 0, pid: P, bufferId: 0x1000 },
+        { type: CB_ALLOC, deviceId: 0, size: 1024, pid: P, bufferId: 0x100 },
+        { type: KERNEL_LOAD, deviceId: 0, size: 2048, bufferType: 1, pid: P, bufferId: 7 },
+        { type: KERNEL_LOAD, deviceId: 1, size: 512, bufferType: 2, pid: P, bufferId: 8 },
+        { type: KERNEL_LOAD, deviceId: 1, size: 256, bufferType: 0, pid: P, bufferId: 9 },
+        { type: QUERY, deviceId: 0 },
+      ]),
+    );
     let r = decodeFrame(await inbox.take(144));
     assert.equal(r.type, MsgType.RESPONSE);
     assert.equal(r.deviceId, 0);
     // SYSTEM_MEMORY has always been counted in l1_small_allocated.
-    assert.deepEqual([r.dram, r.l1, r.l1Small, r.trace, r.cb, r.kernel], [65536, 8192, 300, 300, 1024, 2048]);
+    assert.deepEqual(
+      [r.dram, r.l1, r.l1Small, r.trace, r.cb, r.kernel],
+      [65536, 8192, 300, 300, 1024, 2048],
+    );
 
     const before = srv.output().length;
     await write(s, encodeFrame({ type: DUMP_KERNELS }));
     await srv.waitFor('Total loaded kernels: 3');
     const kernels = srv.output().slice(before);
     assert.match(kernels, /LOADED KERNELS/);
-    assert.match(kernels, new RegExp(`Device 0:\\n  Fabric: 1 kernel, 0\\.002048 MB total\\n    - Kernel 0x7: 2\\.0 KB \\(PID ${P}\\)\\n`));
-    assert.match(kernels, new RegExp(`Device 1:\\n  Application: 1 kernel, 0\\.000256 MB total\\n    - Kernel 0x9: 0\\.3 KB \\(PID ${P}\\)\\n  Dispatch: 1 kernel, 0\\.000512 MB total\\n`));
+    assert.match(
+      kernels,
+      new RegExp(
+        `Device 0:\\n  Fabric: 1 kernel, 0\\.002048 MB total\\n    - Kernel 0x7: 2\\.0 KB \\(PID ${P}\\)\\n`,
+      ),
+    );
+    assert.match(
+      kernels,
+      new RegExp(
+        `Device 1:\\n  Application: 1 kernel, 0\\.000256 MB total\\n    - Kernel 0x9: 0\\.3 KB \\(PID ${P}\\)\\n  Dispatch: 1 kernel, 0\\.000512 MB total\\n`,
+      ),
+    );
 
     await write(s, encodeFrame({ type: DUMP_REMAINING }));
     await srv.waitFor('Total remaining buffers: 6');
     const dump = srv.output().slice(before);
-    assert.match(dump, new RegExp(`Device 0:\\n  DRAM: 1 buffer, 0\\.065536 MB total\\n    - Buffer 0xdead00001000: 64\\.0 KB \\(PID ${P}, ref_count=1\\)\\n`));
-    assert.match(dump, /Device 1:\n  DRAM: 1 buffer, 1\.05 MB total\n    - Buffer 0x1000: 1024\.0 KB/);
+    assert.match(
+      dump,
+      new RegExp(
+        `Device 0:\\n  DRAM: 1 buffer, 0\\.065536 MB total\\n    - Buffer 0xdead00001000: 64\\.0 KB \\(PID ${P}, ref_count=1\\)\\n`,
+      ),
+    );
+    assert.match(
+      dump,
+      /Device 1:\n  DRAM: 1 buffer, 1\.05 MB total\n    - Buffer 0x1000: 1024\.0 KB/,
+    );
     assert.doesNotMatch(dump, /Buffer 0x1000: 4\.0 KB/, 'the freed buffer is gone');
 
     await write(s, encodeFrame({ type: DEVICE_INFO_QUERY, deviceId: -1 }));
@@ -71,25 +170,52 @@ test('every message code 1-12 on a 144-byte connection', async () => {
     assert.equal(r.type, MsgType.DEVICE_INFO_RESPONSE);
     assert.equal(r.deviceId, 1);
     assert.deepEqual(
-      [r.isAvailable, r.arch, r.dramChannels, r.dramPerChannel, r.l1PerCore, r.totalDram, r.totalL1],
+      [
+        r.isAvailable,
+        r.arch,
+        r.dramChannels,
+        r.dramPerChannel,
+        r.l1PerCore,
+        r.totalDram,
+        r.totalL1,
+      ],
       [1, 2, 12, GiB, 1464 * 1024, 12 * GiB, 1464 * 1024 * 64],
     );
 
-    await write(s, frames([
-      { type: CB_FREE, deviceId: 0, size: 1024, pid: P, bufferId: 0x100 },
-      { type: KERNEL_UNLOAD, deviceId: 0, size: 2048, pid: P, bufferId: 7 },
-      { type: QUERY, deviceId: 0 },
-    ]));
+    await write(
+      s,
+      frames([
+        { type: CB_FREE, deviceId: 0, size: 1024, pid: P, bufferId: 0x100 },
+        { type: KERNEL_UNLOAD, deviceId: 0, size: 2048, pid: P, bufferId: 7 },
+        { type: QUERY, deviceId: 0 },
+      ]),
+    );
     r = decodeFrame(await inbox.take(144));
-    assert.deepEqual([r.dram, r.l1, r.l1Small, r.trace, r.cb, r.kernel], [65536, 8192, 300, 300, 0, 0]);
+    assert.deepEqual(
+      [r.dram, r.l1, r.l1Small, r.trace, r.cb, r.kernel],
+      [65536, 8192, 300, 300, 0, 0],
+    );
 
-    const kj = await srv.client.json<{ kernels: { device: number; kernelId: string; kernelType: string }[] }>('GET', '/v1/kernels');
-    assert.deepEqual(kj.kernels.map((k) => `${k.device}:${k.kernelId}:${k.kernelType}`).sort(), ['1:0x8:Dispatch', '1:0x9:Application']);
+    const kj = await srv.client.json<{
+      kernels: { device: number; kernelId: string; kernelType: string }[];
+    }>('GET', '/v1/kernels');
+    assert.deepEqual(kj.kernels.map((k) => `${k.device}:${k.kernelId}:${k.kernelType}`).sort(), [
+      '1:0x8:Dispatch',
+      '1:0x9:Application',
+    ]);
 
     const st = await stats(srv);
     assert.deepEqual(st.frames.byType, {
-      ALLOC: 7, FREE: 1, QUERY: 2, DUMP_REMAINING: 1, DEVICE_INFO_QUERY: 2, CB_ALLOC: 1, CB_FREE: 1,
-      KERNEL_LOAD: 3, KERNEL_UNLOAD: 1, DUMP_KERNELS: 1,
+      ALLOC: 7,
+      FREE: 1,
+      QUERY: 2,
+      DUMP_REMAINING: 1,
+      DEVICE_INFO_QUERY: 2,
+      CB_ALLOC: 1,
+      CB_FREE: 1,
+      KERNEL_LOAD: 3,
+      KERNEL_UNLOAD: 1,
+      DUMP_KERNELS: 1,
     });
     assert.equal(st.frames.rejected, 0);
     assert.equal(inbox.buf.length, 0, 'no reply beyond the three asked for');
@@ -105,19 +231,49 @@ test('reply codes and unknown codes and invalid fields are rejected, counted, lo
     const good = await rawConnect(srv.socket);
     const bad = await rawConnect(srv.socket);
     const inbox = new Inbox(bad);
-    await write(good, encodeFrame({ type: ALLOC, deviceId: 0, size: 1000, bufferType: BufferType.DRAM, pid: P, bufferId: 0xa000 }));
-    await write(bad, frames([
-      { type: ALLOC, deviceId: 0, size: 2000, bufferType: BufferType.DRAM, pid: P, bufferId: 0xb000 },
-      { type: 4 }, { type: 7 }, { type: 13 }, { type: 255 },
-      { type: ALLOC, deviceId: -1, size: 64, pid: P, bufferId: 0xb100 },
-      { type: ALLOC, deviceId: 5000, size: 64, pid: P, bufferId: 0xb200 },
-      { type: ALLOC, deviceId: 0, size: 64, bufferType: 5, pid: P, bufferId: 0xb300 },
-      { type: ALLOC, deviceId: 0, size: 0, pid: P, bufferId: 0xb400 },
-      { type: KERNEL_LOAD, deviceId: 0, size: 64, bufferType: 3, pid: P, bufferId: 0xb500 },
-      { type: FREE, deviceId: -7, pid: P, bufferId: 0xb000 },
-      { type: ALLOC, deviceId: 0, size: 3000, bufferType: BufferType.DRAM, pid: P, bufferId: 0xb600 },
-      { type: QUERY, deviceId: 0 },
-    ]));
+    await write(
+      good,
+      encodeFrame({
+        type: ALLOC,
+        deviceId: 0,
+        size: 1000,
+        bufferType: BufferType.DRAM,
+        pid: P,
+        bufferId: 0xa000,
+      }),
+    );
+    await write(
+      bad,
+      frames([
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 2000,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0xb000,
+        },
+        { type: 4 },
+        { type: 7 },
+        { type: 13 },
+        { type: 255 },
+        { type: ALLOC, deviceId: -1, size: 64, pid: P, bufferId: 0xb100 },
+        { type: ALLOC, deviceId: 5000, size: 64, pid: P, bufferId: 0xb200 },
+        { type: ALLOC, deviceId: 0, size: 64, bufferType: 5, pid: P, bufferId: 0xb300 },
+        { type: ALLOC, deviceId: 0, size: 0, pid: P, bufferId: 0xb400 },
+        { type: KERNEL_LOAD, deviceId: 0, size: 64, bufferType: 3, pid: P, bufferId: 0xb500 },
+        { type: FREE, deviceId: -7, pid: P, bufferId: 0xb000 },
+        {
+          type: ALLOC,
+          deviceId: 0,
+          size: 3000,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0xb600,
+        },
+        { type: QUERY, deviceId: 0 },
+      ]),
+    );
     // The connection survived its bad frames: it still gets its reply, with exact counters.
     const r = decodeFrame(await inbox.take(144));
     assert.equal(r.dram, 6000);
@@ -126,14 +282,19 @@ test('reply codes and unknown codes and invalid fields are rejected, counted, lo
     assert.equal(st.frames.rejected, 10);
     assert.equal(st.frames.byType.ALLOC, 3);
     assert.equal(st.live.buffers, 2);
-    assert.deepEqual(st.devices.map((d) => d.device), [0], 'no device was created by a rejected frame');
+    assert.deepEqual(
+      st.devices.map((d) => d.device),
+      [0],
+      'no device was created by a rejected frame',
+    );
     assert.equal(st.devices[0].bytes.DRAM, 5000);
     const buffers = await allBuffers(srv);
     assert.deepEqual(buffers.map((b) => b.address).sort(), ['0xb000', '0xb600']);
 
     bad.destroy();
     good.destroy();
-    for (;;) { // wait for both closes to be processed
+    for (;;) {
+      // wait for both closes to be processed
       st = await stats(srv);
       if (st.connections.open === 0) break;
       await new Promise((res) => setTimeout(res, 10));
@@ -151,29 +312,59 @@ test('a connection whose bytes are not frames is closed with a logged reason; ot
   const srv = await startServer();
   try {
     const good = await rawConnect(srv.socket);
-    await write(good, encodeFrame({ type: ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.L1, pid: P, bufferId: 0x10 }));
+    await write(
+      good,
+      encodeFrame({
+        type: ALLOC,
+        deviceId: 0,
+        size: 4096,
+        bufferType: BufferType.L1,
+        pid: P,
+        bufferId: 0x10,
+      }),
+    );
 
     const http = await rawConnect(srv.socket);
     const closed = new Promise<void>((res) => http.once('close', () => res()));
     http.on('error', () => {});
     http.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await closed;
-    await srv.waitFor(/closing: stream is not allocation-protocol frames .*"GET \/ HTTP\/1\.1\.\."/);
+    await srv.waitFor(
+      /closing: stream is not allocation-protocol frames .*"GET \/ HTTP\/1\.1\.\."/,
+    );
 
     // Frames at first, then a run of unknown codes: the stream has lost its framing.
     const drift = await rawConnect(srv.socket);
     drift.on('error', () => {});
     const driftClosed = new Promise<void>((res) => drift.once('close', () => res()));
-    drift.write(frames([{ type: ALLOC, deviceId: 0, size: 8192, bufferType: BufferType.L1, pid: P, bufferId: 0x20 },
-      ...Array.from({ length: 8 }, () => ({ type: 200 }))]));
+    drift.write(
+      frames([
+        { type: ALLOC, deviceId: 0, size: 8192, bufferType: BufferType.L1, pid: P, bufferId: 0x20 },
+        ...Array.from({ length: 8 }, () => ({ type: 200 })),
+      ]),
+    );
     await driftClosed;
     await srv.waitFor(/closing: 8 consecutive frames with unknown codes/);
 
-    await write(good, encodeFrame({ type: ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.L1, pid: P, bufferId: 0x30 }));
+    await write(
+      good,
+      encodeFrame({
+        type: ALLOC,
+        deviceId: 0,
+        size: 4096,
+        bufferType: BufferType.L1,
+        pid: P,
+        bufferId: 0x30,
+      }),
+    );
     const st = await waitFrames(srv, 2 + 1 + 1 + 8);
     assert.equal(st.live.buffers, 3);
     assert.equal(st.devices[0].bytes.L1, 4096 + 8192 + 4096);
-    assert.equal(st.frames.rejected, 1 + 8, 'the HTTP stream counts once, the 8 bad frames once each');
+    assert.equal(
+      st.frames.rejected,
+      1 + 8,
+      'the HTTP stream counts once, the 8 bad frames once each',
+    );
     good.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -191,41 +382,72 @@ test('72-, 112- and 144-byte clients on one server at once, each answered in its
     const sizes: FrameSize[] = [72, 112, 144];
     const conns = await Promise.all(sizes.map(() => rawConnect(srv.socket)));
     const inboxes = conns.map((c) => new Inbox(c));
-    // Each generation owns one buffer type on device 0; the 144-byte client also has CBs and kernels.
+    // Each generation owns one buffer type on device 0; the 144-byte client also has CBs and
+    // kernels.
     const types = [BufferType.DRAM, BufferType.L1, BufferType.TRACE];
     const expected = [0, 0, 0];
     let sent = 0;
     for (let i = 0; i < 20; i++) {
       // Interleaved, one frame per write, so that connections are detected while the others run.
-      await Promise.all(sizes.map((fs, c) => {
-        const size = (c + 1) * 1000 + i;
-        expected[c] += size;
-        return write(conns[c], encodeFrame({ type: ALLOC, deviceId: 0, size, bufferType: types[c], pid: P, bufferId: 0x100000 * (c + 1) + i * 0x100 }, fs));
-      }));
+      await Promise.all(
+        sizes.map((fs, c) => {
+          const size = (c + 1) * 1000 + i;
+          expected[c] += size;
+          return write(
+            conns[c],
+            encodeFrame(
+              {
+                type: ALLOC,
+                deviceId: 0,
+                size,
+                bufferType: types[c],
+                pid: P,
+                bufferId: 0x100000 * (c + 1) + i * 0x100,
+              },
+              fs,
+            ),
+          );
+        }),
+      );
       sent += 3;
     }
-    await write(conns[2], frames([
-      { type: CB_ALLOC, deviceId: 0, size: 4096, pid: P, bufferId: 0x500 },
-      { type: KERNEL_LOAD, deviceId: 0, size: 8192, bufferType: 2, pid: P, bufferId: 0x42 },
-    ]));
+    await write(
+      conns[2],
+      frames([
+        { type: CB_ALLOC, deviceId: 0, size: 4096, pid: P, bufferId: 0x500 },
+        { type: KERNEL_LOAD, deviceId: 0, size: 8192, bufferType: 2, pid: P, bufferId: 0x42 },
+      ]),
+    );
     sent += 2;
     await waitFrames(srv, sent);
-    for (let c = 0; c < 3; c++) await write(conns[c], encodeFrame({ type: QUERY, deviceId: 0 }, sizes[c]));
+    for (let c = 0; c < 3; c++)
+      await write(conns[c], encodeFrame({ type: QUERY, deviceId: 0 }, sizes[c]));
     const replies = await Promise.all(inboxes.map((ib, c) => ib.take(sizes[c])));
     for (let c = 0; c < 3; c++) {
       const r = decodeFrame(replies[c]);
       assert.equal(r.type, MsgType.RESPONSE, `size ${sizes[c]}`);
-      assert.deepEqual([r.dram, r.l1, r.trace, r.l1Small], [expected[0], expected[1], expected[2], 0], `counters in the ${sizes[c]}-byte reply`);
+      assert.deepEqual(
+        [r.dram, r.l1, r.trace, r.l1Small],
+        [expected[0], expected[1], expected[2], 0],
+        `counters in the ${sizes[c]}-byte reply`,
+      );
     }
     const r72 = replies[0];
     assert.equal(r72.length, 72);
     const r112 = decodeFrame(replies[1]);
-    assert.deepEqual([r112.arch, r112.totalDram, r112.numDevices, r112.isAvailable], [2, 12 * GiB, 2, 1]);
+    assert.deepEqual(
+      [r112.arch, r112.totalDram, r112.numDevices, r112.isAvailable],
+      [2, 12 * GiB, 2, 1],
+    );
     assert.equal(r112.cb, undefined, 'the 112-byte layout has no CB field');
     const r144 = decodeFrame(replies[2]);
     assert.deepEqual([r144.cb, r144.kernel, r144.arch, r144.totalDram], [4096, 8192, 2, 12 * GiB]);
     await roundTrip(srv);
-    assert.deepEqual(inboxes.map((ib) => ib.buf.length), [0, 0, 0], 'each reply is exactly the size of its request');
+    assert.deepEqual(
+      inboxes.map((ib) => ib.buf.length),
+      [0, 0, 0],
+      'each reply is exactly the size of its request',
+    );
 
     // Fresh connections whose only message is a query: the size comes from the byte count.
     for (const fs of sizes) {
@@ -233,12 +455,19 @@ test('72-, 112- and 144-byte clients on one server at once, each answered in its
       const ib = new Inbox(q);
       await write(q, encodeFrame({ type: QUERY, deviceId: 0 }, fs));
       const r = decodeFrame(await ib.take(fs));
-      assert.deepEqual([r.type, r.dram, r.l1, r.trace], [MsgType.RESPONSE, expected[0], expected[1], expected[2]]);
+      assert.deepEqual(
+        [r.type, r.dram, r.l1, r.trace],
+        [MsgType.RESPONSE, expected[0], expected[1], expected[2]],
+      );
       await write(q, encodeFrame({ type: DEVICE_INFO_QUERY, deviceId: 1 }, fs));
       const d = decodeFrame(await ib.take(fs));
       assert.equal(d.type, MsgType.DEVICE_INFO_RESPONSE);
       assert.equal(d.deviceId, 1);
-      if (fs !== 72) assert.deepEqual([d.arch, d.dramChannels, d.l1PerCore, d.isAvailable], [2, 12, 1464 * 1024, 1]);
+      if (fs !== 72)
+        assert.deepEqual(
+          [d.arch, d.dramChannels, d.l1PerCore, d.isAvailable],
+          [2, 12, 1464 * 1024, 1],
+        );
       await roundTrip(srv);
       assert.equal(ib.buf.length, 0, `${fs}-byte reply size`);
       q.destroy();
@@ -261,7 +490,10 @@ test('--frame-size 112 forces the size, even for a first frame that pauses after
     assert.match(srv.output(), /frame size 112/);
     const s = await rawConnect(srv.socket);
     const ib = new Inbox(s);
-    const a = encodeFrame({ type: ALLOC, deviceId: 3, size: 777, bufferType: BufferType.L1, pid: P, bufferId: 0x77 }, 112);
+    const a = encodeFrame(
+      { type: ALLOC, deviceId: 3, size: 777, bufferType: BufferType.L1, pid: P, bufferId: 0x77 },
+      112,
+    );
     await write(s, a.subarray(0, 72));
     await roundTrip(srv);
     await write(s, a.subarray(72));
@@ -279,11 +511,25 @@ test('--frame-size 112 forces the size, even for a first frame that pauses after
 test('auto-detection: a first frame that pauses at 72 or 112 bytes is applied at once and not misread', async () => {
   const srv = await startServer();
   try {
-    for (const [fs, cut] of [[112, 72], [144, 72], [144, 112]] as [FrameSize, number][]) {
+    for (const [fs, cut] of [
+      [112, 72],
+      [144, 72],
+      [144, 112],
+    ] as [FrameSize, number][]) {
       const s = await rawConnect(srv.socket);
       const ib = new Inbox(s);
       const dev = fs + cut; // one device per case
-      const a = encodeFrame({ type: ALLOC, deviceId: dev % 1000, size: 4242, bufferType: BufferType.DRAM, pid: P, bufferId: 0x42 }, fs);
+      const a = encodeFrame(
+        {
+          type: ALLOC,
+          deviceId: dev % 1000,
+          size: 4242,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0x42,
+        },
+        fs,
+      );
       await write(s, a.subarray(0, cut));
       // Quiet on an ambiguous length: the head is applied while the size is still unknown.
       for (let i = 0; ; i++) {
@@ -295,7 +541,11 @@ test('auto-detection: a first frame that pauses at 72 or 112 bytes is applied at
       await write(s, a.subarray(cut));
       await write(s, encodeFrame({ type: QUERY, deviceId: dev % 1000 }, fs));
       const r = decodeFrame(await ib.take(fs));
-      assert.deepEqual([r.type, r.dram], [MsgType.RESPONSE, 4242], `${fs}-byte frame cut at ${cut}: applied once`);
+      assert.deepEqual(
+        [r.type, r.dram],
+        [MsgType.RESPONSE, 4242],
+        `${fs}-byte frame cut at ${cut}: applied once`,
+      );
       await roundTrip(srv);
       assert.equal(ib.buf.length, 0, `${fs}-byte reply`);
       s.destroy();
@@ -318,7 +568,17 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
       const alloc = (k: number) => {
         const size = 64 * (k + 1);
         want.set(`${c}:0x${(0x1000 * (k + 1)).toString(16)}`, size);
-        return encodeFrame({ type: ALLOC, deviceId: c, size, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1000 * (k + 1) }, fs);
+        return encodeFrame(
+          {
+            type: ALLOC,
+            deviceId: c,
+            size,
+            bufferType: BufferType.DRAM,
+            pid: P,
+            bufferId: 0x1000 * (k + 1),
+          },
+          fs,
+        );
       };
       await write(s, alloc(0));
       await waitFrames(srv, ++total);
@@ -331,9 +591,21 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
       total += fs - 1;
       // Coalesced: every odd buffer freed, plus many more allocated and freed, in one write.
       const batch: FrameFields[] = [];
-      for (let k = 1; k < fs; k += 2) { batch.push({ type: FREE, deviceId: c, pid: P, bufferId: 0x1000 * (k + 1) }); want.delete(`${c}:0x${(0x1000 * (k + 1)).toString(16)}`); }
-      for (let k = 0; k < 500; k++) batch.push({ type: ALLOC, deviceId: c, size: 8, bufferType: BufferType.L1, pid: P, bufferId: 0x9000000 + k });
-      for (let k = 0; k < 500; k++) batch.push({ type: FREE, deviceId: c, pid: P, bufferId: 0x9000000 + k });
+      for (let k = 1; k < fs; k += 2) {
+        batch.push({ type: FREE, deviceId: c, pid: P, bufferId: 0x1000 * (k + 1) });
+        want.delete(`${c}:0x${(0x1000 * (k + 1)).toString(16)}`);
+      }
+      for (let k = 0; k < 500; k++)
+        batch.push({
+          type: ALLOC,
+          deviceId: c,
+          size: 8,
+          bufferType: BufferType.L1,
+          pid: P,
+          bufferId: 0x9000000 + k,
+        });
+      for (let k = 0; k < 500; k++)
+        batch.push({ type: FREE, deviceId: c, pid: P, bufferId: 0x9000000 + k });
       await write(s, frames(batch, fs));
       total += batch.length;
       await waitFrames(srv, total);
@@ -344,10 +616,27 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
     for (const fs of [72, 144] as FrameSize[]) {
       const s = await rawConnect(srv.socket);
       const dev = fs === 72 ? 5 : 6;
-      const bytes = frames([
-        { type: ALLOC, deviceId: dev, size: 5000, bufferType: BufferType.L1_SMALL, pid: P, bufferId: 0xabc },
-        { type: ALLOC, deviceId: dev, size: 6000, bufferType: BufferType.L1_SMALL, pid: P, bufferId: 0xdef },
-      ], fs);
+      const bytes = frames(
+        [
+          {
+            type: ALLOC,
+            deviceId: dev,
+            size: 5000,
+            bufferType: BufferType.L1_SMALL,
+            pid: P,
+            bufferId: 0xabc,
+          },
+          {
+            type: ALLOC,
+            deviceId: dev,
+            size: 6000,
+            bufferType: BufferType.L1_SMALL,
+            pid: P,
+            bufferId: 0xdef,
+          },
+        ],
+        fs,
+      );
       for (let i = 0; i < bytes.length; i++) {
         await write(s, bytes.subarray(i, i + 1));
         await roundTrip(srv);
@@ -366,7 +655,9 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
     const got = new Map((await allBuffers(srv)).map((b) => [`${b.device}:${b.address}`, b.size]));
     assert.deepEqual([...got].sort(), [...want].sort());
     for (const d of st.devices) {
-      const sum = [...want].filter(([k]) => k.startsWith(`${d.device}:`)).reduce((a, [, v]) => a + v, 0);
+      const sum = [...want]
+        .filter(([k]) => k.startsWith(`${d.device}:`))
+        .reduce((a, [, v]) => a + v, 0);
       assert.equal(d.bytes.DRAM + d.bytes.L1_SMALL + d.bytes.L1, sum, `device ${d.device} bytes`);
     }
   } finally {
@@ -375,7 +666,8 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
 });
 
 test('ref counting, unknown frees, and CB/kernel repeats never inflate or underflow the totals', async () => {
-  // --trust-client-pid: the per-PID unknown-free count is checked for a second PID claimed over this connection.
+  // --trust-client-pid: the per-PID unknown-free count is checked for a second PID claimed over
+  // this connection.
   const srv = await startServer(['--trust-client-pid']);
   try {
     const s = await rawConnect(srv.socket);
@@ -385,43 +677,84 @@ test('ref counting, unknown frees, and CB/kernel repeats never inflate or underf
       const r = decodeFrame(await ib.take(144));
       return { dram: r.dram, cb: r.cb, kernel: r.kernel };
     };
-    const dramAlloc = { type: ALLOC, deviceId: 0, size: 12288, bufferType: BufferType.DRAM, pid: P, bufferId: 0x40000000 };
+    const dramAlloc = {
+      type: ALLOC,
+      deviceId: 0,
+      size: 12288,
+      bufferType: BufferType.DRAM,
+      pid: P,
+      bufferId: 0x40000000,
+    };
     const dramFree = { type: FREE, deviceId: 0, pid: P, bufferId: 0x40000000 };
     await write(s, frames([dramAlloc, dramAlloc]));
     assert.deepEqual(await query(), { dram: 12288, cb: 0, kernel: 0 });
     let b = await allBuffers(srv);
-    assert.deepEqual(b.map((x) => [x.address, x.size, x.refCount]), [['0x40000000', 12288, 2]]);
+    assert.deepEqual(
+      b.map((x) => [x.address, x.size, x.refCount]),
+      [['0x40000000', 12288, 2]],
+    );
     let st = await stats(srv);
     assert.equal(st.devices[0].buffers.DRAM, 1);
 
     await write(s, encodeFrame(dramFree));
     assert.deepEqual(await query(), { dram: 12288, cb: 0, kernel: 0 });
     b = await allBuffers(srv);
-    assert.deepEqual(b.map((x) => x.refCount), [1]);
+    assert.deepEqual(
+      b.map((x) => x.refCount),
+      [1],
+    );
     await write(s, encodeFrame(dramFree));
     assert.deepEqual(await query(), { dram: 0, cb: 0, kernel: 0 });
     assert.equal((await allBuffers(srv)).length, 0);
 
     // Unknown frees: counted per device and per PID, never below zero, never printed per event.
     const other = process.ppid; // a live PID that never allocated anything
-    await write(s, frames([dramFree,
-      ...allocs(3, (i) => ({ type: FREE, deviceId: 1, pid: other, bufferId: 0x7000 + i }))]));
+    await write(
+      s,
+      frames([
+        dramFree,
+        ...allocs(3, (i) => ({ type: FREE, deviceId: 1, pid: other, bufferId: 0x7000 + i })),
+      ]),
+    );
     assert.deepEqual(await query(), { dram: 0, cb: 0, kernel: 0 });
     st = await stats(srv);
     assert.equal(st.unknownFrees.buffers, 4);
-    assert.deepEqual(st.devices.map((d) => [d.device, d.unknownFrees]), [[0, 1], [1, 3]]);
+    assert.deepEqual(
+      st.devices.map((d) => [d.device, d.unknownFrees]),
+      [
+        [0, 1],
+        [1, 3],
+      ],
+    );
     assert.equal(st.devices[1].bytes.DRAM, 0);
-    const procs = await srv.client.json<{ processes: { pid: number; unknownFrees: number }[] }>('GET', '/v1/processes');
-    assert.equal(procs.processes.find((p) => p.pid === other)?.unknownFrees, 3, 'unknown frees are counted per PID');
+    const procs = await srv.client.json<{ processes: { pid: number; unknownFrees: number }[] }>(
+      'GET',
+      '/v1/processes',
+    );
+    assert.equal(
+      procs.processes.find((p) => p.pid === other)?.unknownFrees,
+      3,
+      'unknown frees are counted per PID',
+    );
     assert.equal(procs.processes.find((p) => p.pid === P)?.unknownFrees, 1);
 
     // CB_ALLOC repeated while the CB lives, KERNEL_LOAD repeated on every dispatch.
     const cb = { type: CB_ALLOC, deviceId: 0, size: 1024, pid: P, bufferId: 0x300 };
-    const kl = { type: KERNEL_LOAD, deviceId: 0, size: 2048, bufferType: 0, pid: P, bufferId: 0x55 };
+    const kl = {
+      type: KERNEL_LOAD,
+      deviceId: 0,
+      size: 2048,
+      bufferType: 0,
+      pid: P,
+      bufferId: 0x55,
+    };
     await write(s, frames([cb, cb, cb, cb, cb, kl, kl, kl, kl]));
     assert.deepEqual(await query(), { dram: 0, cb: 1024, kernel: 2048 });
     st = await stats(srv);
-    assert.deepEqual([st.devices[0].cbs, st.devices[0].kernels, st.live.cbs, st.live.kernels], [1, 1, 1, 1]);
+    assert.deepEqual(
+      [st.devices[0].cbs, st.devices[0].kernels, st.live.cbs, st.live.kernels],
+      [1, 1, 1, 1],
+    );
     const cbFree = { type: CB_FREE, deviceId: 0, size: 1024, pid: P, bufferId: 0x300 };
     const ku = { type: KERNEL_UNLOAD, deviceId: 0, size: 2048, pid: P, bufferId: 0x55 };
     await write(s, frames([cbFree, cbFree, cbFree, ku, ku, ku]));
@@ -431,8 +764,20 @@ test('ref counting, unknown frees, and CB/kernel repeats never inflate or underf
     assert.deepEqual(await query(), { dram: 0, cb: 1024, kernel: 2048 });
     st = await stats(srv);
     assert.deepEqual(st.unknownFrees, { buffers: 4, cbs: 2, kernels: 2 });
-    assert.deepEqual([st.devices[0].bytes.CB, st.devices[0].bytes.KERNEL, st.devices[0].cbs, st.devices[0].kernels], [1024, 2048, 1, 1]);
-    assert.equal(linesMatching(srv.output(), /FREE|0x7000|0x40000000/).length, 0, 'no per-event output by default');
+    assert.deepEqual(
+      [
+        st.devices[0].bytes.CB,
+        st.devices[0].bytes.KERNEL,
+        st.devices[0].cbs,
+        st.devices[0].kernels,
+      ],
+      [1024, 2048, 1, 1],
+    );
+    assert.equal(
+      linesMatching(srv.output(), /FREE|0x7000|0x40000000/).length,
+      0,
+      'no per-event output by default',
+    );
     s.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);

@@ -16,8 +16,13 @@ const TITLE = [
   '',
 ].join('\n');
 
-const alloc = (deviceId: number, bufferType: number, bufferId: number | bigint, size: number, pid = P): FrameFields =>
-  ({ type: MsgType.ALLOC, deviceId, bufferType, bufferId, size, pid });
+const alloc = (
+  deviceId: number,
+  bufferType: number,
+  bufferId: number | bigint,
+  size: number,
+  pid = P,
+): FrameFields => ({ type: MsgType.ALLOC, deviceId, bufferType, bufferId, size, pid });
 
 async function load(srv: TestServer, list: FrameFields[]): Promise<void> {
   const s = await rawConnect(srv.socket);
@@ -91,32 +96,78 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
   // --trust-client-pid: PID Q's buffers are reported over this process's connection.
   const srv = await startServer(['--trust-client-pid']);
   try {
-    assert.equal(await dump(srv), `${TITLE}\nNo buffers remaining: every tracked allocation has been freed.\n\nTotal remaining buffers: 0\n`);
+    assert.equal(
+      await dump(srv),
+      `${TITLE}\nNo buffers remaining: every tracked allocation has been freed.\n\nTotal remaining buffers: 0\n`,
+    );
 
-    // 13 DRAM buffers of distinct sizes on device 2 (PID P), one L1 and one TRACE of PID Q on device 3.
-    const many = Array.from({ length: 13 }, (_, i) => alloc(2, BufferType.DRAM, 0x1000 * (i + 1), 1024 * (i + 1)));
-    await load(srv, [...many, alloc(3, BufferType.L1, 0xaa, 2048, Q), alloc(3, BufferType.TRACE, 0xbb, 4096, Q)]);
-    const line = (i: number) => `    - Buffer 0x${(0x1000 * i).toString(16)}: ${i}.0 KB (PID ${P}, ref_count=1)`;
+    // 13 DRAM buffers of distinct sizes on device 2 (PID P), one L1 and one TRACE of PID Q on
+    // device 3.
+    const many = Array.from({ length: 13 }, (_, i) =>
+      alloc(2, BufferType.DRAM, 0x1000 * (i + 1), 1024 * (i + 1)),
+    );
+    await load(srv, [
+      ...many,
+      alloc(3, BufferType.L1, 0xaa, 2048, Q),
+      alloc(3, BufferType.TRACE, 0xbb, 4096, Q),
+    ]);
+    const line = (i: number) =>
+      `    - Buffer 0x${(0x1000 * i).toString(16)}: ${i}.0 KB (PID ${P}, ref_count=1)`;
     const desc = (n: number) => Array.from({ length: n }, (_, k) => line(13 - k)).join('\n');
-    const dev3 = `Device 3:\n  L1: 1 buffer, 0.002048 MB total\n    - Buffer 0xaa: 2.0 KB (PID ${Q}, ref_count=1)\n`
-      + `  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n`;
-    const dev2 = (listing: string) => `Device 2:\n  DRAM: 13 buffers, 0.093184 MB total\n${listing}\n`;
+    const dev3 =
+      `Device 3:\n  L1: 1 buffer, 0.002048 MB total\n    - Buffer 0xaa: 2.0 KB (PID ${Q}, ref_count=1)\n` +
+      `  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n`;
+    const dev2 = (listing: string) =>
+      `Device 2:\n  DRAM: 13 buffers, 0.093184 MB total\n${listing}\n`;
 
-    assert.equal(await dump(srv), `${TITLE}\n${dev2(`${desc(10)}\n    ... and 3 more`)}\n${dev3}\nTotal remaining buffers: 15\n`);
-    assert.equal(await dump(srv, '--all'), `${TITLE}\n${dev2(desc(13))}\n${dev3}\nTotal remaining buffers: 15\n`);
-    assert.equal(await dump(srv, '--limit', '2'), `${TITLE}\n${dev2(`${desc(2)}\n    ... and 11 more`)}\n${dev3}\nTotal remaining buffers: 15\n`);
-    assert.equal(await dump(srv, '--device', '3'), `${TITLE}\n${dev3}\nTotal remaining buffers: 2\n`);
-    assert.equal(await dump(srv, '--pid', String(Q)), `${TITLE}\n${dev3}\nTotal remaining buffers: 2\n`);
-    assert.equal(await dump(srv, '--pid', String(P), '--limit', '1'), `${TITLE}\n${dev2(`${desc(1)}\n    ... and 12 more`)}\nTotal remaining buffers: 13\n`);
-    assert.equal(await dump(srv, '--type', 'TRACE'),
-      `${TITLE}\nDevice 3:\n  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n\nTotal remaining buffers: 1\n`);
-    assert.equal(await dump(srv, '--type', 'l1,trace', '--device', '2'), `${TITLE}\nNo buffers remaining that match the filter.\n\nTotal remaining buffers: 0\n`);
+    assert.equal(
+      await dump(srv),
+      `${TITLE}\n${dev2(`${desc(10)}\n    ... and 3 more`)}\n${dev3}\nTotal remaining buffers: 15\n`,
+    );
+    assert.equal(
+      await dump(srv, '--all'),
+      `${TITLE}\n${dev2(desc(13))}\n${dev3}\nTotal remaining buffers: 15\n`,
+    );
+    assert.equal(
+      await dump(srv, '--limit', '2'),
+      `${TITLE}\n${dev2(`${desc(2)}\n    ... and 11 more`)}\n${dev3}\nTotal remaining buffers: 15\n`,
+    );
+    assert.equal(
+      await dump(srv, '--device', '3'),
+      `${TITLE}\n${dev3}\nTotal remaining buffers: 2\n`,
+    );
+    assert.equal(
+      await dump(srv, '--pid', String(Q)),
+      `${TITLE}\n${dev3}\nTotal remaining buffers: 2\n`,
+    );
+    assert.equal(
+      await dump(srv, '--pid', String(P), '--limit', '1'),
+      `${TITLE}\n${dev2(`${desc(1)}\n    ... and 12 more`)}\nTotal remaining buffers: 13\n`,
+    );
+    assert.equal(
+      await dump(srv, '--type', 'TRACE'),
+      `${TITLE}\nDevice 3:\n  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n\nTotal remaining buffers: 1\n`,
+    );
+    assert.equal(
+      await dump(srv, '--type', 'l1,trace', '--device', '2'),
+      `${TITLE}\nNo buffers remaining that match the filter.\n\nTotal remaining buffers: 0\n`,
+    );
 
     // The seed's command name is the same command.
     const alias = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      void import('node:child_process').then(({ execFile }) => execFile(process.execPath,
-        [new URL('../dist/cli/dump-remaining-buffers.js', import.meta.url).pathname, '--socket', srv.socket, '--device', '3'],
-        (err, stdout) => resolve({ code: err ? (err.code as number) : 0, stdout })));
+      void import('node:child_process').then(({ execFile }) =>
+        execFile(
+          process.execPath,
+          [
+            new URL('../dist/cli/dump-remaining-buffers.js', import.meta.url).pathname,
+            '--socket',
+            srv.socket,
+            '--device',
+            '3',
+          ],
+          (err, stdout) => resolve({ code: err ? (err.code as number) : 0, stdout }),
+        ),
+      );
     });
     assert.equal(alias.code, 0);
     assert.equal(alias.stdout, `${TITLE}\n${dev3}\nTotal remaining buffers: 2\n`);
@@ -130,17 +181,49 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
 });
 
 interface JsonReport {
-  schema_version: number; kind: string; total_buffers: number; total_bytes: number; listed_per_type: number | 'all';
-  devices: { device: number; count: number; bytes: number; types: { type: string; count: number; bytes: number; more: number;
-    buffers: { device: number; address: string; size: number; type: string; pid: number; refCount: number }[] }[] }[];
-  buffers?: { device: number; address: string; size: number; type: string; pid: number; refCount: number }[];
+  schema_version: number;
+  kind: string;
+  total_buffers: number;
+  total_bytes: number;
+  listed_per_type: number | 'all';
+  devices: {
+    device: number;
+    count: number;
+    bytes: number;
+    types: {
+      type: string;
+      count: number;
+      bytes: number;
+      more: number;
+      buffers: {
+        device: number;
+        address: string;
+        size: number;
+        type: string;
+        pid: number;
+        refCount: number;
+      }[];
+    }[];
+  }[];
+  buffers?: {
+    device: number;
+    address: string;
+    size: number;
+    type: string;
+    pid: number;
+    refCount: number;
+  }[];
 }
 
 test('dump --json: schema_version, exact integer bytes, 64-bit hex addresses', async () => {
   const srv = await startServer();
   try {
     const big = 5 * 2 ** 30 + 7; // above 32 bits, exact
-    await load(srv, [...SEED, alloc(0, BufferType.DRAM, 0xfedcba9876543210n, big), alloc(0, BufferType.DRAM, 0x40000000, 12288)]);
+    await load(srv, [
+      ...SEED,
+      alloc(0, BufferType.DRAM, 0xfedcba9876543210n, big),
+      alloc(0, BufferType.DRAM, 0x40000000, 12288),
+    ]);
     const j = JSON.parse(await dump(srv, '--json')) as JsonReport;
     assert.equal(j.schema_version, 1);
     assert.equal(j.total_buffers, 13);
@@ -151,10 +234,24 @@ test('dump --json: schema_version, exact integer bytes, 64-bit hex addresses', a
     const dram = d0.types.find((t) => t.type === 'DRAM')!;
     assert.equal(dram.count, 3);
     assert.equal(dram.bytes, big + 12288 + 24576);
-    assert.deepEqual(dram.buffers.map((b) => [b.address, b.size, b.pid, b.refCount]),
-      [['0xfedcba9876543210', big, P, 1], ['0x40003000', 24576, P, 1], ['0x40000000', 12288, P, 2]]);
-    assert.deepEqual(j.devices.map((d) => [d.device, d.count]), [[0, 8], [1, 5]]);
-    const filtered = JSON.parse(await dump(srv, '--json', '--device', '1', '--type', 'L1')) as JsonReport;
+    assert.deepEqual(
+      dram.buffers.map((b) => [b.address, b.size, b.pid, b.refCount]),
+      [
+        ['0xfedcba9876543210', big, P, 1],
+        ['0x40003000', 24576, P, 1],
+        ['0x40000000', 12288, P, 2],
+      ],
+    );
+    assert.deepEqual(
+      j.devices.map((d) => [d.device, d.count]),
+      [
+        [0, 8],
+        [1, 5],
+      ],
+    );
+    const filtered = JSON.parse(
+      await dump(srv, '--json', '--device', '1', '--type', 'L1'),
+    ) as JsonReport;
     assert.equal(filtered.total_buffers, 3);
     assert.equal(filtered.total_bytes, 6701056);
   } finally {
@@ -166,7 +263,9 @@ test('dump --json --all streams 50k buffers as one valid JSON document', async (
   const srv = await startServer();
   try {
     const N = 50000;
-    const list = Array.from({ length: N }, (_, i) => alloc(i % 4, i % 2 ? BufferType.L1 : BufferType.DRAM, 0x100000000 + i * 64, 64 + (i % 1000)));
+    const list = Array.from({ length: N }, (_, i) =>
+      alloc(i % 4, i % 2 ? BufferType.L1 : BufferType.DRAM, 0x100000000 + i * 64, 64 + (i % 1000)),
+    );
     await load(srv, list);
     const j = JSON.parse(await dump(srv, '--json', '--all')) as JsonReport;
     assert.equal(j.total_buffers, N);
@@ -174,8 +273,13 @@ test('dump --json --all streams 50k buffers as one valid JSON document', async (
     assert.equal(j.buffers!.length, N);
     const addrs = new Set(j.buffers!.map((b) => b.address));
     assert.equal(addrs.size, N);
-    assert.ok(addrs.has('0x100000000') && addrs.has(`0x${(0x100000000 + (N - 1) * 64).toString(16)}`));
-    assert.equal(j.buffers!.reduce((a, b) => a + b.size, 0), list.reduce((a, f) => a + f.size!, 0));
+    assert.ok(
+      addrs.has('0x100000000') && addrs.has(`0x${(0x100000000 + (N - 1) * 64).toString(16)}`),
+    );
+    assert.equal(
+      j.buffers!.reduce((a, b) => a + b.size, 0),
+      list.reduce((a, f) => a + f.size!, 0),
+    );
     // The server's terminal got the bounded listing, not 50k lines.
     await srv.waitFor(`Total remaining buffers: ${N}`);
     assert.ok(srv.output().split('\n').length < 500);

@@ -17,7 +17,10 @@ class Capture {
   readonly sockets = new Set<Socket>();
   chunks: Buffer[] = [];
   private server: Server | null = null;
-  constructor(readonly path: string, private readonly read = true) {}
+  constructor(
+    readonly path: string,
+    private readonly read = true,
+  ) {}
   start(): Promise<void> {
     this.server = createServer((s) => {
       this.sockets.add(s);
@@ -28,7 +31,9 @@ class Capture {
     });
     return new Promise((r) => this.server!.listen(this.path, () => r()));
   }
-  get bytes(): Buffer { return Buffer.concat(this.chunks); }
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
   async waitBytes(n: number): Promise<void> {
     for (let i = 0; i < 500 && this.bytes.length < n; i++) await sleep(10);
     assert.equal(this.bytes.length, n);
@@ -47,17 +52,75 @@ test('frames are exact in every size; batches are re-used without stale bytes fr
     // re-used batch, by FREEs and unloads that must carry zeros there.
     const r = new Reporter({ socketPath: cap.path, frameSize: size, pid: 4242, batchFrames: 3 });
     const t0 = Date.now();
-    const sent: { type: number; device: number; id: bigint; size: number; bt: number; stamped: boolean }[] = [];
-    r.alloc(0, 1, 1, 0); sent.push({ type: MsgType.ALLOC, device: 0, id: 1n, size: 1, bt: 0, stamped: true });
-    for (let i = 0; i < 200 && !r.isConnected; i++) await sleep(10); // frames beyond one batch would wait for nothing
-    const big = 0xdeadbeef12345n, huge = 2 ** 40 + 12345;
+    const sent: {
+      type: number;
+      device: number;
+      id: bigint;
+      size: number;
+      bt: number;
+      stamped: boolean;
+    }[] = [];
+    r.alloc(0, 1, 1, 0);
+    sent.push({ type: MsgType.ALLOC, device: 0, id: 1n, size: 1, bt: 0, stamped: true });
+    // frames beyond one batch would wait for nothing
+    for (let i = 0; i < 200 && !r.isConnected; i++) await sleep(10);
+    const big = 0xdeadbeef12345n,
+      huge = 2 ** 40 + 12345;
     for (let round = 0; round < 5; round++) {
-      r.alloc(1, big + BigInt(round), huge + round, 4); sent.push({ type: MsgType.ALLOC, device: 1, id: big + BigInt(round), size: huge + round, bt: 4, stamped: true });
-      r.free(2, 0x7f000000 + round); sent.push({ type: MsgType.FREE, device: 2, id: BigInt(0x7f000000 + round), size: 0, bt: 0, stamped: false });
-      r.kernelLoad(3, 2 ** 33 + round, 4096, 2); sent.push({ type: MsgType.KERNEL_LOAD, device: 3, id: BigInt(2 ** 33 + round), size: 4096, bt: 2, stamped: true });
-      r.cbFree(0, 0x1000 + round, 512); sent.push({ type: MsgType.CB_FREE, device: 0, id: BigInt(0x1000 + round), size: 512, bt: 0, stamped: false });
-      r.kernelUnload(3, 2 ** 33 + round); sent.push({ type: MsgType.KERNEL_UNLOAD, device: 3, id: BigInt(2 ** 33 + round), size: 0, bt: 0, stamped: false });
-      r.cbAlloc(7, 0x2000 + round, 1024); sent.push({ type: MsgType.CB_ALLOC, device: 7, id: BigInt(0x2000 + round), size: 1024, bt: 0, stamped: true });
+      r.alloc(1, big + BigInt(round), huge + round, 4);
+      sent.push({
+        type: MsgType.ALLOC,
+        device: 1,
+        id: big + BigInt(round),
+        size: huge + round,
+        bt: 4,
+        stamped: true,
+      });
+      r.free(2, 0x7f000000 + round);
+      sent.push({
+        type: MsgType.FREE,
+        device: 2,
+        id: BigInt(0x7f000000 + round),
+        size: 0,
+        bt: 0,
+        stamped: false,
+      });
+      r.kernelLoad(3, 2 ** 33 + round, 4096, 2);
+      sent.push({
+        type: MsgType.KERNEL_LOAD,
+        device: 3,
+        id: BigInt(2 ** 33 + round),
+        size: 4096,
+        bt: 2,
+        stamped: true,
+      });
+      r.cbFree(0, 0x1000 + round, 512);
+      sent.push({
+        type: MsgType.CB_FREE,
+        device: 0,
+        id: BigInt(0x1000 + round),
+        size: 512,
+        bt: 0,
+        stamped: false,
+      });
+      r.kernelUnload(3, 2 ** 33 + round);
+      sent.push({
+        type: MsgType.KERNEL_UNLOAD,
+        device: 3,
+        id: BigInt(2 ** 33 + round),
+        size: 0,
+        bt: 0,
+        stamped: false,
+      });
+      r.cbAlloc(7, 0x2000 + round, 1024);
+      sent.push({
+        type: MsgType.CB_ALLOC,
+        device: 7,
+        id: BigInt(0x2000 + round),
+        size: 1024,
+        bt: 0,
+        stamped: true,
+      });
       await sleep(5); // let the batches go out and come back to the pool
     }
     await r.close();
@@ -70,9 +133,24 @@ test('frames are exact in every size; batches are re-used without stale bytes fr
       const ms = Math.round(Number(ts) / 1e6); // ns of a double: exact to the millisecond
       if (f.stamped) assert.ok(ms >= t0 && ms <= Date.now(), `frame ${i} timestamp ${ts}`);
       else assert.equal(ts, 0n, `frame ${i} timestamp`);
-      const want = encodeFrame({ type: f.type, deviceId: f.device, size: f.size, bufferType: f.bt, pid: 4242, bufferId: f.id, timestampNs: Number(ts) }, size);
+      const want = encodeFrame(
+        {
+          type: f.type,
+          deviceId: f.device,
+          size: f.size,
+          bufferType: f.bt,
+          pid: 4242,
+          bufferId: f.id,
+          timestampNs: Number(ts),
+        },
+        size,
+      );
       want.writeBigUInt64LE(ts, Off.timestamp); // the exact stamp (a double cannot hold it)
-      assert.deepEqual(frame, want, `size ${size}, frame ${i} (${JSON.stringify({ ...f, id: String(f.id) })})`);
+      assert.deepEqual(
+        frame,
+        want,
+        `size ${size}, frame ${i} (${JSON.stringify({ ...f, id: String(f.id) })})`,
+      );
     }
     assert.equal(r.sent, sent.length);
     assert.equal(r.dropped, 0);
@@ -159,7 +237,8 @@ test('a burst reported before the connection is up is queued and sent, not dropp
   const cap = new Capture(path);
   await cap.start();
   const r = new Reporter({ socketPath: path });
-  for (let i = 0; i < 50_000; i++) r.alloc(i % 8, 0x100000 + i * 0x100, 256, 0); // before any I/O could connect
+  // before any I/O could connect
+  for (let i = 0; i < 50_000; i++) r.alloc(i % 8, 0x100000 + i * 0x100, 256, 0);
   await r.close();
   assert.equal(r.dropped, 0);
   assert.equal(r.sent, 50_000);

@@ -15,8 +15,12 @@ test('data and control sockets are owner-only even under a permissive umask', as
     try {
       assert.equal(statSync(srv.socket).mode & 0o777, 0o600);
       assert.equal(statSync(srv.socket + '.ctl').mode & 0o777, 0o600);
-    } finally { assert.equal(await srv.stop(), 0); }
-  } finally { process.umask(old); }
+    } finally {
+      assert.equal(await srv.stop(), 0);
+    }
+  } finally {
+    process.umask(old);
+  }
 });
 
 test('a symlink or a regular file at the socket path is never followed or replaced', async () => {
@@ -24,7 +28,10 @@ test('a symlink or a regular file at the socket path is never followed or replac
   try {
     const target = join(dir, 'precious');
     writeFileSync(target, 'keep me');
-    for (const [name, make] of [['link.sock', (p: string) => symlinkSync(target, p)], ['file.sock', (p: string) => writeFileSync(p, 'x')]] as const) {
+    for (const [name, make] of [
+      ['link.sock', (p: string) => symlinkSync(target, p)],
+      ['file.sock', (p: string) => writeFileSync(p, 'x')],
+    ] as const) {
       const p = join(dir, name);
       make(p);
       const r = await runCli(['server', '--socket', p, '--stats-interval', '0']);
@@ -32,7 +39,9 @@ test('a symlink or a regular file at the socket path is never followed or replac
       assert.match(r.stderr + r.stdout, /not a socket; refusing to replace it/);
     }
     assert.equal(readFileSync(target, 'utf8'), 'keep me');
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the --http listener binds loopback by default and refuses every state-changing route', async () => {
@@ -41,21 +50,46 @@ test('the --http listener binds loopback by default and refuses every state-chan
     const url = /dashboard on (http:\/\/\S+\/)/.exec(srv.output())![1]!;
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
     const s = await rawConnect(srv.socket);
-    await sendAndSettle(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: process.pid, bufferId: 0x1000 }), srv);
-    for (const [path, body] of [['v1/reset', { confirm: true }], ['v1/shutdown', {}], ['v1/dump', {}]] as const) {
-      const res = await fetch(url + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    await sendAndSettle(
+      s,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 4096,
+        bufferType: BufferType.DRAM,
+        pid: process.pid,
+        bufferId: 0x1000,
+      }),
+      srv,
+    );
+    for (const [path, body] of [
+      ['v1/reset', { confirm: true }],
+      ['v1/shutdown', {}],
+      ['v1/dump', {}],
+    ] as const) {
+      const res = await fetch(url + path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
       assert.equal(res.status, 403, `${path} answered ${res.status} over TCP`);
     }
     const st = await srv.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
     assert.equal(st.live.buffers, 1, 'state changed through the TCP listener');
     assert.equal(srv.proc.exitCode, null);
     s.destroy();
-  } finally { assert.equal(await srv.stop(), 0); }
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
 });
 
 test('--group shares both sockets with a group the user belongs to (0660); an unknown group is a clear error', async () => {
   const gid = process.getgid!();
-  const name = readFileSync('/etc/group', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[2] === String(gid))?.[0] ?? String(gid);
+  const name =
+    readFileSync('/etc/group', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':'))
+      .find((f) => f[2] === String(gid))?.[0] ?? String(gid);
   const srv = await startServer(['--group', name]);
   try {
     for (const p of [srv.socket, srv.socket + '.ctl']) {
@@ -63,8 +97,11 @@ test('--group shares both sockets with a group the user belongs to (0660); an un
       assert.equal(st.mode & 0o777, 0o660, p);
       assert.equal(st.gid, gid, p);
     }
-    await srv.client.json('GET', '/v1/health'); // the server is past start-up (signal handlers installed)
-  } finally { assert.equal(await srv.stop(), 0); }
+    // the server is past start-up (signal handlers installed)
+    await srv.client.json('GET', '/v1/health');
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
   const dir = tempDir();
   try {
     const sock = join(dir, 'g.sock');
@@ -72,5 +109,7 @@ test('--group shares both sockets with a group the user belongs to (0660); an un
     assert.notEqual(r.code, 0);
     assert.match(r.stderr + r.stdout, /--group no-such-group-ttalloc: no such group/);
     assert.throws(() => statSync(sock), 'a socket was left behind');
-  } finally { rmSync(dir, { recursive: true, force: true }); }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

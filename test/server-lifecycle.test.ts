@@ -3,40 +3,75 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeFrame } from '../src/protocol/codec.js';
 import { BufferType, MsgType } from '../src/protocol/constants.js';
-import { CLI, rawConnect, runCli, serverAt, startServer, tempDir as newTempDir } from './helpers/server.js';
+import {
+  CLI,
+  rawConnect,
+  runCli,
+  serverAt,
+  startServer,
+  tempDir as newTempDir,
+} from './helpers/server.js';
 import { frames, linesMatching, waitFrames, write } from './helpers/wire.js';
 
 const P = process.pid;
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 const dirs: string[] = [];
-function tempDir(): string { const d = newTempDir(); dirs.push(d); return d; }
-after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
+function tempDir(): string {
+  const d = newTempDir();
+  dirs.push(d);
+  return d;
+}
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 function exited(p: ChildProcess): Promise<void> {
-  return new Promise((r) => { if (p.exitCode !== null || p.signalCode !== null) r(); else p.once('exit', () => r()); });
+  return new Promise((r) => {
+    if (p.exitCode !== null || p.signalCode !== null) r();
+    else p.once('exit', () => r());
+  });
 }
 
-/** A CLI run that is killed if it does not exit (a wrongly started server must not hang the suite). */
+/**
+ * A CLI run that is killed if it does not exit (a wrongly started server must not hang the suite).
+ */
 function runCliBounded(args: string[]): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 8000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A real client process that reports allocations as itself, then waits to be killed. */
-function allocatingChild(dir: string, socket: string, list = `
+function allocatingChild(
+  dir: string,
+  socket: string,
+  list = `
     f({ type: 1, deviceId: 0, size: 4096, bufferType: 0, bufferId: 0x70000000 }),
     f({ type: 1, deviceId: 1, size: 8192, bufferType: 1, bufferId: 0x70001000 }),
     f({ type: 1, deviceId: 1, size: 4096, bufferType: 0, bufferId: 0x70002000 }),
     f({ type: 8, deviceId: 0, size: 2048, bufferId: 0x300 }),
-    f({ type: 10, deviceId: 0, size: 1024, bufferType: 0, bufferId: 0x9 }),`): Promise<{ child: ChildProcess; pid: number }> {
+    f({ type: 10, deviceId: 0, size: 1024, bufferType: 0, bufferId: 0x9 }),`,
+): Promise<{ child: ChildProcess; pid: number }> {
   const script = join(dir, `client-${Math.random().toString(36).slice(2)}.mjs`);
-  writeFileSync(script, `
+  writeFileSync(
+    script,
+    `
 import { connect } from 'node:net';
 const { encodeFrame } = await import(${JSON.stringify(join(DIST, 'protocol/codec.js'))});
 const pid = process.pid;
@@ -46,40 +81,95 @@ const s = connect(${JSON.stringify(socket)}, () => {
   ]), () => process.stdout.write('sent\\n'));
 });
 setInterval(() => {}, 1000);
-`);
+`,
+  );
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('sent')) resolve({ child, pid: child.pid! }); });
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('sent')) resolve({ child, pid: child.pid! });
+    });
     child.once('exit', (c) => reject(new Error(`client exited early (${c})`)));
   });
 }
 
-const REAPED = (pid: number) => `[ttalloc] process ${pid} is gone: released 3 buffers (16.0 KiB), 1 CB (2.00 KiB), 1 kernel (1.00 KiB)`;
+const REAPED = (pid: number) =>
+  `[ttalloc] process ${pid} is gone: released 3 buffers (16.0 KiB), 1 CB (2.00 KiB), 1 kernel (1.00 KiB)`;
 
 test('a killed client process: its buffers, CBs and kernels are released with one summary line', async () => {
   const srv = await startServer(['--reap-interval', '0.2']);
   try {
     const own = await rawConnect(srv.socket);
-    await write(own, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 512, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1 }));
+    await write(
+      own,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 512,
+        bufferType: BufferType.DRAM,
+        pid: P,
+        bufferId: 0x1,
+      }),
+    );
     const { child, pid } = await allocatingChild(srv.dir, srv.socket);
     await waitFrames(srv, 6);
-    assert.match(await srv.client.text('GET', '/v1/report'), new RegExp(`Buffer 0x70001000: 8\\.0 KB \\(PID ${pid}, ref_count=1\\)`));
+    assert.match(
+      await srv.client.text('GET', '/v1/report'),
+      new RegExp(`Buffer 0x70001000: 8\\.0 KB \\(PID ${pid}, ref_count=1\\)`),
+    );
     child.kill('SIGKILL');
     await exited(child);
     await srv.waitFor(REAPED(pid));
-    const report = await srv.client.text('POST', '/v1/dump'); // the same cleanup runs again before a dump
+    // the same cleanup runs again before a dump
+    const report = await srv.client.text('POST', '/v1/dump');
     const [remaining, exitedPart] = report.split('Total remaining buffers');
-    assert.doesNotMatch(remaining, new RegExp(`PID ${pid}`), 'no buffer of the dead PID is listed as remaining');
-    assert.match(exitedPart, new RegExp(`- PID ${pid}: 3 buffers, 0\\.016384 MB \\(device 0: DRAM 1; device 1: DRAM 1, L1 1\\), 1 CBs, 1 kernels`), 'what it left is summarised');
-    assert.match(report, new RegExp(`Buffer 0x1: 0\\.5 KB \\(PID ${P}, ref_count=1\\)`), 'the live owner keeps its buffer');
+    assert.doesNotMatch(
+      remaining,
+      new RegExp(`PID ${pid}`),
+      'no buffer of the dead PID is listed as remaining',
+    );
+    assert.match(
+      exitedPart,
+      new RegExp(
+        `- PID ${pid}: 3 buffers, 0\\.016384 MB \\(device 0: DRAM 1; device 1: DRAM 1, L1 1\\), 1 CBs, 1 kernels`,
+      ),
+      'what it left is summarised',
+    );
+    assert.match(
+      report,
+      new RegExp(`Buffer 0x1: 0\\.5 KB \\(PID ${P}, ref_count=1\\)`),
+      'the live owner keeps its buffer',
+    );
     assert.match(report, /Total remaining buffers: 1\n/);
-    assert.equal(linesMatching(srv.output(), new RegExp(`process ${pid} `)).length, 1, 'one summary line for the PID');
-    const st = await srv.client.json<{ live: { buffers: number; cbs: number; kernels: number }; reapedProcesses: number; devices: { bytes: Record<string, number> }[] }>('GET', '/v1/stats');
-    assert.deepEqual(st.live, { buffers: 1, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 }, "the dead PID is gone from the per-PID bookkeeping too");
+    assert.equal(
+      linesMatching(srv.output(), new RegExp(`process ${pid} `)).length,
+      1,
+      'one summary line for the PID',
+    );
+    const st = await srv.client.json<{
+      live: { buffers: number; cbs: number; kernels: number };
+      reapedProcesses: number;
+      devices: { bytes: Record<string, number> }[];
+    }>('GET', '/v1/stats');
+    assert.deepEqual(
+      st.live,
+      { buffers: 1, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 },
+      'the dead PID is gone from the per-PID bookkeeping too',
+    );
     assert.equal(st.reapedProcesses, 1);
-    assert.deepEqual(st.devices.map((d) => [d.bytes.DRAM, d.bytes.L1, d.bytes.CB, d.bytes.KERNEL]), [[512, 0, 0, 0], [0, 0, 0, 0]]);
-    const reaped = await srv.client.json<{ reaped: { pid: number; buffers: number; bytes: number }[] }>('GET', '/v1/reaped');
-    assert.deepEqual(reaped.reaped.map((r) => [r.pid, r.buffers, r.bytes]), [[pid, 3, 16384]]);
+    assert.deepEqual(
+      st.devices.map((d) => [d.bytes.DRAM, d.bytes.L1, d.bytes.CB, d.bytes.KERNEL]),
+      [
+        [512, 0, 0, 0],
+        [0, 0, 0, 0],
+      ],
+    );
+    const reaped = await srv.client.json<{
+      reaped: { pid: number; buffers: number; bytes: number }[];
+    }>('GET', '/v1/reaped');
+    assert.deepEqual(
+      reaped.reaped.map((r) => [r.pid, r.buffers, r.bytes]),
+      [[pid, 3, 16384]],
+    );
     own.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -114,20 +204,48 @@ test('a live process of another user (EPERM) is alive', async (t) => {
   const nobody = 65534;
   const dir = tempDir();
   chmodSync(dir, 0o777);
-  const srv = await serverAt(join(dir, 'alloc.sock'), ['--reap-interval', '0.2'], { uid: nobody, gid: nobody });
+  const srv = await serverAt(join(dir, 'alloc.sock'), ['--reap-interval', '0.2'], {
+    uid: nobody,
+    gid: nobody,
+  });
   try {
     const health = await srv.client.json<{ pid: number }>('GET', '/v1/health');
-    assert.equal(Number(readFileSync(`/proc/${health.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1]), nobody, t.name);
+    assert.equal(
+      Number(readFileSync(`/proc/${health.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1]),
+      nobody,
+      t.name,
+    );
     const s = await rawConnect(srv.socket);
-    await write(s, frames([{ type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x10 }]));
-    // A real (root) process reports a buffer as itself, then dies: the server must tell it from the live one.
-    const { child, pid: deadPid } = await allocatingChild(dir, srv.socket, `
-    f({ type: 1, deviceId: 0, size: 8192, bufferType: 0, bufferId: 0x20 }),`);
+    await write(
+      s,
+      frames([
+        {
+          type: MsgType.ALLOC,
+          deviceId: 0,
+          size: 4096,
+          bufferType: BufferType.DRAM,
+          pid: P,
+          bufferId: 0x10,
+        },
+      ]),
+    );
+    // A real (root) process reports a buffer as itself, then dies: the server must tell it from the
+    // live one.
+    const { child, pid: deadPid } = await allocatingChild(
+      dir,
+      srv.socket,
+      `
+    f({ type: 1, deviceId: 0, size: 8192, bufferType: 0, bufferId: 0x20 }),`,
+    );
     await waitFrames(srv, 2);
     child.kill('SIGKILL');
     await exited(child);
     const report = await srv.client.text('POST', '/v1/dump');
-    assert.match(report, new RegExp(`Buffer 0x10: 4\\.0 KB \\(PID ${P}, ref_count=1\\)`), 'root-owned live PID kept');
+    assert.match(
+      report,
+      new RegExp(`Buffer 0x10: 4\\.0 KB \\(PID ${P}, ref_count=1\\)`),
+      'root-owned live PID kept',
+    );
     assert.doesNotMatch(report, /Buffer 0x20/, 'the dead PID was released');
     await srv.waitFor(`process ${deadPid} is gone`);
     assert.equal(linesMatching(srv.output(), new RegExp(`process ${P} `)).length, 0);
@@ -143,11 +261,25 @@ test('a second server on the same socket is refused and the first keeps working'
     const r = runCliBounded(['server', '--socket', srv.socket]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /another allocation server is already running on .*alloc\.sock/);
-    const alias = spawnSync(process.execPath, [join(DIST, 'cli/allocation-server.js'), '--socket', srv.socket], { encoding: 'utf8', timeout: 8000 });
+    const alias = spawnSync(
+      process.execPath,
+      [join(DIST, 'cli/allocation-server.js'), '--socket', srv.socket],
+      { encoding: 'utf8', timeout: 8000 },
+    );
     assert.equal(alias.status, 1);
     assert.match(alias.stderr, /already running/);
     const s = await rawConnect(srv.socket);
-    await write(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 12288, bufferType: BufferType.DRAM, pid: P, bufferId: 0x40000000 }));
+    await write(
+      s,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 12288,
+        bufferType: BufferType.DRAM,
+        pid: P,
+        bufferId: 0x40000000,
+      }),
+    );
     await waitFrames(srv, 1);
     assert.match(await srv.client.text('GET', '/v1/report'), /Total remaining buffers: 1\n/);
     s.destroy();
@@ -163,20 +295,33 @@ test('a second server on the same socket is refused and the first keeps working'
   }
 });
 
-test('stale sockets of a SIGKILLed server are replaced; own sockets removed on exit, never someone else\'s', async () => {
+test("stale sockets of a SIGKILLed server are replaced; own sockets removed on exit, never someone else's", async () => {
   const dir = tempDir();
   const sock = join(dir, 'alloc.sock');
   const a = await serverAt(sock);
   a.proc.kill('SIGKILL');
   await exited(a.proc);
-  assert.ok(lstatSync(sock).isSocket() && lstatSync(`${sock}.ctl`).isSocket(), 'SIGKILL leaves the files behind');
+  assert.ok(
+    lstatSync(sock).isSocket() && lstatSync(`${sock}.ctl`).isSocket(),
+    'SIGKILL leaves the files behind',
+  );
   const none = await runCli(['dump', '--socket', sock]);
   assert.equal(none.code, 2, 'a stale socket is no server');
   assert.match(none.stderr, /no allocation server is running/);
 
   const b = await serverAt(sock);
   const s = await rawConnect(sock);
-  await write(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 64, bufferType: BufferType.L1, pid: P, bufferId: 0x1 }));
+  await write(
+    s,
+    encodeFrame({
+      type: MsgType.ALLOC,
+      deviceId: 0,
+      size: 64,
+      bufferType: BufferType.L1,
+      pid: P,
+      bufferId: 0x1,
+    }),
+  );
   await waitFrames(b, 1);
   s.destroy();
   assert.equal(await b.stop(), 0);
@@ -206,13 +351,28 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   test(`${sig}: final statistics, exit code 0`, async () => {
     const srv = await startServer();
     const s = await rawConnect(srv.socket);
-    await write(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 2, size: 2048, bufferType: BufferType.L1, pid: P, bufferId: 0x5 }));
+    await write(
+      s,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 2,
+        size: 2048,
+        bufferType: BufferType.L1,
+        pid: P,
+        bufferId: 0x5,
+      }),
+    );
     await waitFrames(srv, 1);
     srv.proc.kill(sig);
     await exited(srv.proc);
     s.destroy();
     assert.equal(srv.proc.exitCode, 0);
-    assert.match(srv.output(), new RegExp(`${sig} received, shutting down\\n\\[ttalloc\\] final statistics\\n\\[stats\\] device 2: 1 buffers, .*L1 2\\.00 KiB`));
+    assert.match(
+      srv.output(),
+      new RegExp(
+        `${sig} received, shutting down\\n\\[ttalloc\\] final statistics\\n\\[stats\\] device 2: 1 buffers, .*L1 2\\.00 KiB`,
+      ),
+    );
     assert.equal(existsSync(srv.socket), false);
     await srv.stop();
   });
@@ -230,37 +390,67 @@ test('output to a file (redirection), --quiet, --log-events and periodic statist
   await waitFrames(f, 1);
   assert.equal(await f.stop(), 0);
   const log = readFileSync(logPath, 'utf8');
-  assert.match(log, /listening on .*f\.sock[^]*REMAINING ALLOCATED BUFFERS[^]*No buffers remaining[^]*final statistics\n\[stats\] no devices have reported yet\n$/);
+  assert.match(
+    log,
+    /listening on .*f\.sock[^]*REMAINING ALLOCATED BUFFERS[^]*No buffers remaining[^]*final statistics\n\[stats\] no devices have reported yet\n$/,
+  );
 
   // --quiet: reports only.
   const q = await serverAt(join(dir, 'q.sock'), ['--quiet']);
   const qs = await rawConnect(q.socket);
-  await write(qs, frames([
-    { type: MsgType.ALLOC, deviceId: 0, size: 1024, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1 },
-    { type: 13 },
-    { type: MsgType.DUMP_REMAINING },
-  ]));
+  await write(
+    qs,
+    frames([
+      {
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 1024,
+        bufferType: BufferType.DRAM,
+        pid: P,
+        bufferId: 0x1,
+      },
+      { type: 13 },
+      { type: MsgType.DUMP_REMAINING },
+    ]),
+  );
   await q.waitFor('Total remaining buffers: 1');
   qs.destroy();
   assert.equal(await q.stop(), 0);
-  assert.equal(linesMatching(q.output(), /^\[/).length, 0, `no log lines with --quiet:\n${q.output()}`);
+  assert.equal(
+    linesMatching(q.output(), /^\[/).length,
+    0,
+    `no log lines with --quiet:\n${q.output()}`,
+  );
   assert.match(q.output(), /^╔/);
 
   // --log-events: one line per event, like the original server; and periodic stats when asked.
   const e = await serverAt(join(dir, 'e.sock'), ['--log-events', '--stats-interval', '0.1']);
   const es = await rawConnect(e.socket);
-  await write(es, frames([
-    { type: MsgType.ALLOC, deviceId: 1, size: 4096, bufferType: BufferType.TRACE, pid: P, bufferId: 0xabc },
-    { type: MsgType.KERNEL_LOAD, deviceId: 1, size: 100, bufferType: 1, pid: P, bufferId: 0x7 },
-    { type: MsgType.FREE, deviceId: 1, pid: P, bufferId: 0xabc },
-  ]));
+  await write(
+    es,
+    frames([
+      {
+        type: MsgType.ALLOC,
+        deviceId: 1,
+        size: 4096,
+        bufferType: BufferType.TRACE,
+        pid: P,
+        bufferId: 0xabc,
+      },
+      { type: MsgType.KERNEL_LOAD, deviceId: 1, size: 100, bufferType: 1, pid: P, bufferId: 0x7 },
+      { type: MsgType.FREE, deviceId: 1, pid: P, bufferId: 0xabc },
+    ]),
+  );
   await waitFrames(e, 3);
   await e.waitFor(/\[stats\] device 1: 0 buffers/);
   es.destroy();
   assert.equal(await e.stop(), 0);
   const ev = linesMatching(e.output(), /^\[event\]/);
   assert.equal(ev.length, 3);
-  assert.match(ev[0], new RegExp(`^\\[event\\] ALLOC device=1 pid=${P} id=0xabc size=4096 type=TRACE`));
+  assert.match(
+    ev[0],
+    new RegExp(`^\\[event\\] ALLOC device=1 pid=${P} id=0xabc size=4096 type=TRACE`),
+  );
   assert.match(ev[1], /^\[event\] KERNEL_LOAD device=1 .*id=0x7 size=100 type=Fabric/);
   assert.match(ev[2], /^\[event\] FREE device=1 .*id=0xabc/);
 });
@@ -269,12 +459,23 @@ test('a closed stdout (allocation-server | head) does not stop the server', asyn
   const srv = await startServer();
   srv.proc.stdout!.destroy(); // the reader goes away
   const s = await rawConnect(srv.socket);
-  await write(s, frames([
-    { type: MsgType.ALLOC, deviceId: 0, size: 4096, bufferType: BufferType.DRAM, pid: P, bufferId: 0x1 },
-    { type: MsgType.DUMP_REMAINING },
-  ]));
+  await write(
+    s,
+    frames([
+      {
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 4096,
+        bufferType: BufferType.DRAM,
+        pid: P,
+        bufferId: 0x1,
+      },
+      { type: MsgType.DUMP_REMAINING },
+    ]),
+  );
   await waitFrames(srv, 2);
-  const r = await runCli(['dump', '--socket', srv.socket]); // prints on the server's (closed) stdout too
+  // prints on the server's (closed) stdout too
+  const r = await runCli(['dump', '--socket', srv.socket]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /Total remaining buffers: 1\n/);
   assert.match(await srv.client.text('GET', '/v1/health'), /"ok":true/);
@@ -286,7 +487,9 @@ test('a closed stdout (allocation-server | head) does not stop the server', asyn
 test('client commands with no server say so with exit code 2', async () => {
   const dir = tempDir();
   const cmds = [['dump'], ['dump', '--json'], ['stats'], ['dump-kernels'], ['stop']];
-  const runs = await Promise.all(cmds.map((cmd) => runCli([...cmd, '--socket', join(dir, 'none.sock')])));
+  const runs = await Promise.all(
+    cmds.map((cmd) => runCli([...cmd, '--socket', join(dir, 'none.sock')])),
+  );
   runs.forEach((r, i) => {
     assert.equal(r.code, 2, `${cmds[i].join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /no allocation server is running on .*none\.sock/);
@@ -301,11 +504,17 @@ test('server and clients find each other through TT_ALLOC_SERVER_SOCKET', async 
   const dir = tempDir();
   const sock = join(dir, 'env.sock');
   const env = { ...process.env, TT_ALLOC_SERVER_SOCKET: sock };
-  const proc = spawn(process.execPath, [CLI, 'server', '--stats-interval', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const proc = spawn(process.execPath, [CLI, 'server', '--stats-interval', '0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   try {
     let out = '';
     await new Promise<void>((resolve, reject) => {
-      proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('listening on')) resolve(); });
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('listening on')) resolve();
+      });
       proc.once('exit', () => reject(new Error(`server exited: ${out}`)));
     });
     assert.match(out, new RegExp(`listening on ${sock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} `));
@@ -322,18 +531,29 @@ test('server and clients find each other through TT_ALLOC_SERVER_SOCKET', async 
   }
 });
 
-test('--help works on every command and on the seed\'s command names', async () => {
+test("--help works on every command and on the seed's command names", async () => {
   const top = await runCli(['--help']);
   assert.equal(top.code, 0);
-  const commands = top.stdout.split('Commands:')[1].split('\n').map((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1]).filter((c): c is string => !!c && c !== 'help');
-  for (const c of ['server', 'dump', 'dump-kernels', 'stats', 'reset', 'stop', 'demo']) assert.ok(commands.includes(c), c);
+  const commands = top.stdout
+    .split('Commands:')[1]
+    .split('\n')
+    .map((l) => /^ {2}([a-z][\w-]*)/.exec(l)?.[1])
+    .filter((c): c is string => !!c && c !== 'help');
+  for (const c of ['server', 'dump', 'dump-kernels', 'stats', 'reset', 'stop', 'demo'])
+    assert.ok(commands.includes(c), c);
   const helps = await Promise.all(commands.map((c) => runCli([c, '--help'])));
   helps.forEach((r, i) => {
     assert.equal(r.code, 0, `${commands[i]} --help: ${r.stderr}`);
     assert.match(r.stdout, new RegExp(`^Usage: ttalloc ${commands[i]}`), commands[i]);
   });
-  for (const [file, flag] of [['allocation-server', '--frame-size'], ['dump-remaining-buffers', '--json']]) {
-    const r = spawnSync(process.execPath, [join(DIST, `cli/${file}.js`), '--help'], { encoding: 'utf8', timeout: 8000 });
+  for (const [file, flag] of [
+    ['allocation-server', '--frame-size'],
+    ['dump-remaining-buffers', '--json'],
+  ]) {
+    const r = spawnSync(process.execPath, [join(DIST, `cli/${file}.js`), '--help'], {
+      encoding: 'utf8',
+      timeout: 8000,
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`^Usage: ${file}`));
     assert.ok(r.stdout.includes(flag), `${file} --help lists ${flag}`);
@@ -365,26 +585,42 @@ test('bad flag values: a clear error and a non-zero exit, nothing started', () =
 test('a client that died but was never waited for (a zombie) is reaped like a dead one', async () => {
   const srv = await startServer(['--reap-interval', '0.2']);
   const script = join(srv.dir, 'zombie-client.mjs');
-  writeFileSync(script, `
+  writeFileSync(
+    script,
+    `
 import { connect } from 'node:net';
 const { encodeFrame } = await import(${JSON.stringify(join(DIST, 'protocol/codec.js'))});
 const s = connect(${JSON.stringify(srv.socket)}, () => {
   s.end(encodeFrame({ type: 1, deviceId: 0, size: 4096, bufferType: 0, pid: process.pid, bufferId: 0x5a000 }), () => process.stdout.write(process.pid + '\\n'));
 });
-`);
+`,
+  );
   // sh starts the client in the background and then becomes \`sleep\`, which never waits for it.
-  const parent = spawn('sh', ['-c', `"${process.execPath}" "${script}" & exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const parent = spawn('sh', ['-c', `"${process.execPath}" "${script}" & exec sleep 60`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     const pid = await new Promise<number>((resolve, reject) => {
       parent.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
       parent.once('exit', () => reject(new Error('the client did not start')));
     });
-    const state = () => { try { const s = readFileSync(`/proc/${pid}/stat`, 'latin1'); return s[s.lastIndexOf(')') + 2]; } catch { return 'gone'; } };
+    const state = () => {
+      try {
+        const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+        return s[s.lastIndexOf(')') + 2];
+      } catch {
+        return 'gone';
+      }
+    };
     for (let i = 0; i < 500 && state() !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(state(), 'Z', 'the client is a zombie: exited, not waited for');
     assert.doesNotThrow(() => process.kill(pid, 0), 'a zombie still answers kill(pid, 0)');
     const { isProcessAlive } = await import('../src/platform/processes.js');
-    assert.equal(isProcessAlive(pid), false, 'the JS check (used without the native addon) sees it dead');
+    assert.equal(
+      isProcessAlive(pid),
+      false,
+      'the JS check (used without the native addon) sees it dead',
+    );
     await srv.waitFor(`process ${pid} is gone: released 1 buffer (4.00 KiB)`);
     assert.equal(state(), 'Z', 'still a zombie when the server reaped it');
   } finally {

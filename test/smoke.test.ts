@@ -8,7 +8,18 @@ test('a 144-byte client allocates, dump lists it in the requesting terminal and 
   const srv = await startServer();
   try {
     const s = await rawConnect(srv.socket);
-    await sendAndSettle(s, encodeFrame({ type: MsgType.ALLOC, deviceId: 0, size: 12288, bufferType: BufferType.DRAM, pid: process.pid, bufferId: 0x40000000 }), srv);
+    await sendAndSettle(
+      s,
+      encodeFrame({
+        type: MsgType.ALLOC,
+        deviceId: 0,
+        size: 12288,
+        bufferType: BufferType.DRAM,
+        pid: process.pid,
+        bufferId: 0x40000000,
+      }),
+      srv,
+    );
     const r = await runCli(['dump', '--socket', srv.socket]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /- Buffer 0x40000000: 12\.0 KB \(PID \d+, ref_count=1\)/);

@@ -11,13 +11,18 @@ const TMUX = ['-L', `ttalloc-top-${process.pid}`, '-f', '/dev/null'];
 let server: TestServer, child: ChildProcess, mine: Reporter, theirs: Reporter;
 
 const tmux = (...args: string[]) => execFileSync('tmux', [...TMUX, ...args], { encoding: 'utf8' });
-const pane = (escapes = false) => tmux('capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', 'top');
+const pane = (escapes = false) =>
+  tmux('capture-pane', '-p', ...(escapes ? ['-e'] : []), '-t', 'top');
 const flags = () => tmux('display', '-p', '-t', 'top', '#{alternate_on} #{cursor_flag}').trim();
 const lines = () => pane().split('\n');
 const lineOf = (re: RegExp) => lines().find((l) => re.test(l)) ?? '';
 
 /** Polls the screen until `pred` holds; fails with the screen's content. */
-async function waitForPane(pred: (screen: string) => boolean, what: string, timeoutMs = 10000): Promise<string> {
+async function waitForPane(
+  pred: (screen: string) => boolean,
+  what: string,
+  timeoutMs = 10000,
+): Promise<string> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const s = pane();
@@ -28,12 +33,27 @@ async function waitForPane(pred: (screen: string) => boolean, what: string, time
 }
 
 function startTop(env = '') {
-  tmux('send-keys', '-t', 'top', `clear; ${env} node ${CLI} top --socket ${server.socket} --interval 0.2; echo EXIT=$?`, 'Enter');
+  tmux(
+    'send-keys',
+    '-t',
+    'top',
+    `clear; ${env} node ${CLI} top --socket ${server.socket} --interval 0.2; echo EXIT=$?`,
+    'Enter',
+  );
 }
 
 before(async () => {
-  // --trust-client-pid: `theirs` reports for the `sleep` child (its PID in the messages) from this process.
-  server = await startServer(['--devices', '2xwormhole_b0', '--reap-interval', '0.3', '--sample-interval', '0.2', '--trust-client-pid']);
+  // --trust-client-pid: `theirs` reports for the `sleep` child (its PID in the messages) from this
+  // process.
+  server = await startServer([
+    '--devices',
+    '2xwormhole_b0',
+    '--reap-interval',
+    '0.3',
+    '--sample-interval',
+    '0.2',
+    '--trust-client-pid',
+  ]);
   child = spawn('sleep', ['60'], { stdio: 'ignore' });
   mine = new Reporter({ socketPath: server.socket });
   theirs = new Reporter({ socketPath: server.socket, pid: child.pid });
@@ -42,21 +62,40 @@ before(async () => {
   theirs.alloc(0, 0x70000000, 10 * MiB, 0);
   theirs.alloc(1, 0x200000, 40 * MiB, 1);
   theirs.cbAlloc(1, 0x7000, 2 * MiB);
-  mine.flush(); theirs.flush();
+  mine.flush();
+  theirs.flush();
   await settle(server);
-  tmux('new-session', '-d', '-s', 'top', '-x', '120', '-y', '40', 'env PS1="$ " bash --norc --noprofile');
+  tmux(
+    'new-session',
+    '-d',
+    '-s',
+    'top',
+    '-x',
+    '120',
+    '-y',
+    '40',
+    'env PS1="$ " bash --norc --noprofile',
+  );
 });
 
 after(async () => {
-  try { tmux('kill-server'); } catch { /* already gone */ }
+  try {
+    tmux('kill-server');
+  } catch {
+    /* already gone */
+  }
   child?.kill();
-  await mine?.close(); await theirs?.close();
+  await mine?.close();
+  await theirs?.close();
   await server?.stop();
 });
 
 test('top shows devices and processes, sorts, filters, resizes, follows dead processes and quits cleanly', async () => {
   startTop();
-  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && s.includes(`${child.pid} `) && s.includes('q quit'), 'the first frame');
+  await waitForPane(
+    (s) => s.includes('Dev 1 Wormhole_B0') && s.includes(`${child.pid} `) && s.includes('q quit'),
+    'the first frame',
+  );
   assert.equal(flags(), '1 0', 'alternate screen on, cursor hidden');
 
   // Device rows: used / total with the capacity of a Wormhole_B0, L1 parts drawn in the bar.
@@ -87,8 +126,12 @@ test('top shows devices and processes, sorts, filters, resizes, follows dead pro
   await waitForPane((s) => s.includes('Dev 1 ') && !s.includes('[device'), 'all devices again');
 
   // Live updates.
-  mine.alloc(0, 0x9000000, 1024 * MiB, 4); mine.flush();
-  await waitForPane((s) => /Dev 0 Wormhole_B0 DRAM \[█+▓+·+\] 1\.30 GiB/.test(s), 'TRACE part after a new allocation');
+  mine.alloc(0, 0x9000000, 1024 * MiB, 4);
+  mine.flush();
+  await waitForPane(
+    (s) => /Dev 0 Wormhole_B0 DRAM \[█+▓+·+\] 1\.30 GiB/.test(s),
+    'TRACE part after a new allocation',
+  );
 
   // Resize: the frame follows the window width.
   const barWidth = () => /\[([^\]]*)\]/.exec(lineOf(/^Dev 0 /))![1].length;
@@ -100,7 +143,10 @@ test('top shows devices and processes, sorts, filters, resizes, follows dead pro
 
   // A dead process disappears (the server reaps it; top shows what is live).
   child.kill('SIGKILL');
-  await waitForPane((s) => !s.includes(`${child.pid} `) && s.includes('1 reaped'), 'the dead process gone');
+  await waitForPane(
+    (s) => !s.includes(`${child.pid} `) && s.includes('1 reaped'),
+    'the dead process gone',
+  );
 
   tmux('send-keys', '-t', 'top', 'q');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit on q');
@@ -119,7 +165,10 @@ test('Ctrl-C quits cleanly; colours by pressure, NO_COLOR respected', async () =
   assert.equal(flags(), '0 1');
 
   startTop('NO_COLOR=1');
-  await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT=0'), 'frame without colour');
+  await waitForPane(
+    (s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT=0'),
+    'frame without colour',
+  );
   assert.doesNotMatch(pane(true), /\x1b\[(3\d|1|7)m/, 'no colour or emphasis');
   tmux('send-keys', '-t', 'top', 'q');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit');
@@ -132,9 +181,21 @@ test('--once prints one frame, --json the same data', async () => {
   assert.match(once.stdout, /^Dev 0 Wormhole_B0 DRAM \[.*\] 1\.29 GiB \/ 12\.0 GiB +10\.8%/m);
   assert.match(once.stdout, new RegExp(`^${process.pid} +node +0 +300 MiB`, 'm'));
   const json = await runCli(['top', '--json', '--socket', server.socket]);
-  const data = JSON.parse(json.stdout) as { devices: { device: number; bytes: { DRAM: number; TRACE: number } }[]; processes: { pid: number; buffers: number }[] };
-  assert.deepEqual(data.devices.map((d) => [d.device, d.bytes.DRAM, d.bytes.TRACE]), [[0, 300 * MiB, 1024 * MiB], [1, 0, 0]]);
-  assert.deepEqual(data.processes.map((p) => [p.pid, p.buffers]), [[process.pid, 5]]);
+  const data = JSON.parse(json.stdout) as {
+    devices: { device: number; bytes: { DRAM: number; TRACE: number } }[];
+    processes: { pid: number; buffers: number }[];
+  };
+  assert.deepEqual(
+    data.devices.map((d) => [d.device, d.bytes.DRAM, d.bytes.TRACE]),
+    [
+      [0, 300 * MiB, 1024 * MiB],
+      [1, 0, 0],
+    ],
+  );
+  assert.deepEqual(
+    data.processes.map((p) => [p.pid, p.buffers]),
+    [[process.pid, 5]],
+  );
   const none = await runCli(['top', '--once', '--socket', `${server.dir}/nothing.sock`]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /no allocation server is running/);
@@ -144,7 +205,10 @@ test('top keeps running and says so when the server goes away', async () => {
   startTop();
   await waitForPane((s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT='), 'frame');
   await server.stop();
-  await waitForPane((s) => s.includes('server not reachable: no allocation server is running'), 'the message');
+  await waitForPane(
+    (s) => s.includes('server not reachable: no allocation server is running'),
+    'the message',
+  );
   assert.match(pane(), /^Dev 0 Wormhole_B0/m, 'the last data stays on screen');
   tmux('send-keys', '-t', 'top', 'q');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit');

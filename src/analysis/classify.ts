@@ -17,64 +17,122 @@ import { formatKB, formatMB } from '../report/format.js';
 import type { Mark } from '../state/marks.js';
 import { diffMarks, findAccumulation } from './leaks.js';
 
-export interface ClassifyRules { programCacheMaxBytes: number; modelStateMinBytes: number }
-export const DEFAULT_RULES: ClassifyRules = { programCacheMaxBytes: 64 * 1024, modelStateMinBytes: 1024 * 1024 };
+export interface ClassifyRules {
+  programCacheMaxBytes: number;
+  modelStateMinBytes: number;
+}
+export const DEFAULT_RULES: ClassifyRules = {
+  programCacheMaxBytes: 64 * 1024,
+  modelStateMinBytes: 1024 * 1024,
+};
 
-export const CLASSES = ['suspicious', 'program_cache', 'model_state', 'infrastructure', 'other'] as const;
+export const CLASSES = [
+  'suspicious',
+  'program_cache',
+  'model_state',
+  'infrastructure',
+  'other',
+] as const;
 export type BufferClass = (typeof CLASSES)[number];
 const HINTS: Record<BufferClass, string> = {
   suspicious: 'likely leaks: check who should have freed these',
-  program_cache: 'expected while the program cache lives; clear it with mesh_device.disable_and_clear_program_cache()',
+  program_cache:
+    'expected while the program cache lives; clear it with mesh_device.disable_and_clear_program_cache()',
   model_state: 'expected while the model is loaded (weights, KV cache)',
   infrastructure: 'expected: allocated at device open (command queues, system buffers)',
   other: 'no rule matched',
 };
 
-export interface ClassifiedRow extends BufferRow { class: BufferClass; reason: string }
-export interface ClassGroup { class: BufferClass; hint: string; count: number; bytes: number; buffers: ClassifiedRow[]; more: number }
+export interface ClassifiedRow extends BufferRow {
+  class: BufferClass;
+  reason: string;
+}
+export interface ClassGroup {
+  class: BufferClass;
+  hint: string;
+  count: number;
+  bytes: number;
+  buffers: ClassifiedRow[];
+  more: number;
+}
 
 /** Builds the per-buffer rule (entry index → class and reason) for the current state. */
-export function classifier(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES): (e: number) => { cls: BufferClass; reason: string } {
+export function classifier(
+  tr: Tracker,
+  marks: Mark[],
+  rules: ClassifyRules = DEFAULT_RULES,
+): (e: number) => { cls: BufferClass; reason: string } {
   const t = tr.buffers;
   const kernelEpochs = new Set<number>();
-  for (let e = 0; e < tr.kernels.count; e++) kernelEpochs.add(tr.kernels.device(e) * 2 ** 32 + tr.kernels.epoch(e));
+  for (let e = 0; e < tr.kernels.count; e++)
+    kernelEpochs.add(tr.kernels.device(e) * 2 ** 32 + tr.kernels.epoch(e));
   const global = marks.filter((m) => m.pid === null);
   const firstMarkEpoch = global.length ? global[0].epoch : Infinity;
   const accumulating = global.length >= 2 ? findAccumulation(diffMarks(tr, global, true)) : [];
   const accKey = new Map<string, string>();
-  for (const a of accumulating) for (const d of a.devices) accKey.set(`${d}/${a.type}/${a.size}`, a.text);
+  for (const a of accumulating)
+    for (const d of a.devices) accKey.set(`${d}/${a.type}/${a.size}`, a.text);
   const now = tr.nowMs;
   return (e) => {
-    const size = t.size(e), type = t.type(e), dev = t.device(e), epoch = t.epoch(e), ref = t.ref(e);
+    const size = t.size(e),
+      type = t.type(e),
+      dev = t.device(e),
+      epoch = t.epoch(e),
+      ref = t.ref(e);
     const born = tr.epochTimeMs(epoch);
     const owner = tr.pids.get(t.pid(e));
     const firstSeen = owner ? owner.firstSeenMs : born;
-    const acc = epoch >= firstMarkEpoch ? accKey.get(`${dev}/${BUFFER_TYPE_NAMES[type]}/${size}`) : undefined;
+    const acc =
+      epoch >= firstMarkEpoch ? accKey.get(`${dev}/${BUFFER_TYPE_NAMES[type]}/${size}`) : undefined;
     if (ref > 1) return { cls: 'suspicious', reason: `ref_count ${ref} never came down` };
-    if (t.flags(e) & FLAG_RESIZED) return { cls: 'suspicious', reason: 'address re-allocated with a different size while live' };
+    if (t.flags(e) & FLAG_RESIZED)
+      return { cls: 'suspicious', reason: 'address re-allocated with a different size while live' };
     if (acc) return { cls: 'suspicious', reason: `accumulates across marks: ${acc}` };
-    if (type === 0 && size <= rules.programCacheMaxBytes && kernelEpochs.has(dev * 2 ** 32 + epoch)) {
-      return { cls: 'program_cache', reason: `small DRAM buffer that appeared with a kernel load on device ${dev}` };
+    if (
+      type === 0 &&
+      size <= rules.programCacheMaxBytes &&
+      kernelEpochs.has(dev * 2 ** 32 + epoch)
+    ) {
+      return {
+        cls: 'program_cache',
+        reason: `small DRAM buffer that appeared with a kernel load on device ${dev}`,
+      };
     }
-    if (epoch < firstMarkEpoch && born - firstSeen <= 1000) return { cls: 'infrastructure', reason: 'allocated when its process opened the device' };
+    if (epoch < firstMarkEpoch && born - firstSeen <= 1000)
+      return { cls: 'infrastructure', reason: 'allocated when its process opened the device' };
     if (size >= rules.modelStateMinBytes && born - firstSeen <= (now - firstSeen) / 2) {
-      return { cls: 'model_state', reason: `large buffer from the first part of PID ${t.pid(e)}'s run` };
+      return {
+        cls: 'model_state',
+        reason: `large buffer from the first part of PID ${t.pid(e)}'s run`,
+      };
     }
-    if (epoch < firstMarkEpoch) return { cls: 'infrastructure', reason: `allocated before the first mark '${global[0].name}'` };
+    if (epoch < firstMarkEpoch)
+      return {
+        cls: 'infrastructure',
+        reason: `allocated before the first mark '${global[0].name}'`,
+      };
     return { cls: 'other', reason: 'no rule matched' };
   };
 }
 
-export function classify(tr: Tracker, marks: Mark[], rules: ClassifyRules = DEFAULT_RULES, limit = 10) {
+export function classify(
+  tr: Tracker,
+  marks: Mark[],
+  rules: ClassifyRules = DEFAULT_RULES,
+  limit = 10,
+) {
   const t = tr.buffers;
   const rule = classifier(tr, marks, rules);
-  const groups = new Map<BufferClass, ClassGroup>(CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]));
+  const groups = new Map<BufferClass, ClassGroup>(
+    CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]),
+  );
   const picked = new Map<BufferClass, number[]>(CLASSES.map((c) => [c, []]));
   const reasons = new Map<number, string>();
   for (let e = 0; e < t.count; e++) {
     const { cls, reason } = rule(e);
     const g = groups.get(cls)!;
-    g.count++; g.bytes += t.size(e);
+    g.count++;
+    g.bytes += t.size(e);
     picked.get(cls)!.push(e);
     reasons.set(e, reason);
   }
@@ -92,8 +150,13 @@ export function formatClassified(r: ReturnType<typeof classify>): string {
   const out = ['Remaining buffers by class (rules: docs/leak-analysis.md):', ''];
   for (const g of r.classes) {
     if (!g.count) continue;
-    out.push(`${g.class.toUpperCase().replace('_', ' ')}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total — ${g.hint}`);
-    for (const b of g.buffers) out.push(`    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount}) — ${b.reason}`);
+    out.push(
+      `${g.class.toUpperCase().replace('_', ' ')}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total — ${g.hint}`,
+    );
+    for (const b of g.buffers)
+      out.push(
+        `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount}) — ${b.reason}`,
+      );
     if (g.more) out.push(`    ... and ${g.more} more`);
     out.push('');
   }

@@ -7,9 +7,29 @@ import { formatKB } from '../report/format.js';
 import type { Mark } from '../state/marks.js';
 import { suppressed, type Rule } from './suppressions.js';
 
-export interface SizeGroup { device: number; type: string; size: number; count: number; bytes: number }
-export interface Interval { from: string; to: string; buffers: number; bytes: number; groups: SizeGroup[] }
-export interface Accumulation { type: string; size: number; countPerRun: number; devices: number[]; runs: number; bytesPerRun: number; text: string }
+export interface SizeGroup {
+  device: number;
+  type: string;
+  size: number;
+  count: number;
+  bytes: number;
+}
+export interface Interval {
+  from: string;
+  to: string;
+  buffers: number;
+  bytes: number;
+  groups: SizeGroup[];
+}
+export interface Accumulation {
+  type: string;
+  size: number;
+  countPerRun: number;
+  devices: number[];
+  runs: number;
+  bytesPerRun: number;
+  text: string;
+}
 
 /**
  * Splits the buffers still alive into the intervals between consecutive marks (the last one runs
@@ -28,19 +48,34 @@ export function diffMarks(tr: Tracker, marks: Mark[], toNow: boolean): Interval[
     if (i >= n) continue;
     const m = marks[i];
     if (m.pid !== null && t.pid(e) !== m.pid) continue;
-    const device = t.device(e), type = BUFFER_TYPE_NAMES[t.type(e)], size = t.size(e);
+    const device = t.device(e),
+      type = BUFFER_TYPE_NAMES[t.type(e)],
+      size = t.size(e);
     const key = `${device}/${type}/${size}`;
     let g = groups[i].get(key);
-    if (!g) { g = { device, type, size, count: 0, bytes: 0 }; groups[i].set(key, g); }
-    g.count++; g.bytes += size;
+    if (!g) {
+      g = { device, type, size, count: 0, bytes: 0 };
+      groups[i].set(key, g);
+    }
+    g.count++;
+    g.bytes += size;
   }
   return groups.map((gm, i) => {
     const gs = [...gm.values()].sort((a, b) => a.device - b.device || b.bytes - a.bytes);
-    return { from: marks[i].name, to: i + 1 < marks.length ? marks[i + 1].name : 'now', buffers: gs.reduce((s, g) => s + g.count, 0), bytes: gs.reduce((s, g) => s + g.bytes, 0), groups: gs };
+    return {
+      from: marks[i].name,
+      to: i + 1 < marks.length ? marks[i + 1].name : 'now',
+      buffers: gs.reduce((s, g) => s + g.count, 0),
+      bytes: gs.reduce((s, g) => s + g.bytes, 0),
+      groups: gs,
+    };
   });
 }
 
-/** Buffers of the same type and size that survive in equal numbers from every interval: growth per run. */
+/**
+ * Buffers of the same type and size that survive in equal numbers from every interval: growth per
+ * run.
+ */
 export function findAccumulation(intervals: Interval[]): Accumulation[] {
   if (intervals.length < 2) return [];
   const key = (g: SizeGroup) => `${g.device}/${g.type}/${g.size}/${g.count}`;
@@ -49,22 +84,40 @@ export function findAccumulation(intervals: Interval[]): Accumulation[] {
     const here = new Set(iv.groups.map(key));
     for (const k of [...common]) if (!here.has(k)) common.delete(k);
   }
-  const allDevices = [...new Set(intervals.flatMap((iv) => iv.groups.map((g) => g.device)))].sort((a, b) => a - b);
+  const allDevices = [...new Set(intervals.flatMap((iv) => iv.groups.map((g) => g.device)))].sort(
+    (a, b) => a - b,
+  );
   const byPattern = new Map<string, Accumulation>();
   for (const k of common) {
     const [device, type, size, count] = k.split('/');
     const pk = `${type}/${size}/${count}`;
     let a = byPattern.get(pk);
-    if (!a) { a = { type, size: Number(size), countPerRun: Number(count), devices: [], runs: intervals.length, bytesPerRun: Number(size) * Number(count), text: '' }; byPattern.set(pk, a); }
+    if (!a) {
+      a = {
+        type,
+        size: Number(size),
+        countPerRun: Number(count),
+        devices: [],
+        runs: intervals.length,
+        bytesPerRun: Number(size) * Number(count),
+        text: '',
+      };
+      byPattern.set(pk, a);
+    }
     a.devices.push(Number(device));
   }
-  return [...byPattern.values()].map((a) => {
-    const where = a.devices.length === allDevices.length && allDevices.length > 1 ? `on every device (${a.devices.join(', ')})`
-      : `on device${a.devices.length === 1 ? '' : 's'} ${a.devices.join(', ')}`;
-    const what = a.countPerRun === 1 ? formatKB(a.size) : `${a.countPerRun} × ${formatKB(a.size)}`;
-    a.text = `+${what} ${a.type} per run ${where}, ${a.runs} runs`;
-    return a;
-  }).sort((x, y) => y.bytesPerRun * y.devices.length - x.bytesPerRun * x.devices.length);
+  return [...byPattern.values()]
+    .map((a) => {
+      const where =
+        a.devices.length === allDevices.length && allDevices.length > 1
+          ? `on every device (${a.devices.join(', ')})`
+          : `on device${a.devices.length === 1 ? '' : 's'} ${a.devices.join(', ')}`;
+      const what =
+        a.countPerRun === 1 ? formatKB(a.size) : `${a.countPerRun} × ${formatKB(a.size)}`;
+      a.text = `+${what} ${a.type} per run ${where}, ${a.runs} runs`;
+      return a;
+    })
+    .sort((x, y) => y.bytesPerRun * y.devices.length - x.bytesPerRun * x.devices.length);
 }
 
 export interface CheckResult {
@@ -81,17 +134,44 @@ export interface CheckResult {
 const CHECK_LISTED = 50;
 
 /** What was born since `mark` and is still alive, less suppressions, against a byte budget. */
-export function checkSince(tr: Tracker, mark: Mark, maxBytes: number, rules: readonly Rule[], classOf?: (e: number) => string): CheckResult {
+export function checkSince(
+  tr: Tracker,
+  mark: Mark,
+  maxBytes: number,
+  rules: readonly Rule[],
+  classOf?: (e: number) => string,
+): CheckResult {
   const t = tr.buffers;
   const rows: BufferRow[] = [];
-  let leakedBuffers = 0, leakedBytes = 0, suppressedBuffers = 0;
+  let leakedBuffers = 0,
+    leakedBytes = 0,
+    suppressedBuffers = 0;
   for (let e = 0; e < t.count; e++) {
     if (t.epoch(e) < mark.epoch || (mark.pid !== null && t.pid(e) !== mark.pid)) continue;
-    const b = { type: t.type(e), device: t.device(e), pid: t.pid(e), size: t.size(e), cls: classOf && (() => classOf(e)) };
-    if (suppressed(rules, b)) { suppressedBuffers++; continue; }
-    leakedBuffers++; leakedBytes += b.size;
+    const b = {
+      type: t.type(e),
+      device: t.device(e),
+      pid: t.pid(e),
+      size: t.size(e),
+      cls: classOf && (() => classOf(e)),
+    };
+    if (suppressed(rules, b)) {
+      suppressedBuffers++;
+      continue;
+    }
+    leakedBuffers++;
+    leakedBytes += b.size;
     rows.push(bufferRow(tr, t, e));
   }
   rows.sort((a, b) => b.size - a.size);
-  return { schema_version: 1, since: mark.name, ok: leakedBytes <= maxBytes, maxBytes, leakedBuffers, leakedBytes, suppressedBuffers, buffers: rows.slice(0, CHECK_LISTED) };
+  return {
+    schema_version: 1,
+    since: mark.name,
+    ok: leakedBytes <= maxBytes,
+    maxBytes,
+    leakedBuffers,
+    leakedBytes,
+    suppressedBuffers,
+    buffers: rows.slice(0, CHECK_LISTED),
+  };
 }

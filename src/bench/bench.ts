@@ -7,24 +7,62 @@ import { connect, type Socket } from 'node:net';
 import { cpus } from 'node:os';
 import { writeFrame } from '../protocol/codec.js';
 import { MsgType } from '../protocol/constants.js';
-import { BenchServer, DiscardReader, buildTools, generators, removeDir, sleep, timedGet, workDir, type GenSpec } from './harness.js';
+import {
+  BenchServer,
+  DiscardReader,
+  buildTools,
+  generators,
+  removeDir,
+  sleep,
+  timedGet,
+  workDir,
+  type GenSpec,
+} from './harness.js';
 
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const onlyArg = argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set(argv[onlyArg + 1].split(',')) : null;
 const SCENARIOS = ['ingest', 'single', 'state', 'sweep', 'grow'];
-if (only) for (const n of only) if (!SCENARIOS.includes(n)) { console.error(`unknown scenario ${n} (one of ${SCENARIOS.join(', ')})`); process.exit(2); }
+if (only)
+  for (const n of only)
+    if (!SCENARIOS.includes(n)) {
+      console.error(`unknown scenario ${n} (one of ${SCENARIOS.join(', ')})`);
+      process.exit(2);
+    }
 
 // Sizes: the issue's figures, or small ones for the smoke test.
 const N = quick
-  ? { batched: 250_000, single: 40_000, warm: 10_000, live: 100_000, grow: 400_000, sweepPids: 100, runMs: 600 }
-  : { batched: 5_000_000, single: 1_500_000, warm: 100_000, live: 1_000_000, grow: 20_000_000, sweepPids: 1000, runMs: 3000 };
+  ? {
+      batched: 250_000,
+      single: 40_000,
+      warm: 10_000,
+      live: 100_000,
+      grow: 400_000,
+      sweepPids: 100,
+      runMs: 600,
+    }
+  : {
+      batched: 5_000_000,
+      single: 1_500_000,
+      warm: 100_000,
+      live: 1_000_000,
+      grow: 20_000_000,
+      sweepPids: 1000,
+      runMs: 3000,
+    };
 const CLIENTS = 4;
 /** A dead PID: above the largest pid_max Linux allows, so kill(pid, 0) is always ESRCH. */
 const DEAD_PID_BASE = 5_000_000;
 
-interface Row { figure: string; value: string; target: string; limit: string; ok: boolean | null; note?: string }
+interface Row {
+  figure: string;
+  value: string;
+  target: string;
+  limit: string;
+  ok: boolean | null;
+  note?: string;
+}
 const rows: Row[] = [];
 const M = (x: number) => `${(x / 1e6).toFixed(2)} M/s`;
 const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
@@ -35,7 +73,13 @@ const tools = buildTools();
 
 /** CLIENTS generators of `mode`, each with its own address range on 8 devices. */
 function load(mode: GenSpec['mode'], frames: number, pidBase: number, durationMs = 0): GenSpec[] {
-  return Array.from({ length: CLIENTS }, (_, k) => ({ mode, frames, durationMs, pidBase: pidBase + k, addrBase: BigInt(0x10 + k) << 32n }));
+  return Array.from({ length: CLIENTS }, (_, k) => ({
+    mode,
+    frames,
+    durationMs,
+    pidBase: pidBase + k,
+    addrBase: BigInt(0x10 + k) << 32n,
+  }));
 }
 
 /**
@@ -44,18 +88,39 @@ function load(mode: GenSpec['mode'], frames: number, pidBase: number, durationMs
  * the limit is the median of the rounds' ratios (each from two runs a few seconds apart).
  */
 const ROUNDS = quick ? 1 : 3;
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
-const range = (xs: number[], f: (x: number) => string) => (xs.length > 1 ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : f(xs[0]));
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1];
+};
+const range = (xs: number[], f: (x: number) => string) =>
+  xs.length > 1 ? `${f(Math.min(...xs))}–${f(Math.max(...xs))}` : f(xs[0]);
 
-async function ingestRounds(specs: GenSpec[]): Promise<{ limit: number; server: number; ratio: number; stall: number; servers: number[]; ratios: number[] }> {
+async function ingestRounds(specs: GenSpec[]): Promise<{
+  limit: number;
+  server: number;
+  ratio: number;
+  stall: number;
+  servers: number[];
+  ratios: number[];
+}> {
   const runs = [];
   for (let i = 0; i < ROUNDS; i++) runs.push(await ingestPair(specs));
-  const servers = runs.map((r) => r.server), ratios = runs.map((r) => r.server / r.limit);
-  return { limit: median(runs.map((r) => r.limit)), server: median(servers), ratio: median(ratios), stall: Math.max(...runs.map((r) => r.stall)), servers, ratios };
+  const servers = runs.map((r) => r.server),
+    ratios = runs.map((r) => r.server / r.limit);
+  return {
+    limit: median(runs.map((r) => r.limit)),
+    server: median(servers),
+    ratio: median(ratios),
+    stall: Math.max(...runs.map((r) => r.stall)),
+    servers,
+    ratios,
+  };
 }
 
 /** Frames/s of `specs` into the discard reader and into a fresh server. */
-async function ingestPair(specs: GenSpec[]): Promise<{ limit: number; server: number; stall: number }> {
+async function ingestPair(
+  specs: GenSpec[],
+): Promise<{ limit: number; server: number; stall: number }> {
   const dir = workDir();
   try {
     const reader = await DiscardReader.start(tools.reader, dir, specs.length);
@@ -69,7 +134,11 @@ async function ingestPair(specs: GenSpec[]): Promise<{ limit: number; server: nu
     try {
       // A server in use compiled its ingest path long ago: this fresh one first takes N.warm frames
       // per client of the same load (the discard reader has nothing to warm up).
-      const w = await generators(tools.loadgen, server.socket, specs.map((g) => ({ ...g, frames: Math.min(g.frames, N.warm) })));
+      const w = await generators(
+        tools.loadgen,
+        server.socket,
+        specs.map((g) => ({ ...g, frames: Math.min(g.frames, N.warm) })),
+      );
       w.go();
       const warm = (await w.results()).reduce((a, r) => a + r.frames, 0);
       await server.drained(warm);
@@ -81,15 +150,30 @@ async function ingestPair(specs: GenSpec[]): Promise<{ limit: number; server: nu
       const st = await server.drained(warm + total);
       const rate = total / Math.max(...r2.map((r) => r.seconds));
       return { limit, server: rate, stall: st.eventLoop?.maxMs ?? NaN };
-    } finally { await server.stop(); }
-  } finally { removeDir(dir); }
+    } finally {
+      await server.stop();
+    }
+  } finally {
+    removeDir(dir);
+  }
 }
 
 /** Fills a server with `n` live buffers over 8 devices from CLIENTS generators. */
-async function fill(server: BenchServer, n: number, pidBase: number, npids = 1, addrShift = 0): Promise<number> {
+async function fill(
+  server: BenchServer,
+  n: number,
+  pidBase: number,
+  npids = 1,
+  addrShift = 0,
+): Promise<number> {
   const per = Math.ceil(n / CLIENTS);
   const specs: GenSpec[] = Array.from({ length: CLIENTS }, (_, k) => ({
-    mode: 'allocs', frames: Math.max(0, Math.min(per, n - k * per)), pidBase, npids, addrBase: BigInt(0x100 + k + addrShift) << 32n, batch: 456,
+    mode: 'allocs',
+    frames: Math.max(0, Math.min(per, n - k * per)),
+    pidBase,
+    npids,
+    addrBase: BigInt(0x100 + k + addrShift) << 32n,
+    batch: 456,
   }));
   const g = await generators(tools.loadgen, server.socket, specs);
   const before = (await server.stats()).frames.total;
@@ -103,7 +187,15 @@ async function fill(server: BenchServer, n: number, pidBase: number, npids = 1, 
 /** `n` real processes that stay alive (sleep) until killed. */
 async function liveProcesses(n: number): Promise<ChildProcess[]> {
   const out = Array.from({ length: n }, () => spawn('sleep', ['600'], { stdio: 'ignore' }));
-  await Promise.all(out.map((p) => new Promise<void>((resolve, reject) => { p.once('spawn', () => resolve()); p.once('error', reject); })));
+  await Promise.all(
+    out.map(
+      (p) =>
+        new Promise<void>((resolve, reject) => {
+          p.once('spawn', () => resolve());
+          p.once('error', reject);
+        }),
+    ),
+  );
   return out;
 }
 
@@ -113,13 +205,30 @@ async function liveProcesses(n: number): Promise<ChildProcess[]> {
  */
 async function fillOwned(server: BenchServer, n: number, pids: number[]): Promise<void> {
   const before = (await server.stats()).frames.total;
-  const s = await new Promise<Socket>((resolve, reject) => { const c = connect(server.socket, () => resolve(c)); c.once('error', reject); });
-  const per = 455, types = [0, 1, 3, 4, 0, 1, 0, 2];
+  const s = await new Promise<Socket>((resolve, reject) => {
+    const c = connect(server.socket, () => resolve(c));
+    c.once('error', reject);
+  });
+  const per = 455,
+    types = [0, 1, 3, 4, 0, 1, 0, 2];
   for (let i = 0; i < n;) {
-    const k = Math.min(per, n - i), buf = Buffer.alloc(k * 144), dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
+    const k = Math.min(per, n - i),
+      buf = Buffer.alloc(k * 144),
+      dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
     for (let j = 0; j < k; j++, i++) {
-      writeFrame(dv, j * 144, 144, MsgType.ALLOC, i % 8, 2048 * (1 + (i * 2654435761 % 1000)), types[i % 8], pids[i % pids.length],
-        Math.floor(i / 8) * 4096, 0x200, 0);
+      writeFrame(
+        dv,
+        j * 144,
+        144,
+        MsgType.ALLOC,
+        i % 8,
+        2048 * (1 + ((i * 2654435761) % 1000)),
+        types[i % 8],
+        pids[i % pids.length],
+        Math.floor(i / 8) * 4096,
+        0x200,
+        0,
+      );
     }
     if (!s.write(buf)) await new Promise((r) => s.once('drain', r));
   }
@@ -127,11 +236,17 @@ async function fillOwned(server: BenchServer, n: number, pids: number[]): Promis
   await server.drained(before + n);
 }
 
-// Two collections: freed ArrayBuffers leave `external` only at the GC after the one that found them.
-async function perBufferBytes(server: BenchServer, base: { heap: number; ext: number }, n: number): Promise<number> {
+// Two collections: freed ArrayBuffers leave `external` only at the GC after the one that found
+// them.
+async function perBufferBytes(
+  server: BenchServer,
+  base: { heap: number; ext: number },
+  n: number,
+): Promise<number> {
   await server.stats('?gc=1');
   const st = await server.stats('?gc=1');
-  if (st.live.buffers !== n) throw new Error(`expected ${n} live buffers, the server has ${st.live.buffers}`);
+  if (st.live.buffers !== n)
+    throw new Error(`expected ${n} live buffers, the server has ${st.live.buffers}`);
   return (st.memory.heapUsedBytes - base.heap + st.memory.externalBytes - base.ext) / n;
 }
 
@@ -144,18 +259,34 @@ async function baseline(server: BenchServer): Promise<{ heap: number; ext: numbe
 const scenarios: Record<string, () => Promise<void>> = {
   async ingest() {
     const r = await ingestRounds(load('pairs', N.batched, 100));
-    const rounds = ROUNDS > 1 ? `median of ${ROUNDS}: ${range(r.servers, (x) => (x / 1e6).toFixed(2))} M/s; ` : '';
-    rows.push({ figure: `ingest, ALLOC/FREE pairs, 8 devices, ${CLIENTS} clients, batched 64 KiB writes`, value: M(r.server),
-      target: '≥ 8 M/s, ≥ 0.15× limit', limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`,
-      ok: r.server >= 8e6 && r.ratio >= 0.15, note: `${rounds}longest loop stall ${ms(r.stall)}` });
+    const rounds =
+      ROUNDS > 1
+        ? `median of ${ROUNDS}: ${range(r.servers, (x) => (x / 1e6).toFixed(2))} M/s; `
+        : '';
+    rows.push({
+      figure: `ingest, ALLOC/FREE pairs, 8 devices, ${CLIENTS} clients, batched 64 KiB writes`,
+      value: M(r.server),
+      target: '≥ 8 M/s, ≥ 0.15× limit',
+      limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`,
+      ok: r.server >= 8e6 && r.ratio >= 0.15,
+      note: `${rounds}longest loop stall ${ms(r.stall)}`,
+    });
   },
   async single() {
     const r = await ingestRounds(load('single', N.single, 200));
-    rows.push({ figure: `ingest, ${CLIENTS} clients send() one frame at a time`, value: M(r.server), target: '≥ 0.9× limit',
-      limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`, ok: r.ratio >= 0.9,
-      note: ROUNDS > 1 ? `median of ${ROUNDS}: ratios ${range(r.ratios, (x) => x.toFixed(2))}` : '' });
+    rows.push({
+      figure: `ingest, ${CLIENTS} clients send() one frame at a time`,
+      value: M(r.server),
+      target: '≥ 0.9× limit',
+      limit: `${M(r.limit)} (×${r.ratio.toFixed(2)})`,
+      ok: r.ratio >= 0.9,
+      note: ROUNDS > 1 ? `median of ${ROUNDS}: ratios ${range(r.ratios, (x) => x.toFixed(2))}` : '',
+    });
   },
-  /** One server holding N.live buffers: memory, text dump, JSON dump under ingest, QUERY under ingest. */
+  /**
+   * One server holding N.live buffers: memory, text dump, JSON dump under ingest, QUERY under
+   * ingest.
+   */
   async state() {
     const dir = workDir();
     const server = await BenchServer.start(dir);
@@ -164,18 +295,31 @@ const scenarios: Record<string, () => Promise<void>> = {
       // Owned by this (live) process, so the cleanup before each dump keeps them.
       const rate = await fill(server, N.live, process.pid);
       const per = await perBufferBytes(server, base, N.live);
-      rows.push({ figure: `memory per live buffer at ${count(N.live)} (heap + external, after GC)`, value: `${per.toFixed(1)} B`,
-        target: '≤ 40 B', limit: 'C++ original ~108 B', ok: per <= 40, note: `filled at ${M(rate)}` });
+      rows.push({
+        figure: `memory per live buffer at ${count(N.live)} (heap + external, after GC)`,
+        value: `${per.toFixed(1)} B`,
+        target: '≤ 40 B',
+        limit: 'C++ original ~108 B',
+        ok: per <= 40,
+        note: `filled at ${M(rate)}`,
+      });
 
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
         const r = await timedGet(server.socket, '/v1/report');
-        if (r.status !== 200 || !r.head.includes('Device 7:')) throw new Error(`text report failed: ${r.status} ${r.head.slice(0, 200)}`);
+        if (r.status !== 200 || !r.head.includes('Device 7:'))
+          throw new Error(`text report failed: ${r.status} ${r.head.slice(0, 200)}`);
         times.push(r.ms);
       }
       times.sort((a, b) => a - b);
-      rows.push({ figure: `text dump, ${count(N.live)} live buffers over 8 devices (median of 5)`, value: ms(times[2]),
-        target: '≤ 100 ms', limit: 'C++ original 150 ms', ok: times[2] <= 100, note: `max ${ms(times[4])}` });
+      rows.push({
+        figure: `text dump, ${count(N.live)} live buffers over 8 devices (median of 5)`,
+        value: ms(times[2]),
+        target: '≤ 100 ms',
+        limit: 'C++ original 150 ms',
+        ok: times[2] <= 100,
+        note: `max ${ms(times[4])}`,
+      });
 
       // Full JSON dump while the clients ingest at full rate; the stall is the longest loop block.
       const ing = await generators(tools.loadgen, server.socket, load('pairs', 0, 300, 120_000));
@@ -186,26 +330,58 @@ const scenarios: Record<string, () => Promise<void>> = {
       const after = await server.stats();
       ing.stop();
       await ing.results();
-      // The ingest clients claim PIDs that do not exist, so the dump's cleanup releases their buffers;
+      // The ingest clients claim PIDs that do not exist, so the dump's cleanup releases their
+      // buffers;
       // frames of theirs applied between that cleanup and the snapshot (a turn later) may remain.
       const listed = Number(/"total_buffers":(\d+)/.exec(dump.head)?.[1]);
-      if (dump.status !== 200 || !dump.tail.endsWith(']}') || !(listed >= N.live && listed <= N.live + CLIENTS * 2048)) throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
+      if (
+        dump.status !== 200 ||
+        !dump.tail.endsWith(']}') ||
+        !(listed >= N.live && listed <= N.live + CLIENTS * 2048)
+      )
+        throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
       const stall = after.eventLoop!.maxMs;
       const ingestRate = (after.frames.total - before.frames.total) / (dump.ms / 1000);
-      rows.push({ figure: `full JSON dump of ${count(N.live)} buffers, streamed, under full ingest`, value: ms(dump.ms), target: '≤ 3000 ms',
-        limit: '—', ok: dump.ms <= 3000, note: `${(dump.bytes / 1e6).toFixed(0)} MB; ingest meanwhile ${M(ingestRate)}` });
-      rows.push({ figure: '  longest ingest stall during that dump', value: ms(stall), target: '≤ 50 ms', limit: '—', ok: stall <= 50 });
+      rows.push({
+        figure: `full JSON dump of ${count(N.live)} buffers, streamed, under full ingest`,
+        value: ms(dump.ms),
+        target: '≤ 3000 ms',
+        limit: '—',
+        ok: dump.ms <= 3000,
+        note: `${(dump.bytes / 1e6).toFixed(0)} MB; ingest meanwhile ${M(ingestRate)}`,
+      });
+      rows.push({
+        figure: '  longest ingest stall during that dump',
+        value: ms(stall),
+        target: '≤ 50 ms',
+        limit: '—',
+        ok: stall <= 50,
+      });
 
       // QUERY latency from a separate client while CLIENTS others ingest at full rate.
-      const specs = [...load('pairs', 0, 400, N.runMs), { mode: 'query', frames: 0, durationMs: N.runMs, pidBase: 499, addrBase: 0n } as GenSpec];
+      const specs = [
+        ...load('pairs', 0, 400, N.runMs),
+        { mode: 'query', frames: 0, durationMs: N.runMs, pidBase: 499, addrBase: 0n } as GenSpec,
+      ];
       const q = await generators(tools.loadgen, server.socket, specs);
       q.go();
       const res = await q.results();
       const lat = res[CLIENTS].latency!;
-      const qrate = res.slice(0, CLIENTS).reduce((a, r) => a + r.frames, 0) / Math.max(...res.slice(0, CLIENTS).map((r) => r.seconds));
-      rows.push({ figure: 'QUERY reply latency p99 while ingest runs at full rate', value: ms(lat.p99), target: '≤ 2 ms', limit: '—',
-        ok: lat.p99 <= 2, note: `p50 ${ms(lat.p50)}, max ${ms(lat.max)}, ${lat.n} queries; ingest ${M(qrate)}` });
-    } finally { await server.stop(); removeDir(dir); }
+      const qrate =
+        res.slice(0, CLIENTS).reduce((a, r) => a + r.frames, 0) /
+        Math.max(...res.slice(0, CLIENTS).map((r) => r.seconds));
+      rows.push({
+        figure: 'QUERY reply latency p99 while ingest runs at full rate',
+        value: ms(lat.p99),
+        target: '≤ 2 ms',
+        limit: '—',
+        ok: lat.p99 <= 2,
+        note: `p50 ${ms(lat.p50)}, max ${ms(lat.max)}, ${lat.n} queries; ingest ${M(qrate)}`,
+      });
+    } finally {
+      await server.stop();
+      removeDir(dir);
+    }
   },
   /** Dead-PID sweeps timed inside the server (the reap response's sweepMs). */
   async sweep() {
@@ -213,23 +389,48 @@ const scenarios: Record<string, () => Promise<void>> = {
       const dir = workDir();
       const server = await BenchServer.start(dir);
       try {
-        const pids = N.sweepPids, deadPids = Math.round(pids * deadShare), dead = Math.round(N.live * deadShare);
-        // Live owners are real processes (the sweep asks the kernel about each); dead ones are > pid_max.
+        const pids = N.sweepPids,
+          deadPids = Math.round(pids * deadShare),
+          dead = Math.round(N.live * deadShare);
+        // Live owners are real processes (the sweep asks the kernel about each); dead ones are >
+        // pid_max.
         const owners = await liveProcesses(pids - deadPids);
         try {
-          if (dead < N.live) await fillOwned(server, N.live - dead, owners.map((p) => p.pid!));
+          if (dead < N.live)
+            await fillOwned(
+              server,
+              N.live - dead,
+              owners.map((p) => p.pid!),
+            );
           await fill(server, dead, DEAD_PID_BASE, deadPids, 8);
-          const r = await server.client.json<{ reaped: unknown[]; sweepMs: number; livenessMs: number }>('POST', '/v1/reap');
+          const r = await server.client.json<{
+            reaped: unknown[];
+            sweepMs: number;
+            livenessMs: number;
+          }>('POST', '/v1/reap');
           const left = (await server.stats()).live.buffers;
-          if (r.reaped.length !== deadPids || left !== N.live - dead) throw new Error(`sweep released ${r.reaped.length} PIDs, ${left} buffers left`);
-          rows.push({ figure: `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ${deadPids} dead (${count(dead)} released)`,
-            value: ms(r.sweepMs), target: '≤ 50 ms', limit: '—', ok: r.sweepMs <= 50,
-            note: `${owners.length ? `the ${owners.length} live owners are real processes; ` : ''}liveness checks ${ms(r.livenessMs)}` });
-        } finally { for (const p of owners) p.kill('SIGKILL'); }
-      } finally { await server.stop(); removeDir(dir); }
+          if (r.reaped.length !== deadPids || left !== N.live - dead)
+            throw new Error(`sweep released ${r.reaped.length} PIDs, ${left} buffers left`);
+          rows.push({
+            figure: `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ${deadPids} dead (${count(dead)} released)`,
+            value: ms(r.sweepMs),
+            target: '≤ 50 ms',
+            limit: '—',
+            ok: r.sweepMs <= 50,
+            note: `${owners.length ? `the ${owners.length} live owners are real processes; ` : ''}liveness checks ${ms(r.livenessMs)}`,
+          });
+        } finally {
+          for (const p of owners) p.kill('SIGKILL');
+        }
+      } finally {
+        await server.stop();
+        removeDir(dir);
+      }
     }
   },
-  /** Growth to N.grow live buffers without pre-sizing: memory and the longest stall while growing. */
+  /**
+   * Growth to N.grow live buffers without pre-sizing: memory and the longest stall while growing.
+   */
   async grow() {
     const dir = workDir();
     const server = await BenchServer.start(dir);
@@ -239,22 +440,54 @@ const scenarios: Record<string, () => Promise<void>> = {
       const rate = await fill(server, N.grow, process.pid);
       const stall = (await server.stats()).eventLoop!.maxMs;
       const per = await perBufferBytes(server, base, N.grow);
-      rows.push({ figure: `memory per live buffer at ${count(N.grow)} (heap + external, after GC)`, value: `${per.toFixed(1)} B`,
-        target: '≤ 40 B', limit: 'JS Map: fails at 16.7 M', ok: per <= 40, note: `filled at ${M(rate)}` });
-      rows.push({ figure: `  longest ingest stall while growing to ${count(N.grow)}`, value: ms(stall), target: '≤ 50 ms', limit: '—', ok: stall <= 50 });
-    } finally { await server.stop(); removeDir(dir); }
+      rows.push({
+        figure: `memory per live buffer at ${count(N.grow)} (heap + external, after GC)`,
+        value: `${per.toFixed(1)} B`,
+        target: '≤ 40 B',
+        limit: 'JS Map: fails at 16.7 M',
+        ok: per <= 40,
+        note: `filled at ${M(rate)}`,
+      });
+      rows.push({
+        figure: `  longest ingest stall while growing to ${count(N.grow)}`,
+        value: ms(stall),
+        target: '≤ 50 ms',
+        limit: '—',
+        ok: stall <= 50,
+      });
+    } finally {
+      await server.stop();
+      removeDir(dir);
+    }
   },
 };
 
 function printTable(): void {
-  const head: Row = { figure: 'figure', value: 'measured', target: 'target', limit: 'limit / reference (same run)', ok: null, note: 'notes' };
+  const head: Row = {
+    figure: 'figure',
+    value: 'measured',
+    target: 'target',
+    limit: 'limit / reference (same run)',
+    ok: null,
+    note: 'notes',
+  };
   const all = [head, ...rows];
-  const w = (k: 'figure' | 'value' | 'target' | 'limit') => Math.max(...all.map((r) => r[k].length));
-  const line = (r: Row) => [r.figure.padEnd(w('figure')), r.value.padStart(w('value')), r.target.padEnd(w('target')), r.limit.padEnd(w('limit')),
-    (r.ok === null ? 'ok?' : r.ok ? 'ok' : 'MISS').padEnd(4), r.note ?? ''].join(' | ');
+  const w = (k: 'figure' | 'value' | 'target' | 'limit') =>
+    Math.max(...all.map((r) => r[k].length));
+  const line = (r: Row) =>
+    [
+      r.figure.padEnd(w('figure')),
+      r.value.padStart(w('value')),
+      r.target.padEnd(w('target')),
+      r.limit.padEnd(w('limit')),
+      (r.ok === null ? 'ok?' : r.ok ? 'ok' : 'MISS').padEnd(4),
+      r.note ?? '',
+    ].join(' | ');
   const cpu = cpus();
-  console.log(`ttalloc bench${quick ? ' --quick (small sizes: figures are not comparable to the targets)' : ''} · ${new Date().toISOString()} · `
-    + `${cpu.length} CPUs (${cpu[0]?.model ?? '?'}) · node ${process.version}`);
+  console.log(
+    `ttalloc bench${quick ? ' --quick (small sizes: figures are not comparable to the targets)' : ''} · ${new Date().toISOString()} · ` +
+      `${cpu.length} CPUs (${cpu[0]?.model ?? '?'}) · node ${process.version}`,
+  );
   console.log(line(head));
   console.log(line(head).replace(/[^|]/g, '-'));
   for (const r of rows) console.log(line(r));

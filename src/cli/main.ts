@@ -8,7 +8,13 @@ import { serverCommand } from './commands/server.js';
 import { dumpCommand, dumpKernelsCommand } from './commands/dump.js';
 import { resetCommand, statsCommand, stopCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
-import { checkCommand, diffCommand, leaksCommand, markCommand, marksCommand } from './commands/leaks.js';
+import {
+  checkCommand,
+  diffCommand,
+  leaksCommand,
+  markCommand,
+  marksCommand,
+} from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 
 export function buildProgram(): Command {
@@ -16,7 +22,21 @@ export function buildProgram(): Command {
     .description('Cross-process device-memory tracker for Tenstorrent accelerators')
     .version('0.1.0')
     .showHelpAfterError('(add --help for usage)');
-  for (const c of [serverCommand(), dumpCommand(), dumpKernelsCommand(), statsCommand(), resetCommand(), stopCommand(), markCommand(), marksCommand(), diffCommand(), checkCommand(), leaksCommand(), demoCommand(), topCommand()]) {
+  for (const c of [
+    serverCommand(),
+    dumpCommand(),
+    dumpKernelsCommand(),
+    statsCommand(),
+    resetCommand(),
+    stopCommand(),
+    markCommand(),
+    marksCommand(),
+    diffCommand(),
+    checkCommand(),
+    leaksCommand(),
+    demoCommand(),
+    topCommand(),
+  ]) {
     program.addCommand(c);
   }
   return program;
@@ -27,6 +47,10 @@ export async function run(argv: string[]): Promise<void> {
 }
 
 const isMain = (() => {
-  try { return realpathSync(process.argv[1]) === fileURLToPath(import.meta.url); } catch { return false; }
+  try {
+    return realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
 })();
 if (isMain) void run(process.argv.slice(2));

@@ -6,32 +6,64 @@ export { resolveSocket };
 
 export class NoServerError extends Error {}
 export class ServerError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
-export interface ControlResponse { status: number; body: string; contentType: string }
+export interface ControlResponse {
+  status: number;
+  body: string;
+  contentType: string;
+}
 
 export class ControlClient {
   readonly controlPath: string;
-  constructor(readonly socketPath: string) { this.controlPath = controlPathFor(socketPath); }
+  constructor(readonly socketPath: string) {
+    this.controlPath = controlPathFor(socketPath);
+  }
 
   raw(method: 'GET' | 'POST', path: string, body?: unknown): Promise<ControlResponse> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = request({
-        socketPath: this.controlPath, path, method,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), contentType: String(res.headers['content-type'] ?? '') }));
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          socketPath: this.controlPath,
+          path,
+          method,
+          headers: payload
+            ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+            : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString('utf8'),
+              contentType: String(res.headers['content-type'] ?? ''),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
       req.on('error', (e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-          reject(new NoServerError(`no allocation server is running on ${this.socketPath} (start one with 'allocation-server' or 'ttalloc server', or point --socket / TT_ALLOC_SERVER_SOCKET at it)`));
+          reject(
+            new NoServerError(
+              `no allocation server is running on ${this.socketPath} (start one with 'allocation-server' or 'ttalloc server', or point --socket / TT_ALLOC_SERVER_SOCKET at it)`,
+            ),
+          );
         } else if (e.code === 'EACCES') {
-          reject(new NoServerError(`permission denied on ${this.controlPath}: the server belongs to another user`));
+          reject(
+            new NoServerError(
+              `permission denied on ${this.controlPath}: the server belongs to another user`,
+            ),
+          );
         } else reject(e);
       });
       if (payload) req.write(payload);
@@ -51,5 +83,9 @@ export class ControlClient {
 }
 
 function errorMessage(r: ControlResponse): string {
-  try { return (JSON.parse(r.body) as { error?: string }).error ?? r.body; } catch { return r.body || `HTTP ${r.status}`; }
+  try {
+    return (JSON.parse(r.body) as { error?: string }).error ?? r.body;
+  } catch {
+    return r.body || `HTTP ${r.status}`;
+  }
 }

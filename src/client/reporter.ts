@@ -63,15 +63,20 @@ export class Reporter {
   private flushScheduled = false;
   private closed = false;
   private readonly opts: Required<Omit<ReporterOptions, 'socketPath' | 'frameSize' | 'pid'>>;
-  private readonly scheduledFlush = () => { this.flushScheduled = false; this.flush(); };
+  private readonly scheduledFlush = () => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   constructor(opts: ReporterOptions = {}) {
     this.socketPath = resolveSocket(opts.socketPath);
     this.frameSize = opts.frameSize ?? 144;
     this.pid = opts.pid ?? process.pid;
     this.opts = {
-      batchFrames: Math.max(1, opts.batchFrames ?? 4096), maxQueuedBytes: opts.maxQueuedBytes ?? 64 << 20,
-      reconnectMs: opts.reconnectMs ?? 500, timestamps: opts.timestamps ?? true,
+      batchFrames: Math.max(1, opts.batchFrames ?? 4096),
+      maxQueuedBytes: opts.maxQueuedBytes ?? 64 << 20,
+      reconnectMs: opts.reconnectMs ?? 500,
+      timestamps: opts.timestamps ?? true,
     };
     this.batch = this.newBatch();
     this.dv = new DataView(this.batch.buffer, this.batch.byteOffset, this.batch.length);
@@ -80,29 +85,60 @@ export class Reporter {
   }
 
   /** True when the last connection attempt succeeded and has not failed since. */
-  get isConnected(): boolean { return this.connected; }
+  get isConnected(): boolean {
+    return this.connected;
+  }
 
   alloc(device: number, address: number | bigint, size: number, bufferType: number): void {
     this.put(MsgType.ALLOC, device, address, size, bufferType);
   }
-  free(device: number, address: number | bigint): void { this.put(MsgType.FREE, device, address, 0, 0); }
-  cbAlloc(device: number, address: number | bigint, size: number): void { this.put(MsgType.CB_ALLOC, device, address, size, 0); }
-  cbFree(device: number, address: number | bigint, size = 0): void { this.put(MsgType.CB_FREE, device, address, size, 0); }
+  free(device: number, address: number | bigint): void {
+    this.put(MsgType.FREE, device, address, 0, 0);
+  }
+  cbAlloc(device: number, address: number | bigint, size: number): void {
+    this.put(MsgType.CB_ALLOC, device, address, size, 0);
+  }
+  cbFree(device: number, address: number | bigint, size = 0): void {
+    this.put(MsgType.CB_FREE, device, address, size, 0);
+  }
   kernelLoad(device: number, kernelId: number | bigint, size: number, kernelType = 0): void {
     this.put(MsgType.KERNEL_LOAD, device, kernelId, size, kernelType);
   }
-  kernelUnload(device: number, kernelId: number | bigint, size = 0): void { this.put(MsgType.KERNEL_UNLOAD, device, kernelId, size, 0); }
+  kernelUnload(device: number, kernelId: number | bigint, size = 0): void {
+    this.put(MsgType.KERNEL_UNLOAD, device, kernelId, size, 0);
+  }
 
-  private put(type: number, device: number, address: number | bigint, size: number, bt: number): void {
-    if (this.closed) { this.dropped++; return; }
+  private put(
+    type: number,
+    device: number,
+    address: number | bigint,
+    size: number,
+    bt: number,
+  ): void {
+    if (this.closed) {
+      this.dropped++;
+      return;
+    }
     try {
       let lo: number, hi: number;
-      if (typeof address === 'number') { lo = address >>> 0; hi = address > 0xffffffff ? Math.floor(address / TWO32) >>> 0 : 0; }
-      else { lo = Number(address & 0xffffffffn); hi = Number((address >> 32n) & 0xffffffffn); }
-      const dv = this.dv, o = this.used;
+      if (typeof address === 'number') {
+        lo = address >>> 0;
+        hi = address > 0xffffffff ? Math.floor(address / TWO32) >>> 0 : 0;
+      } else {
+        lo = Number(address & 0xffffffffn);
+        hi = Number((address >> 32n) & 0xffffffffn);
+      }
+      const dv = this.dv,
+        o = this.used;
       let ts = 0;
-      if (this.opts.timestamps && (type === MsgType.ALLOC || type === MsgType.CB_ALLOC || type === MsgType.KERNEL_LOAD)) {
-        if (o === 0 || --this.clockLeft <= 0) { this.nowNs = Date.now() * 1e6; this.clockLeft = CLOCK_EVERY; }
+      if (
+        this.opts.timestamps &&
+        (type === MsgType.ALLOC || type === MsgType.CB_ALLOC || type === MsgType.KERNEL_LOAD)
+      ) {
+        if (o === 0 || --this.clockLeft <= 0) {
+          this.nowNs = Date.now() * 1e6;
+          this.clockLeft = CLOCK_EVERY;
+        }
         ts = this.nowNs;
       }
       // Every field of the head (the batch may hold an older frame here); pads and tail stay zero.
@@ -118,9 +154,13 @@ export class Reporter {
       dv.setUint32(o + Off.timestamp + 4, Math.floor(ts / TWO32), true);
       this.used = o + this.frameSize;
       if (this.used === this.batch.length) this.flush();
-      else if (!this.flushScheduled) { this.flushScheduled = true; setImmediate(this.scheduledFlush); }
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(this.scheduledFlush);
+      }
     } catch {
-      this.dropped++; // a bad argument (e.g. a device id that is not a number) must not throw into the app
+      // a bad argument (e.g. a device id that is not a number) must not throw into the app
+      this.dropped++;
     }
   }
 
@@ -133,12 +173,17 @@ export class Reporter {
       // and sends them once connected: a burst at start-up is not lost. If the attempt fails,
       // the writes' callbacks count them as dropped.
       if (!this.ensureSocket() || this.sock!.writableLength > this.opts.maxQueuedBytes) {
-        this.dropped += frames; this.used = 0;
+        this.dropped += frames;
+        this.used = 0;
         return;
       }
       const full = this.batch;
       this.sock!.write(full.subarray(0, this.used), (err) => {
-        if (err) { this.sent -= frames; this.dropped += frames; return; }
+        if (err) {
+          this.sent -= frames;
+          this.dropped += frames;
+          return;
+        }
         if (this.pool.length < POOL) this.pool.push(full);
       });
       this.sent += frames;
@@ -151,14 +196,18 @@ export class Reporter {
     }
   }
 
-  /** The event loop is about to empty: send what is left, and let the process exit once it is written. */
+  /**
+   * The event loop is about to empty: send what is left, and let the process exit once it is
+   * written.
+   */
   flushForExit(): void {
     this.flush();
     if (this.sock && !this.sock.writableLength) this.sock.unref();
   }
 
   private newBatch(): Buffer {
-    return Buffer.alloc(this.frameSize * this.opts.batchFrames); // zeroed: the tails are never written
+    // zeroed: the tails are never written
+    return Buffer.alloc(this.frameSize * this.opts.batchFrames);
   }
 
   private ensureSocket(): boolean {
@@ -172,13 +221,17 @@ export class Reporter {
       this.connected = this.everConnected = true;
       this.flush();
     });
-    s.on('error', () => { /* handled by close */ });
+    s.on('error', () => {
+      /* handled by close */
+    });
     s.on('close', () => {
       this.connected = false;
       if (this.sock === s) this.sock = null;
       this.nextAttempt = Date.now() + this.opts.reconnectMs;
     });
-    s.on('data', () => { /* replies are not expected on a reporting connection */ });
+    s.on('data', () => {
+      /* replies are not expected on a reporting connection */
+    });
     return true;
   }
 
@@ -193,8 +246,15 @@ export class Reporter {
     return new Promise((resolve) => {
       const done = () => resolve();
       s.once('close', done);
-      if (this.connected) s.end(); else s.once('connect', () => { this.flush(); s.end(); });
-      setTimeout(() => { s.destroy(); }, 5000).unref();
+      if (this.connected) s.end();
+      else
+        s.once('connect', () => {
+          this.flush();
+          s.end();
+        });
+      setTimeout(() => {
+        s.destroy();
+      }, 5000).unref();
     });
   }
 }

@@ -4,7 +4,8 @@
 import { Reporter } from '../client/reporter.js';
 import { BufferType } from '../protocol/constants.js';
 
-const KiB = 1024, MiB = 1024 * KiB;
+const KiB = 1024,
+  MiB = 1024 * KiB;
 
 export interface WorkloadOptions {
   socketPath: string;
@@ -38,11 +39,14 @@ export async function runWorkload(o: WorkloadOptions): Promise<void> {
     for (const dev of o.devices) {
       if (o.role === 'crash') continue;
       // Program cache: small DRAM buffers for kernel binaries, kept across runs (compiled once).
-      if (run === 0) for (let p = 0; p < 6; p++) r.alloc(dev, 0x20000000 + p * 0x8000, (12 + 4 * (p % 4)) * KiB, BufferType.DRAM);
+      if (run === 0)
+        for (let p = 0; p < 6; p++)
+          r.alloc(dev, 0x20000000 + p * 0x8000, (12 + 4 * (p % 4)) * KiB, BufferType.DRAM);
       for (let step = 0; step < o.steps; step++) {
         for (let op = 0; op < 12; op++) {
           const a = l1Base + op * 0x20000;
-          r.kernelLoad(dev, 0x1000 + op, 8 * KiB, 0); // repeated on every dispatch: must not inflate
+          // repeated on every dispatch: must not inflate
+          r.kernelLoad(dev, 0x1000 + op, 8 * KiB, 0);
           r.cbAlloc(dev, 0x1a0000 + op * 0x1000, 32 * KiB);
           r.alloc(dev, a, 96 * KiB, BufferType.L1);
           r.alloc(dev, a + 0x18000, 16 * KiB, BufferType.L1);
@@ -64,12 +68,24 @@ export async function runWorkload(o: WorkloadOptions): Promise<void> {
   // Stay alive (still owning the buffers, like a model server or a pytest session that has not
   // exited) until the parent closes our stdin.
   process.stdout.write('done\n');
-  await new Promise((res) => { process.stdin.on('end', res); process.stdin.on('error', res); process.stdin.resume(); });
+  await new Promise((res) => {
+    process.stdin.on('end', res);
+    process.stdin.on('error', res);
+    process.stdin.resume();
+  });
 }
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!);
 if (isMain) {
   const [socketPath, devices, role, runs, steps] = process.argv.slice(2);
-  runWorkload({ socketPath, devices: devices.split(',').map(Number), role: role as WorkloadOptions['role'], runs: Number(runs), steps: Number(steps) })
-    .catch((e) => { process.stderr.write(`workload: ${(e as Error).message}\n`); process.exit(1); });
+  runWorkload({
+    socketPath,
+    devices: devices.split(',').map(Number),
+    role: role as WorkloadOptions['role'],
+    runs: Number(runs),
+    steps: Number(steps),
+  }).catch((e) => {
+    process.stderr.write(`workload: ${(e as Error).message}\n`);
+    process.exit(1);
+  });
 }

@@ -11,28 +11,72 @@ export interface ArchSpec {
   workerCores: number;
 }
 
-const KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
+const KiB = 1024,
+  MiB = 1024 * KiB,
+  GiB = 1024 * MiB;
 
 export const ARCH_TABLE: Record<string, ArchSpec> = {
-  grayskull: { arch: ArchType.GRAYSKULL, name: 'Grayskull', dramChannels: 8, dramPerChannel: 1 * GiB, l1PerCore: 1 * MiB, workerCores: 12 * 9 },
-  wormhole_b0: { arch: ArchType.WORMHOLE_B0, name: 'Wormhole_B0', dramChannels: 12, dramPerChannel: 1 * GiB, l1PerCore: 1464 * KiB, workerCores: 8 * 8 },
-  blackhole: { arch: ArchType.BLACKHOLE, name: 'Blackhole', dramChannels: 8, dramPerChannel: 4 * GiB, l1PerCore: 1536 * KiB, workerCores: 14 * 10 },
-  quasar: { arch: ArchType.QUASAR, name: 'Quasar', dramChannels: 0, dramPerChannel: 0, l1PerCore: 0, workerCores: 0 },
+  grayskull: {
+    arch: ArchType.GRAYSKULL,
+    name: 'Grayskull',
+    dramChannels: 8,
+    dramPerChannel: 1 * GiB,
+    l1PerCore: 1 * MiB,
+    workerCores: 12 * 9,
+  },
+  wormhole_b0: {
+    arch: ArchType.WORMHOLE_B0,
+    name: 'Wormhole_B0',
+    dramChannels: 12,
+    dramPerChannel: 1 * GiB,
+    l1PerCore: 1464 * KiB,
+    workerCores: 8 * 8,
+  },
+  blackhole: {
+    arch: ArchType.BLACKHOLE,
+    name: 'Blackhole',
+    dramChannels: 8,
+    dramPerChannel: 4 * GiB,
+    l1PerCore: 1536 * KiB,
+    workerCores: 14 * 10,
+  },
+  quasar: {
+    arch: ArchType.QUASAR,
+    name: 'Quasar',
+    dramChannels: 0,
+    dramPerChannel: 0,
+    l1PerCore: 0,
+    workerCores: 0,
+  },
 };
 
 /** Card types reported by the kernel driver (`tt_card_type`) → architecture key. */
 export const CARD_TYPES: Record<string, string> = {
-  e75: 'grayskull', e150: 'grayskull', e300: 'grayskull',
-  n150: 'wormhole_b0', n300: 'wormhole_b0', galaxy: 'wormhole_b0', tt_galaxy_wh: 'wormhole_b0',
-  p100: 'blackhole', p100a: 'blackhole', p150: 'blackhole', p150a: 'blackhole', p150b: 'blackhole', p300: 'blackhole',
+  e75: 'grayskull',
+  e150: 'grayskull',
+  e300: 'grayskull',
+  n150: 'wormhole_b0',
+  n300: 'wormhole_b0',
+  galaxy: 'wormhole_b0',
+  tt_galaxy_wh: 'wormhole_b0',
+  p100: 'blackhole',
+  p100a: 'blackhole',
+  p150: 'blackhole',
+  p150a: 'blackhole',
+  p150b: 'blackhole',
+  p300: 'blackhole',
 };
 
 /** Accepts an architecture key, its display name, or a card type (case-insensitive). */
 export function lookupArch(name: string): ArchSpec | undefined {
   const k = name.trim().toLowerCase().replace(/-/g, '_');
-  const key = ARCH_TABLE[k] ? k : CARD_TYPES[k] ?? (k === 'wormhole' ? 'wormhole_b0' : undefined);
+  const key = ARCH_TABLE[k] ? k : (CARD_TYPES[k] ?? (k === 'wormhole' ? 'wormhole_b0' : undefined));
   return key ? { ...ARCH_TABLE[key] } : undefined;
 }
 
-export function totalDram(a: ArchSpec): number { return a.dramChannels * a.dramPerChannel; }
-export function totalL1(a: ArchSpec): number { return a.l1PerCore * a.workerCores; }
+export function totalDram(a: ArchSpec): number {
+  return a.dramChannels * a.dramPerChannel;
+}
+export function totalL1(a: ArchSpec): number {
+  return a.l1PerCore * a.workerCores;
+}

@@ -12,8 +12,18 @@ export type MetricsSource = StatsSource;
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
 const KIND_LABELS = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
-/** Per-process series: the columns of `ttalloc top` (SYSTEM_MEMORY folded into L1_SMALL, as on the wire). */
-const PROCESS_KINDS: [string, number[]][] = [['DRAM', [0]], ['L1', [1]], ['L1_SMALL', [2, 3]], ['TRACE', [4]], ['CB', [KIND_CB]], ['KERNEL', [KIND_KERNEL]]];
+/**
+ * Per-process series: the columns of `ttalloc top` (SYSTEM_MEMORY folded into L1_SMALL, as on the
+ * wire).
+ */
+const PROCESS_KINDS: [string, number[]][] = [
+  ['DRAM', [0]],
+  ['L1', [1]],
+  ['L1_SMALL', [2, 3]],
+  ['TRACE', [4]],
+  ['CB', [KIND_CB]],
+  ['KERNEL', [KIND_KERNEL]],
+];
 
 /** Counters set from absolute totals at scrape time (prom-client counters only go up via inc). */
 function setCounter(c: Counter<string>, value: number, labels: Record<string, string> = {}): void {
@@ -26,24 +36,34 @@ export function createMetrics(src: MetricsSource): Registry {
   const registers = [reg];
 
   new Gauge({
-    name: 'ttalloc_device_used_bytes', help: 'Bytes in use on a device, by memory type (CB = circular buffers, KERNEL = kernel binaries)',
-    labelNames: ['device', 'type'], registers,
+    name: 'ttalloc_device_used_bytes',
+    help: 'Bytes in use on a device, by memory type (CB = circular buffers, KERNEL = kernel binaries)',
+    labelNames: ['device', 'type'],
+    registers,
     collect() {
       this.reset();
-      for (const d of src.knownDeviceIds()) for (let k = 0; k < KIND_LABELS.length; k++) this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceBytes(d, k));
+      for (const d of src.knownDeviceIds())
+        for (let k = 0; k < KIND_LABELS.length; k++)
+          this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceBytes(d, k));
     },
   });
   new Gauge({
-    name: 'ttalloc_device_buffers', help: 'Live objects on a device, by type (buffers per buffer type; CB and KERNEL count circular buffers and kernels)',
-    labelNames: ['device', 'type'], registers,
+    name: 'ttalloc_device_buffers',
+    help: 'Live objects on a device, by type (buffers per buffer type; CB and KERNEL count circular buffers and kernels)',
+    labelNames: ['device', 'type'],
+    registers,
     collect() {
       this.reset();
-      for (const d of src.knownDeviceIds()) for (let k = 0; k < KIND_LABELS.length; k++) this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceCount(d, k));
+      for (const d of src.knownDeviceIds())
+        for (let k = 0; k < KIND_LABELS.length; k++)
+          this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceCount(d, k));
     },
   });
   new Gauge({
-    name: 'ttalloc_device_capacity_bytes', help: 'Capacity of a declared device, by memory (DRAM or L1)',
-    labelNames: ['device', 'memory'], registers,
+    name: 'ttalloc_device_capacity_bytes',
+    help: 'Capacity of a declared device, by memory (DRAM or L1)',
+    labelNames: ['device', 'memory'],
+    registers,
     collect() {
       this.reset();
       for (const d of src.devices.list()) {
@@ -53,26 +73,33 @@ export function createMetrics(src: MetricsSource): Registry {
     },
   });
   new Gauge({
-    name: 'ttalloc_device_info', help: 'Devices known to the server (value 1); arch is empty for undeclared devices',
-    labelNames: ['device', 'arch'], registers,
+    name: 'ttalloc_device_info',
+    help: 'Devices known to the server (value 1); arch is empty for undeclared devices',
+    labelNames: ['device', 'arch'],
+    registers,
     collect() {
       this.reset();
-      for (const d of src.knownDeviceIds()) this.set({ device: String(d), arch: src.devices.get(d)?.spec.name ?? '' }, 1);
+      for (const d of src.knownDeviceIds())
+        this.set({ device: String(d), arch: src.devices.get(d)?.spec.name ?? '' }, 1);
     },
   });
   // Per-process series exist only for processes that own something now, so the label set stays
   // bounded by what is live (dead PIDs are reaped and vanish at the next scrape).
   new Gauge({
-    name: 'ttalloc_process_used_bytes', help: 'Bytes owned by a live process on a device, by memory type',
-    labelNames: ['pid', 'command', 'device', 'type'], registers,
+    name: 'ttalloc_process_used_bytes',
+    help: 'Bytes owned by a live process on a device, by memory type',
+    labelNames: ['pid', 'command', 'device', 'type'],
+    registers,
     collect() {
       this.reset();
       for (const s of tr.pids.values()) {
         if (s.live <= 0) continue;
-        const pid = String(s.pid), command = commandName(s.pid) ?? '';
+        const pid = String(s.pid),
+          command = commandName(s.pid) ?? '';
         for (let d = 0; d < s.devices; d++) {
           let any = false;
-          for (let k = 0; k < KINDS; k++) if (s.counts[d * KINDS + k] > 0 && k <= KIND_KERNEL) any = true;
+          for (let k = 0; k < KINDS; k++)
+            if (s.counts[d * KINDS + k] > 0 && k <= KIND_KERNEL) any = true;
           if (!any) continue;
           for (const [type, kinds] of PROCESS_KINDS) {
             let v = 0;
@@ -84,32 +111,57 @@ export function createMetrics(src: MetricsSource): Registry {
     },
   });
   new Gauge({
-    name: 'ttalloc_process_buffers', help: 'Live buffers owned by a live process (all devices and buffer types)',
-    labelNames: ['pid', 'command'], registers,
+    name: 'ttalloc_process_buffers',
+    help: 'Live buffers owned by a live process (all devices and buffer types)',
+    labelNames: ['pid', 'command'],
+    registers,
     collect() {
       this.reset();
       for (const s of tr.pids.values()) {
         if (s.live <= 0) continue;
         let n = 0;
-        for (let d = 0; d < s.devices; d++) for (let k = 0; k < BUFFER_TYPE_NAMES.length; k++) n += s.counts[d * KINDS + k];
+        for (let d = 0; d < s.devices; d++)
+          for (let k = 0; k < BUFFER_TYPE_NAMES.length; k++) n += s.counts[d * KINDS + k];
         this.set({ pid: String(s.pid), command: commandName(s.pid) ?? '' }, n);
       }
     },
   });
-  new Gauge({ name: 'ttalloc_processes', help: 'Processes owning live objects', registers, collect() { this.set(tr.livePids().length); } });
+  new Gauge({
+    name: 'ttalloc_processes',
+    help: 'Processes owning live objects',
+    registers,
+    collect() {
+      this.set(tr.livePids().length);
+    },
+  });
 
   // ---- ingest
   new Counter({
-    name: 'ttalloc_frames_total', help: 'Frames accepted, by message type', labelNames: ['type'], registers,
+    name: 'ttalloc_frames_total',
+    help: 'Frames accepted, by message type',
+    labelNames: ['type'],
+    registers,
     collect() {
       this.reset();
-      tr.framesByType.forEach((n, t) => { if (n > 0) setCounter(this, n, { type: MSG_NAMES[t] ?? String(t) }); });
+      tr.framesByType.forEach((n, t) => {
+        if (n > 0) setCounter(this, n, { type: MSG_NAMES[t] ?? String(t) });
+      });
     },
   });
-  new Counter({ name: 'ttalloc_rejected_frames_total', help: 'Frames rejected (unknown code or invalid fields)', registers, collect() { this.reset(); setCounter(this, src.rejectedFrames()); } });
   new Counter({
-    name: 'ttalloc_unknown_frees_total', help: 'Frees of objects the server never saw allocated, by object kind',
-    labelNames: ['object'], registers,
+    name: 'ttalloc_rejected_frames_total',
+    help: 'Frames rejected (unknown code or invalid fields)',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, src.rejectedFrames());
+    },
+  });
+  new Counter({
+    name: 'ttalloc_unknown_frees_total',
+    help: 'Frees of objects the server never saw allocated, by object kind',
+    labelNames: ['object'],
+    registers,
     collect() {
       this.reset();
       setCounter(this, tr.unknownFrees, { object: 'buffer' });
@@ -117,36 +169,130 @@ export function createMetrics(src: MetricsSource): Registry {
       setCounter(this, tr.unknownKernelUnloads, { object: 'kernel' });
     },
   });
-  new Counter({ name: 'ttalloc_reaped_processes_total', help: 'Dead processes whose objects were released', registers, collect() { this.reset(); setCounter(this, tr.reapedTotal); } });
-  new Counter({ name: 'ttalloc_connections_total', help: 'Client connections accepted on the data socket', registers, collect() { this.reset(); setCounter(this, src.connectionsTotal); } });
+  new Counter({
+    name: 'ttalloc_reaped_processes_total',
+    help: 'Dead processes whose objects were released',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, tr.reapedTotal);
+    },
+  });
+  new Counter({
+    name: 'ttalloc_connections_total',
+    help: 'Client connections accepted on the data socket',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, src.connectionsTotal);
+    },
+  });
 
   // ---- health
-  new Gauge({ name: 'ttalloc_up', help: 'The allocation server is running (always 1 when scraped)', registers, collect() { this.set(1); } });
-  new Gauge({ name: 'ttalloc_uptime_seconds', help: 'Seconds since the server started', registers, collect() { this.set((Date.now() - src.startedAtMs) / 1000); } });
-  new Gauge({ name: 'ttalloc_connections_open', help: 'Open client connections on the data socket', registers, collect() { this.set(src.connections.size); } });
-  new Gauge({ name: 'ttalloc_live_buffers', help: 'Live buffers on all devices', registers, collect() { this.set(tr.buffers.count); } });
   new Gauge({
-    name: 'ttalloc_table_memory_bytes', help: 'Memory held by the server\'s object tables', registers,
-    collect() { this.set(tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes()); },
+    name: 'ttalloc_up',
+    help: 'The allocation server is running (always 1 when scraped)',
+    registers,
+    collect() {
+      this.set(1);
+    },
+  });
+  new Gauge({
+    name: 'ttalloc_uptime_seconds',
+    help: 'Seconds since the server started',
+    registers,
+    collect() {
+      this.set((Date.now() - src.startedAtMs) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'ttalloc_connections_open',
+    help: 'Open client connections on the data socket',
+    registers,
+    collect() {
+      this.set(src.connections.size);
+    },
+  });
+  new Gauge({
+    name: 'ttalloc_live_buffers',
+    help: 'Live buffers on all devices',
+    registers,
+    collect() {
+      this.set(tr.buffers.count);
+    },
+  });
+  new Gauge({
+    name: 'ttalloc_table_memory_bytes',
+    help: "Memory held by the server's object tables",
+    registers,
+    collect() {
+      this.set(tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes());
+    },
   });
   // ---- reading (socket-reader.ts): without direct reads every client send() costs ~100 ns more
-  new Gauge({ name: 'ttalloc_direct_reads_enabled', help: 'Busy data connections are read directly, not through epoll (0: the native addon is missing)', registers, collect() { this.set(src.readStats().busyConnections === 'direct' ? 1 : 0); } });
-  new Counter({ name: 'ttalloc_direct_reads_total', help: 'Reads of busy data connections made directly (not through epoll)', registers, collect() { this.reset(); setCounter(this, src.readStats().directReads); } });
+  new Gauge({
+    name: 'ttalloc_direct_reads_enabled',
+    help: 'Busy data connections are read directly, not through epoll (0: the native addon is missing)',
+    registers,
+    collect() {
+      this.set(src.readStats().busyConnections === 'direct' ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'ttalloc_direct_reads_total',
+    help: 'Reads of busy data connections made directly (not through epoll)',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, src.readStats().directReads);
+    },
+  });
   // ---- persistence
-  const persisted = () => { const p = src.persistenceStats(); return p.enabled ? p : null; };
+  const persisted = () => {
+    const p = src.persistenceStats();
+    return p.enabled ? p : null;
+  };
   new Gauge({
-    name: 'ttalloc_persistence_up', help: 'State is being journaled to disk (0: turned off, unusable state directory, or stopped by a disk error)', registers,
-    collect() { const p = persisted(); this.set(p && !p.failed ? 1 : 0); },
+    name: 'ttalloc_persistence_up',
+    help: 'State is being journaled to disk (0: turned off, unusable state directory, or stopped by a disk error)',
+    registers,
+    collect() {
+      const p = persisted();
+      this.set(p && !p.failed ? 1 : 0);
+    },
   });
   new Gauge({
-    name: 'ttalloc_persistence_bytes', help: 'Bytes of persisted state on disk, by file kind (journal segments, snapshot)', labelNames: ['file'], registers,
-    collect() { this.reset(); const p = persisted(); if (p) { this.set({ file: 'journal' }, p.journalBytes); this.set({ file: 'snapshot' }, p.snapshotBytes); } },
+    name: 'ttalloc_persistence_bytes',
+    help: 'Bytes of persisted state on disk, by file kind (journal segments, snapshot)',
+    labelNames: ['file'],
+    registers,
+    collect() {
+      this.reset();
+      const p = persisted();
+      if (p) {
+        this.set({ file: 'journal' }, p.journalBytes);
+        this.set({ file: 'snapshot' }, p.snapshotBytes);
+      }
+    },
   });
   new Gauge({
-    name: 'ttalloc_persistence_last_flush_timestamp_seconds', help: 'When the journal last reached the disk (Unix time)', registers,
-    collect() { const p = persisted(); this.set(p?.lastFlushAt ? Date.parse(p.lastFlushAt) / 1000 : 0); },
+    name: 'ttalloc_persistence_last_flush_timestamp_seconds',
+    help: 'When the journal last reached the disk (Unix time)',
+    registers,
+    collect() {
+      const p = persisted();
+      this.set(p?.lastFlushAt ? Date.parse(p.lastFlushAt) / 1000 : 0);
+    },
   });
-  new Counter({ name: 'ttalloc_persistence_compactions_total', help: 'Snapshots written by background compaction', registers, collect() { this.reset(); setCounter(this, persisted()?.compactions ?? 0); } });
+  new Counter({
+    name: 'ttalloc_persistence_compactions_total',
+    help: 'Snapshots written by background compaction',
+    registers,
+    collect() {
+      this.reset();
+      setCounter(this, persisted()?.compactions ?? 0);
+    },
+  });
 
   // Standard process metrics (process_resident_memory_bytes, process_start_time_seconds, nodejs_*).
   collectDefaultMetrics({ register: reg });

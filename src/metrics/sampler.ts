@@ -4,7 +4,15 @@
 import { type Tracker } from '../state/tracker.js';
 
 /** Per-device values, in this order (bytes). */
-export const SAMPLE_KINDS = ['DRAM', 'L1', 'SYSTEM_MEMORY', 'L1_SMALL', 'TRACE', 'CB', 'KERNEL'] as const;
+export const SAMPLE_KINDS = [
+  'DRAM',
+  'L1',
+  'SYSTEM_MEMORY',
+  'L1_SMALL',
+  'TRACE',
+  'CB',
+  'KERNEL',
+] as const;
 
 export interface Sample {
   /** Wall clock, ms. */
@@ -13,14 +21,21 @@ export interface Sample {
   d: Record<string, number[]>;
 }
 
-export interface SampleSource { tracker: Tracker; knownDeviceIds(): number[] }
+export interface SampleSource {
+  tracker: Tracker;
+  knownDeviceIds(): number[];
+}
 
 export class Sampler {
   private ring: Sample[] = [];
   private timer: NodeJS.Timeout | null = null;
   private listeners = new Set<(s: Sample) => void>();
 
-  constructor(private readonly src: SampleSource, readonly intervalMs = 1000, readonly keep = 600) {}
+  constructor(
+    private readonly src: SampleSource,
+    readonly intervalMs = 1000,
+    readonly keep = 600,
+  ) {}
 
   start(): void {
     if (this.timer || this.intervalMs <= 0) return;
@@ -39,7 +54,8 @@ export class Sampler {
   sample(): Sample {
     const tr = this.src.tracker;
     const d: Record<string, number[]> = {};
-    for (const id of this.src.knownDeviceIds()) d[id] = SAMPLE_KINDS.map((_, k) => tr.deviceBytes(id, k));
+    for (const id of this.src.knownDeviceIds())
+      d[id] = SAMPLE_KINDS.map((_, k) => tr.deviceBytes(id, k));
     const s = { t: Date.now(), d };
     this.ring.push(s);
     if (this.ring.length > this.keep) this.ring.splice(0, this.ring.length - this.keep);
@@ -56,6 +72,8 @@ export class Sampler {
 
   subscribe(fn: (s: Sample) => void): () => void {
     this.listeners.add(fn);
-    return () => { this.listeners.delete(fn); };
+    return () => {
+      this.listeners.delete(fn);
+    };
   }
 }

@@ -9,16 +9,37 @@ import { Checkpoints } from '../state/marks.js';
 import { loadState } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 
-export interface CompactRequest { dir: string; upTo: number; expectedObjects: number }
-export interface CompactResult { through: number; bytes: number; objects: number; events: number; ms: number; problems: string[] }
+export interface CompactRequest {
+  dir: string;
+  upTo: number;
+  expectedObjects: number;
+}
+export interface CompactResult {
+  through: number;
+  bytes: number;
+  objects: number;
+  events: number;
+  ms: number;
+  problems: string[];
+}
 
 const req = workerData as CompactRequest;
 // Lowest priority for this thread only (Linux schedules threads alone): ingest comes first.
-try { setPriority(0, 19); } catch { /* not permitted: run at normal priority */ }
+try {
+  setPriority(0, 19);
+} catch {
+  /* not permitted: run at normal priority */
+}
 const t0 = performance.now();
 const tr = new Tracker(req.expectedObjects);
 const marks = new Checkpoints(tr);
 const rec = loadState(req.dir, tr, marks, { upTo: req.upTo, repair: false });
 const r = await writeSnapshot(req.dir, snapshotSource(tr, marks), rec.lastGen);
-const result: CompactResult = { through: rec.lastGen, ...r, events: rec.journalEvents, ms: performance.now() - t0, problems: rec.problems };
+const result: CompactResult = {
+  through: rec.lastGen,
+  ...r,
+  events: rec.journalEvents,
+  ms: performance.now() - t0,
+  problems: rec.problems,
+};
 parentPort!.postMessage(result);

@@ -19,8 +19,12 @@ export const BIG_EVENT = 24;
 export const SMALL_EVENT = 16;
 export const FORMAT_VERSION = 2;
 
-/** What an accepted event did to the buffer table (the journal drops a created-then-removed pair). */
-export const EFFECT_OTHER = 0, EFFECT_CREATED = 1, EFFECT_REMOVED = 2;
+/**
+ * What an accepted event did to the buffer table (the journal drops a created-then-removed pair).
+ */
+export const EFFECT_OTHER = 0,
+  EFFECT_CREATED = 1,
+  EFFECT_REMOVED = 2;
 /** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
 export const DEAD_EVENT = 0x7f;
 
@@ -30,7 +34,12 @@ export const DEAD_EVENT = 0x7f;
  */
 export function entryBytes(code: number, word1: number): number {
   if (code >= 0x80) return 8 + ((word1 + 3) & ~3); // a control entry: [code][len][data, padded]
-  return code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD || code === DEAD_EVENT ? BIG_EVENT : SMALL_EVENT;
+  return code === MsgType.ALLOC ||
+    code === MsgType.CB_ALLOC ||
+    code === MsgType.KERNEL_LOAD ||
+    code === DEAD_EVENT
+    ? BIG_EVENT
+    : SMALL_EVENT;
 }
 
 export const Ctl = {
@@ -42,7 +51,10 @@ export const Ctl = {
   REAP: 0x83,
   /** no data: state forgotten on request. */
   RESET: 0x84,
-  /** data: JSON {version, through, createdAt} first in a snapshot; {version, segment} first in a journal segment. */
+  /**
+   * data: JSON {version, through, createdAt} first in a snapshot; {version, segment} first in a
+   * journal segment.
+   */
   HEADER: 0x88,
   /** data: f64 start ms of every epoch, then u32 current epoch (snapshot). */
   EPOCHS: 0x89,
@@ -52,7 +64,10 @@ export const Ctl = {
   COUNTERS: 0x8a,
   /** data: i32 kind, u32 n, then n rows of OBJECT_ROW_WORDS u32 (snapshot). */
   OBJECTS: 0x8b,
-  /** data: u32 device — it reported (written once per device, before an ALLOC the journal may cancel). */
+  /**
+   * data: u32 device — it reported (written once per device, before an ALLOC the journal may
+   * cancel).
+   */
   DEVICE: 0x8c,
 } as const;
 

@@ -1,13 +1,39 @@
 // Reading persisted state back: a snapshot (the whole state at the end of a journal segment) and
 // the journal segments after it, applied to a Tracker in order. Used by the server at start-up and
 // by the compactor worker that writes the next snapshot.
-import { closeSync, existsSync, fstatSync, ftruncateSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MsgType } from '../protocol/constants.js';
-import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
+import {
+  KIND_CB,
+  KIND_KERNEL,
+  KIND_UNKNOWN_FREE,
+  KINDS,
+  type Tracker,
+  type ReapedReport,
+} from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, FORMAT_VERSION, MAGIC, OBJECT_ROW_WORDS, SMALL_EVENT, entryBytes } from './records.js';
+import {
+  BATCH_HEADER,
+  BIG_EVENT,
+  Ctl,
+  DEAD_EVENT,
+  FORMAT_VERSION,
+  MAGIC,
+  OBJECT_ROW_WORDS,
+  SMALL_EVENT,
+  entryBytes,
+} from './records.js';
 
 const TWO32 = 4294967296;
 export const SNAPSHOT = 'snapshot.bin';
@@ -17,10 +43,12 @@ export const segmentName = (gen: number): string => `journal-${String(gen).padSt
 
 /** Journal segments in the directory, oldest first. */
 export function listSegments(dir: string): { gen: number; name: string }[] {
-  return readdirSync(dir).flatMap((name) => {
-    const m = SEGMENT.exec(name);
-    return m ? [{ gen: Number(m[1]), name }] : [];
-  }).sort((a, b) => a.gen - b.gen);
+  return readdirSync(dir)
+    .flatMap((name) => {
+      const m = SEGMENT.exec(name);
+      return m ? [{ gen: Number(m[1]), name }] : [];
+    })
+    .sort((a, b) => a.gen - b.gen);
 }
 
 export interface FileReadResult {
@@ -39,17 +67,27 @@ export function forEachBatch(path: string, fn: (payload: Buffer) => void): FileR
   try {
     const size = fstatSync(fd).size;
     const head = Buffer.alloc(BATCH_HEADER);
-    let buf = Buffer.alloc(1 << 20), off = 0;
+    let buf = Buffer.alloc(1 << 20),
+      off = 0;
     while (off < size) {
-      if (size - off < BATCH_HEADER) return { goodBytes: off, size, problem: `torn batch header at byte ${off}` };
+      if (size - off < BATCH_HEADER)
+        return { goodBytes: off, size, problem: `torn batch header at byte ${off}` };
       readSync(fd, head, 0, BATCH_HEADER, off);
-      if (head.readUInt32LE(0) !== MAGIC) return { goodBytes: off, size, problem: `bad batch magic at byte ${off}` };
+      if (head.readUInt32LE(0) !== MAGIC)
+        return { goodBytes: off, size, problem: `bad batch magic at byte ${off}` };
       const len = head.readUInt32LE(4);
-      if (off + BATCH_HEADER + len > size) return { goodBytes: off, size, problem: `torn batch at byte ${off} (${len} bytes announced, ${size - off - BATCH_HEADER} present)` };
+      if (off + BATCH_HEADER + len > size)
+        return {
+          goodBytes: off,
+          size,
+          problem: `torn batch at byte ${off} (${len} bytes announced, ${size - off - BATCH_HEADER} present)`,
+        };
       if (len > buf.length) buf = Buffer.alloc(len);
       const payload = buf.subarray(0, len);
-      for (let got = 0; got < len;) got += readSync(fd, payload, got, len - got, off + BATCH_HEADER + got);
-      if (crc32(payload) !== head.readUInt32LE(8)) return { goodBytes: off, size, problem: `checksum mismatch in batch at byte ${off}` };
+      for (let got = 0; got < len;)
+        got += readSync(fd, payload, got, len - got, off + BATCH_HEADER + got);
+      if (crc32(payload) !== head.readUInt32LE(8))
+        return { goodBytes: off, size, problem: `checksum mismatch in batch at byte ${off}` };
       fn(payload);
       off += BATCH_HEADER + len;
     }
@@ -76,8 +114,21 @@ export interface Recovery {
  * Loads the snapshot and the segments after it (up to `upTo` when given) into the tracker.
  * `repair` cuts a torn tail off a segment (only the server does that, never a reader beside it).
  */
-export function loadState(dir: string, tr: Tracker, marks: Checkpoints, o: { upTo?: number; repair: boolean }): Recovery {
-  const rec: Recovery = { snapshotThrough: 0, snapshotObjects: 0, journalEvents: 0, lastGen: 0, journalBytes: 0, truncatedBytes: 0, problems: [] };
+export function loadState(
+  dir: string,
+  tr: Tracker,
+  marks: Checkpoints,
+  o: { upTo?: number; repair: boolean },
+): Recovery {
+  const rec: Recovery = {
+    snapshotThrough: 0,
+    snapshotObjects: 0,
+    journalEvents: 0,
+    lastGen: 0,
+    journalBytes: 0,
+    truncatedBytes: 0,
+    problems: [],
+  };
   const snap = join(dir, SNAPSHOT);
   if (existsSync(snap)) {
     const r = forEachBatch(snap, (p) => {
@@ -85,31 +136,44 @@ export function loadState(dir: string, tr: Tracker, marks: Checkpoints, o: { upT
       rec.snapshotObjects += got.objects;
       if (got.through >= 0) rec.snapshotThrough = got.through;
     });
-    if (r.problem) rec.problems.push(`snapshot: ${r.problem}; state after that point in it is lost`);
+    if (r.problem)
+      rec.problems.push(`snapshot: ${r.problem}; state after that point in it is lost`);
     tr.restored();
   }
   rec.lastGen = rec.snapshotThrough;
   // Segments already in the snapshot (a compaction was cut short) are skipped.
-  const segments = listSegments(dir).filter((s) => s.gen > rec.snapshotThrough && (o.upTo === undefined || s.gen <= o.upTo));
+  const segments = listSegments(dir).filter(
+    (s) => s.gen > rec.snapshotThrough && (o.upTo === undefined || s.gen <= o.upTo),
+  );
   reserveForJournal(dir, segments, tr);
   for (const s of segments) {
     const path = join(dir, s.name);
-    const r = forEachBatch(path, (p) => { rec.journalEvents += replay(p, tr, marks).events; });
+    const r = forEachBatch(path, (p) => {
+      rec.journalEvents += replay(p, tr, marks).events;
+    });
     rec.journalBytes += r.goodBytes;
     rec.lastGen = s.gen;
     if (r.problem) {
       rec.truncatedBytes += r.size - r.goodBytes;
-      rec.problems.push(`journal ${s.name}: ${r.problem}; ${o.repair ? 'cut' : 'ignored'} ${r.size - r.goodBytes} bytes at the last good record`);
+      rec.problems.push(
+        `journal ${s.name}: ${r.problem}; ${o.repair ? 'cut' : 'ignored'} ${r.size - r.goodBytes} bytes at the last good record`,
+      );
       if (o.repair) {
         const fd = openSync(path, 'r+');
-        try { ftruncateSync(fd, r.goodBytes); } finally { closeSync(fd); }
+        try {
+          ftruncateSync(fd, r.goodBytes);
+        } finally {
+          closeSync(fd);
+        }
       }
     }
   }
   return rec;
 }
 
-/** Journals from this size on are counted before they are replayed (below it, growth costs little). */
+/**
+ * Journals from this size on are counted before they are replayed (below it, growth costs little).
+ */
 const RESERVE_FROM_BYTES = 16 << 20;
 
 /**
@@ -122,11 +186,17 @@ function reserveForJournal(dir: string, segments: { name: string }[], tr: Tracke
   for (const s of segments) bytes += statSync(join(dir, s.name)).size;
   if (bytes < RESERVE_FROM_BYTES) return;
   let net = 0;
-  for (const s of segments) forEachBatch(join(dir, s.name), (p) => { net = netBuffers(p, net); });
+  for (const s of segments)
+    forEachBatch(join(dir, s.name), (p) => {
+      net = netBuffers(p, net);
+    });
   if (net > 0) tr.buffers.reserve(tr.buffers.count + net);
 }
 
-/** `net` plus ALLOC records minus FREE records in a batch (a hint: a RESET starts it over, reaps are not counted). */
+/**
+ * `net` plus ALLOC records minus FREE records in a batch (a hint: a RESET starts it over, reaps are
+ * not counted).
+ */
 function netBuffers(p: Buffer, net: number): number {
   for (let off = 0; off < p.length; off += entryBytes(p[off], p.readUInt32LE(off + 4))) {
     const code = p[off];
@@ -140,7 +210,8 @@ function netBuffers(p: Buffer, net: number): number {
 /** Tracker counters that are state, not ingest statistics (a snapshot keeps them). */
 export function trackerCounters(tr: Tracker) {
   const devUnknownFrees: number[] = [];
-  for (let d = 0; d <= tr.maxDeviceSeen; d++) devUnknownFrees.push(tr.deviceCount(d, KIND_UNKNOWN_FREE));
+  for (let d = 0; d <= tr.maxDeviceSeen; d++)
+    devUnknownFrees.push(tr.deviceCount(d, KIND_UNKNOWN_FREE));
   // Per process, only where there are some: [pid, count on device 0, 1, …].
   const pidUnknownFrees: number[][] = [];
   for (const s of tr.pids.values()) {
@@ -152,40 +223,72 @@ export function trackerCounters(tr: Tracker) {
   const devicesSeen: number[] = [];
   for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) devicesSeen.push(d);
   return {
-    unknownFrees: tr.unknownFrees, unknownCbFrees: tr.unknownCbFrees, unknownKernelUnloads: tr.unknownKernelUnloads,
-    resizedAllocs: tr.resizedAllocs, reapedTotal: tr.reapedTotal, devUnknownFrees, pidUnknownFrees, devicesSeen,
+    unknownFrees: tr.unknownFrees,
+    unknownCbFrees: tr.unknownCbFrees,
+    unknownKernelUnloads: tr.unknownKernelUnloads,
+    resizedAllocs: tr.resizedAllocs,
+    reapedTotal: tr.reapedTotal,
+    devUnknownFrees,
+    pidUnknownFrees,
+    devicesSeen,
   };
 }
 
 function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): void {
-  tr.unknownFrees = c.unknownFrees; tr.unknownCbFrees = c.unknownCbFrees; tr.unknownKernelUnloads = c.unknownKernelUnloads;
-  tr.resizedAllocs = c.resizedAllocs; tr.reapedTotal = c.reapedTotal;
+  tr.unknownFrees = c.unknownFrees;
+  tr.unknownCbFrees = c.unknownCbFrees;
+  tr.unknownKernelUnloads = c.unknownKernelUnloads;
+  tr.resizedAllocs = c.resizedAllocs;
+  tr.reapedTotal = c.reapedTotal;
   for (const d of c.devicesSeen ?? []) tr.seeDevice(d);
-  c.devUnknownFrees.forEach((n, d) => { tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n; });
-  for (const [pid, ...per] of c.pidUnknownFrees ?? []) per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
+  c.devUnknownFrees.forEach((n, d) => {
+    tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n;
+  });
+  for (const [pid, ...per] of c.pidUnknownFrees ?? [])
+    per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
 }
 
 /**
  * Applies one verified payload to the tracker. Returns the events and snapshot objects it held,
  * and the segment a snapshot header says it covers (-1 if none).
  */
-export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: number; objects: number; through: number } {
+export function replay(
+  p: Buffer,
+  tr: Tracker,
+  marks: Checkpoints,
+): { events: number; objects: number; through: number } {
   const dv = new DataView(p.buffer, p.byteOffset, p.length);
-  let off = 0, events = 0, objects = 0, through = -1;
+  let off = 0,
+    events = 0,
+    objects = 0,
+    through = -1;
   const savedHook = tr.onEpoch;
   tr.onEpoch = null; // replaying an epoch must not journal it again
   try {
     while (off < p.length) {
       const code = p[off];
       if (code < 0x80) {
-        const device = dv.getUint16(off + 2, true), pid = dv.getInt32(off + 4, true);
-        const lo = dv.getUint32(off + 8, true), hi = dv.getUint32(off + 12, true);
+        const device = dv.getUint16(off + 2, true),
+          pid = dv.getInt32(off + 4, true);
+        const lo = dv.getUint32(off + 8, true),
+          hi = dv.getUint32(off + 12, true);
         if (code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) {
-          const size = dv.getUint32(off + 16, true) + dv.getUint32(off + 20, true) * TWO32, sub = dv.getUint8(off + 1);
+          const size = dv.getUint32(off + 16, true) + dv.getUint32(off + 20, true) * TWO32,
+            sub = dv.getUint8(off + 1);
           if (code === MsgType.ALLOC) tr.alloc(device, lo, hi, size, sub, pid);
-          else tr.loadObject(code === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device, lo, hi, size, sub, pid);
+          else
+            tr.loadObject(
+              code === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL,
+              device,
+              lo,
+              hi,
+              size,
+              sub,
+              pid,
+            );
           off += BIG_EVENT;
-        } else if (code === DEAD_EVENT) { // a cancelled record (never written, but harmless)
+        } else if (code === DEAD_EVENT) {
+          // a cancelled record (never written, but harmless)
           off += BIG_EVENT;
           continue;
         } else {
@@ -204,32 +307,50 @@ export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: nu
       off += entryBytes(code, len);
       const json = () => JSON.parse(data.toString()) as unknown;
       switch (code) {
-        case Ctl.EPOCH: tr.restoreEpoch(dv.getUint32(at, true), dv.getFloat64(at + 4, true)); break;
-        case Ctl.MARK: marks.load([json() as Mark]); break;
+        case Ctl.EPOCH:
+          tr.restoreEpoch(dv.getUint32(at, true), dv.getFloat64(at + 4, true));
+          break;
+        case Ctl.MARK:
+          marks.load([json() as Mark]);
+          break;
         case Ctl.REAP: {
           const r = json() as { pids: number[]; atMs: number };
           tr.releasePids(new Set(r.pids), r.atMs);
           break;
         }
-        case Ctl.RESET: tr.reset(); marks.clear(); break;
+        case Ctl.RESET:
+          tr.reset();
+          marks.clear();
+          break;
         case Ctl.HEADER: {
           const h = json() as { version: number; through?: number };
-          if (h.version !== FORMAT_VERSION) throw new Error(`state format ${h.version} is not this server's (${FORMAT_VERSION})`);
+          if (h.version !== FORMAT_VERSION)
+            throw new Error(`state format ${h.version} is not this server's (${FORMAT_VERSION})`);
           if (h.through !== undefined) through = h.through;
           break;
         }
         case Ctl.EPOCHS: {
-          const n = (len - 4) / 8, times: number[] = [];
+          const n = (len - 4) / 8,
+            times: number[] = [];
           for (let i = 0; i < n; i++) times.push(dv.getFloat64(at + 8 * i, true));
           tr.restoreEpochTimes(times);
           tr.restoreEpoch(dv.getUint32(at + 8 * n, true), times[times.length - 1]);
           break;
         }
-        case Ctl.REAPED_LIST: tr.reaped.splice(0, tr.reaped.length, ...(json() as ReapedReport[])); break;
-        case Ctl.COUNTERS: restoreCounters(tr, json() as ReturnType<typeof trackerCounters>); break;
-        case Ctl.OBJECTS: objects += restoreObjects(dv, at, tr); break;
-        case Ctl.DEVICE: tr.seeDevice(dv.getUint32(at, true)); break;
-        default: break; // unknown control entries (a newer version's) are skipped
+        case Ctl.REAPED_LIST:
+          tr.reaped.splice(0, tr.reaped.length, ...(json() as ReapedReport[]));
+          break;
+        case Ctl.COUNTERS:
+          restoreCounters(tr, json() as ReturnType<typeof trackerCounters>);
+          break;
+        case Ctl.OBJECTS:
+          objects += restoreObjects(dv, at, tr);
+          break;
+        case Ctl.DEVICE:
+          tr.seeDevice(dv.getUint32(at, true));
+          break;
+        default:
+          break; // unknown control entries (a newer version's) are skipped
       }
     }
   } finally {
@@ -239,12 +360,23 @@ export function replay(p: Buffer, tr: Tracker, marks: Checkpoints): { events: nu
 }
 
 function restoreObjects(dv: DataView, at: number, tr: Tracker): number {
-  const kind = dv.getInt32(at, true), n = dv.getUint32(at + 4, true);
+  const kind = dv.getInt32(at, true),
+    n = dv.getUint32(at + 4, true);
   for (let i = 0, o = at + 8; i < n; i++, o += OBJECT_ROW_WORDS * 4) {
-    const w4 = dv.getUint32(o + 12, true), tf = dv.getUint32(o + 16, true);
-    tr.restoreObject(kind, w4 >>> 16, dv.getUint32(o, true), dv.getUint32(o + 4, true),
-      dv.getUint32(o + 8, true) + (w4 & 0xffff) * TWO32, tf & 0xff, dv.getInt32(o + 20, true),
-      dv.getUint32(o + 24, true), dv.getUint32(o + 28, true), tf & 0xc0000000);
+    const w4 = dv.getUint32(o + 12, true),
+      tf = dv.getUint32(o + 16, true);
+    tr.restoreObject(
+      kind,
+      w4 >>> 16,
+      dv.getUint32(o, true),
+      dv.getUint32(o + 4, true),
+      dv.getUint32(o + 8, true) + (w4 & 0xffff) * TWO32,
+      tf & 0xff,
+      dv.getInt32(o + 20, true),
+      dv.getUint32(o + 24, true),
+      dv.getUint32(o + 28, true),
+      tf & 0xc0000000,
+    );
   }
   return n;
 }

@@ -1,13 +1,22 @@
 // Writing a snapshot: the whole state of a Tracker (objects as raw rows, epochs, marks, reaped
 // reports, counters) as checksummed batches, to a temporary file that replaces snapshot.bin only
 // once it is complete and on disk. The compactor worker writes it from its own replayed Tracker;
-// the server writes one itself only to resume persistence after a full disk, from copies, in slices.
+// the server writes one itself only to resume persistence after a full disk, from copies, in
+// slices.
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { KIND_CB, KIND_KERNEL, type ReapedReport, type Tracker } from '../state/tracker.js';
 import type { ObjectTable } from '../state/object-table.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
-import { BATCH_HEADER, Ctl, FORMAT_VERSION, OBJECT_ROW_WORDS, controlEntry, jsonEntry, sealBatch } from './records.js';
+import {
+  BATCH_HEADER,
+  Ctl,
+  FORMAT_VERSION,
+  OBJECT_ROW_WORDS,
+  controlEntry,
+  jsonEntry,
+  sealBatch,
+} from './records.js';
 import { SNAPSHOT, trackerCounters } from './replay.js';
 
 const TWO32 = 4294967296;
@@ -19,7 +28,8 @@ function writeAll(fd: number, b: Uint8Array): void {
 }
 
 function epochsEntry(epochStartMs: readonly number[], epoch: number): Buffer {
-  const n = epochStartMs.length, d = Buffer.alloc(8 * n + 4);
+  const n = epochStartMs.length,
+    d = Buffer.alloc(8 * n + 4);
   for (let i = 0; i < n; i++) d.writeDoubleLE(epochStartMs[i], 8 * i);
   d.writeUInt32LE(epoch, 8 * n);
   return controlEntry(Ctl.EPOCHS, d);
@@ -29,8 +39,12 @@ function epochsEntry(epochStartMs: readonly number[], epoch: number): Buffer {
 function objectsEntry(buf: Buffer, kind: number, t: ObjectTable, from: number, n: number): number {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   let o = BATCH_HEADER;
-  dv.setUint8(o, Ctl.OBJECTS); dv.setUint8(o + 1, 0); dv.setUint16(o + 2, 0); dv.setUint32(o + 4, 8 + n * OBJECT_ROW_WORDS * 4, true);
-  dv.setInt32(o + 8, kind, true); dv.setUint32(o + 12, n, true);
+  dv.setUint8(o, Ctl.OBJECTS);
+  dv.setUint8(o + 1, 0);
+  dv.setUint16(o + 2, 0);
+  dv.setUint32(o + 4, 8 + n * OBJECT_ROW_WORDS * 4, true);
+  dv.setInt32(o + 8, kind, true);
+  dv.setUint32(o + 12, n, true);
   o += 16;
   for (let e = from; e < from + n; e++, o += OBJECT_ROW_WORDS * 4) {
     const size = t.size(e);
@@ -56,12 +70,23 @@ export interface SnapshotSource {
   marks: readonly Mark[];
 }
 
-export function snapshotSource(tr: Tracker, marks: Checkpoints, copyTables = false): SnapshotSource {
+export function snapshotSource(
+  tr: Tracker,
+  marks: Checkpoints,
+  copyTables = false,
+): SnapshotSource {
   const t = (x: ObjectTable) => (copyTables ? x.snapshot() : x);
   return {
-    tables: [[-1, t(tr.buffers)], [KIND_CB, t(tr.cbs)], [KIND_KERNEL, t(tr.kernels)]],
-    epochStartMs: copyTables ? tr.epochStartMs.slice() : tr.epochStartMs, epoch: tr.epoch,
-    counters: trackerCounters(tr), reaped: copyTables ? structuredClone(tr.reaped) : tr.reaped, marks: marks.list(),
+    tables: [
+      [-1, t(tr.buffers)],
+      [KIND_CB, t(tr.cbs)],
+      [KIND_KERNEL, t(tr.kernels)],
+    ],
+    epochStartMs: copyTables ? tr.epochStartMs.slice() : tr.epochStartMs,
+    epoch: tr.epoch,
+    counters: trackerCounters(tr),
+    reaped: copyTables ? structuredClone(tr.reaped) : tr.reaped,
+    marks: marks.list(),
   };
 }
 
@@ -70,13 +95,23 @@ export function snapshotSource(tr: Tracker, marks: Checkpoints, copyTables = fal
  * the number of objects. The old snapshot stays in place until the new one is complete and
  * synced. `pace` runs between batches (a yield to the event loop when written from the server).
  */
-export async function writeSnapshot(dir: string, src: SnapshotSource, through: number, pace?: () => Promise<void>): Promise<{ bytes: number; objects: number }> {
+export async function writeSnapshot(
+  dir: string,
+  src: SnapshotSource,
+  through: number,
+  pace?: () => Promise<void>,
+): Promise<{ bytes: number; objects: number }> {
   const tmp = join(dir, `${SNAPSHOT}.tmp`);
   const fd = openSync(tmp, 'w', 0o600);
-  let bytes = 0, objects = 0;
+  let bytes = 0,
+    objects = 0;
   try {
     const head = Buffer.concat([
-      jsonEntry(Ctl.HEADER, { version: FORMAT_VERSION, through, createdAt: new Date().toISOString() }),
+      jsonEntry(Ctl.HEADER, {
+        version: FORMAT_VERSION,
+        through,
+        createdAt: new Date().toISOString(),
+      }),
       epochsEntry(src.epochStartMs, src.epoch),
       jsonEntry(Ctl.COUNTERS, src.counters),
       jsonEntry(Ctl.REAPED_LIST, src.reaped),
@@ -110,5 +145,9 @@ export async function writeSnapshot(dir: string, src: SnapshotSource, through: n
 /** Makes a rename or unlink in `dir` durable. */
 export function syncDir(dir: string): void {
   const fd = openSync(dir, 'r');
-  try { fsyncSync(fd); } finally { closeSync(fd); }
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -6,17 +6,50 @@
 //   snapshot.bin           the whole state as of the end of segment N (its header says N)
 //   journal-0000000K.bin   events after the snapshot, K > N; only the newest one is being written
 //
-// Ingest pays a 16- or 24-byte copy per event into a batch buffer; batches are sealed with a checksum
-// every flush interval (or when a 256 KiB buffer fills) and written by libuv's thread pool, all that
+// Ingest pays a 16- or 24-byte copy per event into a batch buffer; batches are sealed with a
+// checksum
+// every flush interval (or when a 256 KiB buffer fills) and written by libuv's thread pool, all
+// that
 // is queued in one writev, so the event loop never waits for the disk. Start-up replays snapshot +
 // segments and cuts a torn tail.
 import { Worker } from 'node:worker_threads';
-import { close, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rm, rmSync, statfsSync, statSync, unlinkSync, writev, writeFileSync } from 'node:fs';
+import {
+  close,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rm,
+  rmSync,
+  statfsSync,
+  statSync,
+  unlinkSync,
+  writev,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
 import type { Checkpoints } from '../state/marks.js';
-import { BATCH_HEADER, BIG_EVENT, Ctl, DEAD_EVENT, EFFECT_CREATED, EFFECT_REMOVED, FORMAT_VERSION, OBJECT_ROW_WORDS, SMALL_EVENT, controlEntry, deviceEntry, entryBytes, epochEntry, jsonEntry, sealBatch } from './records.js';
+import {
+  BATCH_HEADER,
+  BIG_EVENT,
+  Ctl,
+  DEAD_EVENT,
+  EFFECT_CREATED,
+  EFFECT_REMOVED,
+  FORMAT_VERSION,
+  OBJECT_ROW_WORDS,
+  SMALL_EVENT,
+  controlEntry,
+  deviceEntry,
+  entryBytes,
+  epochEntry,
+  jsonEntry,
+  sealBatch,
+} from './records.js';
 import { MAX_DEVICE_ID, MsgType, Off } from '../protocol/constants.js';
 import { SNAPSHOT, listSegments, loadState, segmentName, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
@@ -27,7 +60,10 @@ import { isProcessAlive } from '../platform/processes.js';
 const BATCH_BYTES = 256 << 10;
 /** Bytes allowed to wait for the disk before persistence gives up (the disk cannot keep up). */
 const MAX_QUEUED = 256 << 20;
-/** Slots of the table that finds a pending ALLOC record by its key (more than the clients' usual lag). */
+/**
+ * Slots of the table that finds a pending ALLOC record by its key (more than the clients' usual
+ * lag).
+ */
 const PENDING_SLOTS = 1 << 14;
 const PENDING_MASK = PENDING_SLOTS - 1;
 /** Batches written by one writev (IOV_MAX is 1024). */
@@ -57,7 +93,11 @@ export type PersistenceStats = ReturnType<StateStore['stats']> | { enabled: fals
 /** Default directory: one per socket path, so servers on different sockets never share one. */
 export function defaultStateDir(socketPath: string): string {
   const base = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
-  const id = socketPath.replace(/^\/+/, '').replace(/[^A-Za-z0-9._-]/g, '_').slice(-120) || 'default';
+  const id =
+    socketPath
+      .replace(/^\/+/, '')
+      .replace(/[^A-Za-z0-9._-]/g, '_')
+      .slice(-120) || 'default';
   return join(base, 'ttalloc', id);
 }
 
@@ -75,14 +115,29 @@ export interface StoreOptions {
   onState: (journaling: boolean) => void;
 }
 
-export interface StoreRecovery extends Recovery { previousStop: 'clean' | 'crash' | 'none' }
+export interface StoreRecovery extends Recovery {
+  previousStop: 'clean' | 'crash' | 'none';
+}
 
-interface Segment { gen: number; bytes: number; closed: boolean }
-interface Pending { fd: number; seg: Segment; buf: Buffer; len: number; closeAfter: boolean }
+interface Segment {
+  gen: number;
+  bytes: number;
+  closed: boolean;
+}
+interface Pending {
+  fd: number;
+  seg: Segment;
+  buf: Buffer;
+  len: number;
+  closeAfter: boolean;
+}
 
 export class StateStore {
   private buf: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
-  /** The same bytes as words (batch buffers are whole ArrayBuffers: aligned; records are whole words, little-endian like the host). */
+  /**
+   * The same bytes as words (batch buffers are whole ArrayBuffers: aligned; records are whole
+   * words, little-endian like the host).
+   */
   private words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
   private used = BATCH_HEADER;
   /** Key hash → word offset + 1 of a creating ALLOC record in the batch being filled (0: none). */
@@ -118,21 +173,42 @@ export class StateStore {
   compactions = 0;
   lastCompaction: (CompactResult & { at: string }) | null = null;
   failed: string | null = null;
-  recovery: StoreRecovery = { previousStop: 'none', snapshotThrough: 0, snapshotObjects: 0, journalEvents: 0, lastGen: 0, journalBytes: 0, truncatedBytes: 0, problems: [] };
+  recovery: StoreRecovery = {
+    previousStop: 'none',
+    snapshotThrough: 0,
+    snapshotObjects: 0,
+    journalEvents: 0,
+    lastGen: 0,
+    journalBytes: 0,
+    truncatedBytes: 0,
+    problems: [],
+  };
 
   constructor(readonly opts: StoreOptions) {}
 
-  private path(name: string): string { return join(this.opts.dir, name); }
+  private path(name: string): string {
+    return join(this.opts.dir, name);
+  }
 
-  /** Locks the directory, replays snapshot and journal into the tracker, and starts a new segment. */
+  /**
+   * Locks the directory, replays snapshot and journal into the tracker, and starts a new segment.
+   */
   open(tr: Tracker, marks: Checkpoints): StoreRecovery {
-    try { mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 }); } catch (e) {
-      throw new StateDirError(`cannot create state directory ${this.opts.dir}: ${(e as Error).message} (use --state-dir DIR or --no-persist)`);
+    try {
+      mkdirSync(this.opts.dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      throw new StateDirError(
+        `cannot create state directory ${this.opts.dir}: ${(e as Error).message} (use --state-dir DIR or --no-persist)`,
+      );
     }
     this.lock();
-    this.tr = tr; this.marks = marks;
-    const previousStop = existsSync(this.path('clean')) ? 'clean'
-      : existsSync(this.path(SNAPSHOT)) || listSegments(this.opts.dir).length > 0 ? 'crash' : 'none';
+    this.tr = tr;
+    this.marks = marks;
+    const previousStop = existsSync(this.path('clean'))
+      ? 'clean'
+      : existsSync(this.path(SNAPSHOT)) || listSegments(this.opts.dir).length > 0
+        ? 'crash'
+        : 'none';
     rmSync(this.path('clean'), { force: true });
     let rec: Recovery;
     try {
@@ -145,13 +221,17 @@ export class StateStore {
     tr.framesByType.fill(0);
     if (existsSync(this.path(SNAPSHOT))) this.snapshotBytes = statSync(this.path(SNAPSHOT)).size;
     for (const s of listSegments(this.opts.dir)) {
-      if (s.gen <= rec.snapshotThrough) { unlinkSync(this.path(s.name)); continue; } // left by a cut-short cleanup
+      if (s.gen <= rec.snapshotThrough) {
+        unlinkSync(this.path(s.name));
+        continue;
+      } // left by a cut-short cleanup
       this.segments.push({ gen: s.gen, bytes: statSync(this.path(s.name)).size, closed: true });
     }
     for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) this.devicesLogged[d] = 1;
     this.startSegment(rec.lastGen + 1);
     tr.onEpoch = (epoch, startMs) => this.control(epochEntry(epoch, startMs));
-    tr.onEpoch(tr.epoch, tr.epochTimeMs(tr.epoch)); // each run records the epoch it starts in (epoch 0 has no other record)
+    // each run records the epoch it starts in (epoch 0 has no other record)
+    tr.onEpoch(tr.epoch, tr.epochTimeMs(tr.epoch));
     this.timer = setInterval(() => this.tick(), this.opts.flushIntervalMs);
     this.timer.unref();
     return this.recovery;
@@ -161,15 +241,24 @@ export class StateStore {
     this.fd = openSync(this.path(segmentName(gen)), 'a', 0o600);
     this.seg = { gen, bytes: 0, closed: false };
     this.segments.push(this.seg);
-    this.control(jsonEntry(Ctl.HEADER, { version: FORMAT_VERSION, segment: gen })); // opens the segment's first batch
+    // opens the segment's first batch
+    this.control(jsonEntry(Ctl.HEADER, { version: FORMAT_VERSION, segment: gen }));
   }
 
   // ---------------------------------------------------------------- hot path
   /** Appends an accepted frame as an event record (see event()), read from its bytes. */
   frame(src: DataView, off: number, pid: number, effect: number): void {
-    this.event(src.getUint8(off), src.getUint8(off + Off.bufferType), src.getUint16(off + Off.deviceId, true), pid,
-      src.getInt32(off + Off.bufferId, true), src.getInt32(off + Off.bufferId + 4, true),
-      src.getInt32(off + Off.size, true), src.getInt32(off + Off.size + 4, true), effect);
+    this.event(
+      src.getUint8(off),
+      src.getUint8(off + Off.bufferType),
+      src.getUint16(off + Off.deviceId, true),
+      pid,
+      src.getInt32(off + Off.bufferId, true),
+      src.getInt32(off + Off.bufferId + 4, true),
+      src.getInt32(off + Off.size, true),
+      src.getInt32(off + Off.size + 4, true),
+      effect,
+    );
   }
 
   /**
@@ -179,39 +268,83 @@ export class StateStore {
    * record and is not written: short-lived buffers (most of a model's) cost the disk nothing.
    * `pending` finds that ALLOC by a hash of the key. `pid` is the owner the tracker used.
    */
-  event(code: number, sub: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, effect: number): void {
-    if (code === MsgType.ALLOC) return this.alloc(sub, device, pid, lo, hi, sizeLo, sizeHi, effect === EFFECT_CREATED);
+  event(
+    code: number,
+    sub: number,
+    device: number,
+    pid: number,
+    lo: number,
+    hi: number,
+    sizeLo: number,
+    sizeHi: number,
+    effect: number,
+  ): void {
+    if (code === MsgType.ALLOC)
+      return this.alloc(sub, device, pid, lo, hi, sizeLo, sizeHi, effect === EFFECT_CREATED);
     if (code === MsgType.FREE) return this.free(device, pid, lo, hi, effect === EFFECT_REMOVED);
     if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
-    const a = this.words, w = this.used >> 2;
-    a[w] = code | (sub << 8) | (device << 16); a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi;
-    if (code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) { a[w + 4] = sizeLo; a[w + 5] = sizeHi; this.used += BIG_EVENT; } else this.used += SMALL_EVENT;
+    const a = this.words,
+      w = this.used >> 2;
+    a[w] = code | (sub << 8) | (device << 16);
+    a[w + 1] = pid;
+    a[w + 2] = lo;
+    a[w + 3] = hi;
+    if (code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) {
+      a[w + 4] = sizeLo;
+      a[w + 5] = sizeHi;
+      this.used += BIG_EVENT;
+    } else this.used += SMALL_EVENT;
   }
 
   /** An ALLOC; `created`: it made a new buffer (not a second reference). */
-  alloc(type: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, created: boolean): void {
+  alloc(
+    type: number,
+    device: number,
+    pid: number,
+    lo: number,
+    hi: number,
+    sizeLo: number,
+    sizeHi: number,
+    created: boolean,
+  ): void {
     // A cancelled ALLOC must not take with it the news that its device reported at all.
-    if (created && this.devicesLogged[device] === 0) { this.devicesLogged[device] = 1; this.control(deviceEntry(device)); }
+    if (created && this.devicesLogged[device] === 0) {
+      this.devicesLogged[device] = 1;
+      this.control(deviceEntry(device));
+    }
     if (this.used + BIG_EVENT > BATCH_BYTES) this.flush();
-    const a = this.words, w = this.used >> 2, head = MsgType.ALLOC | (type << 8) | (device << 16);
+    const a = this.words,
+      w = this.used >> 2,
+      head = MsgType.ALLOC | (type << 8) | (device << 16);
     const slot = pendingSlot(device, lo, hi);
     if (created) this.pending[slot] = w + 1;
-    else this.unpend(slot, device, lo, hi); // a second reference: that buffer's pair is no longer a clean one
-    a[w] = head; a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi; a[w + 4] = sizeLo; a[w + 5] = sizeHi;
+    // a second reference: that buffer's pair is no longer a clean one
+    else this.unpend(slot, device, lo, hi);
+    a[w] = head;
+    a[w + 1] = pid;
+    a[w + 2] = lo;
+    a[w + 3] = hi;
+    a[w + 4] = sizeLo;
+    a[w + 5] = sizeHi;
     this.used += BIG_EVENT;
   }
 
   /** A FREE; `removed`: it removed the buffer (its last reference). */
   free(device: number, pid: number, lo: number, hi: number, removed: boolean): void {
     const p = this.unpend(pendingSlot(device, lo, hi), device, lo, hi);
-    if (p >= 0 && removed) { // created and removed within this batch: neither record is needed
+    if (p >= 0 && removed) {
+      // created and removed within this batch: neither record is needed
       this.words[p] = (this.words[p] & ~0xff) | DEAD_EVENT;
       this.deadBytes += BIG_EVENT;
       return;
     }
     if (this.used + SMALL_EVENT > BATCH_BYTES) this.flush();
-    const a = this.words, w = this.used >> 2;
-    a[w] = MsgType.FREE | (device << 16); a[w + 1] = pid; a[w + 2] = lo; a[w + 3] = hi;
+    const a = this.words,
+      w = this.used >> 2;
+    a[w] = MsgType.FREE | (device << 16);
+    a[w + 1] = pid;
+    a[w + 2] = lo;
+    a[w + 3] = hi;
     this.used += SMALL_EVENT;
   }
 
@@ -220,7 +353,12 @@ export class StateStore {
     const p = this.pending[slot] - 1;
     if (p < 0) return -1;
     const a = this.words;
-    if ((a[p] & 0xffff00ff) !== (MsgType.ALLOC | (device << 16)) || a[p + 2] !== lo || a[p + 3] !== hi) return -1; // another buffer's
+    if (
+      (a[p] & 0xffff00ff) !== (MsgType.ALLOC | (device << 16)) ||
+      a[p + 2] !== lo ||
+      a[p + 3] !== hi
+    )
+      return -1; // another buffer's
     this.pending[slot] = 0;
     return p;
   }
@@ -229,7 +367,8 @@ export class StateStore {
   control(entry: Uint8Array): void {
     if (this.failed || this.closed) return;
     if (this.used + entry.length > BATCH_BYTES) this.flush();
-    if (BATCH_HEADER + entry.length > BATCH_BYTES) { // a huge entry gets a batch of its own
+    if (BATCH_HEADER + entry.length > BATCH_BYTES) {
+      // a huge entry gets a batch of its own
       this.enqueue(Buffer.concat([Buffer.alloc(BATCH_HEADER), entry]), entry.length);
       return;
     }
@@ -237,18 +376,30 @@ export class StateStore {
     this.used += entry.length;
   }
 
-  reap(pids: number[], atMs: number): void { this.control(jsonEntry(Ctl.REAP, { pids, atMs })); }
+  reap(pids: number[], atMs: number): void {
+    this.control(jsonEntry(Ctl.REAP, { pids, atMs }));
+  }
   /** A deliberate reset or mark is on disk before the request is answered. */
-  reset(): Promise<void> { this.control(controlEntry(Ctl.RESET)); return this.drain(); }
-  mark(m: unknown): Promise<void> { this.control(jsonEntry(Ctl.MARK, m)); return this.drain(); }
+  reset(): Promise<void> {
+    this.control(controlEntry(Ctl.RESET));
+    return this.drain();
+  }
+  mark(m: unknown): Promise<void> {
+    this.control(jsonEntry(Ctl.MARK, m));
+    return this.drain();
+  }
 
   // ---------------------------------------------------------------- writing
   /** Seals what was appended as one checksummed batch and queues it for the disk. */
   flush(): void {
     if (this.deadBytes > 0) this.dropDead();
     this.pending.fill(0); // its offsets point into the batch being closed
-    if (this.used === BATCH_HEADER || this.failed) { this.used = BATCH_HEADER; return; }
-    const buf = this.buf, len = this.used - BATCH_HEADER;
+    if (this.used === BATCH_HEADER || this.failed) {
+      this.used = BATCH_HEADER;
+      return;
+    }
+    const buf = this.buf,
+      len = this.used - BATCH_HEADER;
     this.buf = this.pool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES);
     this.words = new Int32Array(this.buf.buffer, this.buf.byteOffset, this.buf.length >> 2);
     this.used = BATCH_HEADER;
@@ -257,11 +408,18 @@ export class StateStore {
 
   /** Squeezes the cancelled records out of the batch being filled. */
   private dropDead(): void {
-    const b = this.buf, words = this.words, end = this.used;
-    let r = BATCH_HEADER, w = BATCH_HEADER;
+    const b = this.buf,
+      words = this.words,
+      end = this.used;
+    let r = BATCH_HEADER,
+      w = BATCH_HEADER;
     while (r < end) {
-      const code = b[r], n = entryBytes(code, words[(r + 4) >> 2]);
-      if (code !== DEAD_EVENT) { if (w !== r) b.copyWithin(w, r, r + n); w += n; }
+      const code = b[r],
+        n = entryBytes(code, words[(r + 4) >> 2]);
+      if (code !== DEAD_EVENT) {
+        if (w !== r) b.copyWithin(w, r, r + n);
+        w += n;
+      }
       r += n;
     }
     this.used = w;
@@ -270,13 +428,23 @@ export class StateStore {
 
   private enqueue(buf: Buffer, len: number): void {
     sealBatch(buf, len);
-    const item: Pending = { fd: this.fd, seg: this.seg, buf, len: BATCH_HEADER + len, closeAfter: false };
+    const item: Pending = {
+      fd: this.fd,
+      seg: this.seg,
+      buf,
+      len: BATCH_HEADER + len,
+      closeAfter: false,
+    };
     this.seg.bytes += item.len;
     this.enqueuedBytes += item.len;
-    if (this.seg.bytes >= this.opts.segmentBytes) { item.closeAfter = true; this.startSegment(this.seg.gen + 1); }
+    if (this.seg.bytes >= this.opts.segmentBytes) {
+      item.closeAfter = true;
+      this.startSegment(this.seg.gen + 1);
+    }
     this.queue.push(item);
     this.queued += item.len;
-    if (this.queued > MAX_QUEUED) return this.fail(`the disk cannot keep up (${this.queued} bytes waiting)`);
+    if (this.queued > MAX_QUEUED)
+      return this.fail(`the disk cannot keep up (${this.queued} bytes waiting)`);
     this.pump();
   }
 
@@ -286,10 +454,14 @@ export class StateStore {
    */
   private pump(): void {
     if (this.writing || this.failed) return;
-    if (this.queue.length === 0) { for (const w of this.drainWaiters.splice(0)) w(); return; }
+    if (this.queue.length === 0) {
+      for (const w of this.drainWaiters.splice(0)) w();
+      return;
+    }
     const fd = this.queue[0].fd;
     let n = 0;
-    while (n < this.queue.length && n < MAX_WRITEV && this.queue[n].fd === fd) if (this.queue[n++].closeAfter) break;
+    while (n < this.queue.length && n < MAX_WRITEV && this.queue[n].fd === fd)
+      if (this.queue[n++].closeAfter) break;
     this.writing = true;
     this.writeBatches(this.queue.splice(0, n), 0);
   }
@@ -309,8 +481,12 @@ export class StateStore {
         const p = items.shift()!;
         left -= p.len;
         this.queued -= p.len;
-        if (p.buf.length === BATCH_BYTES && p.buf.byteOffset === 0 && this.pool.length < POOL) this.pool.push(p.buf);
-        if (p.closeAfter) { close(p.fd, () => {}); p.seg.closed = true; }
+        if (p.buf.length === BATCH_BYTES && p.buf.byteOffset === 0 && this.pool.length < POOL)
+          this.pool.push(p.buf);
+        if (p.closeAfter) {
+          close(p.fd, () => {});
+          p.seg.closed = true;
+        }
       }
       this.lastFlushMs = Date.now();
       if (items.length) return this.writeBatches(items, left);
@@ -323,12 +499,18 @@ export class StateStore {
     if (this.failed) return;
     this.failed = reason;
     for (const p of this.queue) if (p.closeAfter) closeSync(p.fd);
-    this.queue = []; this.queued = 0; this.used = BATCH_HEADER; this.deadBytes = 0; this.pending.fill(0);
+    this.queue = [];
+    this.queued = 0;
+    this.used = BATCH_HEADER;
+    this.deadBytes = 0;
+    this.pending.fill(0);
     for (const w of this.drainWaiters.splice(0)) w();
     this.resumeAt = Date.now() + RESUME_CHECK_MS;
     this.opts.onState(false);
-    this.opts.warn(`!!! PERSISTENCE STOPPED: ${reason}. The server keeps tracking in memory; a restart now would lose what changed since. `
-      + `It resumes by itself (with a fresh snapshot) once ${this.opts.dir} has room again.`);
+    this.opts.warn(
+      `!!! PERSISTENCE STOPPED: ${reason}. The server keeps tracking in memory; a restart now would lose what changed since. ` +
+        `It resumes by itself (with a fresh snapshot) once ${this.opts.dir} has room again.`,
+    );
   }
 
   /** Resolves when everything appended so far is on disk (or persistence failed). */
@@ -340,25 +522,44 @@ export class StateStore {
 
   // ---------------------------------------------------------------- upkeep
   private tick(): void {
-    if (this.failed) { this.maybeResume(); return; }
+    if (this.failed) {
+      this.maybeResume();
+      return;
+    }
     this.flush();
     const now = Date.now();
     if (now - this.rateSince >= 1000) {
       this.bytesPerSecond = ((this.enqueuedBytes - this.rateBytes) * 1000) / (now - this.rateSince);
-      this.rateSince = now; this.rateBytes = this.enqueuedBytes;
+      this.rateSince = now;
+      this.rateBytes = this.enqueuedBytes;
     }
     this.maybeCompact();
   }
 
-  /** Closed segments past max(compactBytes, snapshot size): a worker folds them into a new snapshot. */
+  /**
+   * Closed segments past max(compactBytes, snapshot size): a worker folds them into a new snapshot.
+   */
   private maybeCompact(): void {
     if (this.compactor || this.closed || this.failed || Date.now() < this.compactRetryAt) return;
-    let closedBytes = 0, upTo = 0;
-    for (const s of this.segments) if (s.closed) { closedBytes += s.bytes; upTo = s.gen; }
+    let closedBytes = 0,
+      upTo = 0;
+    for (const s of this.segments)
+      if (s.closed) {
+        closedBytes += s.bytes;
+        upTo = s.gen;
+      }
     const trigger = Math.max(this.opts.compactBytes, this.snapshotBytes);
     if (closedBytes < trigger) return;
-    if (this.bytesPerSecond > this.opts.compactBytes / BUSY_SHARE && closedBytes < HARD_FACTOR * trigger) return;
-    const req: CompactRequest = { dir: this.opts.dir, upTo, expectedObjects: this.tr ? this.tr.buffers.count : 0 };
+    if (
+      this.bytesPerSecond > this.opts.compactBytes / BUSY_SHARE &&
+      closedBytes < HARD_FACTOR * trigger
+    )
+      return;
+    const req: CompactRequest = {
+      dir: this.opts.dir,
+      upTo,
+      expectedObjects: this.tr ? this.tr.buffers.count : 0,
+    };
     const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
     this.compactor = w;
     let done = false;
@@ -369,7 +570,9 @@ export class StateStore {
     w.once('error', (e) => {
       done = true;
       this.compactRetryAt = Date.now() + COMPACT_RETRY_MS;
-      this.opts.log(`journal compaction failed (retrying in ${COMPACT_RETRY_MS / 1000} s): ${e.message}`);
+      this.opts.log(
+        `journal compaction failed (retrying in ${COMPACT_RETRY_MS / 1000} s): ${e.message}`,
+      );
     });
     w.once('exit', () => {
       if (this.compactor === w) this.compactor = null;
@@ -387,7 +590,8 @@ export class StateStore {
 
   private dropSegmentsThrough(gen: number): void {
     for (const s of this.segments.filter((x) => x.gen <= gen && x.closed)) {
-      rm(this.path(segmentName(s.gen)), { force: true }, () => {}); // freeing its blocks takes ms: not on the loop
+      // freeing its blocks takes ms: not on the loop
+      rm(this.path(segmentName(s.gen)), { force: true }, () => {});
       this.segments.splice(this.segments.indexOf(s), 1);
     }
   }
@@ -397,42 +601,65 @@ export class StateStore {
    * the live state (from copies, in slices on the loop) covering everything before it.
    */
   private maybeResume(): void {
-    if (this.resuming || this.closed || Date.now() < this.resumeAt || !this.tr || !this.marks) return;
+    if (this.resuming || this.closed || Date.now() < this.resumeAt || !this.tr || !this.marks)
+      return;
     this.resumeAt = Date.now() + RESUME_CHECK_MS;
     const tr = this.tr;
-    const need = 2 * (tr.buffers.count + tr.cbs.count + tr.kernels.count) * OBJECT_ROW_WORDS * 4 + (4 << 20);
+    const need =
+      2 * (tr.buffers.count + tr.cbs.count + tr.kernels.count) * OBJECT_ROW_WORDS * 4 + (4 << 20);
     try {
       const fs = statfsSync(this.opts.dir);
       if (fs.bavail * fs.bsize < need) return;
-    } catch { return; }
+    } catch {
+      return;
+    }
     this.resuming = true;
     const before = this.seg.gen;
-    try { if (!this.seg.closed) closeSync(this.fd); } catch { /* already closed */ }
+    try {
+      if (!this.seg.closed) closeSync(this.fd);
+    } catch {
+      /* already closed */
+    }
     this.seg.closed = true;
     this.failed = null;
     this.startSegment(before + 1);
-    const src = snapshotSource(tr, this.marks, true); // consistent with the start of the new segment
+    // consistent with the start of the new segment
+    const src = snapshotSource(tr, this.marks, true);
     this.opts.onState(true);
-    writeSnapshot(this.opts.dir, src, before, () => new Promise((r) => setImmediate(r))).then((r) => {
-      this.resuming = false;
-      this.snapshotBytes = r.bytes;
-      this.dropSegmentsThrough(before);
-      this.opts.log(`persistence resumed in ${this.opts.dir}: snapshot of ${r.objects} objects written`);
-    }, (e: Error) => {
-      this.resuming = false;
-      this.fail(`snapshot for resuming failed: ${e.message}`);
-    });
+    writeSnapshot(this.opts.dir, src, before, () => new Promise((r) => setImmediate(r))).then(
+      (r) => {
+        this.resuming = false;
+        this.snapshotBytes = r.bytes;
+        this.dropSegmentsThrough(before);
+        this.opts.log(
+          `persistence resumed in ${this.opts.dir}: snapshot of ${r.objects} objects written`,
+        );
+      },
+      (e: Error) => {
+        this.resuming = false;
+        this.fail(`snapshot for resuming failed: ${e.message}`);
+      },
+    );
   }
 
   /** Clean stop: everything on disk and synced, the clean marker, the lock released. */
   async close(tr: Tracker): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     tr.onEpoch = null;
-    if (this.compactor) { const w = this.compactor; this.compactor = null; await w.terminate(); }
+    if (this.compactor) {
+      const w = this.compactor;
+      this.compactor = null;
+      await w.terminate();
+    }
     await this.drain();
     this.closed = true;
     if (!this.failed) {
-      try { fsyncSync(this.fd); closeSync(this.fd); } catch { /* reported below by the missing marker */ }
+      try {
+        fsyncSync(this.fd);
+        closeSync(this.fd);
+      } catch {
+        /* reported below by the missing marker */
+      }
       writeFileSync(this.path('clean'), `${process.pid}\n`);
     }
     rmSync(this.path('lock'), { force: true });
@@ -440,7 +667,9 @@ export class StateStore {
 
   stats() {
     return {
-      enabled: true as const, dir: this.opts.dir, failed: this.failed,
+      enabled: true as const,
+      dir: this.opts.dir,
+      failed: this.failed,
       journalBytes: this.segments.reduce((n, s) => n + s.bytes, 0) + (this.used - BATCH_HEADER),
       journalSegments: this.segments.length,
       /** Written to the journal but not yet on disk (the thread pool is writing it). */
@@ -449,11 +678,14 @@ export class StateStore {
       snapshotBytes: this.snapshotBytes,
       flushIntervalMs: this.opts.flushIntervalMs,
       lastFlushAt: this.lastFlushMs ? new Date(this.lastFlushMs).toISOString() : null,
-      compactions: this.compactions, compacting: this.compactor !== null, lastCompaction: this.lastCompaction,
+      compactions: this.compactions,
+      compacting: this.compactor !== null,
+      lastCompaction: this.lastCompaction,
       recovery: this.recovery,
-      note: this.recovery.previousStop === 'crash'
-        ? `recovered after an unclean stop: events of the last flush interval (≤ ${this.opts.flushIntervalMs} ms) before it may be missing`
-        : null,
+      note:
+        this.recovery.previousStop === 'crash'
+          ? `recovered after an unclean stop: events of the last flush interval (≤ ${this.opts.flushIntervalMs} ms) before it may be missing`
+          : null,
     };
   }
 
@@ -463,11 +695,14 @@ export class StateStore {
       writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
       return;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateDirError(`cannot lock ${this.opts.dir}: ${(e as Error).message}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new StateDirError(`cannot lock ${this.opts.dir}: ${(e as Error).message}`);
     }
     const owner = Number(readFileSync(lockPath, 'utf8').trim());
     if (owner && owner !== process.pid && isProcessAlive(owner)) {
-      throw new StateDirError(`state directory ${this.opts.dir} is in use by server pid ${owner}; use another --state-dir`);
+      throw new StateDirError(
+        `state directory ${this.opts.dir} is in use by server pid ${owner}; use another --state-dir`,
+      );
     }
     writeFileSync(lockPath, `${process.pid}\n`, { mode: 0o600 }); // stale lock of a dead server
   }

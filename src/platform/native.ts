@@ -7,8 +7,12 @@ import { createRequire } from 'node:module';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Same path from src/server (tsx) and dist/server (built): both are two levels below the package. */
-export const ADDON_PATH = fileURLToPath(new URL('../../build/Release/ttalloc_native.node', import.meta.url));
+/**
+ * Same path from src/server (tsx) and dist/server (built): both are two levels below the package.
+ */
+export const ADDON_PATH = fileURLToPath(
+  new URL('../../build/Release/ttalloc_native.node', import.meta.url),
+);
 
 /** The addon's exports, unchecked: each user checks the function it needs. */
 export type NativeAddon = Record<string, unknown>;
@@ -21,12 +25,19 @@ export function loadNative(): { addon: NativeAddon } | { addon: null; reason: st
 }
 
 function load(): { addon: NativeAddon } | { addon: null; reason: string } {
-  if (process.platform !== 'linux') return { addon: null, reason: `the addon is Linux-only (this is ${process.platform})` };
-  const shown = relative(process.cwd(), ADDON_PATH).startsWith('..') ? ADDON_PATH : relative(process.cwd(), ADDON_PATH);
-  if (!existsSync(ADDON_PATH)) return { addon: null, reason: `the addon ${shown} was not built (npm run build:native)` };
+  if (process.platform !== 'linux')
+    return { addon: null, reason: `the addon is Linux-only (this is ${process.platform})` };
+  const shown = relative(process.cwd(), ADDON_PATH).startsWith('..')
+    ? ADDON_PATH
+    : relative(process.cwd(), ADDON_PATH);
+  if (!existsSync(ADDON_PATH))
+    return { addon: null, reason: `the addon ${shown} was not built (npm run build:native)` };
   try {
     return { addon: createRequire(import.meta.url)(ADDON_PATH) as NativeAddon };
   } catch (e) {
-    return { addon: null, reason: `the addon ${shown} does not load (${(e as Error).message.split('\n')[0]})` };
+    return {
+      addon: null,
+      reason: `the addon ${shown} does not load (${(e as Error).message.split('\n')[0]})`,
+    };
   }
 }

@@ -23,10 +23,21 @@ const statBuf = Buffer.alloc(512);
  */
 function isZombie(pid: number): boolean {
   let fd: number;
-  try { fd = openSync(`/proc/${pid}/stat`, 'r'); } catch { return false; }
+  try {
+    fd = openSync(`/proc/${pid}/stat`, 'r');
+  } catch {
+    return false;
+  }
   let n = 0;
-  try { n = readSync(fd, statBuf, 0, statBuf.length, null); } catch { return false; } finally { closeSync(fd); }
-  const i = statBuf.lastIndexOf(41, n - 1); // ')': the command name may itself contain ')' or spaces
+  try {
+    n = readSync(fd, statBuf, 0, statBuf.length, null);
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+  // ')': the command name may itself contain ')' or spaces
+  const i = statBuf.lastIndexOf(41, n - 1);
   return i >= 0 && statBuf[i + 2] === 90; // 'Z'
 }
 
@@ -35,14 +46,22 @@ let native: Liveness | null | undefined;
 
 /**
  * The PIDs among `pids` that are gone. With the default check and the native addon, one call for
- * the whole sweep: ~12 µs per live PID instead of ~27 (most of it the kernel writing /proc/<pid>/stat).
+ * the whole sweep: ~12 µs per live PID instead of ~27 (most of it the kernel writing
+ * /proc/<pid>/stat).
  */
-export function deadPids(pids: Iterable<number>, alive: (pid: number) => boolean = isProcessAlive): Set<number> {
+export function deadPids(
+  pids: Iterable<number>,
+  alive: (pid: number) => boolean = isProcessAlive,
+): Set<number> {
   const dead = new Set<number>();
   if (alive === isProcessAlive) {
-    if (native === undefined) { const f = loadNative().addon?.liveness; native = typeof f === 'function' ? f as Liveness : null; }
+    if (native === undefined) {
+      const f = loadNative().addon?.liveness;
+      native = typeof f === 'function' ? (f as Liveness) : null;
+    }
     if (native !== null) {
-      const list = Int32Array.from(pids), out = new Uint8Array(list.length);
+      const list = Int32Array.from(pids),
+        out = new Uint8Array(list.length);
       native(list, out);
       for (let i = 0; i < list.length; i++) if (out[i] === 0) dead.add(list[i]);
       return dead;

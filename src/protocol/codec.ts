@@ -12,10 +12,21 @@ export function readU64(dv: DataView, off: number): number {
   return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * TWO32;
 }
 
-/** Writes one request frame without allocating. `addrLo`/`addrHi` are the two halves of buffer_id. */
+/**
+ * Writes one request frame without allocating. `addrLo`/`addrHi` are the two halves of buffer_id.
+ */
 export function writeFrame(
-  dv: DataView, off: number, frameSize: number, type: number, deviceId: number, size: number,
-  bufferType: number, pid: number, addrLo: number, addrHi: number, timestampNs: number,
+  dv: DataView,
+  off: number,
+  frameSize: number,
+  type: number,
+  deviceId: number,
+  size: number,
+  bufferType: number,
+  pid: number,
+  addrLo: number,
+  addrHi: number,
+  timestampNs: number,
 ): void {
   for (let i = 0; i < frameSize; i += 4) dv.setUint32(off + i, 0, true);
   dv.setUint8(off + Off.type, type);
@@ -44,39 +55,82 @@ export function encodeFrame(f: FrameFields, frameSize: FrameSize = 144): Buffer 
   const buf = Buffer.alloc(frameSize);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const id = BigInt(f.bufferId ?? 0);
-  writeFrame(dv, 0, frameSize, f.type, f.deviceId ?? 0, f.size ?? 0, f.bufferType ?? 0, f.pid ?? 0,
-    Number(id & 0xffffffffn), Number((id >> 32n) & 0xffffffffn), f.timestampNs ?? 0);
+  writeFrame(
+    dv,
+    0,
+    frameSize,
+    f.type,
+    f.deviceId ?? 0,
+    f.size ?? 0,
+    f.bufferType ?? 0,
+    f.pid ?? 0,
+    Number(id & 0xffffffffn),
+    Number((id >> 32n) & 0xffffffffn),
+    f.timestampNs ?? 0,
+  );
   return buf;
 }
 
 export interface DecodedFrame {
-  type: number; deviceId: number; size: number; bufferType: number; pid: number; bufferId: bigint;
+  type: number;
+  deviceId: number;
+  size: number;
+  bufferType: number;
+  pid: number;
+  bufferId: bigint;
   timestampNs: bigint;
-  dram: number; l1: number; l1Small: number; trace: number;
-  cb?: number; kernel?: number; totalDram?: number; totalL1?: number; arch?: number;
-  dramChannels?: number; dramPerChannel?: number; l1PerCore?: number; isAvailable?: number;
-  numDevices?: number; ringTotal?: number; ringUsed?: number; ringPrograms?: number;
+  dram: number;
+  l1: number;
+  l1Small: number;
+  trace: number;
+  cb?: number;
+  kernel?: number;
+  totalDram?: number;
+  totalL1?: number;
+  arch?: number;
+  dramChannels?: number;
+  dramPerChannel?: number;
+  l1PerCore?: number;
+  isAvailable?: number;
+  numDevices?: number;
+  ringTotal?: number;
+  ringUsed?: number;
+  ringPrograms?: number;
 }
 
 /** Full decode into an object, for replies read by clients and tests (not the server hot path). */
 export function decodeFrame(buf: Uint8Array): DecodedFrame {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const out: DecodedFrame = {
-    type: dv.getUint8(Off.type), deviceId: dv.getInt32(Off.deviceId, true), size: readU64(dv, Off.size),
-    bufferType: dv.getUint8(Off.bufferType), pid: dv.getInt32(Off.processId, true),
-    bufferId: dv.getBigUint64(Off.bufferId, true), timestampNs: dv.getBigUint64(Off.timestamp, true),
-    dram: readU64(dv, Off.dram), l1: readU64(dv, Off.l1), l1Small: readU64(dv, Off.l1Small),
+    type: dv.getUint8(Off.type),
+    deviceId: dv.getInt32(Off.deviceId, true),
+    size: readU64(dv, Off.size),
+    bufferType: dv.getUint8(Off.bufferType),
+    pid: dv.getInt32(Off.processId, true),
+    bufferId: dv.getBigUint64(Off.bufferId, true),
+    timestampNs: dv.getBigUint64(Off.timestamp, true),
+    dram: readU64(dv, Off.dram),
+    l1: readU64(dv, Off.l1),
+    l1Small: readU64(dv, Off.l1Small),
     trace: readU64(dv, Off.trace),
   };
   const L = layoutFor(buf.length);
   if (L) {
-    if (L.cb >= 0) { out.cb = readU64(dv, L.cb); out.kernel = readU64(dv, L.kernel); }
-    out.totalDram = readU64(dv, L.totalDram); out.totalL1 = readU64(dv, L.totalL1);
-    out.arch = dv.getUint32(L.arch, true); out.dramChannels = dv.getUint32(L.dramChannels, true);
-    out.dramPerChannel = dv.getUint32(L.dramPerChannel, true); out.l1PerCore = dv.getUint32(L.l1PerCore, true);
-    out.isAvailable = dv.getUint32(L.isAvailable, true); out.numDevices = dv.getUint32(L.numDevices, true);
+    if (L.cb >= 0) {
+      out.cb = readU64(dv, L.cb);
+      out.kernel = readU64(dv, L.kernel);
+    }
+    out.totalDram = readU64(dv, L.totalDram);
+    out.totalL1 = readU64(dv, L.totalL1);
+    out.arch = dv.getUint32(L.arch, true);
+    out.dramChannels = dv.getUint32(L.dramChannels, true);
+    out.dramPerChannel = dv.getUint32(L.dramPerChannel, true);
+    out.l1PerCore = dv.getUint32(L.l1PerCore, true);
+    out.isAvailable = dv.getUint32(L.isAvailable, true);
+    out.numDevices = dv.getUint32(L.numDevices, true);
     if (L.ringTotal >= 0) {
-      out.ringTotal = dv.getUint32(L.ringTotal, true); out.ringUsed = dv.getUint32(L.ringUsed, true);
+      out.ringTotal = dv.getUint32(L.ringTotal, true);
+      out.ringUsed = dv.getUint32(L.ringUsed, true);
       out.ringPrograms = dv.getUint32(L.ringPrograms, true);
     }
   }

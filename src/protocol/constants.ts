@@ -16,13 +16,30 @@ export const MsgType = {
 } as const;
 
 export const MSG_NAMES: readonly string[] = [
-  'INVALID', 'ALLOC', 'FREE', 'QUERY', 'RESPONSE', 'DUMP_REMAINING', 'DEVICE_INFO_QUERY',
-  'DEVICE_INFO_RESPONSE', 'CB_ALLOC', 'CB_FREE', 'KERNEL_LOAD', 'KERNEL_UNLOAD', 'DUMP_KERNELS',
+  'INVALID',
+  'ALLOC',
+  'FREE',
+  'QUERY',
+  'RESPONSE',
+  'DUMP_REMAINING',
+  'DEVICE_INFO_QUERY',
+  'DEVICE_INFO_RESPONSE',
+  'CB_ALLOC',
+  'CB_FREE',
+  'KERNEL_LOAD',
+  'KERNEL_UNLOAD',
+  'DUMP_KERNELS',
 ];
 
 /** The runtime's buffer_type enum, by numeric value. */
 export const BufferType = { DRAM: 0, L1: 1, SYSTEM_MEMORY: 2, L1_SMALL: 3, TRACE: 4 } as const;
-export const BUFFER_TYPE_NAMES: readonly string[] = ['DRAM', 'L1', 'SYSTEM_MEMORY', 'L1_SMALL', 'TRACE'];
+export const BUFFER_TYPE_NAMES: readonly string[] = [
+  'DRAM',
+  'L1',
+  'SYSTEM_MEMORY',
+  'L1_SMALL',
+  'TRACE',
+];
 export const NUM_BUFFER_TYPES = 5;
 /** Order in which the report lists types (the seed's order, SYSTEM_MEMORY last). */
 export const REPORT_TYPE_ORDER: readonly number[] = [0, 1, 3, 4, 2];
@@ -30,8 +47,20 @@ export const REPORT_TYPE_ORDER: readonly number[] = [0, 1, 3, 4, 2];
 export const KERNEL_TYPE_NAMES: readonly string[] = ['Application', 'Fabric', 'Dispatch'];
 export const NUM_KERNEL_TYPES = 3;
 
-export const ArchType = { INVALID: 0, GRAYSKULL: 1, WORMHOLE_B0: 2, BLACKHOLE: 3, QUASAR: 4 } as const;
-export const ARCH_NAMES: readonly string[] = ['Invalid', 'Grayskull', 'Wormhole_B0', 'Blackhole', 'Quasar'];
+export const ArchType = {
+  INVALID: 0,
+  GRAYSKULL: 1,
+  WORMHOLE_B0: 2,
+  BLACKHOLE: 3,
+  QUASAR: 4,
+} as const;
+export const ARCH_NAMES: readonly string[] = [
+  'Invalid',
+  'Grayskull',
+  'Wormhole_B0',
+  'Blackhole',
+  'Quasar',
+];
 
 /** Frame sizes that clients of the three generations send. */
 export const FRAME_SIZES = [72, 112, 144] as const;
@@ -56,17 +85,49 @@ export const Off = {
 
 /** Device-info fields whose offsets differ between the 112- and 144-byte layouts. */
 export interface InfoLayout {
-  cb: number; kernel: number; totalDram: number; totalL1: number; arch: number; dramChannels: number;
-  dramPerChannel: number; l1PerCore: number; isAvailable: number; numDevices: number;
-  ringTotal: number; ringUsed: number; ringPrograms: number;
+  cb: number;
+  kernel: number;
+  totalDram: number;
+  totalL1: number;
+  arch: number;
+  dramChannels: number;
+  dramPerChannel: number;
+  l1PerCore: number;
+  isAvailable: number;
+  numDevices: number;
+  ringTotal: number;
+  ringUsed: number;
+  ringPrograms: number;
 }
 export const LAYOUT_112: InfoLayout = {
-  cb: -1, kernel: -1, totalDram: 72, totalL1: 80, arch: 88, dramChannels: 92, dramPerChannel: 96,
-  l1PerCore: 100, isAvailable: 104, numDevices: 108, ringTotal: -1, ringUsed: -1, ringPrograms: -1,
+  cb: -1,
+  kernel: -1,
+  totalDram: 72,
+  totalL1: 80,
+  arch: 88,
+  dramChannels: 92,
+  dramPerChannel: 96,
+  l1PerCore: 100,
+  isAvailable: 104,
+  numDevices: 108,
+  ringTotal: -1,
+  ringUsed: -1,
+  ringPrograms: -1,
 };
 export const LAYOUT_144: InfoLayout = {
-  cb: 72, kernel: 80, totalDram: 88, totalL1: 96, arch: 104, dramChannels: 108, dramPerChannel: 112,
-  l1PerCore: 116, isAvailable: 120, numDevices: 124, ringTotal: 128, ringUsed: 132, ringPrograms: 136,
+  cb: 72,
+  kernel: 80,
+  totalDram: 88,
+  totalL1: 96,
+  arch: 104,
+  dramChannels: 108,
+  dramPerChannel: 112,
+  l1PerCore: 116,
+  isAvailable: 120,
+  numDevices: 124,
+  ringTotal: 128,
+  ringUsed: 132,
+  ringPrograms: 136,
 };
 export function layoutFor(size: number): InfoLayout | null {
   return size === 144 ? LAYOUT_144 : size === 112 ? LAYOUT_112 : null;

@@ -5,7 +5,9 @@
 export const UNDECIDED = 0;
 export const NOT_FRAMES = -1;
 
-export function isRequestType(t: number): boolean { return t >= 1 && t <= 12; }
+export function isRequestType(t: number): boolean {
+  return t >= 1 && t <= 12;
+}
 
 /**
  * Decides the frame size from the first `len` bytes of a stream.

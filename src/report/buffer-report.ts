@@ -27,8 +27,19 @@ export interface BufferRow {
   resized: boolean;
 }
 
-export interface TypeGroup { type: string; count: number; bytes: number; buffers: BufferRow[]; more: number }
-export interface DeviceGroup { device: number; count: number; bytes: number; types: TypeGroup[] }
+export interface TypeGroup {
+  type: string;
+  count: number;
+  bytes: number;
+  buffers: BufferRow[];
+  more: number;
+}
+export interface DeviceGroup {
+  device: number;
+  count: number;
+  bytes: number;
+  types: TypeGroup[];
+}
 export interface BufferReport {
   totalBuffers: number;
   totalBytes: number;
@@ -44,15 +55,25 @@ export function matcher(t: ObjectTable, f: ReportFilter): (e: number) => boolean
   const types = f.types?.length ? new Set(f.types) : null;
   const minEpoch = f.minEpoch ?? 0;
   if (!devs && !pids && !types && minEpoch === 0) return () => true;
-  return (e) => (!devs || devs.has(t.device(e))) && (!pids || pids.has(t.pid(e)))
-    && (!types || types.has(t.type(e))) && t.epoch(e) >= minEpoch;
+  return (e) =>
+    (!devs || devs.has(t.device(e))) &&
+    (!pids || pids.has(t.pid(e))) &&
+    (!types || types.has(t.type(e))) &&
+    t.epoch(e) >= minEpoch;
 }
 
 export function bufferRow(tr: Tracker, t: ObjectTable, e: number): BufferRow {
   const epoch = t.epoch(e);
   return {
-    device: t.device(e), address: '0x' + t.idHex(e), size: t.size(e), type: BUFFER_TYPE_NAMES[t.type(e)] ?? String(t.type(e)),
-    pid: t.pid(e), refCount: t.ref(e), epoch, allocatedAtMs: tr.epochTimeMs(epoch), resized: (t.flags(e) & FLAG_RESIZED) !== 0,
+    device: t.device(e),
+    address: '0x' + t.idHex(e),
+    size: t.size(e),
+    type: BUFFER_TYPE_NAMES[t.type(e)] ?? String(t.type(e)),
+    pid: t.pid(e),
+    refCount: t.ref(e),
+    epoch,
+    allocatedAtMs: tr.epochTimeMs(epoch),
+    resized: (t.flags(e) & FLAG_RESIZED) !== 0,
   };
 }
 
@@ -67,18 +88,25 @@ export class BufferReportBuilder {
   private readonly match: (e: number) => boolean;
   // Group key: device * 8 + type. Each group keeps its `limit` largest entries, sorted descending.
   private readonly groups = new Map<number, Group>();
-  // A flat array in front of the Map: one indexed load per buffer instead of a hash lookup (2x faster at 1 M).
+  // A flat array in front of the Map: one indexed load per buffer instead of a hash lookup (2x
+  // faster at 1 M).
   private byKey: (Group | null)[];
 
-  constructor(private readonly tr: Tracker, private readonly filter: ReportFilter, private readonly limit: number,
-    private readonly t: ObjectTable = tr.buffers) {
+  constructor(
+    private readonly tr: Tracker,
+    private readonly filter: ReportFilter,
+    private readonly limit: number,
+    private readonly t: ObjectTable = tr.buffers,
+  ) {
     this.match = matcher(t, filter);
     this.byKey = new Array<Group | null>((tr.maxDeviceSeen + 1) * 8).fill(null);
   }
 
   /** Adds entries from..to-1. */
   add(from: number, to: number): void {
-    const t = this.t, match = this.match, limit = this.limit;
+    const t = this.t,
+      match = this.match,
+      limit = this.limit;
     for (let e = from; e < to; e++) {
       if (!match(e)) continue;
       const key = t.device(e) * 8 + t.type(e);
@@ -90,44 +118,83 @@ export class BufferReportBuilder {
         this.byKey[key] = g;
       }
       const size = t.size(e);
-      g.count++; g.bytes += size;
-      if (limit === Infinity) { g.top.push(e); g.topSizes.push(size); continue; }
+      g.count++;
+      g.bytes += size;
+      if (limit === Infinity) {
+        g.top.push(e);
+        g.topSizes.push(size);
+        continue;
+      }
       if (limit === 0 || (g.top.length >= limit && size <= g.topSizes[g.top.length - 1])) continue;
       let i = Math.min(g.top.length, limit - 1);
-      if (g.top.length < limit) { g.top.push(e); g.topSizes.push(size); }
+      if (g.top.length < limit) {
+        g.top.push(e);
+        g.topSizes.push(size);
+      }
       // Insertion into the small sorted list (ties keep arrival order).
-      while (i > 0 && g.topSizes[i - 1] < size) { g.top[i] = g.top[i - 1]; g.topSizes[i] = g.topSizes[i - 1]; i--; }
-      g.top[i] = e; g.topSizes[i] = size;
+      while (i > 0 && g.topSizes[i - 1] < size) {
+        g.top[i] = g.top[i - 1];
+        g.topSizes[i] = g.topSizes[i - 1];
+        i--;
+      }
+      g.top[i] = e;
+      g.topSizes[i] = size;
     }
   }
 
   finish(): BufferReport {
     const { tr, t, limit, filter, groups } = this;
     const byDevice = new Map<number, DeviceGroup>();
-    let totalBuffers = 0, totalBytes = 0;
+    let totalBuffers = 0,
+      totalBytes = 0;
     for (const key of [...groups.keys()].sort((a, b) => a - b)) {
       const g = groups.get(key)!;
-      const device = Math.floor(key / 8), type = key % 8;
+      const device = Math.floor(key / 8),
+        type = key % 8;
       let d = byDevice.get(device);
-      if (!d) { d = { device, count: 0, bytes: 0, types: [] }; byDevice.set(device, d); }
+      if (!d) {
+        d = { device, count: 0, bytes: 0, types: [] };
+        byDevice.set(device, d);
+      }
       let idx = g.top;
-      if (limit === Infinity) idx = idx.map((e, i) => [e, g.topSizes[i]]).sort((a, b) => b[1] - a[1] || a[0] - b[0]).map((p) => p[0]);
+      if (limit === Infinity)
+        idx = idx
+          .map((e, i) => [e, g.topSizes[i]])
+          .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+          .map((p) => p[0]);
       d.types.push({
-        type: BUFFER_TYPE_NAMES[type] ?? String(type), count: g.count, bytes: g.bytes,
-        buffers: idx.map((e) => bufferRow(tr, t, e)), more: g.count - idx.length,
+        type: BUFFER_TYPE_NAMES[type] ?? String(type),
+        count: g.count,
+        bytes: g.bytes,
+        buffers: idx.map((e) => bufferRow(tr, t, e)),
+        more: g.count - idx.length,
       });
-      d.count += g.count; d.bytes += g.bytes;
-      totalBuffers += g.count; totalBytes += g.bytes;
+      d.count += g.count;
+      d.bytes += g.bytes;
+      totalBuffers += g.count;
+      totalBytes += g.bytes;
     }
     const order = (name: string) => REPORT_TYPE_ORDER.indexOf(BUFFER_TYPE_NAMES.indexOf(name));
     for (const d of byDevice.values()) d.types.sort((a, b) => order(a.type) - order(b.type));
-    const filtered = !!(filter.devices?.length || filter.pids?.length || filter.types?.length || filter.minEpoch);
+    const filtered = !!(
+      filter.devices?.length ||
+      filter.pids?.length ||
+      filter.types?.length ||
+      filter.minEpoch
+    );
     return { totalBuffers, totalBytes, devices: [...byDevice.values()], filtered };
   }
 }
 
-/** Builds the report in one pass; `limit` buffers listed per (device, type), largest first (Infinity = all). */
-export function buildBufferReport(tr: Tracker, filter: ReportFilter = {}, limit = 10): BufferReport {
+/**
+ * Builds the report in one pass; `limit` buffers listed per (device, type), largest first (Infinity
+ * = all).
+ */
+export function buildBufferReport(
+  tr: Tracker,
+  filter: ReportFilter = {},
+  limit = 10,
+): BufferReport {
   const b = new BufferReportBuilder(tr, filter, limit);
   b.add(0, tr.buffers.count);
   return b.finish();

@@ -18,7 +18,11 @@ export function formatBytes(bytes: number): string {
   const abs = Math.abs(bytes);
   if (abs < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = bytes / 1024, u = 0;
-  while (Math.abs(v) >= 1024 && u < units.length - 1) { v /= 1024; u++; }
+  let v = bytes / 1024,
+    u = 0;
+  while (Math.abs(v) >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
   return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${units[u]}`;
 }

@@ -2,9 +2,21 @@
 // addresses as hex strings because they are 64-bit.
 import type { ServerResponse } from 'node:http';
 import type { Tracker } from '../state/tracker.js';
-import { BufferReportBuilder, bufferRow, matcher, REPORT_SCHEMA_VERSION, type BufferReport, type ReportFilter } from './buffer-report.js';
+import {
+  BufferReportBuilder,
+  bufferRow,
+  matcher,
+  REPORT_SCHEMA_VERSION,
+  type BufferReport,
+  type ReportFilter,
+} from './buffer-report.js';
 
-export function reportJson(r: BufferReport, filter: ReportFilter, limit: number, extra: Record<string, unknown> = {}) {
+export function reportJson(
+  r: BufferReport,
+  filter: ReportFilter,
+  limit: number,
+  extra: Record<string, unknown> = {},
+) {
   return {
     schema_version: REPORT_SCHEMA_VERSION,
     kind: 'remaining_buffers',
@@ -22,7 +34,9 @@ export function reportJson(r: BufferReport, filter: ReportFilter, limit: number,
 // Rows per slice between yields: ~2k rows serialise in a few ms, so ingest never waits long
 // (16k rows held the loop ~40 ms under load).
 const CHUNK = 2048;
-/** Time per slice while the report head is built from the snapshot (checked every SCAN_STEP rows). */
+/**
+ * Time per slice while the report head is built from the snapshot (checked every SCAN_STEP rows).
+ */
 const SCAN_MS = 4;
 const SCAN_STEP = 4096;
 
@@ -36,8 +50,12 @@ const nextTurn = () => new Promise<void>((r) => setImmediate(r));
  * ingest never waits long and never waits for a slow reader. Head and rows describe the same
  * instant. `onReport` receives the head's report before streaming starts (the server prints it).
  */
-export async function streamReportWithAllBuffers(res: ServerResponse, tr: Tracker, filter: ReportFilter,
-  onReport?: (r: BufferReport) => void): Promise<void> {
+export async function streamReportWithAllBuffers(
+  res: ServerResponse,
+  tr: Tracker,
+  filter: ReportFilter,
+  onReport?: (r: BufferReport) => void,
+): Promise<void> {
   streaming.active++;
   try {
     await stream(res, tr, filter, onReport);
@@ -55,14 +73,27 @@ const STALLED_READER_MS = 60_000;
 /** Resolves when `res` can take more, or is gone; a reader stalled past the limit is cut off. */
 function drainedOrGone(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
-    const done = () => { clearTimeout(t); res.off('drain', done); res.off('close', done); resolve(); };
-    const t = setTimeout(() => { res.destroy(); done(); }, STALLED_READER_MS);
+    const done = () => {
+      clearTimeout(t);
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      res.destroy();
+      done();
+    }, STALLED_READER_MS);
     res.once('drain', done);
     res.once('close', done);
   });
 }
 
-async function stream(res: ServerResponse, tr: Tracker, filter: ReportFilter, onReport?: (r: BufferReport) => void): Promise<void> {
+async function stream(
+  res: ServerResponse,
+  tr: Tracker,
+  filter: ReportFilter,
+  onReport?: (r: BufferReport) => void,
+): Promise<void> {
   const snap = tr.buffers.snapshot();
   const builder = new BufferReportBuilder(tr, filter, 10, snap);
   for (let start = 0; start < snap.count;) {
@@ -91,7 +122,8 @@ async function stream(res: ServerResponse, tr: Tracker, filter: ReportFilter, on
       text += (first ? '' : ',') + JSON.stringify(bufferRow(tr, snap, e));
       first = false;
     }
-    if (text && !res.write(text)) await drainedOrGone(res); // a client that hangs up mid-dump must not hold the copy forever
+    if (text && !res.write(text))
+      await drainedOrGone(res); // a client that hangs up mid-dump must not hold the copy forever
     else await nextTurn();
     if (res.destroyed) return;
   }

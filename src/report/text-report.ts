@@ -14,19 +14,33 @@ const TITLE = [
  * server released them), but a user who dumps after the application exited must not read an
  * empty report as "no leaks": they are summarised after the seed's total line.
  */
-export function formatBufferReport(r: BufferReport, heading?: string, reaped: readonly ReapedReport[] = []): string {
+export function formatBufferReport(
+  r: BufferReport,
+  heading?: string,
+  reaped: readonly ReapedReport[] = [],
+): string {
   const out: string[] = [...TITLE, ''];
   if (heading) out.push(heading, '');
   if (r.totalBuffers === 0) {
-    out.push(r.filtered ? 'No buffers remaining that match the filter.'
-      : reaped.length ? 'No buffers remaining in running processes.' : 'No buffers remaining: every tracked allocation has been freed.', '');
+    out.push(
+      r.filtered
+        ? 'No buffers remaining that match the filter.'
+        : reaped.length
+          ? 'No buffers remaining in running processes.'
+          : 'No buffers remaining: every tracked allocation has been freed.',
+      '',
+    );
   }
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
     for (const g of d.types) {
-      out.push(`  ${g.type}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`);
+      out.push(
+        `  ${g.type}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`,
+      );
       for (const b of g.buffers) {
-        out.push(`    - Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount})`);
+        out.push(
+          `    - Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount})`,
+        );
       }
       if (g.more > 0 && g.buffers.length > 0) out.push(`    ... and ${g.more} more`);
     }
@@ -41,12 +55,22 @@ const EXITED_LISTED = 10;
 
 function exitedSummary(reaped: readonly ReapedReport[]): string[] {
   const recent = reaped.slice(-EXITED_LISTED).reverse();
-  const out = [`Processes that exited without freeing (released by the server; details: dump-remaining-buffers --reaped):`];
+  const out = [
+    `Processes that exited without freeing (released by the server; details: dump-remaining-buffers --reaped):`,
+  ];
   for (const p of recent) {
-    const where = Object.entries(p.byDevice).map(([dev, types]) =>
-      `device ${dev}: ${Object.entries(types).map(([t, g]) => `${t} ${g.count}`).join(', ')}`).join('; ');
-    out.push(`  - PID ${p.pid}: ${p.buffers} buffer${p.buffers === 1 ? '' : 's'}, ${formatMB(p.bytes)} MB (${where || 'no buffers'})`
-      + (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''));
+    const where = Object.entries(p.byDevice)
+      .map(
+        ([dev, types]) =>
+          `device ${dev}: ${Object.entries(types)
+            .map(([t, g]) => `${t} ${g.count}`)
+            .join(', ')}`,
+      )
+      .join('; ');
+    out.push(
+      `  - PID ${p.pid}: ${p.buffers} buffer${p.buffers === 1 ? '' : 's'}, ${formatMB(p.bytes)} MB (${where || 'no buffers'})` +
+        (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''),
+    );
   }
   if (reaped.length > recent.length) out.push(`  ... and ${reaped.length - recent.length} more`);
   return out;
@@ -62,12 +86,22 @@ export function formatReapedReport(reaped: readonly ReapedReport[]): string {
   ];
   if (!reaped.length) out.push('No process has exited while owning buffers.', '');
   for (const p of [...reaped].reverse()) {
-    out.push(`PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ${p.buffers} buffers, ${formatMB(p.bytes)} MB total`
-      + (p.cbs || p.kernels ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ${p.kernels} kernels (${formatKB(p.kernelBytes)})` : ''));
+    out.push(
+      `PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ${p.buffers} buffers, ${formatMB(p.bytes)} MB total` +
+        (p.cbs || p.kernels
+          ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ${p.kernels} kernels (${formatKB(p.kernelBytes)})`
+          : ''),
+    );
     for (const [dev, types] of Object.entries(p.byDevice)) {
-      for (const [t, g] of Object.entries(types)) out.push(`  Device ${dev} ${t}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`);
+      for (const [t, g] of Object.entries(types))
+        out.push(
+          `  Device ${dev} ${t}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`,
+        );
     }
-    for (const b of p.largest) out.push(`    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} (ref_count=${b.refCount})`);
+    for (const b of p.largest)
+      out.push(
+        `    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} (ref_count=${b.refCount})`,
+      );
     out.push('');
   }
   out.push(`Total exited processes: ${reaped.length}`);

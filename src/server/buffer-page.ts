@@ -23,13 +23,16 @@ function num(url: URL, name: string, dflt: number, min: number, max: number): nu
   const v = url.searchParams.get(name);
   if (v === null || v === '') return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
   return n;
 }
 
 export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const filter: ReportFilter = {
-    devices: intList(url, 'device'), pids: intList(url, 'pid'), types: parseTypes(url.searchParams.get('type')),
+    devices: intList(url, 'device'),
+    pids: intList(url, 'pid'),
+    types: parseTypes(url.searchParams.get('type')),
     minEpoch: num(url, 'minEpoch', 0, 0, 0xffffffff),
   };
   const minSize = num(url, 'minSize', 0, 0, Number.MAX_SAFE_INTEGER);
@@ -39,28 +42,41 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const t = tr.buffers;
   const base = matcher(t, filter);
   const match = minSize > 0 ? (e: number) => t.size(e) >= minSize && base(e) : base;
-  let total = 0, totalBytes = 0;
+  let total = 0,
+    totalBytes = 0;
   const rows: number[] = [];
-  const unfiltered = minSize === 0 && !filter.devices?.length && !filter.pids?.length && !filter.types?.length && !filter.minEpoch;
+  const unfiltered =
+    minSize === 0 &&
+    !filter.devices?.length &&
+    !filter.pids?.length &&
+    !filter.types?.length &&
+    !filter.minEpoch;
   if (order === 'table' && unfiltered) {
     // Nothing to match: the page is a slice and the totals are the tracker's running counters.
     total = t.count;
-    for (let d = 0; d <= tr.maxDeviceSeen; d++) for (let k = 0; k < 5; k++) totalBytes += tr.deviceBytes(d, k);
+    for (let d = 0; d <= tr.maxDeviceSeen; d++)
+      for (let k = 0; k < 5; k++) totalBytes += tr.deviceBytes(d, k);
     for (let e = offset; e < Math.min(t.count, offset + limit); e++) rows.push(e);
   } else if (order === 'table') {
     for (let e = 0; e < t.count; e++) {
       if (!match(e)) continue;
       if (total >= offset && rows.length < limit) rows.push(e);
-      total++; totalBytes += t.size(e);
+      total++;
+      totalBytes += t.size(e);
     }
   } else {
     const k = offset + limit;
-    if (k > MAX_SORTED_WINDOW) throw new HttpError(400, `largest-first paging reaches only the first ${MAX_SORTED_WINDOW} buffers; narrow the filter`);
+    if (k > MAX_SORTED_WINDOW)
+      throw new HttpError(
+        400,
+        `largest-first paging reaches only the first ${MAX_SORTED_WINDOW} buffers; narrow the filter`,
+      );
     const heap = new TopK(k);
     for (let e = 0; e < t.count; e++) {
       if (!match(e)) continue;
       const size = t.size(e);
-      total++; totalBytes += size;
+      total++;
+      totalBytes += size;
       heap.offer(size, e);
     }
     rows.push(...heap.sortedEntries().slice(offset, k));
@@ -78,31 +94,46 @@ class TopK {
     this.entries = new Int32Array(Math.max(1, k));
   }
   private less(i: number, j: number): boolean {
-    const a = this.sizes[i], b = this.sizes[j];
+    const a = this.sizes[i],
+      b = this.sizes[j];
     return a < b || (a === b && this.entries[i] > this.entries[j]);
   }
   private swap(i: number, j: number): void {
-    const s = this.sizes[i]; this.sizes[i] = this.sizes[j]; this.sizes[j] = s;
-    const e = this.entries[i]; this.entries[i] = this.entries[j]; this.entries[j] = e;
+    const s = this.sizes[i];
+    this.sizes[i] = this.sizes[j];
+    this.sizes[j] = s;
+    const e = this.entries[i];
+    this.entries[i] = this.entries[j];
+    this.entries[j] = e;
   }
   offer(size: number, e: number): void {
     if (this.k === 0) return;
     if (this.n < this.k) {
       let i = this.n++;
-      this.sizes[i] = size; this.entries[i] = e;
-      while (i > 0) { const p = (i - 1) >> 1; if (!this.less(i, p)) break; this.swap(i, p); i = p; }
+      this.sizes[i] = size;
+      this.entries[i] = e;
+      while (i > 0) {
+        const p = (i - 1) >> 1;
+        if (!this.less(i, p)) break;
+        this.swap(i, p);
+        i = p;
+      }
       return;
     }
-    if (size <= this.sizes[0]) return; // not larger than the smallest kept (ties: earlier entry wins)
-    this.sizes[0] = size; this.entries[0] = e;
+    // not larger than the smallest kept (ties: earlier entry wins)
+    if (size <= this.sizes[0]) return;
+    this.sizes[0] = size;
+    this.entries[0] = e;
     let i = 0;
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let m = i;
       if (l < this.n && this.less(l, m)) m = l;
       if (r < this.n && this.less(r, m)) m = r;
       if (m === i) break;
-      this.swap(i, m); i = m;
+      this.swap(i, m);
+      i = m;
     }
   }
   sortedEntries(): number[] {

@@ -26,12 +26,23 @@ export function parseTypes(v: string | null | undefined): number[] | undefined {
 }
 
 /** Filter and listing limit from the query string, shared by every report endpoint. */
-export function reportQuery(url: URL, marks?: Checkpoints): { filter: ReportFilter; limit: number; all: boolean } {
-  const filter: ReportFilter = { devices: intList(url, 'device'), pids: intList(url, 'pid'), types: parseTypes(url.searchParams.get('type')) };
+export function reportQuery(
+  url: URL,
+  marks?: Checkpoints,
+): { filter: ReportFilter; limit: number; all: boolean } {
+  const filter: ReportFilter = {
+    devices: intList(url, 'device'),
+    pids: intList(url, 'pid'),
+    types: parseTypes(url.searchParams.get('type')),
+  };
   const since = url.searchParams.get('since');
   if (since && marks) {
     let m;
-    try { m = marks.get(since); } catch (e) { throw new HttpError(404, (e as Error).message); }
+    try {
+      m = marks.get(since);
+    } catch (e) {
+      throw new HttpError(404, (e as Error).message);
+    }
     filter.minEpoch = m.epoch;
     if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
   }
@@ -43,31 +54,72 @@ export function reportQuery(url: URL, marks?: Checkpoints): { filter: ReportFilt
 }
 
 export function registerCoreRoutes(r: Router, s: AllocationServer): void {
-  r.get('/v1/health', () => ({ ok: true, pid: process.pid, socket: s.opts.socketPath, uptimeSeconds: Math.round((Date.now() - s.startedAtMs) / 1000) }));
+  r.get('/v1/health', () => ({
+    ok: true,
+    pid: process.pid,
+    socket: s.opts.socketPath,
+    uptimeSeconds: Math.round((Date.now() - s.startedAtMs) / 1000),
+  }));
   r.get('/v1/stats', (c) => {
-    // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the bench);
+    // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the
+    // bench);
     // ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
     if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
-    const st = { ...buildStats(s), eventLoop: loopDelayStats(), persistence: s.persistenceStats(), streamingDumps: streaming.active, peers: s.peers?.stats() ?? null, reads: s.readStats() };
+    const st = {
+      ...buildStats(s),
+      eventLoop: loopDelayStats(),
+      persistence: s.persistenceStats(),
+      streamingDumps: streaming.active,
+      peers: s.peers?.stats() ?? null,
+      reads: s.readStats(),
+    };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });
-  r.get('/v1/devices', () => s.knownDeviceIds().map((id) => {
-    const d = s.devices.get(id);
-    return d
-      ? { device: id, declared: true, source: d.source, arch: d.spec.name, archType: d.spec.arch, cardType: d.cardType ?? null, dramChannels: d.spec.dramChannels, dramPerChannel: d.spec.dramPerChannel, l1PerCore: d.spec.l1PerCore, workerCores: d.spec.workerCores, totalDramBytes: totalDram(d.spec), totalL1Bytes: totalL1(d.spec) }
-      : { device: id, declared: false, arch: null };
+  r.get('/v1/devices', () =>
+    s.knownDeviceIds().map((id) => {
+      const d = s.devices.get(id);
+      return d
+        ? {
+            device: id,
+            declared: true,
+            source: d.source,
+            arch: d.spec.name,
+            archType: d.spec.arch,
+            cardType: d.cardType ?? null,
+            dramChannels: d.spec.dramChannels,
+            dramPerChannel: d.spec.dramPerChannel,
+            l1PerCore: d.spec.l1PerCore,
+            workerCores: d.spec.workerCores,
+            totalDramBytes: totalDram(d.spec),
+            totalL1Bytes: totalL1(d.spec),
+          }
+        : { device: id, declared: false, arch: null };
+    }),
+  );
+  r.get('/v1/processes', () => ({
+    schema_version: 1,
+    processes: listProcesses(s.tracker, s.claimedPids()),
   }));
-  r.get('/v1/processes', () => ({ schema_version: 1, processes: listProcesses(s.tracker, s.claimedPids()) }));
-  r.get('/v1/kernels', (c) => c.url.searchParams.get('format') === 'text' ? text(c, formatKernelReport(s.tracker)) : { schema_version: 1, kernels: listKernels(s.tracker) });
+  r.get('/v1/kernels', (c) =>
+    c.url.searchParams.get('format') === 'text'
+      ? text(c, formatKernelReport(s.tracker))
+      : { schema_version: 1, kernels: listKernels(s.tracker) },
+  );
   r.get('/v1/reaped', (c) => {
     s.reapDead();
-    return c.url.searchParams.get('format') === 'text' ? text(c, formatReapedReport(s.tracker.reaped)) : { schema_version: 1, reaped: s.tracker.reaped };
+    return c.url.searchParams.get('format') === 'text'
+      ? text(c, formatReapedReport(s.tracker.reaped))
+      : { schema_version: 1, reaped: s.tracker.reaped };
   });
-  // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users expect.
+  // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
+  // expect.
   r.get('/v1/report', (c) => report(c, s, false));
   r.post('/v1/dump', (c) => report(c, s, true));
-  r.post('/v1/dump-kernels', (c) => { s.dump(null, true); return text(c, formatKernelReport(s.tracker)); });
+  r.post('/v1/dump-kernels', (c) => {
+    s.dump(null, true);
+    return text(c, formatKernelReport(s.tracker));
+  });
   r.post('/v1/reap', () => {
     const t0 = performance.now();
     const reaped = s.reapDead();
@@ -90,7 +142,10 @@ export function registerCoreRoutes(r: Router, s: AllocationServer): void {
 }
 
 function text(c: RouteContext, body: string): undefined {
-  c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  c.res.writeHead(200, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
   c.res.end(body);
   return undefined;
 }
@@ -104,7 +159,14 @@ async function report(c: RouteContext, s: AllocationServer, print: boolean): Pro
     // cleanup above and the snapshot, so the two never block together. The server's terminal gets
     // the same report's listing, bounded to 10 per type.
     await new Promise((r) => setImmediate(r));
-    await streamReportWithAllBuffers(c.res, s.tracker, filter, print ? (r) => s.out(formatBufferReport(r, undefined, r.filtered ? [] : s.tracker.reaped)) : undefined);
+    await streamReportWithAllBuffers(
+      c.res,
+      s.tracker,
+      filter,
+      print
+        ? (r) => s.out(formatBufferReport(r, undefined, r.filtered ? [] : s.tracker.reaped))
+        : undefined,
+    );
     return undefined;
   }
   // The server's terminal gets the same listing.

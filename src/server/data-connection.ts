@@ -1,14 +1,21 @@
 // One client connection on the data socket: reassembles frames however the bytes arrive, detects
 // the frame size, validates each frame and applies it to the tracker.
 //
-// Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView, fields
+// Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView,
+// fields
 // are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
 import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
 import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
 import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
 import { ALLOC_NEW, RELEASE_REMOVED } from '../state/object-table.js';
-import { READ_BUFFER, READ_VIEW, readIntoBuffer, type Pumped, type ReadPump } from './socket-reader.js';
+import {
+  READ_BUFFER,
+  READ_VIEW,
+  readIntoBuffer,
+  type Pumped,
+  type ReadPump,
+} from './socket-reader.js';
 import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../persist/records.js';
 
 const TWO32 = 4294967296;
@@ -39,10 +46,22 @@ export interface ConnectionHost {
   /** Detection wait after the stream goes quiet on an exact single-frame length. */
   detectQuietMs: number;
   reply(conn: DataConnection, dv: DataView, off: number): void;
-  /** Persistence of accepted events (null when off or failed); `effect` says whether a buffer was created or removed. */
+  /**
+   * Persistence of accepted events (null when off or failed); `effect` says whether a buffer was
+   * created or removed.
+   */
   journal: {
     frame(dv: DataView, off: number, pid: number, effect: number): void;
-    alloc(type: number, device: number, pid: number, lo: number, hi: number, sizeLo: number, sizeHi: number, created: boolean): void;
+    alloc(
+      type: number,
+      device: number,
+      pid: number,
+      lo: number,
+      hi: number,
+      sizeLo: number,
+      sizeHi: number,
+      created: boolean,
+    ): void;
     free(device: number, pid: number, lo: number, hi: number, removed: boolean): void;
   } | null;
   dump(conn: DataConnection, kernels: boolean): void;
@@ -82,21 +101,35 @@ export class DataConnection implements Pumped {
   readonly fd: number;
   /** Reads land in READ_BUFFER (false: Node's per-read buffers, see socket-reader.ts). */
   readonly ownBuffer: boolean;
-  private readonly nextTurn = () => { this.turnBytes = 0; if (!this.closing) this.socket.resume(); };
+  private readonly nextTurn = () => {
+    this.turnBytes = 0;
+    if (!this.closing) this.socket.resume();
+  };
 
-  constructor(readonly id: number, readonly socket: Socket, private host: ConnectionHost, forcedFrameSize = 0) {
+  constructor(
+    readonly id: number,
+    readonly socket: Socket,
+    private host: ConnectionHost,
+    forcedFrameSize = 0,
+  ) {
     this.frameSize = forcedFrameSize;
     this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     // The server accepts paused: nothing is read before one of these two is in place.
     this.ownBuffer = readIntoBuffer(socket, this.onRead);
-    if (!this.ownBuffer) { socket.on('data', (chunk: Buffer) => this.onData(chunk)); socket.resume(); }
+    if (!this.ownBuffer) {
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.resume();
+    }
     socket.on('end', () => this.onEnd());
-    socket.on('error', () => { /* a client that vanishes mid-write: 'close' follows */ });
+    socket.on('error', () => {
+      /* a client that vanishes mid-write: 'close' follows */
+    });
     socket.on('close', () => this.onClose());
   }
 
   describe(): string {
-    const p = this.peerPid, c = this.claimedPid;
+    const p = this.peerPid,
+      c = this.claimedPid;
     if (p === 0) return `connection #${this.id}${c ? ` (pid ${c})` : ''}`;
     return `connection #${this.id} (pid ${p}${c && c !== p ? `, claims ${c}` : ''})`;
   }
@@ -109,16 +142,25 @@ export class DataConnection implements Pumped {
     if (this.closing) return false;
     this.onBytes(n);
     const pump = this.host.pump;
-    if (pump !== null && n >= BUSY_READ_BYTES && this.fd >= 0) { pump.heat(this); return false; }
+    if (pump !== null && n >= BUSY_READ_BYTES && this.fd >= 0) {
+      pump.heat(this);
+      return false;
+    }
     return !this.turnFull(n);
   };
 
   /** Applies the first `n` bytes of READ_BUFFER (a read by libuv or by the pump). */
-  onBytes(n: number): void { this.apply(READ_BUFFER, READ_VIEW, n); }
+  onBytes(n: number): void {
+    this.apply(READ_BUFFER, READ_VIEW, n);
+  }
 
-  readable(): boolean { return !this.closing && !this.socket.destroyed; }
+  readable(): boolean {
+    return !this.closing && !this.socket.destroyed;
+  }
 
-  cool(): void { if (!this.closing) this.socket.resume(); }
+  cool(): void {
+    if (!this.closing) this.socket.resume();
+  }
 
   /** A chunk in Node's own buffer (when readIntoBuffer() declined). */
   private onData(chunk: Buffer): void {
@@ -134,7 +176,10 @@ export class DataConnection implements Pumped {
     else this.ingest(chunk, view, n);
   }
 
-  /** Counts `n` bytes against this turn's share; true when it is used up (reading resumes next turn). */
+  /**
+   * Counts `n` bytes against this turn's share; true when it is used up (reading resumes next
+   * turn).
+   */
   private turnFull(n: number): boolean {
     if ((this.turnBytes += n) < TURN_BYTES) return false;
     setImmediate(this.nextTurn);
@@ -157,13 +202,21 @@ export class DataConnection implements Pumped {
     const size = detectFrameSize(this.pending, this.pendingLen, settled);
     if (size === NOT_FRAMES) {
       const head = Buffer.from(this.pending.subarray(0, Math.min(this.pendingLen, 16)));
-      return this.reject(`stream is not allocation-protocol frames (first bytes ${head.toString('hex')}, ${JSON.stringify(head.toString('latin1').replace(/[^\x20-\x7e]/g, '.'))})`);
+      return this.reject(
+        `stream is not allocation-protocol frames (first bytes ${head.toString('hex')}, ${JSON.stringify(head.toString('latin1').replace(/[^\x20-\x7e]/g, '.'))})`,
+      );
     }
     if (size !== UNDECIDED) return this.decided(size, null);
-    if (!settled && (this.pendingLen === 72 || this.pendingLen === 112 || this.pendingLen === 144)) {
+    if (
+      !settled &&
+      (this.pendingLen === 72 || this.pendingLen === 112 || this.pendingLen === 144)
+    ) {
       // An exact single-frame length: a client waiting for a reply, or one that paused.
       if (this.detectTimer) clearTimeout(this.detectTimer);
-      this.detectTimer = setTimeout(() => { this.detectTimer = null; this.quiet(); }, this.host.detectQuietMs);
+      this.detectTimer = setTimeout(() => {
+        this.detectTimer = null;
+        this.quiet();
+      }, this.host.detectQuietMs);
     }
   }
 
@@ -177,23 +230,38 @@ export class DataConnection implements Pumped {
     if (this.frameSize !== 0) return;
     const t = this.pending[0];
     if (t === MsgType.QUERY || t === MsgType.DEVICE_INFO_QUERY) return this.detect(null, true);
-    if (!this.headApplied) { this.headApplied = true; this.handle(this.pendingDv, 0); }
+    if (!this.headApplied) {
+      this.headApplied = true;
+      this.handle(this.pendingDv, 0);
+    }
   }
 
   private decided(size: number, rest: Uint8Array | null): void {
-    if (this.detectTimer) { clearTimeout(this.detectTimer); this.detectTimer = null; }
+    if (this.detectTimer) {
+      clearTimeout(this.detectTimer);
+      this.detectTimer = null;
+    }
     this.frameSize = size;
     let head = Buffer.from(this.pending.subarray(0, this.pendingLen));
     this.pendingLen = 0;
-    if (this.headApplied) { // never apply that first frame twice
+    if (this.headApplied) {
+      // never apply that first frame twice
       if (head.length >= size) head = head.subarray(size);
-      else { this.pending.set(head); this.pendingLen = head.length; this.skipPending = true; head = head.subarray(head.length); }
+      else {
+        this.pending.set(head);
+        this.pendingLen = head.length;
+        this.skipPending = true;
+        head = head.subarray(head.length);
+      }
     }
     this.ingest(head);
     if (rest && rest.length) this.ingest(rest);
   }
 
-  /** Applies the first `len` bytes of `chunk`; `view`, when given, is a DataView over all of `chunk`. */
+  /**
+   * Applies the first `len` bytes of `chunk`; `view`, when given, is a DataView over all of
+   * `chunk`.
+   */
   private ingest(chunk: Uint8Array, view: DataView | null = null, len = chunk.length): void {
     const fs = this.frameSize;
     let off = 0;
@@ -206,7 +274,8 @@ export class DataConnection implements Pumped {
       }
       this.pending.set(chunk.subarray(0, need), this.pendingLen);
       this.pendingLen = 0;
-      if (this.skipPending) this.skipPending = false; else this.handle(this.pendingDv, 0);
+      if (this.skipPending) this.skipPending = false;
+      else this.handle(this.pendingDv, 0);
       off = need;
     }
     if (len - off >= fs) {
@@ -231,24 +300,44 @@ export class DataConnection implements Pumped {
    * Returns the offset after the last whole frame.
    */
   private applyRun(dv: DataView, off: number, len: number): number {
-    const fs = this.frameSize, tr = this.host.tracker, owner = this.ownerPid, j = this.host.journal;
-    let allocs = 0, frees = 0;
+    const fs = this.frameSize,
+      tr = this.host.tracker,
+      owner = this.ownerPid,
+      j = this.host.journal;
+    let allocs = 0,
+      frees = 0;
     for (; off + fs <= len && !this.closing; off += fs) {
       const type = dv.getUint8(off);
       const device = dv.getInt32(off + Off.deviceId, true);
       if (type === MsgType.ALLOC) {
         const bt = dv.getUint8(off + Off.bufferType);
-        const sizeLo = dv.getUint32(off + Off.size, true), sizeHi = dv.getUint32(off + Off.size + 4, true);
+        const sizeLo = dv.getUint32(off + Off.size, true),
+          sizeHi = dv.getUint32(off + Off.size + 4, true);
         const size = sizeLo + sizeHi * TWO32;
-        if (device < 0 || device > MAX_DEVICE_ID || bt > 4 || size === 0 || sizeHi > 0xffff || this.claimedPid === 0) { this.handle(dv, off); continue; }
-        const lo = dv.getInt32(off + Off.bufferId, true), hi = dv.getInt32(off + Off.bufferId + 4, true);
+        if (
+          device < 0 ||
+          device > MAX_DEVICE_ID ||
+          bt > 4 ||
+          size === 0 ||
+          sizeHi > 0xffff ||
+          this.claimedPid === 0
+        ) {
+          this.handle(dv, off);
+          continue;
+        }
+        const lo = dv.getInt32(off + Off.bufferId, true),
+          hi = dv.getInt32(off + Off.bufferId + 4, true);
         const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
         const r = tr.alloc(device, lo, hi, size, bt, pid);
         if (j !== null) j.alloc(bt, device, pid, lo, hi, sizeLo, sizeHi, r === ALLOC_NEW);
         allocs++;
       } else if (type === MsgType.FREE) {
-        if (device < 0 || device > MAX_DEVICE_ID) { this.handle(dv, off); continue; }
-        const lo = dv.getInt32(off + Off.bufferId, true), hi = dv.getInt32(off + Off.bufferId + 4, true);
+        if (device < 0 || device > MAX_DEVICE_ID) {
+          this.handle(dv, off);
+          continue;
+        }
+        const lo = dv.getInt32(off + Off.bufferId, true),
+          hi = dv.getInt32(off + Off.bufferId + 4, true);
         const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
         const r = tr.free(device, lo, hi, pid);
         if (j !== null) j.free(device, pid, lo, hi, r === RELEASE_REMOVED);
@@ -275,41 +364,75 @@ export class DataConnection implements Pumped {
     switch (type) {
       case MsgType.ALLOC: {
         const bt = dv.getUint8(off + Off.bufferType);
-        const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
-        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        const size =
+          dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
+        if (device < 0 || device > MAX_DEVICE_ID)
+          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
         if (bt > 4) return this.bad(type, `buffer_type ${bt} is not 0..4`);
         if (size === 0) return this.bad(type, 'size 0');
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
         const op = this.ownerPid;
         const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
         if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        if (tr.alloc(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, bt, pid) === ALLOC_NEW) effect = EFFECT_CREATED;
+        if (
+          tr.alloc(
+            device,
+            dv.getInt32(off + Off.bufferId, true),
+            dv.getInt32(off + Off.bufferId + 4, true),
+            size,
+            bt,
+            pid,
+          ) === ALLOC_NEW
+        )
+          effect = EFFECT_CREATED;
         break;
       }
       case MsgType.FREE:
-        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        if (tr.free(device, dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true),
-          this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true)) === RELEASE_REMOVED) effect = EFFECT_REMOVED;
+        if (device < 0 || device > MAX_DEVICE_ID)
+          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        if (
+          tr.free(
+            device,
+            dv.getInt32(off + Off.bufferId, true),
+            dv.getInt32(off + Off.bufferId + 4, true),
+            this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true),
+          ) === RELEASE_REMOVED
+        )
+          effect = EFFECT_REMOVED;
         break;
       case MsgType.CB_ALLOC:
       case MsgType.KERNEL_LOAD: {
-        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        if (device < 0 || device > MAX_DEVICE_ID)
+          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
         const sub = type === MsgType.KERNEL_LOAD ? dv.getUint8(off + Off.bufferType) : 0;
         if (sub > 2) return this.bad(type, `kernel type ${sub} is not 0..2`);
-        const size = dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
+        const size =
+          dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
         const op = this.ownerPid;
         const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
         if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        tr.loadObject(type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL, device,
-          dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true), size, sub, pid);
+        tr.loadObject(
+          type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL,
+          device,
+          dv.getInt32(off + Off.bufferId, true),
+          dv.getInt32(off + Off.bufferId + 4, true),
+          size,
+          sub,
+          pid,
+        );
         break;
       }
       case MsgType.CB_FREE:
       case MsgType.KERNEL_UNLOAD:
-        if (device < 0 || device > MAX_DEVICE_ID) return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        tr.unloadObject(type === MsgType.CB_FREE ? KIND_CB : KIND_KERNEL, device,
-          dv.getInt32(off + Off.bufferId, true), dv.getInt32(off + Off.bufferId + 4, true));
+        if (device < 0 || device > MAX_DEVICE_ID)
+          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
+        tr.unloadObject(
+          type === MsgType.CB_FREE ? KIND_CB : KIND_KERNEL,
+          device,
+          dv.getInt32(off + Off.bufferId, true),
+          dv.getInt32(off + Off.bufferId + 4, true),
+        );
         break;
       case MsgType.QUERY:
       case MsgType.DEVICE_INFO_QUERY:
@@ -323,17 +446,31 @@ export class DataConnection implements Pumped {
         break;
       default:
         // RESPONSE / DEVICE_INFO_RESPONSE travel server → client only; anything else is unknown.
-        this.bad(type, type === MsgType.RESPONSE || type === MsgType.DEVICE_INFO_RESPONSE
-          ? `${MSG_NAMES[type]} is a server reply, not a request` : `unknown message code ${type}`);
+        this.bad(
+          type,
+          type === MsgType.RESPONSE || type === MsgType.DEVICE_INFO_RESPONSE
+            ? `${MSG_NAMES[type]} is a server reply, not a request`
+            : `unknown message code ${type}`,
+        );
         if (++this.garbageRun >= MAX_CONSECUTIVE_GARBAGE) {
-          this.reject(`${this.garbageRun} consecutive frames with unknown codes: the stream is not ${this.frameSize}-byte frames`);
+          this.reject(
+            `${this.garbageRun} consecutive frames with unknown codes: the stream is not ${this.frameSize}-byte frames`,
+          );
         }
         return;
     }
     const j = this.host.journal;
-    if (j !== null && (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))) {
+    if (
+      j !== null &&
+      (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))
+    ) {
       // The owner the tracker used, so that a restart replays the same ownership.
-      j.frame(dv, off, this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true), effect);
+      j.frame(
+        dv,
+        off,
+        this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true),
+        effect,
+      );
     }
     this.garbageRun = 0;
     this.frames++;
@@ -344,11 +481,16 @@ export class DataConnection implements Pumped {
     this.rejected++;
     if (this.rejected === 1) {
       this.firstRejection = `${MSG_NAMES[type] ?? `code ${type}`}: ${reason}`;
-      this.host.log(`${this.describe()}: rejected a frame (${this.firstRejection}); further rejections on this connection are counted, not printed`);
+      this.host.log(
+        `${this.describe()}: rejected a frame (${this.firstRejection}); further rejections on this connection are counted, not printed`,
+      );
     }
   }
 
-  /** Closes a connection that cannot be served (its bytes are not frames, it reads no replies), saying why. */
+  /**
+   * Closes a connection that cannot be served (its bytes are not frames, it reads no replies),
+   * saying why.
+   */
   reject(reason: string): void {
     if (this.closing) return;
     this.closing = true;
@@ -361,7 +503,9 @@ export class DataConnection implements Pumped {
   private onEnd(): void {
     if (this.frameSize === 0 && this.pendingLen > 0) this.detect(null, true);
     if (this.pendingLen > 0 && !this.closing) {
-      this.host.log(`${this.describe()}: closed with a partial frame (${this.pendingLen} of ${this.frameSize || '?'} bytes), ignored`);
+      this.host.log(
+        `${this.describe()}: closed with a partial frame (${this.pendingLen} of ${this.frameSize || '?'} bytes), ignored`,
+      );
       this.pendingLen = 0;
     }
     this.socket.end();

@@ -13,18 +13,32 @@ export interface RouteContext {
 export type Handler = (ctx: RouteContext) => unknown | Promise<unknown>;
 
 export class HttpError extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
-interface Route { method: string; path: string; handler: Handler; mutating: boolean }
+interface Route {
+  method: string;
+  path: string;
+  handler: Handler;
+  mutating: boolean;
+}
 
 const MAX_BODY = 1 << 20;
 
 export class Router {
   private routes: Route[] = [];
-  get(path: string, handler: Handler): void { this.routes.push({ method: 'GET', path, handler, mutating: false }); }
+  get(path: string, handler: Handler): void {
+    this.routes.push({ method: 'GET', path, handler, mutating: false });
+  }
   /** POST routes change state: only reachable with the control socket's permission. */
-  post(path: string, handler: Handler): void { this.routes.push({ method: 'POST', path, handler, mutating: true }); }
+  post(path: string, handler: Handler): void {
+    this.routes.push({ method: 'POST', path, handler, mutating: true });
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, trusted: boolean): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://ttalloc');
@@ -32,9 +46,15 @@ export class Router {
     try {
       if (!route) {
         const other = this.routes.some((r) => r.path === url.pathname);
-        throw new HttpError(other ? 405 : 404, other ? `method ${req.method} not allowed on ${url.pathname}` : `no such endpoint: ${url.pathname}`);
+        throw new HttpError(
+          other ? 405 : 404,
+          other
+            ? `method ${req.method} not allowed on ${url.pathname}`
+            : `no such endpoint: ${url.pathname}`,
+        );
       }
-      if (route.mutating && !trusted) throw new HttpError(403, 'state-changing endpoints are only served on the control socket');
+      if (route.mutating && !trusted)
+        throw new HttpError(403, 'state-changing endpoints are only served on the control socket');
       const body = () => readJson(req);
       const result = await route.handler({ req, res, url, trusted, body });
       if (result !== undefined && !res.headersSent) sendJson(res, 200, result);
@@ -48,7 +68,10 @@ export class Router {
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  });
   res.end(body);
 }
 
@@ -58,13 +81,21 @@ function readJson(req: IncomingMessage): Promise<unknown> {
     let n = 0;
     req.on('data', (c: Buffer) => {
       n += c.length;
-      if (n > MAX_BODY) { reject(new HttpError(413, 'request body too large')); req.destroy(); return; }
+      if (n > MAX_BODY) {
+        reject(new HttpError(413, 'request body too large'));
+        req.destroy();
+        return;
+      }
       chunks.push(c);
     });
     req.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       if (!text) return resolve({});
-      try { resolve(JSON.parse(text)); } catch { reject(new HttpError(400, 'request body is not JSON')); }
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new HttpError(400, 'request body is not JSON'));
+      }
     });
     req.on('error', reject);
   });

@@ -8,7 +8,11 @@ import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analys
 
 function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
   if (!name) throw new HttpError(400, `${what} needs a mark name`);
-  try { return s.marks.get(name); } catch (e) { throw new HttpError(404, (e as Error).message); }
+  try {
+    return s.marks.get(name);
+  } catch (e) {
+    throw new HttpError(404, (e as Error).message);
+  }
 }
 
 export function registerLeakRoutes(r: Router, s: AllocationServer): void {
@@ -16,7 +20,10 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
   r.post('/v1/marks', async (c) => {
     const body = (await c.body()) as { name?: unknown; pid?: unknown };
     try {
-      const m = s.marks.mark(String(body.name ?? ''), body.pid === undefined || body.pid === null ? null : Number(body.pid));
+      const m = s.marks.mark(
+        String(body.name ?? ''),
+        body.pid === undefined || body.pid === null ? null : Number(body.pid),
+      );
       await s.store?.mark(m);
       s.log(`mark '${m.name}'${m.pid ? ` for pid ${m.pid}` : ''} set`);
       return { schema_version: 1, mark: m };
@@ -31,13 +38,20 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     const a = markOr404(s, c.url.searchParams.get('a'), 'diff');
     const bName = c.url.searchParams.get('b');
     const b = bName ? markOr404(s, bName, 'diff') : null;
-    if (b && b.epoch <= a.epoch) throw new HttpError(400, `mark '${b.name}' was taken before '${a.name}'`);
-    const marks = s.marks.list().filter((m) => m.epoch >= a.epoch && (!b || m.epoch <= b.epoch) && (m.pid === a.pid));
+    if (b && b.epoch <= a.epoch)
+      throw new HttpError(400, `mark '${b.name}' was taken before '${a.name}'`);
+    const marks = s.marks
+      .list()
+      .filter((m) => m.epoch >= a.epoch && (!b || m.epoch <= b.epoch) && m.pid === a.pid);
     const intervals = diffMarks(s.tracker, marks, !b);
     return {
-      schema_version: 1, from: a.name, to: b ? b.name : 'now',
-      buffers: intervals.reduce((n, i) => n + i.buffers, 0), bytes: intervals.reduce((n, i) => n + i.bytes, 0),
-      intervals, accumulating: findAccumulation(intervals),
+      schema_version: 1,
+      from: a.name,
+      to: b ? b.name : 'now',
+      buffers: intervals.reduce((n, i) => n + i.buffers, 0),
+      bytes: intervals.reduce((n, i) => n + i.bytes, 0),
+      intervals,
+      accumulating: findAccumulation(intervals),
     };
   });
   // ?program_cache_max=BYTES&model_state_min=BYTES&limit=N&all=1&format=text
@@ -50,8 +64,16 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
       if (!Number.isFinite(n) || n < 0) throw new HttpError(400, `${name} must be a number ≥ 0`);
       return n;
     };
-    const rules = { programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes), modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes) };
-    const r2 = classify(s.tracker, s.marks.list(), rules, q.get('all') === '1' ? Infinity : num('limit', 10));
+    const rules = {
+      programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes),
+      modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes),
+    };
+    const r2 = classify(
+      s.tracker,
+      s.marks.list(),
+      rules,
+      q.get('all') === '1' ? Infinity : num('limit', 10),
+    );
     if (q.get('format') !== 'text') return r2;
     const body = formatClassified(r2);
     c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -63,15 +85,25 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     s.reapDead();
     const m = markOr404(s, c.url.searchParams.get('since'), 'check');
     const maxBytes = Number(c.url.searchParams.get('max_bytes') ?? 0);
-    if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new HttpError(400, 'max_bytes must be a number ≥ 0');
+    if (!Number.isFinite(maxBytes) || maxBytes < 0)
+      throw new HttpError(400, 'max_bytes must be a number ≥ 0');
     let rules: Rule[] = [];
     const rulesText = c.url.searchParams.get('rules');
     if (rulesText) {
-      try { rules = JSON.parse(rulesText) as Rule[]; } catch { throw new HttpError(400, 'rules is not JSON'); }
+      try {
+        rules = JSON.parse(rulesText) as Rule[];
+      } catch {
+        throw new HttpError(400, 'rules is not JSON');
+      }
       if (!Array.isArray(rules)) throw new HttpError(400, 'rules must be a JSON array');
     }
     // Class rules need the classifier (built once per check, only when a rule asks for it).
-    const classOf = rules.some((x) => x.class !== undefined) ? (() => { const f = classifier(s.tracker, s.marks.list()); return (e: number) => f(e).cls; })() : undefined;
+    const classOf = rules.some((x) => x.class !== undefined)
+      ? (() => {
+          const f = classifier(s.tracker, s.marks.list());
+          return (e: number) => f(e).cls;
+        })()
+      : undefined;
     return checkSince(s.tracker, m, maxBytes, rules, classOf);
   });
 }

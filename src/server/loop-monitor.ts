@@ -7,13 +7,26 @@ let histogram: IntervalHistogram | null = null;
 
 /** Starts (if needed) and clears the histogram. */
 export function resetLoopMonitor(): void {
-  if (!histogram) { histogram = monitorEventLoopDelay({ resolution: 1 }); histogram.enable(); }
+  if (!histogram) {
+    histogram = monitorEventLoopDelay({ resolution: 1 });
+    histogram.enable();
+  }
   histogram.reset();
 }
 
 /** Loop delays since the last reset, in ms; null while the monitor was never started. */
-export function loopDelayStats(): { maxMs: number; p99Ms: number; meanMs: number; samples: number } | null {
+export function loopDelayStats(): {
+  maxMs: number;
+  p99Ms: number;
+  meanMs: number;
+  samples: number;
+} | null {
   if (!histogram) return null;
   const ms = (ns: number) => Math.round(ns / 1e4) / 100;
-  return { maxMs: ms(histogram.max), p99Ms: ms(histogram.percentile(99)), meanMs: ms(histogram.mean || 0), samples: histogram.count };
+  return {
+    maxMs: ms(histogram.max),
+    p99Ms: ms(histogram.percentile(99)),
+    meanMs: ms(histogram.mean || 0),
+    samples: histogram.count,
+  };
 }

@@ -9,7 +9,11 @@ import type { Socket } from 'node:net';
 import { ADDON_PATH, loadNative } from '../platform/native.js';
 import { admitsPeer, type PeerPolicy } from './security.js';
 
-export interface PeerCred { pid: number; uid: number; gid: number }
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 
 /**
  * Test hook: `TT_ALLOC_NO_PEER_CRED=1` makes the loader behave as if the addon were absent, so the
@@ -18,8 +22,7 @@ export interface PeerCred { pid: number; uid: number; gid: number }
 export const NO_PEER_CRED_ENV = 'TT_ALLOC_NO_PEER_CRED';
 
 export type PeerCredSource =
-  | { available: true; read(sock: Socket): PeerCred }
-  | { available: false; reason: string };
+  { available: true; read(sock: Socket): PeerCred } | { available: false; reason: string };
 
 let cached: PeerCredSource | null = null;
 
@@ -30,11 +33,13 @@ export function peerCredSource(): PeerCredSource {
 
 function loadAddon(): PeerCredSource {
   const unavailable = (reason: string): PeerCredSource => ({ available: false, reason });
-  if (process.env[NO_PEER_CRED_ENV] === '1') return unavailable(`turned off by ${NO_PEER_CRED_ENV}=1`);
+  if (process.env[NO_PEER_CRED_ENV] === '1')
+    return unavailable(`turned off by ${NO_PEER_CRED_ENV}=1`);
   const native = loadNative();
   if (!native.addon) return unavailable(native.reason);
   const fn = native.addon.peerCred;
-  if (typeof fn !== 'function') return unavailable(`the addon ${ADDON_PATH} has no peerCred function`);
+  if (typeof fn !== 'function')
+    return unavailable(`the addon ${ADDON_PATH} has no peerCred function`);
   const peerCred = fn as (fd: number) => PeerCred;
   return {
     available: true,
@@ -75,7 +80,9 @@ export class PeerGate {
 
   /** The start-up notice when the kernel cannot be asked; null when it can. */
   notice(): string | null {
-    return this.source.available ? null : `peer credentials unavailable: ${this.source.reason}; PIDs are taken from the messages`;
+    return this.source.available
+      ? null
+      : `peer credentials unavailable: ${this.source.reason}; PIDs are taken from the messages`;
   }
 
   /**
@@ -91,7 +98,10 @@ export class PeerGate {
     } catch (e) {
       // The addon works but this socket does not answer: fail closed, it is never expected.
       sock.destroy();
-      if (this.readFailures++ % 1000 === 0) this.opts.log(`refusing ${what} connection: cannot read its peer credentials (${(e as Error).message}); ${this.readFailures} so far`);
+      if (this.readFailures++ % 1000 === 0)
+        this.opts.log(
+          `refusing ${what} connection: cannot read its peer credentials (${(e as Error).message}); ${this.readFailures} so far`,
+        );
       return false;
     }
     if (admitsPeer(this.opts.policy, cred)) return cred;
@@ -101,9 +111,11 @@ export class PeerGate {
     this.refusedByUid.set(cred.uid, n);
     if (n % 1000 === 1) {
       const p = this.opts.policy;
-      this.opts.log(`refusing ${what} connection from uid ${cred.uid} (pid ${cred.pid}): not this server's user (uid ${p.ownUid}) nor root`
-        + `${p.groupName !== null ? ` nor a member of group ${p.groupName}` : ''}; admit it with --allow-uid ${cred.uid}`
-        + ` (${n} refused from uid ${cred.uid} so far; logged again every 1000th)`);
+      this.opts.log(
+        `refusing ${what} connection from uid ${cred.uid} (pid ${cred.pid}): not this server's user (uid ${p.ownUid}) nor root` +
+          `${p.groupName !== null ? ` nor a member of group ${p.groupName}` : ''}; admit it with --allow-uid ${cred.uid}` +
+          ` (${n} refused from uid ${cred.uid} so far; logged again every 1000th)`,
+      );
     }
     return false;
   }
@@ -112,7 +124,8 @@ export class PeerGate {
   stats() {
     const p = this.opts.policy;
     const byUid: Record<string, number> = {};
-    for (const [uid, n] of [...this.refusedByUid].sort((a, b) => a[0] - b[0])) byUid[String(uid)] = n;
+    for (const [uid, n] of [...this.refusedByUid].sort((a, b) => a[0] - b[0]))
+      byUid[String(uid)] = n;
     return {
       credentials: this.source.available ? 'kernel (SO_PEERCRED)' : 'unavailable',
       ...(this.source.available ? {} : { reason: this.source.reason }),

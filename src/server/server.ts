@@ -6,7 +6,15 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { ReadPump } from './socket-reader.js';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
 import { PeerGate } from './peer-cred.js';
-import { ARCH_NAMES, MsgType, MSG_NAMES, Off, layoutFor, BUFFER_TYPE_NAMES, KERNEL_TYPE_NAMES } from '../protocol/constants.js';
+import {
+  ARCH_NAMES,
+  MsgType,
+  MSG_NAMES,
+  Off,
+  layoutFor,
+  BUFFER_TYPE_NAMES,
+  KERNEL_TYPE_NAMES,
+} from '../protocol/constants.js';
 import { readU64, writeU64 } from '../protocol/codec.js';
 import { Tracker, type ReapedReport } from '../state/tracker.js';
 import { MAX_ENTRIES } from '../state/object-table.js';
@@ -19,7 +27,12 @@ import { Router } from './http-router.js';
 import { registerCoreRoutes } from './core-routes.js';
 import { registerLeakRoutes } from './leak-routes.js';
 import { Checkpoints } from '../state/marks.js';
-import { StateStore, StateDirError, defaultStateDir, type PersistenceStats } from '../persist/state-store.js';
+import {
+  StateStore,
+  StateDirError,
+  defaultStateDir,
+  type PersistenceStats,
+} from '../persist/state-store.js';
 import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
 import { formatBufferReport } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
@@ -82,11 +95,15 @@ export class AllocationServer implements ConnectionHost {
   readonly startedAtMs = Date.now();
   logEvents: boolean;
   detectQuietMs: number;
-  /** Reads busy data connections without epoll (socket-reader.ts); null without the native addon. */
+  /**
+   * Reads busy data connections without epoll (socket-reader.ts); null without the native addon.
+   */
   readonly pump: ReadPump | null;
   /** Why there is no pump. */
   readonly pumpOff: string | null;
-  /** Data connections that read through Node's per-read buffers (this Node's net internals differ). */
+  /**
+   * Data connections that read through Node's per-read buffers (this Node's net internals differ).
+   */
   perReadBufferConnections = 0;
   readonly connections = new Set<DataConnection>();
   connectionsTotal = 0;
@@ -115,7 +132,11 @@ export class AllocationServer implements ConnectionHost {
     this.logEvents = opts.logEvents ?? false;
     this.detectQuietMs = opts.detectQuietMs ?? 5;
     ({ pump: this.pump, reason: this.pumpOff } = ReadPump.create());
-    this.out = opts.out ?? ((t) => { process.stdout.write(t); });
+    this.out =
+      opts.out ??
+      ((t) => {
+        process.stdout.write(t);
+      });
     this.isAlive = opts.isAlive ?? isProcessAlive;
     this.dataPath = new OwnedPath(opts.socketPath);
     this.ctlPath = new OwnedPath(this.controlPath);
@@ -129,11 +150,15 @@ export class AllocationServer implements ConnectionHost {
   private refuse(sock: Socket): void {
     sock.destroy();
     if (this.refusedConnections++ % 1000 === 0) {
-      this.log(`refusing data connection: ${this.connections.size} open, the limit (--max-connections); ${this.refusedConnections} refused so far`);
+      this.log(
+        `refusing data connection: ${this.connections.size} open, the limit (--max-connections); ${this.refusedConnections} refused so far`,
+      );
     }
   }
 
-  get controlPath(): string { return this.opts.controlPath ?? controlPathFor(this.opts.socketPath); }
+  get controlPath(): string {
+    return this.opts.controlPath ?? controlPathFor(this.opts.socketPath);
+  }
 
   log(msg: string): void {
     if (!this.opts.quiet) this.out(`[ttalloc] ${msg}\n`);
@@ -148,11 +173,17 @@ export class AllocationServer implements ConnectionHost {
   async start(): Promise<void> {
     // First, so that a busy --http port fails before any socket path is claimed.
     await this.live.start();
-    const gid = this.opts.group ? resolveGroup(this.opts.group) : null; // a bad name fails before any socket exists
-    const peers = this.peers = new PeerGate({
-      policy: peerPolicy({ ownUid: process.getuid?.() ?? 0, allowUids: this.opts.allowUids, group: gid === null ? null : { gid, name: this.opts.group! } }),
-      trustClientPid: this.opts.trustClientPid ?? false, log: (m) => this.log(m),
-    });
+    // a bad name fails before any socket exists
+    const gid = this.opts.group ? resolveGroup(this.opts.group) : null;
+    const peers = (this.peers = new PeerGate({
+      policy: peerPolicy({
+        ownUid: process.getuid?.() ?? 0,
+        allowUids: this.opts.allowUids,
+        group: gid === null ? null : { gid, name: this.opts.group! },
+      }),
+      trustClientPid: this.opts.trustClientPid ?? false,
+      log: (m) => this.log(m),
+    }));
     const trust = this.opts.trustClientPid ?? false;
     await claimSocketPath(this.opts.socketPath, 'socket');
     await claimSocketPath(this.controlPath, 'control socket');
@@ -163,13 +194,21 @@ export class AllocationServer implements ConnectionHost {
       const cred = peers.admit(sock, 'data');
       if (cred === false) return;
       const c = new DataConnection(this.nextConnId++, sock, this, forced);
-      if (cred) { c.peerPid = cred.pid; c.peerUid = cred.uid; if (!trust) c.ownerPid = cred.pid; }
+      if (cred) {
+        c.peerPid = cred.pid;
+        c.peerUid = cred.uid;
+        if (!trust) c.ownerPid = cred.pid;
+      }
       this.connections.add(c);
       this.connectionsTotal++;
       if (!c.ownBuffer) this.perReadBufferConnections++;
     });
-    this.controlServer = createHttpServer((req, res) => { void this.router.handle(req, res, true); });
-    this.controlServer.on('connection', (sock: Socket) => { peers.admit(sock, 'control'); });
+    this.controlServer = createHttpServer((req, res) => {
+      void this.router.handle(req, res, true);
+    });
+    this.controlServer.on('connection', (sock: Socket) => {
+      peers.admit(sock, 'control');
+    });
     await listenUnix(this.dataServer, this.opts.socketPath);
     this.dataPath.taken();
     await listenUnix(this.controlServer, this.controlPath);
@@ -181,15 +220,30 @@ export class AllocationServer implements ConnectionHost {
     if (reapMs > 0) this.timers.push(setInterval(() => this.reapDead(), reapMs));
     const statsMs = this.opts.statsIntervalMs ?? 10000;
     if (statsMs > 0) this.timers.push(setInterval(() => this.printStats(false), statsMs));
-    this.timers.push(setInterval(() => { this.tracker.tick(Date.now()); this.warnTableFull(); }, 250));
+    this.timers.push(
+      setInterval(() => {
+        this.tracker.tick(Date.now());
+        this.warnTableFull();
+      }, 250),
+    );
     for (const t of this.timers) t.unref();
     const devs = this.devices.list();
-    this.log(`allocation server listening on ${this.opts.socketPath} (control: ${this.controlPath}), pid ${process.pid}, `
-      + `frame size ${forced || 'auto (72/112/144)'}, ${devs.length ? `${devs.length} device(s): ${summarizeDevices(this.devices)}` : 'no devices declared (devices appear as they report)'}`);
+    this.log(
+      `allocation server listening on ${this.opts.socketPath} (control: ${this.controlPath}), pid ${process.pid}, ` +
+        `frame size ${forced || 'auto (72/112/144)'}, ${devs.length ? `${devs.length} device(s): ${summarizeDevices(this.devices)}` : 'no devices declared (devices appear as they report)'}`,
+    );
     const notice = peers.notice();
-    if (notice) { this.log(notice); if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`); }
-    else if (trust) this.log('--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel\'s PIDs are shown for display only');
-    if (!this.pump) this.log(`busy connections are read through epoll (${this.pumpOff}): each client send() costs ~0.1 µs more`);
+    if (notice) {
+      this.log(notice);
+      if (this.opts.quiet) process.stderr.write(`[ttalloc] ${notice}\n`);
+    } else if (trust)
+      this.log(
+        "--trust-client-pid: buffers belong to the PIDs the messages claim; the kernel's PIDs are shown for display only",
+      );
+    if (!this.pump)
+      this.log(
+        `busy connections are read through epoll (${this.pumpOff}): each client send() costs ~0.1 µs more`,
+      );
   }
 
   private tableFullWarned = false;
@@ -198,16 +252,20 @@ export class AllocationServer implements ConnectionHost {
     const n = this.tracker.tableFullDrops;
     if (n === 0 || this.tableFullWarned) return;
     this.tableFullWarned = true;
-    this.warn(`!!! TABLE FULL: ${MAX_ENTRIES} live objects of one kind; new ones are counted, not tracked (${n} so far; tableFullDrops in stats)`);
+    this.warn(
+      `!!! TABLE FULL: ${MAX_ENTRIES} live objects of one kind; new ones are counted, not tracked (${n} so far; tableFullDrops in stats)`,
+    );
   }
 
   /** How data connections are read (socket-reader.ts), for stats. */
   readStats() {
     const p = this.pump;
     return {
-      busyConnections: p ? 'direct' as const : 'epoll' as const,
+      busyConnections: p ? ('direct' as const) : ('epoll' as const),
       ...(p ? {} : { reason: this.pumpOff }),
-      directReads: p?.reads ?? 0, handBacks: p?.handBacks ?? 0, hotNow: p?.hotConnections ?? 0,
+      directReads: p?.reads ?? 0,
+      handBacks: p?.handBacks ?? 0,
+      hotNow: p?.hotConnections ?? 0,
       perReadBufferConnections: this.perReadBufferConnections,
     };
   }
@@ -222,12 +280,17 @@ export class AllocationServer implements ConnectionHost {
     await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
     this.dataPath.release();
     this.ctlPath.release();
-    if (this.store) { this.journal = null; await this.store.close(this.tracker); }
+    if (this.store) {
+      this.journal = null;
+      await this.store.close(this.tracker);
+    }
   }
 
   /** Persistence as stats, metrics and the dashboard show it. */
   persistenceStats(): PersistenceStats {
-    return this.store ? this.store.stats() : { enabled: false, reason: this.persistOff ?? 'turned off (--no-persist)' };
+    return this.store
+      ? this.store.stats()
+      : { enabled: false, reason: this.persistOff ?? 'turned off (--no-persist)' };
   }
 
   /** Recovers the persisted state (before any client can connect) and starts journaling. */
@@ -241,13 +304,16 @@ export class AllocationServer implements ConnectionHost {
       segmentBytes: Math.max(64 << 10, Math.min(64 << 20, compactBytes / 4)),
       warn: (msg) => this.warn(msg),
       log: (msg) => this.log(msg),
-      onState: (journaling) => { this.journal = journaling ? store : null; },
+      onState: (journaling) => {
+        this.journal = journaling ? store : null;
+      },
     });
     let rec;
     try {
       rec = store.open(this.tracker, this.marks);
     } catch (e) {
-      // An explicit --state-dir that cannot be used is an error; the default one only costs persistence.
+      // An explicit --state-dir that cannot be used is an error; the default one only costs
+      // persistence.
       if (this.opts.stateDir !== undefined || !(e instanceof StateDirError)) throw e;
       this.persistOff = (e as Error).message;
       const msg = `!!! PERSISTENCE OFF: ${this.persistOff}. The server tracks in memory only; a restart loses state.`;
@@ -257,12 +323,21 @@ export class AllocationServer implements ConnectionHost {
     this.store = store;
     this.journal = store;
     const t = this.tracker;
-    this.log(`state directory ${store.opts.dir}: ${rec.previousStop === 'none' ? 'new'
-      : `restored ${t.buffers.count} buffers, ${t.cbs.count} CBs, ${t.kernels.count} kernels, ${this.marks.list().length} marks `
-        + `(snapshot: ${rec.snapshotObjects} objects, journal: ${rec.journalEvents} events) after a ${rec.previousStop} stop`}`);
+    this.log(
+      `state directory ${store.opts.dir}: ${
+        rec.previousStop === 'none'
+          ? 'new'
+          : `restored ${t.buffers.count} buffers, ${t.cbs.count} CBs, ${t.kernels.count} kernels, ${this.marks.list().length} marks ` +
+            `(snapshot: ${rec.snapshotObjects} objects, journal: ${rec.journalEvents} events) after a ${rec.previousStop} stop`
+      }`,
+    );
     for (const p of rec.problems) this.log(`state recovery: ${p}`);
-    if (rec.previousStop === 'crash') this.log(`the previous server did not stop cleanly: up to ${store.opts.flushIntervalMs} ms of events before it died may be missing`);
-    if (t.buffers.count + t.cbs.count + t.kernels.count > 0) this.reapDead(); // owners that died while no server was running
+    if (rec.previousStop === 'crash')
+      this.log(
+        `the previous server did not stop cleanly: up to ${store.opts.flushIntervalMs} ms of events before it died may be missing`,
+      );
+    // owners that died while no server was running
+    if (t.buffers.count + t.cbs.count + t.kernels.count > 0) this.reapDead();
   }
 
   // ------------------------------------------------------------------ ConnectionHost
@@ -276,10 +351,16 @@ export class AllocationServer implements ConnectionHost {
     if (type === MsgType.QUERY) {
       o.setUint8(Off.type, MsgType.RESPONSE);
       const u = this.tracker.usage(device);
-      writeU64(o, Off.dram, u.dram); writeU64(o, Off.l1, u.l1); writeU64(o, Off.l1Small, u.l1Small); writeU64(o, Off.trace, u.trace);
+      writeU64(o, Off.dram, u.dram);
+      writeU64(o, Off.l1, u.l1);
+      writeU64(o, Off.l1Small, u.l1Small);
+      writeU64(o, Off.trace, u.trace);
       const L = layoutFor(size);
       if (L) {
-        if (L.cb >= 0) { writeU64(o, L.cb, u.cb); writeU64(o, L.kernel, u.kernel); }
+        if (L.cb >= 0) {
+          writeU64(o, L.cb, u.cb);
+          writeU64(o, L.kernel, u.kernel);
+        }
         this.fillDeviceInfo(o, L, device);
       }
     } else {
@@ -289,11 +370,18 @@ export class AllocationServer implements ConnectionHost {
     }
     if (conn.socket.destroyed) return;
     // Replies nobody reads would pile up in memory: such a client is closed, not served.
-    if (conn.socket.writableLength > MAX_UNREAD_REPLY_BYTES) return conn.reject(`it does not read its replies (${conn.socket.writableLength} bytes unread)`);
+    if (conn.socket.writableLength > MAX_UNREAD_REPLY_BYTES)
+      return conn.reject(
+        `it does not read its replies (${conn.socket.writableLength} bytes unread)`,
+      );
     conn.socket.write(out);
   }
 
-  private fillDeviceInfo(o: DataView, L: NonNullable<ReturnType<typeof layoutFor>>, device: number): void {
+  private fillDeviceInfo(
+    o: DataView,
+    L: NonNullable<ReturnType<typeof layoutFor>>,
+    device: number,
+  ): void {
     const ids = this.knownDeviceIds();
     if (device === -1) {
       o.setUint32(L.numDevices, ids.length, true);
@@ -302,7 +390,10 @@ export class AllocationServer implements ConnectionHost {
     }
     const d = this.devices.get(device);
     o.setUint32(L.numDevices, ids.length, true);
-    if (!d) { o.setUint32(L.isAvailable, ids.includes(device) ? 1 : 0, true); return; }
+    if (!d) {
+      o.setUint32(L.isAvailable, ids.includes(device) ? 1 : 0, true);
+      return;
+    }
     o.setUint32(L.isAvailable, 1, true);
     o.setUint32(L.arch, d.spec.arch, true);
     o.setUint32(L.dramChannels, d.spec.dramChannels, true);
@@ -325,7 +416,8 @@ export class AllocationServer implements ConnectionHost {
   dump(conn: DataConnection | null, kernels: boolean): void {
     this.reapDead();
     this.out(kernels ? formatKernelReport(this.tracker) : this.bufferReportText({}, 10));
-    if (conn) this.log(`${kernels ? 'kernel' : 'buffer'} report printed on request of ${conn.describe()}`);
+    if (conn)
+      this.log(`${kernels ? 'kernel' : 'buffer'} report printed on request of ${conn.describe()}`);
   }
 
   bufferReportText(filter: ReportFilter, limit: number, heading?: string): string {
@@ -340,13 +432,17 @@ export class AllocationServer implements ConnectionHost {
     const id = dv.getBigUint64(off + Off.bufferId, true).toString(16);
     const size = readU64(dv, off + Off.size);
     const bt = dv.getUint8(off + Off.bufferType);
-    const what = type === MsgType.KERNEL_LOAD ? (KERNEL_TYPE_NAMES[bt] ?? bt) : (BUFFER_TYPE_NAMES[bt] ?? bt);
-    this.out(`[event] ${MSG_NAMES[type] ?? `code ${type}`} device=${dev} pid=${pid} id=0x${id} size=${size} type=${what} (${conn.describe()})\n`);
+    const what =
+      type === MsgType.KERNEL_LOAD ? (KERNEL_TYPE_NAMES[bt] ?? bt) : (BUFFER_TYPE_NAMES[bt] ?? bt);
+    this.out(
+      `[event] ${MSG_NAMES[type] ?? `code ${type}`} device=${dev} pid=${pid} id=0x${id} size=${size} type=${what} (${conn.describe()})\n`,
+    );
   }
 
   closed(conn: DataConnection): void {
     this.connections.delete(conn);
-    if (conn.ownerPid !== 0 && conn.claimedPid !== 0 && conn.claimedPid !== conn.ownerPid) this.pastClaims.set(conn.ownerPid, conn.claimedPid);
+    if (conn.ownerPid !== 0 && conn.claimedPid !== 0 && conn.claimedPid !== conn.ownerPid)
+      this.pastClaims.set(conn.ownerPid, conn.claimedPid);
     this.rejectedFramesClosed += conn.rejected;
   }
 
@@ -360,13 +456,21 @@ export class AllocationServer implements ConnectionHost {
     this.lastLivenessMs = performance.now() - t0;
     const now = Date.now();
     const reports = this.tracker.releasePids(dead, now);
-    if (reports.length) this.store?.reap(reports.map((r) => r.pid), now);
+    if (reports.length)
+      this.store?.reap(
+        reports.map((r) => r.pid),
+        now,
+      );
     this.tracker.forgetIdlePids(this.isAlive);
-    for (const p of this.pastClaims.keys()) if (!this.tracker.pids.has(p)) this.pastClaims.delete(p);
+    for (const p of this.pastClaims.keys())
+      if (!this.tracker.pids.has(p)) this.pastClaims.delete(p);
     for (const r of reports) {
       const parts = [`${r.buffers} buffer${r.buffers === 1 ? '' : 's'} (${formatBytes(r.bytes)})`];
       if (r.cbs) parts.push(`${r.cbs} CB${r.cbs === 1 ? '' : 's'} (${formatBytes(r.cbBytes)})`);
-      if (r.kernels) parts.push(`${r.kernels} kernel${r.kernels === 1 ? '' : 's'} (${formatBytes(r.kernelBytes)})`);
+      if (r.kernels)
+        parts.push(
+          `${r.kernels} kernel${r.kernels === 1 ? '' : 's'} (${formatBytes(r.kernelBytes)})`,
+        );
       this.log(`process ${r.pid} is gone: released ${parts.join(', ')}`);
     }
     return reports;
@@ -375,7 +479,9 @@ export class AllocationServer implements ConnectionHost {
   /** Kernel PID → the PID its connection claims, where they differ (for the process listings). */
   claimedPids(): Map<number, number> {
     const m = new Map(this.pastClaims);
-    for (const c of this.connections) if (c.ownerPid !== 0 && c.claimedPid !== 0 && c.claimedPid !== c.ownerPid) m.set(c.ownerPid, c.claimedPid);
+    for (const c of this.connections)
+      if (c.ownerPid !== 0 && c.claimedPid !== 0 && c.claimedPid !== c.ownerPid)
+        m.set(c.ownerPid, c.claimedPid);
     return m;
   }
 
@@ -391,7 +497,9 @@ export class AllocationServer implements ConnectionHost {
     const key = lines.join('\n');
     if (!final && key === this.lastStatsKey) return; // nothing changed: stay quiet
     this.lastStatsKey = key;
-    this.out((final ? '[ttalloc] final statistics\n' : '') + lines.map((l) => `[stats] ${l}\n`).join(''));
+    this.out(
+      (final ? '[ttalloc] final statistics\n' : '') + lines.map((l) => `[stats] ${l}\n`).join(''),
+    );
   }
 }
 
@@ -401,7 +509,9 @@ export function summarizeDevices(reg: DeviceRegistry): string {
   return [...counts].map(([n, c]) => `${c}x ${n}`).join(', ');
 }
 
-export function archName(arch: number): string { return ARCH_NAMES[arch] ?? `arch ${arch}`; }
+export function archName(arch: number): string {
+  return ARCH_NAMES[arch] ?? `arch ${arch}`;
+}
 
 function closeServer(s: NetServer | HttpServer | null): Promise<void> {
   return new Promise((resolve) => {
@@ -414,7 +524,10 @@ function closeServer(s: NetServer | HttpServer | null): Promise<void> {
 /** Do two file descriptors point at the same file (e.g. `> log 2>&1`, or one terminal)? */
 function sameFile(a: number, b: number): boolean {
   try {
-    const x = fstatSync(a), y = fstatSync(b);
+    const x = fstatSync(a),
+      y = fstatSync(b);
     return x.dev === y.dev && x.ino === y.ino && x.rdev === y.rdev;
-  } catch { return false; }
+  } catch {
+    return false;
+  }
 }

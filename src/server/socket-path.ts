@@ -11,8 +11,13 @@ export class SocketInUseError extends Error {}
 export function isListening(path: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
-    const done = (v: boolean) => { clearTimeout(t); s.destroy(); resolve(v); };
-    const t = setTimeout(() => done(true), timeoutMs); // a connect that hangs means a live but busy owner
+    const done = (v: boolean) => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(v);
+    };
+    // a connect that hangs means a live but busy owner
+    const t = setTimeout(() => done(true), timeoutMs);
     s.once('connect', () => done(true));
     s.once('error', () => done(false));
   });
@@ -22,13 +27,28 @@ export function isListening(path: string, timeoutMs = 1000): Promise<boolean> {
 export async function claimSocketPath(path: string, what: string): Promise<void> {
   checkLength(path);
   let st;
-  try { st = lstatSync(path); } catch { return; }
-  if (!st.isSocket()) throw new SocketInUseError(`${path} exists and is not a socket; refusing to replace it (remove it or choose another ${what} path)`);
-  if (typeof process.getuid === 'function' && st.uid !== process.getuid() && process.getuid() !== 0) {
-    throw new SocketInUseError(`${path} belongs to another user (uid ${st.uid}); refusing to replace it`);
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket())
+    throw new SocketInUseError(
+      `${path} exists and is not a socket; refusing to replace it (remove it or choose another ${what} path)`,
+    );
+  if (
+    typeof process.getuid === 'function' &&
+    st.uid !== process.getuid() &&
+    process.getuid() !== 0
+  ) {
+    throw new SocketInUseError(
+      `${path} belongs to another user (uid ${st.uid}); refusing to replace it`,
+    );
   }
   if (await isListening(path)) {
-    throw new SocketInUseError(`another allocation server is already running on ${path}; stop it first (ttalloc stop) or use --socket PATH`);
+    throw new SocketInUseError(
+      `another allocation server is already running on ${path}; stop it first (ttalloc stop) or use --socket PATH`,
+    );
   }
   unlinkSync(path); // stale: left by a server that died
 }
@@ -37,10 +57,20 @@ export async function claimSocketPath(path: string, what: string): Promise<void>
 export class OwnedPath {
   private ino = -1;
   constructor(readonly path: string) {}
-  taken(): void { try { this.ino = lstatSync(this.path).ino; } catch { this.ino = -1; } }
+  taken(): void {
+    try {
+      this.ino = lstatSync(this.path).ino;
+    } catch {
+      this.ino = -1;
+    }
+  }
   release(): void {
     if (this.ino < 0) return;
-    try { if (lstatSync(this.path).ino === this.ino) unlinkSync(this.path); } catch { /* already gone */ }
+    try {
+      if (lstatSync(this.path).ino === this.ino) unlinkSync(this.path);
+    } catch {
+      /* already gone */
+    }
     this.ino = -1;
   }
 }
@@ -51,7 +81,10 @@ export const MAX_SOCKET_PATH = 107;
 /** sun_path holds 107 bytes; a longer path would be silently truncated by the kernel. */
 function checkLength(path: string): void {
   const n = Buffer.byteLength(path);
-  if (n > MAX_SOCKET_PATH) throw new Error(`socket path ${path} is ${n} bytes; Unix sockets allow ${MAX_SOCKET_PATH} (choose a shorter --socket; the control socket adds ".ctl")`);
+  if (n > MAX_SOCKET_PATH)
+    throw new Error(
+      `socket path ${path} is ${n} bytes; Unix sockets allow ${MAX_SOCKET_PATH} (choose a shorter --socket; the control socket adds ".ctl")`,
+    );
 }
 
 /**
@@ -65,24 +98,42 @@ export async function listenUnix(s: NetServer | HttpServer, path: string): Promi
   checkLength(path);
   const tmp = join(dirname(path), `.tt${process.pid}.${++privateSeq}`);
   if (Buffer.byteLength(tmp) > MAX_SOCKET_PATH) return listenOn(s, path);
-  try { unlinkSync(tmp); } catch { /* normally absent */ }
-  try { await listenOn(s, tmp); } catch (e) {
-    throw new Error(`cannot listen on ${path}: ${(e as Error).message.replace(tmp, dirname(path))}`);
+  try {
+    unlinkSync(tmp);
+  } catch {
+    /* normally absent */
+  }
+  try {
+    await listenOn(s, tmp);
+  } catch (e) {
+    throw new Error(
+      `cannot listen on ${path}: ${(e as Error).message.replace(tmp, dirname(path))}`,
+    );
   }
   try {
     linkSync(tmp, path);
   } catch (e) {
     s.close();
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new SocketInUseError(`${path} was taken by another process while starting; refusing to replace it`);
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+      throw new SocketInUseError(
+        `${path} was taken by another process while starting; refusing to replace it`,
+      );
     throw e;
   } finally {
-    try { unlinkSync(tmp); } catch { /* gone */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
   }
 }
 
 function listenOn(s: NetServer | HttpServer, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     s.once('error', reject);
-    s.listen(path, () => { s.off('error', reject); resolve(); });
+    s.listen(path, () => {
+      s.off('error', reject);
+      resolve();
+    });
   });
 }

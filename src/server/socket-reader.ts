@@ -15,12 +15,14 @@
 // epoll, and a socket registered with epoll has a waiter on it at all times: every send() a client
 // makes then runs epoll's wake-up callback in the client's own system call, under a lock with
 // interrupts off (~0.1 µs per send here, a tenth of what a one-frame send() costs). A reader that
-// only waits when it has nothing to do (like poll(2)) spares the clients that cost while it is busy.
+// only waits when it has nothing to do (like poll(2)) spares the clients that cost while it is
+// busy.
 // So a connection whose read shows a busy sender (data-connection.ts: at least 1 KiB since the
 // last turn; for a frame now and then the hand-over costs more than it saves) is taken off
 // libuv's watch (its reading is stopped, and libuv drops the descriptor from epoll at its next
 // event) and becomes "hot": the pump reads it directly (the native addon's read(2)), one read per
-// connection per event-loop turn, for as long as bytes keep coming. The first read that finds nothing hands it back to libuv. End of
+// connection per event-loop turn, for as long as bytes keep coming. The first read that finds
+// nothing hands it back to libuv. End of
 // stream and errors are handed back too, so that Node reports them through the socket as usual.
 import type { Socket } from 'node:net';
 import { loadNative } from '../platform/native.js';
@@ -30,13 +32,23 @@ import { loadNative } from '../platform/native.js';
  * before the next, and a partial frame at its end is copied out by the connection.
  */
 export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
-export const READ_VIEW = new DataView(READ_BUFFER.buffer, READ_BUFFER.byteOffset, READ_BUFFER.length);
+export const READ_VIEW = new DataView(
+  READ_BUFFER.buffer,
+  READ_BUFFER.byteOffset,
+  READ_BUFFER.length,
+);
 
-/** Test hook: `TT_ALLOC_PER_READ_BUFFERS=1` makes readIntoBuffer decline (the path for a Node whose internals differ). */
+/**
+ * Test hook: `TT_ALLOC_PER_READ_BUFFERS=1` makes readIntoBuffer decline (the path for a Node whose
+ * internals differ).
+ */
 export const PER_READ_BUFFERS_ENV = 'TT_ALLOC_PER_READ_BUFFERS';
 const perReadBuffers = process.env[PER_READ_BUFFERS_ENV] === '1';
 
-type Internal = Socket & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null } & Record<symbol, unknown>;
+type Internal = Socket & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null } & Record<
+    symbol,
+    unknown
+  >;
 
 function fieldNamed(sock: Internal, name: string): symbol | undefined {
   return Object.getOwnPropertySymbols(sock).find((s) => s.description === name);
@@ -50,9 +62,17 @@ function fieldNamed(sock: Internal, name: string): symbol | undefined {
 export function readIntoBuffer(sock: Socket, onRead: (bytes: number) => boolean | void): boolean {
   if (perReadBuffers) return false;
   const s = sock as Internal;
-  const kBuffer = fieldNamed(s, 'kBuffer'), kBufferCb = fieldNamed(s, 'kBufferCb');
+  const kBuffer = fieldNamed(s, 'kBuffer'),
+    kBufferCb = fieldNamed(s, 'kBufferCb');
   const handle = s._handle;
-  if (!kBuffer || !kBufferCb || s[kBuffer] !== null || !handle || typeof handle.useUserBuffer !== 'function') return false;
+  if (
+    !kBuffer ||
+    !kBufferCb ||
+    s[kBuffer] !== null ||
+    !handle ||
+    typeof handle.useUserBuffer !== 'function'
+  )
+    return false;
   s[kBuffer] = READ_BUFFER;
   s[kBufferCb] = onRead;
   handle.useUserBuffer(READ_BUFFER);
@@ -60,7 +80,10 @@ export function readIntoBuffer(sock: Socket, onRead: (bytes: number) => boolean 
   return true;
 }
 
-/** Test hook: `TT_ALLOC_NO_READ_PUMP=1` reads every connection through libuv (the path without the addon). */
+/**
+ * Test hook: `TT_ALLOC_NO_READ_PUMP=1` reads every connection through libuv (the path without the
+ * addon).
+ */
 export const NO_READ_PUMP_ENV = 'TT_ALLOC_NO_READ_PUMP';
 
 /** A connection the pump can read. */
@@ -91,23 +114,33 @@ export class ReadPump {
 
   /** The pump, or why there is none (no native addon, or NO_READ_PUMP_ENV=1). */
   static create(): { pump: ReadPump; reason: null } | { pump: null; reason: string } {
-    if (process.env[NO_READ_PUMP_ENV] === '1') return { pump: null, reason: `turned off by ${NO_READ_PUMP_ENV}=1` };
+    if (process.env[NO_READ_PUMP_ENV] === '1')
+      return { pump: null, reason: `turned off by ${NO_READ_PUMP_ENV}=1` };
     const native = loadNative();
     if (!native.addon) return { pump: null, reason: native.reason };
     const readInto = native.addon.readInto;
-    if (typeof readInto !== 'function') return { pump: null, reason: 'the native addon has no readInto function (npm run build:native)' };
+    if (typeof readInto !== 'function')
+      return {
+        pump: null,
+        reason: 'the native addon has no readInto function (npm run build:native)',
+      };
     return { pump: new ReadPump(readInto as ReadInto), reason: null };
   }
 
   /** Connections being read directly now. */
-  get hotConnections(): number { return this.hot.length; }
+  get hotConnections(): number {
+    return this.hot.length;
+  }
 
   /** Reads `p` from the next turn on; its libuv reading must be stopped already. */
   heat(p: Pumped): void {
     if (p.hot) return;
     p.hot = true;
     this.hot.push(p);
-    if (!this.scheduled) { this.scheduled = true; setImmediate(this.pumpSoon); }
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.pumpSoon);
+    }
   }
 
   private pump(): void {
@@ -116,8 +149,12 @@ export class ReadPump {
     let kept = 0;
     for (let i = 0; i < hot.length; i++) {
       const p = hot[i];
-      // Checked right before each read: a destroyed socket's descriptor may already belong to a new connection.
-      if (!p.readable()) { p.hot = false; continue; }
+      // Checked right before each read: a destroyed socket's descriptor may already belong to a new
+      // connection.
+      if (!p.readable()) {
+        p.hot = false;
+        continue;
+      }
       const n = this.readInto(p.fd, READ_BUFFER);
       if (n > 0) {
         this.reads++;
@@ -126,10 +163,14 @@ export class ReadPump {
       } else {
         p.hot = false;
         this.handBacks++;
-        p.cool(); // nothing waiting (-EAGAIN), end of stream, or an error libuv will read again and report
+        // nothing waiting (-EAGAIN), end of stream, or an error libuv will read again and report
+        p.cool();
       }
     }
     hot.length = kept;
-    if (kept > 0 && !this.scheduled) { this.scheduled = true; setImmediate(this.pumpSoon); }
+    if (kept > 0 && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.pumpSoon);
+    }
   }
 }

@@ -22,15 +22,22 @@ const MAX_STREAMS = 64;
 export const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
 
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml', '.png': 'image/png', '.json': 'application/json',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.json': 'application/json',
 };
 
-/** "8080", ":8080", "127.0.0.1:8080", "[::1]:8080" → host and port; a bare port binds loopback only. */
+/**
+ * "8080", ":8080", "127.0.0.1:8080", "[::1]:8080" → host and port; a bare port binds loopback only.
+ */
 export function parseHttpAddress(spec: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]:|([^:[\]]*):)?(\d{1,5})$/.exec(spec.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new Error(`--http: expected [HOST:]PORT (e.g. 127.0.0.1:9478), got '${spec}'`);
+  if (!m || port > 65535)
+    throw new Error(`--http: expected [HOST:]PORT (e.g. 127.0.0.1:9478), got '${spec}'`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
@@ -52,15 +59,26 @@ export class LiveViews {
     const r = s.router;
     r.get('/metrics', async (c) => {
       const body = await this.metrics.metrics();
-      c.res.writeHead(200, { 'content-type': this.metrics.contentType, 'content-length': Buffer.byteLength(body) });
+      c.res.writeHead(200, {
+        'content-type': this.metrics.contentType,
+        'content-length': Buffer.byteLength(body),
+      });
       c.res.end(body);
       return undefined;
     });
     r.get('/v1/history', (c) => {
       const sec = c.url.searchParams.get('seconds');
-      return { schema_version: 1, intervalMs: this.sampler.intervalMs, kinds: SAMPLE_KINDS, samples: this.sampler.history(sec ? Number(sec) : undefined) };
+      return {
+        schema_version: 1,
+        intervalMs: this.sampler.intervalMs,
+        kinds: SAMPLE_KINDS,
+        samples: this.sampler.history(sec ? Number(sec) : undefined),
+      };
     });
-    r.get('/v1/events', (c) => { this.openStream(c.res); return undefined; });
+    r.get('/v1/events', (c) => {
+      this.openStream(c.res);
+      return undefined;
+    });
     r.get('/v1/buffers/page', (c) => ({ schema_version: 1, ...bufferPage(s.tracker, c.url) }));
   }
 
@@ -68,11 +86,14 @@ export class LiveViews {
     this.sampler.start();
     this.sampler.subscribe((smp) => this.broadcast(smp));
     if (!this.address) return;
-    const { host, port } = this.address, spec = this.s.opts.http;
+    const { host, port } = this.address,
+      spec = this.s.opts.http;
     this.loadAssets();
     this.http = createServer((req, res) => this.serve(req, res));
     await new Promise<void>((resolve, reject) => {
-      this.http!.once('error', (e: NodeJS.ErrnoException) => reject(new Error(`--http ${spec}: cannot listen (${e.code ?? e.message})`)));
+      this.http!.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new Error(`--http ${spec}: cannot listen (${e.code ?? e.message})`)),
+      );
       this.http!.listen(port, host, () => resolve());
     });
     const a = this.http.address() as AddressInfo;
@@ -86,16 +107,24 @@ export class LiveViews {
     this.streams.clear();
     const h = this.http;
     this.http = null;
-    if (h) await new Promise<void>((resolve) => { h.closeAllConnections(); h.close(() => resolve()); });
+    if (h)
+      await new Promise<void>((resolve) => {
+        h.closeAllConnections();
+        h.close(() => resolve());
+      });
   }
 
   private loadAssets(): void {
     try {
       // Only the page's files (dist/ui also holds the compiled TUI modules, in a subdirectory).
-      for (const f of readdirSync(UI_DIR, { withFileTypes: true })) if (f.isFile() && TYPES[extname(f.name)]) this.assets.set(f.name, readFileSync(join(UI_DIR, f.name)));
+      for (const f of readdirSync(UI_DIR, { withFileTypes: true }))
+        if (f.isFile() && TYPES[extname(f.name)])
+          this.assets.set(f.name, readFileSync(join(UI_DIR, f.name)));
       if (!this.assets.has('index.html')) throw new Error('no index.html');
     } catch {
-      this.s.log(`dashboard assets not found in ${UI_DIR} (run 'npm run build'); serving the API only`);
+      this.s.log(
+        `dashboard assets not found in ${UI_DIR} (run 'npm run build'); serving the API only`,
+      );
     }
   }
 
@@ -109,8 +138,16 @@ export class LiveViews {
     const name = path === '/' ? 'index.html' : path.startsWith('/ui/') ? path.slice(4) : null;
     if (name !== null && req.method === 'GET') {
       const body = this.assets.get(name);
-      if (!body) { res.writeHead(404, { 'content-type': 'text/plain' }); res.end(`not found: ${path}\n`); return; }
-      res.writeHead(200, { 'content-type': TYPES[extname(name)] ?? 'application/octet-stream', 'content-length': body.length, 'cache-control': 'no-cache' });
+      if (!body) {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end(`not found: ${path}\n`);
+        return;
+      }
+      res.writeHead(200, {
+        'content-type': TYPES[extname(name)] ?? 'application/octet-stream',
+        'content-length': body.length,
+        'cache-control': 'no-cache',
+      });
       res.end(body);
       return;
     }
@@ -130,9 +167,16 @@ export class LiveViews {
 
   private openStream(res: ServerResponse): void {
     // A bounded number of live streams: each costs a socket and a write per sample.
-    if (this.streams.size >= MAX_STREAMS) throw new HttpError(503, `too many live streams (${MAX_STREAMS})`);
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-    res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs: this.sampler.intervalMs, kinds: SAMPLE_KINDS, samples: this.sampler.history() })}\n\n`);
+    if (this.streams.size >= MAX_STREAMS)
+      throw new HttpError(503, `too many live streams (${MAX_STREAMS})`);
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+    });
+    res.write(
+      `retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs: this.sampler.intervalMs, kinds: SAMPLE_KINDS, samples: this.sampler.history() })}\n\n`,
+    );
     this.streams.add(res);
     res.on('close', () => this.streams.delete(res));
   }

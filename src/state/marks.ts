@@ -1,12 +1,15 @@
 // Checkpoints ("marks"): a name for the current epoch. Cheap by design: no copy of the state;
-// every buffer already stores the epoch it was born in, so "born after mark M" is `epoch >= M.epoch`.
+// every buffer already stores the epoch it was born in, so "born after mark M" is `epoch >=
+// M.epoch`.
 import type { Tracker } from './tracker.js';
 
 export interface Mark {
   name: string;
   epoch: number;
   atMs: number;
-  /** Set when a harness marks for one process: queries since this mark then see only its buffers. */
+  /**
+   * Set when a harness marks for one process: queries since this mark then see only its buffers.
+   */
   pid: number | null;
 }
 
@@ -21,8 +24,12 @@ export class Checkpoints {
 
   /** Records (or moves, when the name exists) a mark at a new epoch. */
   mark(name: string, pid: number | null = null): Mark {
-    if (!NAME.test(name)) throw new MarkError(`bad mark name '${name}': use letters, digits and _ . : / @ + - (at most 200)`);
-    if (pid !== null && (!Number.isInteger(pid) || pid <= 0)) throw new MarkError(`bad pid '${pid}'`);
+    if (!NAME.test(name))
+      throw new MarkError(
+        `bad mark name '${name}': use letters, digits and _ . : / @ + - (at most 200)`,
+      );
+    if (pid !== null && (!Number.isInteger(pid) || pid <= 0))
+      throw new MarkError(`bad pid '${pid}'`);
     const epoch = this.tracker.newEpoch();
     const m: Mark = { name, epoch, atMs: this.tracker.epochTimeMs(epoch), pid };
     this.marks.delete(name); // re-marking moves it to the end of the ordered list
@@ -37,10 +44,18 @@ export class Checkpoints {
   }
 
   /** Marks in the order they were taken. */
-  list(): Mark[] { return [...this.marks.values()].sort((a, b) => a.epoch - b.epoch); }
+  list(): Mark[] {
+    return [...this.marks.values()].sort((a, b) => a.epoch - b.epoch);
+  }
 
-  clear(): void { this.marks.clear(); }
+  clear(): void {
+    this.marks.clear();
+  }
 
-  toJSON(): Mark[] { return this.list(); }
-  load(marks: Mark[]): void { for (const m of marks) this.marks.set(m.name, { ...m }); }
+  toJSON(): Mark[] {
+    return this.list();
+  }
+  load(marks: Mark[]): void {
+    for (const m of marks) this.marks.set(m.name, { ...m });
+  }
 }

@@ -36,7 +36,9 @@ const SHARD_BITS = 10;
 const SHARD_SHIFT = 32 - SHARD_BITS;
 const SHARDS = 1 << SHARD_BITS;
 const MIN_SHARD = 32;
-/** Index slot of an entry removed in bulk: occupied for probing, never matches (see removeMarked). */
+/**
+ * Index slot of an entry removed in bulk: occupied for probing, never matches (see removeMarked).
+ */
 const TOMB = -1;
 /** Index slot = fingerprint | (entry + 1); an entry's slot value is positive. */
 const ENTRY_BITS = 27;
@@ -48,11 +50,19 @@ export const MAX_ENTRIES = ENTRY_MASK - 1;
  * The fingerprint: hash bits 18-21, used neither for the shard (the top 10) nor for the slot (the
  * low log2(capacity) bits, below 18 until a shard holds ~100 k entries, ~100 M in the table).
  */
-function fpOf(h: number): number { return ((h >>> 18) & 15) << ENTRY_BITS; }
+function fpOf(h: number): number {
+  return ((h >>> 18) & 15) << ENTRY_BITS;
+}
 
 /** Words per row and their meaning. */
 const STRIDE = 7;
-const W_LO = 0, W_HI = 1, W_META = 2, W_SIZE = 3, W_PID = 4, W_REF = 5, W_EPOCH = 6;
+const W_LO = 0,
+  W_HI = 1,
+  W_META = 2,
+  W_SIZE = 3,
+  W_PID = 4,
+  W_REF = 5,
+  W_EPOCH = 6;
 /** The row layout, for bulk scans over rowPage() that must not pay a call per field. */
 export const PAGE_ROWS = PAGE_SIZE;
 export const ROW_WORDS = STRIDE;
@@ -85,20 +95,28 @@ function shardCapacityFor(expected: number): number {
   return cap;
 }
 
-/** Entries shard `sh` may hold in `cap` slots before it doubles (load 0.5 to 0.75 across shards). */
+/**
+ * Entries shard `sh` may hold in `cap` slots before it doubles (load 0.5 to 0.75 across shards).
+ */
 function limitFor(sh: number, cap: number): number {
   return Math.floor(cap * (0.5 + (0.25 * sh) / SHARDS));
 }
 
 function metaOf(device: number, type: number, size: number): number {
-  const sizeHi = size > 0xffffffff ? Math.floor(size / TWO32) & SIZE_HI_MASK : 0; // no division for the usual sizes
+  // no division for the usual sizes
+  const sizeHi = size > 0xffffffff ? Math.floor(size / TWO32) & SIZE_HI_MASK : 0;
   return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
 }
 
 /** allocRef() results (ALLOC_FULL: not inserted, the table holds MAX_ENTRIES). */
-export const ALLOC_NEW = 0, ALLOC_REF = 1, ALLOC_RESIZED = 2, ALLOC_FULL = 3;
+export const ALLOC_NEW = 0,
+  ALLOC_REF = 1,
+  ALLOC_RESIZED = 2,
+  ALLOC_FULL = 3;
 /** release() results. */
-export const RELEASE_UNKNOWN = 0, RELEASE_REF = 1, RELEASE_REMOVED = 2;
+export const RELEASE_UNKNOWN = 0,
+  RELEASE_REF = 1,
+  RELEASE_REMOVED = 2;
 
 /** Marked entries among from..to-1. */
 function countMarked(mark: Uint8Array, from: number, to: number): number {
@@ -113,7 +131,9 @@ export function rowSize(pg: Int32Array, b: number): number {
 }
 
 export class ObjectTable {
-  /** Rows 0..end-1 hold entries, except `hole` (when ≥ 0): a removed entry's row, never the last. */
+  /**
+   * Rows 0..end-1 hold entries, except `hole` (when ≥ 0): a removed entry's row, never the last.
+   */
   private end = 0;
   private hole = -1;
   /** Live entries; rows 0..count-1 are dense once this has been read. */
@@ -127,7 +147,10 @@ export class ObjectTable {
    * the unsigned values).
    */
   private pages: Int32Array[] = [];
-  /** Index shards (slot value = fingerprint | entry + 1, 0 = empty, TOMB) and the number of entries in each. */
+  /**
+   * Index shards (slot value = fingerprint | entry + 1, 0 = empty, TOMB) and the number of entries
+   * in each.
+   */
   private shards: Int32Array[] = [];
   private shardUsed = new Int32Array(SHARDS);
   /** Tombstones per shard (they lengthen probes until the shard is rehashed). */
@@ -156,7 +179,10 @@ export class ObjectTable {
   goneSize = 0;
 
   /** `maxEntries` below MAX_ENTRIES is for tests of a full table. */
-  constructor(expected = 0, private readonly maxEntries = MAX_ENTRIES) {
+  constructor(
+    expected = 0,
+    private readonly maxEntries = MAX_ENTRIES,
+  ) {
     this.resetIndex(expected);
   }
 
@@ -165,7 +191,8 @@ export class ObjectTable {
     const cap = shardCapacityFor(expected);
     // Re-use shards of the right size: fresh pages cost a page fault each (slow in VMs).
     for (let i = 0; i < SHARDS; i++) {
-      if (this.shards[i]?.length === cap) this.shards[i].fill(0); else this.shards[i] = new Int32Array(cap);
+      if (this.shards[i]?.length === cap) this.shards[i].fill(0);
+      else this.shards[i] = new Int32Array(cap);
       this.shardLimit[i] = limitFor(i, cap);
     }
     this.shardUsed.fill(0);
@@ -181,49 +208,89 @@ export class ObjectTable {
   }
 
   // ---- field access (entry index e) ----
-  private word(e: number, w: number): number { return this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + w]; }
-  addrLo(e: number): number { return this.word(e, W_LO) >>> 0; }
-  addrHi(e: number): number { return this.word(e, W_HI) >>> 0; }
-  device(e: number): number { return this.word(e, W_META) & DEV_MASK; }
-  type(e: number): number { return (this.word(e, W_META) >>> TYPE_SHIFT) & TYPE_MASK; }
-  flags(e: number): number { return this.word(e, W_META) & 0xc0000000; }
+  private word(e: number, w: number): number {
+    return this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + w];
+  }
+  addrLo(e: number): number {
+    return this.word(e, W_LO) >>> 0;
+  }
+  addrHi(e: number): number {
+    return this.word(e, W_HI) >>> 0;
+  }
+  device(e: number): number {
+    return this.word(e, W_META) & DEV_MASK;
+  }
+  type(e: number): number {
+    return (this.word(e, W_META) >>> TYPE_SHIFT) & TYPE_MASK;
+  }
+  flags(e: number): number {
+    return this.word(e, W_META) & 0xc0000000;
+  }
   size(e: number): number {
-    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[e >>> PAGE_BITS],
+      b = (e & PAGE_MASK) * STRIDE;
     return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
   }
-  pid(e: number): number { return this.word(e, W_PID); }
-  ref(e: number): number { return this.word(e, W_REF); }
-  epoch(e: number): number { return this.word(e, W_EPOCH) >>> 0; }
+  pid(e: number): number {
+    return this.word(e, W_PID);
+  }
+  ref(e: number): number {
+    return this.word(e, W_REF);
+  }
+  epoch(e: number): number {
+    return this.word(e, W_EPOCH) >>> 0;
+  }
   /** The 64-bit id as a hex string (for reports only). */
   idHex(e: number): string {
-    const hi = this.addrHi(e), lo = this.addrLo(e);
+    const hi = this.addrHi(e),
+      lo = this.addrLo(e);
     return hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0');
   }
-  idBigInt(e: number): bigint { return (BigInt(this.addrHi(e)) << 32n) | BigInt(this.addrLo(e)); }
+  idBigInt(e: number): bigint {
+    return (BigInt(this.addrHi(e)) << 32n) | BigInt(this.addrLo(e));
+  }
 
   /** Row page p: rows p * PAGE_ROWS … (read only; valid until the table changes). */
-  rowPage(p: number): Int32Array { return this.pages[p]; }
+  rowPage(p: number): Int32Array {
+    return this.pages[p];
+  }
 
-  setRef(e: number, r: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_REF] = r; }
-  setFlag(e: number, f: number): void { this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_META] |= f; }
+  setRef(e: number, r: number): void {
+    this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_REF] = r;
+  }
+  setFlag(e: number, f: number): void {
+    this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_META] |= f;
+  }
 
   /** Entry index of (device, lo, hi), or -1. The id halves may be given signed or unsigned. */
   find(device: number, lo: number, hi: number): number {
-    lo |= 0; hi |= 0;
+    lo |= 0;
+    hi |= 0;
     const h = hash3(device, lo, hi);
-    const idx = this.shards[h >>> SHARD_SHIFT], mask = idx.length - 1, pages = this.pages, fp = fpOf(h);
+    const idx = this.shards[h >>> SHARD_SHIFT],
+      mask = idx.length - 1,
+      pages = this.pages,
+      fp = fpOf(h);
     let s = h & mask;
     for (;;) {
       const v = idx[s];
       if (v === 0) {
-        this.missValid = true; this.missDevice = device; this.missLo = lo; this.missHi = hi;
-        this.missHash = h; this.missSlot = s;
+        this.missValid = true;
+        this.missDevice = device;
+        this.missLo = lo;
+        this.missHi = hi;
+        this.missHash = h;
+        this.missSlot = s;
         return -1;
       }
       if (v > 0 && (v & FP_MASK) === fp) {
-        const e = (v & ENTRY_MASK) - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+        const e = (v & ENTRY_MASK) - 1,
+          pg = pages[e >>> PAGE_BITS],
+          b = (e & PAGE_MASK) * STRIDE;
         if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
-          this.foundEntry = e; this.foundHash = h; this.foundSlot = s;
+          this.foundEntry = e;
+          this.foundHash = h;
+          this.foundSlot = s;
           return e;
         }
       }
@@ -236,19 +303,36 @@ export class ObjectTable {
    * ALLOC_RESIZED when the size differs, which flags it); otherwise it is inserted at the empty
    * slot where the probe stopped (ALLOC_NEW).
    */
-  allocRef(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
-    lo |= 0; hi |= 0;
-    const h = hash3(device, lo, hi), sh = h >>> SHARD_SHIFT, pages = this.pages, fp = fpOf(h);
-    let idx = this.shards[sh], mask = idx.length - 1, s = h & mask;
+  allocRef(
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    type: number,
+    pid: number,
+    epoch: number,
+  ): number {
+    lo |= 0;
+    hi |= 0;
+    const h = hash3(device, lo, hi),
+      sh = h >>> SHARD_SHIFT,
+      pages = this.pages,
+      fp = fpOf(h);
+    let idx = this.shards[sh],
+      mask = idx.length - 1,
+      s = h & mask;
     for (;;) {
       const v = idx[s];
       if (v === 0) break;
       if (v > 0 && (v & FP_MASK) === fp) {
-        const e = (v & ENTRY_MASK) - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+        const e = (v & ENTRY_MASK) - 1,
+          pg = pages[e >>> PAGE_BITS],
+          b = (e & PAGE_MASK) * STRIDE;
         if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
           pg[b + W_REF]++;
           const m = pg[b + W_META];
-          if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size) return ALLOC_REF;
+          if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size)
+            return ALLOC_REF;
           pg[b + W_META] = m | FLAG_RESIZED;
           return ALLOC_RESIZED;
         }
@@ -259,14 +343,19 @@ export class ObjectTable {
     if (this.hole < 0 && this.end >= this.maxEntries) return ALLOC_FULL;
     if (++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh]) {
       this.growShard(sh);
-      idx = this.shards[sh]; mask = idx.length - 1; s = h & mask;
+      idx = this.shards[sh];
+      mask = idx.length - 1;
+      s = h & mask;
       while (idx[s] !== 0) s = (s + 1) & mask;
     }
     let e = this.hole;
-    if (e >= 0) this.hole = -1; else e = this.end++;
+    if (e >= 0) this.hole = -1;
+    else e = this.end++;
     this.writeRow(e, device, lo, hi, size, type, pid, epoch);
     idx[s] = fp | (e + 1);
-    this.insEntry = e; this.insShard = sh; this.insSlot = s;
+    this.insEntry = e;
+    this.insShard = sh;
+    this.insSlot = s;
     return ALLOC_NEW;
   }
 
@@ -276,17 +365,28 @@ export class ObjectTable {
    * RELEASE_UNKNOWN when it is not live.
    */
   release(device: number, lo: number, hi: number): number {
-    lo |= 0; hi |= 0;
-    const h = hash3(device, lo, hi), sh = h >>> SHARD_SHIFT, pages = this.pages, fp = fpOf(h);
-    const idx = this.shards[sh], mask = idx.length - 1;
+    lo |= 0;
+    hi |= 0;
+    const h = hash3(device, lo, hi),
+      sh = h >>> SHARD_SHIFT,
+      pages = this.pages,
+      fp = fpOf(h);
+    const idx = this.shards[sh],
+      mask = idx.length - 1;
     for (let s = h & mask; ; s = (s + 1) & mask) {
       const v = idx[s];
       if (v === 0) return RELEASE_UNKNOWN;
       if (v <= 0 || (v & FP_MASK) !== fp) continue;
-      const e = (v & ENTRY_MASK) - 1, pg = pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
-      if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device) continue;
+      const e = (v & ENTRY_MASK) - 1,
+        pg = pages[e >>> PAGE_BITS],
+        b = (e & PAGE_MASK) * STRIDE;
+      if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device)
+        continue;
       const r = pg[b + W_REF];
-      if (r > 1) { pg[b + W_REF] = r - 1; return RELEASE_REF; }
+      if (r > 1) {
+        pg[b + W_REF] = r - 1;
+        return RELEASE_REF;
+      }
       const m = pg[b + W_META];
       this.gonePid = pg[b + W_PID];
       this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
@@ -297,12 +397,16 @@ export class ObjectTable {
     }
   }
 
-  /** One more reference to live entry e (a repeated ALLOC); true when its size differs (flagged). */
+  /**
+   * One more reference to live entry e (a repeated ALLOC); true when its size differs (flagged).
+   */
   addRef(e: number, size: number): boolean {
-    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[e >>> PAGE_BITS],
+      b = (e & PAGE_MASK) * STRIDE;
     pg[b + W_REF]++;
     const m = pg[b + W_META];
-    if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size) return false;
+    if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size)
+      return false;
     pg[b + W_META] = m | FLAG_RESIZED;
     return true;
   }
@@ -312,9 +416,13 @@ export class ObjectTable {
    * gonePid / goneType / goneSize. Returns whether it was removed.
    */
   unref(e: number): boolean {
-    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[e >>> PAGE_BITS],
+      b = (e & PAGE_MASK) * STRIDE;
     const r = pg[b + W_REF];
-    if (r > 1) { pg[b + W_REF] = r - 1; return false; }
+    if (r > 1) {
+      pg[b + W_REF] = r - 1;
+      return false;
+    }
     const m = pg[b + W_META];
     this.gonePid = pg[b + W_PID];
     this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
@@ -323,19 +431,34 @@ export class ObjectTable {
     return true;
   }
 
-  /** Inserts a new entry (caller has checked it is absent); returns its index, or -1 when the table is full. */
-  insert(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): number {
-    lo |= 0; hi |= 0;
+  /**
+   * Inserts a new entry (caller has checked it is absent); returns its index, or -1 when the table
+   * is full.
+   */
+  insert(
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    type: number,
+    pid: number,
+    epoch: number,
+  ): number {
+    lo |= 0;
+    hi |= 0;
     if (this.hole < 0 && this.end >= this.maxEntries) return -1;
     // The find() that just missed this key knows its hash and the free slot it stopped at.
-    const reuse = this.missValid && this.missLo === lo && this.missHi === hi && this.missDevice === device;
+    const reuse =
+      this.missValid && this.missLo === lo && this.missHi === hi && this.missDevice === device;
     this.missValid = false;
     this.foundEntry = -1;
-    const h = reuse ? this.missHash : hash3(device, lo, hi), sh = h >>> SHARD_SHIFT;
+    const h = reuse ? this.missHash : hash3(device, lo, hi),
+      sh = h >>> SHARD_SHIFT;
     const grew = ++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh];
     if (grew) this.growShard(sh);
     let e = this.hole;
-    if (e >= 0) this.hole = -1; else e = this.end++;
+    if (e >= 0) this.hole = -1;
+    else e = this.end++;
     this.writeRow(e, device, lo, hi, size, type, pid, epoch);
     const idx = this.shards[sh];
     let s: number;
@@ -346,15 +469,27 @@ export class ObjectTable {
       while (idx[s] !== 0) s = (s + 1) & mask;
     }
     idx[s] = fpOf(h) | (e + 1);
-    this.insEntry = e; this.insShard = sh; this.insSlot = s;
+    this.insEntry = e;
+    this.insShard = sh;
+    this.insSlot = s;
     return e;
   }
 
   /** Row e := a new entry with one reference (its page is added when e starts one). */
-  private writeRow(e: number, device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number): void {
+  private writeRow(
+    e: number,
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    type: number,
+    pid: number,
+    epoch: number,
+  ): void {
     const p = e >>> PAGE_BITS;
     if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
-    const pg = this.pages[p], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[p],
+      b = (e & PAGE_MASK) * STRIDE;
     pg[b + W_LO] = lo;
     pg[b + W_HI] = hi;
     pg[b + W_META] = metaOf(device, type, size);
@@ -382,7 +517,10 @@ export class ObjectTable {
     if (e !== this.end - 1 && this.hole >= 0) this.settle();
     if (e === this.end - 1) {
       this.end--;
-      if (this.hole >= 0 && this.hole === this.end - 1) { this.end--; this.hole = -1; } // the hole is the last row now
+      if (this.hole >= 0 && this.hole === this.end - 1) {
+        this.end--;
+        this.hole = -1;
+      } // the hole is the last row now
     } else this.hole = e;
     if ((this.end & PAGE_MASK) === 0) this.releasePages();
   }
@@ -393,13 +531,18 @@ export class ObjectTable {
     this.hole = -1;
     const last = --this.end;
     let idx: Int32Array, s: number;
-    if (last === this.insEntry && (this.shards[this.insShard][this.insSlot] & ENTRY_MASK) === last + 1) {
-      idx = this.shards[this.insShard]; s = this.insSlot;
+    if (
+      last === this.insEntry &&
+      (this.shards[this.insShard][this.insSlot] & ENTRY_MASK) === last + 1
+    ) {
+      idx = this.shards[this.insShard];
+      s = this.insSlot;
       this.insEntry = h; // the newest entry now lives at h, in the same slot
     } else {
       const hash = this.hashOf(last);
       idx = this.shards[hash >>> SHARD_SHIFT];
-      const mask = idx.length - 1, v = fpOf(hash) | (last + 1);
+      const mask = idx.length - 1,
+        v = fpOf(hash) | (last + 1);
       s = hash & mask;
       while (idx[s] !== v) s = (s + 1) & mask;
     }
@@ -419,8 +562,10 @@ export class ObjectTable {
   removeMarked(mark: Uint8Array, n: number): void {
     if (n === 0) return;
     this.forget();
-    const count = this.count, w = count - n;
-    if (w === 0) { // everything goes
+    const count = this.count,
+      w = count - n;
+    if (w === 0) {
+      // everything goes
       this.end = 0;
       this.resetIndex(0);
       this.releasePages();
@@ -447,22 +592,35 @@ export class ObjectTable {
    * shard first), so that each shard's slots are read from memory once rather than once per entry.
    */
   private buryMarked(mark: Uint8Array, n: number, count: number): void {
-    const hashes = new Int32Array(n), start = new Int32Array(SHARDS + 1);
+    const hashes = new Int32Array(n),
+      start = new Int32Array(SHARDS + 1);
     this.hashMarked(mark, count, hashes, start);
     for (let i = 0; i < SHARDS; i++) start[i + 1] += start[i];
-    const order = new Int32Array(n), orderHash = new Int32Array(n), fill = start.slice(0, SHARDS);
+    const order = new Int32Array(n),
+      orderHash = new Int32Array(n),
+      fill = start.slice(0, SHARDS);
     let j = 0;
     for (let e = 0; e < count; e++) {
       if (mark[e] === 0) continue;
-      const h = hashes[j++], k = fill[h >>> SHARD_SHIFT]++;
-      order[k] = e; orderHash[k] = h;
+      const h = hashes[j++],
+        k = fill[h >>> SHARD_SHIFT]++;
+      order[k] = e;
+      orderHash[k] = h;
     }
-    for (let sh = 0; sh < SHARDS; sh++) if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start[sh], start[sh + 1]);
+    for (let sh = 0; sh < SHARDS; sh++)
+      if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start[sh], start[sh + 1]);
   }
 
   /** Tombstones in shard sh for order[from..to-1] (their hashes in orderHash). */
-  private buryRange(sh: number, order: Int32Array, orderHash: Int32Array, from: number, to: number): void {
-    const idx = this.shards[sh], mask = idx.length - 1;
+  private buryRange(
+    sh: number,
+    order: Int32Array,
+    orderHash: Int32Array,
+    from: number,
+    to: number,
+  ): void {
+    const idx = this.shards[sh],
+      mask = idx.length - 1;
     for (let k = from; k < to; k++) {
       const v = fpOf(orderHash[k]) | (order[k] + 1);
       let s = orderHash[k] & mask;
@@ -484,7 +642,10 @@ export class ObjectTable {
     }
   }
 
-  /** Moves the last unmarked entries into the marked rows below w (re-pointing their slots if `relink`). */
+  /**
+   * Moves the last unmarked entries into the marked rows below w (re-pointing their slots if
+   * `relink`).
+   */
   private fillHoles(mark: Uint8Array, w: number, count: number, relink: boolean): void {
     for (let e = 0, tail = count - 1; e < w; e++) {
       if (mark[e] === 0) continue;
@@ -496,7 +657,10 @@ export class ObjectTable {
 
   /** Points the index slot of entry `from` at entry `to` (the row is about to move there). */
   private relink(from: number, to: number): void {
-    const h = this.hashOf(from), idx = this.shards[h >>> SHARD_SHIFT], mask = idx.length - 1, fp = fpOf(h);
+    const h = this.hashOf(from),
+      idx = this.shards[h >>> SHARD_SHIFT],
+      mask = idx.length - 1,
+      fp = fpOf(h);
     let s = h & mask;
     while (idx[s] !== (fp | (from + 1))) s = (s + 1) & mask;
     idx[s] = fp | (to + 1);
@@ -506,18 +670,31 @@ export class ObjectTable {
    * Recovery from a snapshot: appends an entry without indexing it (a snapshot's keys are unique),
    * so that reindex() can build the whole index once, shard by shard, after the last one.
    */
-  append(device: number, lo: number, hi: number, size: number, type: number, pid: number, epoch: number, ref: number, flags: number): void {
+  append(
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    type: number,
+    pid: number,
+    epoch: number,
+    ref: number,
+    flags: number,
+  ): void {
     if (this.hole >= 0) this.settle();
     if (this.end >= this.maxEntries) throw new Error(`more than ${this.maxEntries} entries`);
     const e = this.end++;
     this.writeRow(e, device, lo | 0, hi | 0, size, type, pid, epoch);
-    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[e >>> PAGE_BITS],
+      b = (e & PAGE_MASK) * STRIDE;
     pg[b + W_REF] = ref;
     pg[b + W_META] |= flags;
   }
 
   /** Indexes every entry (after append()). */
-  reindex(): void { this.rebuildIndex(); }
+  reindex(): void {
+    this.rebuildIndex();
+  }
 
   /** A fresh index for entries 0..count-1. */
   private rebuildIndex(): void {
@@ -530,13 +707,17 @@ export class ObjectTable {
     const start = new Int32Array(SHARDS + 1);
     for (let e = 0; e < w; e++) start[(hashes[e] >>> SHARD_SHIFT) + 1]++;
     for (let i = 0; i < SHARDS; i++) start[i + 1] += start[i];
-    const order = new Int32Array(w), orderHash = new Int32Array(w), fill = start.slice(0, SHARDS);
+    const order = new Int32Array(w),
+      orderHash = new Int32Array(w),
+      fill = start.slice(0, SHARDS);
     for (let e = 0; e < w; e++) {
       const j = fill[hashes[e] >>> SHARD_SHIFT]++;
-      order[j] = e; orderHash[j] = hashes[e];
+      order[j] = e;
+      orderHash[j] = hashes[e];
     }
     for (let sh = 0; sh < SHARDS; sh++) {
-      const idx = this.shards[sh], mask = idx.length - 1;
+      const idx = this.shards[sh],
+        mask = idx.length - 1;
       this.shardUsed[sh] = start[sh + 1] - start[sh];
       for (let j = start[sh]; j < start[sh + 1]; j++) {
         const e = order[j];
@@ -556,10 +737,17 @@ export class ObjectTable {
   }
 
   private copyEntry(from: number, to: number): void {
-    const ps = this.pages[from >>> PAGE_BITS], bs = (from & PAGE_MASK) * STRIDE;
-    const pd = this.pages[to >>> PAGE_BITS], bd = (to & PAGE_MASK) * STRIDE;
-    pd[bd] = ps[bs]; pd[bd + 1] = ps[bs + 1]; pd[bd + 2] = ps[bs + 2]; pd[bd + 3] = ps[bs + 3];
-    pd[bd + 4] = ps[bs + 4]; pd[bd + 5] = ps[bs + 5]; pd[bd + 6] = ps[bs + 6];
+    const ps = this.pages[from >>> PAGE_BITS],
+      bs = (from & PAGE_MASK) * STRIDE;
+    const pd = this.pages[to >>> PAGE_BITS],
+      bd = (to & PAGE_MASK) * STRIDE;
+    pd[bd] = ps[bs];
+    pd[bd + 1] = ps[bs + 1];
+    pd[bd + 2] = ps[bs + 2];
+    pd[bd + 3] = ps[bs + 3];
+    pd[bd + 4] = ps[bs + 4];
+    pd[bd + 5] = ps[bs + 5];
+    pd[bd + 6] = ps[bs + 6];
   }
 
   /** Drops trailing pages once two pages of slack exist, so memory follows the live count. */
@@ -573,7 +761,8 @@ export class ObjectTable {
    * dump: one memcpy per page, so ingest pauses only for the copy, not for the whole transfer.
    */
   snapshot(): ObjectTable {
-    const s = new ObjectTable(0), n = this.count;
+    const s = new ObjectTable(0),
+      n = this.count;
     s.end = n;
     const pages = Math.ceil(n / PAGE_SIZE);
     s.pages = this.pages.slice(0, pages).map((p) => p.slice());
@@ -588,25 +777,32 @@ export class ObjectTable {
   }
 
   private hashOf(e: number): number {
-    const pg = this.pages[e >>> PAGE_BITS], b = (e & PAGE_MASK) * STRIDE;
+    const pg = this.pages[e >>> PAGE_BITS],
+      b = (e & PAGE_MASK) * STRIDE;
     return hash3(pg[b + W_META] & DEV_MASK, pg[b + W_LO], pg[b + W_HI]);
   }
 
   private unindex(e: number): void {
     const known = e === this.foundEntry;
     this.foundEntry = -1;
-    const h = known ? this.foundHash : this.hashOf(e), sh = h >>> SHARD_SHIFT;
-    const idx = this.shards[sh], mask = idx.length - 1;
+    const h = known ? this.foundHash : this.hashOf(e),
+      sh = h >>> SHARD_SHIFT;
+    const idx = this.shards[sh],
+      mask = idx.length - 1;
     let s = known ? this.foundSlot : h & mask;
     const v = fpOf(h) | (e + 1);
     while (idx[s] !== v) s = (s + 1) & mask;
     this.unindexAt(sh, s);
   }
 
-  /** Empties slot `hole` of shard `sh` and pulls later members of its probe run back (backward shift). */
+  /**
+   * Empties slot `hole` of shard `sh` and pulls later members of its probe run back (backward
+   * shift).
+   */
   private unindexAt(sh: number, hole: number): void {
     this.foundEntry = -1;
-    const idx = this.shards[sh], mask = idx.length - 1;
+    const idx = this.shards[sh],
+      mask = idx.length - 1;
     this.shardUsed[sh]--;
     idx[hole] = 0;
     // Tombstones stay where they are: they hold no entry and count as occupied for every probe.
@@ -614,7 +810,14 @@ export class ObjectTable {
       const v = idx[s];
       if (v === 0) break;
       // Move unless its home lies cyclically in (hole, s], i.e. it would then sit before its home.
-      if (v > 0 && ((s - (this.hashOf((v & ENTRY_MASK) - 1) & mask)) & mask) >= ((s - hole) & mask)) { idx[hole] = v; idx[s] = 0; hole = s; }
+      if (
+        v > 0 &&
+        ((s - (this.hashOf((v & ENTRY_MASK) - 1) & mask)) & mask) >= ((s - hole) & mask)
+      ) {
+        idx[hole] = v;
+        idx[s] = 0;
+        hole = s;
+      }
     }
   }
 
@@ -639,7 +842,8 @@ export class ObjectTable {
     let cap = old.length;
     if (to > cap) cap = to;
     else if (this.shardUsed[sh] > limitFor(sh, cap) * 0.8) cap *= 2;
-    const idx = new Int32Array(cap), mask = cap - 1;
+    const idx = new Int32Array(cap),
+      mask = cap - 1;
     for (let j = 0; j < old.length; j++) {
       const v = old[j];
       if (v <= 0) continue;
@@ -650,6 +854,7 @@ export class ObjectTable {
     this.shards[sh] = idx;
     this.shardLimit[sh] = limitFor(sh, cap);
     this.shardDead[sh] = 0;
-    this.foundEntry = -1; this.missValid = false; // slots of this shard moved
+    this.foundEntry = -1;
+    this.missValid = false; // slots of this shard moved
   }
 }

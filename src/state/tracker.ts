@@ -1,7 +1,19 @@
 // The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
 // incrementally so that queries, stats and metrics never scan the tables.
 import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
-import { ALLOC_FULL, ALLOC_NEW, ALLOC_RESIZED, MAX_ENTRIES, ObjectTable, PAGE_ROWS, RELEASE_REMOVED, RELEASE_UNKNOWN, ROW_PID, ROW_WORDS, rowSize } from './object-table.js';
+import {
+  ALLOC_FULL,
+  ALLOC_NEW,
+  ALLOC_RESIZED,
+  MAX_ENTRIES,
+  ObjectTable,
+  PAGE_ROWS,
+  RELEASE_REMOVED,
+  RELEASE_UNKNOWN,
+  ROW_PID,
+  ROW_WORDS,
+  rowSize,
+} from './object-table.js';
 
 /** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
 export const KIND_CB = 5;
@@ -17,7 +29,11 @@ export class ProcessStats {
   live = 0;
   firstSeenMs: number;
   lastSeenMs: number;
-  constructor(readonly pid: number, now: number, devices: number) {
+  constructor(
+    readonly pid: number,
+    now: number,
+    devices: number,
+  ) {
     this.bytes = new Float64Array(devices * KINDS);
     this.counts = new Float64Array(devices * KINDS);
     this.firstSeenMs = now;
@@ -26,10 +42,16 @@ export class ProcessStats {
   ensureDevice(device: number): void {
     if (device * KINDS < this.bytes.length) return;
     const n = (device + 1) * KINDS;
-    const b = new Float64Array(n); b.set(this.bytes); this.bytes = b;
-    const c = new Float64Array(n); c.set(this.counts); this.counts = c;
+    const b = new Float64Array(n);
+    b.set(this.bytes);
+    this.bytes = b;
+    const c = new Float64Array(n);
+    c.set(this.counts);
+    this.counts = c;
   }
-  get devices(): number { return this.bytes.length / KINDS; }
+  get devices(): number {
+    return this.bytes.length / KINDS;
+  }
 }
 
 export interface ReapedReport {
@@ -113,9 +135,17 @@ export class Tracker {
   }
 
   /** Has device `d` ever reported anything? */
-  usageSeen(d: number): boolean { return this.devSeen[d] === 1; }
+  usageSeen(d: number): boolean {
+    return this.devSeen[d] === 1;
+  }
 
-  private account(s: ProcessStats, device: number, kind: number, bytes: number, count: number): void {
+  private account(
+    s: ProcessStats,
+    device: number,
+    kind: number,
+    bytes: number,
+    count: number,
+  ): void {
     const k = device * KINDS + kind;
     this.devBytes[k] += bytes;
     this.devCounts[k] += count;
@@ -126,7 +156,10 @@ export class Tracker {
   }
 
   /** ALLOC. The id halves may be given signed or unsigned (the wire decoder reads them signed). */
-  /** Returns what it did: ALLOC_NEW, ALLOC_REF, ALLOC_RESIZED or ALLOC_FULL (not tracked: MAX_ENTRIES live). */
+  /**
+   * Returns what it did: ALLOC_NEW, ALLOC_REF, ALLOC_RESIZED or ALLOC_FULL (not tracked:
+   * MAX_ENTRIES live).
+   */
   alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): number {
     if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
     this.devSeen[device] = 1;
@@ -150,7 +183,8 @@ export class Tracker {
     this.devSeen[device] = 1;
     const t = this.buffers;
     const r = t.release(device, lo, hi);
-    if (r === RELEASE_REMOVED) this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
+    if (r === RELEASE_REMOVED)
+      this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
     else if (r === RELEASE_UNKNOWN) {
       this.unknownFrees++;
       this.devCounts[device * KINDS + KIND_UNKNOWN_FREE]++;
@@ -162,23 +196,37 @@ export class Tracker {
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
-  loadObject(kind: number, device: number, lo: number, hi: number, size: number, subtype: number, pid: number): void {
+  loadObject(
+    kind: number,
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    subtype: number,
+    pid: number,
+  ): void {
     this.seeDevice(device);
     const t = kind === KIND_CB ? this.cbs : this.kernels;
     if (t.find(device, lo, hi) >= 0) return;
-    if (t.insert(device, lo, hi, size, subtype, pid, this.epoch) < 0) { this.tableFullDrops++; return; }
+    if (t.insert(device, lo, hi, size, subtype, pid, this.epoch) < 0) {
+      this.tableFullDrops++;
+      return;
+    }
     const s = this.stats(pid);
     s.lastSeenMs = this.nowMs;
     this.account(s, device, kind, size, 1);
   }
 
-  /** CB_FREE / KERNEL_UNLOAD: removes the live object; unknown ids are counted, never subtracted. */
+  /**
+   * CB_FREE / KERNEL_UNLOAD: removes the live object; unknown ids are counted, never subtracted.
+   */
   unloadObject(kind: number, device: number, lo: number, hi: number): void {
     this.seeDevice(device);
     const t = kind === KIND_CB ? this.cbs : this.kernels;
     const e = t.find(device, lo, hi);
     if (e < 0) {
-      if (kind === KIND_CB) this.unknownCbFrees++; else this.unknownKernelUnloads++;
+      if (kind === KIND_CB) this.unknownCbFrees++;
+      else this.unknownKernelUnloads++;
       return;
     }
     t.setRef(e, 1); // CBs and kernels are not reference counted: one unload removes them
@@ -219,13 +267,26 @@ export class Tracker {
   }
 
   /** Approximate wall time (ms) at which something born in `epoch` was allocated. */
-  epochTimeMs(epoch: number): number { return this.epochStartMs[epoch] ?? this.nowMs; }
+  epochTimeMs(epoch: number): number {
+    return this.epochStartMs[epoch] ?? this.nowMs;
+  }
 
   /**
    * Recovery from a snapshot: one live object exactly as it was (kind -1 = buffer, KIND_CB,
    * KIND_KERNEL), counted like a fresh allocation. It is findable only after restored().
    */
-  restoreObject(kind: number, device: number, lo: number, hi: number, size: number, type: number, pid: number, ref: number, epoch: number, flags: number): void {
+  restoreObject(
+    kind: number,
+    device: number,
+    lo: number,
+    hi: number,
+    size: number,
+    type: number,
+    pid: number,
+    ref: number,
+    epoch: number,
+    flags: number,
+  ): void {
     const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
     this.seeDevice(device);
     t.append(device, lo, hi, size, type, pid, epoch, ref, flags);
@@ -243,21 +304,47 @@ export class Tracker {
 
   /** After the last restoreObject(): every table indexed in one pass. */
   restored(): void {
-    this.buffers.reindex(); this.cbs.reindex(); this.kernels.reindex();
+    this.buffers.reindex();
+    this.cbs.reindex();
+    this.kernels.reindex();
   }
 
   // ---------------------------------------------------------------- queries
-  deviceBytes(device: number, kind: number): number { return this.devBytes[device * KINDS + kind]; }
-  deviceCount(device: number, kind: number): number { return this.devCounts[device * KINDS + kind]; }
-
-  /** The four usage counters of the wire protocol (SYSTEM_MEMORY counts as L1_SMALL, as it always has). */
-  usage(device: number): { dram: number; l1: number; l1Small: number; trace: number; cb: number; kernel: number } {
-    if (device < 0 || device >= MAX_DEVICES) return { dram: 0, l1: 0, l1Small: 0, trace: 0, cb: 0, kernel: 0 };
-    const b = (k: number) => this.devBytes[device * KINDS + k];
-    return { dram: b(0), l1: b(1), l1Small: b(2) + b(3), trace: b(4), cb: b(KIND_CB), kernel: b(KIND_KERNEL) };
+  deviceBytes(device: number, kind: number): number {
+    return this.devBytes[device * KINDS + kind];
+  }
+  deviceCount(device: number, kind: number): number {
+    return this.devCounts[device * KINDS + kind];
   }
 
-  totalBuffers(): number { return this.buffers.count; }
+  /**
+   * The four usage counters of the wire protocol (SYSTEM_MEMORY counts as L1_SMALL, as it always
+   * has).
+   */
+  usage(device: number): {
+    dram: number;
+    l1: number;
+    l1Small: number;
+    trace: number;
+    cb: number;
+    kernel: number;
+  } {
+    if (device < 0 || device >= MAX_DEVICES)
+      return { dram: 0, l1: 0, l1Small: 0, trace: 0, cb: 0, kernel: 0 };
+    const b = (k: number) => this.devBytes[device * KINDS + k];
+    return {
+      dram: b(0),
+      l1: b(1),
+      l1Small: b(2) + b(3),
+      trace: b(4),
+      cb: b(KIND_CB),
+      kernel: b(KIND_KERNEL),
+    };
+  }
+
+  totalBuffers(): number {
+    return this.buffers.count;
+  }
 
   /** PIDs that own at least one live object. */
   livePids(): number[] {
@@ -275,7 +362,10 @@ export class Tracker {
     for (const [pid, s] of this.pids) {
       if (s.live === 0 && !alive(pid)) {
         this.pids.delete(pid);
-        if (pid === this.lastPid) { this.lastPid = -1; this.lastStats = null; }
+        if (pid === this.lastPid) {
+          this.lastPid = -1;
+          this.lastStats = null;
+        }
       }
     }
   }
@@ -305,37 +395,62 @@ export class Tracker {
       const own = kind === -1 ? ownBuffers : owned[kind];
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
-      const marked = kind === -1 ? markBuffers(t, slots, mark, largest, own) : markOwned(t, slots, mark, own);
+      const marked =
+        kind === -1 ? markBuffers(t, slots, mark, largest, own) : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
     for (let slot = 0; slot < n; slot++) {
-      const pid = slots.pids[slot], s = this.pids.get(pid);
+      const pid = slots.pids[slot],
+        s = this.pids.get(pid);
       if (s === undefined || s.live === 0) continue;
       out.push(this.settleDead(s, now, largest[slot]));
     }
     // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
     // owned nothing keeps its unknown-free counts until forgetIdlePids()).
     for (const r of out) this.pids.delete(r.pid);
-    this.lastPid = -1; this.lastStats = null;
+    this.lastPid = -1;
+    this.lastStats = null;
     for (const r of out) this.reaped.push(r); // no spread: there may be many
     this.reapedTotal += out.length;
-    if (this.reaped.length > this.maxReapedKept) this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
+    if (this.reaped.length > this.maxReapedKept)
+      this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
     return out;
   }
 
   /** A dead PID's report from its counters, which are subtracted from the devices' and zeroed. */
   private settleDead(s: ProcessStats, now: number, largest: ReapedReport['largest']): ReapedReport {
-    const r: ReapedReport = { pid: s.pid, reapedAtMs: now, buffers: 0, bytes: 0, cbs: 0, cbBytes: 0, kernels: 0, kernelBytes: 0, byDevice: {}, largest };
+    const r: ReapedReport = {
+      pid: s.pid,
+      reapedAtMs: now,
+      buffers: 0,
+      bytes: 0,
+      cbs: 0,
+      cbBytes: 0,
+      kernels: 0,
+      kernelBytes: 0,
+      byDevice: {},
+      largest,
+    };
     for (let dev = 0; dev < s.devices; dev++) {
       for (let kind = 0; kind < KIND_UNKNOWN_FREE; kind++) {
-        const k = dev * KINDS + kind, c = s.counts[k];
+        const k = dev * KINDS + kind,
+          c = s.counts[k];
         if (c === 0) continue;
         const b = s.bytes[k];
-        this.devBytes[k] -= b; this.devCounts[k] -= c;
-        s.bytes[k] = 0; s.counts[k] = 0;
-        if (kind === KIND_CB) { r.cbs += c; r.cbBytes += b; } else if (kind === KIND_KERNEL) { r.kernels += c; r.kernelBytes += b; } else {
-          r.buffers += c; r.bytes += b;
+        this.devBytes[k] -= b;
+        this.devCounts[k] -= c;
+        s.bytes[k] = 0;
+        s.counts[k] = 0;
+        if (kind === KIND_CB) {
+          r.cbs += c;
+          r.cbBytes += b;
+        } else if (kind === KIND_KERNEL) {
+          r.kernels += c;
+          r.kernelBytes += b;
+        } else {
+          r.buffers += c;
+          r.bytes += b;
           (r.byDevice[dev] ??= {})[typeName(kind)] = { count: c, bytes: b };
         }
       }
@@ -346,11 +461,19 @@ export class Tracker {
 
   /** Forgets everything (ttalloc reset). */
   reset(): void {
-    this.buffers.clear(); this.cbs.clear(); this.kernels.clear();
-    this.devBytes.fill(0); this.devCounts.fill(0);
-    this.pids.clear(); this.lastPid = -1; this.lastStats = null;
+    this.buffers.clear();
+    this.cbs.clear();
+    this.kernels.clear();
+    this.devBytes.fill(0);
+    this.devCounts.fill(0);
+    this.pids.clear();
+    this.lastPid = -1;
+    this.lastStats = null;
     this.reaped.length = 0;
-    this.unknownFrees = 0; this.unknownCbFrees = 0; this.unknownKernelUnloads = 0; this.resizedAllocs = 0;
+    this.unknownFrees = 0;
+    this.unknownCbFrees = 0;
+    this.unknownKernelUnloads = 0;
+    this.resizedAllocs = 0;
   }
 }
 
@@ -373,11 +496,14 @@ class PidSlots {
     this.pids = [...set];
     let cap = 16;
     while (cap < this.pids.length * 4) cap *= 2;
-    this.keys = new Int32Array(cap); this.vals = new Int32Array(cap); this.mask = cap - 1;
+    this.keys = new Int32Array(cap);
+    this.vals = new Int32Array(cap);
+    this.mask = cap - 1;
     this.pids.forEach((pid, i) => {
       let h = Math.imul(pid, PID_HASH) & this.mask;
       while (this.vals[h] !== 0) h = (h + 1) & this.mask;
-      this.keys[h] = pid; this.vals[h] = i + 1;
+      this.keys[h] = pid;
+      this.vals[h] = i + 1;
     });
   }
 }
@@ -386,7 +512,15 @@ class PidSlots {
 function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   let marked = 0;
   for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markOwnedPage(t.rowPage(p), Math.min(PAGE_ROWS, t.count - e0), e0, slots.keys, slots.vals, slots.mask, mark);
+    marked += markOwnedPage(
+      t.rowPage(p),
+      Math.min(PAGE_ROWS, t.count - e0),
+      e0,
+      slots.keys,
+      slots.vals,
+      slots.mask,
+      mark,
+    );
   }
   return marked;
 }
@@ -394,12 +528,24 @@ function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: numbe
 // The scans run once per sweep, usually on code V8 has not optimised yet: one small function per
 // page (quick to compile, optimised after its first pages) rather than one large loop whose
 // on-stack compilation took ~30 ms while the rows went through the interpreter.
-function markOwnedPage(pg: Int32Array, end: number, e0: number, keys: Int32Array, vals: Int32Array, mask: number, mark: Uint8Array): number {
+function markOwnedPage(
+  pg: Int32Array,
+  end: number,
+  e0: number,
+  keys: Int32Array,
+  vals: Int32Array,
+  mask: number,
+  mark: Uint8Array,
+): number {
   let marked = 0;
   for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
     const pid = pg[b];
     for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask) {
-      if (keys[h] === pid) { mark[e0 + i] = 1; marked++; break; }
+      if (keys[h] === pid) {
+        mark[e0 + i] = 1;
+        marked++;
+        break;
+      }
     }
   }
   return marked;
@@ -410,41 +556,92 @@ function markOwnedPage(pg: Int32Array, end: number, e0: number, keys: Int32Array
  * has found them all) and fills `largest[slot]` with its five largest (ties: the earlier entry),
  * sizes and entries kept in typed arrays until the end.
  */
-function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, largest: ReapedReport['largest'][], own: number): number {
-  const n = slots.pids.length, K = REAPED_LARGEST;
-  const topSize = new Float64Array(n * K), topEntry = new Int32Array(n * K), topCount = new Uint8Array(n);
+function markBuffers(
+  t: ObjectTable,
+  slots: PidSlots,
+  mark: Uint8Array,
+  largest: ReapedReport['largest'][],
+  own: number,
+): number {
+  const n = slots.pids.length,
+    K = REAPED_LARGEST;
+  const topSize = new Float64Array(n * K),
+    topEntry = new Int32Array(n * K),
+    topCount = new Uint8Array(n);
   let marked = 0;
   for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markBufferPage(t.rowPage(p), Math.min(PAGE_ROWS, t.count - e0), e0, slots.keys, slots.vals, slots.mask, mark, topSize, topEntry, topCount);
+    marked += markBufferPage(
+      t.rowPage(p),
+      Math.min(PAGE_ROWS, t.count - e0),
+      e0,
+      slots.keys,
+      slots.vals,
+      slots.mask,
+      mark,
+      topSize,
+      topEntry,
+      topCount,
+    );
   }
   for (let slot = 0; slot < n; slot++) {
     for (let j = 0; j < topCount[slot]; j++) {
       const e = topEntry[slot * K + j];
-      largest[slot].push({ device: t.device(e), address: '0x' + t.idHex(e), size: t.size(e), type: t.type(e), refCount: t.ref(e) });
+      largest[slot].push({
+        device: t.device(e),
+        address: '0x' + t.idHex(e),
+        size: t.size(e),
+        type: t.type(e),
+        refCount: t.ref(e),
+      });
     }
   }
   return marked;
 }
 
-function markBufferPage(pg: Int32Array, end: number, e0: number, keys: Int32Array, vals: Int32Array, mask: number, mark: Uint8Array,
-  topSize: Float64Array, topEntry: Int32Array, topCount: Uint8Array): number {
+function markBufferPage(
+  pg: Int32Array,
+  end: number,
+  e0: number,
+  keys: Int32Array,
+  vals: Int32Array,
+  mask: number,
+  mark: Uint8Array,
+  topSize: Float64Array,
+  topEntry: Int32Array,
+  topCount: Uint8Array,
+): number {
   const K = REAPED_LARGEST;
-  let marked = 0, lastPid = 0, slot = -1;
+  let marked = 0,
+    lastPid = 0,
+    slot = -1;
   for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
     const pid = pg[b + ROW_PID];
     if (pid !== lastPid || i === 0) {
-      lastPid = pid; slot = -1;
-      for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask) if (keys[h] === pid) { slot = vals[h] - 1; break; }
+      lastPid = pid;
+      slot = -1;
+      for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask)
+        if (keys[h] === pid) {
+          slot = vals[h] - 1;
+          break;
+        }
     }
     if (slot < 0) continue;
     const e = e0 + i;
-    mark[e] = 1; marked++;
-    const size = rowSize(pg, b), at = slot * K, have = topCount[slot];
+    mark[e] = 1;
+    marked++;
+    const size = rowSize(pg, b),
+      at = slot * K,
+      have = topCount[slot];
     if (have === K && size <= topSize[at + K - 1]) continue;
     // Insert after every kept entry of the same or larger size (the earlier one wins a tie).
     let j = have === K ? K - 1 : have;
-    while (j > 0 && topSize[at + j - 1] < size) { topSize[at + j] = topSize[at + j - 1]; topEntry[at + j] = topEntry[at + j - 1]; j--; }
-    topSize[at + j] = size; topEntry[at + j] = e;
+    while (j > 0 && topSize[at + j - 1] < size) {
+      topSize[at + j] = topSize[at + j - 1];
+      topEntry[at + j] = topEntry[at + j - 1];
+      j--;
+    }
+    topSize[at + j] = size;
+    topEntry[at + j] = e;
     if (have < K) topCount[slot] = have + 1;
   }
   return marked;

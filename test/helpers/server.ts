@@ -13,9 +13,14 @@ export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.u
 // Servers started by tests persist under a private state home, never the user's.
 process.env.XDG_STATE_HOME ??= mkdtempSync(join(tmpdir(), 'ttalloc-state-'));
 
-/** Server processes still running when a file's tests end (a failed assertion skips stop()) are killed, so a failure never hangs the suite. */
+/**
+ * Server processes still running when a file's tests end (a failed assertion skips stop()) are
+ * killed, so a failure never hangs the suite.
+ */
 const running = new Set<ChildProcess>();
-after(() => { for (const p of running) p.kill('SIGKILL'); });
+after(() => {
+  for (const p of running) p.kill('SIGKILL');
+});
 
 export interface TestServer {
   dir: string;
@@ -36,30 +41,70 @@ export function tempDir(prefix = 'ttalloc-test-'): string {
 }
 
 /** Starts `ttalloc server` on a private socket; extra CLI args are appended. */
-export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
+export async function startServer(
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Promise<TestServer> {
   const dir = tempDir();
   const socket = join(dir, 'alloc.sock');
-  const state = args.includes('--state-dir') || args.includes('--no-persist') ? [] : ['--state-dir', join(dir, 'state')];
-  const proc = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...state, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
-  });
+  const state =
+    args.includes('--state-dir') || args.includes('--no-persist')
+      ? []
+      : ['--state-dir', join(dir, 'state')];
+  const proc = spawn(
+    process.execPath,
+    [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...state, ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    },
+  );
   running.add(proc);
   proc.once('exit', () => running.delete(proc));
-  let out = '', err = '';
+  let out = '',
+    err = '';
   const waiters: (() => void)[] = [];
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); for (const w of waiters) w(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    for (const w of waiters) w();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const server: TestServer = {
-    dir, socket, proc, client: new ControlClient(socket),
-    output: () => out, stderr: () => err,
+    dir,
+    socket,
+    proc,
+    client: new ControlClient(socket),
+    output: () => out,
+    stderr: () => err,
     waitFor(text, timeoutMs = 10000) {
       const has = () => (typeof text === 'string' ? out.includes(text) : text.test(out));
       return new Promise((resolve, reject) => {
         if (has()) return resolve();
-        const t = setTimeout(() => reject(new Error(`timed out waiting for ${String(text)} in server output:\n${out}\n${err}`)), timeoutMs);
-        const check = () => { if (has()) { clearTimeout(t); resolve(); } };
+        const t = setTimeout(
+          () =>
+            reject(
+              new Error(`timed out waiting for ${String(text)} in server output:\n${out}\n${err}`),
+            ),
+          timeoutMs,
+        );
+        const check = () => {
+          if (has()) {
+            clearTimeout(t);
+            resolve();
+          }
+        };
         waiters.push(check);
-        proc.once('exit', () => { clearTimeout(t); if (!has()) reject(new Error(`server exited (${proc.exitCode}) before printing ${String(text)}:\n${out}\n${err}`)); });
+        proc.once('exit', () => {
+          clearTimeout(t);
+          if (!has())
+            reject(
+              new Error(
+                `server exited (${proc.exitCode}) before printing ${String(text)}:\n${out}\n${err}`,
+              ),
+            );
+        });
       });
     },
     async stop() {
@@ -80,22 +125,43 @@ export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = 
  * A server on a socket path of the test's choosing, optionally as another user or with stdout to a
  * file; ready when its control API answers, so that it also works with --quiet.
  */
-export async function serverAt(socket: string, args: string[] = [], o: { uid?: number; gid?: number; stdoutFd?: number } = {}): Promise<TestServer> {
-  const proc: ChildProcess = spawn(process.execPath, [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...args], {
-    stdio: ['ignore', o.stdoutFd ?? 'pipe', 'pipe'], uid: o.uid, gid: o.gid,
-  });
+export async function serverAt(
+  socket: string,
+  args: string[] = [],
+  o: { uid?: number; gid?: number; stdoutFd?: number } = {},
+): Promise<TestServer> {
+  const proc: ChildProcess = spawn(
+    process.execPath,
+    [CLI, 'server', '--socket', socket, '--stats-interval', '0', ...args],
+    {
+      stdio: ['ignore', o.stdoutFd ?? 'pipe', 'pipe'],
+      uid: o.uid,
+      gid: o.gid,
+    },
+  );
   running.add(proc);
   proc.once('exit', () => running.delete(proc));
-  let out = '', err = '';
-  proc.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  let out = '',
+    err = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const client = new ControlClient(socket);
   const srv: TestServer = {
-    dir: '', socket, proc, client, output: () => out, stderr: () => err,
+    dir: '',
+    socket,
+    proc,
+    client,
+    output: () => out,
+    stderr: () => err,
     async waitFor(text, timeoutMs = 10000) {
       const deadline = Date.now() + timeoutMs;
       while (!(typeof text === 'string' ? out.includes(text) : text.test(out))) {
-        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`no ${String(text)} in server output:\n${out}\n${err}`);
+        if (Date.now() > deadline || proc.exitCode !== null)
+          throw new Error(`no ${String(text)} in server output:\n${out}\n${err}`);
         await new Promise((r) => setTimeout(r, 10));
       }
     },
@@ -110,8 +176,12 @@ export async function serverAt(socket: string, args: string[] = [], o: { uid?: n
   };
   const deadline = Date.now() + 10000;
   for (;;) {
-    try { await client.text('GET', '/v1/health'); break; } catch (e) {
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`server did not start: ${(e as Error).message}\n${out}\n${err}`);
+    try {
+      await client.text('GET', '/v1/health');
+      break;
+    } catch (e) {
+      if (Date.now() > deadline || proc.exitCode !== null)
+        throw new Error(`server did not start: ${(e as Error).message}\n${out}\n${err}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -127,8 +197,15 @@ export function rawConnect(socket: string): Promise<Socket> {
   });
 }
 
-/** Writes bytes and waits until the server has surely processed them (a control round trip after a drain). */
-export async function sendAndSettle(s: Socket, bytes: Uint8Array, server: TestServer): Promise<void> {
+/**
+ * Writes bytes and waits until the server has surely processed them (a control round trip after a
+ * drain).
+ */
+export async function sendAndSettle(
+  s: Socket,
+  bytes: Uint8Array,
+  server: TestServer,
+): Promise<void> {
   await new Promise<void>((r) => s.write(bytes, () => r()));
   await settle(server);
 }
@@ -140,7 +217,10 @@ export async function sendAndSettle(s: Socket, bytes: Uint8Array, server: TestSe
 export async function settle(server: TestServer): Promise<void> {
   let last = -1;
   for (let i = 0; i < 200; i++) {
-    const s = await server.client.json<{ frames: { total: number; rejected: number } }>('GET', '/v1/stats');
+    const s = await server.client.json<{ frames: { total: number; rejected: number } }>(
+      'GET',
+      '/v1/stats',
+    );
     const n = s.frames.total + s.frames.rejected;
     if (n === last) return;
     last = n;
@@ -152,22 +232,40 @@ export async function settle(server: TestServer): Promise<void> {
 export function readReply(s: Socket, size: number, timeoutMs = 5000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
-    const t = setTimeout(() => { s.off('data', on); reject(new Error(`no ${size}-byte reply within ${timeoutMs} ms (got ${buf.length} bytes)`)); }, timeoutMs);
+    const t = setTimeout(() => {
+      s.off('data', on);
+      reject(new Error(`no ${size}-byte reply within ${timeoutMs} ms (got ${buf.length} bytes)`));
+    }, timeoutMs);
     const on = (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
-      if (buf.length >= size) { clearTimeout(t); s.off('data', on); resolve(buf.subarray(0, size)); }
+      if (buf.length >= size) {
+        clearTimeout(t);
+        s.off('data', on);
+        resolve(buf.subarray(0, size));
+      }
     };
     s.on('data', on);
   });
 }
 
 /** Runs the CLI to completion. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-    let stdout = '', stderr = '';
-    p.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-    p.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const p = spawn(process.execPath, [CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    let stdout = '',
+      stderr = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    p.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
     p.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }

@@ -12,8 +12,16 @@ export interface StatsJson {
   connections: { open: number; total: number };
   reapedProcesses: number;
   devices: {
-    device: number; arch: string | null; declared: boolean; totalDramBytes: number | null; totalL1Bytes: number | null;
-    bytes: Record<string, number>; buffers: Record<string, number>; cbs: number; kernels: number; unknownFrees: number;
+    device: number;
+    arch: string | null;
+    declared: boolean;
+    totalDramBytes: number | null;
+    totalL1Bytes: number | null;
+    bytes: Record<string, number>;
+    buffers: Record<string, number>;
+    cbs: number;
+    kernels: number;
+    unknownFrees: number;
   }[];
 }
 
@@ -30,14 +38,19 @@ export function frames(list: FrameFields[], size: FrameSize = 144): Buffer {
  * Waits until the server has handled `n` frames in total (accepted + rejected). Exact, so a test
  * never races the data socket; fails loudly if the count overshoots or never arrives.
  */
-export async function waitFrames(srv: TestServer, n: number, timeoutMs = 10000): Promise<StatsJson> {
+export async function waitFrames(
+  srv: TestServer,
+  n: number,
+  timeoutMs = 10000,
+): Promise<StatsJson> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await stats(srv);
     const seen = s.frames.total + s.frames.rejected;
     if (seen === n) return s;
     if (seen > n) throw new Error(`server handled ${seen} frames, expected exactly ${n}`);
-    if (Date.now() > deadline) throw new Error(`server handled ${seen} frames, expected ${n} (timed out)`);
+    if (Date.now() > deadline)
+      throw new Error(`server handled ${seen} frames, expected ${n} (timed out)`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -62,14 +75,24 @@ export class Inbox {
   buf = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
   constructor(readonly s: Socket) {
-    s.on('data', (d: Buffer) => { this.buf = Buffer.concat([this.buf, d]); for (const w of this.waiters.splice(0)) w(); });
+    s.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      for (const w of this.waiters.splice(0)) w();
+    });
   }
   /** Resolves with the next `n` bytes. */
   async take(n: number, timeoutMs = 5000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
     while (this.buf.length < n) {
-      if (Date.now() > deadline) throw new Error(`expected ${n} reply bytes, got ${this.buf.length}`);
-      await new Promise<void>((r) => { const t = setTimeout(r, 50); this.waiters.push(() => { clearTimeout(t); r(); }); });
+      if (Date.now() > deadline)
+        throw new Error(`expected ${n} reply bytes, got ${this.buf.length}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
     }
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);

@@ -3,42 +3,68 @@ import { action, clientFor, intArg, listArg, socketOption } from '../common.js';
 
 export function dumpCommand(name = 'dump'): Command {
   return new Command(name)
-    .description('print every buffer still allocated, by device and type (also printed on the server\'s stdout)')
+    .description(
+      "print every buffer still allocated, by device and type (also printed on the server's stdout)",
+    )
     .addOption(socketOption())
     .option('--json', 'machine-readable output (exact bytes, schema_version)')
     .option('-a, --all', 'list every buffer, not only the largest per type')
     .option('-n, --limit <n>', 'buffers listed per device and type', intArg('--limit'), 10)
     .option('-d, --device <ids>', 'only these devices (comma-separated)', listArg('--device'))
     .option('-p, --pid <pids>', 'only buffers owned by these PIDs', listArg('--pid'))
-    .option('--since <mark>', 'only buffers born after this checkpoint (ttalloc mark) and still alive')
+    .option(
+      '--since <mark>',
+      'only buffers born after this checkpoint (ttalloc mark) and still alive',
+    )
     .option('--reaped', 'instead: what processes that exited left behind (released by the server)')
-    .option('-t, --type <types>', 'only these buffer types (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY)')
-    .action(action(async (o: { socket?: string; json?: boolean; all?: boolean; limit: number; device?: string; pid?: string; type?: string; reaped?: boolean; since?: string }) => {
-      if (o.reaped) {
-        const out = await clientFor(o).text('GET', `/v1/reaped${o.json ? '' : '?format=text'}`);
-        process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
-        return;
-      }
-      const q = new URLSearchParams();
-      if (o.json) q.set('format', 'json');
-      if (o.all) q.set('all', '1'); else q.set('limit', String(o.limit));
-      if (o.device) q.set('device', o.device);
-      if (o.pid) q.set('pid', o.pid);
-      if (o.type) q.set('type', o.type);
-      if (o.since) q.set('since', o.since);
-      const out = await clientFor(o).text('POST', `/v1/dump?${q}`);
-      process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
-    }));
+    .option(
+      '-t, --type <types>',
+      'only these buffer types (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY)',
+    )
+    .action(
+      action(
+        async (o: {
+          socket?: string;
+          json?: boolean;
+          all?: boolean;
+          limit: number;
+          device?: string;
+          pid?: string;
+          type?: string;
+          reaped?: boolean;
+          since?: string;
+        }) => {
+          if (o.reaped) {
+            const out = await clientFor(o).text('GET', `/v1/reaped${o.json ? '' : '?format=text'}`);
+            process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
+            return;
+          }
+          const q = new URLSearchParams();
+          if (o.json) q.set('format', 'json');
+          if (o.all) q.set('all', '1');
+          else q.set('limit', String(o.limit));
+          if (o.device) q.set('device', o.device);
+          if (o.pid) q.set('pid', o.pid);
+          if (o.type) q.set('type', o.type);
+          if (o.since) q.set('since', o.since);
+          const out = await clientFor(o).text('POST', `/v1/dump?${q}`);
+          process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
+        },
+      ),
+    );
 }
 
 export function dumpKernelsCommand(): Command {
   return new Command('dump-kernels')
-    .description('print the kernels loaded on each device (also printed on the server\'s stdout)')
+    .description("print the kernels loaded on each device (also printed on the server's stdout)")
     .addOption(socketOption())
     .option('--json', 'machine-readable output')
-    .action(action(async (o: { socket?: string; json?: boolean }) => {
-      const c = clientFor(o);
-      if (o.json) process.stdout.write(JSON.stringify(await c.json('GET', '/v1/kernels'), null, 2) + '\n');
-      else process.stdout.write(await c.text('POST', '/v1/dump-kernels'));
-    }));
+    .action(
+      action(async (o: { socket?: string; json?: boolean }) => {
+        const c = clientFor(o);
+        if (o.json)
+          process.stdout.write(JSON.stringify(await c.json('GET', '/v1/kernels'), null, 2) + '\n');
+        else process.stdout.write(await c.text('POST', '/v1/dump-kernels'));
+      }),
+    );
 }

@@ -9,64 +9,171 @@ export function serverCommand(name = 'server'): Command {
   return new Command(name)
     .description('run the allocation server: tracks every buffer reported by clients on the socket')
     .addOption(socketOption())
-    .addOption(new Option('--frame-size <bytes>', 'force a frame size instead of detecting it per connection').choices(['auto', '72', '112', '144']).default('auto'))
-    .option('--reap-interval <seconds>', 'how often buffers of dead processes are released (0 = only before dumps)', secondsArg('--reap-interval'), 5)
-    .option('--stats-interval <seconds>', 'print one line per device this often, when something changed (0 = off)', secondsArg('--stats-interval'), 10)
-    .option('--devices <spec>', 'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: the kernel driver\'s /dev/tenstorrent)')
-    .option('--device-config <file>', 'JSON file declaring devices and overriding per-architecture capacities')
-    .option('--expected-buffers <n>', 'pre-size the buffer table for this many live buffers', intArg('--expected-buffers'), 0)
-    .option('--state-dir <dir>', 'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)')
+    .addOption(
+      new Option(
+        '--frame-size <bytes>',
+        'force a frame size instead of detecting it per connection',
+      )
+        .choices(['auto', '72', '112', '144'])
+        .default('auto'),
+    )
+    .option(
+      '--reap-interval <seconds>',
+      'how often buffers of dead processes are released (0 = only before dumps)',
+      secondsArg('--reap-interval'),
+      5,
+    )
+    .option(
+      '--stats-interval <seconds>',
+      'print one line per device this often, when something changed (0 = off)',
+      secondsArg('--stats-interval'),
+      10,
+    )
+    .option(
+      '--devices <spec>',
+      'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: the kernel driver\'s /dev/tenstorrent)',
+    )
+    .option(
+      '--device-config <file>',
+      'JSON file declaring devices and overriding per-architecture capacities',
+    )
+    .option(
+      '--expected-buffers <n>',
+      'pre-size the buffer table for this many live buffers',
+      intArg('--expected-buffers'),
+      0,
+    )
+    .option(
+      '--state-dir <dir>',
+      'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)',
+    )
     .option('--no-persist', 'keep state in memory only (a restart forgets it)')
-    .option('--flush-interval <ms>', 'journal flush interval: at most this much is lost on a crash', intArg('--flush-interval', 1, 60000), 100)
-    .option('--journal-mib <n>', 'journal kept before a background snapshot folds it in (at least the snapshot\'s size)', intArg('--journal-mib', 1, 1 << 20), 256)
+    .option(
+      '--flush-interval <ms>',
+      'journal flush interval: at most this much is lost on a crash',
+      intArg('--flush-interval', 1, 60000),
+      100,
+    )
+    .option(
+      '--journal-mib <n>',
+      "journal kept before a background snapshot folds it in (at least the snapshot's size)",
+      intArg('--journal-mib', 1, 1 << 20),
+      256,
+    )
     .option('-q, --quiet', 'print only reports (no log or statistics lines)')
     .option('--log-events', 'print every event, like the original server (slow)')
-    .option('--http <[host:]port>', 'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)')
-    .option('--sample-interval <seconds>', 'how often live charts sample the counters', secondsArg('--sample-interval'), 1)
-    .option('--group <name>', 'share the data and control sockets with this group (mode 0660; default owner-only 0600) and admit its members')
-    .option('--allow-uid <uids>', 'also admit connections from these users (UIDs or names, comma-separated; default: only the server\'s user, root and --group members)', uidListArg, [])
-    .option('--trust-client-pid', 'buffers belong to the PID each message claims, not to the connecting process (relays, replays, simulators reporting for many processes over one connection)')
-    .option('--max-connections <n>', 'refuse data connections beyond this many open ones', intArg('--max-connections'), 4096)
-    .action(action(async (o: {
-      socket?: string; frameSize: string; reapInterval: number; statsInterval: number; devices?: string;
-      deviceConfig?: string; expectedBuffers: number; quiet?: boolean; logEvents?: boolean;
-      http?: string; sampleInterval: number; maxConnections: number; group?: string; allowUid: number[]; trustClientPid?: boolean;
-      stateDir?: string; persist: boolean; flushInterval: number; journalMib: number;
-    }) => {
-      // A reader that goes away (`allocation-server | head`) must not take the tracked state with it.
-      let stdoutGone = false;
-      process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-        if (stdoutGone) return;
-        stdoutGone = true;
-        process.stderr.write(`ttalloc: stdout is closed (${e.code}); the server keeps running without printing\n`);
-      });
-      const devices = DeviceRegistry.resolve({ devices: o.devices ?? process.env.TT_ALLOC_DEVICES, configPath: o.deviceConfig });
-      const server = new AllocationServer({
-        socketPath: resolveSocket(o.socket),
-        frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144),
-        reapIntervalMs: o.reapInterval * 1000,
-        statsIntervalMs: o.statsInterval * 1000,
-        quiet: o.quiet, logEvents: o.logEvents, devices, expectedBuffers: o.expectedBuffers,
-        http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined), sampleIntervalMs: o.sampleInterval * 1000,
-        maxConnections: o.maxConnections, group: o.group, allowUids: o.allowUid, trustClientPid: o.trustClientPid,
-        stateDir: o.persist === false ? false : o.stateDir, flushIntervalMs: o.flushInterval, compactBytes: o.journalMib * 1024 * 1024,
-      });
-      // Handlers go in before start(): a signal during start-up must still end in a clean exit 0.
-      let stopping = false;
-      const stop = (sig: string) => {
-        if (stopping) return;
-        stopping = true;
-        server.log(`${sig} received, shutting down`);
-        void server.stop().then(() => process.exit(0), () => process.exit(0));
-      };
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGHUP', () => stop('SIGHUP'));
-      await server.start();
-    }));
+    .option(
+      '--http <[host:]port>',
+      'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)',
+    )
+    .option(
+      '--sample-interval <seconds>',
+      'how often live charts sample the counters',
+      secondsArg('--sample-interval'),
+      1,
+    )
+    .option(
+      '--group <name>',
+      'share the data and control sockets with this group (mode 0660; default owner-only 0600) and admit its members',
+    )
+    .option(
+      '--allow-uid <uids>',
+      "also admit connections from these users (UIDs or names, comma-separated; default: only the server's user, root and --group members)",
+      uidListArg,
+      [],
+    )
+    .option(
+      '--trust-client-pid',
+      'buffers belong to the PID each message claims, not to the connecting process (relays, replays, simulators reporting for many processes over one connection)',
+    )
+    .option(
+      '--max-connections <n>',
+      'refuse data connections beyond this many open ones',
+      intArg('--max-connections'),
+      4096,
+    )
+    .action(
+      action(
+        async (o: {
+          socket?: string;
+          frameSize: string;
+          reapInterval: number;
+          statsInterval: number;
+          devices?: string;
+          deviceConfig?: string;
+          expectedBuffers: number;
+          quiet?: boolean;
+          logEvents?: boolean;
+          http?: string;
+          sampleInterval: number;
+          maxConnections: number;
+          group?: string;
+          allowUid: number[];
+          trustClientPid?: boolean;
+          stateDir?: string;
+          persist: boolean;
+          flushInterval: number;
+          journalMib: number;
+        }) => {
+          // A reader that goes away (`allocation-server | head`) must not take the tracked state
+          // with it.
+          let stdoutGone = false;
+          process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+            if (stdoutGone) return;
+            stdoutGone = true;
+            process.stderr.write(
+              `ttalloc: stdout is closed (${e.code}); the server keeps running without printing\n`,
+            );
+          });
+          const devices = DeviceRegistry.resolve({
+            devices: o.devices ?? process.env.TT_ALLOC_DEVICES,
+            configPath: o.deviceConfig,
+          });
+          const server = new AllocationServer({
+            socketPath: resolveSocket(o.socket),
+            frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144),
+            reapIntervalMs: o.reapInterval * 1000,
+            statsIntervalMs: o.statsInterval * 1000,
+            quiet: o.quiet,
+            logEvents: o.logEvents,
+            devices,
+            expectedBuffers: o.expectedBuffers,
+            http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
+            sampleIntervalMs: o.sampleInterval * 1000,
+            maxConnections: o.maxConnections,
+            group: o.group,
+            allowUids: o.allowUid,
+            trustClientPid: o.trustClientPid,
+            stateDir: o.persist === false ? false : o.stateDir,
+            flushIntervalMs: o.flushInterval,
+            compactBytes: o.journalMib * 1024 * 1024,
+          });
+          // Handlers go in before start(): a signal during start-up must still end in a clean exit
+          // 0.
+          let stopping = false;
+          const stop = (sig: string) => {
+            if (stopping) return;
+            stopping = true;
+            server.log(`${sig} received, shutting down`);
+            void server.stop().then(
+              () => process.exit(0),
+              () => process.exit(0),
+            );
+          };
+          process.on('SIGINT', () => stop('SIGINT'));
+          process.on('SIGTERM', () => stop('SIGTERM'));
+          process.on('SIGHUP', () => stop('SIGHUP'));
+          await server.start();
+        },
+      ),
+    );
 }
 
 /** `--allow-uid 1000,alice` (repeatable): UIDs or user names. */
 function uidListArg(v: string, prev: number[]): number[] {
-  try { return [...prev, ...parseUidList(v)]; } catch (e) { throw new InvalidArgumentError((e as Error).message); }
+  try {
+    return [...prev, ...parseUidList(v)];
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
 }

@@ -6,32 +6,50 @@ import { colorWanted, runTop } from '../../ui/top/app.js';
 
 function intervalArg(v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0.1) throw new InvalidArgumentError('--interval must be a number of seconds ≥ 0.1');
+  if (!Number.isFinite(n) || n < 0.1)
+    throw new InvalidArgumentError('--interval must be a number of seconds ≥ 0.1');
   return n;
 }
 
 export function topCommand(): Command {
   return new Command('top')
-    .description('live terminal monitor: memory per device (DRAM, L1 and their parts) and per process, like nvtop')
+    .description(
+      'live terminal monitor: memory per device (DRAM, L1 and their parts) and per process, like nvtop',
+    )
     .addOption(socketOption())
     .option('-i, --interval <seconds>', 'refresh interval', intervalArg, 1)
     .option('--once', 'print one frame and exit (for scripts)')
     .option('--json', 'print the same data once as JSON and exit')
-    .addHelpText('after', '\nKeys: q/Ctrl-C quit; d l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name (again: reverse);\n      r reverse; f next device, 0-9 that device, a all devices. NO_COLOR=1 turns colours off.')
-    .action(action(async (o: { socket?: string; interval: number; once?: boolean; json?: boolean }) => {
-      const client = clientFor(o);
-      if (o.json) {
-        process.stdout.write(JSON.stringify({ schema_version: 1, ...(await fetchTopData(client)) }, null, 2) + '\n');
-        return;
-      }
-      if (o.once || !process.stdout.isTTY || !process.stdin.isTTY) {
-        const data = await fetchTopData(client);
-        const width = process.stdout.columns || Number(process.env.COLUMNS) || 120;
-        const lines = renderLines(data, { ...initialView(), socket: client.socketPath }, width, Infinity);
-        process.stdout.write(lines.map((l) => lineText(l, width, colorWanted(process.stdout)).trimEnd()).join('\n') + '\n');
-        return;
-      }
-      await runTop(client, o.interval * 1000);
-      process.exit(0);
-    }));
+    .addHelpText(
+      'after',
+      '\nKeys: q/Ctrl-C quit; d l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name (again: reverse);\n      r reverse; f next device, 0-9 that device, a all devices. NO_COLOR=1 turns colours off.',
+    )
+    .action(
+      action(async (o: { socket?: string; interval: number; once?: boolean; json?: boolean }) => {
+        const client = clientFor(o);
+        if (o.json) {
+          process.stdout.write(
+            JSON.stringify({ schema_version: 1, ...(await fetchTopData(client)) }, null, 2) + '\n',
+          );
+          return;
+        }
+        if (o.once || !process.stdout.isTTY || !process.stdin.isTTY) {
+          const data = await fetchTopData(client);
+          const width = process.stdout.columns || Number(process.env.COLUMNS) || 120;
+          const lines = renderLines(
+            data,
+            { ...initialView(), socket: client.socketPath },
+            width,
+            Infinity,
+          );
+          process.stdout.write(
+            lines.map((l) => lineText(l, width, colorWanted(process.stdout)).trimEnd()).join('\n') +
+              '\n',
+          );
+          return;
+        }
+        await runTop(client, o.interval * 1000);
+        process.exit(0);
+      }),
+    );
 }

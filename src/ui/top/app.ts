@@ -14,7 +14,8 @@ export function colorWanted(stream: NodeJS.WriteStream): boolean {
 }
 
 export async function runTop(client: ControlClient, intervalMs: number): Promise<void> {
-  const out = process.stdout, input = process.stdin;
+  const out = process.stdout,
+    input = process.stdin;
   const view: ViewState = { ...initialView(), socket: client.socketPath };
   const color = colorWanted(out);
   let data: TopData | null = await fetchTopData(client); // fails fast (exit 2) when no server runs
@@ -22,7 +23,8 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
   let restored = false;
 
   const draw = () => {
-    const w = out.columns || 100, h = out.rows || 30;
+    const w = out.columns || 100,
+      h = out.rows || 30;
     out.write(frame(renderLines(data, view, w, h), w, color));
   };
   const restore = () => {
@@ -36,7 +38,12 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
   process.on('exit', restore);
 
   return new Promise<void>((resolve) => {
-    const quit = () => { restore(); out.off('resize', draw); input.off('data', onKey); resolve(); };
+    const quit = () => {
+      restore();
+      out.off('resize', draw);
+      input.off('data', onKey);
+      resolve();
+    };
     const onKey = (buf: Buffer) => {
       // Escape sequences (arrows, function keys) are not commands: their letters must not sort.
       const text = buf.toString('utf8').replace(/\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?/g, '');
@@ -46,7 +53,8 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
         const sort = SORT_KEYS[lower];
         if (sort) {
           // Same key again flips the direction; names and PIDs start ascending, sizes descending.
-          view.descending = view.sort === sort ? !view.descending : !(sort === 'pid' || sort === 'command');
+          view.descending =
+            view.sort === sort ? !view.descending : !(sort === 'pid' || sort === 'command');
           view.sort = sort;
         } else if (lower === 'r') view.descending = !view.descending;
         else if (lower === 'a') view.device = null;
@@ -60,8 +68,12 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
       draw();
     };
     const tick = async () => {
-      try { data = await fetchTopData(client); view.message = undefined; }
-      catch (e) { view.message = `server not reachable: ${(e as Error).message}`; }
+      try {
+        data = await fetchTopData(client);
+        view.message = undefined;
+      } catch (e) {
+        view.message = `server not reachable: ${(e as Error).message}`;
+      }
       if (restored) return;
       draw();
       timer = setTimeout(() => void tick(), intervalMs);

@@ -7,7 +7,13 @@ import type { Sample } from '../../metrics/sampler.js';
 
 export interface TopData {
   atMs: number;
-  server: { pid: number; uptimeSeconds: number; buffers: number; processes: number; reaped: number };
+  server: {
+    pid: number;
+    uptimeSeconds: number;
+    buffers: number;
+    processes: number;
+    reaped: number;
+  };
   devices: DeviceStats[];
   /** Only processes that own something now (dead ones are reaped and vanish). */
   processes: ProcessRow[];
@@ -16,7 +22,9 @@ export interface TopData {
 }
 
 interface StatsReply {
-  pid: number; uptimeSeconds: number; reapedProcesses: number;
+  pid: number;
+  uptimeSeconds: number;
+  reapedProcesses: number;
   live: { buffers: number; processes: number };
   devices: DeviceStats[];
 }
@@ -26,11 +34,19 @@ export async function fetchTopData(c: ControlClient, historySeconds = 60): Promi
     c.json<StatsReply>('GET', '/v1/stats'),
     c.json<{ processes: ProcessRow[] }>('GET', '/v1/processes'),
     // History is optional (an older server has none): sparklines stay empty then.
-    c.json<{ samples: Sample[] }>('GET', `/v1/history?seconds=${historySeconds}`).catch(() => ({ samples: [] as Sample[] })),
+    c
+      .json<{ samples: Sample[] }>('GET', `/v1/history?seconds=${historySeconds}`)
+      .catch(() => ({ samples: [] as Sample[] })),
   ]);
   return {
     atMs: Date.now(),
-    server: { pid: stats.pid, uptimeSeconds: stats.uptimeSeconds, buffers: stats.live.buffers, processes: stats.live.processes, reaped: stats.reapedProcesses },
+    server: {
+      pid: stats.pid,
+      uptimeSeconds: stats.uptimeSeconds,
+      buffers: stats.live.buffers,
+      processes: stats.live.processes,
+      reaped: stats.reapedProcesses,
+    },
     devices: stats.devices,
     processes: procs.processes.filter((p) => p.devices.length > 0),
     history: hist.samples,

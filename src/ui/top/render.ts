@@ -19,19 +19,47 @@ export interface ViewState {
 export const initialView = (): ViewState => ({ sort: 'DRAM', descending: true, device: null });
 
 /** Sort keys by key press. */
-export const SORT_KEYS: Record<string, SortKey> = { d: 'DRAM', l: 'L1', s: 'L1_SMALL', t: 'TRACE', c: 'CB', b: 'buffers', p: 'pid', n: 'command' };
+export const SORT_KEYS: Record<string, SortKey> = {
+  d: 'DRAM',
+  l: 'L1',
+  s: 'L1_SMALL',
+  t: 'TRACE',
+  c: 'CB',
+  b: 'buffers',
+  p: 'pid',
+  n: 'command',
+};
 
 type Seg = { t: string; sgr?: string };
 type Line = Seg[];
 
-const SGR = { bold: '1', dim: '2', inverse: '7', green: '32', yellow: '33', red: '31', cyan: '36', blue: '34', magenta: '35' };
+const SGR = {
+  bold: '1',
+  dim: '2',
+  inverse: '7',
+  green: '32',
+  yellow: '33',
+  red: '31',
+  cyan: '36',
+  blue: '34',
+  magenta: '35',
+};
 const SPARK = '▁▂▃▄▅▆▇█';
 
 /** Colour by pressure: green below 70 %, yellow below 90 %, red above. */
-function pressure(frac: number): string { return frac >= 0.9 ? SGR.red : frac >= 0.7 ? SGR.yellow : SGR.green; }
+function pressure(frac: number): string {
+  return frac >= 0.9 ? SGR.red : frac >= 0.7 ? SGR.yellow : SGR.green;
+}
 
-/** A bar of stacked parts, each drawn with its own character so parts stay visible without colour. */
-function bar(parts: { bytes: number; ch: string }[], total: number | null, width: number, sgr: string): Seg[] {
+/**
+ * A bar of stacked parts, each drawn with its own character so parts stay visible without colour.
+ */
+function bar(
+  parts: { bytes: number; ch: string }[],
+  total: number | null,
+  width: number,
+  sgr: string,
+): Seg[] {
   const segs: Seg[] = [{ t: '[' }];
   let used = 0;
   if (total && total > 0) {
@@ -39,10 +67,14 @@ function bar(parts: { bytes: number; ch: string }[], total: number | null, width
     for (const p of parts) {
       const from = Math.round((acc / total) * width);
       acc += p.bytes;
-      // A part that exists gets at least one cell, so small L1_SMALL/CB/kernel usage is never invisible.
+      // A part that exists gets at least one cell, so small L1_SMALL/CB/kernel usage is never
+      // invisible.
       let to = Math.min(width, Math.round((acc / total) * width));
       if (p.bytes > 0 && to <= from && from < width) to = from + 1;
-      if (to > from) { segs.push({ t: p.ch.repeat(to - from), sgr }); used = to; }
+      if (to > from) {
+        segs.push({ t: p.ch.repeat(to - from), sgr });
+        used = to;
+      }
     }
   }
   segs.push({ t: '·'.repeat(Math.max(0, width - used)), sgr: SGR.dim }, { t: ']' });
@@ -53,41 +85,97 @@ function sparkline(values: number[], width: number): string {
   const v = values.slice(-width);
   if (v.length === 0) return '';
   const max = Math.max(...v);
-  return v.map((x) => (max <= 0 ? SPARK[0] : SPARK[Math.min(7, Math.floor((x / max) * 7.999))])).join('');
+  return v
+    .map((x) => (max <= 0 ? SPARK[0] : SPARK[Math.min(7, Math.floor((x / max) * 7.999))]))
+    .join('');
 }
 
-const pad = (s: string, n: number) => (s.length >= n ? s.slice(0, n) : s + ' '.repeat(n - s.length));
-const rpad = (s: string, n: number) => (s.length >= n ? s.slice(0, n) : ' '.repeat(n - s.length) + s);
-const pct = (used: number, total: number | null) => (total ? `${((100 * used) / total).toFixed(1)}%` : '');
+const pad = (s: string, n: number) =>
+  s.length >= n ? s.slice(0, n) : s + ' '.repeat(n - s.length);
+const rpad = (s: string, n: number) =>
+  s.length >= n ? s.slice(0, n) : ' '.repeat(n - s.length) + s;
+const pct = (used: number, total: number | null) =>
+  total ? `${((100 * used) / total).toFixed(1)}%` : '';
 
-function dramParts(d: DeviceStats) { return [{ bytes: d.bytes.DRAM, ch: '█' }, { bytes: d.bytes.TRACE, ch: '▓' }]; }
+function dramParts(d: DeviceStats) {
+  return [
+    { bytes: d.bytes.DRAM, ch: '█' },
+    { bytes: d.bytes.TRACE, ch: '▓' },
+  ];
+}
 function l1Parts(d: DeviceStats) {
-  return [{ bytes: d.bytes.L1, ch: '█' }, { bytes: d.bytes.L1_SMALL + d.bytes.SYSTEM_MEMORY, ch: '▓' }, { bytes: d.bytes.CB, ch: '▒' }, { bytes: d.bytes.KERNEL, ch: '░' }];
+  return [
+    { bytes: d.bytes.L1, ch: '█' },
+    { bytes: d.bytes.L1_SMALL + d.bytes.SYSTEM_MEMORY, ch: '▓' },
+    { bytes: d.bytes.CB, ch: '▒' },
+    { bytes: d.bytes.KERNEL, ch: '░' },
+  ];
 }
 const sum = (ps: { bytes: number }[]) => ps.reduce((a, p) => a + p.bytes, 0);
 
 function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boolean): Line[] {
   const sparkW = width >= 100 ? 20 : width >= 80 ? 10 : 0;
-  const textW = 22, pctW = 7, head = 18;
+  const textW = 22,
+    pctW = 7,
+    head = 18;
   const barW = Math.max(8, width - head - 5 - 2 - textW - pctW - (sparkW ? sparkW + 1 : 0));
-  const hist = (kinds: number[]) => data.history.map((s) => { const v = s.d[d.device]; return v ? kinds.reduce((a, k) => a + (v[k] ?? 0), 0) : 0; });
-  const row = (label: string, name: string, parts: { bytes: number; ch: string }[], total: number | null, kinds: number[]): Line => {
-    const used = sum(parts), frac = total ? used / total : 0, col = pressure(frac);
+  const hist = (kinds: number[]) =>
+    data.history.map((s) => {
+      const v = s.d[d.device];
+      return v ? kinds.reduce((a, k) => a + (v[k] ?? 0), 0) : 0;
+    });
+  const row = (
+    label: string,
+    name: string,
+    parts: { bytes: number; ch: string }[],
+    total: number | null,
+    kinds: number[],
+  ): Line => {
+    const used = sum(parts),
+      frac = total ? used / total : 0,
+      col = pressure(frac);
     return [
-      { t: pad(label, head - 1) + ' ', sgr: label.trim() ? SGR.bold : undefined }, { t: pad(name, 5) },
+      { t: pad(label, head - 1) + ' ', sgr: label.trim() ? SGR.bold : undefined },
+      { t: pad(name, 5) },
       ...bar(parts, total, barW, col),
-      { t: ' ' + pad(total ? `${formatBytes(used)} / ${formatBytes(total)}` : `${formatBytes(used)} / ?`, textW - 1) },
+      {
+        t:
+          ' ' +
+          pad(
+            total ? `${formatBytes(used)} / ${formatBytes(total)}` : `${formatBytes(used)} / ?`,
+            textW - 1,
+          ),
+      },
       { t: rpad(pct(used, total), pctW - 1) + ' ', sgr: total ? col : undefined },
       ...(sparkW ? [{ t: sparkline(hist(kinds), sparkW), sgr: SGR.cyan }] : []),
     ];
   };
   const lines = [
-    row(`Dev ${d.device} ${d.arch ?? 'undeclared'}`, 'DRAM', dramParts(d), d.totalDramBytes, [0, 4]),
+    row(
+      `Dev ${d.device} ${d.arch ?? 'undeclared'}`,
+      'DRAM',
+      dramParts(d),
+      d.totalDramBytes,
+      [0, 4],
+    ),
     row('', 'L1', l1Parts(d), d.totalL1Bytes, [1, 2, 3, 5, 6]),
   ];
   if (detail) {
-    const b = d.bytes, n = d.buffers.DRAM + d.buffers.L1 + d.buffers.SYSTEM_MEMORY + d.buffers.L1_SMALL + d.buffers.TRACE;
-    lines.push([{ t: pad('', head) + `DRAM ${formatBytes(b.DRAM)} · TRACE ${formatBytes(b.TRACE)} · L1 ${formatBytes(b.L1)} · L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)} · CB ${formatBytes(b.CB)} · KERNEL ${formatBytes(b.KERNEL)} · ${n} buffer${n === 1 ? '' : 's'}`, sgr: SGR.dim }]);
+    const b = d.bytes,
+      n =
+        d.buffers.DRAM +
+        d.buffers.L1 +
+        d.buffers.SYSTEM_MEMORY +
+        d.buffers.L1_SMALL +
+        d.buffers.TRACE;
+    lines.push([
+      {
+        t:
+          pad('', head) +
+          `DRAM ${formatBytes(b.DRAM)} · TRACE ${formatBytes(b.TRACE)} · L1 ${formatBytes(b.L1)} · L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)} · CB ${formatBytes(b.CB)} · KERNEL ${formatBytes(b.KERNEL)} · ${n} buffer${n === 1 ? '' : 's'}`,
+        sgr: SGR.dim,
+      },
+    ]);
   }
   return lines;
 }
@@ -97,12 +185,19 @@ function colValue(u: ProcessDeviceUsage, k: SortKey): number {
 }
 
 /** Processes sorted by the chosen column, restricted to the device filter. */
-export function sortedProcesses(procs: ProcessRow[], v: ViewState): { p: ProcessRow; devs: ProcessDeviceUsage[] }[] {
-  const rows = procs.map((p) => ({ p, devs: p.devices.filter((u) => v.device === null || u.device === v.device) })).filter((r) => r.devs.length > 0);
-  const key = (r: { p: ProcessRow; devs: ProcessDeviceUsage[] }) => r.devs.reduce((a, u) => a + colValue(u, v.sort), 0);
+export function sortedProcesses(
+  procs: ProcessRow[],
+  v: ViewState,
+): { p: ProcessRow; devs: ProcessDeviceUsage[] }[] {
+  const rows = procs
+    .map((p) => ({ p, devs: p.devices.filter((u) => v.device === null || u.device === v.device) }))
+    .filter((r) => r.devs.length > 0);
+  const key = (r: { p: ProcessRow; devs: ProcessDeviceUsage[] }) =>
+    r.devs.reduce((a, u) => a + colValue(u, v.sort), 0);
   const dir = v.descending ? -1 : 1;
   rows.sort((a, b) => {
-    if (v.sort === 'command') return dir * (a.p.command ?? '').localeCompare(b.p.command ?? '') || a.p.pid - b.p.pid;
+    if (v.sort === 'command')
+      return dir * (a.p.command ?? '').localeCompare(b.p.command ?? '') || a.p.pid - b.p.pid;
     if (v.sort === 'pid') return dir * (a.p.pid - b.p.pid);
     return dir * (key(a) - key(b)) || a.p.pid - b.p.pid;
   });
@@ -113,51 +208,97 @@ export function sortedProcesses(procs: ProcessRow[], v: ViewState): { p: Process
 function columns(width: number): { key: SortKey; title: string; w: number }[] {
   const cmd = Math.max(7, Math.min(16, width - 8 - 1 - 1 - 4 - 5 * 10 - 9));
   return [
-    { key: 'pid', title: 'PID', w: 8 }, { key: 'command', title: 'COMMAND', w: cmd }, { key: 'pid', title: 'DEV', w: 4 },
-    { key: 'DRAM', title: 'DRAM', w: 10 }, { key: 'L1', title: 'L1', w: 10 }, { key: 'L1_SMALL', title: 'L1_SMALL', w: 10 },
-    { key: 'TRACE', title: 'TRACE', w: 10 }, { key: 'CB', title: 'CB', w: 10 }, { key: 'buffers', title: 'BUFFERS', w: 9 },
+    { key: 'pid', title: 'PID', w: 8 },
+    { key: 'command', title: 'COMMAND', w: cmd },
+    { key: 'pid', title: 'DEV', w: 4 },
+    { key: 'DRAM', title: 'DRAM', w: 10 },
+    { key: 'L1', title: 'L1', w: 10 },
+    { key: 'L1_SMALL', title: 'L1_SMALL', w: 10 },
+    { key: 'TRACE', title: 'TRACE', w: 10 },
+    { key: 'CB', title: 'CB', w: 10 },
+    { key: 'buffers', title: 'BUFFERS', w: 9 },
   ];
 }
 
-export const HELP = 'q quit  sort: d DRAM l L1 s L1_SMALL t TRACE c CB b buffers p PID n name  r reverse  f/0-9 device  a all devices';
+export const HELP =
+  'q quit  sort: d DRAM l L1 s L1_SMALL t TRACE c CB b buffers p PID n name  r reverse  f/0-9 device  a all devices';
 const HELP_SHORT = 'q quit  sort: d l s t c b p n  r reverse  f/0-9/a device  (ttalloc top --help)';
 
-export function renderLines(data: TopData | null, v: ViewState, width: number, height: number): Line[] {
+export function renderLines(
+  data: TopData | null,
+  v: ViewState,
+  width: number,
+  height: number,
+): Line[] {
   const out: Line[] = [];
   const time = new Date(data?.atMs ?? Date.now()).toTimeString().slice(0, 8);
   const title = data
     ? `ttalloc top · server pid ${data.server.pid} · up ${fmtUptime(data.server.uptimeSeconds)} · ${data.server.buffers} buffers · ${data.server.processes} processes · ${data.server.reaped} reaped`
     : 'ttalloc top · waiting for the server…';
-  out.push([{ t: title, sgr: SGR.bold }, { t: `  ${time}${v.device !== null ? `  [device ${v.device}]` : ''}` }]);
-  out.push([{ t: v.message ?? (v.socket ? `socket ${v.socket}` : ''), sgr: v.message ? SGR.red : SGR.dim }]);
+  out.push([
+    { t: title, sgr: SGR.bold },
+    { t: `  ${time}${v.device !== null ? `  [device ${v.device}]` : ''}` },
+  ]);
+  out.push([
+    { t: v.message ?? (v.socket ? `socket ${v.socket}` : ''), sgr: v.message ? SGR.red : SGR.dim },
+  ]);
   if (data) {
     const devs = data.devices.filter((d) => v.device === null || d.device === v.device);
     const detail = Number.isFinite(height) ? devs.length * 3 + 8 <= height : true;
     for (const d of devs) out.push(...deviceLines(d, data, width, detail));
-    if (devs.length === 0) out.push([{ t: v.device !== null ? `device ${v.device} has not reported` : 'no devices yet', sgr: SGR.dim }]);
-    out.push([{ t: 'DRAM bar: █ DRAM ▓ TRACE   L1 bar: █ L1 ▓ L1_SMALL ▒ CB ░ kernels', sgr: SGR.dim }]);
+    if (devs.length === 0)
+      out.push([
+        {
+          t: v.device !== null ? `device ${v.device} has not reported` : 'no devices yet',
+          sgr: SGR.dim,
+        },
+      ]);
+    out.push([
+      { t: 'DRAM bar: █ DRAM ▓ TRACE   L1 bar: █ L1 ▓ L1_SMALL ▒ CB ░ kernels', sgr: SGR.dim },
+    ]);
     out.push([]);
-    const cols = columns(width), cmdW = cols[1].w;
-    out.push(cols.map((c, i) => {
-      const mark = c.key === v.sort && (i !== 2) ? (v.descending ? '▼' : '▲') : '';
-      const text = i < 2 ? pad(c.title + mark, c.w) + ' ' : rpad(c.title + mark, c.w);
-      return { t: text, sgr: SGR.inverse };
-    }));
+    const cols = columns(width),
+      cmdW = cols[1].w;
+    out.push(
+      cols.map((c, i) => {
+        const mark = c.key === v.sort && i !== 2 ? (v.descending ? '▼' : '▲') : '';
+        const text = i < 2 ? pad(c.title + mark, c.w) + ' ' : rpad(c.title + mark, c.w);
+        return { t: text, sgr: SGR.inverse };
+      }),
+    );
     const rows = sortedProcesses(data.processes, v);
     const room = Number.isFinite(height) ? height - out.length - 1 : Infinity;
-    let shown = 0, lines = 0;
+    let shown = 0,
+      lines = 0;
     for (const r of rows) {
       if (lines + r.devs.length > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
       r.devs.forEach((u, i) => {
         const cells = [
-          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9), i === 0 ? pad(`${r.p.command ?? '?'}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`, cmdW) + ' ' : pad('', cmdW + 1), rpad(String(u.device), 4),
-          ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) => rpad(formatBytes(u[k]), 10)), rpad(String(u.buffers), 9),
+          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9),
+          i === 0
+            ? pad(
+                `${r.p.command ?? '?'}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`,
+                cmdW,
+              ) + ' '
+            : pad('', cmdW + 1),
+          rpad(String(u.device), 4),
+          ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) =>
+            rpad(formatBytes(u[k]), 10),
+          ),
+          rpad(String(u.buffers), 9),
         ];
         out.push([{ t: cells.join('') }]);
       });
-      shown++; lines += r.devs.length;
+      shown++;
+      lines += r.devs.length;
     }
-    if (shown < rows.length) out.push([{ t: `… ${rows.length - shown} more processes (filter a device or enlarge the terminal)`, sgr: SGR.dim }]);
+    if (shown < rows.length)
+      out.push([
+        {
+          t: `… ${rows.length - shown} more processes (filter a device or enlarge the terminal)`,
+          sgr: SGR.dim,
+        },
+      ]);
     if (rows.length === 0) out.push([{ t: 'no process owns device memory', sgr: SGR.dim }]);
   }
   if (Number.isFinite(height)) {
@@ -176,7 +317,8 @@ function fmtUptime(s: number): string {
 
 /** Segments → text, cut at `width` visible columns; SGR codes only when colour is on. */
 export function lineText(line: Line, width: number, color: boolean): string {
-  let out = '', left = width;
+  let out = '',
+    left = width;
   for (const s of line) {
     if (left <= 0) break;
     const t = [...s.t].slice(0, left).join('');

@@ -10,23 +10,41 @@
   const fmt = (b) => {
     if (b == null) return '–';
     if (Math.abs(b) < 1024) return `${b} B`;
-    let v = b / 1024, u = 0;
-    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) { v /= 1024; u++; }
+    let v = b / 1024,
+      u = 0;
+    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
+      v /= 1024;
+      u++;
+    }
     return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
   };
-  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
-  const getJson = async (path) => { const r = await fetch(path); if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`); return r.json(); };
+  const esc = (s) =>
+    String(s).replace(
+      /[&<>"]/g,
+      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c],
+    );
+  const getJson = async (path) => {
+    const r = await fetch(path);
+    if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+    return r.json();
+  };
 
   // ------------------------------------------------------------------ charts
   // Series per chart (indexes into the sample's kinds): DRAM-resident memory on the left axis,
   // L1-resident on the right, because their scales differ by a factor of ~100.
   const SERIES = [
-    ['DRAM', [0], 'dram', '#1f77b4'], ['TRACE', [4], 'dram', '#9467bd'],
-    ['L1', [1], 'l1', '#d62728'], ['L1_SMALL', [2, 3], 'l1', '#ff7f0e'], ['CB', [5], 'l1', '#2ca02c'], ['KERNEL', [6], 'l1', '#8c564b'],
+    ['DRAM', [0], 'dram', '#1f77b4'],
+    ['TRACE', [4], 'dram', '#9467bd'],
+    ['L1', [1], 'l1', '#d62728'],
+    ['L1_SMALL', [2, 3], 'l1', '#ff7f0e'],
+    ['CB', [5], 'l1', '#2ca02c'],
+    ['KERNEL', [6], 'l1', '#8c564b'],
   ];
   const charts = new Map();
   const chartWidth = (box) => Math.max(300, box.clientWidth - 12);
-  window.addEventListener('resize', () => { for (const c of charts.values()) c.plot.setSize({ width: chartWidth(c.box), height: 220 }); });
+  window.addEventListener('resize', () => {
+    for (const c of charts.values()) c.plot.setSize({ width: chartWidth(c.box), height: 220 });
+  });
   function ensureChart(dev) {
     let c = charts.get(dev);
     if (c) return c;
@@ -39,12 +57,30 @@
     $('#charts').insertBefore(box, next ? next.box : null);
     const data = [[], ...SERIES.map(() => [])];
     const axisValues = (u, vals) => vals.map(fmt);
-    const plot = new uPlot({
-      width: chartWidth(box), height: 220,
-      series: [{}, ...SERIES.map(([label, , scale, stroke]) => ({ label, scale, stroke, width: 1.5, value: (u, v) => fmt(v) }))],
-      scales: { x: { time: true } },
-      axes: [{}, { scale: 'dram', values: axisValues, size: 70 }, { scale: 'l1', side: 1, values: axisValues, size: 70, grid: { show: false } }],
-    }, data, box);
+    const plot = new uPlot(
+      {
+        width: chartWidth(box),
+        height: 220,
+        series: [
+          {},
+          ...SERIES.map(([label, , scale, stroke]) => ({
+            label,
+            scale,
+            stroke,
+            width: 1.5,
+            value: (u, v) => fmt(v),
+          })),
+        ],
+        scales: { x: { time: true } },
+        axes: [
+          {},
+          { scale: 'dram', values: axisValues, size: 70 },
+          { scale: 'l1', side: 1, values: axisValues, size: 70, grid: { show: false } },
+        ],
+      },
+      data,
+      box,
+    );
     c = { box, data, plot };
     charts.set(dev, c);
     return c;
@@ -61,9 +97,15 @@
   function drawChart(c) {
     c.plot.setData(c.data);
     c.box.dataset.samples = String(c.data[0].length);
-    c.box.dataset.last = JSON.stringify(Object.fromEntries(SERIES.map(([l], i) => [l, c.data[i + 1][c.data[i + 1].length - 1]])));
+    c.box.dataset.last = JSON.stringify(
+      Object.fromEntries(SERIES.map(([l], i) => [l, c.data[i + 1][c.data[i + 1].length - 1]])),
+    );
   }
-  const status = (on, text) => { const e = $('#status'); e.className = `status ${on ? 'on' : 'off'}`; e.textContent = text; };
+  const status = (on, text) => {
+    const e = $('#status');
+    e.className = `status ${on ? 'on' : 'off'}`;
+    e.textContent = text;
+  };
   const events = new EventSource('/v1/events');
   events.addEventListener('history', (e) => {
     const h = JSON.parse(e.data);
@@ -76,21 +118,43 @@
   events.onerror = () => status(false, 'disconnected, retrying…');
 
   // ------------------------------------------------------------------ tables
-  function rows(tbody, html) { $(tbody).innerHTML = html.join(''); }
+  function rows(tbody, html) {
+    $(tbody).innerHTML = html.join('');
+  }
   async function loadStats() {
     const s = await getJson('/v1/stats');
-    $('#summary').textContent = `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ${s.live.processes} processes · ${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
+    $('#summary').textContent =
+      `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ${s.live.processes} processes · ${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
     // Whether a restart would keep this state: worth a red flag when it would not.
-    const p = s.persistence, el = $('#persist');
-    el.textContent = !p.enabled ? '· persistence OFF' : p.failed ? '· persistence STOPPED' : '· state saved to disk';
+    const p = s.persistence,
+      el = $('#persist');
+    el.textContent = !p.enabled
+      ? '· persistence OFF'
+      : p.failed
+        ? '· persistence STOPPED'
+        : '· state saved to disk';
     el.className = !p.enabled || p.failed ? 'hot' : '';
-    el.title = !p.enabled ? `${p.reason}: a restart loses this state` : p.failed ? `${p.failed}: tracking in memory until ${p.dir} has room` : `${p.dir}, flushed every ${p.flushIntervalMs} ms`;
-    const pct = (u, t) => { if (!t) return ''; const p = (100 * u) / t; return ` <span class="${p >= 90 ? 'hot' : p >= 70 ? 'warm' : ''}">(${p.toFixed(1)}%)</span>`; };
-    rows('#devices tbody', s.devices.map((d) => {
-      const b = d.bytes, n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
-      return `<tr data-device="${d.device}"><td>${d.device}</td><td class="l">${esc(d.arch ?? '?')}</td><td>${fmt(b.DRAM)}${pct(b.DRAM + b.TRACE, d.totalDramBytes)}</td><td>${fmt(d.totalDramBytes)}</td>`
-        + `<td>${fmt(b.L1)}${pct(b.L1 + b.L1_SMALL + b.SYSTEM_MEMORY + b.CB + b.KERNEL, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td><td>${fmt(b.L1_SMALL + b.SYSTEM_MEMORY)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td><td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`;
-    }));
+    el.title = !p.enabled
+      ? `${p.reason}: a restart loses this state`
+      : p.failed
+        ? `${p.failed}: tracking in memory until ${p.dir} has room`
+        : `${p.dir}, flushed every ${p.flushIntervalMs} ms`;
+    const pct = (u, t) => {
+      if (!t) return '';
+      const p = (100 * u) / t;
+      return ` <span class="${p >= 90 ? 'hot' : p >= 70 ? 'warm' : ''}">(${p.toFixed(1)}%)</span>`;
+    };
+    rows(
+      '#devices tbody',
+      s.devices.map((d) => {
+        const b = d.bytes,
+          n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
+        return (
+          `<tr data-device="${d.device}"><td>${d.device}</td><td class="l">${esc(d.arch ?? '?')}</td><td>${fmt(b.DRAM)}${pct(b.DRAM + b.TRACE, d.totalDramBytes)}</td><td>${fmt(d.totalDramBytes)}</td>` +
+          `<td>${fmt(b.L1)}${pct(b.L1 + b.L1_SMALL + b.SYSTEM_MEMORY + b.CB + b.KERNEL, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td><td>${fmt(b.L1_SMALL + b.SYSTEM_MEMORY)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td><td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`
+        );
+      }),
+    );
   }
   // Process table sort: by a column summed over the process's devices (click again to reverse).
   let procSort = { key: 'DRAM', desc: true };
@@ -98,7 +162,10 @@
   $('#processes thead').addEventListener('click', (e) => {
     const key = e.target.closest('th[data-sort]')?.dataset.sort;
     if (!key) return;
-    procSort = { key, desc: procSort.key === key ? !procSort.desc : !(key === 'pid' || key === 'command') };
+    procSort = {
+      key,
+      desc: procSort.key === key ? !procSort.desc : !(key === 'pid' || key === 'command'),
+    };
     renderProcesses();
   });
   async function loadProcesses() {
@@ -107,30 +174,47 @@
   }
   function renderProcesses() {
     const { key, desc } = procSort;
-    const val = (r) => key === 'pid' ? r.pid : key === 'command' ? (r.command ?? '') : r.devices.reduce((a, d) => a + d[key], 0);
+    const val = (r) =>
+      key === 'pid'
+        ? r.pid
+        : key === 'command'
+          ? (r.command ?? '')
+          : r.devices.reduce((a, d) => a + d[key], 0);
     const procs = [...lastProcs].sort((a, b) => {
-      const x = val(a), y = val(b);
+      const x = val(a),
+        y = val(b);
       const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
       return (desc ? -c : c) || a.pid - b.pid;
     });
-    for (const th of document.querySelectorAll('#processes th[data-sort]')) th.dataset.dir = th.dataset.sort === key ? (desc ? '▼' : '▲') : '';
+    for (const th of document.querySelectorAll('#processes th[data-sort]'))
+      th.dataset.dir = th.dataset.sort === key ? (desc ? '▼' : '▲') : '';
     const html = [];
     for (const r of procs) {
       r.devices.forEach((d, i) => {
-        const head = i === 0 ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${r.claimedPid ? ` (claims ${r.claimedPid})` : ''}</td>` : '<td></td><td></td>';
-        html.push(`<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`);
+        const head =
+          i === 0
+            ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${r.claimedPid ? ` (claims ${r.claimedPid})` : ''}</td>`
+            : '<td></td><td></td>';
+        html.push(
+          `<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`,
+        );
       });
     }
     rows('#processes tbody', html);
   }
 
   // ------------------------------------------------------------------ buffers (server-side paging)
-  let offset = 0, total = 0, bufferSeq = 0;
+  let offset = 0,
+    total = 0,
+    bufferSeq = 0;
   const SIZE_UNITS = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
   function filterQuery() {
     const f = new FormData($('#filters'));
     const q = new URLSearchParams();
-    for (const k of ['device', 'pid', 'type']) { const v = String(f.get(k) ?? '').trim(); if (v) q.set(k, v); }
+    for (const k of ['device', 'pid', 'type']) {
+      const v = String(f.get(k) ?? '').trim();
+      if (v) q.set(k, v);
+    }
     const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(String(f.get('minSize') ?? ''));
     if (m) q.set('minSize', String(Math.round(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()])));
     const mark = String(f.get('mark') ?? '');
@@ -141,71 +225,134 @@
     const f = new FormData($('#filters'));
     const q = filterQuery();
     const limit = Number(f.get('limit'));
-    q.set('order', String(f.get('order'))); q.set('limit', String(limit)); q.set('offset', String(offset));
+    q.set('order', String(f.get('order')));
+    q.set('limit', String(limit));
+    q.set('offset', String(offset));
     // Only the newest request may draw: a slower, older one (before a filter change) is dropped.
     const seq = ++bufferSeq;
     let page;
-    try { page = await getJson(`/v1/buffers/page?${q}`); } catch (e) { if (seq === bufferSeq) $('#range').textContent = e.message; return; }
+    try {
+      page = await getJson(`/v1/buffers/page?${q}`);
+    } catch (e) {
+      if (seq === bufferSeq) $('#range').textContent = e.message;
+      return;
+    }
     if (seq !== bufferSeq) return;
     total = page.total;
-    if (offset > 0 && offset >= total) { offset = Math.max(0, total - (total % limit || limit)); return loadBuffers(); }
-    $('#range').textContent = total === 0 ? 'no matching buffers' : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.totalBytes)})`;
+    if (offset > 0 && offset >= total) {
+      offset = Math.max(0, total - (total % limit || limit));
+      return loadBuffers();
+    }
+    $('#range').textContent =
+      total === 0
+        ? 'no matching buffers'
+        : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.totalBytes)})`;
     $('#prev').disabled = offset === 0;
     $('#next').disabled = offset + limit >= total;
-    rows('#buffers tbody', page.buffers.map((b) => `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td><td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td><td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`));
+    rows(
+      '#buffers tbody',
+      page.buffers.map(
+        (b) =>
+          `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td><td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td><td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`,
+      ),
+    );
   }
-  $('#filters').addEventListener('input', () => { offset = 0; void loadBuffers(); });
+  $('#filters').addEventListener('input', () => {
+    offset = 0;
+    void loadBuffers();
+  });
   $('#filters').addEventListener('submit', (e) => e.preventDefault());
-  $('#prev').onclick = () => { offset = Math.max(0, offset - Number(new FormData($('#filters')).get('limit'))); void loadBuffers(); };
-  $('#next').onclick = () => { offset += Number(new FormData($('#filters')).get('limit')); void loadBuffers(); };
+  $('#prev').onclick = () => {
+    offset = Math.max(0, offset - Number(new FormData($('#filters')).get('limit')));
+    void loadBuffers();
+  };
+  $('#next').onclick = () => {
+    offset += Number(new FormData($('#filters')).get('limit'));
+    void loadBuffers();
+  };
 
-  // ------------------------------------------------------------------ marks (when the server has them) and the report
+  // ------------------------------------------------------------------ marks (when the server has
+  // them) and the report
   async function loadMarks() {
     let body;
-    try { const r = await fetch('/v1/marks'); if (!r.ok) return; body = await r.json(); } catch { return; }
+    try {
+      const r = await fetch('/v1/marks');
+      if (!r.ok) return;
+      body = await r.json();
+    } catch {
+      return;
+    }
     const list = Array.isArray(body) ? body : Array.isArray(body.marks) ? body.marks : [];
     const marks = list.filter((m) => m && Number.isInteger(m.epoch));
     $('#mark-filter').hidden = marks.length === 0;
     $('#marks-box').hidden = marks.length === 0;
     const sel = $('#filters [name=mark]');
     const keep = sel.value;
-    sel.innerHTML = '<option value="">—</option>' + marks.map((m) => `<option value="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</option>`).join('');
+    sel.innerHTML =
+      '<option value="">—</option>' +
+      marks
+        .map(
+          (m) =>
+            `<option value="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</option>`,
+        )
+        .join('');
     sel.value = keep;
-    $('#marks').innerHTML = marks.map((m) => `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: <span class="l">show buffers born after it</span> · <a href="#" data-diff="${esc(m.name ?? '')}">diff since</a></li>`).join('');
+    $('#marks').innerHTML = marks
+      .map(
+        (m) =>
+          `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: <span class="l">show buffers born after it</span> · <a href="#" data-diff="${esc(m.name ?? '')}">diff since</a></li>`,
+      )
+      .join('');
   }
   async function loadDiff(name) {
     const r = await fetch(`/v1/diff?a=${encodeURIComponent(name)}`);
     const d = await r.json();
     $('#diff-box').hidden = false;
     $('#diff-title').textContent = `Diff since ${name}`;
-    if (!r.ok) { $('#diff').textContent = d.error ?? `HTTP ${r.status}`; return; }
+    if (!r.ok) {
+      $('#diff').textContent = d.error ?? `HTTP ${r.status}`;
+      return;
+    }
     const lines = [`Still alive, born since '${d.from}': ${d.buffers} buffers, ${fmt(d.bytes)}`];
     for (const iv of d.intervals) {
       lines.push(`${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${fmt(iv.bytes)}`);
-      for (const g of iv.groups.slice(0, 20)) lines.push(`  device ${g.device} ${g.type}: ${g.count} × ${fmt(g.size)}`);
+      for (const g of iv.groups.slice(0, 20))
+        lines.push(`  device ${g.device} ${g.type}: ${g.count} × ${fmt(g.size)}`);
     }
-    lines.push(d.accumulating.length ? 'Accumulating across runs (likely leaks):' : 'No buffer pattern accumulates across the runs.');
+    lines.push(
+      d.accumulating.length
+        ? 'Accumulating across runs (likely leaks):'
+        : 'No buffer pattern accumulates across the runs.',
+    );
     for (const a of d.accumulating) lines.push(`  ${a.text}`);
     $('#diff').textContent = lines.join('\n');
   }
   $('#marks').addEventListener('click', (e) => {
     const dl = e.target.closest('a[data-diff]');
-    if (dl) { e.preventDefault(); void loadDiff(dl.dataset.diff); return; }
+    if (dl) {
+      e.preventDefault();
+      void loadDiff(dl.dataset.diff);
+      return;
+    }
     const a = e.target.closest('a[data-epoch]');
     if (!a) return;
     e.preventDefault();
     $('#filters [name=mark]').value = a.dataset.epoch;
-    offset = 0; void loadBuffers();
+    offset = 0;
+    void loadBuffers();
     $('#buffers').scrollIntoView();
   });
   async function loadReport() {
     const q = filterQuery();
-    q.delete('minSize'); q.delete('minEpoch'); // the report endpoint filters by device, PID and type
+    q.delete('minSize');
+    q.delete('minEpoch'); // the report endpoint filters by device, PID and type
     q.set('limit', '10');
     $('#report').textContent = 'loading…';
     const r = await fetch(`/v1/report?${q}`);
     $('#report').textContent = await r.text();
-    q.set('format', 'json'); q.set('all', '1'); q.delete('limit');
+    q.set('format', 'json');
+    q.set('all', '1');
+    q.delete('limit');
     $('#download-filtered').href = `/v1/report?${q}`;
     const c = await fetch('/v1/classify?format=text&limit=5');
     $('#classes').textContent = await c.text();
@@ -217,9 +364,13 @@
   async function refresh() {
     if (busy) return;
     busy = true;
-    try { await Promise.all([loadStats(), loadProcesses(), loadBuffers(), loadMarks()]); }
-    catch (e) { status(false, `error: ${e.message}`); }
-    finally { busy = false; }
+    try {
+      await Promise.all([loadStats(), loadProcesses(), loadBuffers(), loadMarks()]);
+    } catch (e) {
+      status(false, `error: ${e.message}`);
+    } finally {
+      busy = false;
+    }
   }
   void refresh();
   void loadReport();
