@@ -8,15 +8,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { Tracker, KIND_CB, KIND_KERNEL } from '../src/state/tracker.js';
+import { Tracker } from '../src/state/tracker.js';
 import { Checkpoints } from '../src/state/marks.js';
 import { StateStore } from '../src/persist/state-store.js';
 import { loadState } from '../src/persist/replay.js';
 import { snapshotSource, writeSnapshot } from '../src/persist/snapshot.js';
-import { encodeFrame } from '../src/protocol/codec.js';
 import { MsgType } from '../src/protocol/constants.js';
-import { ALLOC_NEW, RELEASE_REMOVED } from '../src/state/object-table.js';
-import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../src/persist/records.js';
+import { applyEvent, StateEvent } from '../src/state/events.js';
 
 type Op =
   | {
@@ -124,42 +122,42 @@ function view(tr: Tracker, marks: Checkpoints) {
   };
 }
 
-/** The data connection's part: apply the accepted frame, then journal it with what it did. */
-function apply(tr: Tracker, store: StateStore, o: Extract<Op, { op: 'frame' }>): void {
-  const f = encodeFrame({
-    type: o.type,
-    deviceId: o.dev,
-    size: o.type === MsgType.FREE ? 0 : o.size,
-    bufferType: o.type === MsgType.KERNEL_LOAD ? o.sub : o.type === MsgType.ALLOC ? o.bt : 0,
-    pid: o.pid,
-    bufferId: o.a,
+/** The data connection's part: the accepted event goes through the one event function. */
+const ev = new StateEvent();
+function apply(tr: Tracker, store: StateStore | null, o: Extract<Op, { op: 'frame' }>): void {
+  const sized = ([MsgType.ALLOC, MsgType.CB_ALLOC, MsgType.KERNEL_LOAD] as number[]).includes(
+    o.type,
+  );
+  setEvent({
+    code: o.type,
+    sub: o.type === MsgType.KERNEL_LOAD ? o.sub : o.type === MsgType.ALLOC ? o.bt : 0,
+    device: o.dev,
+    owner: o.pid,
+    lo: o.a >>> 0,
+    hi: Math.floor(o.a / 2 ** 32) >>> 0,
+    size: sized ? o.size : 0,
   });
-  const dv = new DataView(f.buffer, f.byteOffset, f.length);
-  const lo = o.a >>> 0,
-    hi = Math.floor(o.a / 2 ** 32) >>> 0,
-    bt = dv.getUint8(16);
-  let effect = EFFECT_OTHER;
-  switch (o.type) {
-    case MsgType.ALLOC:
-      if (tr.alloc(o.dev, lo | 0, hi | 0, o.size, bt, o.pid) === ALLOC_NEW) effect = EFFECT_CREATED;
-      break;
-    case MsgType.FREE:
-      if (tr.free(o.dev, lo | 0, hi | 0, o.pid) === RELEASE_REMOVED) effect = EFFECT_REMOVED;
-      break;
-    case MsgType.CB_ALLOC:
-      tr.loadObject(KIND_CB, o.dev, lo, hi, o.size, 0, o.pid);
-      break;
-    case MsgType.KERNEL_LOAD:
-      tr.loadObject(KIND_KERNEL, o.dev, lo, hi, o.size, bt, o.pid);
-      break;
-    case MsgType.CB_FREE:
-      tr.unloadObject(KIND_CB, o.dev, lo, hi);
-      break;
-    case MsgType.KERNEL_UNLOAD:
-      tr.unloadObject(KIND_KERNEL, o.dev, lo, hi);
-      break;
-  }
-  store.frame(dv, 0, o.pid, effect);
+  applyEvent(tr, ev, store);
+}
+
+/** Fills the shared event (sizes below 2^48, as the wire validates). */
+function setEvent(e: {
+  code: number;
+  sub: number;
+  device: number;
+  owner: number;
+  lo: number;
+  hi: number;
+  size: number;
+}): void {
+  ev.code = e.code;
+  ev.sub = e.sub;
+  ev.device = e.device;
+  ev.owner = e.owner;
+  ev.lo = e.lo;
+  ev.hi = e.hi;
+  ev.sizeLo = e.size >>> 0;
+  ev.sizeHi = Math.floor(e.size / 2 ** 32);
 }
 
 /** A fresh state directory for `fn`, removed afterwards. */
@@ -243,7 +241,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
           assert.deepEqual(view(tr3, marks3), want, 'snapshot');
 
           // The restored tables are indexed: the same events again change both states the same way.
-          const none = { frame() {} } as unknown as StateStore; // apply only
+          const none = null; // apply only
           for (const o of ops)
             if (o.op === 'frame') {
               apply(tr, none, o);
@@ -288,13 +286,15 @@ test('a journal of 16 MiB or more sizes the buffer index before it is replayed, 
         lo = (0x1000 * (i >> 3)) | 0,
         pid = 100 + (i % 5),
         size = 4096 + (i % 977);
-      store.alloc(0, dev, pid, lo, 1, size, 0, tr.alloc(dev, lo, 1, size, 0, pid) === ALLOC_NEW);
+      setEvent({ code: MsgType.ALLOC, sub: 0, device: dev, owner: pid, lo, hi: 1, size });
+      applyEvent(tr, ev, store);
     }
     for (let i = 0; i < N; i += 9) {
       const dev = i % 8,
         lo = (0x1000 * (i >> 3)) | 0,
         pid = 100 + (i % 5);
-      store.free(dev, pid, lo, 1, tr.free(dev, lo, 1, pid) === RELEASE_REMOVED);
+      setEvent({ code: MsgType.FREE, sub: 0, device: dev, owner: pid, lo, hi: 1, size: 0 });
+      applyEvent(tr, ev, store);
     }
     await store.close(tr);
     const want = view(tr, marks);

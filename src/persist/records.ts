@@ -11,6 +11,7 @@
 // A torn or corrupt batch (short, bad magic, bad checksum) ends the readable part of a file.
 import { crc32 } from 'node:zlib';
 import { MsgType } from '../protocol/constants.js';
+import type { StateEvent } from '../state/events.js';
 
 export const MAGIC = 0x314a5454; // 'TTJ1' little-endian
 export const BATCH_HEADER = 12;
@@ -19,12 +20,20 @@ export const BIG_EVENT = 24;
 export const SMALL_EVENT = 16;
 export const FORMAT_VERSION = 2;
 
-/**
- * What an accepted event did to the buffer table (the journal drops a created-then-removed pair).
- */
-export const EFFECT_OTHER = 0,
-  EFFECT_CREATED = 1,
-  EFFECT_REMOVED = 2;
+/** Reads the event record at `off` into `ev` (the layout in the header above). */
+export function readEvent(dv: DataView, off: number, ev: StateEvent): void {
+  const code = dv.getUint8(off);
+  ev.code = code;
+  ev.sub = dv.getUint8(off + 1);
+  ev.device = dv.getUint16(off + 2, true);
+  ev.owner = dv.getInt32(off + 4, true);
+  ev.lo = dv.getInt32(off + 8, true);
+  ev.hi = dv.getInt32(off + 12, true);
+  const sized = entryBytes(code, 0) === BIG_EVENT;
+  ev.sizeLo = sized ? dv.getInt32(off + 16, true) : 0;
+  ev.sizeHi = sized ? dv.getInt32(off + 20, true) : 0;
+}
+
 /** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
 export const DEAD_EVENT = 0x7f;
 

@@ -13,29 +13,21 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { MsgType } from '../protocol/constants.js';
-import {
-  KIND_CB,
-  KIND_KERNEL,
-  KIND_UNKNOWN_FREE,
-  KINDS,
-  type Tracker,
-  type ReapedReport,
-} from '../state/tracker.js';
+import { MsgType, TWO32 } from '../protocol/constants.js';
+import { applyEvent, isStateEvent, StateEvent } from '../state/events.js';
+import { KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
   BATCH_HEADER,
-  BIG_EVENT,
   Ctl,
   DEAD_EVENT,
   FORMAT_VERSION,
   MAGIC,
   OBJECT_ROW_WORDS,
-  SMALL_EVENT,
+  readEvent,
   entryBytes,
 } from './records.js';
 
-const TWO32 = 4294967296;
 export const SNAPSHOT = 'snapshot.bin';
 const SEGMENT = /^journal-(\d{8})\.bin$/;
 
@@ -252,6 +244,9 @@ function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): vo
  * Applies one verified payload to the tracker. Returns the events and snapshot objects it held,
  * and the segment a snapshot header says it covers (-1 if none).
  */
+/** The event being replayed (reused: replay allocates nothing per record). */
+const ev = new StateEvent();
+
 export function replay(
   p: Buffer,
   tr: Tracker,
@@ -268,36 +263,17 @@ export function replay(
     while (off < p.length) {
       const code = p[off];
       if (code < 0x80) {
-        const device = dv.getUint16(off + 2, true),
-          pid = dv.getInt32(off + 4, true);
-        const lo = dv.getUint32(off + 8, true),
-          hi = dv.getUint32(off + 12, true);
-        if (code === MsgType.ALLOC || code === MsgType.CB_ALLOC || code === MsgType.KERNEL_LOAD) {
-          const size = dv.getUint32(off + 16, true) + dv.getUint32(off + 20, true) * TWO32,
-            sub = dv.getUint8(off + 1);
-          if (code === MsgType.ALLOC) tr.alloc(device, lo, hi, size, sub, pid);
-          else
-            tr.loadObject(
-              code === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL,
-              device,
-              lo,
-              hi,
-              size,
-              sub,
-              pid,
-            );
-          off += BIG_EVENT;
-        } else if (code === DEAD_EVENT) {
+        const bytes = entryBytes(code, 0);
+        if (code === DEAD_EVENT) {
           // a cancelled record (never written, but harmless)
-          off += BIG_EVENT;
+          off += bytes;
           continue;
-        } else {
-          if (code === MsgType.FREE) tr.free(device, lo, hi, pid);
-          else if (code === MsgType.CB_FREE) tr.unloadObject(KIND_CB, device, lo, hi);
-          else if (code === MsgType.KERNEL_UNLOAD) tr.unloadObject(KIND_KERNEL, device, lo, hi);
-          else throw new Error(`unknown event code ${code} at byte ${off} of a verified batch`);
-          off += SMALL_EVENT;
         }
+        if (!isStateEvent(code))
+          throw new Error(`unknown event code ${code} at byte ${off} of a verified batch`);
+        readEvent(dv, off, ev);
+        applyEvent(tr, ev, null);
+        off += bytes;
         events++;
         continue;
       }

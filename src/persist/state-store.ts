@@ -32,14 +32,18 @@ import {
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { Tracker } from '../state/tracker.js';
+import {
+  EFFECT_CREATED,
+  EFFECT_REMOVED,
+  type EventJournal,
+  type StateEvent,
+} from '../state/events.js';
 import type { Checkpoints } from '../state/marks.js';
 import {
   BATCH_HEADER,
   BIG_EVENT,
   Ctl,
   DEAD_EVENT,
-  EFFECT_CREATED,
-  EFFECT_REMOVED,
   FORMAT_VERSION,
   OBJECT_ROW_WORDS,
   SMALL_EVENT,
@@ -132,7 +136,7 @@ interface Pending {
   closeAfter: boolean;
 }
 
-export class StateStore {
+export class StateStore implements EventJournal {
   private buf: Buffer = Buffer.allocUnsafeSlow(BATCH_BYTES);
   /**
    * The same bytes as words (batch buffers are whole ArrayBuffers: aligned; records are whole
@@ -246,19 +250,9 @@ export class StateStore {
   }
 
   // ---------------------------------------------------------------- hot path
-  /** Appends an accepted frame as an event record (see event()), read from its bytes. */
-  frame(src: DataView, off: number, pid: number, effect: number): void {
-    this.event(
-      src.getUint8(off),
-      src.getUint8(off + Off.bufferType),
-      src.getUint16(off + Off.deviceId, true),
-      pid,
-      src.getInt32(off + Off.bufferId, true),
-      src.getInt32(off + Off.bufferId + 4, true),
-      src.getInt32(off + Off.size, true),
-      src.getInt32(off + Off.size + 4, true),
-      effect,
-    );
+  /** The journal of accepted events (EventJournal): one record per event, no allocation. */
+  record(ev: StateEvent, effect: number): void {
+    this.event(ev.code, ev.sub, ev.device, ev.owner, ev.lo, ev.hi, ev.sizeLo, ev.sizeHi, effect);
   }
 
   /**

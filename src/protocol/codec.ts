@@ -1,8 +1,6 @@
 // Encoding of frames (replies, our own clients, tests). Decoding on the hot path lives in
 // frame-reader.ts and reads fields straight from the received bytes.
-import { Off, layoutFor, type FrameSize } from './constants.js';
-
-const TWO32 = 4294967296;
+import { Off, TWO32, layoutFor, type FrameSize } from './constants.js';
 
 export function writeU64(dv: DataView, off: number, n: number): void {
   dv.setUint32(off, n >>> 0, true);

@@ -133,6 +133,9 @@ export function layoutFor(size: number): InfoLayout | null {
   return size === 144 ? LAYOUT_144 : size === 112 ? LAYOUT_112 : null;
 }
 
+/** 2^32: the high half of a 64-bit wire field is worth this much (fields are read as u32 pairs). */
+export const TWO32 = 4294967296;
+
 /** Device ids above this are rejected as absurd (no host has more than a few dozen devices). */
 export const MAX_DEVICE_ID = 1023;
 export const MAX_DEVICES = MAX_DEVICE_ID + 1;

@@ -7,8 +7,7 @@
 import type { Socket } from 'node:net';
 import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
 import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
-import { KIND_CB, KIND_KERNEL, type Tracker } from '../state/tracker.js';
-import { ALLOC_NEW, RELEASE_REMOVED } from '../state/object-table.js';
+import type { Tracker } from '../state/tracker.js';
 import {
   READ_BUFFER,
   READ_VIEW,
@@ -16,7 +15,14 @@ import {
   type Pumped,
   type ReadPump,
 } from './socket-reader.js';
-import { EFFECT_CREATED, EFFECT_OTHER, EFFECT_REMOVED } from '../persist/records.js';
+import {
+  applyAlloc,
+  applyEvent,
+  applyFree,
+  isStateEvent,
+  StateEvent,
+  type EventJournal,
+} from '../state/events.js';
 
 const TWO32 = 4294967296;
 /** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
@@ -50,20 +56,7 @@ export interface ConnectionHost {
    * Persistence of accepted events (null when off or failed); `effect` says whether a buffer was
    * created or removed.
    */
-  journal: {
-    frame(dv: DataView, off: number, pid: number, effect: number): void;
-    alloc(
-      type: number,
-      device: number,
-      pid: number,
-      lo: number,
-      hi: number,
-      sizeLo: number,
-      sizeHi: number,
-      created: boolean,
-    ): void;
-    free(device: number, pid: number, lo: number, hi: number, removed: boolean): void;
-  } | null;
+  journal: EventJournal | null;
   dump(conn: DataConnection, kernels: boolean): void;
   logEvent(conn: DataConnection, dv: DataView, off: number): void;
   log(msg: string): void;
@@ -86,6 +79,8 @@ export class DataConnection implements Pumped {
    */
   ownerPid = 0;
   readonly openedAtMs = Date.now();
+  /** The event being applied (reused: applying a frame allocates nothing). */
+  private readonly ev = new StateEvent();
   private pending = new Uint8Array(MAX_FRAME * 2);
   private pendingDv = new DataView(this.pending.buffer);
   private pendingLen = 0;
@@ -303,7 +298,8 @@ export class DataConnection implements Pumped {
     const fs = this.frameSize,
       tr = this.host.tracker,
       owner = this.ownerPid,
-      j = this.host.journal;
+      j = this.host.journal,
+      ev = this.ev;
     let allocs = 0,
       frees = 0;
     for (; off + fs <= len && !this.closing; off += fs) {
@@ -325,22 +321,32 @@ export class DataConnection implements Pumped {
           this.handle(dv, off);
           continue;
         }
-        const lo = dv.getInt32(off + Off.bufferId, true),
-          hi = dv.getInt32(off + Off.bufferId + 4, true);
-        const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
-        const r = tr.alloc(device, lo, hi, size, bt, pid);
-        if (j !== null) j.alloc(bt, device, pid, lo, hi, sizeLo, sizeHi, r === ALLOC_NEW);
+        ev.code = type;
+        ev.sub = bt;
+        ev.device = device;
+        ev.owner = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        ev.lo = dv.getInt32(off + Off.bufferId, true);
+        ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
+        ev.sizeLo = sizeLo;
+        ev.sizeHi = sizeHi;
+        const effect = applyAlloc(tr, ev);
+        if (j !== null) j.record(ev, effect);
         allocs++;
       } else if (type === MsgType.FREE) {
         if (device < 0 || device > MAX_DEVICE_ID) {
           this.handle(dv, off);
           continue;
         }
-        const lo = dv.getInt32(off + Off.bufferId, true),
-          hi = dv.getInt32(off + Off.bufferId + 4, true);
-        const pid = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
-        const r = tr.free(device, lo, hi, pid);
-        if (j !== null) j.free(device, pid, lo, hi, r === RELEASE_REMOVED);
+        ev.code = type;
+        ev.sub = 0;
+        ev.device = device;
+        ev.owner = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        ev.lo = dv.getInt32(off + Off.bufferId, true);
+        ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
+        ev.sizeLo = 0;
+        ev.sizeHi = 0;
+        const effect = applyFree(tr, ev);
+        if (j !== null) j.record(ev, effect);
         frees++;
       } else {
         this.handle(dv, off);
@@ -359,8 +365,8 @@ export class DataConnection implements Pumped {
     const type = dv.getUint8(off);
     const tr = this.host.tracker;
     const device = dv.getInt32(off + Off.deviceId, true);
-    let effect = EFFECT_OTHER;
     if (this.host.logEvents) this.host.logEvent(this, dv, off);
+    const ev = this.ev;
     switch (type) {
       case MsgType.ALLOC: {
         const bt = dv.getUint8(off + Off.bufferType);
@@ -371,34 +377,14 @@ export class DataConnection implements Pumped {
         if (bt > 4) return this.bad(type, `buffer_type ${bt} is not 0..4`);
         if (size === 0) return this.bad(type, 'size 0');
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        const op = this.ownerPid;
-        const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
-        if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        if (
-          tr.alloc(
-            device,
-            dv.getInt32(off + Off.bufferId, true),
-            dv.getInt32(off + Off.bufferId + 4, true),
-            size,
-            bt,
-            pid,
-          ) === ALLOC_NEW
-        )
-          effect = EFFECT_CREATED;
+        this.claim(dv, off);
+        this.fillEvent(ev, dv, off, bt);
         break;
       }
       case MsgType.FREE:
         if (device < 0 || device > MAX_DEVICE_ID)
           return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        if (
-          tr.free(
-            device,
-            dv.getInt32(off + Off.bufferId, true),
-            dv.getInt32(off + Off.bufferId + 4, true),
-            this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true),
-          ) === RELEASE_REMOVED
-        )
-          effect = EFFECT_REMOVED;
+        this.fillEvent(ev, dv, off, 0);
         break;
       case MsgType.CB_ALLOC:
       case MsgType.KERNEL_LOAD: {
@@ -409,30 +395,15 @@ export class DataConnection implements Pumped {
         const size =
           dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
         if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        const op = this.ownerPid;
-        const pid = op !== 0 ? op : dv.getInt32(off + Off.processId, true);
-        if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-        tr.loadObject(
-          type === MsgType.CB_ALLOC ? KIND_CB : KIND_KERNEL,
-          device,
-          dv.getInt32(off + Off.bufferId, true),
-          dv.getInt32(off + Off.bufferId + 4, true),
-          size,
-          sub,
-          pid,
-        );
+        this.claim(dv, off);
+        this.fillEvent(ev, dv, off, sub);
         break;
       }
       case MsgType.CB_FREE:
       case MsgType.KERNEL_UNLOAD:
         if (device < 0 || device > MAX_DEVICE_ID)
           return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        tr.unloadObject(
-          type === MsgType.CB_FREE ? KIND_CB : KIND_KERNEL,
-          device,
-          dv.getInt32(off + Off.bufferId, true),
-          dv.getInt32(off + Off.bufferId + 4, true),
-        );
+        this.fillEvent(ev, dv, off, 0);
         break;
       case MsgType.QUERY:
       case MsgType.DEVICE_INFO_QUERY:
@@ -459,22 +430,33 @@ export class DataConnection implements Pumped {
         }
         return;
     }
-    const j = this.host.journal;
-    if (
-      j !== null &&
-      (type <= MsgType.FREE || (type >= MsgType.CB_ALLOC && type <= MsgType.KERNEL_UNLOAD))
-    ) {
-      // The owner the tracker used, so that a restart replays the same ownership.
-      j.frame(
-        dv,
-        off,
-        this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true),
-        effect,
-      );
-    }
+    if (isStateEvent(type)) applyEvent(tr, ev, this.host.journal);
     this.garbageRun = 0;
     this.frames++;
     tr.framesByType[type]++;
+  }
+
+  /** The first ALLOC, CB_ALLOC or KERNEL_LOAD says which PID the client claims (display only). */
+  private claim(dv: DataView, off: number): void {
+    if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
+  }
+
+  /**
+   * The event a validated frame carries. The owner is the connection's kernel PID, or the PID the
+   * frame claims (no peer credentials, or --trust-client-pid), so a restart replays the same
+   * ownership.
+   */
+  private fillEvent(ev: StateEvent, dv: DataView, off: number, sub: number): void {
+    ev.code = dv.getUint8(off);
+    ev.sub = sub;
+    ev.device = dv.getInt32(off + Off.deviceId, true);
+    ev.owner = this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true);
+    ev.lo = dv.getInt32(off + Off.bufferId, true);
+    ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
+    const sized = ev.code === MsgType.ALLOC || ev.code === MsgType.CB_ALLOC;
+    ev.sizeLo = sized || ev.code === MsgType.KERNEL_LOAD ? dv.getInt32(off + Off.size, true) : 0;
+    ev.sizeHi =
+      sized || ev.code === MsgType.KERNEL_LOAD ? dv.getInt32(off + Off.size + 4, true) : 0;
   }
 
   private bad(type: number, reason: string): void {
