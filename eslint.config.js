@@ -16,7 +16,10 @@ export default tseslint.config(
       'max-len': ['error', { code: 100, ignoreUrls: true }],
       'max-statements-per-line': ['error', { max: 1 }],
       'max-params': ['error', 4],
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
     },
   },
   {
