@@ -42,7 +42,34 @@ export const BUFFER_TYPE_NAMES: readonly string[] = [
 ];
 export const NUM_BUFFER_TYPES = 5;
 /** Order in which the report lists types (the seed's order, SYSTEM_MEMORY last). */
-export const REPORT_TYPE_ORDER: readonly number[] = [0, 1, 3, 4, 2];
+export const REPORT_TYPE_ORDER: readonly number[] = [
+  BufferType.DRAM,
+  BufferType.L1,
+  BufferType.L1_SMALL,
+  BufferType.TRACE,
+  BufferType.SYSTEM_MEMORY,
+];
+
+/** The wire's four usage counters (RESPONSE fields dram, l1, l1_small, trace), by name. */
+export type UsageCounter = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE';
+
+/**
+ * The buffer types each usage counter sums. `l1_small_allocated` has always included
+ * SYSTEM_MEMORY (PROTOCOL.md): this is the one place that rule is written.
+ */
+export const USAGE_COUNTER_TYPES: Readonly<Record<UsageCounter, readonly number[]>> = {
+  DRAM: [BufferType.DRAM],
+  L1: [BufferType.L1],
+  L1_SMALL: [BufferType.L1_SMALL, BufferType.SYSTEM_MEMORY],
+  TRACE: [BufferType.TRACE],
+};
+
+/** A usage counter's bytes, from the bytes of each buffer type. */
+export function counterBytes(counter: UsageCounter, bytesOfType: (type: number) => number): number {
+  let sum = 0;
+  for (const t of USAGE_COUNTER_TYPES[counter]) sum += bytesOfType(t);
+  return sum;
+}
 
 export const KERNEL_TYPE_NAMES: readonly string[] = ['Application', 'Fabric', 'Dispatch'];
 export const NUM_KERNEL_TYPES = 3;
@@ -139,3 +166,8 @@ export const TWO32 = 4294967296;
 /** Device ids above this are rejected as absurd (no host has more than a few dozen devices). */
 export const MAX_DEVICE_ID = 1023;
 export const MAX_DEVICES = MAX_DEVICE_ID + 1;
+
+/** Is `device` an id a frame may carry (0..MAX_DEVICE_ID)? */
+export function isDeviceId(device: number): boolean {
+  return device >= 0 && device <= MAX_DEVICE_ID;
+}
