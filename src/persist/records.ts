@@ -1,4 +1,5 @@
-// The on-disk record format shared by journal segments and snapshots.
+// The on-disk record format shared by journal segments and snapshots, each record's encoder next
+// to its decoder.
 //
 // A file is a sequence of batches: [magic u32 'TTJ1'][payload length u32][crc32 of payload u32]
 // [payload]. A payload is a sequence of entries, 4-byte aligned:
@@ -10,7 +11,7 @@
 //  - a control entry: [code u8 ≥ 0x80][0 0 0][data length u32][data, padded to 4 bytes].
 // A torn or corrupt batch (short, bad magic, bad checksum) ends the readable part of a file.
 import { crc32 } from 'node:zlib';
-import { MsgType } from '../protocol/constants.js';
+import { MsgType, TWO32 } from '../protocol/constants.js';
 import type { StateEvent } from '../state/events.js';
 
 export const MAGIC = 0x314a5454; // 'TTJ1' little-endian
@@ -20,7 +21,46 @@ export const BIG_EVENT = 24;
 export const SMALL_EVENT = 16;
 export const FORMAT_VERSION = 2;
 
-/** Reads the event record at `off` into `ev` (the layout in the header above). */
+/** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
+export const DEAD_EVENT = 0x7f;
+
+/** Does an event record of this code carry a size (a BIG_EVENT)? */
+function sized(code: number): boolean {
+  return (
+    code === MsgType.ALLOC ||
+    code === MsgType.CB_ALLOC ||
+    code === MsgType.KERNEL_LOAD ||
+    code === DEAD_EVENT
+  );
+}
+
+/**
+ * Bytes of a payload entry from its first byte (`code`) and its second word (a control entry's
+ * data length; for an event, unused): how every reader steps through a payload.
+ */
+export function entryBytes(code: number, word1: number): number {
+  if (code >= 0x80) return 8 + ((word1 + 3) & ~3); // a control entry: [code][len][data, padded]
+  return sized(code) ? BIG_EVENT : SMALL_EVENT;
+}
+
+// ---------------------------------------------------------------- event records
+/**
+ * Writes `ev` as an event record at word `w` of `a` (a batch buffer seen as little-endian words,
+ * like the host); returns its bytes. Four or six word stores: the journal calls it per event.
+ */
+export function writeEvent(a: Int32Array, w: number, ev: StateEvent): number {
+  const code = ev.code;
+  a[w] = code | (ev.sub << 8) | (ev.device << 16);
+  a[w + 1] = ev.owner;
+  a[w + 2] = ev.lo;
+  a[w + 3] = ev.hi;
+  if (!sized(code)) return SMALL_EVENT;
+  a[w + 4] = ev.sizeLo;
+  a[w + 5] = ev.sizeHi;
+  return BIG_EVENT;
+}
+
+/** Reads the event record at byte `off` into `ev` (the layout in the header above). */
 export function readEvent(dv: DataView, off: number, ev: StateEvent): void {
   const code = dv.getUint8(off);
   ev.code = code;
@@ -29,28 +69,24 @@ export function readEvent(dv: DataView, off: number, ev: StateEvent): void {
   ev.owner = dv.getInt32(off + 4, true);
   ev.lo = dv.getInt32(off + 8, true);
   ev.hi = dv.getInt32(off + 12, true);
-  const sized = entryBytes(code, 0) === BIG_EVENT;
-  ev.sizeLo = sized ? dv.getInt32(off + 16, true) : 0;
-  ev.sizeHi = sized ? dv.getInt32(off + 20, true) : 0;
+  const big = sized(code);
+  ev.sizeLo = big ? dv.getInt32(off + 16, true) : 0;
+  ev.sizeHi = big ? dv.getInt32(off + 20, true) : 0;
 }
 
-/** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
-export const DEAD_EVENT = 0x7f;
+/** The first word of an ALLOC record of this buffer, whatever its type (mask: ALLOC_KEY_MASK). */
+export function allocKeyWord(device: number): number {
+  return MsgType.ALLOC | (device << 16);
+}
+/** The bits of an event record's first word that `allocKeyWord` compares: code and device. */
+export const ALLOC_KEY_MASK = 0xffff00ff;
 
-/**
- * Bytes of a payload entry from its first byte (`code`) and its second word (a control entry's
- * data length; for an event, unused): how every reader steps through a payload.
- */
-export function entryBytes(code: number, word1: number): number {
-  if (code >= 0x80) return 8 + ((word1 + 3) & ~3); // a control entry: [code][len][data, padded]
-  return code === MsgType.ALLOC ||
-    code === MsgType.CB_ALLOC ||
-    code === MsgType.KERNEL_LOAD ||
-    code === DEAD_EVENT
-    ? BIG_EVENT
-    : SMALL_EVENT;
+/** Marks the record whose first word is a[w] as cancelled (it is squeezed out before sealing). */
+export function cancelEvent(a: Int32Array, w: number): void {
+  a[w] = (a[w] & ~0xff) | DEAD_EVENT;
 }
 
+// ---------------------------------------------------------------- control entries
 export const Ctl = {
   /** data: u32 epoch, f64 start ms — the tracker started this epoch. */
   EPOCH: 0x80,
@@ -80,21 +116,6 @@ export const Ctl = {
   DEVICE: 0x8c,
 } as const;
 
-/**
- * One live object in a snapshot: addrLo, addrHi, sizeLo, sizeHi (16 bits) | device << 16,
- * type | flags, pid, ref, epoch.
- */
-export const OBJECT_ROW_WORDS = 8;
-
-/** Writes the batch header in front of `payloadLen` bytes already at buf[BATCH_HEADER…]. */
-export function sealBatch(buf: Buffer, payloadLen: number): Buffer {
-  const b = buf.subarray(0, BATCH_HEADER + payloadLen);
-  b.writeUInt32LE(MAGIC, 0);
-  b.writeUInt32LE(payloadLen, 4);
-  b.writeUInt32LE(crc32(b.subarray(BATCH_HEADER)), 8);
-  return b;
-}
-
 /** A control entry as bytes. */
 export function controlEntry(code: number, data: Uint8Array = new Uint8Array(0)): Buffer {
   const padded = (data.length + 3) & ~3;
@@ -109,6 +130,10 @@ export function jsonEntry(code: number, value: unknown): Buffer {
   return controlEntry(code, Buffer.from(JSON.stringify(value)));
 }
 
+export function readJson(p: Buffer, at: number, len: number): unknown {
+  return JSON.parse(p.subarray(at, at + len).toString());
+}
+
 export function epochEntry(epoch: number, startMs: number): Buffer {
   const d = Buffer.alloc(12);
   d.writeUInt32LE(epoch, 0);
@@ -116,8 +141,133 @@ export function epochEntry(epoch: number, startMs: number): Buffer {
   return controlEntry(Ctl.EPOCH, d);
 }
 
+export function readEpoch(dv: DataView, at: number): { epoch: number; startMs: number } {
+  return { epoch: dv.getUint32(at, true), startMs: dv.getFloat64(at + 4, true) };
+}
+
 export function deviceEntry(device: number): Buffer {
   const d = Buffer.alloc(4);
   d.writeUInt32LE(device, 0);
   return controlEntry(Ctl.DEVICE, d);
+}
+
+export function readDevice(dv: DataView, at: number): number {
+  return dv.getUint32(at, true);
+}
+
+/** The start time of every epoch and the current epoch (a snapshot's EPOCHS entry). */
+export function epochsEntry(epochStartMs: readonly number[], epoch: number): Buffer {
+  const n = epochStartMs.length,
+    d = Buffer.alloc(8 * n + 4);
+  for (let i = 0; i < n; i++) d.writeDoubleLE(epochStartMs[i], 8 * i);
+  d.writeUInt32LE(epoch, 8 * n);
+  return controlEntry(Ctl.EPOCHS, d);
+}
+
+export function readEpochs(
+  dv: DataView,
+  at: number,
+  len: number,
+): { times: number[]; epoch: number } {
+  const n = (len - 4) / 8,
+    times: number[] = [];
+  for (let i = 0; i < n; i++) times.push(dv.getFloat64(at + 8 * i, true));
+  return { times, epoch: dv.getUint32(at + 8 * n, true) };
+}
+
+// ---------------------------------------------------------------- snapshot object rows
+/**
+ * One live object in a snapshot: addrLo, addrHi, sizeLo, sizeHi (16 bits) | device << 16,
+ * type | flags, pid, ref, epoch.
+ */
+export const OBJECT_ROW_WORDS = 8;
+export const OBJECT_ROW_BYTES = OBJECT_ROW_WORDS * 4;
+/** Bytes before the rows in an OBJECTS entry's data: kind i32, row count u32. */
+export const OBJECTS_HEAD = 8;
+/** The bits of the type|flags word that are flags (the low byte is the type). */
+const FLAG_BITS = 0xc0000000;
+
+/** An object row's fields (a reused struct: a snapshot writes and reads millions of rows). */
+export class ObjectRow {
+  device = 0;
+  addrLo = 0;
+  addrHi = 0;
+  /** Bytes (< 2^48). */
+  size = 0;
+  type = 0;
+  flags = 0;
+  pid = 0;
+  ref = 0;
+  epoch = 0;
+}
+
+/** Writes `r` as the object row at byte `o` of `dv`. */
+export function writeObjectRow(dv: DataView, o: number, r: ObjectRow): void {
+  dv.setUint32(o, r.addrLo, true);
+  dv.setUint32(o + 4, r.addrHi, true);
+  dv.setUint32(o + 8, r.size >>> 0, true);
+  dv.setUint32(o + 12, ((Math.floor(r.size / TWO32) & 0xffff) | (r.device << 16)) >>> 0, true);
+  dv.setUint32(o + 16, (r.type | r.flags) >>> 0, true);
+  dv.setInt32(o + 20, r.pid, true);
+  dv.setUint32(o + 24, r.ref, true);
+  dv.setUint32(o + 28, r.epoch, true);
+}
+
+/** Reads the object row at byte `o` of `dv` into `r`. */
+export function readObjectRow(dv: DataView, o: number, r: ObjectRow): void {
+  const w3 = dv.getUint32(o + 12, true),
+    tf = dv.getUint32(o + 16, true);
+  r.device = w3 >>> 16;
+  r.addrLo = dv.getUint32(o, true);
+  r.addrHi = dv.getUint32(o + 4, true);
+  r.size = dv.getUint32(o + 8, true) + (w3 & 0xffff) * TWO32;
+  r.type = tf & 0xff;
+  r.flags = tf & FLAG_BITS;
+  r.pid = dv.getInt32(o + 20, true);
+  r.ref = dv.getUint32(o + 24, true);
+  r.epoch = dv.getUint32(o + 28, true);
+}
+
+/** Writes the head of an OBJECTS entry of `rows` rows at byte `o`; the rows follow it. */
+export function writeObjectsHead(dv: DataView, o: number, kind: number, rows: number): number {
+  dv.setUint8(o, Ctl.OBJECTS);
+  dv.setUint8(o + 1, 0);
+  dv.setUint16(o + 2, 0);
+  dv.setUint32(o + 4, OBJECTS_HEAD + rows * OBJECT_ROW_BYTES, true);
+  dv.setInt32(o + 8, kind, true);
+  dv.setUint32(o + 12, rows, true);
+  return o + 8 + OBJECTS_HEAD;
+}
+
+/** The head of an OBJECTS entry whose data starts at byte `at`; its rows start at `at + 8`. */
+export function readObjectsHead(dv: DataView, at: number): { kind: number; rows: number } {
+  return { kind: dv.getInt32(at, true), rows: dv.getUint32(at + 4, true) };
+}
+
+// ---------------------------------------------------------------- batches
+/** Writes the batch header in front of `payloadLen` bytes already at buf[BATCH_HEADER…]. */
+export function sealBatch(buf: Buffer, payloadLen: number): Buffer {
+  const b = buf.subarray(0, BATCH_HEADER + payloadLen);
+  b.writeUInt32LE(MAGIC, 0);
+  b.writeUInt32LE(payloadLen, 4);
+  b.writeUInt32LE(crc32(b.subarray(BATCH_HEADER)), 8);
+  return b;
+}
+
+/**
+ * Checks the batch header `head` of the batch at byte `off` of a file of `size` bytes: null if
+ * its payload is all there, else why not (the payload's checksum is `payloadIntact`'s).
+ */
+export function batchProblem(head: Buffer, off: number, size: number): string | null {
+  if (size - off < BATCH_HEADER) return `torn batch header at byte ${off}`;
+  if (head.readUInt32LE(0) !== MAGIC) return `bad batch magic at byte ${off}`;
+  const len = head.readUInt32LE(4);
+  const present = size - off - BATCH_HEADER;
+  if (len > present)
+    return `torn batch at byte ${off} (${len} bytes announced, ${present} present)`;
+  return null;
+}
+
+export function payloadIntact(head: Buffer, payload: Buffer): boolean {
+  return crc32(payload) === head.readUInt32LE(8);
 }

@@ -7,13 +7,11 @@ import {
   fstatSync,
   ftruncateSync,
   openSync,
-  readdirSync,
   readSync,
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
-import { MsgType, TWO32 } from '../protocol/constants.js';
+import { MsgType } from '../protocol/constants.js';
 import { applyEvent, isStateEvent, StateEvent } from '../state/events.js';
 import { KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
@@ -22,26 +20,21 @@ import {
   Ctl,
   DEAD_EVENT,
   FORMAT_VERSION,
-  MAGIC,
-  OBJECT_ROW_WORDS,
-  readEvent,
+  OBJECT_ROW_BYTES,
+  OBJECTS_HEAD,
+  ObjectRow,
+  batchProblem,
   entryBytes,
+  payloadIntact,
+  readDevice,
+  readEpoch,
+  readEpochs,
+  readEvent,
+  readJson,
+  readObjectRow,
+  readObjectsHead,
 } from './records.js';
-
-export const SNAPSHOT = 'snapshot.bin';
-const SEGMENT = /^journal-(\d{8})\.bin$/;
-
-export const segmentName = (gen: number): string => `journal-${String(gen).padStart(8, '0')}.bin`;
-
-/** Journal segments in the directory, oldest first. */
-export function listSegments(dir: string): { gen: number; name: string }[] {
-  return readdirSync(dir)
-    .flatMap((name) => {
-      const m = SEGMENT.exec(name);
-      return m ? [{ gen: Number(m[1]), name }] : [];
-    })
-    .sort((a, b) => a.gen - b.gen);
-}
+import { SNAPSHOT, listSegments } from './state-dir.js';
 
 export interface FileReadResult {
   /** Bytes of verified batches from the start (where a torn tail would be cut). */
@@ -62,23 +55,15 @@ export function forEachBatch(path: string, fn: (payload: Buffer) => void): FileR
     let buf = Buffer.alloc(1 << 20),
       off = 0;
     while (off < size) {
-      if (size - off < BATCH_HEADER)
-        return { goodBytes: off, size, problem: `torn batch header at byte ${off}` };
-      readSync(fd, head, 0, BATCH_HEADER, off);
-      if (head.readUInt32LE(0) !== MAGIC)
-        return { goodBytes: off, size, problem: `bad batch magic at byte ${off}` };
+      if (size - off >= BATCH_HEADER) readSync(fd, head, 0, BATCH_HEADER, off);
+      const problem = batchProblem(head, off, size);
+      if (problem) return { goodBytes: off, size, problem };
       const len = head.readUInt32LE(4);
-      if (off + BATCH_HEADER + len > size)
-        return {
-          goodBytes: off,
-          size,
-          problem: `torn batch at byte ${off} (${len} bytes announced, ${size - off - BATCH_HEADER} present)`,
-        };
       if (len > buf.length) buf = Buffer.alloc(len);
       const payload = buf.subarray(0, len);
       for (let got = 0; got < len;)
         got += readSync(fd, payload, got, len - got, off + BATCH_HEADER + got);
-      if (crc32(payload) !== head.readUInt32LE(8))
+      if (!payloadIntact(head, payload))
         return { goodBytes: off, size, problem: `checksum mismatch in batch at byte ${off}` };
       fn(payload);
       off += BATCH_HEADER + len;
@@ -147,9 +132,8 @@ export function loadState(
     rec.lastGen = s.gen;
     if (r.problem) {
       rec.truncatedBytes += r.size - r.goodBytes;
-      rec.problems.push(
-        `journal ${s.name}: ${r.problem}; ${o.repair ? 'cut' : 'ignored'} ${r.size - r.goodBytes} bytes at the last good record`,
-      );
+      const what = `${o.repair ? 'cut' : 'ignored'} ${r.size - r.goodBytes} bytes`;
+      rec.problems.push(`journal ${s.name}: ${r.problem}; ${what} at the last good record`);
       if (o.repair) {
         const fd = openSync(path, 'r+');
         try {
@@ -279,13 +263,14 @@ export function replay(
       }
       const len = dv.getUint32(off + 4, true);
       const at = off + 8;
-      const data = p.subarray(at, at + len);
       off += entryBytes(code, len);
-      const json = () => JSON.parse(data.toString()) as unknown;
+      const json = () => readJson(p, at, len);
       switch (code) {
-        case Ctl.EPOCH:
-          tr.restoreEpoch(dv.getUint32(at, true), dv.getFloat64(at + 4, true));
+        case Ctl.EPOCH: {
+          const e = readEpoch(dv, at);
+          tr.restoreEpoch(e.epoch, e.startMs);
           break;
+        }
         case Ctl.MARK:
           marks.load([json() as Mark]);
           break;
@@ -306,11 +291,9 @@ export function replay(
           break;
         }
         case Ctl.EPOCHS: {
-          const n = (len - 4) / 8,
-            times: number[] = [];
-          for (let i = 0; i < n; i++) times.push(dv.getFloat64(at + 8 * i, true));
+          const { times, epoch } = readEpochs(dv, at, len);
           tr.restoreEpochTimes(times);
-          tr.restoreEpoch(dv.getUint32(at + 8 * n, true), times[times.length - 1]);
+          tr.restoreEpoch(epoch, times[times.length - 1]);
           break;
         }
         case Ctl.REAPED_LIST:
@@ -323,7 +306,7 @@ export function replay(
           objects += restoreObjects(dv, at, tr);
           break;
         case Ctl.DEVICE:
-          tr.seeDevice(dv.getUint32(at, true));
+          tr.seeDevice(readDevice(dv, at));
           break;
         default:
           break; // unknown control entries (a newer version's) are skipped
@@ -335,24 +318,25 @@ export function replay(
   return { events, objects, through };
 }
 
+/** The object row being restored (reused: a snapshot holds millions). */
+const row = new ObjectRow();
+
 function restoreObjects(dv: DataView, at: number, tr: Tracker): number {
-  const kind = dv.getInt32(at, true),
-    n = dv.getUint32(at + 4, true);
-  for (let i = 0, o = at + 8; i < n; i++, o += OBJECT_ROW_WORDS * 4) {
-    const w4 = dv.getUint32(o + 12, true),
-      tf = dv.getUint32(o + 16, true);
+  const { kind, rows } = readObjectsHead(dv, at);
+  for (let i = 0, o = at + OBJECTS_HEAD; i < rows; i++, o += OBJECT_ROW_BYTES) {
+    readObjectRow(dv, o, row);
     tr.restoreObject(
       kind,
-      w4 >>> 16,
-      dv.getUint32(o, true),
-      dv.getUint32(o + 4, true),
-      dv.getUint32(o + 8, true) + (w4 & 0xffff) * TWO32,
-      tf & 0xff,
-      dv.getInt32(o + 20, true),
-      dv.getUint32(o + 24, true),
-      dv.getUint32(o + 28, true),
-      tf & 0xc0000000,
+      row.device,
+      row.addrLo,
+      row.addrHi,
+      row.size,
+      row.type,
+      row.pid,
+      row.ref,
+      row.epoch,
+      row.flags,
     );
   }
-  return n;
+  return rows;
 }

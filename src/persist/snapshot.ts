@@ -12,14 +12,18 @@ import {
   BATCH_HEADER,
   Ctl,
   FORMAT_VERSION,
-  OBJECT_ROW_WORDS,
-  controlEntry,
+  OBJECT_ROW_BYTES,
+  OBJECTS_HEAD,
+  ObjectRow,
+  epochsEntry,
   jsonEntry,
   sealBatch,
+  writeObjectRow,
+  writeObjectsHead,
 } from './records.js';
-import { SNAPSHOT, trackerCounters } from './replay.js';
+import { trackerCounters } from './replay.js';
+import { SNAPSHOT } from './state-dir.js';
 
-const TWO32 = 4294967296;
 /** Objects per batch (1 MiB of rows). */
 const ROWS = 32768;
 
@@ -27,35 +31,33 @@ function writeAll(fd: number, b: Uint8Array): void {
   for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off);
 }
 
-function epochsEntry(epochStartMs: readonly number[], epoch: number): Buffer {
-  const n = epochStartMs.length,
-    d = Buffer.alloc(8 * n + 4);
-  for (let i = 0; i < n; i++) d.writeDoubleLE(epochStartMs[i], 8 * i);
-  d.writeUInt32LE(epoch, 8 * n);
-  return controlEntry(Ctl.EPOCHS, d);
+/** The object row being written (reused: a snapshot holds millions). */
+const row = new ObjectRow();
+
+/** Entries [from, from + n) of one table, as one OBJECTS entry. */
+interface RowRange {
+  kind: number;
+  table: ObjectTable;
+  from: number;
+  n: number;
 }
 
-/** Fills `buf` (after the batch header) with one OBJECTS entry for entries [from, from + n). */
-function objectsEntry(buf: Buffer, kind: number, t: ObjectTable, from: number, n: number): number {
+/** Fills `buf` (after the batch header) with the OBJECTS entry of `r`; returns its bytes. */
+function objectsEntry(buf: Buffer, r: RowRange): number {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
-  let o = BATCH_HEADER;
-  dv.setUint8(o, Ctl.OBJECTS);
-  dv.setUint8(o + 1, 0);
-  dv.setUint16(o + 2, 0);
-  dv.setUint32(o + 4, 8 + n * OBJECT_ROW_WORDS * 4, true);
-  dv.setInt32(o + 8, kind, true);
-  dv.setUint32(o + 12, n, true);
-  o += 16;
-  for (let e = from; e < from + n; e++, o += OBJECT_ROW_WORDS * 4) {
-    const size = t.size(e);
-    dv.setUint32(o, t.addrLo(e), true);
-    dv.setUint32(o + 4, t.addrHi(e), true);
-    dv.setUint32(o + 8, size >>> 0, true);
-    dv.setUint32(o + 12, ((Math.floor(size / TWO32) & 0xffff) | (t.device(e) << 16)) >>> 0, true);
-    dv.setUint32(o + 16, (t.type(e) | t.flags(e)) >>> 0, true);
-    dv.setInt32(o + 20, t.pid(e), true);
-    dv.setUint32(o + 24, t.ref(e), true);
-    dv.setUint32(o + 28, t.epoch(e), true);
+  const t = r.table;
+  let o = writeObjectsHead(dv, BATCH_HEADER, r.kind, r.n);
+  for (let e = r.from; e < r.from + r.n; e++, o += OBJECT_ROW_BYTES) {
+    row.device = t.device(e);
+    row.addrLo = t.addrLo(e);
+    row.addrHi = t.addrHi(e);
+    row.size = t.size(e);
+    row.type = t.type(e);
+    row.flags = t.flags(e);
+    row.pid = t.pid(e);
+    row.ref = t.ref(e);
+    row.epoch = t.epoch(e);
+    writeObjectRow(dv, o, row);
   }
   return o - BATCH_HEADER;
 }
@@ -122,11 +124,11 @@ export async function writeSnapshot(
     const first = sealBatch(headBatch, head.length);
     writeAll(fd, first);
     bytes += first.length;
-    const buf = Buffer.alloc(BATCH_HEADER + 16 + ROWS * OBJECT_ROW_WORDS * 4);
-    for (const [kind, t] of src.tables) {
-      for (let from = 0; from < t.count; from += ROWS) {
-        const n = Math.min(ROWS, t.count - from);
-        const b = sealBatch(buf, objectsEntry(buf, kind, t, from, n));
+    const buf = Buffer.alloc(BATCH_HEADER + 8 + OBJECTS_HEAD + ROWS * OBJECT_ROW_BYTES);
+    for (const [kind, table] of src.tables) {
+      for (let from = 0; from < table.count; from += ROWS) {
+        const n = Math.min(ROWS, table.count - from);
+        const b = sealBatch(buf, objectsEntry(buf, { kind, table, from, n }));
         writeAll(fd, b);
         bytes += b.length;
         objects += n;
