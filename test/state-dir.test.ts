@@ -1,9 +1,11 @@
 // The state directory (src/persist/state-dir.ts): the lock and its owner's liveness, how the
-// previous server stopped, the default place.
+// previous server stopped, the default place; and that a clean stop is claimed only when the
+// journal's last segment reached the disk.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import fs, { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -13,6 +15,9 @@ import {
   segmentName,
   listSegments,
 } from '../src/persist/state-dir.js';
+import { StateStore } from '../src/persist/state-store.js';
+import { Tracker } from '../src/state/tracker.js';
+import { Checkpoints } from '../src/state/marks.js';
 
 const fresh = () => join(mkdtempSync(join(tmpdir(), 'ttalloc-statedir-')), 'state');
 
@@ -71,4 +76,32 @@ test('the default directory is one per socket path, under XDG_STATE_HOME', () =>
     if (saved === undefined) delete process.env.XDG_STATE_HOME;
     else process.env.XDG_STATE_HOME = saved;
   }
+});
+
+test('a stop whose last segment could not be synced leaves no clean marker', async () => {
+  const path = fresh();
+  const tr = new Tracker(0);
+  const store = new StateStore({
+    dir: path,
+    flushIntervalMs: 1e6,
+    segmentBytes: 1 << 30,
+    compactBytes: 1 << 30,
+    warn: () => {},
+    log: () => {},
+    onState: () => {},
+  });
+  store.open(tr, new Checkpoints(tr));
+  const realFsync = fs.fsyncSync;
+  fs.fsyncSync = () => {
+    throw Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+  };
+  syncBuiltinESMExports();
+  try {
+    await store.close(tr);
+  } finally {
+    fs.fsyncSync = realFsync;
+    syncBuiltinESMExports();
+  }
+  assert.equal(existsSync(join(path, 'clean')), false, 'not claimed clean');
+  assert.equal(existsSync(join(path, 'lock')), false, 'the lock is released all the same');
 });

@@ -265,14 +265,16 @@ export class StateStore implements EventJournal {
     await this.compaction.stop();
     await this.drain();
     this.closed = true;
+    let synced = false;
     if (!this.failed) {
       try {
         this.segments.closeCurrent();
+        synced = true;
       } catch {
-        /* already closed: there is nothing left to sync */
+        /* not on disk for sure: the next start reads it as a crash (no clean marker) */
       }
     }
-    this.dir.release(!this.failed);
+    this.dir.release(synced);
   }
 
   stats() {
