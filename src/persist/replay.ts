@@ -1,6 +1,7 @@
-// Reading persisted state back: a snapshot (the whole state at the end of a journal segment) and
-// the journal segments after it, applied to a Tracker in order. Used by the server at start-up and
-// by the compactor worker that writes the next snapshot.
+// Recovery, reading persisted state back: a snapshot (the whole state at the end of a journal
+// segment) and the journal segments after it, applied to a Tracker in order; event records go
+// through applyEvent (state/events.ts), the function live ingest uses. Used by the server at
+// start-up and by the compactor worker that writes the next snapshot.
 import {
   closeSync,
   existsSync,
