@@ -6,10 +6,15 @@ import { KINDS, KIND_CB, KIND_KERNEL } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
+import type { PersistenceStats, ReadStats } from '../report/types.js';
 import { SAMPLE_KINDS } from './sampler.js';
 
-/** The same view of the server that statistics read. */
-export type MetricsSource = StatsSource;
+/** The view of the server that statistics read, plus its persistence and read paths. */
+export interface MetricsSource extends StatsSource {
+  persistenceStats(): PersistenceStats;
+  /** How data connections are read (server.ts readStats). */
+  readStats(): ReadStats;
+}
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
 const KIND_LABELS = SAMPLE_KINDS;

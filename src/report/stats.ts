@@ -4,13 +4,12 @@ import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, type Tracker } from '../state/
 import { BufferType, MSG_NAMES } from '../protocol/constants.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
-import type { PersistenceStats } from '../persist/state-store.js';
-import type { DeviceStats, MemoryStats, ReadStats, ServerStats } from './types.js';
+import type { DeviceStats, MemoryStats, ServerStats } from './types.js';
 import { renderStatsLines } from './stats-text.js';
 
 export type { DeviceStats };
 
-/** What the statistics are read from (the server provides it). */
+/** What buildStats() reads (the server provides it). */
 export interface StatsSource {
   tracker: Tracker;
   devices: DeviceRegistry;
@@ -19,9 +18,6 @@ export interface StatsSource {
   connections: { size: number };
   connectionsTotal: number;
   rejectedFrames(): number;
-  persistenceStats(): PersistenceStats;
-  /** How data connections are read (server.ts readStats). */
-  readStats(): ReadStats;
 }
 
 /** The part of StatsSource the per-device figures need. */
