@@ -159,36 +159,40 @@ test('ingest counters and health', async () => {
   }
 });
 
-test('per-process series exist only for live processes; reaping is counted; HTTP serves the same', async () => {
-  let m = await scrape('http');
-  const mine = (type: string, device: string) =>
-    value(m, 'ttalloc_process_used_bytes', { pid: String(process.pid), device, type });
-  assert.equal(mine('DRAM', '0'), 3 * MiB);
-  assert.equal(mine('L1_SMALL', '0'), 24 * KiB, 'SYSTEM_MEMORY counts as L1_SMALL');
-  assert.equal(mine('TRACE', '1'), 64 * MiB);
-  assert.equal(
-    value(m, 'ttalloc_process_used_bytes', {
-      pid: String(child.pid),
-      device: '1',
-      type: 'DRAM',
-      command: 'sleep',
-    }),
-    5 * MiB,
-  );
-  assert.equal(value(m, 'ttalloc_process_buffers', { pid: String(process.pid) }), 8);
-  assert.equal(value(m, 'ttalloc_processes'), 2);
-  assert.equal(value(m, 'ttalloc_reaped_processes_total'), 0);
+test(
+  'per-process series exist only for live processes; reaping is counted; ' + 'HTTP serves the same',
+  async () => {
+    let m = await scrape('http');
+    const mine = (type: string, device: string) =>
+      value(m, 'ttalloc_process_used_bytes', { pid: String(process.pid), device, type });
+    assert.equal(mine('DRAM', '0'), 3 * MiB);
+    assert.equal(mine('L1_SMALL', '0'), 24 * KiB, 'SYSTEM_MEMORY counts as L1_SMALL');
+    assert.equal(mine('TRACE', '1'), 64 * MiB);
+    assert.equal(
+      value(m, 'ttalloc_process_used_bytes', {
+        pid: String(child.pid),
+        device: '1',
+        type: 'DRAM',
+        command: 'sleep',
+      }),
+      5 * MiB,
+    );
+    assert.equal(value(m, 'ttalloc_process_buffers', { pid: String(process.pid) }), 8);
+    assert.equal(value(m, 'ttalloc_processes'), 2);
+    assert.equal(value(m, 'ttalloc_reaped_processes_total'), 0);
 
-  child.kill('SIGKILL');
-  await server.waitFor(`process ${child.pid} is gone`);
-  m = await scrape();
-  assert.equal(
-    m.get('ttalloc_process_used_bytes')!.metrics.filter((s) => s.labels?.pid === String(child.pid))
-      .length,
-    0,
-    'no series for the dead process',
-  );
-  assert.equal(value(m, 'ttalloc_reaped_processes_total'), 1);
-  assert.equal(value(m, 'ttalloc_device_used_bytes', { device: '1', type: 'DRAM' }), 0);
-  assert.equal(value(m, 'ttalloc_processes'), 1);
-});
+    child.kill('SIGKILL');
+    await server.waitFor(`process ${child.pid} is gone`);
+    m = await scrape();
+    assert.equal(
+      m
+        .get('ttalloc_process_used_bytes')!
+        .metrics.filter((s) => s.labels?.pid === String(child.pid)).length,
+      0,
+      'no series for the dead process',
+    );
+    assert.equal(value(m, 'ttalloc_reaped_processes_total'), 1);
+    assert.equal(value(m, 'ttalloc_device_used_bytes', { device: '1', type: 'DRAM' }), 0);
+    assert.equal(value(m, 'ttalloc_processes'), 1);
+  },
+);

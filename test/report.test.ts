@@ -21,8 +21,9 @@ const alloc = (
   bufferType: number,
   bufferId: number | bigint,
   size: number,
-  pid = P,
-): FrameFields => ({ type: MsgType.ALLOC, deviceId, bufferType, bufferId, size, pid });
+): FrameFields => ({ type: MsgType.ALLOC, deviceId, bufferType, bufferId, size, pid: P });
+/** The same ALLOC, reported for another PID. */
+const allocFor = (pid: number, f: FrameFields): FrameFields => ({ ...f, pid });
 
 async function load(srv: TestServer, list: FrameFields[]): Promise<void> {
   const s = await rawConnect(srv.socket);
@@ -98,7 +99,8 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
   try {
     assert.equal(
       await dump(srv),
-      `${TITLE}\nNo buffers remaining: every tracked allocation has been freed.\n\nTotal remaining buffers: 0\n`,
+      `${TITLE}\nNo buffers remaining: every tracked allocation has been freed.\n\n` +
+        'Total remaining buffers: 0\n',
     );
 
     // 13 DRAM buffers of distinct sizes on device 2 (PID P), one L1 and one TRACE of PID Q on
@@ -108,21 +110,25 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
     );
     await load(srv, [
       ...many,
-      alloc(3, BufferType.L1, 0xaa, 2048, Q),
-      alloc(3, BufferType.TRACE, 0xbb, 4096, Q),
+      allocFor(Q, alloc(3, BufferType.L1, 0xaa, 2048)),
+      allocFor(Q, alloc(3, BufferType.TRACE, 0xbb, 4096)),
     ]);
     const line = (i: number) =>
       `    - Buffer 0x${(0x1000 * i).toString(16)}: ${i}.0 KB (PID ${P}, ref_count=1)`;
     const desc = (n: number) => Array.from({ length: n }, (_, k) => line(13 - k)).join('\n');
+    const trace3 =
+      '  TRACE: 1 buffer, 0.004096 MB total\n' +
+      `    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n`;
     const dev3 =
-      `Device 3:\n  L1: 1 buffer, 0.002048 MB total\n    - Buffer 0xaa: 2.0 KB (PID ${Q}, ref_count=1)\n` +
-      `  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n`;
+      'Device 3:\n  L1: 1 buffer, 0.002048 MB total\n' +
+      `    - Buffer 0xaa: 2.0 KB (PID ${Q}, ref_count=1)\n${trace3}`;
+    const total15 = 'Total remaining buffers: 15\n';
     const dev2 = (listing: string) =>
       `Device 2:\n  DRAM: 13 buffers, 0.093184 MB total\n${listing}\n`;
 
     assert.equal(
       await dump(srv),
-      `${TITLE}\n${dev2(`${desc(10)}\n    ... and 3 more`)}\n${dev3}\nTotal remaining buffers: 15\n`,
+      `${TITLE}\n${dev2(`${desc(10)}\n    ... and 3 more`)}\n${dev3}\n${total15}`,
     );
     assert.equal(
       await dump(srv, '--all'),
@@ -130,7 +136,7 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
     );
     assert.equal(
       await dump(srv, '--limit', '2'),
-      `${TITLE}\n${dev2(`${desc(2)}\n    ... and 11 more`)}\n${dev3}\nTotal remaining buffers: 15\n`,
+      `${TITLE}\n${dev2(`${desc(2)}\n    ... and 11 more`)}\n${dev3}\n${total15}`,
     );
     assert.equal(
       await dump(srv, '--device', '3'),
@@ -146,7 +152,7 @@ test('empty server, limits, --all, and filters by device, PID and type', async (
     );
     assert.equal(
       await dump(srv, '--type', 'TRACE'),
-      `${TITLE}\nDevice 3:\n  TRACE: 1 buffer, 0.004096 MB total\n    - Buffer 0xbb: 4.0 KB (PID ${Q}, ref_count=1)\n\nTotal remaining buffers: 1\n`,
+      `${TITLE}\nDevice 3:\n${trace3}\nTotal remaining buffers: 1\n`,
     );
     assert.equal(
       await dump(srv, '--type', 'l1,trace', '--device', '2'),

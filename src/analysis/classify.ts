@@ -11,50 +11,35 @@
 //   6. other           none of the above
 import type { Tracker } from '../state/tracker.js';
 import { FLAG_RESIZED } from '../state/object-table.js';
-import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
-import { bufferRow, type BufferRow } from '../report/buffer-report.js';
-import { formatKB, formatMB } from '../report/format.js';
+import { BUFFER_TYPE_NAMES, BufferType, TWO32 } from '../protocol/constants.js';
+import { bufferRow } from '../report/buffer-report.js';
+import {
+  CLASSES,
+  type BufferClass,
+  type ClassGroup,
+  type ClassifiedRow,
+  type ClassifyResponse,
+  type ClassifyRules,
+} from '../report/types.js';
 import type { Mark } from '../state/marks.js';
 import { diffMarks, findAccumulation } from './leaks.js';
 
-export interface ClassifyRules {
-  programCacheMaxBytes: number;
-  modelStateMinBytes: number;
-}
+export type { BufferClass, ClassGroup, ClassifiedRow, ClassifyRules, ClassifyResponse };
+export { CLASSES };
 export const DEFAULT_RULES: ClassifyRules = {
   programCacheMaxBytes: 64 * 1024,
   modelStateMinBytes: 1024 * 1024,
 };
 
-export const CLASSES = [
-  'suspicious',
-  'program_cache',
-  'model_state',
-  'infrastructure',
-  'other',
-] as const;
-export type BufferClass = (typeof CLASSES)[number];
 const HINTS: Record<BufferClass, string> = {
   suspicious: 'likely leaks: check who should have freed these',
   program_cache:
-    'expected while the program cache lives; clear it with mesh_device.disable_and_clear_program_cache()',
+    'expected while the program cache lives; ' +
+    'clear it with mesh_device.disable_and_clear_program_cache()',
   model_state: 'expected while the model is loaded (weights, KV cache)',
   infrastructure: 'expected: allocated at device open (command queues, system buffers)',
   other: 'no rule matched',
 };
-
-export interface ClassifiedRow extends BufferRow {
-  class: BufferClass;
-  reason: string;
-}
-export interface ClassGroup {
-  class: BufferClass;
-  hint: string;
-  count: number;
-  bytes: number;
-  buffers: ClassifiedRow[];
-  more: number;
-}
 
 /** Builds the per-buffer rule (entry index → class and reason) for the current state. */
 export function classifier(
@@ -65,7 +50,7 @@ export function classifier(
   const t = tr.buffers;
   const kernelEpochs = new Set<number>();
   for (let e = 0; e < tr.kernels.count; e++)
-    kernelEpochs.add(tr.kernels.device(e) * 2 ** 32 + tr.kernels.epoch(e));
+    kernelEpochs.add(tr.kernels.device(e) * TWO32 + tr.kernels.epoch(e));
   const global = marks.filter((m) => m.pid === null);
   const firstMarkEpoch = global.length ? global[0].epoch : Infinity;
   const accumulating = global.length >= 2 ? findAccumulation(diffMarks(tr, global, true)) : [];
@@ -74,11 +59,11 @@ export function classifier(
     for (const d of a.devices) accKey.set(`${d}/${a.type}/${a.size}`, a.text);
   const now = tr.nowMs;
   return (e) => {
-    const size = t.size(e),
-      type = t.type(e),
-      dev = t.device(e),
-      epoch = t.epoch(e),
-      ref = t.ref(e);
+    const size = t.size(e);
+    const type = t.type(e);
+    const dev = t.device(e);
+    const epoch = t.epoch(e);
+    const ref = t.ref(e);
     const born = tr.epochTimeMs(epoch);
     const owner = tr.pids.get(t.pid(e));
     const firstSeen = owner ? owner.firstSeenMs : born;
@@ -89,9 +74,9 @@ export function classifier(
       return { cls: 'suspicious', reason: 'address re-allocated with a different size while live' };
     if (acc) return { cls: 'suspicious', reason: `accumulates across marks: ${acc}` };
     if (
-      type === 0 &&
+      type === BufferType.DRAM &&
       size <= rules.programCacheMaxBytes &&
-      kernelEpochs.has(dev * 2 ** 32 + epoch)
+      kernelEpochs.has(dev * TWO32 + epoch)
     ) {
       return {
         cls: 'program_cache',
@@ -120,7 +105,7 @@ export function classify(
   marks: Mark[],
   rules: ClassifyRules = DEFAULT_RULES,
   limit = 10,
-) {
+): ClassifyResponse {
   const t = tr.buffers;
   const rule = classifier(tr, marks, rules);
   const groups = new Map<BufferClass, ClassGroup>(
@@ -143,24 +128,8 @@ export function classify(
     g.buffers = shown.map((e) => ({ ...bufferRow(tr, t, e), class: c, reason: reasons.get(e)! }));
     g.more = g.count - shown.length;
   }
-  return { schema_version: 1 as const, rules, classes: CLASSES.map((c) => groups.get(c)!) };
+  return { schema_version: 1, rules, classes: CLASSES.map((c) => groups.get(c)!) };
 }
 
-export function formatClassified(r: ReturnType<typeof classify>): string {
-  const out = ['Remaining buffers by class (rules: docs/leak-analysis.md):', ''];
-  for (const g of r.classes) {
-    if (!g.count) continue;
-    out.push(
-      `${g.class.toUpperCase().replace('_', ' ')}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total — ${g.hint}`,
-    );
-    for (const b of g.buffers)
-      out.push(
-        `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount}) — ${b.reason}`,
-      );
-    if (g.more) out.push(`    ... and ${g.more} more`);
-    out.push('');
-  }
-  const total = r.classes.reduce((n, g) => n + g.count, 0);
-  out.push(`Total remaining buffers: ${total}`);
-  return out.join('\n') + '\n';
-}
+/** The text of /v1/classify?format=text (the route's name for report/leak-text.ts's view). */
+export { renderClassified as formatClassified } from '../report/leak-text.js';

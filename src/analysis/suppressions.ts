@@ -5,8 +5,9 @@
 //   type=DRAM max_size=24576
 //   pid=4242
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import { CLASSES } from '../report/types.js';
 
-const CLASS_NAMES = ['suspicious', 'program_cache', 'model_state', 'infrastructure', 'other'];
+const CLASS_NAMES: readonly string[] = CLASSES;
 
 export interface Rule {
   line: number;

@@ -13,7 +13,8 @@ export const EXIT_NO_SERVER = 2;
 export function socketOption(): Option {
   return new Option(
     '-s, --socket <path>',
-    'data socket of the server (env TT_ALLOC_SERVER_SOCKET; default /tmp/tt_allocation_server.sock)',
+    'data socket of the server (env TT_ALLOC_SERVER_SOCKET; default ' +
+      '/tmp/tt_allocation_server.sock)',
   );
 }
 

@@ -1,26 +1,29 @@
 // Prometheus metrics. Every value is read from the tracker's incremental counters in collect()
 // callbacks at scrape time: ingest never touches prom-client (no inc() per message).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { BUFFER_TYPE_NAMES, MSG_NAMES } from '../protocol/constants.js';
+import { MSG_NAMES, NUM_BUFFER_TYPES, USAGE_COUNTER_TYPES } from '../protocol/constants.js';
 import { KINDS, KIND_CB, KIND_KERNEL } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
+import type { PersistenceStats, ReadStats } from '../report/types.js';
+import { SAMPLE_KINDS } from './sampler.js';
 
-/** The same view of the server that statistics read. */
-export type MetricsSource = StatsSource;
+/** The view of the server that statistics read, plus its persistence and read paths. */
+export interface MetricsSource extends StatsSource {
+  persistenceStats(): PersistenceStats;
+  /** How data connections are read (server.ts readStats). */
+  readStats(): ReadStats;
+}
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
-const KIND_LABELS = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
+const KIND_LABELS = SAMPLE_KINDS;
 /**
  * Per-process series: the columns of `ttalloc top` (SYSTEM_MEMORY folded into L1_SMALL, as on the
  * wire).
  */
-const PROCESS_KINDS: [string, number[]][] = [
-  ['DRAM', [0]],
-  ['L1', [1]],
-  ['L1_SMALL', [2, 3]],
-  ['TRACE', [4]],
+const PROCESS_KINDS: [string, readonly number[]][] = [
+  ...Object.entries(USAGE_COUNTER_TYPES),
   ['CB', [KIND_CB]],
   ['KERNEL', [KIND_KERNEL]],
 ];
@@ -37,7 +40,9 @@ export function createMetrics(src: MetricsSource): Registry {
 
   new Gauge({
     name: 'ttalloc_device_used_bytes',
-    help: 'Bytes in use on a device, by memory type (CB = circular buffers, KERNEL = kernel binaries)',
+    help:
+      'Bytes in use on a device, by memory type ' +
+      '(CB = circular buffers, KERNEL = kernel binaries)',
     labelNames: ['device', 'type'],
     registers,
     collect() {
@@ -49,7 +54,9 @@ export function createMetrics(src: MetricsSource): Registry {
   });
   new Gauge({
     name: 'ttalloc_device_buffers',
-    help: 'Live objects on a device, by type (buffers per buffer type; CB and KERNEL count circular buffers and kernels)',
+    help:
+      'Live objects on a device, by type ' +
+      '(buffers per buffer type; CB and KERNEL count circular buffers and kernels)',
     labelNames: ['device', 'type'],
     registers,
     collect() {
@@ -94,8 +101,8 @@ export function createMetrics(src: MetricsSource): Registry {
       this.reset();
       for (const s of tr.pids.values()) {
         if (s.live <= 0) continue;
-        const pid = String(s.pid),
-          command = commandName(s.pid) ?? '';
+        const pid = String(s.pid);
+        const command = commandName(s.pid) ?? '';
         for (let d = 0; d < s.devices; d++) {
           let any = false;
           for (let k = 0; k < KINDS; k++)
@@ -121,7 +128,7 @@ export function createMetrics(src: MetricsSource): Registry {
         if (s.live <= 0) continue;
         let n = 0;
         for (let d = 0; d < s.devices; d++)
-          for (let k = 0; k < BUFFER_TYPE_NAMES.length; k++) n += s.counts[d * KINDS + k];
+          for (let k = 0; k < NUM_BUFFER_TYPES; k++) n += s.counts[d * KINDS + k];
         this.set({ pid: String(s.pid), command: commandName(s.pid) ?? '' }, n);
       }
     },
@@ -232,7 +239,9 @@ export function createMetrics(src: MetricsSource): Registry {
   // ---- reading (socket-reader.ts): without direct reads every client send() costs ~100 ns more
   new Gauge({
     name: 'ttalloc_direct_reads_enabled',
-    help: 'Busy data connections are read directly, not through epoll (0: the native addon is missing)',
+    help:
+      'Busy data connections are read directly, not through epoll ' +
+      '(0: the native addon is missing)',
     registers,
     collect() {
       this.set(src.readStats().busyConnections === 'direct' ? 1 : 0);
@@ -254,7 +263,9 @@ export function createMetrics(src: MetricsSource): Registry {
   };
   new Gauge({
     name: 'ttalloc_persistence_up',
-    help: 'State is being journaled to disk (0: turned off, unusable state directory, or stopped by a disk error)',
+    help:
+      'State is being journaled to disk ' +
+      '(0: turned off, unusable state directory, or stopped by a disk error)',
     registers,
     collect() {
       const p = persisted();

@@ -1,25 +1,17 @@
 // Periodic samples of the per-device counters, for live charts (dashboard, top's sparklines).
 // Sampling reads the tracker's running totals on a timer, so its cost does not grow with the
 // message rate; the ring of past samples lets a new viewer draw history at once.
-import { type Tracker } from '../state/tracker.js';
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import type { Tracker } from '../state/tracker.js';
+import type { Sample } from '../report/types.js';
 
-/** Per-device values, in this order (bytes). */
-export const SAMPLE_KINDS = [
-  'DRAM',
-  'L1',
-  'SYSTEM_MEMORY',
-  'L1_SMALL',
-  'TRACE',
-  'CB',
-  'KERNEL',
-] as const;
+export type { Sample };
 
-export interface Sample {
-  /** Wall clock, ms. */
-  t: number;
-  /** device id → bytes per SAMPLE_KINDS */
-  d: Record<string, number[]>;
-}
+/**
+ * Per-device values, in this order (bytes): indexed by tracker kind, i.e. the buffer type codes,
+ * then KIND_CB and KIND_KERNEL.
+ */
+export const SAMPLE_KINDS: readonly string[] = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
 
 export interface SampleSource {
   tracker: Tracker;

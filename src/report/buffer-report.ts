@@ -4,42 +4,13 @@ import { BUFFER_TYPE_NAMES, REPORT_TYPE_ORDER } from '../protocol/constants.js';
 import type { ObjectTable } from '../state/object-table.js';
 import { FLAG_RESIZED } from '../state/object-table.js';
 import type { Tracker } from '../state/tracker.js';
+import type { BufferRow, DeviceGroup, ReportFilter, TypeGroup } from './types.js';
 
 export const REPORT_SCHEMA_VERSION = 1;
 
-export interface ReportFilter {
-  devices?: number[];
-  pids?: number[];
-  types?: number[];
-  /** Only objects born in this epoch or later (checkpoints). */
-  minEpoch?: number;
-}
+export type { BufferRow, DeviceGroup, ReportFilter, TypeGroup };
 
-export interface BufferRow {
-  device: number;
-  address: string;
-  size: number;
-  type: string;
-  pid: number;
-  refCount: number;
-  epoch: number;
-  allocatedAtMs: number;
-  resized: boolean;
-}
-
-export interface TypeGroup {
-  type: string;
-  count: number;
-  bytes: number;
-  buffers: BufferRow[];
-  more: number;
-}
-export interface DeviceGroup {
-  device: number;
-  count: number;
-  bytes: number;
-  types: TypeGroup[];
-}
+/** The report as the builder returns it; the JSON form is reportJson() in json-report.ts. */
 export interface BufferReport {
   totalBuffers: number;
   totalBytes: number;

@@ -1,4 +1,6 @@
-// Number formats of the seed's report: MB = bytes / 1,000,000 and KB = bytes / 1024.
+// The byte-unit formats of every view, in one place. The seed's report: MB = bytes / 1,000,000
+// and KB = bytes / 1024; live views and logs: binary units (formatBytes). Keep the page's copy
+// (fmt in src/ui/web/app.js) in step with formatBytes.
 
 /** "0.036864" below 1 MB (six significant digits, like C++ iostream), "5.79" from 1 MB up. */
 export function formatMB(bytes: number): string {
@@ -18,11 +20,16 @@ export function formatBytes(bytes: number): string {
   const abs = Math.abs(bytes);
   if (abs < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = bytes / 1024,
-    u = 0;
+  let v = bytes / 1024;
+  let u = 0;
   while (Math.abs(v) >= 1024 && u < units.length - 1) {
     v /= 1024;
     u++;
   }
   return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${units[u]}`;
+}
+
+/** "1 buffer", "2 buffers": a count and its noun. */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

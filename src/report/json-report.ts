@@ -1,7 +1,8 @@
-// The JSON form of the remaining-buffers report (documented in docs/json.md). Exact integer bytes;
-// addresses as hex strings because they are 64-bit.
+// The JSON form of the remaining-buffers report (BufferReportJson in types.ts). Exact integer
+// bytes; addresses as hex strings because they are 64-bit.
 import type { ServerResponse } from 'node:http';
 import type { Tracker } from '../state/tracker.js';
+import type { BufferReportJson } from './types.js';
 import {
   BufferReportBuilder,
   bufferRow,
@@ -16,7 +17,7 @@ export function reportJson(
   filter: ReportFilter,
   limit: number,
   extra: Record<string, unknown> = {},
-) {
+): BufferReportJson {
   return {
     schema_version: REPORT_SCHEMA_VERSION,
     kind: 'remaining_buffers',

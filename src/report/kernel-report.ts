@@ -1,19 +1,14 @@
 // DUMP_KERNELS: the live kernels per device, by kernel type.
 import { KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
-import { formatKB, formatMB } from './format.js';
+import { formatKB, formatMB, plural } from './format.js';
+import type { KernelRow } from './types.js';
 
-export interface KernelRow {
-  device: number;
-  kernelId: string;
-  size: number;
-  kernelType: string;
-  pid: number;
-}
+export type { KernelRow };
 
 export function listKernels(tr: Tracker): KernelRow[] {
-  const t = tr.kernels,
-    rows: KernelRow[] = [];
+  const t = tr.kernels;
+  const rows: KernelRow[] = [];
   for (let e = 0; e < t.count; e++) {
     rows.push({
       device: t.device(e),
@@ -26,8 +21,13 @@ export function listKernels(tr: Tracker): KernelRow[] {
   return rows.sort((a, b) => a.device - b.device || b.size - a.size);
 }
 
+/** DUMP_KERNELS's report of the tracker's kernels (printed by the server, sent to the CLI). */
 export function formatKernelReport(tr: Tracker, limit = 20): string {
-  const rows = listKernels(tr);
+  return renderKernelReport(listKernels(tr), limit);
+}
+
+/** The kernel report of `rows` (sorted as listKernels sorts them), `limit` listed per type. */
+export function renderKernelReport(rows: readonly KernelRow[], limit = 20): string {
   const out = [
     '╔══════════════════════════════════════════════════════════════╗',
     '║           LOADED KERNELS                                    ║',
@@ -42,9 +42,7 @@ export function formatKernelReport(tr: Tracker, limit = 20): string {
       const ks = rows.filter((r) => r.device === d && r.kernelType === kt);
       if (!ks.length) continue;
       const bytes = ks.reduce((s, r) => s + r.size, 0);
-      out.push(
-        `  ${kt}: ${ks.length} kernel${ks.length === 1 ? '' : 's'}, ${formatMB(bytes)} MB total`,
-      );
+      out.push(`  ${kt}: ${plural(ks.length, 'kernel')}, ${formatMB(bytes)} MB total`);
       for (const k of ks.slice(0, limit))
         out.push(`    - Kernel ${k.kernelId}: ${formatKB(k.size)} (PID ${k.pid})`);
       if (ks.length > limit) out.push(`    ... and ${ks.length - limit} more`);

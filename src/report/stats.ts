@@ -1,11 +1,15 @@
-// Server statistics: the JSON for `ttalloc stats` and the periodic one-line-per-device log.
+// Server statistics: the data of GET /v1/stats (buildStats) and of the periodic per-device log.
+// The text views are in stats-text.ts.
 import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, type Tracker } from '../state/tracker.js';
-import { MSG_NAMES } from '../protocol/constants.js';
+import { BufferType, MSG_NAMES } from '../protocol/constants.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
-import { formatBytes } from './format.js';
-import type { PersistenceStats } from '../persist/state-store.js';
+import type { DeviceStats, MemoryStats, ServerStats } from './types.js';
+import { renderStatsLines } from './stats-text.js';
 
+export type { DeviceStats };
+
+/** What buildStats() reads (the server provides it). */
 export interface StatsSource {
   tracker: Tracker;
   devices: DeviceRegistry;
@@ -14,37 +18,17 @@ export interface StatsSource {
   connections: { size: number };
   connectionsTotal: number;
   rejectedFrames(): number;
-  persistenceStats(): PersistenceStats;
-  /** How data connections are read (server.ts readStats). */
-  readStats(): { busyConnections: 'direct' | 'epoll'; directReads: number };
 }
 
-export interface DeviceStats {
-  device: number;
-  arch: string | null;
-  declared: boolean;
-  totalDramBytes: number | null;
-  totalL1Bytes: number | null;
-  bytes: {
-    DRAM: number;
-    L1: number;
-    SYSTEM_MEMORY: number;
-    L1_SMALL: number;
-    TRACE: number;
-    CB: number;
-    KERNEL: number;
-  };
-  buffers: { DRAM: number; L1: number; SYSTEM_MEMORY: number; L1_SMALL: number; TRACE: number };
-  cbs: number;
-  kernels: number;
-  unknownFrees: number;
-}
+/** The part of StatsSource the per-device figures need. */
+export type DeviceStatsSource = Pick<StatsSource, 'tracker' | 'devices'>;
 
-export function deviceStats(src: StatsSource, device: number): DeviceStats {
-  const tr = src.tracker,
-    d = src.devices.get(device);
-  const b = (k: number) => tr.deviceBytes(device, k),
-    c = (k: number) => tr.deviceCount(device, k);
+export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats {
+  const tr = src.tracker;
+  const d = src.devices.get(device);
+  const b = (k: number) => tr.deviceBytes(device, k);
+  const c = (k: number) => tr.deviceCount(device, k);
+  const { DRAM, L1, SYSTEM_MEMORY, L1_SMALL, TRACE } = BufferType;
   return {
     device,
     arch: d ? d.spec.name : null,
@@ -52,22 +36,28 @@ export function deviceStats(src: StatsSource, device: number): DeviceStats {
     totalDramBytes: d ? totalDram(d.spec) : null,
     totalL1Bytes: d ? totalL1(d.spec) : null,
     bytes: {
-      DRAM: b(0),
-      L1: b(1),
-      SYSTEM_MEMORY: b(2),
-      L1_SMALL: b(3),
-      TRACE: b(4),
+      DRAM: b(DRAM),
+      L1: b(L1),
+      SYSTEM_MEMORY: b(SYSTEM_MEMORY),
+      L1_SMALL: b(L1_SMALL),
+      TRACE: b(TRACE),
       CB: b(KIND_CB),
       KERNEL: b(KIND_KERNEL),
     },
-    buffers: { DRAM: c(0), L1: c(1), SYSTEM_MEMORY: c(2), L1_SMALL: c(3), TRACE: c(4) },
+    buffers: {
+      DRAM: c(DRAM),
+      L1: c(L1),
+      SYSTEM_MEMORY: c(SYSTEM_MEMORY),
+      L1_SMALL: c(L1_SMALL),
+      TRACE: c(TRACE),
+    },
     cbs: c(KIND_CB),
     kernels: c(KIND_KERNEL),
     unknownFrees: c(KIND_UNKNOWN_FREE),
   };
 }
 
-export function buildStats(src: StatsSource) {
+export function buildStats(src: StatsSource): ServerStats {
   const tr = src.tracker;
   const frames: Record<string, number> = {};
   let framesTotal = 0;
@@ -106,7 +96,7 @@ export function buildStats(src: StatsSource) {
 /**
  * Process memory as V8 sees it; heap + external over the live count is the bytes-per-buffer figure.
  */
-function memoryStats(tr: Tracker) {
+function memoryStats(tr: Tracker): MemoryStats {
   const m = process.memoryUsage();
   return {
     tableBytes: tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes(),
@@ -117,27 +107,7 @@ function memoryStats(tr: Tracker) {
   };
 }
 
-function usedOf(used: number, total: number | null): string {
-  return total ? `${formatBytes(used)}/${formatBytes(total)}` : formatBytes(used);
-}
-
-/** One line per device, for the periodic log. */
-export function formatStatsLines(src: StatsSource): string[] {
-  const ids = src.knownDeviceIds();
-  if (ids.length === 0) return ['no devices have reported yet'];
-  return ids.map((id) => {
-    const s = deviceStats(src, id);
-    const n =
-      s.buffers.DRAM +
-      s.buffers.L1 +
-      s.buffers.SYSTEM_MEMORY +
-      s.buffers.L1_SMALL +
-      s.buffers.TRACE;
-    return (
-      `device ${id}${s.arch ? ` [${s.arch}]` : ''}: ${n} buffers, DRAM ${usedOf(s.bytes.DRAM, s.totalDramBytes)}, ` +
-      `L1 ${usedOf(s.bytes.L1, s.totalL1Bytes)}, L1_SMALL ${formatBytes(s.bytes.L1_SMALL + s.bytes.SYSTEM_MEMORY)}, ` +
-      `TRACE ${formatBytes(s.bytes.TRACE)}, CB ${formatBytes(s.bytes.CB)} (${s.cbs}), kernels ${formatBytes(s.bytes.KERNEL)} (${s.kernels})` +
-      (s.unknownFrees ? `, unknown frees ${s.unknownFrees}` : '')
-    );
-  });
+/** One line per device, for the periodic log (the server prints them with a "[stats] " prefix). */
+export function formatStatsLines(src: DeviceStatsSource & Pick<StatsSource, 'knownDeviceIds'>) {
+  return renderStatsLines(src.knownDeviceIds().map((id) => deviceStats(src, id)));
 }

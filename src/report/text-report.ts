@@ -1,5 +1,5 @@
 // The seed's text layout, exactly (see ../shared/seeds and README "The dump report").
-import { formatKB, formatMB } from './format.js';
+import { formatKB, formatMB, plural } from './format.js';
 import type { BufferReport } from './buffer-report.js';
 import type { ReapedReport } from '../state/tracker.js';
 
@@ -34,9 +34,7 @@ export function formatBufferReport(
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
     for (const g of d.types) {
-      out.push(
-        `  ${g.type}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`,
-      );
+      out.push(`  ${g.type}: ${plural(g.count, 'buffer')}, ${formatMB(g.bytes)} MB total`);
       for (const b of g.buffers) {
         out.push(
           `    - Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount})`,
@@ -56,19 +54,19 @@ const EXITED_LISTED = 10;
 function exitedSummary(reaped: readonly ReapedReport[]): string[] {
   const recent = reaped.slice(-EXITED_LISTED).reverse();
   const out = [
-    `Processes that exited without freeing (released by the server; details: dump-remaining-buffers --reaped):`,
+    'Processes that exited without freeing ' +
+      '(released by the server; details: dump-remaining-buffers --reaped):',
   ];
   for (const p of recent) {
     const where = Object.entries(p.byDevice)
-      .map(
-        ([dev, types]) =>
-          `device ${dev}: ${Object.entries(types)
-            .map(([t, g]) => `${t} ${g.count}`)
-            .join(', ')}`,
-      )
+      .map(([dev, types]) => {
+        const counts = Object.entries(types).map(([t, g]) => `${t} ${g.count}`);
+        return `device ${dev}: ${counts.join(', ')}`;
+      })
       .join('; ');
     out.push(
-      `  - PID ${p.pid}: ${p.buffers} buffer${p.buffers === 1 ? '' : 's'}, ${formatMB(p.bytes)} MB (${where || 'no buffers'})` +
+      `  - PID ${p.pid}: ${plural(p.buffers, 'buffer')}, ${formatMB(p.bytes)} MB ` +
+        `(${where || 'no buffers'})` +
         (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''),
     );
   }
@@ -86,21 +84,25 @@ export function formatReapedReport(reaped: readonly ReapedReport[]): string {
   ];
   if (!reaped.length) out.push('No process has exited while owning buffers.', '');
   for (const p of [...reaped].reverse()) {
+    const others =
+      p.cbs || p.kernels
+        ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ` +
+          `${p.kernels} kernels (${formatKB(p.kernelBytes)})`
+        : '';
     out.push(
-      `PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ${p.buffers} buffers, ${formatMB(p.bytes)} MB total` +
-        (p.cbs || p.kernels
-          ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ${p.kernels} kernels (${formatKB(p.kernelBytes)})`
-          : ''),
+      `PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ` +
+        `${p.buffers} buffers, ${formatMB(p.bytes)} MB total${others}`,
     );
     for (const [dev, types] of Object.entries(p.byDevice)) {
       for (const [t, g] of Object.entries(types))
         out.push(
-          `  Device ${dev} ${t}: ${g.count} buffer${g.count === 1 ? '' : 's'}, ${formatMB(g.bytes)} MB total`,
+          `  Device ${dev} ${t}: ${plural(g.count, 'buffer')}, ${formatMB(g.bytes)} MB total`,
         );
     }
     for (const b of p.largest)
       out.push(
-        `    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} (ref_count=${b.refCount})`,
+        `    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} ` +
+          `(ref_count=${b.refCount})`,
       );
     out.push('');
   }

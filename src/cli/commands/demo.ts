@@ -22,7 +22,8 @@ function waitExit(c: ChildProcess): Promise<number | null> {
 export function demoCommand(): Command {
   return new Command('demo')
     .description(
-      'run a real server and a realistic multi-process workload with a planted leak, then print the dump',
+      'run a real server and a realistic multi-process workload with a planted leak, then ' +
+        'print the dump',
     )
     .option('--runs <n>', 'inference runs per process', '3')
     .option('--keep', 'leave the server running and print how to reach it')
@@ -30,8 +31,10 @@ export function demoCommand(): Command {
       action(async (o: { runs: string; keep?: boolean }) => {
         const dir = mkdtempSync(join(tmpdir(), 'ttalloc-demo-'));
         const socket = join(dir, 'alloc.sock');
+        // Bold headings on a terminal; the escapes are stripped when stdout is a pipe.
         const say = (s: string) =>
           process.stdout.write(
+            // eslint-disable-next-line no-control-regex -- the escape sequences are what it strips
             `\x1b[1m==> ${s}\x1b[0m\n`.replace(/\x1b\[[0-9;]*m/g, process.stdout.isTTY ? '$&' : ''),
           );
         say(`starting allocation server on ${socket} (4 x Wormhole_B0 declared)`);
@@ -77,7 +80,8 @@ export function demoCommand(): Command {
             });
           };
           say(
-            'running 3 client processes: llama on devices 0,1 (leaks 36 KB DRAM per run), llama on devices 2,3, and a test worker on device 3 that crashes',
+            'running 3 client processes: llama on devices 0,1 (leaks 36 KB DRAM per run), ' +
+              'llama on devices 2,3, and a test worker on device 3 that crashes',
           );
           const procs = [
             start('0,1', 'leaky', 20),
@@ -91,7 +95,8 @@ export function demoCommand(): Command {
           say('workload finished; dump-remaining-buffers:');
           process.stdout.write(await client.text('POST', '/v1/dump'));
           say(
-            'the small DRAM buffers are hidden behind the large ones; dump-remaining-buffers --device 0 --type DRAM --all:',
+            'the small DRAM buffers are hidden behind the large ones; ' +
+              'dump-remaining-buffers --device 0 --type DRAM --all:',
           );
           process.stdout.write(await client.text('GET', '/v1/report?device=0&type=DRAM&all=1'));
           const reaped = serverOut
@@ -101,11 +106,15 @@ export function demoCommand(): Command {
           say('server log of the crashed process:');
           process.stdout.write(reaped.join('\n') + '\n');
           say(
-            `what to read: weights/KV cache (48-96 MB DRAM), program cache (12-24 KB DRAM), infrastructure (2 MB DRAM, L1_SMALL)\n    are expected; the 36.0 KB DRAM buffers at 0x7f0xxxxx on devices 0 and 1, one per run, are the planted leak.`,
+            'what to read: weights/KV cache (48-96 MB DRAM), program cache (12-24 KB DRAM), ' +
+              'infrastructure (2 MB DRAM, L1_SMALL)\n    are expected; ' +
+              'the 36.0 KB DRAM buffers at 0x7f0xxxxx on devices 0 and 1, one per run, ' +
+              'are the planted leak.',
           );
           if (o.keep) {
             say(
-              `server left running: TT_ALLOC_SERVER_SOCKET=${socket} ttalloc dump  (stop with: ttalloc stop --socket ${socket})`,
+              `server left running: TT_ALLOC_SERVER_SOCKET=${socket} ttalloc dump  (stop ` +
+                `with: ttalloc stop --socket ${socket})`,
             );
             children.splice(0);
             server.unref();

@@ -1,10 +1,15 @@
+// `ttalloc dump` and `dump-kernels`. The server renders these two reports itself (it prints the
+// same text on its own stdout, as the seed's users expect); `dump --reaped` is rendered here.
 import { Command } from 'commander';
 import { action, clientFor, intArg, listArg, socketOption } from '../common.js';
+import { formatReapedReport } from '../../report/text-report.js';
+import type { ReapedResponse } from '../../report/types.js';
 
 export function dumpCommand(name = 'dump'): Command {
   return new Command(name)
     .description(
-      "print every buffer still allocated, by device and type (also printed on the server's stdout)",
+      'print every buffer still allocated, by device and type ' +
+        "(also printed on the server's stdout)",
     )
     .addOption(socketOption())
     .option('--json', 'machine-readable output (exact bytes, schema_version)')
@@ -35,8 +40,9 @@ export function dumpCommand(name = 'dump'): Command {
           since?: string;
         }) => {
           if (o.reaped) {
-            const out = await clientFor(o).text('GET', `/v1/reaped${o.json ? '' : '?format=text'}`);
-            process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
+            const r = await clientFor(o).json<ReapedResponse>('GET', '/v1/reaped');
+            const text = o.json ? JSON.stringify(r, null, 2) + '\n' : formatReapedReport(r.reaped);
+            process.stdout.write(text);
             return;
           }
           const q = new URLSearchParams();

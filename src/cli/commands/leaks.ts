@@ -3,9 +3,20 @@ import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { action, clientFor, intArg, socketOption } from '../common.js';
 import { parseRules } from '../../analysis/suppressions.js';
-import type { Mark } from '../../state/marks.js';
-import type { CheckResult, Interval, Accumulation } from '../../analysis/leaks.js';
-import { formatKB, formatMB } from '../../report/format.js';
+import {
+  renderCheck,
+  renderClassified,
+  renderDiff,
+  renderMark,
+  renderMarks,
+} from '../../report/leak-text.js';
+import type {
+  CheckResult,
+  ClassifyResponse,
+  DiffResponse,
+  MarkResponse,
+  MarksResponse,
+} from '../../report/types.js';
 
 export const EXIT_LEAKS = 23;
 
@@ -16,7 +27,8 @@ const json = (v: unknown): void => {
 export function markCommand(): Command {
   return new Command('mark')
     .description(
-      'record a checkpoint NAME now (cheap: no copy); buffers born after it are what `dump --since NAME` and `check` look at',
+      'record a checkpoint NAME now (cheap: no copy); ' +
+        'buffers born after it are what `dump --since NAME` and `check` look at',
     )
     .argument(
       '<name>',
@@ -31,15 +43,12 @@ export function markCommand(): Command {
     .option('--json', 'machine-readable output')
     .action(
       action(async (name: string, o: { socket?: string; pid?: number; json?: boolean }) => {
-        const r = await clientFor(o).json<{ mark: Mark }>('POST', '/v1/marks', {
+        const r = await clientFor(o).json<MarkResponse>('POST', '/v1/marks', {
           name,
           pid: o.pid ?? null,
         });
         if (o.json) json(r);
-        else
-          process.stdout.write(
-            `mark '${r.mark.name}' set at ${new Date(r.mark.atMs).toISOString()}${r.mark.pid ? ` for pid ${r.mark.pid}` : ''}\n`,
-          );
+        else process.stdout.write(renderMark(r.mark));
       }),
     );
 }
@@ -51,13 +60,9 @@ export function marksCommand(): Command {
     .option('--json', 'machine-readable output')
     .action(
       action(async (o: { socket?: string; json?: boolean }) => {
-        const r = await clientFor(o).json<{ marks: Mark[] }>('GET', '/v1/marks');
+        const r = await clientFor(o).json<MarksResponse>('GET', '/v1/marks');
         if (o.json) return json(r);
-        if (!r.marks.length) process.stdout.write('no marks (ttalloc mark NAME sets one)\n');
-        for (const m of r.marks)
-          process.stdout.write(
-            `${new Date(m.atMs).toISOString()}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`,
-          );
+        process.stdout.write(renderMarks(r));
       }),
     );
 }
@@ -65,7 +70,8 @@ export function marksCommand(): Command {
 export function diffCommand(): Command {
   return new Command('diff')
     .description(
-      'what was born between mark A and mark B (or now) and is still alive, per run between the marks in between; names buffers that accumulate run after run',
+      'what was born between mark A and mark B (or now) and is still alive, ' +
+        'per run between the marks in between; names buffers that accumulate run after run',
     )
     .argument('<a>', 'first mark')
     .argument('[b]', 'last mark (default: now)')
@@ -75,35 +81,9 @@ export function diffCommand(): Command {
       action(async (a: string, b: string | undefined, o: { socket?: string; json?: boolean }) => {
         const q = new URLSearchParams({ a });
         if (b) q.set('b', b);
-        const r = await clientFor(o).json<{
-          from: string;
-          to: string;
-          buffers: number;
-          bytes: number;
-          intervals: Interval[];
-          accumulating: Accumulation[];
-        }>('GET', `/v1/diff?${q}`);
+        const r = await clientFor(o).json<DiffResponse>('GET', `/v1/diff?${q}`);
         if (o.json) return json(r);
-        const out = [
-          `Still alive, born between '${r.from}' and '${r.to}': ${r.buffers} buffers, ${formatMB(r.bytes)} MB`,
-        ];
-        for (const iv of r.intervals) {
-          out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatMB(iv.bytes)} MB`);
-          for (const g of iv.groups.slice(0, 20))
-            out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatKB(g.size)}`);
-          if (iv.groups.length > 20) out.push(`  ... and ${iv.groups.length - 20} more groups`);
-        }
-        out.push('');
-        if (r.accumulating.length) {
-          out.push('Accumulating across runs (likely leaks):');
-          for (const a of r.accumulating) out.push(`  ${a.text}`);
-        } else
-          out.push(
-            r.intervals.length > 1
-              ? 'No buffer pattern accumulates across the runs.'
-              : 'Mark more runs to detect accumulation (ttalloc mark run-2 …).',
-          );
-        process.stdout.write(out.join('\n') + '\n');
+        process.stdout.write(renderDiff(r));
       }),
     );
 }
@@ -111,7 +91,8 @@ export function diffCommand(): Command {
 export function checkCommand(): Command {
   return new Command('check')
     .description(
-      `CI gate: exit 0 when what was born since the mark and is still alive fits the budget, ${EXIT_LEAKS} (like LeakSanitizer) when not, listing the offenders`,
+      'CI gate: exit 0 when what was born since the mark and is still alive fits the budget, ' +
+        `${EXIT_LEAKS} (like LeakSanitizer) when not, listing the offenders`,
     )
     .requiredOption('--since <mark>', 'checkpoint taken before the code under test ran')
     .addOption(socketOption())
@@ -138,9 +119,8 @@ export function checkCommand(): Command {
             try {
               text = readFileSync(o.ignore, 'utf8');
             } catch (e) {
-              throw new Error(
-                `cannot read rules file ${o.ignore}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
-              );
+              const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+              throw new Error(`cannot read rules file ${o.ignore}: ${why}`);
             }
             rules = parseRules(text, o.ignore);
           }
@@ -151,25 +131,7 @@ export function checkCommand(): Command {
           });
           const r = await clientFor(o).json<CheckResult>('GET', `/v1/check?${q}`);
           if (o.json) json(r);
-          else {
-            const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
-            if (r.ok)
-              process.stdout.write(
-                `ttalloc check: OK since '${r.since}': ${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain (budget ${r.maxBytes})${sup}\n`,
-              );
-            else {
-              const out = [
-                `ttalloc check: LEAK since '${r.since}': ${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain (budget ${r.maxBytes})${sup}`,
-              ];
-              for (const b of r.buffers)
-                out.push(
-                  `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount})`,
-                );
-              if (r.leakedBuffers > r.buffers.length)
-                out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
-              process.stdout.write(out.join('\n') + '\n');
-            }
-          }
+          else process.stdout.write(renderCheck(r));
           if (!r.ok) process.exit(EXIT_LEAKS);
         },
       ),
@@ -179,7 +141,8 @@ export function checkCommand(): Command {
 export function leaksCommand(): Command {
   return new Command('leaks')
     .description(
-      'the remaining buffers by class, with the reason for each: suspicious, program cache, model state, infrastructure, other',
+      'the remaining buffers by class, with the reason for each: ' +
+        'suspicious, program cache, model state, infrastructure, other',
     )
     .addOption(socketOption())
     .option(
@@ -210,9 +173,9 @@ export function leaksCommand(): Command {
           if (o.programCacheMax !== undefined)
             q.set('program_cache_max', String(o.programCacheMax));
           if (o.modelStateMin !== undefined) q.set('model_state_min', String(o.modelStateMin));
-          if (o.json) return json(await clientFor(o).json('GET', `/v1/classify?${q}`));
-          q.set('format', 'text');
-          process.stdout.write(await clientFor(o).text('GET', `/v1/classify?${q}`));
+          const r = await clientFor(o).json<ClassifyResponse>('GET', `/v1/classify?${q}`);
+          if (o.json) return json(r);
+          process.stdout.write(renderClassified(r));
         },
       ),
     );

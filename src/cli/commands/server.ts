@@ -31,7 +31,8 @@ export function serverCommand(name = 'server'): Command {
     )
     .option(
       '--devices <spec>',
-      'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: the kernel driver\'s /dev/tenstorrent)',
+      'declare devices, e.g. "8xwormhole_b0" or "n300,n300" (env TT_ALLOC_DEVICES; default: ' +
+        "the kernel driver's /dev/tenstorrent)",
     )
     .option(
       '--device-config <file>',
@@ -64,7 +65,8 @@ export function serverCommand(name = 'server'): Command {
     .option('--log-events', 'print every event, like the original server (slow)')
     .option(
       '--http <[host:]port>',
-      'serve the read-only web dashboard and /metrics over HTTP (a bare port binds 127.0.0.1 only; env TT_ALLOC_HTTP; default off)',
+      'serve the read-only web dashboard and /metrics over HTTP (a bare port binds ' +
+        '127.0.0.1 only; env TT_ALLOC_HTTP; default off)',
     )
     .option(
       '--sample-interval <seconds>',
@@ -74,17 +76,20 @@ export function serverCommand(name = 'server'): Command {
     )
     .option(
       '--group <name>',
-      'share the data and control sockets with this group (mode 0660; default owner-only 0600) and admit its members',
+      'share the data and control sockets with this group (mode 0660; default owner-only ' +
+        '0600) and admit its members',
     )
     .option(
       '--allow-uid <uids>',
-      "also admit connections from these users (UIDs or names, comma-separated; default: only the server's user, root and --group members)",
+      'also admit connections from these users (UIDs or names, comma-separated; default: ' +
+        "only the server's user, root and --group members)",
       uidListArg,
       [],
     )
     .option(
       '--trust-client-pid',
-      'buffers belong to the PID each message claims, not to the connecting process (relays, replays, simulators reporting for many processes over one connection)',
+      'buffers belong to the PID each message claims, not to the connecting process ' +
+        '(relays, replays, simulators reporting for many processes over one connection)',
     )
     .option(
       '--max-connections <n>',

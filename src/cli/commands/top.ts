@@ -1,3 +1,4 @@
+// `ttalloc top`: the live terminal monitor (src/ui/top), or one frame of it with --once/--json.
 import { Command, InvalidArgumentError } from 'commander';
 import { action, clientFor, socketOption } from '../common.js';
 import { fetchTopData } from '../../ui/top/model.js';
@@ -14,7 +15,8 @@ function intervalArg(v: string): number {
 export function topCommand(): Command {
   return new Command('top')
     .description(
-      'live terminal monitor: memory per device (DRAM, L1 and their parts) and per process, like nvtop',
+      'live terminal monitor: memory per device (DRAM, L1 and their parts) and per process, ' +
+        'like nvtop',
     )
     .addOption(socketOption())
     .option('-i, --interval <seconds>', 'refresh interval', intervalArg, 1)
@@ -22,7 +24,11 @@ export function topCommand(): Command {
     .option('--json', 'print the same data once as JSON and exit')
     .addHelpText(
       'after',
-      '\nKeys: q/Ctrl-C quit; d l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name (again: reverse);\n      r reverse; f next device, 0-9 that device, a all devices. NO_COLOR=1 turns colours off.',
+      '\nKeys: q/Ctrl-C quit; ' +
+        'd l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name ' +
+        '(again: reverse);\n' +
+        '      r reverse; f next device, 0-9 that device, a all devices. ' +
+        'NO_COLOR=1 turns colours off.',
     )
     .action(
       action(async (o: { socket?: string; interval: number; once?: boolean; json?: boolean }) => {

@@ -46,6 +46,7 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
     };
     const onKey = (buf: Buffer) => {
       // Escape sequences (arrows, function keys) are not commands: their letters must not sort.
+      // eslint-disable-next-line no-control-regex -- the escape sequences are what it strips
       const text = buf.toString('utf8').replace(/\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?/g, '');
       for (const ch of text) {
         if (ch === 'q' || ch === 'Q' || ch === '\x03' || ch === '\x04') return quit();

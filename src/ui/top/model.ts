@@ -1,9 +1,14 @@
 // What `ttalloc top` shows, fetched from the server's control API: device usage and capacities,
 // per-process usage, and the recent samples behind the sparklines.
 import type { ControlClient } from '../../client/control-client.js';
-import type { DeviceStats } from '../../report/stats.js';
-import type { ProcessRow } from '../../report/process-info.js';
-import type { Sample } from '../../metrics/sampler.js';
+import type {
+  DeviceStats,
+  HistoryResponse,
+  ProcessesResponse,
+  ProcessRow,
+  Sample,
+  StatsResponse,
+} from '../../report/types.js';
 
 export interface TopData {
   atMs: number;
@@ -21,21 +26,13 @@ export interface TopData {
   history: Sample[];
 }
 
-interface StatsReply {
-  pid: number;
-  uptimeSeconds: number;
-  reapedProcesses: number;
-  live: { buffers: number; processes: number };
-  devices: DeviceStats[];
-}
-
 export async function fetchTopData(c: ControlClient, historySeconds = 60): Promise<TopData> {
   const [stats, procs, hist] = await Promise.all([
-    c.json<StatsReply>('GET', '/v1/stats'),
-    c.json<{ processes: ProcessRow[] }>('GET', '/v1/processes'),
+    c.json<StatsResponse>('GET', '/v1/stats'),
+    c.json<ProcessesResponse>('GET', '/v1/processes'),
     // History is optional (an older server has none): sparklines stay empty then.
     c
-      .json<{ samples: Sample[] }>('GET', `/v1/history?seconds=${historySeconds}`)
+      .json<Pick<HistoryResponse, 'samples'>>('GET', `/v1/history?seconds=${historySeconds}`)
       .catch(() => ({ samples: [] as Sample[] })),
   ]);
   return {

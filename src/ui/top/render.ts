@@ -1,8 +1,10 @@
 // One frame of `ttalloc top` as lines of styled segments, then as one string. Pure functions of
 // (data, view state, terminal size), so --once, the live loop and tests share the same output.
-import { formatBytes } from '../../report/format.js';
-import type { DeviceStats } from '../../report/stats.js';
-import type { ProcessDeviceUsage, ProcessRow } from '../../report/process-info.js';
+import { USAGE_COUNTER_TYPES } from '../../protocol/constants.js';
+import { KIND_CB, KIND_KERNEL } from '../../state/tracker.js';
+import { formatBytes, plural } from '../../report/format.js';
+import type { DeviceStats, ProcessDeviceUsage, ProcessRow } from '../../report/types.js';
+import { totalOverTypes, usage } from '../../report/usage.js';
 import type { TopData } from './model.js';
 
 export type SortKey = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE' | 'CB' | 'buffers' | 'pid' | 'command';
@@ -99,41 +101,47 @@ const pct = (used: number, total: number | null) =>
 
 function dramParts(d: DeviceStats) {
   return [
-    { bytes: d.bytes.DRAM, ch: '█' },
-    { bytes: d.bytes.TRACE, ch: '▓' },
+    { bytes: usage(d.bytes, 'DRAM'), ch: '█' },
+    { bytes: usage(d.bytes, 'TRACE'), ch: '▓' },
   ];
 }
 function l1Parts(d: DeviceStats) {
   return [
-    { bytes: d.bytes.L1, ch: '█' },
-    { bytes: d.bytes.L1_SMALL + d.bytes.SYSTEM_MEMORY, ch: '▓' },
+    { bytes: usage(d.bytes, 'L1'), ch: '█' },
+    { bytes: usage(d.bytes, 'L1_SMALL'), ch: '▓' },
     { bytes: d.bytes.CB, ch: '▒' },
     { bytes: d.bytes.KERNEL, ch: '░' },
   ];
+}
+/** The sample kinds (tracker kinds) behind each bar's sparkline: the same parts as the bars. */
+const DRAM_KINDS = [...USAGE_COUNTER_TYPES.DRAM, ...USAGE_COUNTER_TYPES.TRACE];
+const L1_KINDS = [...USAGE_COUNTER_TYPES.L1, ...USAGE_COUNTER_TYPES.L1_SMALL, KIND_CB, KIND_KERNEL];
+
+interface BarRow {
+  label: string;
+  name: string;
+  parts: { bytes: number; ch: string }[];
+  total: number | null;
+  /** Sample kinds summed for the sparkline. */
+  kinds: number[];
 }
 const sum = (ps: { bytes: number }[]) => ps.reduce((a, p) => a + p.bytes, 0);
 
 function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boolean): Line[] {
   const sparkW = width >= 100 ? 20 : width >= 80 ? 10 : 0;
-  const textW = 22,
-    pctW = 7,
-    head = 18;
+  const textW = 22;
+  const pctW = 7;
+  const head = 18;
   const barW = Math.max(8, width - head - 5 - 2 - textW - pctW - (sparkW ? sparkW + 1 : 0));
   const hist = (kinds: number[]) =>
     data.history.map((s) => {
       const v = s.d[d.device];
       return v ? kinds.reduce((a, k) => a + (v[k] ?? 0), 0) : 0;
     });
-  const row = (
-    label: string,
-    name: string,
-    parts: { bytes: number; ch: string }[],
-    total: number | null,
-    kinds: number[],
-  ): Line => {
-    const used = sum(parts),
-      frac = total ? used / total : 0,
-      col = pressure(frac);
+  const row = ({ label, name, parts, total, kinds }: BarRow): Line => {
+    const used = sum(parts);
+    const frac = total ? used / total : 0;
+    const col = pressure(frac);
     return [
       { t: pad(label, head - 1) + ' ', sgr: label.trim() ? SGR.bold : undefined },
       { t: pad(name, 5) },
@@ -151,31 +159,27 @@ function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boole
     ];
   };
   const lines = [
-    row(
-      `Dev ${d.device} ${d.arch ?? 'undeclared'}`,
-      'DRAM',
-      dramParts(d),
-      d.totalDramBytes,
-      [0, 4],
-    ),
-    row('', 'L1', l1Parts(d), d.totalL1Bytes, [1, 2, 3, 5, 6]),
+    row({
+      label: `Dev ${d.device} ${d.arch ?? 'undeclared'}`,
+      name: 'DRAM',
+      parts: dramParts(d),
+      total: d.totalDramBytes,
+      kinds: DRAM_KINDS,
+    }),
+    row({ label: '', name: 'L1', parts: l1Parts(d), total: d.totalL1Bytes, kinds: L1_KINDS }),
   ];
   if (detail) {
-    const b = d.bytes,
-      n =
-        d.buffers.DRAM +
-        d.buffers.L1 +
-        d.buffers.SYSTEM_MEMORY +
-        d.buffers.L1_SMALL +
-        d.buffers.TRACE;
-    lines.push([
-      {
-        t:
-          pad('', head) +
-          `DRAM ${formatBytes(b.DRAM)} · TRACE ${formatBytes(b.TRACE)} · L1 ${formatBytes(b.L1)} · L1_SMALL ${formatBytes(b.L1_SMALL + b.SYSTEM_MEMORY)} · CB ${formatBytes(b.CB)} · KERNEL ${formatBytes(b.KERNEL)} · ${n} buffer${n === 1 ? '' : 's'}`,
-        sgr: SGR.dim,
-      },
-    ]);
+    const b = d.bytes;
+    const parts = [
+      `DRAM ${formatBytes(usage(b, 'DRAM'))}`,
+      `TRACE ${formatBytes(usage(b, 'TRACE'))}`,
+      `L1 ${formatBytes(usage(b, 'L1'))}`,
+      `L1_SMALL ${formatBytes(usage(b, 'L1_SMALL'))}`,
+      `CB ${formatBytes(b.CB)}`,
+      `KERNEL ${formatBytes(b.KERNEL)}`,
+      plural(totalOverTypes(d.buffers), 'buffer'),
+    ];
+    lines.push([{ t: pad('', head) + parts.join(' · '), sgr: SGR.dim }]);
   }
   return lines;
 }
@@ -221,7 +225,8 @@ function columns(width: number): { key: SortKey; title: string; w: number }[] {
 }
 
 export const HELP =
-  'q quit  sort: d DRAM l L1 s L1_SMALL t TRACE c CB b buffers p PID n name  r reverse  f/0-9 device  a all devices';
+  'q quit  sort: d DRAM l L1 s L1_SMALL t TRACE c CB b buffers p PID n name  ' +
+  'r reverse  f/0-9 device  a all devices';
 const HELP_SHORT = 'q quit  sort: d l s t c b p n  r reverse  f/0-9/a device  (ttalloc top --help)';
 
 export function renderLines(
@@ -232,8 +237,10 @@ export function renderLines(
 ): Line[] {
   const out: Line[] = [];
   const time = new Date(data?.atMs ?? Date.now()).toTimeString().slice(0, 8);
-  const title = data
-    ? `ttalloc top · server pid ${data.server.pid} · up ${fmtUptime(data.server.uptimeSeconds)} · ${data.server.buffers} buffers · ${data.server.processes} processes · ${data.server.reaped} reaped`
+  const sv = data?.server;
+  const title = sv
+    ? `ttalloc top · server pid ${sv.pid} · up ${fmtUptime(sv.uptimeSeconds)} · ` +
+      `${sv.buffers} buffers · ${sv.processes} processes · ${sv.reaped} reaped`
     : 'ttalloc top · waiting for the server…';
   out.push([
     { t: title, sgr: SGR.bold },
@@ -257,8 +264,8 @@ export function renderLines(
       { t: 'DRAM bar: █ DRAM ▓ TRACE   L1 bar: █ L1 ▓ L1_SMALL ▒ CB ░ kernels', sgr: SGR.dim },
     ]);
     out.push([]);
-    const cols = columns(width),
-      cmdW = cols[1].w;
+    const cols = columns(width);
+    const cmdW = cols[1].w;
     out.push(
       cols.map((c, i) => {
         const mark = c.key === v.sort && i !== 2 ? (v.descending ? '▼' : '▲') : '';
@@ -268,8 +275,8 @@ export function renderLines(
     );
     const rows = sortedProcesses(data.processes, v);
     const room = Number.isFinite(height) ? height - out.length - 1 : Infinity;
-    let shown = 0,
-      lines = 0;
+    let shown = 0;
+    let lines = 0;
     for (const r of rows) {
       if (lines + r.devs.length > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
       r.devs.forEach((u, i) => {
@@ -317,8 +324,8 @@ function fmtUptime(s: number): string {
 
 /** Segments → text, cut at `width` visible columns; SGR codes only when colour is on. */
 export function lineText(line: Line, width: number, color: boolean): string {
-  let out = '',
-    left = width;
+  let out = '';
+  let left = width;
   for (const s of line) {
     if (left <= 0) break;
     const t = [...s.t].slice(0, left).join('');

@@ -1,17 +1,29 @@
 // ttalloc dashboard: charts fed by the server's sample stream (SSE), tables polled from the
 // read-only JSON API. Plain browser JavaScript, no framework, no CDN: uPlot is served by ttalloc.
+// The replies it reads are the shapes declared in src/report/types.ts (typedefs below); it reads
+// no field those do not declare.
+/* global uPlot */
 'use strict';
+/** @typedef {import('../../report/types.js').StatsResponse} StatsResponse */
+/** @typedef {import('../../report/types.js').ProcessesResponse} ProcessesResponse */
+/** @typedef {import('../../report/types.js').ProcessRow} ProcessRow */
+/** @typedef {import('../../report/types.js').BufferPage} BufferPage */
+/** @typedef {import('../../report/types.js').MarksResponse} MarksResponse */
+/** @typedef {import('../../report/types.js').DiffResponse} DiffResponse */
+/** @typedef {import('../../report/types.js').HistoryResponse} HistoryResponse */
+/** @typedef {import('../../report/types.js').Sample} Sample */
 (() => {
   const $ = (s) => document.querySelector(s);
   // Table refresh period; ?poll=MS overrides it (tests, or a busy server watched from afar).
   const POLL_MS = Math.max(200, Number(new URLSearchParams(location.search).get('poll')) || 2000);
   const MAX_POINTS = 600;
   const UNITS = ['KiB', 'MiB', 'GiB', 'TiB'];
+  // formatBytes of src/report/format.ts, for the browser: keep the two in step.
   const fmt = (b) => {
     if (b == null) return '–';
     if (Math.abs(b) < 1024) return `${b} B`;
-    let v = b / 1024,
-      u = 0;
+    let v = b / 1024;
+    let u = 0;
     while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
       v /= 1024;
       u++;
@@ -30,8 +42,10 @@
   };
 
   // ------------------------------------------------------------------ charts
-  // Series per chart (indexes into the sample's kinds): DRAM-resident memory on the left axis,
-  // L1-resident on the right, because their scales differ by a factor of ~100.
+  // Series per chart (indexes into the sample's kinds, HistoryResponse.kinds): DRAM-resident
+  // memory on the left axis, L1-resident on the right, because their scales differ by a factor
+  // of ~100. L1_SMALL sums L1_SMALL and SYSTEM_MEMORY (USAGE_COUNTER_TYPES in
+  // src/protocol/constants.ts).
   const SERIES = [
     ['DRAM', [0], 'dram', '#1f77b4'],
     ['TRACE', [4], 'dram', '#9467bd'],
@@ -122,9 +136,12 @@
     $(tbody).innerHTML = html.join('');
   }
   async function loadStats() {
+    /** @type {StatsResponse} */
     const s = await getJson('/v1/stats');
     $('#summary').textContent =
-      `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ${s.live.processes} processes · ${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
+      `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ` +
+      `${s.live.processes} processes · ` +
+      `${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
     // Whether a restart would keep this state: worth a red flag when it would not.
     const p = s.persistence,
       el = $('#persist');
@@ -142,22 +159,31 @@
     const pct = (u, t) => {
       if (!t) return '';
       const p = (100 * u) / t;
-      return ` <span class="${p >= 90 ? 'hot' : p >= 70 ? 'warm' : ''}">(${p.toFixed(1)}%)</span>`;
+      const heat = p >= 90 ? 'hot' : p >= 70 ? 'warm' : '';
+      return ` <span class="${heat}">(${p.toFixed(1)}%)</span>`;
     };
     rows(
       '#devices tbody',
       s.devices.map((d) => {
-        const b = d.bytes,
-          n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
-        return (
-          `<tr data-device="${d.device}"><td>${d.device}</td><td class="l">${esc(d.arch ?? '?')}</td><td>${fmt(b.DRAM)}${pct(b.DRAM + b.TRACE, d.totalDramBytes)}</td><td>${fmt(d.totalDramBytes)}</td>` +
-          `<td>${fmt(b.L1)}${pct(b.L1 + b.L1_SMALL + b.SYSTEM_MEMORY + b.CB + b.KERNEL, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td><td>${fmt(b.L1_SMALL + b.SYSTEM_MEMORY)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td><td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`
-        );
+        const b = d.bytes;
+        const n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
+        const l1Small = b.L1_SMALL + b.SYSTEM_MEMORY; // USAGE_COUNTER_TYPES.L1_SMALL
+        const l1Used = b.L1 + l1Small + b.CB + b.KERNEL;
+        return [
+          `<tr data-device="${d.device}"><td>${d.device}</td>`,
+          `<td class="l">${esc(d.arch ?? '?')}</td>`,
+          `<td>${fmt(b.DRAM)}${pct(b.DRAM + b.TRACE, d.totalDramBytes)}</td>`,
+          `<td>${fmt(d.totalDramBytes)}</td>`,
+          `<td>${fmt(b.L1)}${pct(l1Used, d.totalL1Bytes)}</td><td>${fmt(d.totalL1Bytes)}</td>`,
+          `<td>${fmt(l1Small)}</td><td>${fmt(b.TRACE)}</td><td>${fmt(b.CB)}</td>`,
+          `<td>${fmt(b.KERNEL)}</td><td>${n}</td></tr>`,
+        ].join('');
       }),
     );
   }
   // Process table sort: by a column summed over the process's devices (click again to reverse).
   let procSort = { key: 'DRAM', desc: true };
+  /** @type {ProcessRow[]} */
   let lastProcs = [];
   $('#processes thead').addEventListener('click', (e) => {
     const key = e.target.closest('th[data-sort]')?.dataset.sort;
@@ -169,7 +195,9 @@
     renderProcesses();
   });
   async function loadProcesses() {
-    lastProcs = (await getJson('/v1/processes')).processes;
+    /** @type {ProcessesResponse} */
+    const r = await getJson('/v1/processes');
+    lastProcs = r.processes;
     renderProcesses();
   }
   function renderProcesses() {
@@ -181,8 +209,8 @@
           ? (r.command ?? '')
           : r.devices.reduce((a, d) => a + d[key], 0);
     const procs = [...lastProcs].sort((a, b) => {
-      const x = val(a),
-        y = val(b);
+      const x = val(a);
+      const y = val(b);
       const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
       return (desc ? -c : c) || a.pid - b.pid;
     });
@@ -191,12 +219,17 @@
     const html = [];
     for (const r of procs) {
       r.devices.forEach((d, i) => {
+        const claims = r.claimedPid ? ` (claims ${r.claimedPid})` : '';
         const head =
           i === 0
-            ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${r.claimedPid ? ` (claims ${r.claimedPid})` : ''}</td>`
+            ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${claims}</td>`
             : '<td></td><td></td>';
+        const cells = [d.DRAM, d.L1, d.L1_SMALL, d.TRACE, d.CB, d.KERNEL].map(
+          (v) => `<td>${fmt(v)}</td>`,
+        );
         html.push(
-          `<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td><td>${fmt(d.DRAM)}</td><td>${fmt(d.L1)}</td><td>${fmt(d.L1_SMALL)}</td><td>${fmt(d.TRACE)}</td><td>${fmt(d.CB)}</td><td>${fmt(d.KERNEL)}</td><td>${d.buffers}</td></tr>`,
+          `<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td>` +
+            `${cells.join('')}<td>${d.buffers}</td></tr>`,
         );
       });
     }
@@ -204,9 +237,9 @@
   }
 
   // ------------------------------------------------------------------ buffers (server-side paging)
-  let offset = 0,
-    total = 0,
-    bufferSeq = 0;
+  let offset = 0;
+  let total = 0;
+  let bufferSeq = 0;
   const SIZE_UNITS = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
   function filterQuery() {
     const f = new FormData($('#filters'));
@@ -230,6 +263,7 @@
     q.set('offset', String(offset));
     // Only the newest request may draw: a slower, older one (before a filter change) is dropped.
     const seq = ++bufferSeq;
+    /** @type {BufferPage} */
     let page;
     try {
       page = await getJson(`/v1/buffers/page?${q}`);
@@ -253,7 +287,10 @@
       '#buffers tbody',
       page.buffers.map(
         (b) =>
-          `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td><td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td><td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`,
+          `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td>` +
+          `<td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td>` +
+          `<td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td>` +
+          `<td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`,
       ),
     );
   }
@@ -271,41 +308,31 @@
     void loadBuffers();
   };
 
-  // ------------------------------------------------------------------ marks (when the server has
-  // them) and the report
+  // ------------------------------------------------------------------ marks and the report
   async function loadMarks() {
-    let body;
-    try {
-      const r = await fetch('/v1/marks');
-      if (!r.ok) return;
-      body = await r.json();
-    } catch {
-      return;
-    }
-    const list = Array.isArray(body) ? body : Array.isArray(body.marks) ? body.marks : [];
-    const marks = list.filter((m) => m && Number.isInteger(m.epoch));
+    /** @type {MarksResponse} */
+    const { marks } = await getJson('/v1/marks');
     $('#mark-filter').hidden = marks.length === 0;
     $('#marks-box').hidden = marks.length === 0;
     const sel = $('#filters [name=mark]');
     const keep = sel.value;
     sel.innerHTML =
       '<option value="">—</option>' +
-      marks
-        .map(
-          (m) =>
-            `<option value="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</option>`,
-        )
-        .join('');
+      marks.map((m) => `<option value="${m.epoch}">${esc(m.name)}</option>`).join('');
     sel.value = keep;
     $('#marks').innerHTML = marks
       .map(
         (m) =>
-          `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name ?? m.label ?? m.id ?? `epoch ${m.epoch}`)}</a>${m.atMs || m.createdAtMs ? ` at ${new Date(m.atMs ?? m.createdAtMs).toLocaleTimeString()}` : ''}: <span class="l">show buffers born after it</span> · <a href="#" data-diff="${esc(m.name ?? '')}">diff since</a></li>`,
+          `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name)}</a>` +
+          ` at ${new Date(m.atMs).toLocaleTimeString()}: ` +
+          '<span class="l">show buffers born after it</span> · ' +
+          `<a href="#" data-diff="${esc(m.name)}">diff since</a></li>`,
       )
       .join('');
   }
   async function loadDiff(name) {
     const r = await fetch(`/v1/diff?a=${encodeURIComponent(name)}`);
+    /** @type {DiffResponse & { error?: string }} */
     const d = await r.json();
     $('#diff-box').hidden = false;
     $('#diff-title').textContent = `Diff since ${name}`;
@@ -313,6 +340,7 @@
       $('#diff').textContent = d.error ?? `HTTP ${r.status}`;
       return;
     }
+    // The layout of renderDiff (src/report/leak-text.ts) in the page's units.
     const lines = [`Still alive, born since '${d.from}': ${d.buffers} buffers, ${fmt(d.bytes)}`];
     for (const iv of d.intervals) {
       lines.push(`${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${fmt(iv.bytes)}`);

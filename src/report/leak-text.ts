@@ -1,0 +1,95 @@
+// Text views of leak analysis: marks, diff between marks, the CI check and the classes of the
+// remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
+// server sends renderClassified() for /v1/classify?format=text).
+import { formatKB, formatMB, plural } from './format.js';
+import type {
+  BufferRow,
+  CheckResult,
+  ClassifyResponse,
+  DiffResponse,
+  Mark,
+  MarksResponse,
+} from './types.js';
+
+/** Size groups listed per interval of a diff. */
+const DIFF_GROUPS_LISTED = 20;
+
+const at = (ms: number) => new Date(ms).toISOString();
+
+/** `ttalloc mark NAME`. */
+export function renderMark(m: Mark): string {
+  return `mark '${m.name}' set at ${at(m.atMs)}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
+}
+
+/** `ttalloc marks`, oldest first. */
+export function renderMarks(r: MarksResponse): string {
+  if (!r.marks.length) return 'no marks (ttalloc mark NAME sets one)\n';
+  return r.marks
+    .map((m) => `${at(m.atMs)}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`)
+    .join('');
+}
+
+/** `ttalloc diff A [B]`: per interval its size groups, then what accumulates across runs. */
+export function renderDiff(r: DiffResponse): string {
+  const out = [
+    `Still alive, born between '${r.from}' and '${r.to}': ` +
+      `${r.buffers} buffers, ${formatMB(r.bytes)} MB`,
+  ];
+  for (const iv of r.intervals) {
+    out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatMB(iv.bytes)} MB`);
+    for (const g of iv.groups.slice(0, DIFF_GROUPS_LISTED))
+      out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatKB(g.size)}`);
+    if (iv.groups.length > DIFF_GROUPS_LISTED)
+      out.push(`  ... and ${iv.groups.length - DIFF_GROUPS_LISTED} more groups`);
+  }
+  out.push('');
+  if (r.accumulating.length) {
+    out.push('Accumulating across runs (likely leaks):');
+    for (const a of r.accumulating) out.push(`  ${a.text}`);
+  } else
+    out.push(
+      r.intervals.length > 1
+        ? 'No buffer pattern accumulates across the runs.'
+        : 'Mark more runs to detect accumulation (ttalloc mark run-2 …).',
+    );
+  return out.join('\n') + '\n';
+}
+
+/** A buffer as the check and the classes list it. */
+function bufferLine(b: BufferRow): string {
+  return (
+    `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} ` +
+    `(PID ${b.pid}, ref_count=${b.refCount})`
+  );
+}
+
+/** `ttalloc check`: the verdict line, and on a leak the offenders. */
+export function renderCheck(r: CheckResult): string {
+  const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
+  const verdict =
+    `ttalloc check: ${r.ok ? 'OK' : 'LEAK'} since '${r.since}': ` +
+    `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain (budget ${r.maxBytes})${sup}`;
+  if (r.ok) return verdict + '\n';
+  const out = [verdict, ...r.buffers.map(bufferLine)];
+  if (r.leakedBuffers > r.buffers.length)
+    out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
+  return out.join('\n') + '\n';
+}
+
+/** `ttalloc leaks`: the remaining buffers by class, with the reason for each. */
+export function renderClassified(r: ClassifyResponse): string {
+  const out = ['Remaining buffers by class (rules: docs/leak-analysis.md):', ''];
+  for (const g of r.classes) {
+    if (!g.count) continue;
+    out.push(
+      `${g.class.toUpperCase().replace('_', ' ')}: ${plural(g.count, 'buffer')}, ` +
+        `${formatMB(g.bytes)} MB total — ${g.hint}`,
+    );
+    for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`);
+    if (g.more) out.push(`    ... and ${g.more} more`);
+    out.push('');
+  }
+  const total = r.classes.reduce((n, g) => n + g.count, 0);
+  out.push(`Total remaining buffers: ${total}`);
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,120 @@
+// Text views of the server statistics: the periodic one-line-per-device log and `ttalloc stats`.
+// Pure functions of the JSON shapes in types.ts.
+import { formatBytes, plural } from './format.js';
+import type {
+  DeviceStats,
+  PeerStats,
+  PersistenceStats,
+  ReadStats,
+  StatsResponse,
+} from './types.js';
+import { totalOverTypes, usage } from './usage.js';
+
+function usedOf(used: number, total: number | null): string {
+  return total ? `${formatBytes(used)}/${formatBytes(total)}` : formatBytes(used);
+}
+
+const archOf = (d: DeviceStats) => (d.arch ? ` [${d.arch}]` : '');
+
+/** One line per device, for the periodic log. */
+export function renderStatsLines(devices: readonly DeviceStats[]): string[] {
+  if (devices.length === 0) return ['no devices have reported yet'];
+  return devices.map((s) => {
+    const b = s.bytes;
+    return [
+      `device ${s.device}${archOf(s)}: ${totalOverTypes(s.buffers)} buffers`,
+      `, DRAM ${usedOf(b.DRAM, s.totalDramBytes)}`,
+      `, L1 ${usedOf(b.L1, s.totalL1Bytes)}`,
+      `, L1_SMALL ${formatBytes(usage(b, 'L1_SMALL'))}`,
+      `, TRACE ${formatBytes(b.TRACE)}`,
+      `, CB ${formatBytes(b.CB)} (${s.cbs})`,
+      `, kernels ${formatBytes(b.KERNEL)} (${s.kernels})`,
+      s.unknownFrees ? `, unknown frees ${s.unknownFrees}` : '',
+    ].join('');
+  });
+}
+
+/** `ttalloc stats`: the server, its peers, reads and persistence, then one line per device. */
+export function renderStats(s: StatsResponse): string {
+  const lines = [
+    `server pid ${s.pid}, up ${s.uptimeSeconds}s, ` +
+      `${s.connections.open} connections open (${s.connections.total} total)`,
+    `frames: ${s.frames.total} accepted, ${s.frames.rejected} rejected; ` +
+      `unknown frees: ${s.unknownFrees.buffers} buffers, ${s.unknownFrees.cbs} CBs, ` +
+      `${s.unknownFrees.kernels} kernels`,
+    `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels ` +
+      `from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
+  ];
+  if (s.tableFullDrops)
+    lines.push(
+      `TABLE FULL: ${s.tableFullDrops} objects were counted but not tracked ` +
+        '(the server holds its maximum of live objects of one kind)',
+    );
+  if (s.peers) lines.push(peersLine(s.peers));
+  if (s.reads) lines.push(readsLine(s.reads));
+  lines.push(persistenceLine(s.persistence));
+  for (const d of s.devices) lines.push(deviceLine(d));
+  return lines.join('\n') + '\n';
+}
+
+function deviceLine(d: DeviceStats): string {
+  const b = d.bytes;
+  const total = d.totalDramBytes ? ` / ${formatBytes(d.totalDramBytes)}` : '';
+  return (
+    `device ${d.device}${archOf(d)}: DRAM ${formatBytes(b.DRAM)}${total}, ` +
+    `L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(usage(b, 'L1_SMALL'))}, ` +
+    `TRACE ${formatBytes(b.TRACE)}, CB ${formatBytes(b.CB)}, kernels ${formatBytes(b.KERNEL)}; ` +
+    `unknown frees ${d.unknownFrees}`
+  );
+}
+
+/** Where PIDs come from and who was kept out, in one line. */
+function peersLine(p: PeerStats): string {
+  if (p.reason !== undefined)
+    return (
+      `peers: credentials unavailable (${p.reason}); PIDs are taken from the messages, ` +
+      'other users kept out by the socket permissions only'
+    );
+  const refused = Object.entries(p.refused.byUid)
+    .map(([uid, n]) => `uid ${uid}: ${n}`)
+    .join(', ');
+  const pids = p.trustClientPid ? 'the messages (--trust-client-pid)' : 'the kernel';
+  return (
+    `peers: UIDs from the kernel (SO_PEERCRED); PIDs from ${pids}; ` +
+    `${plural(p.refused.total, 'connection')} from other users refused` +
+    (refused ? ` (${refused})` : '')
+  );
+}
+
+/** How busy connections are read: directly (clients' sends stay cheap) or through epoll. */
+function readsLine(r: ReadStats): string {
+  const own = r.perReadBufferConnections
+    ? `; ${r.perReadBufferConnections} connection(s) read through Node's per-read buffers`
+    : '';
+  if (r.busyConnections === 'epoll')
+    return (
+      `reads: busy connections read through epoll (${r.reason}), ` +
+      `which costs each client send ~100 ns more${own}`
+    );
+  return (
+    `reads: busy connections read directly, ${r.directReads} reads, ` +
+    `${r.handBacks} hand-backs to epoll when idle${own}`
+  );
+}
+
+function persistenceLine(p: PersistenceStats): string {
+  if (!p.enabled) return `persistence: OFF (${p.reason}); a restart loses the state`;
+  if (p.failed)
+    return `persistence: STOPPED (${p.failed}); tracking in memory until ${p.dir} has room again`;
+  const problems = p.recovery.problems.length ? ` (${p.recovery.problems.join('; ')})` : '';
+  const rec =
+    p.recovery.previousStop === 'none'
+      ? 'new state'
+      : `restored after a ${p.recovery.previousStop} stop${problems}`;
+  return (
+    `persistence: ${p.dir}: journal ${formatBytes(p.journalBytes)} ` +
+    `in ${p.journalSegments} segment(s), snapshot ${formatBytes(p.snapshotBytes)}, ` +
+    `flushed every ${p.flushIntervalMs} ms${p.lastFlushAt ? ` (last ${p.lastFlushAt})` : ''}; ` +
+    `${rec}${p.note ? `; ${p.note}` : ''}`
+  );
+}

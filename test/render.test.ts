@@ -1,0 +1,348 @@
+// The renderers of report/ as pure functions: fixed JSON in, exact text out. The expected texts
+// are the README's examples (the seed's dump layout among them), so a change to a layout shows
+// here first, without a server.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatBufferReport, formatReapedReport } from '../src/report/text-report.js';
+import { renderCheck, renderClassified, renderDiff, renderMarks } from '../src/report/leak-text.js';
+import { renderStats, renderStatsLines } from '../src/report/stats-text.js';
+import { renderKernelReport } from '../src/report/kernel-report.js';
+import { formatBytes, formatKB, formatMB, plural } from '../src/report/format.js';
+import { totalOverTypes, usage } from '../src/report/usage.js';
+import type { BufferReport } from '../src/report/buffer-report.js';
+import type {
+  BufferRow,
+  CheckResult,
+  DeviceStats,
+  DiffResponse,
+  ReapedReport,
+  StatsResponse,
+} from '../src/report/types.js';
+
+const lines = (...l: string[]) => l.join('\n') + '\n';
+const TITLE = [
+  '╔══════════════════════════════════════════════════════════════╗',
+  '║           REMAINING ALLOCATED BUFFERS                       ║',
+  '╚══════════════════════════════════════════════════════════════╝',
+];
+
+const row = (device: number, address: string): BufferRow => ({
+  device,
+  address,
+  size: 36864,
+  type: 'DRAM',
+  pid: 21732,
+  refCount: 1,
+  epoch: 3,
+  allocatedAtMs: 0,
+  resized: false,
+});
+
+test('formats: seed MB and KB, binary units, plurals', () => {
+  assert.equal(formatMB(73728), '0.073728');
+  assert.equal(formatMB(5_790_000), '5.79');
+  assert.equal(formatMB(0), '0');
+  assert.equal(formatKB(36864), '36.0 KB');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(36864), '36.0 KiB');
+  assert.equal(formatBytes(1.5 * 2 ** 30), '1.50 GiB');
+  assert.equal(plural(1, 'buffer'), '1 buffer');
+  assert.equal(plural(2, 'buffer'), '2 buffers');
+});
+
+test('usage folds SYSTEM_MEMORY into L1_SMALL, and only there', () => {
+  const per = { DRAM: 1, L1: 2, SYSTEM_MEMORY: 4, L1_SMALL: 8, TRACE: 16 };
+  assert.equal(usage(per, 'L1_SMALL'), 12);
+  assert.equal(usage(per, 'L1'), 2);
+  assert.equal(usage(per, 'DRAM'), 1);
+  assert.equal(usage(per, 'TRACE'), 16);
+  assert.equal(totalOverTypes(per), 31);
+});
+
+test('the dump keeps the seed layout (README: dump-remaining-buffers --since run-2)', () => {
+  const group = (device: number) => ({
+    device,
+    count: 2,
+    bytes: 73728,
+    types: [
+      {
+        type: 'DRAM',
+        count: 2,
+        bytes: 73728,
+        buffers: [row(device, '0x7f012000'), row(device, '0x7f01b000')],
+        more: 0,
+      },
+    ],
+  });
+  const r: BufferReport = {
+    totalBuffers: 4,
+    totalBytes: 4 * 36864,
+    devices: [group(0), group(1)],
+    filtered: true,
+  };
+  assert.equal(
+    formatBufferReport(r),
+    lines(
+      ...TITLE,
+      '',
+      'Device 0:',
+      '  DRAM: 2 buffers, 0.073728 MB total',
+      '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '',
+      'Device 1:',
+      '  DRAM: 2 buffers, 0.073728 MB total',
+      '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '',
+      'Total remaining buffers: 4',
+    ),
+  );
+});
+
+const reaped: ReapedReport = {
+  pid: 9948,
+  reapedAtMs: Date.parse('2026-11-24T22:43:07.473Z'),
+  buffers: 12,
+  bytes: 331776,
+  cbs: 0,
+  cbBytes: 0,
+  kernels: 0,
+  kernelBytes: 0,
+  byDevice: {
+    0: { DRAM: { count: 6, bytes: 165888 } },
+    1: { DRAM: { count: 6, bytes: 165888 } },
+  },
+  largest: [
+    { device: 1, address: '0x7f012000', size: 36864, type: 0, refCount: 1 },
+    { device: 0, address: '0x7f012000', size: 36864, type: 0, refCount: 1 },
+  ],
+};
+
+test('an empty dump after an exit names what the exited process left (README)', () => {
+  const empty: BufferReport = { totalBuffers: 0, totalBytes: 0, devices: [], filtered: false };
+  assert.equal(
+    formatBufferReport(empty, undefined, [reaped]),
+    lines(
+      ...TITLE,
+      '',
+      'No buffers remaining in running processes.',
+      '',
+      'Total remaining buffers: 0',
+      '',
+      'Processes that exited without freeing ' +
+        '(released by the server; details: dump-remaining-buffers --reaped):',
+      '  - PID 9948: 12 buffers, 0.331776 MB (device 0: DRAM 6; device 1: DRAM 6)',
+    ),
+  );
+  assert.equal(
+    formatReapedReport([reaped]),
+    lines(
+      '╔══════════════════════════════════════════════════════════════╗',
+      '║           BUFFERS LEFT BY EXITED PROCESSES                  ║',
+      '╚══════════════════════════════════════════════════════════════╝',
+      '',
+      'PID 9948 (released 2026-11-24T22:43:07.473Z): 12 buffers, 0.331776 MB total',
+      '  Device 0 DRAM: 6 buffers, 0.165888 MB total',
+      '  Device 1 DRAM: 6 buffers, 0.165888 MB total',
+      '    - Buffer 0x7f012000 on device 1: 36.0 KB (ref_count=1)',
+      '    - Buffer 0x7f012000 on device 0: 36.0 KB (ref_count=1)',
+      '',
+      'Total exited processes: 1',
+    ),
+  );
+});
+
+test('diff and check render as in the README', () => {
+  const iv = (from: string, to: string) => ({
+    from,
+    to,
+    buffers: 2,
+    bytes: 73728,
+    groups: [0, 1].map((device) => ({ device, type: 'DRAM', size: 36864, count: 1, bytes: 36864 })),
+  });
+  const diff: DiffResponse = {
+    schema_version: 1,
+    from: 'run-1',
+    to: 'now',
+    buffers: 6,
+    bytes: 221184,
+    intervals: [iv('run-1', 'run-2'), iv('run-2', 'run-3'), iv('run-3', 'now')],
+    accumulating: [
+      {
+        type: 'DRAM',
+        size: 36864,
+        countPerRun: 1,
+        devices: [0, 1],
+        runs: 3,
+        bytesPerRun: 36864,
+        text: '+36.0 KB DRAM per run on every device (0, 1), 3 runs',
+      },
+    ],
+  };
+  const ivText = (from: string, to: string) => [
+    '',
+    `${from} → ${to}: +2 buffers, +0.073728 MB`,
+    '  Device 0 DRAM: 1 × 36.0 KB',
+    '  Device 1 DRAM: 1 × 36.0 KB',
+  ];
+  assert.equal(
+    renderDiff(diff),
+    lines(
+      "Still alive, born between 'run-1' and 'now': 6 buffers, 0.221184 MB",
+      ...ivText('run-1', 'run-2'),
+      ...ivText('run-2', 'run-3'),
+      ...ivText('run-3', 'now'),
+      '',
+      'Accumulating across runs (likely leaks):',
+      '  +36.0 KB DRAM per run on every device (0, 1), 3 runs',
+    ),
+  );
+  const one = { ...diff, intervals: [iv('run-3', 'now')], accumulating: [] };
+  assert.match(renderDiff(one), /\nMark more runs to detect accumulation/);
+  const check: CheckResult = {
+    schema_version: 1,
+    since: 'run-3',
+    ok: false,
+    maxBytes: 0,
+    leakedBuffers: 2,
+    leakedBytes: 73728,
+    suppressedBuffers: 0,
+    buffers: [row(0, '0x7f01b000'), row(1, '0x7f01b000')],
+  };
+  assert.equal(
+    renderCheck(check),
+    lines(
+      "ttalloc check: LEAK since 'run-3': 2 buffers, 73728 bytes remain (budget 0)",
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+    ),
+  );
+  assert.equal(
+    renderCheck({ ...check, ok: true, maxBytes: 1 << 20, suppressedBuffers: 3 }),
+    "ttalloc check: OK since 'run-3': 2 buffers, 73728 bytes remain (budget 1048576)" +
+      ' (3 suppressed)\n',
+  );
+});
+
+test('marks and classes', () => {
+  assert.equal(
+    renderMarks({ schema_version: 1, marks: [] }),
+    'no marks (ttalloc mark NAME sets one)\n',
+  );
+  assert.equal(
+    renderMarks({
+      schema_version: 1,
+      marks: [{ name: 'run-1', epoch: 4, atMs: 0, pid: 7 }],
+    }),
+    '1970-01-01T00:00:00.000Z  run-1  (pid 7)\n',
+  );
+  const text = renderClassified({
+    schema_version: 1,
+    rules: { programCacheMaxBytes: 65536, modelStateMinBytes: 1 << 20 },
+    classes: [
+      {
+        class: 'program_cache',
+        hint: 'expected',
+        count: 1,
+        bytes: 36864,
+        buffers: [{ ...row(0, '0x10'), class: 'program_cache', reason: 'kernel load' }],
+        more: 2,
+      },
+      { class: 'other', hint: 'no rule matched', count: 0, bytes: 0, buffers: [], more: 0 },
+    ],
+  });
+  assert.equal(
+    text,
+    lines(
+      'Remaining buffers by class (rules: docs/leak-analysis.md):',
+      '',
+      'PROGRAM CACHE: 1 buffer, 0.036864 MB total — expected',
+      '    - Device 0 DRAM Buffer 0x10: 36.0 KB (PID 21732, ref_count=1) — kernel load',
+      '    ... and 2 more',
+      '',
+      'Total remaining buffers: 1',
+    ),
+  );
+});
+
+const device: DeviceStats = {
+  device: 0,
+  arch: 'Wormhole_B0',
+  declared: true,
+  totalDramBytes: 12 * 2 ** 30,
+  totalL1Bytes: null,
+  bytes: { DRAM: 2 ** 20, L1: 0, SYSTEM_MEMORY: 1024, L1_SMALL: 1024, TRACE: 0, CB: 0, KERNEL: 0 },
+  buffers: { DRAM: 1, L1: 0, SYSTEM_MEMORY: 1, L1_SMALL: 1, TRACE: 0 },
+  cbs: 0,
+  kernels: 0,
+  unknownFrees: 2,
+};
+
+test('stats: the periodic per-device line and `ttalloc stats`', () => {
+  assert.deepEqual(renderStatsLines([]), ['no devices have reported yet']);
+  assert.deepEqual(renderStatsLines([device]), [
+    'device 0 [Wormhole_B0]: 3 buffers, DRAM 1.00 MiB/12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, ' +
+      'TRACE 0 B, CB 0 B (0), kernels 0 B (0), unknown frees 2',
+  ]);
+  const s = {
+    pid: 42,
+    uptimeSeconds: 7,
+    connections: { open: 1, total: 3 },
+    frames: { total: 10, byType: {}, rejected: 0 },
+    unknownFrees: { buffers: 2, cbs: 0, kernels: 0 },
+    tableFullDrops: 0,
+    live: { buffers: 3, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 },
+    reapedProcesses: 0,
+    peers: null,
+    reads: {
+      busyConnections: 'direct',
+      directReads: 5,
+      handBacks: 1,
+      hotNow: 0,
+      perReadBufferConnections: 0,
+    },
+    persistence: { enabled: false, reason: '--no-persist' },
+    devices: [device],
+  } as unknown as StatsResponse;
+  assert.equal(
+    renderStats(s),
+    lines(
+      'server pid 42, up 7s, 1 connections open (3 total)',
+      'frames: 10 accepted, 0 rejected; unknown frees: 2 buffers, 0 CBs, 0 kernels',
+      'live: 3 buffers, 0 CBs, 0 kernels from 1 processes; 0 dead processes reaped',
+      'reads: busy connections read directly, 5 reads, 1 hand-backs to epoll when idle',
+      'persistence: OFF (--no-persist); a restart loses the state',
+      'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, TRACE 0 B, ' +
+        'CB 0 B, kernels 0 B; unknown frees 2',
+    ),
+  );
+});
+
+test('the kernel report lists kernels per device and type', () => {
+  const k = (kernelId: string, size: number) => ({
+    device: 0,
+    kernelId,
+    size,
+    kernelType: 'Application',
+    pid: 5,
+  });
+  const text = renderKernelReport([k('0x1', 4096), k('0x2', 2048), k('0x3', 1024)], 2);
+  assert.equal(
+    text,
+    lines(
+      '╔══════════════════════════════════════════════════════════════╗',
+      '║           LOADED KERNELS                                    ║',
+      '╚══════════════════════════════════════════════════════════════╝',
+      '',
+      'Device 0:',
+      '  Application: 3 kernels, 0.007168 MB total',
+      '    - Kernel 0x1: 4.0 KB (PID 5)',
+      '    - Kernel 0x2: 2.0 KB (PID 5)',
+      '    ... and 1 more',
+      '',
+      'Total loaded kernels: 3',
+    ),
+  );
+  assert.match(renderKernelReport([]), /No kernels loaded\.\n\nTotal loaded kernels: 0\n$/);
+});
