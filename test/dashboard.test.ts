@@ -1,5 +1,6 @@
-// The web dashboard in a real browser (Debian's chromium via playwright-core) against a real
-// server with --http, fed by a real client (Reporter) over the data socket.
+// The web dashboard in a real browser (headless Chromium from @sparticuz/chromium, driven by
+// playwright-core; see helpers/browser.ts) against a real server with --http, fed by a real
+// client (Reporter) over the data socket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -7,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
+import { launchBrowser, type TestBrowser } from './helpers/browser.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
 const MiB = 1 << 20,
   KiB = 1024;
-let server: TestServer, browser: BrowserContext, page: Page, url: string, profile: string;
+let server: TestServer, browser: TestBrowser, page: Page, url: string;
 const reporter = () => new Reporter({ socketPath: server.socket });
 
 before(async () => {
@@ -31,28 +33,13 @@ before(async () => {
     '--trust-client-pid',
   ]);
   url = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
-  profile = mkdtempSync(join(tmpdir(), 'ttalloc-chromium-'));
-  // A fresh profile directory per run; never a downloaded browser.
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1280, height: 1600 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-  page = await browser.newPage();
+  browser = await launchBrowser({ width: 1280, height: 1600 });
+  page = await browser.context.newPage();
 });
 
 after(async () => {
   await browser?.close();
   await server?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const lastPoint = (dev: number) =>
