@@ -232,7 +232,7 @@ test('a bad or busy --http address is refused before any socket is claimed', asy
   }
 });
 
-test('buffer paging: largest-first pages concatenate to the full sorted listing, filters combine', async () => {
+test('buffer pages, largest first, concatenate to the full listing; filters combine', async () => {
   const r = reporter();
   const sizes: number[] = [];
   let seed = 7;
@@ -303,7 +303,7 @@ test('buffer paging: largest-first pages concatenate to the full sorted listing,
   assert.equal(bad.status, 400);
 });
 
-test('the leak report shows classes, marks and the diff since a mark with its accumulation', async () => {
+test('leak report: classes, marks, and the diff since a mark with its accumulation', async () => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   const r = reporter();
@@ -328,7 +328,10 @@ test('the leak report shows classes, marks and the diff since a mark with its ac
   );
   assert.match(
     (await page.textContent('#classes'))!,
-    /- Device \d DRAM Buffer 0x7e0\w+: 36\.0 KB \(PID \d+, ref_count=1\) — accumulates across marks/,
+    new RegExp(
+      /- Device \d DRAM Buffer 0x7e0\w+: 36\.0 KB \(PID \d+, ref_count=1\)/.source +
+        / — accumulates across marks/.source,
+    ),
   );
   mkdirSync('test-output', { recursive: true });
   await page.screenshot({ path: 'test-output/dashboard-leaks.png', fullPage: true });
