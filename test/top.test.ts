@@ -65,7 +65,7 @@ after(async () => {
   await server?.stop();
 });
 
-test('top shows devices and processes, sorts, filters, resizes, follows dead processes and quits cleanly', async () => {
+test('top: devices and processes, sort, filter, resize, dead processes, clean quit', async () => {
   startTop();
   await waitForPane(
     (s) => s.includes('Dev 1 Wormhole_B0') && s.includes(`${child.pid} `) && s.includes('q quit'),
@@ -136,6 +136,7 @@ test('Ctrl-C quits cleanly; colours by pressure, NO_COLOR respected', async () =
   startTop();
   await waitForPane((s) => s.includes('Dev 1 Wormhole_B0'), 'frame');
   const colored = pane(true);
+  // eslint-disable-next-line no-control-regex -- the escape byte is what it looks for
   assert.match(colored, /\x1b\[32m█/, 'green bar for low pressure');
   keys('\x03');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit on Ctrl-C');
@@ -146,6 +147,7 @@ test('Ctrl-C quits cleanly; colours by pressure, NO_COLOR respected', async () =
     (s) => s.includes('Dev 1 Wormhole_B0') && !s.includes('EXIT=0'),
     'frame without colour',
   );
+  // eslint-disable-next-line no-control-regex -- the escape byte is what it looks for
   assert.doesNotMatch(pane(true), /\x1b\[(3\d|1|7)m/, 'no colour or emphasis');
   keys('q');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit');
@@ -154,6 +156,7 @@ test('Ctrl-C quits cleanly; colours by pressure, NO_COLOR respected', async () =
 test('--once prints one frame, --json the same data', async () => {
   const once = await runCli(['top', '--once', '--socket', server.socket]);
   assert.equal(once.code, 0, once.stderr);
+  // eslint-disable-next-line no-control-regex -- the escape byte is what it looks for
   assert.doesNotMatch(once.stdout, /\x1b/, 'no escape codes when not a terminal');
   assert.match(once.stdout, /^Dev 0 Wormhole_B0 DRAM \[.*\] 1\.29 GiB \/ 12\.0 GiB +10\.8%/m);
   assert.match(once.stdout, new RegExp(`^${process.pid} +node +0 +300 MiB`, 'm'));
