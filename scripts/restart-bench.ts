@@ -125,10 +125,15 @@ async function restartFigures(n: number): Promise<void> {
     const fromSnapshot = s.readyMs;
     const live2 = (await s.ctl.json<Stats>('GET', '/v1/stats')).live.buffers;
     await kill9(s.proc);
+    const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
+    const sec = (ms: number, digits: number) => (ms / 1000).toFixed(digits);
+    const restored = live1 === n && live2 === n ? 'all' : `${live1} / ${live2} of ${n}`;
     console.log(
-      `${(n / 1e6).toString().padStart(5)} M live | journal ${(journal / 2 ** 20).toFixed(0)} MiB (${(journal / n).toFixed(1)} B/buffer) → restart ready in ${(fromJournal / 1000).toFixed(2)} s` +
-        ` | background compaction ${(compactMs / 1000).toFixed(1)} s → snapshot ${(snapshot / 2 ** 20).toFixed(0)} MiB → restart ready in ${(fromSnapshot / 1000).toFixed(2)} s` +
-        ` | restored ${live1 === n && live2 === n ? 'all' : `${live1} / ${live2} of ${n}`}`,
+      `${(n / 1e6).toString().padStart(5)} M live | journal ${mib(journal)} MiB ` +
+        `(${(journal / n).toFixed(1)} B/buffer) → restart ready in ${sec(fromJournal, 2)} s` +
+        ` | background compaction ${sec(compactMs, 1)} s → snapshot ${mib(snapshot)} MiB` +
+        ` → restart ready in ${sec(fromSnapshot, 2)} s` +
+        ` | restored ${restored}`,
     );
   } finally {
     removeDir(dir);
@@ -165,7 +170,9 @@ for (let i = 0; i < 3; i++) {
   rates['no-persist'].push(await ingest(['--no-persist']));
 }
 const med = (a: number[]) => [...a].sort((x, y) => x - y)[1] / 1e6;
+const on = med(rates.persist),
+  off = med(rates['no-persist']);
 console.log(
-  `ingest, 4 clients, batched ALLOC/FREE pairs (median of 3): persistence on ${med(rates.persist).toFixed(2)} M/s, off ${med(rates['no-persist']).toFixed(2)} M/s` +
-    ` (×${(med(rates.persist) / med(rates['no-persist'])).toFixed(2)})`,
+  'ingest, 4 clients, batched ALLOC/FREE pairs (median of 3): ' +
+    `persistence on ${on.toFixed(2)} M/s, off ${off.toFixed(2)} M/s (×${(on / off).toFixed(2)})`,
 );

@@ -149,9 +149,9 @@ if (process.argv[2] === '--child') {
       live: { buffers: number };
     }>('GET', '/v1/stats');
     const mem = (st as { memory?: Record<string, number> }).memory ?? {};
-    rss.push(
-      `${Math.round((Date.now() - t0) / 1000)}s frames=${st.frames.total} live=${st.live.buffers} rss=${Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20)}MiB`,
-    );
+    const rssMiB = Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20);
+    const at = Math.round((Date.now() - t0) / 1000);
+    rss.push(`${at}s frames=${st.frames.total} live=${st.live.buffers} rss=${rssMiB}MiB`);
   }
   // Survivors stop and report what they hold.
   // A client still starting up has sent nothing: it is simply killed.
