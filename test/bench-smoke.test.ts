@@ -11,8 +11,8 @@ test('npm run bench --quick prints a row for every figure of the issue', () => {
   const r = spawnSync(process.execPath, [BENCH, '--quick'], { encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stderr);
   const rows = [
-    /^ingest, ALLOC\/FREE pairs.*batched.*\| [\d.]+ M\/s \|.*\| [\d.]+ M\/s \(×[\d.]+\)/m,
-    /^ingest, 4 clients send\(\) one frame at a time +\| [\d.]+ M\/s \|/m,
+    /^ingest, ALLOC\/FREE pairs.*batched.*\| +[\d.]+ M\/s \|.*\| [\d.]+ M\/s \(×[\d.]+\)/m,
+    /^ingest, 4 clients send\(\) one frame at a time +\| +[\d.]+ M\/s \|/m,
     /^memory per live buffer at 100 k.*\| +[\d.]+ B \|/m,
     /^text dump, 100 k live buffers over 8 devices.*\| +[\d.]+ ms \|/m,
     /^full JSON dump of 100 k buffers.*\| +[\d.]+ ms \|/m,
