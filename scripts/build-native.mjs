@@ -20,7 +20,8 @@ const giveUp = (why) => {
   rmSync(OUT, { force: true }); // never leave a stale addon that does not match this source
   say(`native addon NOT built (${why}).`);
   say(
-    'the server will run without it: PIDs are taken from the messages, other users are kept out by the socket permissions only,',
+    'the server will run without it: PIDs are taken from the messages, ' +
+      'other users are kept out by the socket permissions only,',
   );
   say(
     'and busy connections are read through epoll (which costs every client ~100 ns more per send).',
@@ -77,17 +78,25 @@ const check = spawnSync(
     '-e',
     `
   const { peerCred, readInto } = require(${JSON.stringify(OUT)});
-  const net = require('node:net'), os = require('node:os'), path = require('node:path'), fs = require('node:fs');
+  const net = require('node:net');
+  const os = require('node:os');
+  const path = require('node:path');
+  const fs = require('node:fs');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ttalloc-native-'));
   const sock = path.join(dir, 's');
   const srv = net.createServer({ pauseOnConnect: true }, (c) => {
     const cred = peerCred(c._handle.fd);
-    const credOk = cred.pid === process.pid && cred.uid === process.getuid() && cred.gid === process.getgid();
+    const credOk =
+      cred.pid === process.pid && cred.uid === process.getuid() && cred.gid === process.getgid();
     setTimeout(() => {
-      const got = new Uint8Array(16), n = readInto(c._handle.fd, got);
+      const got = new Uint8Array(16);
+      const n = readInto(c._handle.fd, got);
       const readOk = n === 2 && got[0] === 111 && got[1] === 107;
-      process.stdout.write(!credOk ? 'wrong credentials ' + JSON.stringify(cred) : readOk ? 'ok' : 'readInto returned ' + n);
-      c.destroy(); srv.close(); fs.rmSync(dir, { recursive: true, force: true });
+      const bad = credOk ? 'readInto returned ' + n : 'wrong credentials ' + JSON.stringify(cred);
+      process.stdout.write(credOk && readOk ? 'ok' : bad);
+      c.destroy();
+      srv.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }, 100);
   }).listen(sock, () => net.connect(sock).on('error', () => {}).end('ok'));
 `,
@@ -95,10 +104,8 @@ const check = spawnSync(
   { encoding: 'utf8', timeout: 30_000 },
 );
 if (check.status !== 0 || check.stdout !== 'ok') {
-  giveUp(
-    `built, but it does not work here: ${(check.stdout || check.stderr || check.error?.message || '').trim().split('\n').slice(-1)[0]}`,
-  );
+  const why = check.stdout || check.stderr || check.error?.message || '';
+  giveUp(`built, but it does not work here: ${why.trim().split('\n').slice(-1)[0]}`);
 }
-say(
-  `built the native addon (${join('build', 'Release', 'ttalloc_native.node')}): the server takes PIDs and UIDs from the kernel`,
-);
+const built = join('build', 'Release', 'ttalloc_native.node');
+say(`built the native addon (${built}): the server takes PIDs and UIDs from the kernel`);

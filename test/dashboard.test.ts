@@ -1,5 +1,6 @@
-// The web dashboard in a real browser (Debian's chromium via playwright-core) against a real
-// server with --http, fed by a real client (Reporter) over the data socket.
+// The web dashboard in a real browser (headless Chromium from @sparticuz/chromium, driven by
+// playwright-core; see helpers/browser.ts) against a real server with --http, fed by a real
+// client (Reporter) over the data socket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -7,13 +8,14 @@ import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
+import { launchBrowser, type TestBrowser } from './helpers/browser.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
 const MiB = 1 << 20,
   KiB = 1024;
-let server: TestServer, browser: BrowserContext, page: Page, url: string, profile: string;
+let server: TestServer, browser: TestBrowser, page: Page, url: string;
 const reporter = () => new Reporter({ socketPath: server.socket });
 
 before(async () => {
@@ -31,28 +33,13 @@ before(async () => {
     '--trust-client-pid',
   ]);
   url = /dashboard on (http:\/\/\S+\/)/.exec(server.output())![1];
-  profile = mkdtempSync(join(tmpdir(), 'ttalloc-chromium-'));
-  // A fresh profile directory per run; never a downloaded browser.
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    viewport: { width: 1280, height: 1600 },
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-  page = await browser.newPage();
+  browser = await launchBrowser({ width: 1280, height: 1600 });
+  page = await browser.context.newPage();
 });
 
 after(async () => {
   await browser?.close();
   await server?.stop();
-  if (profile) rmSync(profile, { recursive: true, force: true });
 });
 
 const lastPoint = (dev: number) =>
@@ -245,7 +232,7 @@ test('a bad or busy --http address is refused before any socket is claimed', asy
   }
 });
 
-test('buffer paging: largest-first pages concatenate to the full sorted listing, filters combine', async () => {
+test('buffer pages, largest first, concatenate to the full listing; filters combine', async () => {
   const r = reporter();
   const sizes: number[] = [];
   let seed = 7;
@@ -316,7 +303,7 @@ test('buffer paging: largest-first pages concatenate to the full sorted listing,
   assert.equal(bad.status, 400);
 });
 
-test('the leak report shows classes, marks and the diff since a mark with its accumulation', async () => {
+test('leak report: classes, marks, and the diff since a mark with its accumulation', async () => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   const r = reporter();
@@ -341,7 +328,10 @@ test('the leak report shows classes, marks and the diff since a mark with its ac
   );
   assert.match(
     (await page.textContent('#classes'))!,
-    /- Device \d DRAM Buffer 0x7e0\w+: 36\.0 KB \(PID \d+, ref_count=1\) — accumulates across marks/,
+    new RegExp(
+      /- Device \d DRAM Buffer 0x7e0\w+: 36\.0 KB \(PID \d+, ref_count=1\)/.source +
+        / — accumulates across marks/.source,
+    ),
   );
   mkdirSync('test-output', { recursive: true });
   await page.screenshot({ path: 'test-output/dashboard-leaks.png', fullPage: true });

@@ -158,13 +158,18 @@ async function ingestPair(
   }
 }
 
+/** Owners of what `fill` makes: `npids` PIDs from `pidBase`; `addrShift` clears earlier fills. */
+interface FillOwners {
+  pidBase: number;
+  npids?: number;
+  addrShift?: number;
+}
+
 /** Fills a server with `n` live buffers over 8 devices from CLIENTS generators. */
 async function fill(
   server: BenchServer,
   n: number,
-  pidBase: number,
-  npids = 1,
-  addrShift = 0,
+  { pidBase, npids = 1, addrShift = 0 }: FillOwners,
 ): Promise<number> {
   const per = Math.ceil(n / CLIENTS);
   const specs: GenSpec[] = Array.from({ length: CLIENTS }, (_, k) => ({
@@ -293,7 +298,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     try {
       const base = await baseline(server);
       // Owned by this (live) process, so the cleanup before each dump keeps them.
-      const rate = await fill(server, N.live, process.pid);
+      const rate = await fill(server, N.live, { pidBase: process.pid });
       const per = await perBufferBytes(server, base, N.live);
       rows.push({
         figure: `memory per live buffer at ${count(N.live)} (heap + external, after GC)`,
@@ -402,7 +407,7 @@ const scenarios: Record<string, () => Promise<void>> = {
               N.live - dead,
               owners.map((p) => p.pid!),
             );
-          await fill(server, dead, DEAD_PID_BASE, deadPids, 8);
+          await fill(server, dead, { pidBase: DEAD_PID_BASE, npids: deadPids, addrShift: 8 });
           const r = await server.client.json<{
             reaped: unknown[];
             sweepMs: number;
@@ -412,12 +417,16 @@ const scenarios: Record<string, () => Promise<void>> = {
           if (r.reaped.length !== deadPids || left !== N.live - dead)
             throw new Error(`sweep released ${r.reaped.length} PIDs, ${left} buffers left`);
           rows.push({
-            figure: `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ${deadPids} dead (${count(dead)} released)`,
+            figure:
+              `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ` +
+              `${deadPids} dead (${count(dead)} released)`,
             value: ms(r.sweepMs),
             target: '≤ 50 ms',
             limit: '—',
             ok: r.sweepMs <= 50,
-            note: `${owners.length ? `the ${owners.length} live owners are real processes; ` : ''}liveness checks ${ms(r.livenessMs)}`,
+            note:
+              (owners.length ? `the ${owners.length} live owners are real processes; ` : '') +
+              `liveness checks ${ms(r.livenessMs)}`,
           });
         } finally {
           for (const p of owners) p.kill('SIGKILL');
@@ -437,7 +446,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     try {
       const base = await baseline(server);
       await server.stats('?loop=reset');
-      const rate = await fill(server, N.grow, process.pid);
+      const rate = await fill(server, N.grow, { pidBase: process.pid });
       const stall = (await server.stats()).eventLoop!.maxMs;
       const per = await perBufferBytes(server, base, N.grow);
       rows.push({
@@ -484,8 +493,9 @@ function printTable(): void {
       r.note ?? '',
     ].join(' | ');
   const cpu = cpus();
+  const mode = quick ? ' --quick (small sizes: figures are not comparable to the targets)' : '';
   console.log(
-    `ttalloc bench${quick ? ' --quick (small sizes: figures are not comparable to the targets)' : ''} · ${new Date().toISOString()} · ` +
+    `ttalloc bench${mode} · ${new Date().toISOString()} · ` +
       `${cpu.length} CPUs (${cpu[0]?.model ?? '?'}) · node ${process.version}`,
   );
   console.log(line(head));
