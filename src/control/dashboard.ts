@@ -1,23 +1,16 @@
-// Live views served by the server: Prometheus /metrics, sample history and a server-sent-event
-// stream for charts, buffer paging, and (with --http) a TCP listener for the web dashboard.
+// The --http listener: the web dashboard's files and the control API over TCP, read-only.
 //
-// Why the TCP listener is read-only: anyone on the host (or network) may reach a TCP port, while
-// the control socket is owner-only. So it serves the dashboard and GET routes through the router
-// with trusted=false, which refuses every state-changing route.
+// Why read-only: anyone on the host (or network) may reach a TCP port, while the control socket
+// is owner-only. So it serves the dashboard and GET routes through the router with
+// trusted=false, which refuses every state-changing route.
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { extname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
-import type { AllocationServer } from './server.js';
-import { createMetrics } from '../metrics/registry.js';
-import { Sampler, SAMPLE_KINDS, type Sample } from '../metrics/sampler.js';
-import { bufferPage } from './buffer-page.js';
-import { HttpError } from './http-router.js';
+import type { Router } from './router.js';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|\[?::1\]?|localhost)$/;
-const MAX_STREAMS = 64;
 
 export const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
 
@@ -41,70 +34,38 @@ export function parseHttpAddress(spec: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
-export class LiveViews {
-  readonly metrics: Registry;
-  readonly sampler: Sampler;
+export class Dashboard {
   private http: Server | null = null;
   private assets = new Map<string, Buffer>();
-  private streams = new Set<ServerResponse>();
-  /** Where the dashboard listens (set after start with --http). */
+  /** Where the dashboard listens (set after start). */
   url: string | null = null;
+  private readonly address: { host: string; port: number };
 
-  private readonly address: { host: string; port: number } | null;
-
-  constructor(private readonly s: AllocationServer) {
-    this.address = s.opts.http ? parseHttpAddress(s.opts.http) : null;
-    this.metrics = createMetrics(s);
-    this.sampler = new Sampler(s, s.opts.sampleIntervalMs ?? 1000);
-    const r = s.router;
-    r.get('/metrics', async (c) => {
-      const body = await this.metrics.metrics();
-      c.res.writeHead(200, {
-        'content-type': this.metrics.contentType,
-        'content-length': Buffer.byteLength(body),
-      });
-      c.res.end(body);
-      return undefined;
-    });
-    r.get('/v1/history', (c) => {
-      const sec = c.url.searchParams.get('seconds');
-      return {
-        schema_version: 1,
-        intervalMs: this.sampler.intervalMs,
-        kinds: SAMPLE_KINDS,
-        samples: this.sampler.history(sec ? Number(sec) : undefined),
-      };
-    });
-    r.get('/v1/events', (c) => {
-      this.openStream(c.res);
-      return undefined;
-    });
-    r.get('/v1/buffers/page', (c) => ({ schema_version: 1, ...bufferPage(s.tracker, c.url) }));
+  /** Throws on a malformed `spec` (before anything listens). */
+  constructor(
+    private readonly spec: string,
+    private readonly router: Router,
+    private readonly log: (msg: string) => void,
+  ) {
+    this.address = parseHttpAddress(spec);
   }
 
   async start(): Promise<void> {
-    this.sampler.start();
-    this.sampler.subscribe((smp) => this.broadcast(smp));
-    if (!this.address) return;
-    const { host, port } = this.address,
-      spec = this.s.opts.http;
+    const { host, port } = this.address;
     this.loadAssets();
-    this.http = createServer((req, res) => this.serve(req, res));
+    const http = (this.http = createServer((req, res) => this.serve(req, res)));
     await new Promise<void>((resolve, reject) => {
-      this.http!.once('error', (e: NodeJS.ErrnoException) =>
-        reject(new Error(`--http ${spec}: cannot listen (${e.code ?? e.message})`)),
+      http.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new Error(`--http ${this.spec}: cannot listen (${e.code ?? e.message})`)),
       );
-      this.http!.listen(port, host, () => resolve());
+      http.listen(port, host, () => resolve());
     });
-    const a = this.http.address() as AddressInfo;
+    const a = http.address() as AddressInfo;
     this.url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`;
-    this.s.log(`dashboard on ${this.url} (metrics: ${this.url}metrics)`);
+    this.log(`dashboard on ${this.url} (metrics: ${this.url}metrics)`);
   }
 
   async stop(): Promise<void> {
-    this.sampler.stop();
-    for (const r of this.streams) r.end();
-    this.streams.clear();
     const h = this.http;
     this.http = null;
     if (h)
@@ -122,7 +83,7 @@ export class LiveViews {
           this.assets.set(f.name, readFileSync(join(UI_DIR, f.name)));
       if (!this.assets.has('index.html')) throw new Error('no index.html');
     } catch {
-      this.s.log(
+      this.log(
         `dashboard assets not found in ${UI_DIR} (run 'npm run build'); serving the API only`,
       );
     }
@@ -151,7 +112,7 @@ export class LiveViews {
       res.end(body);
       return;
     }
-    void this.s.router.handle(req, res, false);
+    void this.router.handle(req, res, false);
   }
 
   /**
@@ -160,30 +121,8 @@ export class LiveViews {
    * names users type are unknown, so the network (firewall) is the guard there.
    */
   private hostAllowed(host: string | undefined): boolean {
-    if (!this.address || !LOOPBACK.test(this.address.host)) return true;
+    if (!LOOPBACK.test(this.address.host)) return true;
     const name = (host ?? '').replace(/:\d+$/, '').toLowerCase();
     return name === 'localhost' || LOOPBACK.test(name);
-  }
-
-  private openStream(res: ServerResponse): void {
-    // A bounded number of live streams: each costs a socket and a write per sample.
-    if (this.streams.size >= MAX_STREAMS)
-      throw new HttpError(503, `too many live streams (${MAX_STREAMS})`);
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-    });
-    res.write(
-      `retry: 2000\nevent: history\ndata: ${JSON.stringify({ intervalMs: this.sampler.intervalMs, kinds: SAMPLE_KINDS, samples: this.sampler.history() })}\n\n`,
-    );
-    this.streams.add(res);
-    res.on('close', () => this.streams.delete(res));
-  }
-
-  private broadcast(smp: Sample): void {
-    if (this.streams.size === 0) return;
-    const msg = `data: ${JSON.stringify(smp)}\n\n`;
-    for (const r of this.streams) r.write(msg);
   }
 }
