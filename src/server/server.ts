@@ -42,10 +42,10 @@ export class AllocationServer {
   readonly devices: DeviceRegistry;
   /** Named checkpoints for leak analysis (dump --since, diff, check). */
   readonly marks: Checkpoints;
-  readonly persistence: Persistence;
-  readonly connections: Connections;
-  readonly reaper: Reaper;
-  readonly router = new Router();
+  private readonly persistence: Persistence;
+  private readonly connections: Connections;
+  private readonly reaper: Reaper;
+  private readonly router = new Router();
   /** Peer credentials and the UID policy of both sockets (set up in start()). */
   private peers: PeerGate | null = null;
   private readonly startedAtMs = Date.now();
