@@ -14,7 +14,8 @@ const SOURCE = fileURLToPath(new URL('./c/runtime_client.c', import.meta.url));
 const hasCc = spawnSync('cc', ['--version']).status === 0;
 const SKIP = hasCc
   ? false
-  : 'no C compiler (`cc`) on this machine: install one (e.g. apt-get install gcc) to check the wire layout with a real compiler';
+  : 'no C compiler (`cc`) on this machine: install one (e.g. apt-get install gcc) to ' +
+    'check the wire layout with a real compiler';
 
 const TITLE = [
   '╔══════════════════════════════════════════════════════════════╗',
@@ -112,7 +113,8 @@ test(
           assert.match(lines[2], /^DEVICE_INFO type=7 device=-1 available=1 num_devices=2 /);
           assert.equal(
             lines[3],
-            `DEVICE_INFO type=7 device=1 available=1 num_devices=2 arch=2 channels=12 l1_per_core=${1464 * 1024} total_dram=${12 * 2 ** 30} total_l1=${1464 * 1024 * 64}`,
+            `DEVICE_INFO type=7 device=1 available=1 num_devices=2 arch=2 channels=12 ` +
+              `l1_per_core=${1464 * 1024} total_dram=${12 * 2 ** 30} total_l1=${1464 * 1024 * 64}`,
           );
         }
         assert.equal(lines[4], `ready pid=${pid}`);
@@ -185,7 +187,8 @@ Total remaining buffers: 6
         assert.match(after.stdout, /No buffers remaining/);
         await srv.waitFor(
           new RegExp(
-            `process ${pid} is gone: released 6 buffers \\(3\\.04 MiB\\), 1 CB \\(64\\.0 KiB\\), 1 kernel \\(8\\.00 KiB\\)`,
+            `process ${pid} is gone: released 6 buffers \\(3\\.04 MiB\\), 1 CB \\(64\\.0 ` +
+              `KiB\\), 1 kernel \\(8\\.00 KiB\\)`,
           ),
         );
       }

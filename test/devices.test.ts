@@ -173,7 +173,7 @@ function fakeSysfs(cards: Record<number, string | null>): string {
   return root;
 }
 
-test('driver discovery from sysfs (TT_ALLOC_SYSFS_ROOT), with config overrides applied to it', async () => {
+test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to it', async () => {
   const root = fakeSysfs({ 0: 'n300', 1: 'p150', 2: 'e150', 3: null });
   const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: root });
   try {
@@ -218,7 +218,7 @@ test('driver discovery from sysfs (TT_ALLOC_SYSFS_ROOT), with config overrides a
   }
 });
 
-test('a device that reports allocations without being declared appears in stats, dump and DEVICE_INFO', async () => {
+test('an undeclared device that reports appears in stats, dump and DEVICE_INFO', async () => {
   const srv = await startServer(['--devices', 'n150'], NO_DRIVER());
   try {
     const s = await rawConnect(srv.socket);
@@ -254,7 +254,8 @@ test('a device that reports allocations without being declared appears in stats,
     assert.match(
       dump.stdout,
       new RegExp(
-        `Device 5:\\n  DRAM: 1 buffer, 0\\.012288 MB total\\n    - Buffer 0x40000000: 12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`,
+        `Device 5:\\n  DRAM: 1 buffer, 0\\.012288 MB total\\n    - Buffer 0x40000000: ` +
+          `12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`,
       ),
     );
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
@@ -284,7 +285,7 @@ test('TT_ALLOC_DEVICES declares devices from the environment', async () => {
   }
 });
 
-test('no devices anywhere: DEVICE_INFO_QUERY(-1) says 0 and not available, in every reply size', async () => {
+test('no devices: DEVICE_INFO_QUERY(-1) says 0, not available, in every reply size', async () => {
   const srv = await startServer([], NO_DRIVER());
   try {
     assert.match(srv.output(), /no devices declared/);

@@ -44,12 +44,12 @@ class Capture {
   }
 }
 
-test('frames are exact in every size; batches are re-used without stale bytes from earlier frames', async () => {
+test('frames are exact in every size; re-used batches carry no stale bytes', async () => {
   for (const size of [72, 112, 144] as const) {
     const cap = new Capture(join(tempDir(), 'cap.sock'));
     await cap.start();
-    // Batches of 3 frames: an ALLOC with a size and a timestamp is followed, at the same place of a
-    // re-used batch, by FREEs and unloads that must carry zeros there.
+    // Batches of 3 frames: an ALLOC with a size and a timestamp is followed, at the same place
+    // of a re-used batch, by FREEs and unloads that must carry zeros there.
     const r = new Reporter({ socketPath: cap.path, frameSize: size, pid: 4242, batchFrames: 3 });
     const t0 = Date.now();
     const sent: {
@@ -158,7 +158,7 @@ test('frames are exact in every size; batches are re-used without stale bytes fr
   }
 });
 
-test('while the server is down reports are dropped and counted, never thrown; it reconnects by itself', async () => {
+test('server down: reports are dropped and counted, never thrown; it reconnects', async () => {
   const path = join(tempDir(), 'later.sock');
   const r = new Reporter({ socketPath: path, reconnectMs: 50 });
   for (let i = 0; i < 1000; i++) r.alloc(0, 0x1000 * i, 4096, 0); // no server yet
@@ -199,7 +199,7 @@ test('while the server is down reports are dropped and counted, never thrown; it
   await cap2.stop();
 });
 
-test('a server that stops reading never blocks the application: past the queue limit frames are dropped', async () => {
+test('a server that stops reading never blocks the app: frames past the queue drop', async () => {
   const cap = new Capture(join(tempDir(), 'slow.sock'), false);
   await cap.start();
   const r = new Reporter({ socketPath: cap.path, maxQueuedBytes: 256 << 10, batchFrames: 256 });

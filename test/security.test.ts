@@ -44,7 +44,7 @@ test('a symlink or a regular file at the socket path is never followed or replac
   }
 });
 
-test('the --http listener binds loopback by default and refuses every state-changing route', async () => {
+test('the --http listener binds loopback by default, refuses state-changing routes', async () => {
   const srv = await startServer(['--http', '0']);
   try {
     const url = /dashboard on (http:\/\/\S+\/)/.exec(srv.output())![1]!;
@@ -83,7 +83,7 @@ test('the --http listener binds loopback by default and refuses every state-chan
   }
 });
 
-test('--group shares both sockets with a group the user belongs to (0660); an unknown group is a clear error', async () => {
+test('--group shares both sockets (0660) with the group; unknown groups are errors', async () => {
   const gid = process.getgid!();
   const name =
     readFileSync('/etc/group', 'utf8')

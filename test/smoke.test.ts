@@ -4,7 +4,7 @@ import { encodeFrame } from '../src/protocol/codec.js';
 import { MsgType, BufferType } from '../src/protocol/constants.js';
 import { rawConnect, runCli, sendAndSettle, startServer } from './helpers/server.js';
 
-test('a 144-byte client allocates, dump lists it in the requesting terminal and on the server', async () => {
+test('a 144-byte client allocates; dump lists it for the asker and on the server', async () => {
   const srv = await startServer();
   try {
     const s = await rawConnect(srv.socket);

@@ -55,7 +55,9 @@ export class ControlClient {
         if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
           reject(
             new NoServerError(
-              `no allocation server is running on ${this.socketPath} (start one with 'allocation-server' or 'ttalloc server', or point --socket / TT_ALLOC_SERVER_SOCKET at it)`,
+              `no allocation server is running on ${this.socketPath} ` +
+                "(start one with 'allocation-server' or 'ttalloc server', " +
+                'or point --socket / TT_ALLOC_SERVER_SOCKET at it)',
             ),
           );
         } else if (e.code === 'EACCES') {

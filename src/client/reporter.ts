@@ -108,6 +108,9 @@ export class Reporter {
     this.put(MsgType.KERNEL_UNLOAD, device, kernelId, size, 0);
   }
 
+  // One call per message of the application (its hot path): an options object per call measured
+  // ~1-4 ns more per message (2e7 calls, Node 20, a shared 2-core host; noisy), for nothing.
+  // eslint-disable-next-line max-params -- the per-message frame writer; see above
   private put(
     type: number,
     device: number,

@@ -26,7 +26,8 @@ export function parseDeviceSpec(spec: string): ArchSpec[] {
     const arch = m ? lookupArch(m[2]) : undefined;
     if (!m || !arch) {
       throw new DeviceError(
-        `bad device spec '${part}': expected [COUNT x]ARCH with ARCH one of ${Object.keys(ARCH_TABLE).join(', ')} or a card type (n150, n300, p150, e150, ...)`,
+        `bad device spec '${part}': expected [COUNT x]ARCH with ARCH one of ` +
+          `${Object.keys(ARCH_TABLE).join(', ')} or a card type (n150, n300, p150, e150, ...)`,
       );
     }
     const n = m[1] ? Number(m[1]) : 1;
@@ -85,7 +86,8 @@ function checkConfigDevices(
   for (const d of list) {
     if (!Number.isInteger(d.id) || d.id < 0 || d.id > MAX_DEVICE_ID)
       throw new DeviceError(
-        `device config ${path}: device id ${JSON.stringify(d.id)} is not an integer from 0 to ${MAX_DEVICE_ID}`,
+        `device config ${path}: device id ${JSON.stringify(d.id)} ` +
+          `is not an integer from 0 to ${MAX_DEVICE_ID}`,
       );
     if (seen.has(d.id))
       throw new DeviceError(`device config ${path}: device id ${d.id} is declared twice`);
@@ -100,7 +102,8 @@ function checkConfigDevices(
       const v = spec[f];
       if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0))
         throw new DeviceError(
-          `device config ${path}: ${what}: ${f} must be a whole number ≥ 0, not ${JSON.stringify(v)}`,
+          `device config ${path}: ${what}: ${f} must be a whole number ≥ 0, ` +
+            `not ${JSON.stringify(v)}`,
         );
     }
   }

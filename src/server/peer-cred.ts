@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { ADDON_PATH, loadNative } from '../platform/native.js';
 import { admitsPeer, type PeerPolicy } from './security.js';
+import type { PeerStats } from '../control/api.js';
 
 export interface PeerCred {
   pid: number;
@@ -100,7 +101,8 @@ export class PeerGate {
       sock.destroy();
       if (this.readFailures++ % 1000 === 0)
         this.opts.log(
-          `refusing ${what} connection: cannot read its peer credentials (${(e as Error).message}); ${this.readFailures} so far`,
+          `refusing ${what} connection: cannot read its peer credentials ` +
+            `(${(e as Error).message}); ${this.readFailures} so far`,
         );
       return false;
     }
@@ -112,8 +114,10 @@ export class PeerGate {
     if (n % 1000 === 1) {
       const p = this.opts.policy;
       this.opts.log(
-        `refusing ${what} connection from uid ${cred.uid} (pid ${cred.pid}): not this server's user (uid ${p.ownUid}) nor root` +
-          `${p.groupName !== null ? ` nor a member of group ${p.groupName}` : ''}; admit it with --allow-uid ${cred.uid}` +
+        `refusing ${what} connection from uid ${cred.uid} (pid ${cred.pid}): ` +
+          `not this server's user (uid ${p.ownUid}) nor root` +
+          `${p.groupName !== null ? ` nor a member of group ${p.groupName}` : ''}; ` +
+          `admit it with --allow-uid ${cred.uid}` +
           ` (${n} refused from uid ${cred.uid} so far; logged again every 1000th)`,
       );
     }
@@ -121,7 +125,7 @@ export class PeerGate {
   }
 
   /** For `stats` (peers). */
-  stats() {
+  stats(): PeerStats {
     const p = this.opts.policy;
     const byUid: Record<string, number> = {};
     for (const [uid, n] of [...this.refusedByUid].sort((a, b) => a[0] - b[0]))

@@ -28,7 +28,8 @@ export function restrictSocket(path: string, gid: number | null): void {
       chownSync(path, -1, gid);
     } catch (e) {
       throw new Error(
-        `--group: cannot give ${path} to group ${gid} (${(e as NodeJS.ErrnoException).code}); you must be a member of that group`,
+        `--group: cannot give ${path} to group ${gid} ` +
+          `(${(e as NodeJS.ErrnoException).code}); you must be a member of that group`,
       );
     }
   }

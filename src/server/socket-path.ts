@@ -34,7 +34,8 @@ export async function claimSocketPath(path: string, what: string): Promise<void>
   }
   if (!st.isSocket())
     throw new SocketInUseError(
-      `${path} exists and is not a socket; refusing to replace it (remove it or choose another ${what} path)`,
+      `${path} exists and is not a socket; refusing to replace it ` +
+        `(remove it or choose another ${what} path)`,
     );
   if (
     typeof process.getuid === 'function' &&
@@ -47,7 +48,8 @@ export async function claimSocketPath(path: string, what: string): Promise<void>
   }
   if (await isListening(path)) {
     throw new SocketInUseError(
-      `another allocation server is already running on ${path}; stop it first (ttalloc stop) or use --socket PATH`,
+      `another allocation server is already running on ${path}; ` +
+        'stop it first (ttalloc stop) or use --socket PATH',
     );
   }
   unlinkSync(path); // stale: left by a server that died
@@ -83,7 +85,8 @@ function checkLength(path: string): void {
   const n = Buffer.byteLength(path);
   if (n > MAX_SOCKET_PATH)
     throw new Error(
-      `socket path ${path} is ${n} bytes; Unix sockets allow ${MAX_SOCKET_PATH} (choose a shorter --socket; the control socket adds ".ctl")`,
+      `socket path ${path} is ${n} bytes; Unix sockets allow ${MAX_SOCKET_PATH} ` +
+        '(choose a shorter --socket; the control socket adds ".ctl")',
     );
 }
 

@@ -1,43 +1,30 @@
 // GET /v1/buffers/page: one page of the live buffer table for the dashboard, filtered on the
 // server. One pass over the typed-array columns (no snapshot, no per-entry objects except the
 // rows returned), so a page costs a few ms even with a million live buffers.
-import { HttpError, intList } from './http-router.js';
-import { parseTypes } from './core-routes.js';
-import { bufferRow, matcher, type BufferRow, type ReportFilter } from '../report/buffer-report.js';
+import { HttpError } from './router.js';
+import { intList, intParam, parseTypes } from './query.js';
+import { bufferRow, matcher, type ReportFilter } from '../report/buffer-report.js';
 import type { Tracker } from '../state/tracker.js';
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import type { BufferPageResponse } from './api.js';
 
 export const MAX_PAGE = 1000;
 /** Largest-first paging keeps offset+limit candidates in a heap; bound its size. */
 export const MAX_SORTED_WINDOW = 100_000;
 
-export interface BufferPage {
-  total: number;
-  totalBytes: number;
-  offset: number;
-  limit: number;
-  order: 'table' | 'size';
-  buffers: BufferRow[];
-}
-
-function num(url: URL, name: string, dflt: number, min: number, max: number): number {
-  const v = url.searchParams.get(name);
-  if (v === null || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max)
-    throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
-  return n;
-}
+/** One page: what GET /v1/buffers/page sends (api.ts), less the schema version. */
+export type BufferPage = Omit<BufferPageResponse, 'schema_version'>;
 
 export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const filter: ReportFilter = {
     devices: intList(url, 'device'),
     pids: intList(url, 'pid'),
     types: parseTypes(url.searchParams.get('type')),
-    minEpoch: num(url, 'minEpoch', 0, 0, 0xffffffff),
+    minEpoch: intParam(url, 'minEpoch', { dflt: 0, min: 0, max: 0xffffffff }),
   };
-  const minSize = num(url, 'minSize', 0, 0, Number.MAX_SAFE_INTEGER);
-  const offset = num(url, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
-  const limit = num(url, 'limit', 100, 0, MAX_PAGE);
+  const minSize = intParam(url, 'minSize', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
+  const offset = intParam(url, 'offset', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
+  const limit = intParam(url, 'limit', { dflt: 100, min: 0, max: MAX_PAGE });
   const order = url.searchParams.get('order') === 'size' ? 'size' : 'table';
   const t = tr.buffers;
   const base = matcher(t, filter);
@@ -55,7 +42,7 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     // Nothing to match: the page is a slice and the totals are the tracker's running counters.
     total = t.count;
     for (let d = 0; d <= tr.maxDeviceSeen; d++)
-      for (let k = 0; k < 5; k++) totalBytes += tr.deviceBytes(d, k);
+      for (let k = 0; k < BUFFER_TYPE_NAMES.length; k++) totalBytes += tr.deviceBytes(d, k);
     for (let e = offset; e < Math.min(t.count, offset + limit); e++) rows.push(e);
   } else if (order === 'table') {
     for (let e = 0; e < t.count; e++) {
@@ -69,7 +56,8 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     if (k > MAX_SORTED_WINDOW)
       throw new HttpError(
         400,
-        `largest-first paging reaches only the first ${MAX_SORTED_WINDOW} buffers; narrow the filter`,
+        `largest-first paging reaches only the first ${MAX_SORTED_WINDOW} buffers; ` +
+          'narrow the filter',
       );
     const heap = new TopK(k);
     for (let e = 0; e < t.count; e++) {

@@ -1,12 +1,30 @@
 // Control API of leak analysis: marks, diff between marks, and the CI check.
-import { HttpError, type Router } from './http-router.js';
-import type { AllocationServer } from './server.js';
-import { MarkError, type Mark } from '../state/marks.js';
+import { HttpError, type Router } from './router.js';
+import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
+import type { Tracker } from '../state/tracker.js';
 import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
+import type {
+  CheckResponse,
+  ClassifyResponse,
+  DiffResponse,
+  MarkResponse,
+  MarksResponse,
+} from './api.js';
 
-function markOr404(s: AllocationServer, name: string | null, what: string): Mark {
+/** What the leak routes read and do. */
+export interface LeakContext {
+  tracker: Tracker;
+  marks: Checkpoints;
+  /** The dead-owner sweep: analysis never counts what dead owners held. */
+  reapDead(): void;
+  /** Persists a new mark. */
+  persistMark(m: Mark): Promise<void>;
+  log(msg: string): void;
+}
+
+function markOr404(s: LeakContext, name: string | null, what: string): Mark {
   if (!name) throw new HttpError(400, `${what} needs a mark name`);
   try {
     return s.marks.get(name);
@@ -15,16 +33,16 @@ function markOr404(s: AllocationServer, name: string | null, what: string): Mark
   }
 }
 
-export function registerLeakRoutes(r: Router, s: AllocationServer): void {
-  r.get('/v1/marks', () => ({ schema_version: 1, marks: s.marks.list() }));
-  r.post('/v1/marks', async (c) => {
+export function registerLeakRoutes(r: Router, s: LeakContext): void {
+  r.get('/v1/marks', (): MarksResponse => ({ schema_version: 1, marks: s.marks.list() }));
+  r.post('/v1/marks', async (c): Promise<MarkResponse> => {
     const body = (await c.body()) as { name?: unknown; pid?: unknown };
     try {
       const m = s.marks.mark(
         String(body.name ?? ''),
         body.pid === undefined || body.pid === null ? null : Number(body.pid),
       );
-      await s.store?.mark(m);
+      await s.persistMark(m);
       s.log(`mark '${m.name}'${m.pid ? ` for pid ${m.pid}` : ''} set`);
       return { schema_version: 1, mark: m };
     } catch (e) {
@@ -33,7 +51,7 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     }
   });
   // ?a=NAME[&b=NAME]: intervals between every mark from a up to b (or now when b is absent).
-  r.get('/v1/diff', (c) => {
+  r.get('/v1/diff', (c): DiffResponse => {
     s.reapDead();
     const a = markOr404(s, c.url.searchParams.get('a'), 'diff');
     const bName = c.url.searchParams.get('b');
@@ -55,7 +73,7 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     };
   });
   // ?program_cache_max=BYTES&model_state_min=BYTES&limit=N&all=1&format=text
-  r.get('/v1/classify', (c) => {
+  r.get('/v1/classify', (c): ClassifyResponse | undefined => {
     s.reapDead();
     const q = c.url.searchParams;
     const num = (name: string, dflt: number) => {
@@ -81,7 +99,7 @@ export function registerLeakRoutes(r: Router, s: AllocationServer): void {
     return undefined;
   });
   // ?since=NAME&max_bytes=N&rules=<JSON rules>
-  r.get('/v1/check', (c) => {
+  r.get('/v1/check', (c): CheckResponse => {
     s.reapDead();
     const m = markOr404(s, c.url.searchParams.get('since'), 'check');
     const maxBytes = Number(c.url.searchParams.get('max_bytes') ?? 0);

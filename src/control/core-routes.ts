@@ -1,0 +1,183 @@
+// Control API routes of the foundation: health, stats, devices, reports, processes, kernels,
+// reaping, reset and stop.
+import type { Checkpoints } from '../state/marks.js';
+import type { ReapedReport } from '../state/tracker.js';
+import type { StatsSource } from '../report/stats.js';
+import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
+import { formatBufferReport, formatReapedReport } from '../report/text-report.js';
+import { reportJson, streamReportWithAllBuffers, streaming } from '../report/json-report.js';
+import { formatKernelReport, listKernels } from '../report/kernel-report.js';
+import { buildStats } from '../report/stats.js';
+import { listProcesses } from '../report/process-info.js';
+import { totalDram, totalL1 } from '../devices/arch.js';
+import { HttpError, type Router, type RouteContext } from './router.js';
+import { reportQuery } from './query.js';
+import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
+import type {
+  DevicesResponse,
+  HealthResponse,
+  KernelsResponse,
+  PeerStats,
+  ProcessesResponse,
+  ReadStats,
+  ReapedResponse,
+  ReapResponse,
+  ResetResponse,
+  ShutdownResponse,
+  StatsResponse,
+} from './api.js';
+
+/** What the core routes read and do. */
+export interface CoreContext {
+  /** What report/stats.ts reads; also the tracker, devices and start time of the routes. */
+  stats: StatsSource;
+  socketPath: string;
+  marks: Checkpoints;
+  /** Kernel PID → the PID its connection claims, where they differ. */
+  claimedPids(): Map<number, number>;
+  /** The dead-owner sweep (releases and logs what owners that are gone held). */
+  reapDead(): ReapedReport[];
+  /** How long the last sweep's liveness check took. */
+  lastLivenessMs(): number;
+  peerStats(): PeerStats | null;
+  /** How data connections are read (the full figures; stats reads only two). */
+  readStats(): ReadStats;
+  /** Forgets the persisted state too (after the tracker and marks are reset). */
+  resetPersisted(): Promise<void>;
+  /** The server's terminal (reports printed on request). */
+  out(text: string): void;
+  log(msg: string): void;
+}
+
+export function registerCoreRoutes(r: Router, s: CoreContext): void {
+  const src = s.stats;
+  const tr = src.tracker;
+  r.get('/v1/health', (): HealthResponse => ({
+    ok: true,
+    pid: process.pid,
+    socket: s.socketPath,
+    uptimeSeconds: Math.round((Date.now() - src.startedAtMs) / 1000),
+  }));
+  r.get('/v1/stats', (c): StatsResponse => {
+    // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the
+    // bench); ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
+    if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
+    const st = {
+      ...buildStats(src),
+      eventLoop: loopDelayStats(),
+      persistence: src.persistenceStats(),
+      streamingDumps: streaming.active,
+      peers: s.peerStats(),
+      reads: s.readStats(),
+    };
+    if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
+    return st;
+  });
+  r.get('/v1/devices', (): DevicesResponse => devices(src));
+  r.get('/v1/processes', (): ProcessesResponse => ({
+    schema_version: 1,
+    processes: listProcesses(tr, s.claimedPids()),
+  }));
+  r.get('/v1/kernels', (c): KernelsResponse | undefined =>
+    c.url.searchParams.get('format') === 'text'
+      ? text(c, formatKernelReport(tr))
+      : { schema_version: 1, kernels: listKernels(tr) },
+  );
+  r.get('/v1/reaped', (c): ReapedResponse | undefined => {
+    s.reapDead();
+    return c.url.searchParams.get('format') === 'text'
+      ? text(c, formatReapedReport(tr.reaped))
+      : { schema_version: 1, reaped: tr.reaped };
+  });
+  // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
+  // expect.
+  r.get('/v1/report', (c) => report(c, s, false));
+  r.post('/v1/dump', (c) => report(c, s, true));
+  r.post('/v1/dump-kernels', (c) => {
+    s.reapDead();
+    s.out(formatKernelReport(tr));
+    return text(c, formatKernelReport(tr));
+  });
+  r.post('/v1/reap', (): ReapResponse => {
+    const t0 = performance.now();
+    const reaped = s.reapDead();
+    return { reaped, sweepMs: performance.now() - t0, livenessMs: s.lastLivenessMs() };
+  });
+  r.post('/v1/reset', async (c): Promise<ResetResponse> => {
+    const body = (await c.body()) as { confirm?: boolean };
+    if (body.confirm !== true) throw new HttpError(400, 'reset needs {"confirm": true}');
+    const before = tr.buffers.count;
+    tr.reset();
+    s.marks.clear();
+    await s.resetPersisted();
+    s.log(`state reset on request: ${before} buffers forgotten`);
+    return { reset: true, buffersForgotten: before };
+  });
+  r.post('/v1/shutdown', (c): ShutdownResponse => {
+    c.res.on('finish', () => process.kill(process.pid, 'SIGTERM'));
+    return { stopping: true, pid: process.pid };
+  });
+}
+
+function devices(src: StatsSource): DevicesResponse {
+  return src.knownDeviceIds().map((id) => {
+    const d = src.devices.get(id);
+    if (!d) return { device: id, declared: false, arch: null };
+    return {
+      device: id,
+      declared: true,
+      source: d.source,
+      arch: d.spec.name,
+      archType: d.spec.arch,
+      cardType: d.cardType ?? null,
+      dramChannels: d.spec.dramChannels,
+      dramPerChannel: d.spec.dramPerChannel,
+      l1PerCore: d.spec.l1PerCore,
+      workerCores: d.spec.workerCores,
+      totalDramBytes: totalDram(d.spec),
+      totalL1Bytes: totalL1(d.spec),
+    };
+  });
+}
+
+function text(c: RouteContext, body: string): undefined {
+  c.res.writeHead(200, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  c.res.end(body);
+  return undefined;
+}
+
+/** The buffer report as the server's terminal shows it (reaped owners unless filtered). */
+function bufferReportText(s: CoreContext, filter: ReportFilter, limit: number): string {
+  const tr = s.stats.tracker;
+  const r = buildBufferReport(tr, filter, limit);
+  return formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped);
+}
+
+async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<unknown> {
+  const tr = s.stats.tracker;
+  const { filter, limit, all } = reportQuery(c.url, s.marks);
+  s.reapDead(); // the same cleanup as the periodic one, so the dump never lists dead owners
+  const asJson = c.url.searchParams.get('format') === 'json';
+  if (asJson && all) {
+    // Built from one snapshot in slices (ingest is never held long): a turn of the loop between the
+    // cleanup above and the snapshot, so the two never block together. The server's terminal gets
+    // the same report's listing, bounded to 10 per type.
+    await new Promise((r) => setImmediate(r));
+    await streamReportWithAllBuffers(
+      c.res,
+      tr,
+      filter,
+      print
+        ? (r) => s.out(formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped))
+        : undefined,
+    );
+    return undefined;
+  }
+  // The server's terminal gets the same listing.
+  if (print) s.out(bufferReportText(s, filter, limit));
+  if (!asJson) return text(c, bufferReportText(s, filter, limit));
+  return reportJson(buildBufferReport(tr, filter, limit), filter, limit);
+}

@@ -1,0 +1,72 @@
+// Query-string parsing shared by the report endpoints: lists of integers, buffer types, the
+// report filter and listing limit. Bad values are 400s, with the reason.
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import type { Checkpoints } from '../state/marks.js';
+import type { ReportFilter } from '../report/buffer-report.js';
+import { HttpError } from './router.js';
+
+/** Comma-separated integers from a query parameter ("0,1,3"). */
+export function intList(url: URL, name: string): number[] | undefined {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') return undefined;
+  return v.split(',').map((s) => {
+    const n = Number(s.trim());
+    if (!Number.isInteger(n)) throw new HttpError(400, `${name}: '${s}' is not an integer`);
+    return n;
+  });
+}
+
+/** "DRAM,L1" or "0,1" → buffer type codes. */
+export function parseTypes(v: string | null | undefined): number[] | undefined {
+  if (!v) return undefined;
+  return v.split(',').map((s) => {
+    const t = s.trim().toUpperCase();
+    const i = BUFFER_TYPE_NAMES.indexOf(t);
+    if (i >= 0) return i;
+    const n = Number(t);
+    if (Number.isInteger(n) && n >= 0 && n < BUFFER_TYPE_NAMES.length) return n;
+    throw new HttpError(400, `unknown buffer type '${s}' (one of ${BUFFER_TYPE_NAMES.join(', ')})`);
+  });
+}
+
+/** An integer parameter within [min, max]; `dflt` when absent. */
+export function intParam(
+  url: URL,
+  name: string,
+  range: { dflt: number; min: number; max: number },
+): number {
+  const v = url.searchParams.get(name);
+  if (v === null || v === '') return range.dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < range.min || n > range.max)
+    throw new HttpError(400, `${name} must be an integer from ${range.min} to ${range.max}`);
+  return n;
+}
+
+/** Filter and listing limit from the query string, shared by every report endpoint. */
+export function reportQuery(
+  url: URL,
+  marks?: Checkpoints,
+): { filter: ReportFilter; limit: number; all: boolean } {
+  const filter: ReportFilter = {
+    devices: intList(url, 'device'),
+    pids: intList(url, 'pid'),
+    types: parseTypes(url.searchParams.get('type')),
+  };
+  const since = url.searchParams.get('since');
+  if (since && marks) {
+    let m;
+    try {
+      m = marks.get(since);
+    } catch (e) {
+      throw new HttpError(404, (e as Error).message);
+    }
+    filter.minEpoch = m.epoch;
+    if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
+  }
+  const all = url.searchParams.get('all') === '1';
+  const limitText = url.searchParams.get('limit');
+  const limit = all ? Infinity : limitText === null ? 10 : Number(limitText);
+  if (!(limit >= 0)) throw new HttpError(400, `limit must be a number ≥ 0`);
+  return { filter, limit, all };
+}
