@@ -7,7 +7,13 @@ const below = {
   devices: ['protocol'],
   state: ['protocol'],
   persist: ['protocol', 'state', 'platform'],
+  report: ['protocol', 'state', 'devices', 'persist'],
+  analysis: ['protocol', 'state', 'report'],
+  metrics: ['protocol', 'state', 'devices', 'report'],
+  control: ['protocol', 'state', 'devices', 'report', 'analysis', 'metrics'],
   client: ['protocol'],
+  // The terminal and the page read the control API through the client, in report/'s JSON shapes.
+  ui: ['client', 'protocol', 'report'],
 };
 
 module.exports = {

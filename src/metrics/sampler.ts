@@ -1,17 +1,13 @@
 // Periodic samples of the per-device counters, for live charts (dashboard, top's sparklines).
 // Sampling reads the tracker's running totals on a timer, so its cost does not grow with the
 // message rate; the ring of past samples lets a new viewer draw history at once.
-import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
+import { SAMPLE_KINDS } from '../report/usage.js';
 import type { Tracker } from '../state/tracker.js';
 import type { Sample } from '../report/types.js';
 
 export type { Sample };
 
-/**
- * Per-device values, in this order (bytes): indexed by tracker kind, i.e. the buffer type codes,
- * then KIND_CB and KIND_KERNEL.
- */
-export const SAMPLE_KINDS: readonly string[] = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
+export { SAMPLE_KINDS };
 
 export interface SampleSource {
   tracker: Tracker;

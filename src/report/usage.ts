@@ -10,6 +10,15 @@ import type { DeviceBufferCounts } from './types.js';
 
 type PerType = DeviceBufferCounts;
 
+/**
+ * What a chart sample holds per device, in this order (bytes): the buffer types by code, then CBs
+ * and kernels (the tracker's per-device kinds).
+ */
+export const SAMPLE_KINDS: readonly string[] = [...BUFFER_TYPE_NAMES, 'CB', 'KERNEL'];
+/** Index of a sample's CB and kernel bytes. */
+export const SAMPLE_CB = NUM_BUFFER_TYPES;
+export const SAMPLE_KERNEL = NUM_BUFFER_TYPES + 1;
+
 /** A usage counter (DRAM, L1, L1_SMALL, TRACE) from figures per buffer type name. */
 export function usage(perType: PerType, counter: UsageCounter): number {
   return counterBytes(counter, (t) => perType[BUFFER_TYPE_NAMES[t] as keyof PerType]);

@@ -1,10 +1,9 @@
 // One frame of `ttalloc top` as lines of styled segments, then as one string. Pure functions of
 // (data, view state, terminal size), so --once, the live loop and tests share the same output.
 import { USAGE_COUNTER_TYPES } from '../../protocol/constants.js';
-import { KIND_CB, KIND_KERNEL } from '../../state/tracker.js';
 import { formatBytes, plural } from '../../report/format.js';
 import type { DeviceStats, ProcessDeviceUsage, ProcessRow } from '../../report/types.js';
-import { totalOverTypes, usage } from '../../report/usage.js';
+import { SAMPLE_CB, SAMPLE_KERNEL, totalOverTypes, usage } from '../../report/usage.js';
 import type { TopData } from './model.js';
 
 export type SortKey = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE' | 'CB' | 'buffers' | 'pid' | 'command';
@@ -115,7 +114,12 @@ function l1Parts(d: DeviceStats) {
 }
 /** The sample kinds (tracker kinds) behind each bar's sparkline: the same parts as the bars. */
 const DRAM_KINDS = [...USAGE_COUNTER_TYPES.DRAM, ...USAGE_COUNTER_TYPES.TRACE];
-const L1_KINDS = [...USAGE_COUNTER_TYPES.L1, ...USAGE_COUNTER_TYPES.L1_SMALL, KIND_CB, KIND_KERNEL];
+const L1_KINDS = [
+  ...USAGE_COUNTER_TYPES.L1,
+  ...USAGE_COUNTER_TYPES.L1_SMALL,
+  SAMPLE_CB,
+  SAMPLE_KERNEL,
+];
 
 interface BarRow {
   label: string;
