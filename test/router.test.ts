@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { HttpError, Router } from '../src/control/router.js';
 import { intList, intParam, parseTypes, reportQuery } from '../src/control/query.js';
 import { registerLeakRoutes } from '../src/control/leak-routes.js';
-import type { MarkResponse, MarksResponse } from '../src/control/api.js';
+import type { MarkResponse, MarksResponse } from '../src/report/types.js';
 import { Tracker } from '../src/state/tracker.js';
 import { Checkpoints } from '../src/state/marks.js';
 

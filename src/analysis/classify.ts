@@ -132,4 +132,3 @@ export function classify(
 }
 
 /** The text of /v1/classify?format=text (the route's name for report/leak-text.ts's view). */
-export { renderClassified as formatClassified } from '../report/leak-text.js';

@@ -171,15 +171,3 @@ export function checkSinceMark(tr: Tracker, mark: Mark, o: CheckOptions): CheckR
     buffers: rows.slice(0, CHECK_LISTED),
   };
 }
-
-/** The routes' positional form of checkSinceMark (server/leak-routes.ts); remove with them. */
-// eslint-disable-next-line max-params -- the current route's call, kept until control/ moves
-export function checkSince(
-  tr: Tracker,
-  mark: Mark,
-  maxBytes: number,
-  rules: readonly Rule[],
-  classOf?: (e: number) => string,
-): CheckResult {
-  return checkSinceMark(tr, mark, { maxBytes, rules, classOf });
-}

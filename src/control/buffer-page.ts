@@ -6,14 +6,13 @@ import { intList, intParam, parseTypes } from './query.js';
 import { bufferRow, matcher, type ReportFilter } from '../report/buffer-report.js';
 import type { Tracker } from '../state/tracker.js';
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
-import type { BufferPageResponse } from './api.js';
+import type { BufferPage } from '../report/types.js';
 
 export const MAX_PAGE = 1000;
 /** Largest-first paging keeps offset+limit candidates in a heap; bound its size. */
 export const MAX_SORTED_WINDOW = 100_000;
 
 /** One page: what GET /v1/buffers/page sends (api.ts), less the schema version. */
-export type BufferPage = Omit<BufferPageResponse, 'schema_version'>;
 
 export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const filter: ReportFilter = {

@@ -3,8 +3,8 @@
 import type { Checkpoints } from '../state/marks.js';
 import type { ReapedReport } from '../state/tracker.js';
 import type { StatsSource } from '../report/stats.js';
-import { buildBufferReport, type ReportFilter } from '../report/buffer-report.js';
-import { formatBufferReport, formatReapedReport } from '../report/text-report.js';
+import { buildBufferReport } from '../report/buffer-report.js';
+import { formatReapedReport, renderRemaining } from '../report/text-report.js';
 import { reportJson, streamReportWithAllBuffers, streaming } from '../report/json-report.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
@@ -18,6 +18,7 @@ import type {
   HealthResponse,
   KernelsResponse,
   PeerStats,
+  PersistenceStats,
   ProcessesResponse,
   ReadStats,
   ReapedResponse,
@@ -25,7 +26,7 @@ import type {
   ResetResponse,
   ShutdownResponse,
   StatsResponse,
-} from './api.js';
+} from '../report/types.js';
 
 /** What the core routes read and do. */
 export interface CoreContext {
@@ -42,6 +43,7 @@ export interface CoreContext {
   peerStats(): PeerStats | null;
   /** How data connections are read (the full figures; stats reads only two). */
   readStats(): ReadStats;
+  persistenceStats(): PersistenceStats;
   /** Forgets the persisted state too (after the tracker and marks are reset). */
   resetPersisted(): Promise<void>;
   /** The server's terminal (reports printed on request). */
@@ -65,7 +67,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     const st = {
       ...buildStats(src),
       eventLoop: loopDelayStats(),
-      persistence: src.persistenceStats(),
+      persistence: s.persistenceStats(),
       streamingDumps: streaming.active,
       peers: s.peerStats(),
       reads: s.readStats(),
@@ -150,11 +152,6 @@ function text(c: RouteContext, body: string): undefined {
 }
 
 /** The buffer report as the server's terminal shows it (reaped owners unless filtered). */
-function bufferReportText(s: CoreContext, filter: ReportFilter, limit: number): string {
-  const tr = s.stats.tracker;
-  const r = buildBufferReport(tr, filter, limit);
-  return formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped);
-}
 
 async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<unknown> {
   const tr = s.stats.tracker;
@@ -170,14 +167,15 @@ async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<
       c.res,
       tr,
       filter,
-      print
-        ? (r) => s.out(formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped))
-        : undefined,
+      print ? (r) => s.out(renderRemaining(r, tr)) : undefined,
     );
     return undefined;
   }
-  // The server's terminal gets the same listing.
-  if (print) s.out(bufferReportText(s, filter, limit));
-  if (!asJson) return text(c, bufferReportText(s, filter, limit));
-  return reportJson(buildBufferReport(tr, filter, limit), filter, limit);
+  const r = buildBufferReport(tr, filter, limit);
+  if (print || !asJson) {
+    const body = renderRemaining(r, tr);
+    if (print) s.out(body); // the server's terminal gets the same listing
+    if (!asJson) return text(c, body);
+  }
+  return reportJson(r, filter, limit);
 }

@@ -2,16 +2,17 @@
 import { HttpError, type Router } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
-import { checkSince, diffMarks, findAccumulation } from '../analysis/leaks.js';
+import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
-import { classifier, classify, DEFAULT_RULES, formatClassified } from '../analysis/classify.js';
+import { classifier, classify, DEFAULT_RULES } from '../analysis/classify.js';
+import { renderClassified, renderDiff } from '../report/leak-text.js';
 import type {
   CheckResponse,
   ClassifyResponse,
   DiffResponse,
   MarkResponse,
   MarksResponse,
-} from './api.js';
+} from '../report/types.js';
 
 /** What the leak routes read and do. */
 export interface LeakContext {
@@ -50,8 +51,9 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       throw e;
     }
   });
-  // ?a=NAME[&b=NAME]: intervals between every mark from a up to b (or now when b is absent).
-  r.get('/v1/diff', (c): DiffResponse => {
+  // ?a=NAME[&b=NAME][&format=text]: intervals between every mark from a up to b (or now when b is
+  // absent); as text, the CLI's rendering (the page shows it too).
+  r.get('/v1/diff', (c): DiffResponse | undefined => {
     s.reapDead();
     const a = markOr404(s, c.url.searchParams.get('a'), 'diff');
     const bName = c.url.searchParams.get('b');
@@ -61,16 +63,11 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     const marks = s.marks
       .list()
       .filter((m) => m.epoch >= a.epoch && (!b || m.epoch <= b.epoch) && m.pid === a.pid);
-    const intervals = diffMarks(s.tracker, marks, !b);
-    return {
-      schema_version: 1,
-      from: a.name,
-      to: b ? b.name : 'now',
-      buffers: intervals.reduce((n, i) => n + i.buffers, 0),
-      bytes: intervals.reduce((n, i) => n + i.bytes, 0),
-      intervals,
-      accumulating: findAccumulation(intervals),
-    };
+    const d = buildDiff(s.tracker, marks, !b);
+    if (c.url.searchParams.get('format') !== 'text') return d;
+    c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    c.res.end(renderDiff(d));
+    return undefined;
   });
   // ?program_cache_max=BYTES&model_state_min=BYTES&limit=N&all=1&format=text
   r.get('/v1/classify', (c): ClassifyResponse | undefined => {
@@ -93,7 +90,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       q.get('all') === '1' ? Infinity : num('limit', 10),
     );
     if (q.get('format') !== 'text') return r2;
-    const body = formatClassified(r2);
+    const body = renderClassified(r2);
     c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
     c.res.end(body);
     return undefined;
@@ -122,6 +119,6 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
           return (e: number) => f(e).cls;
         })()
       : undefined;
-    return checkSince(s.tracker, m, maxBytes, rules, classOf);
+    return checkSinceMark(s.tracker, m, { maxBytes, rules, classOf });
   });
 }

@@ -6,7 +6,7 @@ import type { Tracker } from '../state/tracker.js';
 import { SAMPLE_KINDS, type Sample, type Sampler } from '../metrics/sampler.js';
 import { HttpError, type Router } from './router.js';
 import { bufferPage } from './buffer-page.js';
-import type { BufferPageResponse, HistoryResponse } from './api.js';
+import type { BufferPageResponse, HistoryResponse } from '../report/types.js';
 
 /** Live streams at most: each costs a socket and a write per sample. */
 const MAX_STREAMS = 64;

@@ -1,7 +1,8 @@
 // The seed's text layout, exactly (see ../shared/seeds and README "The dump report").
 import { formatKB, formatMB, plural } from './format.js';
-import type { BufferReport } from './buffer-report.js';
-import type { ReapedReport } from '../state/tracker.js';
+import { buildBufferReport, type BufferReport } from './buffer-report.js';
+import type { ReapedReport, Tracker } from '../state/tracker.js';
+import type { ReportFilter } from './types.js';
 
 const TITLE = [
   '╔══════════════════════════════════════════════════════════════╗',
@@ -108,4 +109,17 @@ export function formatReapedReport(reaped: readonly ReapedReport[]): string {
   }
   out.push(`Total exited processes: ${reaped.length}`);
   return out.join('\n') + '\n';
+}
+
+/**
+ * The remaining-buffers report as the server prints and serves it: an unfiltered one ends with
+ * what exited processes left behind (a filter picks live buffers only).
+ */
+export function renderRemaining(r: BufferReport, tr: Tracker): string {
+  return formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped);
+}
+
+/** Builds and renders the remaining-buffers report (DUMP_REMAINING, `ttalloc dump`). */
+export function remainingBuffersText(tr: Tracker, filter: ReportFilter, limit: number): string {
+  return renderRemaining(buildBufferReport(tr, filter, limit), tr);
 }

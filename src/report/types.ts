@@ -59,7 +59,10 @@ export interface BufferReportJson {
   buffers?: BufferRow[];
 }
 
-/** GET /v1/buffers/page: one page of the live table (the dashboard's buffer list). */
+/** GET /v1/report?format=json and POST /v1/dump?format=json (without all=1). */
+export type ReportResponse = BufferReportJson;
+
+/** One page of the live table (the dashboard's buffer list). */
 export interface BufferPage {
   total: number;
   totalBytes: number;
@@ -67,6 +70,11 @@ export interface BufferPage {
   limit: number;
   order: 'table' | 'size';
   buffers: BufferRow[];
+}
+
+/** GET /v1/buffers/page */
+export interface BufferPageResponse extends BufferPage {
+  schema_version: 1;
 }
 
 /** GET /v1/reaped: what processes that exited left behind. */
@@ -325,3 +333,47 @@ export interface ShutdownResponse {
   stopping: true;
   pid: number;
 }
+
+// ------------------------------------------------------------------ server and devices
+
+/** Every error: a 4xx/5xx status with this body. */
+export interface ErrorResponse {
+  error: string;
+}
+
+/** GET /v1/health */
+export interface HealthResponse {
+  ok: true;
+  pid: number;
+  socket: string;
+  uptimeSeconds: number;
+}
+
+/** GET /v1/devices: one entry per known device. */
+export type DeviceInfo =
+  | {
+      device: number;
+      declared: true;
+      source: string;
+      arch: string;
+      archType: number;
+      cardType: string | null;
+      dramChannels: number;
+      dramPerChannel: number;
+      l1PerCore: number;
+      workerCores: number;
+      totalDramBytes: number;
+      totalL1Bytes: number;
+    }
+  | { device: number; declared: false; arch: null };
+export type DevicesResponse = DeviceInfo[];
+
+/** POST /v1/reap */
+export interface ReapResponse {
+  reaped: ReapedReport[];
+  sweepMs: number;
+  livenessMs: number;
+}
+
+/** GET /v1/check?since=NAME */
+export type CheckResponse = CheckResult;

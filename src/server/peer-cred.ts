@@ -8,7 +8,7 @@
 import type { Socket } from 'node:net';
 import { ADDON_PATH, loadNative } from '../platform/native.js';
 import { admitsPeer, type PeerPolicy } from './security.js';
-import type { PeerStats } from '../control/api.js';
+import type { PeerStats } from '../report/types.js';
 
 export interface PeerCred {
   pid: number;

@@ -21,10 +21,9 @@ import { Reaper } from './reaping.js';
 import { StatsPrinter } from './stats-printer.js';
 import { knownDeviceIds, summarizeDevices } from './known-devices.js';
 import { ServerLog } from './server-log.js';
-import { buildBufferReport } from '../report/buffer-report.js';
-import { formatBufferReport } from '../report/text-report.js';
+import { remainingBuffersText } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
-import type { StatsSource } from '../report/stats.js';
+import type { MetricsSource } from '../metrics/registry.js';
 import { createMetrics } from '../metrics/registry.js';
 import { Sampler } from '../metrics/sampler.js';
 import { Router } from '../control/router.js';
@@ -32,7 +31,7 @@ import { registerCoreRoutes } from '../control/core-routes.js';
 import { registerLeakRoutes } from '../control/leak-routes.js';
 import { registerLiveRoutes, type LiveStreams } from '../control/live-routes.js';
 import { Dashboard } from '../control/dashboard.js';
-import type { ReadStats } from '../control/api.js';
+import type { ReadStats } from '../report/types.js';
 
 export type { ServerOptions } from './config.js';
 
@@ -233,8 +232,7 @@ export class AllocationServer {
     this.reaper.reapDead();
     const tr = this.tracker;
     if (kernels) return this.cfg.out(formatKernelReport(tr));
-    const r = buildBufferReport(tr, {}, 10);
-    this.cfg.out(formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped));
+    this.cfg.out(remainingBuffersText(tr, {}, 10));
   }
 
   /** How data connections are read (socket-reader.ts), for stats. */
@@ -250,8 +248,8 @@ export class AllocationServer {
     };
   }
 
-  /** What statistics, metrics and samples read (report/stats.ts StatsSource). */
-  private statsSource(): StatsSource {
+  /** What statistics, metrics and samples read (metrics/registry.ts MetricsSource). */
+  private statsSource(): MetricsSource {
     const { tracker, devices, connections, persistence } = this;
     return {
       tracker,
@@ -269,7 +267,7 @@ export class AllocationServer {
   }
 
   /** The control API: each route module gets the members its context declares. */
-  private registerRoutes(src: StatsSource): LiveStreams {
+  private registerRoutes(src: MetricsSource): LiveStreams {
     const { tracker, marks, reaper, persistence, cfg } = this;
     const log = this.say.log;
     registerCoreRoutes(this.router, {
@@ -281,6 +279,7 @@ export class AllocationServer {
       lastLivenessMs: () => reaper.lastLivenessMs,
       peerStats: () => this.peers?.stats() ?? null,
       readStats: () => this.readStats(),
+      persistenceStats: () => persistence.stats(),
       resetPersisted: () => persistence.reset(),
       out: cfg.out,
       log,

@@ -9,7 +9,6 @@
 /** @typedef {import('../../report/types.js').ProcessRow} ProcessRow */
 /** @typedef {import('../../report/types.js').BufferPage} BufferPage */
 /** @typedef {import('../../report/types.js').MarksResponse} MarksResponse */
-/** @typedef {import('../../report/types.js').DiffResponse} DiffResponse */
 /** @typedef {import('../../report/types.js').HistoryResponse} HistoryResponse */
 /** @typedef {import('../../report/types.js').Sample} Sample */
 (() => {
@@ -330,30 +329,18 @@
       )
       .join('');
   }
+  // The server renders the diff (report/leak-text.ts renderDiff, the same text as `ttalloc diff`).
   async function loadDiff(name) {
-    const r = await fetch(`/v1/diff?a=${encodeURIComponent(name)}`);
-    /** @type {DiffResponse & { error?: string }} */
-    const d = await r.json();
+    const r = await fetch(`/v1/diff?a=${encodeURIComponent(name)}&format=text`);
     $('#diff-box').hidden = false;
     $('#diff-title').textContent = `Diff since ${name}`;
     if (!r.ok) {
+      /** @type {{ error?: string }} */
+      const d = await r.json().catch(() => ({}));
       $('#diff').textContent = d.error ?? `HTTP ${r.status}`;
       return;
     }
-    // The layout of renderDiff (src/report/leak-text.ts) in the page's units.
-    const lines = [`Still alive, born since '${d.from}': ${d.buffers} buffers, ${fmt(d.bytes)}`];
-    for (const iv of d.intervals) {
-      lines.push(`${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${fmt(iv.bytes)}`);
-      for (const g of iv.groups.slice(0, 20))
-        lines.push(`  device ${g.device} ${g.type}: ${g.count} × ${fmt(g.size)}`);
-    }
-    lines.push(
-      d.accumulating.length
-        ? 'Accumulating across runs (likely leaks):'
-        : 'No buffer pattern accumulates across the runs.',
-    );
-    for (const a of d.accumulating) lines.push(`  ${a.text}`);
-    $('#diff').textContent = lines.join('\n');
+    $('#diff').textContent = await r.text();
   }
   $('#marks').addEventListener('click', (e) => {
     const dl = e.target.closest('a[data-diff]');
