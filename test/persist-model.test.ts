@@ -204,7 +204,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
           const { tr, marks, store } = journaled(dir, 256);
           let n = 0;
           for (const o of ops) {
-            tr.nowMs += 7; // time moves, so epochs have distinct start times
+            tr.setNow(tr.nowMs + 7); // time moves, so epochs have distinct start times
             if (o.op === 'frame') apply(tr, store, o);
             else if (o.op === 'reap') {
               const now = tr.nowMs;

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { MsgType, TWO32 } from '../protocol/constants.js';
 import { applyEvent, isStateEvent, StateEvent } from '../state/events.js';
-import { KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
+import type { Tracker, ReapedReport, TrackerCounters } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
   BATCH_HEADER,
@@ -199,47 +199,6 @@ function netBuffers(p: Buffer, net: number): number {
   return net;
 }
 
-/** Tracker counters that are state, not ingest statistics (a snapshot keeps them). */
-export function trackerCounters(tr: Tracker) {
-  const devUnknownFrees: number[] = [];
-  for (let d = 0; d <= tr.maxDeviceSeen; d++)
-    devUnknownFrees.push(tr.deviceCount(d, KIND_UNKNOWN_FREE));
-  // Per process, only where there are some: [pid, count on device 0, 1, …].
-  const pidUnknownFrees: number[][] = [];
-  for (const s of tr.pids.values()) {
-    const per: number[] = [];
-    for (let d = 0; d < s.devices; d++) per.push(s.counts[d * KINDS + KIND_UNKNOWN_FREE]);
-    if (per.some((n) => n > 0)) pidUnknownFrees.push([s.pid, ...per]);
-  }
-  // Devices that reported anything, live objects or not (unknown frees, unloads): they stay listed.
-  const devicesSeen: number[] = [];
-  for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) devicesSeen.push(d);
-  return {
-    unknownFrees: tr.unknownFrees,
-    unknownCbFrees: tr.unknownCbFrees,
-    unknownKernelUnloads: tr.unknownKernelUnloads,
-    resizedAllocs: tr.resizedAllocs,
-    reapedTotal: tr.reapedTotal,
-    devUnknownFrees,
-    pidUnknownFrees,
-    devicesSeen,
-  };
-}
-
-function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): void {
-  tr.unknownFrees = c.unknownFrees;
-  tr.unknownCbFrees = c.unknownCbFrees;
-  tr.unknownKernelUnloads = c.unknownKernelUnloads;
-  tr.resizedAllocs = c.resizedAllocs;
-  tr.reapedTotal = c.reapedTotal;
-  for (const d of c.devicesSeen ?? []) tr.seeDevice(d);
-  c.devUnknownFrees.forEach((n, d) => {
-    tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n;
-  });
-  for (const [pid, ...per] of c.pidUnknownFrees ?? [])
-    per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
-}
-
 /**
  * Applies one verified payload to the tracker. Returns the events and snapshot objects it held,
  * and the segment a snapshot header says it covers (-1 if none).
@@ -317,7 +276,7 @@ export function replay(
           tr.reaped.splice(0, tr.reaped.length, ...(json() as ReapedReport[]));
           break;
         case Ctl.COUNTERS:
-          restoreCounters(tr, json() as ReturnType<typeof trackerCounters>);
+          tr.restoreCounters(json() as TrackerCounters);
           break;
         case Ctl.OBJECTS:
           objects += restoreObjects(dv, at, tr);
@@ -335,24 +294,25 @@ export function replay(
   return { events, objects, through };
 }
 
+/** The snapshot row being restored (reused: no object per row). */
+const row = { device: 0, lo: 0, hi: 0, size: 0, sub: 0, owner: 0, ref: 0, epoch: 0, flags: 0 };
+
 function restoreObjects(dv: DataView, at: number, tr: Tracker): number {
   const kind = dv.getInt32(at, true),
     n = dv.getUint32(at + 4, true);
   for (let i = 0, o = at + 8; i < n; i++, o += OBJECT_ROW_WORDS * 4) {
     const w4 = dv.getUint32(o + 12, true),
       tf = dv.getUint32(o + 16, true);
-    tr.restoreObject(
-      kind,
-      w4 >>> 16,
-      dv.getUint32(o, true),
-      dv.getUint32(o + 4, true),
-      dv.getUint32(o + 8, true) + (w4 & 0xffff) * TWO32,
-      tf & 0xff,
-      dv.getInt32(o + 20, true),
-      dv.getUint32(o + 24, true),
-      dv.getUint32(o + 28, true),
-      tf & 0xc0000000,
-    );
+    row.device = w4 >>> 16;
+    row.lo = dv.getUint32(o, true);
+    row.hi = dv.getUint32(o + 4, true);
+    row.size = dv.getUint32(o + 8, true) + (w4 & 0xffff) * TWO32;
+    row.sub = tf & 0xff;
+    row.owner = dv.getInt32(o + 20, true);
+    row.ref = dv.getUint32(o + 24, true);
+    row.epoch = dv.getUint32(o + 28, true);
+    row.flags = tf & 0xc0000000;
+    tr.restoreObject(kind, row);
   }
   return n;
 }

@@ -5,7 +5,13 @@
 // slices.
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { KIND_CB, KIND_KERNEL, type ReapedReport, type Tracker } from '../state/tracker.js';
+import {
+  KIND_CB,
+  KIND_KERNEL,
+  type ReapedReport,
+  type Tracker,
+  type TrackerCounters,
+} from '../state/tracker.js';
 import type { ObjectTable } from '../state/object-table.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
@@ -17,7 +23,7 @@ import {
   jsonEntry,
   sealBatch,
 } from './records.js';
-import { SNAPSHOT, trackerCounters } from './replay.js';
+import { SNAPSHOT } from './replay.js';
 
 const TWO32 = 4294967296;
 /** Objects per batch (1 MiB of rows). */
@@ -65,7 +71,7 @@ export interface SnapshotSource {
   tables: readonly (readonly [kind: number, table: ObjectTable])[];
   epochStartMs: readonly number[];
   epoch: number;
-  counters: ReturnType<typeof trackerCounters>;
+  counters: TrackerCounters;
   reaped: readonly ReapedReport[];
   marks: readonly Mark[];
 }
@@ -84,7 +90,7 @@ export function snapshotSource(
     ],
     epochStartMs: copyTables ? tr.epochStartMs.slice() : tr.epochStartMs,
     epoch: tr.epoch,
-    counters: trackerCounters(tr),
+    counters: tr.counters(),
     reaped: copyTables ? structuredClone(tr.reaped) : tr.reaped,
     marks: marks.list(),
   };

@@ -166,7 +166,7 @@ export class DataConnection implements Pumped {
   }
 
   private apply(chunk: Uint8Array, view: DataView | null, n: number): void {
-    this.host.tracker.nowMs = Date.now();
+    this.host.tracker.setNow(Date.now());
     if (this.frameSize === 0) this.detect(chunk.subarray(0, n), false);
     else this.ingest(chunk, view, n);
   }
@@ -355,8 +355,8 @@ export class DataConnection implements Pumped {
       this.garbageRun = 0;
     }
     this.frames += allocs + frees;
-    tr.framesByType[MsgType.ALLOC] += allocs;
-    tr.framesByType[MsgType.FREE] += frees;
+    tr.countFrames(MsgType.ALLOC, allocs);
+    tr.countFrames(MsgType.FREE, frees);
     return off;
   }
 
@@ -433,7 +433,7 @@ export class DataConnection implements Pumped {
     if (isStateEvent(type)) applyEvent(tr, ev, this.host.journal);
     this.garbageRun = 0;
     this.frames++;
-    tr.framesByType[type]++;
+    tr.countFrames(type, 1);
   }
 
   /** The first ALLOC, CB_ALLOC or KERNEL_LOAD says which PID the client claims (display only). */
