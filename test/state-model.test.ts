@@ -465,7 +465,7 @@ test('ObjectTable insert/find/remove with many colliding keys matches a Map', ()
   );
 });
 
-test('ObjectTable one-probe insert, reference counting and the newest-entry slot match a Map', () => {
+test('ObjectTable one-probe insert, ref counting and the newest-entry slot match a Map', () => {
   // Interleaves finds of other keys between a miss and its insert, reference counting, removals of
   // the newest and of older entries, growth, bulk removal; id halves given signed or unsigned.
   const key = fc.record({
@@ -567,7 +567,7 @@ test('ObjectTable one-probe insert, reference counting and the newest-entry slot
   );
 });
 
-test('ObjectTable: removing an entry that shifts the newest entry in its probe run keeps the index exact', () => {
+test('ObjectTable: removing an entry that shifts the newest one keeps the index exact', () => {
   // Keys with the same shard and home slot (shards start at 32 slots): A, B, X sit in a run of
   // three.
   // Removing A shifts B and X back; X is then the last entry and moves into A's place: the slot
@@ -595,7 +595,7 @@ test('ObjectTable: removing an entry that shifts the newest entry in its probe r
   }
 });
 
-test('ObjectTable: tombstones of bulk removals survive later frees (backward shifts), inserts and shard growth', () => {
+test('ObjectTable: bulk-removal tombstones survive frees, inserts, growth', () => {
   // Tens of thousands of entries so that shards (32 slots at first) grow, with repeated small
   // sweeps
   // (repaired in place: tombstones) and larger ones (index rebuilt) between frees and inserts.
@@ -727,7 +727,7 @@ test('a full table refuses new objects, counts them, and keeps everything else e
   }
 });
 
-test('ObjectTable.reserve on a populated table keeps every entry findable, and later inserts and removals exact', () => {
+test('ObjectTable.reserve on a full-ish table keeps entries findable, later changes exact', () => {
   const t = new ObjectTable(),
     m = new Map<string, number>();
   const key = (i: number) => [i % 3, (i * 2654435761) | 0, i % 7] as const;

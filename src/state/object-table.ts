@@ -520,17 +520,13 @@ export class ObjectTable {
       orderHash[k] = h;
     }
     for (let sh = 0; sh < SHARDS; sh++)
-      if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start[sh], start[sh + 1]);
+      if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start);
   }
 
-  /** Tombstones in shard sh for order[from..to-1] (their hashes in orderHash). */
-  private buryRange(
-    sh: number,
-    order: Int32Array,
-    orderHash: Int32Array,
-    from: number,
-    to: number,
-  ): void {
+  /** Tombstones in shard sh for order[start[sh]..start[sh + 1]-1] (their hashes in orderHash). */
+  private buryRange(sh: number, order: Int32Array, orderHash: Int32Array, start: Int32Array): void {
+    const from = start[sh],
+      to = start[sh + 1];
     const idx = this.shards[sh],
       mask = idx.length - 1;
     for (let k = from; k < to; k++) {

@@ -245,17 +245,11 @@ export class Tracker {
     return this.devSeen[d] === 1;
   }
 
-  private account(
-    s: ProcessStats,
-    device: number,
-    kind: number,
-    bytes: number,
-    count: number,
-  ): void {
-    const k = device * KINDS + kind;
+  /** Adds `bytes` and `count` to counter slot `k` (device * KINDS + kind) and `s`'s share. */
+  private account(s: ProcessStats, k: number, bytes: number, count: number): void {
     this.devBytesArr[k] += bytes;
     this.devCountsArr[k] += count;
-    if (k >= s.bytes.length) s.ensureDevice(device);
+    if (k >= s.bytes.length) s.ensureDevice(Math.floor(k / KINDS));
     s.bytes[k] += bytes;
     s.counts[k] += count;
     s.live += count;
@@ -278,7 +272,7 @@ export class Tracker {
     this.allocsInEpoch++;
     const s = this.stats(ev.owner);
     s.lastSeenMs = this.now;
-    this.account(s, device, ev.sub, ev.size, 1);
+    this.account(s, device * KINDS + ev.sub, ev.size, 1);
     return r;
   }
 
@@ -293,7 +287,7 @@ export class Tracker {
     const t = this.buffers;
     const r = t.release(device, ev.lo, ev.hi);
     if (r === RELEASE_REMOVED)
-      this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
+      this.account(this.stats(t.gonePid), device * KINDS + t.goneType, -t.goneSize, -1);
     else if (r === RELEASE_UNKNOWN) {
       this.unknownFreeCount++;
       this.devCountsArr[device * KINDS + KIND_UNKNOWN_FREE]++;
@@ -312,7 +306,7 @@ export class Tracker {
     if (r !== ALLOC_NEW) return;
     const s = this.stats(ev.owner);
     s.lastSeenMs = this.now;
-    this.account(s, ev.device, kind, ev.size, 1);
+    this.account(s, ev.device * KINDS + kind, ev.size, 1);
   }
 
   /**
@@ -327,7 +321,7 @@ export class Tracker {
       else this.unknownKernelUnloadCount++;
       return;
     }
-    this.account(this.stats(t.gonePid), ev.device, kind, -t.goneSize, -1);
+    this.account(this.stats(t.gonePid), ev.device * KINDS + kind, -t.goneSize, -1);
   }
 
   // ---------------------------------------------------------------- time
@@ -372,7 +366,8 @@ export class Tracker {
     const t = kind === KIND_BUFFER ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
     this.seeDevice(o.device);
     t.append(o);
-    this.account(this.stats(o.owner), o.device, kind === KIND_BUFFER ? o.sub : kind, o.size, 1);
+    const slot = o.device * KINDS + (kind === KIND_BUFFER ? o.sub : kind);
+    this.account(this.stats(o.owner), slot, o.size, 1);
   }
 
   /** The counters a snapshot keeps (restoreCounters() puts them back). */
@@ -508,7 +503,6 @@ export class Tracker {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
     const n = slots.pids.length;
-    const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
     // How many buffers, CBs and kernels the dead own: a table they own nothing in is not scanned,
     // and a scan stops once it has found them all.
     const owned = new Float64Array(KINDS);
@@ -524,9 +518,7 @@ export class Tracker {
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
       const marked =
-        kind === KIND_BUFFER
-          ? markBuffers(t, slots, mark, largest, own)
-          : markOwned(t, slots, mark, own);
+        kind === KIND_BUFFER ? markBuffers(t, slots, mark, own) : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
@@ -534,7 +526,7 @@ export class Tracker {
       const pid = slots.pids[slot],
         s = this.pidStats.get(pid);
       if (s === undefined || s.live === 0) continue;
-      out.push(this.settleDead(s, now, largest[slot]));
+      out.push(this.settleDead(s, now, slots.largest[slot]));
     }
     // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
     // owned nothing keeps its unknown-free counts until forgetIdlePids()).
@@ -622,8 +614,11 @@ class PidSlots {
   /** slot + 1, 0 = empty */
   readonly vals: Int32Array;
   readonly mask: number;
+  /** The five largest buffers of each slot's PID (markBuffers fills them). */
+  readonly largest: ReapedReport['largest'][];
   constructor(set: Iterable<number>) {
     this.pids = [...set];
+    this.largest = this.pids.map(() => []);
     let cap = 16;
     while (cap < this.pids.length * 4) cap *= 2;
     this.keys = new Int32Array(cap);
@@ -641,32 +636,20 @@ class PidSlots {
 /** Marks the CBs or kernels owned by a PID in `slots` (`own` of them); returns how many. */
 function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   let marked = 0;
-  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markOwnedPage(
-      t.rowPage(p),
-      Math.min(PAGE_ROWS, t.count - e0),
-      e0,
-      slots.keys,
-      slots.vals,
-      slots.mask,
-      mark,
-    );
-  }
+  for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
+    marked += markOwnedPage(t, p, slots, mark);
   return marked;
 }
 
 // The scans run once per sweep, usually on code V8 has not optimised yet: one small function per
 // page (quick to compile, optimised after its first pages) rather than one large loop whose
-// on-stack compilation took ~30 ms while the rows went through the interpreter.
-function markOwnedPage(
-  pg: Int32Array,
-  end: number,
-  e0: number,
-  keys: Int32Array,
-  vals: Int32Array,
-  mask: number,
-  mark: Uint8Array,
-): number {
+// on-stack compilation took ~30 ms while the rows went through the interpreter. Everything the
+// loop reads is in locals before it starts.
+function markOwnedPage(t: ObjectTable, p: number, slots: PidSlots, mark: Uint8Array): number {
+  const pg = t.rowPage(p),
+    e0 = p * PAGE_ROWS,
+    end = Math.min(PAGE_ROWS, t.count - e0);
+  const { keys, vals, mask } = slots;
   let marked = 0;
   for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
     const pid = pg[b];
@@ -681,42 +664,38 @@ function markOwnedPage(
   return marked;
 }
 
+/** A buffer sweep's marks and, per PID slot, its largest buffers so far (sizes and entries). */
+class BufferScan {
+  readonly topSize: Float64Array;
+  readonly topEntry: Int32Array;
+  readonly topCount: Uint8Array;
+  constructor(
+    readonly mark: Uint8Array,
+    slots: number,
+  ) {
+    this.topSize = new Float64Array(slots * REAPED_LARGEST);
+    this.topEntry = new Int32Array(slots * REAPED_LARGEST);
+    this.topCount = new Uint8Array(slots);
+  }
+}
+
 /**
  * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and fills `largest[slot]` with its five largest (ties: the earlier entry),
- * sizes and entries kept in typed arrays until the end.
+ * has found them all) and fills `slots.largest` with each PID's five largest (ties: the earlier
+ * entry), sizes and entries kept in typed arrays until the end.
  */
-function markBuffers(
-  t: ObjectTable,
-  slots: PidSlots,
-  mark: Uint8Array,
-  largest: ReapedReport['largest'][],
-  own: number,
-): number {
+function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   const n = slots.pids.length,
     K = REAPED_LARGEST;
-  const topSize = new Float64Array(n * K),
-    topEntry = new Int32Array(n * K),
-    topCount = new Uint8Array(n);
+  const scan = new BufferScan(mark, n);
   let marked = 0;
-  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markBufferPage(
-      t.rowPage(p),
-      Math.min(PAGE_ROWS, t.count - e0),
-      e0,
-      slots.keys,
-      slots.vals,
-      slots.mask,
-      mark,
-      topSize,
-      topEntry,
-      topCount,
-    );
-  }
+  for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
+    marked += markBufferPage(t, p, slots, scan);
+  const { topEntry, topCount } = scan;
   for (let slot = 0; slot < n; slot++) {
     for (let j = 0; j < topCount[slot]; j++) {
       const e = topEntry[slot * K + j];
-      largest[slot].push({
+      slots.largest[slot].push({
         device: t.device(e),
         address: '0x' + t.idHex(e),
         size: t.size(e),
@@ -728,18 +707,12 @@ function markBuffers(
   return marked;
 }
 
-function markBufferPage(
-  pg: Int32Array,
-  end: number,
-  e0: number,
-  keys: Int32Array,
-  vals: Int32Array,
-  mask: number,
-  mark: Uint8Array,
-  topSize: Float64Array,
-  topEntry: Int32Array,
-  topCount: Uint8Array,
-): number {
+function markBufferPage(t: ObjectTable, p: number, slots: PidSlots, scan: BufferScan): number {
+  const pg = t.rowPage(p),
+    e0 = p * PAGE_ROWS,
+    end = Math.min(PAGE_ROWS, t.count - e0);
+  const { keys, vals, mask } = slots;
+  const { mark, topSize, topEntry, topCount } = scan;
   const K = REAPED_LARGEST;
   let marked = 0,
     lastPid = 0,
