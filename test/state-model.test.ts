@@ -13,6 +13,7 @@ import {
   RELEASE_REMOVED,
   RELEASE_UNKNOWN,
 } from '../src/state/object-table.js';
+import { TWO32 } from '../src/protocol/constants.js';
 import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
 import { ALLOC_RESIZED, RELEASE_REF, type NewObject } from '../src/state/object-table.js';
 
@@ -41,7 +42,6 @@ function remove(t: ObjectTable, e: number): void {
   assert.equal(t.release(t.device(e), t.addrLo(e), t.addrHi(e), true), RELEASE_REMOVED);
 }
 
-const TWO32 = 4294967296;
 // Few addresses, PIDs and devices, so repeats, re-use across devices and unknown frees are common.
 const ADDRS: [number, number][] = [
   [0x1000, 0],
