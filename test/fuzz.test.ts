@@ -113,7 +113,7 @@ interface Row {
 }
 
 for (const seed of [1, 0xc0ffee, Date.now() & 0xffffff]) {
-  test(`fuzz seed ${seed}: bad streams never disturb a well-behaved client or the server`, async () => {
+  test(`fuzz seed ${seed}: bad streams never disturb a good client or the server`, async () => {
     const r = rng(seed);
     const srv = await startServer(['--reap-interval', '0']);
     try {

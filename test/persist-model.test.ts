@@ -204,7 +204,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
           const { tr, marks, store } = journaled(dir, 256);
           let n = 0;
           for (const o of ops) {
-            tr.nowMs += 7; // time moves, so epochs have distinct start times
+            tr.setNow(tr.nowMs + 7); // time moves, so epochs have distinct start times
             if (o.op === 'frame') apply(tr, store, o);
             else if (o.op === 'reap') {
               const now = tr.nowMs;
@@ -255,7 +255,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
   );
 });
 
-test('a buffer created and removed within one batch costs the journal nothing; other events are kept', () =>
+test('a buffer created and removed in one batch costs the journal nothing; others are kept', () =>
   inStateDir(async (dir) => {
     const { tr, marks, store } = journaled(dir, 64 << 20);
     const ev = (type: number, a: number, size = 0) =>
@@ -277,7 +277,7 @@ test('a buffer created and removed within one batch costs the journal nothing; o
     assert.deepEqual(view(tr2, marks2), view(tr, marks));
   }));
 
-test('a journal of 16 MiB or more sizes the buffer index before it is replayed, and replays exactly', () =>
+test('a journal of 16 MiB or more sizes the buffer index before replay, and replays exactly', () =>
   inStateDir(async (dir) => {
     const { tr, marks, store } = journaled(dir, 4 << 20);
     const N = 800_000; // 19 MB of ALLOC records

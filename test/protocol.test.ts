@@ -133,13 +133,16 @@ test('every message code 1-12 on a 144-byte connection', async () => {
     assert.match(
       kernels,
       new RegExp(
-        `Device 0:\\n  Fabric: 1 kernel, 0\\.002048 MB total\\n    - Kernel 0x7: 2\\.0 KB \\(PID ${P}\\)\\n`,
+        `Device 0:\\n  Fabric: 1 kernel, 0\\.002048 MB total\\n` +
+          `    - Kernel 0x7: 2\\.0 KB \\(PID ${P}\\)\\n`,
       ),
     );
     assert.match(
       kernels,
       new RegExp(
-        `Device 1:\\n  Application: 1 kernel, 0\\.000256 MB total\\n    - Kernel 0x9: 0\\.3 KB \\(PID ${P}\\)\\n  Dispatch: 1 kernel, 0\\.000512 MB total\\n`,
+        `Device 1:\\n  Application: 1 kernel, 0\\.000256 MB total\\n` +
+          `    - Kernel 0x9: 0\\.3 KB \\(PID ${P}\\)\\n` +
+          `  Dispatch: 1 kernel, 0\\.000512 MB total\\n`,
       ),
     );
 
@@ -149,12 +152,13 @@ test('every message code 1-12 on a 144-byte connection', async () => {
     assert.match(
       dump,
       new RegExp(
-        `Device 0:\\n  DRAM: 1 buffer, 0\\.065536 MB total\\n    - Buffer 0xdead00001000: 64\\.0 KB \\(PID ${P}, ref_count=1\\)\\n`,
+        `Device 0:\\n  DRAM: 1 buffer, 0\\.065536 MB total\\n` +
+          `    - Buffer 0xdead00001000: 64\\.0 KB \\(PID ${P}, ref_count=1\\)\\n`,
       ),
     );
     assert.match(
       dump,
-      /Device 1:\n  DRAM: 1 buffer, 1\.05 MB total\n    - Buffer 0x1000: 1024\.0 KB/,
+      /Device 1:\n {2}DRAM: 1 buffer, 1\.05 MB total\n {4}- Buffer 0x1000: 1024\.0 KB/,
     );
     assert.doesNotMatch(dump, /Buffer 0x1000: 4\.0 KB/, 'the freed buffer is gone');
 
@@ -225,7 +229,7 @@ test('every message code 1-12 on a 144-byte connection', async () => {
   }
 });
 
-test('reply codes and unknown codes and invalid fields are rejected, counted, logged once; other clients unharmed', async () => {
+test('reply/unknown codes, invalid fields: rejected, counted, logged once', async () => {
   const srv = await startServer();
   try {
     const good = await rawConnect(srv.socket);
@@ -308,7 +312,7 @@ test('reply codes and unknown codes and invalid fields are rejected, counted, lo
   }
 });
 
-test('a connection whose bytes are not frames is closed with a logged reason; others are unharmed', async () => {
+test('bytes that are not frames: closed with a logged reason, others unharmed', async () => {
   const srv = await startServer();
   try {
     const good = await rawConnect(srv.socket);
@@ -376,7 +380,7 @@ function allocs(n: number, f: (i: number) => FrameFields): FrameFields[] {
   return Array.from({ length: n }, (_, i) => f(i));
 }
 
-test('72-, 112- and 144-byte clients on one server at once, each answered in its own size', async () => {
+test('72-, 112- and 144-byte clients at once, each answered in its size', async () => {
   const srv = await startServer(['--devices', '2xwormhole_b0']);
   try {
     const sizes: FrameSize[] = [72, 112, 144];
@@ -484,7 +488,7 @@ test('72-, 112- and 144-byte clients on one server at once, each answered in its
   }
 });
 
-test('--frame-size 112 forces the size, even for a first frame that pauses after 72 bytes', async () => {
+test('--frame-size 112 forces the size, even if the first frame pauses at 72', async () => {
   const srv = await startServer(['--frame-size', '112']);
   try {
     assert.match(srv.output(), /frame size 112/);
@@ -508,7 +512,7 @@ test('--frame-size 112 forces the size, even for a first frame that pauses after
   }
 });
 
-test('auto-detection: a first frame that pauses at 72 or 112 bytes is applied at once and not misread', async () => {
+test('detection: a first frame pausing at 72 or 112 bytes is applied, not misread', async () => {
   const srv = await startServer();
   try {
     for (const [fs, cut] of [
@@ -556,7 +560,7 @@ test('auto-detection: a first frame that pauses at 72 or 112 bytes is applied at
   }
 });
 
-test('frames split at every byte boundary, coalesced, and one byte at a time keep the state exact', async () => {
+test('frames split at every byte, coalesced, or byte by byte keep the state exact', async () => {
   const srv = await startServer();
   try {
     let total = 0;
@@ -665,7 +669,7 @@ test('frames split at every byte boundary, coalesced, and one byte at a time kee
   }
 });
 
-test('ref counting, unknown frees, and CB/kernel repeats never inflate or underflow the totals', async () => {
+test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow totals', async () => {
   // --trust-client-pid: the per-PID unknown-free count is checked for a second PID claimed over
   // this connection.
   const srv = await startServer(['--trust-client-pid']);

@@ -70,8 +70,8 @@ test('connections: claimed PIDs and rejected frames outlive the connection', () 
 
 test('reaper: releases dead owners, persists the PIDs, one line per PID', () => {
   const tr = new Tracker();
-  tr.alloc(0, 0x1000, 0, 4096, BufferType.DRAM, 111);
-  tr.alloc(0, 0x2000, 0, 2048, BufferType.L1, 222);
+  tr.alloc({ device: 0, lo: 0x1000, hi: 0, size: 4096, sub: BufferType.DRAM, owner: 111 });
+  tr.alloc({ device: 0, lo: 0x2000, hi: 0, size: 2048, sub: BufferType.L1, owner: 222 });
   const persisted: number[][] = [];
   const logged: string[] = [];
   let swept = 0;

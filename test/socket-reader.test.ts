@@ -110,7 +110,7 @@ const PATHS = {
 };
 for (const [path, how] of Object.entries(PATHS)) {
   test(
-    `reads through ${how.name}: every byte of 4 concurrent cut-up streams, in order, and end of stream`,
+    `reads through ${how.name}: every byte of 4 concurrent cut-up streams, in order, and the end`,
     path === 'direct' ? needsAddon : {},
     async () => {
       const srv = await pidClaimingServer(how.env);
@@ -207,7 +207,8 @@ test(
 );
 
 test(
-  'connections closed by the server while read directly, with new ones taking their descriptors: nothing lost or misread',
+  'connections closed by the server while read directly, new ones taking their descriptors: ' +
+    'nothing lost or misread',
   needsAddon,
   async () => {
     const srv = await pidClaimingServer();
@@ -285,7 +286,8 @@ test(
 );
 
 test(
-  'a client sending a frame now and then stays with epoll (handing it over and back would cost more than it saves)',
+  'a client sending a frame now and then stays with epoll ' +
+    '(handing it over and back would cost more than it saves)',
   needsAddon,
   async () => {
     const srv = await pidClaimingServer();

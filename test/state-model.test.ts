@@ -13,9 +13,35 @@ import {
   RELEASE_REMOVED,
   RELEASE_UNKNOWN,
 } from '../src/state/object-table.js';
+import { TWO32 } from '../src/protocol/constants.js';
 import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
+import { ALLOC_RESIZED, RELEASE_REF, type NewObject } from '../src/state/object-table.js';
 
-const TWO32 = 4294967296;
+// The table's one API, in the shapes the older tests below were written with (find() + insert,
+// addRef, unref, remove of an entry).
+/** Inserts an absent key (load() in one probe); returns its entry. */
+function insertNew(t: ObjectTable, o: NewObject, epoch: number): number {
+  assert.equal(t.load(o, epoch), ALLOC_NEW);
+  return t.find(o.device, o.lo, o.hi);
+}
+/** One more reference to live entry e; true when its size differs (then flagged). */
+function addRef(t: ObjectTable, e: number, size: number): boolean {
+  const o = { device: t.device(e), lo: t.addrLo(e), hi: t.addrHi(e), size, sub: 0, owner: 0 };
+  const r = t.allocRef(o, 0);
+  assert.ok(r === ALLOC_REF || r === ALLOC_RESIZED);
+  return r === ALLOC_RESIZED;
+}
+/** Drops one reference to live entry e; true when that removed it. */
+function unref(t: ObjectTable, e: number): boolean {
+  const r = t.release(t.device(e), t.addrLo(e), t.addrHi(e));
+  assert.ok(r === RELEASE_REF || r === RELEASE_REMOVED);
+  return r === RELEASE_REMOVED;
+}
+/** Removes live entry e whatever its references. */
+function remove(t: ObjectTable, e: number): void {
+  assert.equal(t.release(t.device(e), t.addrLo(e), t.addrHi(e), true), RELEASE_REMOVED);
+}
+
 // Few addresses, PIDs and devices, so repeats, re-use across devices and unknown frees are common.
 const ADDRS: [number, number][] = [
   [0x1000, 0],
@@ -194,17 +220,24 @@ function applyTracker(tr: Tracker, o: Op) {
   const [lo, hi] = ADDRS[o.a];
   switch (o.op) {
     case 'alloc':
-      return tr.alloc(o.dev, lo, hi, o.size, o.type, o.pid);
+      return tr.alloc({ device: o.dev, lo, hi, size: o.size, sub: o.type, owner: o.pid });
     case 'free':
-      return tr.free(o.dev, lo, hi, o.pid);
+      return tr.free({ device: o.dev, lo, hi, owner: o.pid });
     case 'cbAlloc':
-      return tr.loadObject(KIND_CB, o.dev, lo, hi, o.size, 0, o.pid);
+      return tr.loadObject(KIND_CB, { device: o.dev, lo, hi, size: o.size, sub: 0, owner: o.pid });
     case 'kLoad':
-      return tr.loadObject(KIND_KERNEL, o.dev, lo, hi, o.size, o.type % 3, o.pid);
+      return tr.loadObject(KIND_KERNEL, {
+        device: o.dev,
+        lo,
+        hi,
+        size: o.size,
+        sub: o.type % 3,
+        owner: o.pid,
+      });
     case 'cbFree':
-      return tr.unloadObject(KIND_CB, o.dev, lo, hi);
+      return tr.unloadObject(KIND_CB, { device: o.dev, lo, hi });
     case 'kUnload':
-      return tr.unloadObject(KIND_KERNEL, o.dev, lo, hi);
+      return tr.unloadObject(KIND_KERNEL, { device: o.dev, lo, hi });
   }
 }
 
@@ -341,7 +374,7 @@ test('Tracker releases dead PIDs the same way on the few-removals and the compac
           if (seen.has(key)) continue;
           seen.add(key);
           live.set(`${key}:${i}`, 100 + (i % 20));
-          tr.alloc(d, lo, hi, 4096 + i, i % 5, 100 + (i % 20));
+          tr.alloc({ device: d, lo, hi, size: 4096 + i, sub: i % 5, owner: 100 + (i % 20) });
         }
         const deadPids = new Set(dead.map((x) => 100 + x));
         const reports = tr.releasePids(deadPids);
@@ -397,10 +430,10 @@ test('ObjectTable insert/find/remove with many colliding keys matches a Map', ()
           e = t.find(k.d, k.lo, k.hi);
         assert.equal(e >= 0, m.has(id));
         if (insert && e < 0) {
-          t.insert(k.d, k.lo, k.hi, size, 1, 7, 0);
+          insertNew(t, { device: k.d, lo: k.lo, hi: k.hi, size, sub: 1, owner: 7 }, 0);
           m.set(id, size);
         } else if (!insert && e >= 0) {
-          t.remove(e);
+          remove(t, e);
           m.delete(id);
         }
       }
@@ -432,7 +465,7 @@ test('ObjectTable insert/find/remove with many colliding keys matches a Map', ()
   );
 });
 
-test('ObjectTable shortcuts (miss slot reused by insert, found slot, newest-entry slot) match a Map', () => {
+test('ObjectTable one-probe insert, ref counting and the newest-entry slot match a Map', () => {
   // Interleaves finds of other keys between a miss and its insert, reference counting, removals of
   // the newest and of older entries, growth, bulk removal; id halves given signed or unsigned.
   const key = fc.record({
@@ -479,14 +512,25 @@ test('ObjectTable shortcuts (miss slot reused by insert, found slot, newest-entr
           if (o.other) t.find(o.other.d, o.other.lo, o.other.hi);
           const cur = m.get(id);
           if (cur) {
-            const resized = t.addRef(e, o.size);
+            const resized = addRef(t, e, o.size);
             assert.equal(resized, cur.size !== o.size);
             cur.ref++;
             if (resized) assert.ok(t.flags(e) & FLAG_RESIZED);
           } else {
             const pid = -5 + (n++ % 11),
               type = n % 5;
-            const ne = t.insert(d, lo32(lo, !o.signed), lo32(hi, !o.signed), o.size, type, pid, n);
+            const ne = insertNew(
+              t,
+              {
+                device: d,
+                lo: lo32(lo, !o.signed),
+                hi: lo32(hi, !o.signed),
+                size: o.size,
+                sub: type,
+                owner: pid,
+              },
+              n,
+            );
             // The new entry's index: the last row, or the row a removal just left (the pending
             // hole).
             assert.ok(ne >= 0 && ne < t.count && t.find(d, lo, hi) === ne);
@@ -494,7 +538,7 @@ test('ObjectTable shortcuts (miss slot reused by insert, found slot, newest-entr
           }
         } else if (e >= 0) {
           const cur = m.get(id)!;
-          const removed = t.unref(e);
+          const removed = unref(t, e);
           assert.equal(removed, cur.ref === 1);
           if (removed) {
             assert.deepEqual([t.gonePid, t.goneType, t.goneSize], [cur.pid, cur.type, cur.size]);
@@ -523,7 +567,7 @@ test('ObjectTable shortcuts (miss slot reused by insert, found slot, newest-entr
   );
 });
 
-test('ObjectTable: removing an entry that shifts the newest entry in its probe run keeps the index exact', () => {
+test('ObjectTable: removing an entry that shifts the newest one keeps the index exact', () => {
   // Keys with the same shard and home slot (shards start at 32 slots): A, B, X sit in a run of
   // three.
   // Removing A shifts B and X back; X is then the last entry and moves into A's place: the slot
@@ -542,16 +586,16 @@ test('ObjectTable: removing an entry that shifts the newest entry in its probe r
     const t = new ObjectTable();
     for (const lo of keys) {
       assert.equal(t.find(0, lo, 0), -1);
-      t.insert(0, lo, 0, 100 + lo, 0, 1, 0);
+      insertNew(t, { device: 0, lo, hi: 0, size: 100 + lo, sub: 0, owner: 1 }, 0);
     }
-    t.remove(t.find(0, keys[victim], 0));
+    remove(t, t.find(0, keys[victim], 0));
     for (let e = 0; e < t.count; e++)
       assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e)), e, `entry ${e}`);
     for (const [i, lo] of keys.entries()) assert.equal(t.find(0, lo, 0) >= 0, i !== victim);
   }
 });
 
-test('ObjectTable: tombstones of bulk removals survive later frees (backward shifts), inserts and shard growth', () => {
+test('ObjectTable: bulk-removal tombstones survive frees, inserts, growth', () => {
   // Tens of thousands of entries so that shards (32 slots at first) grow, with repeated small
   // sweeps
   // (repaired in place: tombstones) and larger ones (index rebuilt) between frees and inserts.
@@ -575,8 +619,19 @@ test('ObjectTable: tombstones of bulk removals survive later frees (backward shi
             // Both insertion paths: find() + insert(), and allocRef() in one probe.
             if (next % 2) {
               assert.equal(t.find(d, lo, hi), -1);
-              t.insert(d, lo, hi, 1 + next, next % 5, next % 97, 0);
-            } else assert.equal(t.allocRef(d, lo, hi, 1 + next, next % 5, next % 97, 0), ALLOC_NEW);
+              insertNew(
+                t,
+                { device: d, lo, hi, size: 1 + next, sub: next % 5, owner: next % 97 },
+                0,
+              );
+            } else
+              assert.equal(
+                t.allocRef(
+                  { device: d, lo, hi, size: 1 + next, sub: next % 5, owner: next % 97 },
+                  0,
+                ),
+                ALLOC_NEW,
+              );
             m.set(`${d}:${lo}:${hi}`, 1 + next);
           }
         };
@@ -600,7 +655,7 @@ test('ObjectTable: tombstones of bulk removals survive later frees (backward shi
             if (i % 2) {
               const e = t.find(d, lo, hi);
               assert.ok(e >= 0, id);
-              assert.equal(t.unref(e), true);
+              assert.equal(unref(t, e), true);
             } else assert.equal(t.release(d, lo, hi), RELEASE_REMOVED, id);
             m.delete(id);
           }
@@ -625,11 +680,18 @@ test('a full table refuses new objects, counts them, and keeps everything else e
     tr = new Tracker(0, cap);
   const size = (i: number) => 4096 * (i + 1);
   for (let i = 0; i < cap; i++)
-    assert.equal(tr.alloc(i % 4, 0x1000 * (i + 1), 0, size(i), 0, 101), ALLOC_NEW);
-  assert.equal(tr.alloc(0, 0xbad000, 0, 999, 0, 101), ALLOC_FULL, 'one more is refused');
+    assert.equal(
+      tr.alloc({ device: i % 4, lo: 0x1000 * (i + 1), hi: 0, size: size(i), sub: 0, owner: 101 }),
+      ALLOC_NEW,
+    );
+  assert.equal(
+    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101 }),
+    ALLOC_FULL,
+    'one more is refused',
+  );
   assert.equal(tr.tableFullDrops, 1);
   assert.equal(
-    tr.alloc(1, 0x2000, 0, size(1), 0, 101),
+    tr.alloc({ device: 1, lo: 0x2000, hi: 0, size: size(1), sub: 0, owner: 101 }),
     ALLOC_REF,
     'a live buffer still takes references when full',
   );
@@ -642,13 +704,18 @@ test('a full table refuses new objects, counts them, and keeps everything else e
     'the refused ALLOC added nothing',
   );
   assert.equal(
-    tr.free(0, 0xbad000, 0, 101),
+    tr.free({ device: 0, lo: 0xbad000, hi: 0, owner: 101 }),
     RELEASE_UNKNOWN,
     'its FREE is an unknown free, as for any untracked buffer',
   );
-  assert.equal(tr.free(2, 0x3000, 0, 101), RELEASE_REMOVED);
-  assert.equal(tr.alloc(0, 0xbad000, 0, 999, 0, 101), ALLOC_NEW, 'room again after a FREE');
-  for (let i = 0; i < cap + 3; i++) tr.loadObject(KIND_CB, 0, 0x10 * (i + 1), 0, 256, 0, 101);
+  assert.equal(tr.free({ device: 2, lo: 0x3000, hi: 0, owner: 101 }), RELEASE_REMOVED);
+  assert.equal(
+    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101 }),
+    ALLOC_NEW,
+    'room again after a FREE',
+  );
+  for (let i = 0; i < cap + 3; i++)
+    tr.loadObject(KIND_CB, { device: 0, lo: 0x10 * (i + 1), hi: 0, size: 256, sub: 0, owner: 101 });
   assert.equal(tr.cbs.count, cap);
   assert.equal(tr.tableFullDrops, 4);
   // Every buffer still findable with its own size.
@@ -660,13 +727,13 @@ test('a full table refuses new objects, counts them, and keeps everything else e
   }
 });
 
-test('ObjectTable.reserve on a populated table keeps every entry findable, and later inserts and removals exact', () => {
+test('ObjectTable.reserve on a full-ish table keeps entries findable, later changes exact', () => {
   const t = new ObjectTable(),
     m = new Map<string, number>();
   const key = (i: number) => [i % 3, (i * 2654435761) | 0, i % 7] as const;
   for (let i = 0; i < 5000; i++) {
     const [d, lo, hi] = key(i);
-    t.insert(d, lo, hi, i + 1, 0, 1, 0);
+    insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1 }, 0);
     m.set(`${d}:${lo}:${hi}`, i + 1);
   }
   const before = t.memoryBytes(),
@@ -682,10 +749,10 @@ test('ObjectTable.reserve on a populated table keeps every entry findable, and l
       e = t.find(d, lo, hi);
     assert.equal(e >= 0, m.has(id), id);
     if (e >= 0 && i % 2 === 0) {
-      t.remove(e);
+      remove(t, e);
       m.delete(id);
     } else if (e < 0) {
-      t.insert(d, lo, hi, i + 1, 0, 1, 0);
+      insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1 }, 0);
       m.set(id, i + 1);
     }
   }

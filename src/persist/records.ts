@@ -190,25 +190,27 @@ const FLAG_BITS = 0xc0000000;
 /** An object row's fields (a reused struct: a snapshot writes and reads millions of rows). */
 export class ObjectRow {
   device = 0;
-  addrLo = 0;
-  addrHi = 0;
+  /** The id's halves (the tracker's ObjectKey names). */
+  lo = 0;
+  hi = 0;
   /** Bytes (< 2^48). */
   size = 0;
-  type = 0;
+  /** Buffer type or kernel type (0 for CBs). */
+  sub = 0;
   flags = 0;
-  pid = 0;
+  owner = 0;
   ref = 0;
   epoch = 0;
 }
 
 /** Writes `r` as the object row at byte `o` of `dv`. */
 export function writeObjectRow(dv: DataView, o: number, r: ObjectRow): void {
-  dv.setUint32(o, r.addrLo, true);
-  dv.setUint32(o + 4, r.addrHi, true);
+  dv.setUint32(o, r.lo, true);
+  dv.setUint32(o + 4, r.hi, true);
   dv.setUint32(o + 8, r.size >>> 0, true);
   dv.setUint32(o + 12, ((Math.floor(r.size / TWO32) & 0xffff) | (r.device << 16)) >>> 0, true);
-  dv.setUint32(o + 16, (r.type | r.flags) >>> 0, true);
-  dv.setInt32(o + 20, r.pid, true);
+  dv.setUint32(o + 16, (r.sub | r.flags) >>> 0, true);
+  dv.setInt32(o + 20, r.owner, true);
   dv.setUint32(o + 24, r.ref, true);
   dv.setUint32(o + 28, r.epoch, true);
 }
@@ -218,12 +220,12 @@ export function readObjectRow(dv: DataView, o: number, r: ObjectRow): void {
   const w3 = dv.getUint32(o + 12, true),
     tf = dv.getUint32(o + 16, true);
   r.device = w3 >>> 16;
-  r.addrLo = dv.getUint32(o, true);
-  r.addrHi = dv.getUint32(o + 4, true);
+  r.lo = dv.getUint32(o, true);
+  r.hi = dv.getUint32(o + 4, true);
   r.size = dv.getUint32(o + 8, true) + (w3 & 0xffff) * TWO32;
-  r.type = tf & 0xff;
+  r.sub = tf & 0xff;
   r.flags = tf & FLAG_BITS;
-  r.pid = dv.getInt32(o + 20, true);
+  r.owner = dv.getInt32(o + 20, true);
   r.ref = dv.getUint32(o + 24, true);
   r.epoch = dv.getUint32(o + 28, true);
 }

@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path';
 import { MsgType } from '../protocol/constants.js';
 import { applyEvent, isStateEvent, StateEvent } from '../state/events.js';
-import { KIND_UNKNOWN_FREE, KINDS, type Tracker, type ReapedReport } from '../state/tracker.js';
+import type { Tracker, ReapedReport, TrackerCounters } from '../state/tracker.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
   BATCH_HEADER,
@@ -184,47 +184,6 @@ function netBuffers(p: Buffer, net: number): number {
   return net;
 }
 
-/** Tracker counters that are state, not ingest statistics (a snapshot keeps them). */
-export function trackerCounters(tr: Tracker) {
-  const devUnknownFrees: number[] = [];
-  for (let d = 0; d <= tr.maxDeviceSeen; d++)
-    devUnknownFrees.push(tr.deviceCount(d, KIND_UNKNOWN_FREE));
-  // Per process, only where there are some: [pid, count on device 0, 1, …].
-  const pidUnknownFrees: number[][] = [];
-  for (const s of tr.pids.values()) {
-    const per: number[] = [];
-    for (let d = 0; d < s.devices; d++) per.push(s.counts[d * KINDS + KIND_UNKNOWN_FREE]);
-    if (per.some((n) => n > 0)) pidUnknownFrees.push([s.pid, ...per]);
-  }
-  // Devices that reported anything, live objects or not (unknown frees, unloads): they stay listed.
-  const devicesSeen: number[] = [];
-  for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) devicesSeen.push(d);
-  return {
-    unknownFrees: tr.unknownFrees,
-    unknownCbFrees: tr.unknownCbFrees,
-    unknownKernelUnloads: tr.unknownKernelUnloads,
-    resizedAllocs: tr.resizedAllocs,
-    reapedTotal: tr.reapedTotal,
-    devUnknownFrees,
-    pidUnknownFrees,
-    devicesSeen,
-  };
-}
-
-function restoreCounters(tr: Tracker, c: ReturnType<typeof trackerCounters>): void {
-  tr.unknownFrees = c.unknownFrees;
-  tr.unknownCbFrees = c.unknownCbFrees;
-  tr.unknownKernelUnloads = c.unknownKernelUnloads;
-  tr.resizedAllocs = c.resizedAllocs;
-  tr.reapedTotal = c.reapedTotal;
-  for (const d of c.devicesSeen ?? []) tr.seeDevice(d);
-  c.devUnknownFrees.forEach((n, d) => {
-    tr.devCounts[d * KINDS + KIND_UNKNOWN_FREE] = n;
-  });
-  for (const [pid, ...per] of c.pidUnknownFrees ?? [])
-    per.forEach((n, d) => tr.restoreUnknownFrees(pid, d, n));
-}
-
 /**
  * Applies one verified payload to the tracker. Returns the events and snapshot objects it held,
  * and the segment a snapshot header says it covers (-1 if none).
@@ -298,10 +257,10 @@ export function replay(
           break;
         }
         case Ctl.REAPED_LIST:
-          tr.reaped.splice(0, tr.reaped.length, ...(json() as ReapedReport[]));
+          tr.restoreReaped(json() as ReapedReport[]);
           break;
         case Ctl.COUNTERS:
-          restoreCounters(tr, json() as ReturnType<typeof trackerCounters>);
+          tr.restoreCounters(json() as TrackerCounters);
           break;
         case Ctl.OBJECTS:
           objects += restoreObjects(dv, at, tr);
@@ -326,18 +285,7 @@ function restoreObjects(dv: DataView, at: number, tr: Tracker): number {
   const { kind, rows } = readObjectsHead(dv, at);
   for (let i = 0, o = at + OBJECTS_HEAD; i < rows; i++, o += OBJECT_ROW_BYTES) {
     readObjectRow(dv, o, row);
-    tr.restoreObject(
-      kind,
-      row.device,
-      row.addrLo,
-      row.addrHi,
-      row.size,
-      row.type,
-      row.pid,
-      row.ref,
-      row.epoch,
-      row.flags,
-    );
+    tr.restoreObject(kind, row);
   }
   return rows;
 }

@@ -5,7 +5,13 @@
 // slices.
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { KIND_CB, KIND_KERNEL, type ReapedReport, type Tracker } from '../state/tracker.js';
+import {
+  KIND_CB,
+  KIND_KERNEL,
+  type ReapedReport,
+  type Tracker,
+  type TrackerCounters,
+} from '../state/tracker.js';
 import type { ObjectTable } from '../state/object-table.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
@@ -21,7 +27,6 @@ import {
   writeObjectRow,
   writeObjectsHead,
 } from './records.js';
-import { trackerCounters } from './replay.js';
 import { SNAPSHOT } from './state-dir.js';
 
 /** Objects per batch (1 MiB of rows). */
@@ -49,12 +54,12 @@ function objectsEntry(buf: Buffer, r: RowRange): number {
   let o = writeObjectsHead(dv, BATCH_HEADER, r.kind, r.n);
   for (let e = r.from; e < r.from + r.n; e++, o += OBJECT_ROW_BYTES) {
     row.device = t.device(e);
-    row.addrLo = t.addrLo(e);
-    row.addrHi = t.addrHi(e);
+    row.lo = t.addrLo(e);
+    row.hi = t.addrHi(e);
     row.size = t.size(e);
-    row.type = t.type(e);
+    row.sub = t.type(e);
     row.flags = t.flags(e);
-    row.pid = t.pid(e);
+    row.owner = t.pid(e);
     row.ref = t.ref(e);
     row.epoch = t.epoch(e);
     writeObjectRow(dv, o, row);
@@ -67,7 +72,7 @@ export interface SnapshotSource {
   tables: readonly (readonly [kind: number, table: ObjectTable])[];
   epochStartMs: readonly number[];
   epoch: number;
-  counters: ReturnType<typeof trackerCounters>;
+  counters: TrackerCounters;
   reaped: readonly ReapedReport[];
   marks: readonly Mark[];
 }
@@ -86,7 +91,7 @@ export function snapshotSource(
     ],
     epochStartMs: copyTables ? tr.epochStartMs.slice() : tr.epochStartMs,
     epoch: tr.epoch,
-    counters: trackerCounters(tr),
+    counters: tr.counters(),
     reaped: copyTables ? structuredClone(tr.reaped) : tr.reaped,
     marks: marks.list(),
   };

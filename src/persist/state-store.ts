@@ -127,7 +127,7 @@ export class StateStore implements EventJournal {
     }
     this.recovery = { ...rec, previousStop };
     // Ingest statistics count from this start; the state itself came back from disk.
-    tr.framesByType.fill(0);
+    tr.resetFrameCounts();
     const snap = this.dir.path(SNAPSHOT);
     if (existsSync(snap)) this.snapshotBytes = statSync(snap).size;
     for (const s of listSegments(this.opts.dir)) {

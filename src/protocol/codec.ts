@@ -1,5 +1,6 @@
-// Encoding of frames (replies, our own clients, tests). Decoding on the hot path lives in
-// frame-reader.ts and reads fields straight from the received bytes.
+// Encoding of frames (replies, our own clients, tests). The server's hot path decodes nothing
+// into objects: server/data-connection.ts reads fields straight from the received bytes, by the
+// rules of messages.ts.
 import { Off, TWO32, layoutFor, type FrameSize } from './constants.js';
 
 export function writeU64(dv: DataView, off: number, n: number): void {

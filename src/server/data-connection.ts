@@ -1,12 +1,14 @@
-// One client connection on the data socket: reassembles frames however the bytes arrive, detects
-// the frame size, validates each frame and applies it to the tracker.
+// One client connection on the data socket: flow control (a byte budget per event-loop turn),
+// the read paths (the server's one read buffer, Node's chunks, or the pump) and the wiring to the
+// host. Frames come from the frame reader (protocol/frame-reader.ts), the rules per message code
+// from protocol/messages.ts, and what an event does to the state from state/events.ts.
 //
 // Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView,
-// fields
-// are read in place, no per-frame or per-read objects.
+// fields are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
-import { MAX_DEVICE_ID, MAX_FRAME, MsgType, MSG_NAMES, Off } from '../protocol/constants.js';
-import { detectFrameSize, NOT_FRAMES, UNDECIDED } from '../protocol/frame-size.js';
+import { isDeviceId, MsgType, MSG_NAMES, NUM_BUFFER_TYPES, Off } from '../protocol/constants.js';
+import { FrameReader, type FrameSink } from '../protocol/frame-reader.js';
+import { Action, MAX_SIZE_HI, MESSAGES, ownerOf, refusedCodeReason } from '../protocol/messages.js';
 import type { Tracker } from '../state/tracker.js';
 import {
   READ_BUFFER,
@@ -19,14 +21,10 @@ import {
   applyAlloc,
   applyEvent,
   applyFree,
-  isStateEvent,
   StateEvent,
   type EventJournal,
 } from '../state/events.js';
 
-const TWO32 = 4294967296;
-/** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
-const MAX_CONSECUTIVE_GARBAGE = 8;
 /**
  * Bytes one connection may feed per event-loop turn. libuv reads up to 32 × 64 KiB from one
  * socket per turn; a busy client would then hold the loop for ~10 ms and a QUERY waits behind it.
@@ -63,8 +61,7 @@ export interface ConnectionHost {
   closed(conn: DataConnection): void;
 }
 
-export class DataConnection implements Pumped {
-  frameSize: number;
+export class DataConnection implements Pumped, FrameSink {
   frames = 0;
   rejected = 0;
   firstRejection = '';
@@ -81,15 +78,7 @@ export class DataConnection implements Pumped {
   readonly openedAtMs = Date.now();
   /** The event being applied (reused: applying a frame allocates nothing). */
   private readonly ev = new StateEvent();
-  private pending = new Uint8Array(MAX_FRAME * 2);
-  private pendingDv = new DataView(this.pending.buffer);
-  private pendingLen = 0;
-  private garbageRun = 0;
-  private detectTimer: NodeJS.Timeout | null = null;
-  /** The first frame was applied from its 40-byte head while the size was still unknown. */
-  private headApplied = false;
-  /** The partial frame in `pending` is that already-applied first frame: drop it when complete. */
-  private skipPending = false;
+  private readonly reader: FrameReader;
   private closing = false;
   private turnBytes = 0;
   hot = false;
@@ -107,7 +96,10 @@ export class DataConnection implements Pumped {
     private host: ConnectionHost,
     forcedFrameSize = 0,
   ) {
-    this.frameSize = forcedFrameSize;
+    this.reader = new FrameReader(this, {
+      frameSize: forcedFrameSize,
+      quietMs: host.detectQuietMs,
+    });
     this.fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd ?? -1;
     // The server accepts paused: nothing is read before one of these two is in place.
     this.ownBuffer = readIntoBuffer(socket, this.onRead);
@@ -120,6 +112,11 @@ export class DataConnection implements Pumped {
       /* a client that vanishes mid-write: 'close' follows */
     });
     socket.on('close', () => this.onClose());
+  }
+
+  /** 72, 112 or 144; 0 while undecided. */
+  get frameSize(): number {
+    return this.reader.frameSize;
   }
 
   describe(): string {
@@ -166,9 +163,8 @@ export class DataConnection implements Pumped {
   }
 
   private apply(chunk: Uint8Array, view: DataView | null, n: number): void {
-    this.host.tracker.nowMs = Date.now();
-    if (this.frameSize === 0) this.detect(chunk.subarray(0, n), false);
-    else this.ingest(chunk, view, n);
+    this.host.tracker.setNow(Date.now());
+    this.reader.push(chunk, view, n);
   }
 
   /**
@@ -181,106 +177,14 @@ export class DataConnection implements Pumped {
     return true;
   }
 
-  /** Buffers the first bytes until the frame size is known, then replays them. */
-  private detect(chunk: Uint8Array | null, settled: boolean): void {
-    if (chunk) {
-      const room = this.pending.length - this.pendingLen;
-      const n = Math.min(room, chunk.length);
-      this.pending.set(chunk.subarray(0, n), this.pendingLen);
-      this.pendingLen += n;
-      if (n < chunk.length) {
-        // Detection is always decided within 113 bytes, so the buffer cannot overflow undecided.
-        const size = detectFrameSize(this.pending, this.pendingLen, settled);
-        if (size > 0) return this.decided(size, chunk.subarray(n));
-      }
-    }
-    const size = detectFrameSize(this.pending, this.pendingLen, settled);
-    if (size === NOT_FRAMES) {
-      const head = Buffer.from(this.pending.subarray(0, Math.min(this.pendingLen, 16)));
-      return this.reject(
-        `stream is not allocation-protocol frames (first bytes ${head.toString('hex')}, ${JSON.stringify(head.toString('latin1').replace(/[^\x20-\x7e]/g, '.'))})`,
-      );
-    }
-    if (size !== UNDECIDED) return this.decided(size, null);
-    if (
-      !settled &&
-      (this.pendingLen === 72 || this.pendingLen === 112 || this.pendingLen === 144)
-    ) {
-      // An exact single-frame length: a client waiting for a reply, or one that paused.
-      if (this.detectTimer) clearTimeout(this.detectTimer);
-      this.detectTimer = setTimeout(() => {
-        this.detectTimer = null;
-        this.quiet();
-      }, this.host.detectQuietMs);
-    }
+  /** FrameSink: a run of whole frames (the reader's hot path). */
+  frameRun(dv: DataView, off: number, len: number): number {
+    return this.host.logEvents ? this.handleAll(dv, off, len) : this.applyRun(dv, off, len);
   }
 
-  /**
-   * The stream went quiet on an exact 72 or 112 bytes: one whole frame, or the start of a longer
-   * one. Only a client waiting for a reply must be answered now, so its length decides. Any other
-   * frame's 40-byte head means the same in every size: apply it now and let later bytes decide
-   * (a 112/144-byte frame that paused after 72 bytes is then not misread as 72-byte frames).
-   */
-  private quiet(): void {
-    if (this.frameSize !== 0) return;
-    const t = this.pending[0];
-    if (t === MsgType.QUERY || t === MsgType.DEVICE_INFO_QUERY) return this.detect(null, true);
-    if (!this.headApplied) {
-      this.headApplied = true;
-      this.handle(this.pendingDv, 0);
-    }
-  }
-
-  private decided(size: number, rest: Uint8Array | null): void {
-    if (this.detectTimer) {
-      clearTimeout(this.detectTimer);
-      this.detectTimer = null;
-    }
-    this.frameSize = size;
-    let head = Buffer.from(this.pending.subarray(0, this.pendingLen));
-    this.pendingLen = 0;
-    if (this.headApplied) {
-      // never apply that first frame twice
-      if (head.length >= size) head = head.subarray(size);
-      else {
-        this.pending.set(head);
-        this.pendingLen = head.length;
-        this.skipPending = true;
-        head = head.subarray(head.length);
-      }
-    }
-    this.ingest(head);
-    if (rest && rest.length) this.ingest(rest);
-  }
-
-  /**
-   * Applies the first `len` bytes of `chunk`; `view`, when given, is a DataView over all of
-   * `chunk`.
-   */
-  private ingest(chunk: Uint8Array, view: DataView | null = null, len = chunk.length): void {
-    const fs = this.frameSize;
-    let off = 0;
-    if (this.pendingLen > 0) {
-      const need = fs - this.pendingLen;
-      if (len < need) {
-        this.pending.set(chunk.subarray(0, len), this.pendingLen);
-        this.pendingLen += len;
-        return;
-      }
-      this.pending.set(chunk.subarray(0, need), this.pendingLen);
-      this.pendingLen = 0;
-      if (this.skipPending) this.skipPending = false;
-      else this.handle(this.pendingDv, 0);
-      off = need;
-    }
-    if (len - off >= fs) {
-      const dv = view ?? new DataView(chunk.buffer, chunk.byteOffset, len);
-      off = this.host.logEvents ? this.handleAll(dv, off, len) : this.applyRun(dv, off, len);
-    }
-    if (off < len && !this.closing) {
-      this.pending.set(chunk.subarray(off, len), 0);
-      this.pendingLen = len - off;
-    }
+  /** FrameSink: one frame. */
+  frame(dv: DataView, off: number): void {
+    this.handle(dv, off);
   }
 
   private handleAll(dv: DataView, off: number, len: number): number {
@@ -292,14 +196,16 @@ export class DataConnection implements Pumped {
   /**
    * The hot loop: well-formed ALLOC and FREE frames are applied here with the connection's fields
    * in locals; every other frame (and any ALLOC/FREE that fails validation) goes through handle().
-   * Returns the offset after the last whole frame.
+   * The checks are messages.ts's rules for ALLOC and FREE, inlined (the same limits). Returns the
+   * offset after the last whole frame.
    */
   private applyRun(dv: DataView, off: number, len: number): number {
     const fs = this.frameSize,
       tr = this.host.tracker,
       owner = this.ownerPid,
       j = this.host.journal,
-      ev = this.ev;
+      ev = this.ev,
+      reader = this.reader;
     let allocs = 0,
       frees = 0;
     for (; off + fs <= len && !this.closing; off += fs) {
@@ -309,13 +215,11 @@ export class DataConnection implements Pumped {
         const bt = dv.getUint8(off + Off.bufferType);
         const sizeLo = dv.getUint32(off + Off.size, true),
           sizeHi = dv.getUint32(off + Off.size + 4, true);
-        const size = sizeLo + sizeHi * TWO32;
         if (
-          device < 0 ||
-          device > MAX_DEVICE_ID ||
-          bt > 4 ||
-          size === 0 ||
-          sizeHi > 0xffff ||
+          !isDeviceId(device) ||
+          bt >= NUM_BUFFER_TYPES ||
+          (sizeLo === 0 && sizeHi === 0) ||
+          sizeHi > MAX_SIZE_HI ||
           this.claimedPid === 0
         ) {
           this.handle(dv, off);
@@ -324,7 +228,7 @@ export class DataConnection implements Pumped {
         ev.code = type;
         ev.sub = bt;
         ev.device = device;
-        ev.owner = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        ev.owner = ownerOf(owner, dv, off);
         ev.lo = dv.getInt32(off + Off.bufferId, true);
         ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
         ev.sizeLo = sizeLo;
@@ -333,14 +237,14 @@ export class DataConnection implements Pumped {
         if (j !== null) j.record(ev, effect);
         allocs++;
       } else if (type === MsgType.FREE) {
-        if (device < 0 || device > MAX_DEVICE_ID) {
+        if (!isDeviceId(device)) {
           this.handle(dv, off);
           continue;
         }
         ev.code = type;
         ev.sub = 0;
         ev.device = device;
-        ev.owner = owner !== 0 ? owner : dv.getInt32(off + Off.processId, true);
+        ev.owner = ownerOf(owner, dv, off);
         ev.lo = dv.getInt32(off + Off.bufferId, true);
         ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
         ev.sizeLo = 0;
@@ -352,111 +256,56 @@ export class DataConnection implements Pumped {
         this.handle(dv, off);
         continue;
       }
-      this.garbageRun = 0;
+      reader.accepted();
     }
     this.frames += allocs + frees;
-    tr.framesByType[MsgType.ALLOC] += allocs;
-    tr.framesByType[MsgType.FREE] += frees;
+    tr.countFrames(MsgType.ALLOC, allocs);
+    tr.countFrames(MsgType.FREE, frees);
     return off;
   }
 
-  /** Validates and applies one frame. */
+  /** Validates one frame by its code's rule (messages.ts) and does what the rule says. */
   private handle(dv: DataView, off: number): void {
     const type = dv.getUint8(off);
-    const tr = this.host.tracker;
-    const device = dv.getInt32(off + Off.deviceId, true);
     if (this.host.logEvents) this.host.logEvent(this, dv, off);
-    const ev = this.ev;
-    switch (type) {
-      case MsgType.ALLOC: {
-        const bt = dv.getUint8(off + Off.bufferType);
-        const size =
-          dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
-        if (device < 0 || device > MAX_DEVICE_ID)
-          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        if (bt > 4) return this.bad(type, `buffer_type ${bt} is not 0..4`);
-        if (size === 0) return this.bad(type, 'size 0');
-        if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        this.claim(dv, off);
-        this.fillEvent(ev, dv, off, bt);
+    const rule = MESSAGES[type];
+    if (rule === undefined || rule.action === Action.SERVER_ONLY) {
+      this.bad(type, refusedCodeReason(type));
+      this.reader.unknownFrame();
+      return;
+    }
+    const why = rule.check(dv, off);
+    if (why !== null) return this.bad(type, why);
+    switch (rule.action) {
+      case Action.EVENT: {
+        // The first ALLOC, CB_ALLOC or KERNEL_LOAD says which PID the client claims (display only).
+        if (rule.claims && this.claimedPid === 0)
+          this.claimedPid = dv.getInt32(off + Off.processId, true);
+        const ev = this.ev;
+        ev.code = type;
+        ev.sub = rule.sub ? dv.getUint8(off + Off.bufferType) : 0;
+        ev.device = dv.getInt32(off + Off.deviceId, true);
+        ev.owner = ownerOf(this.ownerPid, dv, off);
+        ev.lo = dv.getInt32(off + Off.bufferId, true);
+        ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
+        ev.sizeLo = rule.sized ? dv.getInt32(off + Off.size, true) : 0;
+        ev.sizeHi = rule.sized ? dv.getInt32(off + Off.size + 4, true) : 0;
+        applyEvent(this.host.tracker, ev, this.host.journal);
         break;
       }
-      case MsgType.FREE:
-        if (device < 0 || device > MAX_DEVICE_ID)
-          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        this.fillEvent(ev, dv, off, 0);
-        break;
-      case MsgType.CB_ALLOC:
-      case MsgType.KERNEL_LOAD: {
-        if (device < 0 || device > MAX_DEVICE_ID)
-          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        const sub = type === MsgType.KERNEL_LOAD ? dv.getUint8(off + Off.bufferType) : 0;
-        if (sub > 2) return this.bad(type, `kernel type ${sub} is not 0..2`);
-        const size =
-          dv.getUint32(off + Off.size, true) + dv.getUint32(off + Off.size + 4, true) * TWO32;
-        if (size > 0xffffffffffff) return this.bad(type, `size ${size} is absurd`);
-        this.claim(dv, off);
-        this.fillEvent(ev, dv, off, sub);
-        break;
-      }
-      case MsgType.CB_FREE:
-      case MsgType.KERNEL_UNLOAD:
-        if (device < 0 || device > MAX_DEVICE_ID)
-          return this.bad(type, `device_id ${device} out of range 0..${MAX_DEVICE_ID}`);
-        this.fillEvent(ev, dv, off, 0);
-        break;
-      case MsgType.QUERY:
-      case MsgType.DEVICE_INFO_QUERY:
+      case Action.REPLY:
         this.host.reply(this, dv, off);
         break;
-      case MsgType.DUMP_REMAINING:
+      case Action.DUMP_BUFFERS:
         this.host.dump(this, false);
         break;
-      case MsgType.DUMP_KERNELS:
+      case Action.DUMP_KERNELS:
         this.host.dump(this, true);
         break;
-      default:
-        // RESPONSE / DEVICE_INFO_RESPONSE travel server → client only; anything else is unknown.
-        this.bad(
-          type,
-          type === MsgType.RESPONSE || type === MsgType.DEVICE_INFO_RESPONSE
-            ? `${MSG_NAMES[type]} is a server reply, not a request`
-            : `unknown message code ${type}`,
-        );
-        if (++this.garbageRun >= MAX_CONSECUTIVE_GARBAGE) {
-          this.reject(
-            `${this.garbageRun} consecutive frames with unknown codes: the stream is not ${this.frameSize}-byte frames`,
-          );
-        }
-        return;
     }
-    if (isStateEvent(type)) applyEvent(tr, ev, this.host.journal);
-    this.garbageRun = 0;
+    this.reader.accepted();
     this.frames++;
-    tr.framesByType[type]++;
-  }
-
-  /** The first ALLOC, CB_ALLOC or KERNEL_LOAD says which PID the client claims (display only). */
-  private claim(dv: DataView, off: number): void {
-    if (this.claimedPid === 0) this.claimedPid = dv.getInt32(off + Off.processId, true);
-  }
-
-  /**
-   * The event a validated frame carries. The owner is the connection's kernel PID, or the PID the
-   * frame claims (no peer credentials, or --trust-client-pid), so a restart replays the same
-   * ownership.
-   */
-  private fillEvent(ev: StateEvent, dv: DataView, off: number, sub: number): void {
-    ev.code = dv.getUint8(off);
-    ev.sub = sub;
-    ev.device = dv.getInt32(off + Off.deviceId, true);
-    ev.owner = this.ownerPid !== 0 ? this.ownerPid : dv.getInt32(off + Off.processId, true);
-    ev.lo = dv.getInt32(off + Off.bufferId, true);
-    ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
-    const sized = ev.code === MsgType.ALLOC || ev.code === MsgType.CB_ALLOC;
-    ev.sizeLo = sized || ev.code === MsgType.KERNEL_LOAD ? dv.getInt32(off + Off.size, true) : 0;
-    ev.sizeHi =
-      sized || ev.code === MsgType.KERNEL_LOAD ? dv.getInt32(off + Off.size + 4, true) : 0;
+    this.host.tracker.countFrames(type, 1);
   }
 
   private bad(type: number, reason: string): void {
@@ -464,7 +313,8 @@ export class DataConnection implements Pumped {
     if (this.rejected === 1) {
       this.firstRejection = `${MSG_NAMES[type] ?? `code ${type}`}: ${reason}`;
       this.host.log(
-        `${this.describe()}: rejected a frame (${this.firstRejection}); further rejections on this connection are counted, not printed`,
+        `${this.describe()}: rejected a frame (${this.firstRejection}); ` +
+          'further rejections on this connection are counted, not printed',
       );
     }
   }
@@ -476,6 +326,7 @@ export class DataConnection implements Pumped {
   reject(reason: string): void {
     if (this.closing) return;
     this.closing = true;
+    this.reader.stop();
     if (this.frameSize === 0) this.rejected++; // a stream rejected before any frame: count it once
     if (!this.firstRejection) this.firstRejection = reason;
     this.host.log(`${this.describe()}: closing: ${reason}`);
@@ -483,18 +334,18 @@ export class DataConnection implements Pumped {
   }
 
   private onEnd(): void {
-    if (this.frameSize === 0 && this.pendingLen > 0) this.detect(null, true);
-    if (this.pendingLen > 0 && !this.closing) {
+    const left = this.reader.end();
+    if (left > 0 && !this.closing) {
       this.host.log(
-        `${this.describe()}: closed with a partial frame (${this.pendingLen} of ${this.frameSize || '?'} bytes), ignored`,
+        `${this.describe()}: closed with a partial frame ` +
+          `(${left} of ${this.frameSize || '?'} bytes), ignored`,
       );
-      this.pendingLen = 0;
     }
     this.socket.end();
   }
 
   private onClose(): void {
-    if (this.detectTimer) clearTimeout(this.detectTimer);
+    this.reader.stop();
     // No summary line here: bad() already logged this connection once; the count is in stats.
     this.host.closed(this);
   }

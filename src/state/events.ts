@@ -52,13 +52,13 @@ export function isStateEvent(code: number): boolean {
 
 /** ALLOC: a new buffer, or one more reference to a live one of the same key. */
 export function applyAlloc(tr: Tracker, ev: StateEvent): number {
-  const r = tr.alloc(ev.device, ev.lo, ev.hi, ev.size, ev.sub, ev.owner);
+  const r = tr.alloc(ev);
   return r === ALLOC_NEW ? EFFECT_CREATED : EFFECT_OTHER;
 }
 
 /** FREE: drops a reference; the last one removes the buffer; an unknown buffer is counted. */
 export function applyFree(tr: Tracker, ev: StateEvent): number {
-  const r = tr.free(ev.device, ev.lo, ev.hi, ev.owner);
+  const r = tr.free(ev);
   return r === RELEASE_REMOVED ? EFFECT_REMOVED : EFFECT_OTHER;
 }
 
@@ -77,17 +77,17 @@ export function applyEvent(tr: Tracker, ev: StateEvent, journal: EventJournal | 
       break;
     case MsgType.CB_ALLOC:
       // A CB_ALLOC repeated while the CB lives refreshes it and adds no memory.
-      tr.loadObject(KIND_CB, ev.device, ev.lo, ev.hi, ev.size, 0, ev.owner);
+      tr.loadObject(KIND_CB, ev);
       break;
     case MsgType.KERNEL_LOAD:
       // Sent on every dispatch of a cached kernel: only the first one adds memory.
-      tr.loadObject(KIND_KERNEL, ev.device, ev.lo, ev.hi, ev.size, ev.sub, ev.owner);
+      tr.loadObject(KIND_KERNEL, ev);
       break;
     case MsgType.CB_FREE:
-      tr.unloadObject(KIND_CB, ev.device, ev.lo, ev.hi);
+      tr.unloadObject(KIND_CB, ev);
       break;
     case MsgType.KERNEL_UNLOAD:
-      tr.unloadObject(KIND_KERNEL, ev.device, ev.lo, ev.hi);
+      tr.unloadObject(KIND_KERNEL, ev);
       break;
     default:
       throw new Error(`applyEvent: code ${ev.code} is not a state event`);

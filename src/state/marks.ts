@@ -15,7 +15,7 @@ export interface Mark {
 
 export class MarkError extends Error {}
 
-const NAME = /^[A-Za-z0-9_.:\/@+-]{1,200}$/;
+const NAME = /^[A-Za-z0-9_.:/@+-]{1,200}$/;
 
 export class Checkpoints {
   private marks = new Map<string, Mark>();

@@ -1,4 +1,5 @@
 // Live objects (buffers, circular buffers, kernels) keyed by (device, 64-bit id).
+import { TWO32 } from '../protocol/constants.js';
 //
 // Why not a Map: a JS Map stops at 16.7 M entries and costs ~95 B per entry; this costs 28 B of
 // row per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
@@ -22,12 +23,13 @@
 // its own load (0.5–0.75): with one shared limit all shards, filled evenly by the hash, would
 // grow within the same few thousand inserts and their pauses would add up again.
 //
-// Hot-path shortcuts (all verified before use, so a stale one only costs the normal probe):
-// - a find() that hits remembers its hash and slot, so remove() of that entry does not probe again;
-// - a find() that misses remembers its hash and the empty slot it stopped at, so the insert() of
-//   the same key that follows writes there without hashing or probing;
-// - insert() remembers where it put the newest entry: when a remove() then moves the last entry
-//   into the hole, that is usually the one, and its slot is known without hashing it.
+// One API: allocRef() (ALLOC: insert or one more reference), load() (CB_ALLOC / KERNEL_LOAD:
+// insert unless live), release() (FREE / CB_FREE / KERNEL_UNLOAD) each find their key in one probe;
+// find() and the field accessors read; append() + reindex() restore a snapshot; removeMarked()
+// removes in bulk. The one remembered position (verified before use, so a stale one only costs
+// the normal probe): the newest insert's slot. A removal moves the last entry into the hole, and
+// that is usually the newest one, whose slot is then known without hashing it (an ALLOC/FREE
+// pair of the newest buffer is the commonest case on the hot path).
 
 const PAGE_BITS = 13; // small pages: the partly used last page wastes < 1% at 1 M entries
 const PAGE_SIZE = 1 << PAGE_BITS;
@@ -76,7 +78,6 @@ const SIZE_HI_SHIFT = 14;
 const SIZE_HI_MASK = 0xffff;
 /** Set when a live key was ALLOCed again with a different size (a suspicious re-use). */
 export const FLAG_RESIZED = 1 << 30;
-const TWO32 = 4294967296;
 
 /** The key hash (exported for tests that need colliding keys). */
 export function hash3(device: number, lo: number, hi: number): number {
@@ -108,7 +109,31 @@ function metaOf(device: number, type: number, size: number): number {
   return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
 }
 
-/** allocRef() results (ALLOC_FULL: not inserted, the table holds MAX_ENTRIES). */
+/** Which object: (device, 64-bit id). */
+export interface ObjectKey {
+  readonly device: number;
+  /** The 64-bit id as two 32-bit halves, signed or unsigned. */
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** What a new entry holds. StateEvent (events.ts) has this shape: the hot path passes it as is. */
+export interface NewObject extends ObjectKey {
+  readonly size: number;
+  /** Buffer type or kernel type (0 for CBs). */
+  readonly sub: number;
+  readonly owner: number;
+}
+
+/** A snapshot's row, restored exactly (append()). */
+export interface RestoredObject extends NewObject {
+  readonly epoch: number;
+  readonly ref: number;
+  /** FLAG_RESIZED or 0. */
+  readonly flags: number;
+}
+
+/** allocRef() / load() results (ALLOC_FULL: not inserted, the table holds MAX_ENTRIES). */
 export const ALLOC_NEW = 0,
   ALLOC_REF = 1,
   ALLOC_RESIZED = 2,
@@ -156,27 +181,25 @@ export class ObjectTable {
   /** Tombstones per shard (they lengthen probes until the shard is rehashed). */
   private shardDead = new Int32Array(SHARDS);
   private shardLimit = new Int32Array(SHARDS);
-  /** Where the last successful find() stopped, so FREE's remove() does not probe again. */
-  private foundEntry = -1;
-  private foundHash = 0;
-  private foundSlot = 0;
-  /** Where the last unsuccessful find() stopped, for the insert() of the same key. */
-  private missValid = false;
-  private missDevice = 0;
-  private missLo = 0;
-  private missHi = 0;
-  private missHash = 0;
-  private missSlot = 0;
-  /** Where the newest insert() put its entry (remove() moves the last entry, usually that one). */
+  /** Where the newest insert put its entry (a removal moves the last entry, usually that one). */
   private insEntry = -1;
   private insShard = 0;
   private insSlot = 0;
   /** Shard rehashes so far (growth, tombstone clean-up, reserve). */
   rehashes = 0;
-  /** What the last unref() that removed an entry removed (no object per call). */
-  gonePid = 0;
-  goneType = 0;
-  goneSize = 0;
+  /** What the last release() that removed an entry removed (no object per call). */
+  private removedPid = 0;
+  private removedType = 0;
+  private removedSize = 0;
+  get gonePid(): number {
+    return this.removedPid;
+  }
+  get goneType(): number {
+    return this.removedType;
+  }
+  get goneSize(): number {
+    return this.removedSize;
+  }
 
   /** `maxEntries` below MAX_ENTRIES is for tests of a full table. */
   constructor(
@@ -200,10 +223,8 @@ export class ObjectTable {
     this.forget();
   }
 
-  /** Drops every remembered position (after anything that moves entries or slots in bulk). */
+  /** Drops the remembered position (after anything that moves entries or slots in bulk). */
   private forget(): void {
-    this.foundEntry = -1;
-    this.missValid = false;
     this.insEntry = -1;
   }
 
@@ -255,13 +276,6 @@ export class ObjectTable {
     return this.pages[p];
   }
 
-  setRef(e: number, r: number): void {
-    this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_REF] = r;
-  }
-  setFlag(e: number, f: number): void {
-    this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + W_META] |= f;
-  }
-
   /** Entry index of (device, lo, hi), or -1. The id halves may be given signed or unsigned. */
   find(device: number, lo: number, hi: number): number {
     lo |= 0;
@@ -274,46 +288,39 @@ export class ObjectTable {
     let s = h & mask;
     for (;;) {
       const v = idx[s];
-      if (v === 0) {
-        this.missValid = true;
-        this.missDevice = device;
-        this.missLo = lo;
-        this.missHi = hi;
-        this.missHash = h;
-        this.missSlot = s;
-        return -1;
-      }
+      if (v === 0) return -1;
       if (v > 0 && (v & FP_MASK) === fp) {
         const e = (v & ENTRY_MASK) - 1,
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
-        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
-          this.foundEntry = e;
-          this.foundHash = h;
-          this.foundSlot = s;
+        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device)
           return e;
-        }
       }
       s = (s + 1) & mask;
     }
   }
 
   /**
-   * ALLOC in one probe: a live (device, lo, hi) gets one more reference (ALLOC_REF, or
-   * ALLOC_RESIZED when the size differs, which flags it); otherwise it is inserted at the empty
-   * slot where the probe stopped (ALLOC_NEW).
+   * ALLOC in one probe: a live key gets one more reference (ALLOC_REF, or ALLOC_RESIZED when the
+   * size differs, which flags it); otherwise it is inserted at the empty slot where the probe
+   * stopped (ALLOC_NEW).
    */
-  allocRef(
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    type: number,
-    pid: number,
-    epoch: number,
-  ): number {
-    lo |= 0;
-    hi |= 0;
+  allocRef(o: NewObject, epoch: number): number {
+    return this.place(o, epoch, true);
+  }
+
+  /**
+   * CB_ALLOC / KERNEL_LOAD in one probe: a live key is left as it is (ALLOC_REF: these objects are
+   * not reference counted); otherwise it is inserted (ALLOC_NEW).
+   */
+  load(o: NewObject, epoch: number): number {
+    return this.place(o, epoch, false);
+  }
+
+  private place(o: NewObject, epoch: number, counted: boolean): number {
+    const device = o.device,
+      lo = o.lo | 0,
+      hi = o.hi | 0;
     const h = hash3(device, lo, hi),
       sh = h >>> SHARD_SHIFT,
       pages = this.pages,
@@ -329,9 +336,10 @@ export class ObjectTable {
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
         if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
+          if (!counted) return ALLOC_REF;
           pg[b + W_REF]++;
           const m = pg[b + W_META];
-          if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size)
+          if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === o.size)
             return ALLOC_REF;
           pg[b + W_META] = m | FLAG_RESIZED;
           return ALLOC_RESIZED;
@@ -339,7 +347,6 @@ export class ObjectTable {
       }
       s = (s + 1) & mask;
     }
-    this.missValid = false;
     if (this.hole < 0 && this.end >= this.maxEntries) return ALLOC_FULL;
     if (++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh]) {
       this.growShard(sh);
@@ -351,7 +358,7 @@ export class ObjectTable {
     let e = this.hole;
     if (e >= 0) this.hole = -1;
     else e = this.end++;
-    this.writeRow(e, device, lo, hi, size, type, pid, epoch);
+    this.writeRow(e, o, epoch);
     idx[s] = fp | (e + 1);
     this.insEntry = e;
     this.insShard = sh;
@@ -362,9 +369,10 @@ export class ObjectTable {
   /**
    * FREE in one probe: drops one reference to (device, lo, hi) (RELEASE_REF); the last one removes
    * it (RELEASE_REMOVED, with its owner, type and size in gonePid / goneType / goneSize).
-   * RELEASE_UNKNOWN when it is not live.
+   * RELEASE_UNKNOWN when it is not live. `whole` removes it whatever its reference count (CB_FREE,
+   * KERNEL_UNLOAD).
    */
-  release(device: number, lo: number, hi: number): number {
+  release(device: number, lo: number, hi: number, whole = false): number {
     lo |= 0;
     hi |= 0;
     const h = hash3(device, lo, hi),
@@ -383,129 +391,34 @@ export class ObjectTable {
       if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device)
         continue;
       const r = pg[b + W_REF];
-      if (r > 1) {
+      if (r > 1 && !whole) {
         pg[b + W_REF] = r - 1;
         return RELEASE_REF;
       }
       const m = pg[b + W_META];
-      this.gonePid = pg[b + W_PID];
-      this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
-      this.goneSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+      this.removedPid = pg[b + W_PID];
+      this.removedType = (m >>> TYPE_SHIFT) & TYPE_MASK;
+      this.removedSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
       this.unindexAt(sh, s);
       this.vacate(e);
       return RELEASE_REMOVED;
     }
   }
 
-  /**
-   * One more reference to live entry e (a repeated ALLOC); true when its size differs (flagged).
-   */
-  addRef(e: number, size: number): boolean {
-    const pg = this.pages[e >>> PAGE_BITS],
-      b = (e & PAGE_MASK) * STRIDE;
-    pg[b + W_REF]++;
-    const m = pg[b + W_META];
-    if ((pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32 === size)
-      return false;
-    pg[b + W_META] = m | FLAG_RESIZED;
-    return true;
-  }
-
-  /**
-   * Drops one reference to entry e; the last one removes it, leaving its owner, type and size in
-   * gonePid / goneType / goneSize. Returns whether it was removed.
-   */
-  unref(e: number): boolean {
-    const pg = this.pages[e >>> PAGE_BITS],
-      b = (e & PAGE_MASK) * STRIDE;
-    const r = pg[b + W_REF];
-    if (r > 1) {
-      pg[b + W_REF] = r - 1;
-      return false;
-    }
-    const m = pg[b + W_META];
-    this.gonePid = pg[b + W_PID];
-    this.goneType = (m >>> TYPE_SHIFT) & TYPE_MASK;
-    this.goneSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
-    this.remove(e);
-    return true;
-  }
-
-  /**
-   * Inserts a new entry (caller has checked it is absent); returns its index, or -1 when the table
-   * is full.
-   */
-  insert(
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    type: number,
-    pid: number,
-    epoch: number,
-  ): number {
-    lo |= 0;
-    hi |= 0;
-    if (this.hole < 0 && this.end >= this.maxEntries) return -1;
-    // The find() that just missed this key knows its hash and the free slot it stopped at.
-    const reuse =
-      this.missValid && this.missLo === lo && this.missHi === hi && this.missDevice === device;
-    this.missValid = false;
-    this.foundEntry = -1;
-    const h = reuse ? this.missHash : hash3(device, lo, hi),
-      sh = h >>> SHARD_SHIFT;
-    const grew = ++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh];
-    if (grew) this.growShard(sh);
-    let e = this.hole;
-    if (e >= 0) this.hole = -1;
-    else e = this.end++;
-    this.writeRow(e, device, lo, hi, size, type, pid, epoch);
-    const idx = this.shards[sh];
-    let s: number;
-    if (reuse && !grew) s = this.missSlot;
-    else {
-      const mask = idx.length - 1;
-      s = h & mask;
-      while (idx[s] !== 0) s = (s + 1) & mask;
-    }
-    idx[s] = fpOf(h) | (e + 1);
-    this.insEntry = e;
-    this.insShard = sh;
-    this.insSlot = s;
-    return e;
-  }
-
   /** Row e := a new entry with one reference (its page is added when e starts one). */
-  private writeRow(
-    e: number,
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    type: number,
-    pid: number,
-    epoch: number,
-  ): void {
+  private writeRow(e: number, o: NewObject, epoch: number): void {
     const p = e >>> PAGE_BITS;
     if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
     const pg = this.pages[p],
-      b = (e & PAGE_MASK) * STRIDE;
-    pg[b + W_LO] = lo;
-    pg[b + W_HI] = hi;
-    pg[b + W_META] = metaOf(device, type, size);
+      b = (e & PAGE_MASK) * STRIDE,
+      size = o.size;
+    pg[b + W_LO] = o.lo;
+    pg[b + W_HI] = o.hi;
+    pg[b + W_META] = metaOf(o.device, o.sub, size);
     pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
-    pg[b + W_PID] = pid;
+    pg[b + W_PID] = o.owner;
     pg[b + W_REF] = 1;
     pg[b + W_EPOCH] = epoch;
-  }
-
-  /**
-   * Removes entry e; the last entry moves into its place (iterating callers must walk backwards),
-   * at once or, when e is left as the pending hole, before `count` is next read.
-   */
-  remove(e: number): void {
-    this.unindex(e);
-    this.vacate(e);
   }
 
   /**
@@ -513,7 +426,6 @@ export class ObjectTable {
    * or, when it is the last row, the rows just end before it.
    */
   private vacate(e: number): void {
-    this.missValid = false;
     if (e !== this.end - 1 && this.hole >= 0) this.settle();
     if (e === this.end - 1) {
       this.end--;
@@ -608,17 +520,13 @@ export class ObjectTable {
       orderHash[k] = h;
     }
     for (let sh = 0; sh < SHARDS; sh++)
-      if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start[sh], start[sh + 1]);
+      if (start[sh + 1] > start[sh]) this.buryRange(sh, order, orderHash, start);
   }
 
-  /** Tombstones in shard sh for order[from..to-1] (their hashes in orderHash). */
-  private buryRange(
-    sh: number,
-    order: Int32Array,
-    orderHash: Int32Array,
-    from: number,
-    to: number,
-  ): void {
+  /** Tombstones in shard sh for order[start[sh]..start[sh + 1]-1] (their hashes in orderHash). */
+  private buryRange(sh: number, order: Int32Array, orderHash: Int32Array, start: Int32Array): void {
+    const from = start[sh],
+      to = start[sh + 1];
     const idx = this.shards[sh],
       mask = idx.length - 1;
     for (let k = from; k < to; k++) {
@@ -670,25 +578,15 @@ export class ObjectTable {
    * Recovery from a snapshot: appends an entry without indexing it (a snapshot's keys are unique),
    * so that reindex() can build the whole index once, shard by shard, after the last one.
    */
-  append(
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    type: number,
-    pid: number,
-    epoch: number,
-    ref: number,
-    flags: number,
-  ): void {
+  append(o: RestoredObject): void {
     if (this.hole >= 0) this.settle();
     if (this.end >= this.maxEntries) throw new Error(`more than ${this.maxEntries} entries`);
     const e = this.end++;
-    this.writeRow(e, device, lo | 0, hi | 0, size, type, pid, epoch);
+    this.writeRow(e, o, o.epoch);
     const pg = this.pages[e >>> PAGE_BITS],
       b = (e & PAGE_MASK) * STRIDE;
-    pg[b + W_REF] = ref;
-    pg[b + W_META] |= flags;
+    pg[b + W_REF] = o.ref;
+    pg[b + W_META] |= o.flags;
   }
 
   /** Indexes every entry (after append()). */
@@ -782,25 +680,11 @@ export class ObjectTable {
     return hash3(pg[b + W_META] & DEV_MASK, pg[b + W_LO], pg[b + W_HI]);
   }
 
-  private unindex(e: number): void {
-    const known = e === this.foundEntry;
-    this.foundEntry = -1;
-    const h = known ? this.foundHash : this.hashOf(e),
-      sh = h >>> SHARD_SHIFT;
-    const idx = this.shards[sh],
-      mask = idx.length - 1;
-    let s = known ? this.foundSlot : h & mask;
-    const v = fpOf(h) | (e + 1);
-    while (idx[s] !== v) s = (s + 1) & mask;
-    this.unindexAt(sh, s);
-  }
-
   /**
    * Empties slot `hole` of shard `sh` and pulls later members of its probe run back (backward
    * shift).
    */
   private unindexAt(sh: number, hole: number): void {
-    this.foundEntry = -1;
     const idx = this.shards[sh],
       mask = idx.length - 1;
     this.shardUsed[sh]--;
@@ -854,7 +738,5 @@ export class ObjectTable {
     this.shards[sh] = idx;
     this.shardLimit[sh] = limitFor(sh, cap);
     this.shardDead[sh] = 0;
-    this.foundEntry = -1;
-    this.missValid = false; // slots of this shard moved
   }
 }

@@ -1,6 +1,11 @@
 // The live state of every device: buffers, circular buffers (CBs) and kernels, with counters kept
 // incrementally so that queries, stats and metrics never scan the tables.
-import { BUFFER_TYPE_NAMES, MAX_DEVICES } from '../protocol/constants.js';
+import {
+  BUFFER_TYPE_NAMES,
+  counterBytes,
+  MAX_DEVICES,
+  NUM_BUFFER_TYPES,
+} from '../protocol/constants.js';
 import {
   ALLOC_FULL,
   ALLOC_NEW,
@@ -13,13 +18,43 @@ import {
   ROW_PID,
   ROW_WORDS,
   rowSize,
+  type NewObject,
+  type ObjectKey,
+  type RestoredObject,
 } from './object-table.js';
 
-/** Counter slots per device: 0-4 buffer types, then CBs, kernels, and unknown frees. */
-export const KIND_CB = 5;
-export const KIND_KERNEL = 6;
-export const KIND_UNKNOWN_FREE = 7;
-export const KINDS = 8;
+/**
+ * Counter slots per device: one per buffer type (slot = BufferType value), then CBs, kernels, and
+ * unknown frees.
+ */
+export const KIND_CB = NUM_BUFFER_TYPES;
+export const KIND_KERNEL = NUM_BUFFER_TYPES + 1;
+export const KIND_UNKNOWN_FREE = NUM_BUFFER_TYPES + 2;
+export const KINDS = NUM_BUFFER_TYPES + 3;
+/** restoreObject()'s kind for a buffer (CBs and kernels use KIND_CB / KIND_KERNEL). */
+export const KIND_BUFFER = -1;
+
+/** The key of a FREE: which buffer, and who sent it (unknown frees are counted per process). */
+export interface FreedObject extends ObjectKey {
+  readonly owner: number;
+}
+
+/** Tracker counters that are state, not ingest statistics (a snapshot keeps them). */
+export interface TrackerCounters {
+  unknownFrees: number;
+  unknownCbFrees: number;
+  unknownKernelUnloads: number;
+  resizedAllocs: number;
+  reapedTotal: number;
+  devUnknownFrees: number[];
+  /** Per process, only where there are some: [pid, count on device 0, 1, …]. */
+  pidUnknownFrees: number[][];
+  /** Devices that reported anything, live objects or not (older snapshots lack it). */
+  devicesSeen?: number[];
+}
+
+/** Reaped-process reports kept for `ttalloc reaped` (the oldest are dropped beyond this). */
+const MAX_REAPED_KEPT = 1000;
 
 /** Per-process accounting, kept incrementally (per device × kind). */
 export class ProcessStats {
@@ -75,12 +110,11 @@ export class Tracker {
   readonly cbs: ObjectTable;
   readonly kernels: ObjectTable;
   /** bytes / counts per device × kind */
-  readonly devBytes = new Float64Array(MAX_DEVICES * KINDS);
-  readonly devCounts = new Float64Array(MAX_DEVICES * KINDS);
+  private readonly devBytesArr = new Float64Array(MAX_DEVICES * KINDS);
+  private readonly devCountsArr = new Float64Array(MAX_DEVICES * KINDS);
   private readonly devSeen = new Uint8Array(MAX_DEVICES);
-  /** Highest device id that ever reported anything, -1 if none. */
-  maxDeviceSeen = -1;
-  readonly pids = new Map<number, ProcessStats>();
+  private maxDevice = -1;
+  private readonly pidStats = new Map<number, ProcessStats>();
   private lastPid = -1;
   private lastStats: ProcessStats | null = null;
 
@@ -89,39 +123,111 @@ export class Tracker {
    * allocations happened, so "born after mark M" and "born at about time T" both come from one
    * 32-bit column.
    */
-  epoch = 0;
-  readonly epochStartMs: number[] = [];
+  private epochNo = 0;
+  private readonly epochStarts: number[] = [];
   private allocsInEpoch = 0;
 
   // Ingest totals (frames accepted per message code), for stats and metrics.
-  readonly framesByType = new Float64Array(16);
-  unknownFrees = 0;
-  unknownCbFrees = 0;
-  unknownKernelUnloads = 0;
-  resizedAllocs = 0;
+  private readonly frames = new Float64Array(16);
+  private unknownFreeCount = 0;
+  private unknownCbFreeCount = 0;
+  private unknownKernelUnloadCount = 0;
+  private resizedAllocCount = 0;
   /** ALLOCs, CBs and kernels not tracked because their table held MAX_ENTRIES (~134 M) already. */
-  tableFullDrops = 0;
-  readonly reaped: ReapedReport[] = [];
-  reapedTotal = 0;
-  maxReapedKept = 1000;
+  private tableFullDropCount = 0;
+  private readonly reapedList: ReapedReport[] = [];
+  private reapedCount = 0;
 
-  nowMs = Date.now();
+  private now = Date.now();
+
+  /** Persistence listens here so that epochs replay exactly (and with them, marks). */
+  onEpoch: ((epoch: number, startMs: number) => void) | null = null;
+
+  // ---------------------------------------------------------------- read-only views
+  /** bytes per device × kind (index device * KINDS + kind); read only. */
+  get devBytes(): Float64Array {
+    return this.devBytesArr;
+  }
+  /** counts per device × kind; read only. */
+  get devCounts(): Float64Array {
+    return this.devCountsArr;
+  }
+  /** Highest device id that ever reported anything, -1 if none. */
+  get maxDeviceSeen(): number {
+    return this.maxDevice;
+  }
+  /** Per-process accounting of every PID seen; read only. */
+  get pids(): ReadonlyMap<number, ProcessStats> {
+    return this.pidStats;
+  }
+  get epoch(): number {
+    return this.epochNo;
+  }
+  /** Start time of every epoch; read only. */
+  get epochStartMs(): readonly number[] {
+    return this.epochStarts;
+  }
+  /** Frames accepted per message code; read only (countFrames() writes). */
+  get framesByType(): Float64Array {
+    return this.frames;
+  }
+  get unknownFrees(): number {
+    return this.unknownFreeCount;
+  }
+  get unknownCbFrees(): number {
+    return this.unknownCbFreeCount;
+  }
+  get unknownKernelUnloads(): number {
+    return this.unknownKernelUnloadCount;
+  }
+  get resizedAllocs(): number {
+    return this.resizedAllocCount;
+  }
+  get tableFullDrops(): number {
+    return this.tableFullDropCount;
+  }
+  /** The latest reaped-process reports (at most MAX_REAPED_KEPT). */
+  get reaped(): ReapedReport[] {
+    return this.reapedList;
+  }
+  get reapedTotal(): number {
+    return this.reapedCount;
+  }
+  /** The cheap "now" (ms) of the latest tick() or setNow(). */
+  get nowMs(): number {
+    return this.now;
+  }
 
   /** `maxEntries` (per table) below MAX_ENTRIES is for tests of a full table. */
   constructor(expectedBuffers = 0, maxEntries = MAX_ENTRIES) {
     this.buffers = new ObjectTable(expectedBuffers, maxEntries);
     this.cbs = new ObjectTable(0, maxEntries);
     this.kernels = new ObjectTable(0, maxEntries);
-    this.epochStartMs.push(this.nowMs);
+    this.epochStarts.push(this.now);
+  }
+
+  /** Ingest: `n` more frames of message code `code` were accepted. */
+  countFrames(code: number, n: number): void {
+    this.frames[code] += n;
+  }
+
+  /** Clears the frame counts (they are ingest statistics, not state). */
+  resetFrameCounts(): void {
+    this.frames.fill(0);
+  }
+
+  /** Sets the cheap "now" without starting an epoch (per received chunk; tests). */
+  setNow(now: number): void {
+    this.now = now;
   }
 
   // ---------------------------------------------------------------- hot path
   private stats(pid: number): ProcessStats {
     if (pid === this.lastPid && this.lastStats !== null) return this.lastStats;
-    let s = this.pids.get(pid);
+    let s = this.pidStats.get(pid);
     if (s === undefined) {
-      s = new ProcessStats(pid, this.nowMs, this.maxDeviceSeen + 1);
-      this.pids.set(pid, s);
+      s = new ProcessStats(pid, this.now, this.maxDevice + 1);
+      this.pidStats.set(pid, s);
     }
     this.lastPid = pid;
     this.lastStats = s;
@@ -130,7 +236,7 @@ export class Tracker {
 
   /** Device `device` has reported something (recovery marks the devices a snapshot knew). */
   seeDevice(device: number): void {
-    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+    if (device > this.maxDevice) this.maxDevice = device;
     this.devSeen[device] = 1;
   }
 
@@ -139,56 +245,53 @@ export class Tracker {
     return this.devSeen[d] === 1;
   }
 
-  private account(
-    s: ProcessStats,
-    device: number,
-    kind: number,
-    bytes: number,
-    count: number,
-  ): void {
-    const k = device * KINDS + kind;
-    this.devBytes[k] += bytes;
-    this.devCounts[k] += count;
-    if (k >= s.bytes.length) s.ensureDevice(device);
+  /** Adds `bytes` and `count` to counter slot `k` (device * KINDS + kind) and `s`'s share. */
+  private account(s: ProcessStats, k: number, bytes: number, count: number): void {
+    this.devBytesArr[k] += bytes;
+    this.devCountsArr[k] += count;
+    if (k >= s.bytes.length) s.ensureDevice(Math.floor(k / KINDS));
     s.bytes[k] += bytes;
     s.counts[k] += count;
     s.live += count;
   }
 
-  /** ALLOC. The id halves may be given signed or unsigned (the wire decoder reads them signed). */
   /**
-   * Returns what it did: ALLOC_NEW, ALLOC_REF, ALLOC_RESIZED or ALLOC_FULL (not tracked:
-   * MAX_ENTRIES live).
+   * ALLOC (the id halves may be signed or unsigned). Returns what it did: ALLOC_NEW, ALLOC_REF,
+   * ALLOC_RESIZED or ALLOC_FULL (not tracked: MAX_ENTRIES live).
    */
-  alloc(device: number, lo: number, hi: number, size: number, type: number, pid: number): number {
-    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+  alloc(ev: NewObject): number {
+    const device = ev.device;
+    if (device > this.maxDevice) this.maxDevice = device;
     this.devSeen[device] = 1;
-    const r = this.buffers.allocRef(device, lo, hi, size, type, pid, this.epoch);
+    const r = this.buffers.allocRef(ev, this.epochNo);
     if (r !== ALLOC_NEW) {
-      if (r === ALLOC_RESIZED) this.resizedAllocs++;
-      else if (r === ALLOC_FULL) this.tableFullDrops++;
+      if (r === ALLOC_RESIZED) this.resizedAllocCount++;
+      else if (r === ALLOC_FULL) this.tableFullDropCount++;
       return r;
     }
     this.allocsInEpoch++;
-    const s = this.stats(pid);
-    s.lastSeenMs = this.nowMs;
-    this.account(s, device, type, size, 1);
+    const s = this.stats(ev.owner);
+    s.lastSeenMs = this.now;
+    this.account(s, device * KINDS + ev.sub, ev.size, 1);
     return r;
   }
 
-  /** FREE: drops a reference; the last one releases the buffer from its owner's accounting. */
-  /** Returns what it did: RELEASE_REMOVED, RELEASE_REF or RELEASE_UNKNOWN. */
-  free(device: number, lo: number, hi: number, pid: number): number {
-    if (device > this.maxDeviceSeen) this.maxDeviceSeen = device;
+  /**
+   * FREE: drops a reference; the last one releases the buffer from its owner's accounting.
+   * Returns what it did: RELEASE_REMOVED, RELEASE_REF or RELEASE_UNKNOWN.
+   */
+  free(ev: FreedObject): number {
+    const device = ev.device;
+    if (device > this.maxDevice) this.maxDevice = device;
     this.devSeen[device] = 1;
     const t = this.buffers;
-    const r = t.release(device, lo, hi);
+    const r = t.release(device, ev.lo, ev.hi);
     if (r === RELEASE_REMOVED)
-      this.account(this.stats(t.gonePid), device, t.goneType, -t.goneSize, -1);
+      this.account(this.stats(t.gonePid), device * KINDS + t.goneType, -t.goneSize, -1);
     else if (r === RELEASE_UNKNOWN) {
-      this.unknownFrees++;
-      this.devCounts[device * KINDS + KIND_UNKNOWN_FREE]++;
-      const s = this.stats(pid);
+      this.unknownFreeCount++;
+      this.devCountsArr[device * KINDS + KIND_UNKNOWN_FREE]++;
+      const s = this.stats(ev.owner);
       s.ensureDevice(device);
       s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
     }
@@ -196,101 +299,123 @@ export class Tracker {
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
-  loadObject(
-    kind: number,
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    subtype: number,
-    pid: number,
-  ): void {
-    this.seeDevice(device);
-    const t = kind === KIND_CB ? this.cbs : this.kernels;
-    if (t.find(device, lo, hi) >= 0) return;
-    if (t.insert(device, lo, hi, size, subtype, pid, this.epoch) < 0) {
-      this.tableFullDrops++;
-      return;
-    }
-    const s = this.stats(pid);
-    s.lastSeenMs = this.nowMs;
-    this.account(s, device, kind, size, 1);
+  loadObject(kind: number, ev: NewObject): void {
+    this.seeDevice(ev.device);
+    const r = (kind === KIND_CB ? this.cbs : this.kernels).load(ev, this.epochNo);
+    if (r === ALLOC_FULL) this.tableFullDropCount++;
+    if (r !== ALLOC_NEW) return;
+    const s = this.stats(ev.owner);
+    s.lastSeenMs = this.now;
+    this.account(s, ev.device * KINDS + kind, ev.size, 1);
   }
 
   /**
    * CB_FREE / KERNEL_UNLOAD: removes the live object; unknown ids are counted, never subtracted.
+   * CBs and kernels are not reference counted: one unload removes them.
    */
-  unloadObject(kind: number, device: number, lo: number, hi: number): void {
-    this.seeDevice(device);
+  unloadObject(kind: number, ev: ObjectKey): void {
+    this.seeDevice(ev.device);
     const t = kind === KIND_CB ? this.cbs : this.kernels;
-    const e = t.find(device, lo, hi);
-    if (e < 0) {
-      if (kind === KIND_CB) this.unknownCbFrees++;
-      else this.unknownKernelUnloads++;
+    if (t.release(ev.device, ev.lo, ev.hi, true) === RELEASE_UNKNOWN) {
+      if (kind === KIND_CB) this.unknownCbFreeCount++;
+      else this.unknownKernelUnloadCount++;
       return;
     }
-    t.setRef(e, 1); // CBs and kernels are not reference counted: one unload removes them
-    t.unref(e);
-    this.account(this.stats(t.gonePid), device, kind, -t.goneSize, -1);
+    this.account(this.stats(t.gonePid), ev.device * KINDS + kind, -t.goneSize, -1);
   }
 
   // ---------------------------------------------------------------- time
   /** Called on a coarse clock tick (and per received chunk) to keep a cheap "now". */
   tick(now: number): void {
-    this.nowMs = now;
-    if (this.allocsInEpoch > 0 && now - this.epochStartMs[this.epoch] >= 1000) this.newEpoch();
+    this.now = now;
+    if (this.allocsInEpoch > 0 && now - this.epochStarts[this.epochNo] >= 1000) this.newEpoch();
   }
 
   /** Starts a new epoch (checkpoints call this) and returns its number. */
   newEpoch(): number {
-    this.epoch++;
-    this.epochStartMs.push(this.nowMs);
+    this.epochNo++;
+    this.epochStarts.push(this.now);
     this.allocsInEpoch = 0;
-    this.onEpoch?.(this.epoch, this.nowMs);
-    return this.epoch;
+    this.onEpoch?.(this.epochNo, this.now);
+    return this.epochNo;
   }
-
-  /** Persistence listens here so that epochs replay exactly (and with them, marks). */
-  onEpoch: ((epoch: number, startMs: number) => void) | null = null;
 
   /** Replay: epoch `epoch` started at `startMs`. */
   restoreEpoch(epoch: number, startMs: number): void {
-    this.epoch = epoch;
-    this.epochStartMs[epoch] = startMs;
+    this.epochNo = epoch;
+    this.epochStarts[epoch] = startMs;
     this.allocsInEpoch = 0;
   }
 
   /** Replay of a snapshot: every epoch's start time. */
   restoreEpochTimes(times: number[]): void {
-    this.epochStartMs.length = 0;
-    for (const t of times) this.epochStartMs.push(t); // no spread: there may be many
+    this.epochStarts.length = 0;
+    for (const t of times) this.epochStarts.push(t); // no spread: there may be many
   }
 
   /** Approximate wall time (ms) at which something born in `epoch` was allocated. */
   epochTimeMs(epoch: number): number {
-    return this.epochStartMs[epoch] ?? this.nowMs;
+    return this.epochStarts[epoch] ?? this.now;
   }
 
   /**
-   * Recovery from a snapshot: one live object exactly as it was (kind -1 = buffer, KIND_CB,
+   * Recovery from a snapshot: one live object exactly as it was (kind KIND_BUFFER, KIND_CB or
    * KIND_KERNEL), counted like a fresh allocation. It is findable only after restored().
    */
-  restoreObject(
-    kind: number,
-    device: number,
-    lo: number,
-    hi: number,
-    size: number,
-    type: number,
-    pid: number,
-    ref: number,
-    epoch: number,
-    flags: number,
-  ): void {
-    const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
-    this.seeDevice(device);
-    t.append(device, lo, hi, size, type, pid, epoch, ref, flags);
-    this.account(this.stats(pid), device, kind === -1 ? type : kind, size, 1);
+  restoreObject(kind: number, o: RestoredObject): void {
+    const t = kind === KIND_BUFFER ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
+    this.seeDevice(o.device);
+    t.append(o);
+    const slot = o.device * KINDS + (kind === KIND_BUFFER ? o.sub : kind);
+    this.account(this.stats(o.owner), slot, o.size, 1);
+  }
+
+  /** The counters a snapshot keeps (restoreCounters() puts them back). */
+  counters(): TrackerCounters {
+    const devUnknownFrees: number[] = [];
+    for (let d = 0; d <= this.maxDevice; d++)
+      devUnknownFrees.push(this.deviceCount(d, KIND_UNKNOWN_FREE));
+    const pidUnknownFrees: number[][] = [];
+    for (const s of this.pidStats.values()) {
+      const per: number[] = [];
+      for (let d = 0; d < s.devices; d++) per.push(s.counts[d * KINDS + KIND_UNKNOWN_FREE]);
+      if (per.some((n) => n > 0)) pidUnknownFrees.push([s.pid, ...per]);
+    }
+    // Devices that reported anything, live objects or not (unknown frees, unloads): they stay
+    // listed.
+    const devicesSeen: number[] = [];
+    for (let d = 0; d <= this.maxDevice; d++) if (this.usageSeen(d)) devicesSeen.push(d);
+    return {
+      unknownFrees: this.unknownFreeCount,
+      unknownCbFrees: this.unknownCbFreeCount,
+      unknownKernelUnloads: this.unknownKernelUnloadCount,
+      resizedAllocs: this.resizedAllocCount,
+      reapedTotal: this.reapedCount,
+      devUnknownFrees,
+      pidUnknownFrees,
+      devicesSeen,
+    };
+  }
+
+  /** Recovery from a snapshot: the counters counters() returned. */
+  restoreCounters(c: TrackerCounters): void {
+    this.unknownFreeCount = c.unknownFrees;
+    this.unknownCbFreeCount = c.unknownCbFrees;
+    this.unknownKernelUnloadCount = c.unknownKernelUnloads;
+    this.resizedAllocCount = c.resizedAllocs;
+    this.reapedCount = c.reapedTotal;
+    for (const d of c.devicesSeen ?? []) this.seeDevice(d);
+    c.devUnknownFrees.forEach((n, d) => {
+      this.devCountsArr[d * KINDS + KIND_UNKNOWN_FREE] = n;
+    });
+    for (const [pid, ...per] of c.pidUnknownFrees ?? [])
+      per.forEach((n, d) => this.restoreUnknownFrees(pid, d, n));
+  }
+
+  /** Recovery from a snapshot: the reaped-process reports it kept. */
+  restoreReaped(list: readonly ReapedReport[]): void {
+    this.reapedList.length = 0;
+    for (const r of list) this.reapedList.push(r); // no spread: there may be many
   }
 
   /** Recovery from a snapshot: a process's count of frees of unknown buffers on a device. */
@@ -311,16 +436,13 @@ export class Tracker {
 
   // ---------------------------------------------------------------- queries
   deviceBytes(device: number, kind: number): number {
-    return this.devBytes[device * KINDS + kind];
+    return this.devBytesArr[device * KINDS + kind];
   }
   deviceCount(device: number, kind: number): number {
-    return this.devCounts[device * KINDS + kind];
+    return this.devCountsArr[device * KINDS + kind];
   }
 
-  /**
-   * The four usage counters of the wire protocol (SYSTEM_MEMORY counts as L1_SMALL, as it always
-   * has).
-   */
+  /** The four usage counters of the wire protocol (counterBytes: the SYSTEM_MEMORY rule). */
   usage(device: number): {
     dram: number;
     l1: number;
@@ -331,12 +453,12 @@ export class Tracker {
   } {
     if (device < 0 || device >= MAX_DEVICES)
       return { dram: 0, l1: 0, l1Small: 0, trace: 0, cb: 0, kernel: 0 };
-    const b = (k: number) => this.devBytes[device * KINDS + k];
+    const b = (k: number) => this.devBytesArr[device * KINDS + k];
     return {
-      dram: b(0),
-      l1: b(1),
-      l1Small: b(2) + b(3),
-      trace: b(4),
+      dram: counterBytes('DRAM', b),
+      l1: counterBytes('L1', b),
+      l1Small: counterBytes('L1_SMALL', b),
+      trace: counterBytes('TRACE', b),
       cb: b(KIND_CB),
       kernel: b(KIND_KERNEL),
     };
@@ -349,7 +471,7 @@ export class Tracker {
   /** PIDs that own at least one live object. */
   livePids(): number[] {
     const out: number[] = [];
-    for (const [pid, s] of this.pids) if (s.live > 0) out.push(pid);
+    for (const [pid, s] of this.pidStats) if (s.live > 0) out.push(pid);
     return out;
   }
 
@@ -359,9 +481,9 @@ export class Tracker {
    * unknown buffers), so a server that sees thousands of short processes does not grow forever.
    */
   forgetIdlePids(alive: (pid: number) => boolean): void {
-    for (const [pid, s] of this.pids) {
+    for (const [pid, s] of this.pidStats) {
       if (s.live === 0 && !alive(pid)) {
-        this.pids.delete(pid);
+        this.pidStats.delete(pid);
         if (pid === this.lastPid) {
           this.lastPid = -1;
           this.lastStats = null;
@@ -381,40 +503,40 @@ export class Tracker {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
     const n = slots.pids.length;
-    const largest: ReapedReport['largest'][] = slots.pids.map(() => []);
     // How many buffers, CBs and kernels the dead own: a table they own nothing in is not scanned,
     // and a scan stops once it has found them all.
     const owned = new Float64Array(KINDS);
     for (const pid of slots.pids) {
-      const s = this.pids.get(pid);
+      const s = this.pidStats.get(pid);
       if (s !== undefined && s.live !== 0) addCounts(s.counts, owned);
     }
-    const ownBuffers = owned[0] + owned[1] + owned[2] + owned[3] + owned[4];
-    for (const kind of [-1, KIND_CB, KIND_KERNEL]) {
-      const t = kind === -1 ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
-      const own = kind === -1 ? ownBuffers : owned[kind];
+    let ownBuffers = 0;
+    for (let type = 0; type < NUM_BUFFER_TYPES; type++) ownBuffers += owned[type];
+    for (const kind of [KIND_BUFFER, KIND_CB, KIND_KERNEL]) {
+      const t = kind === KIND_BUFFER ? this.buffers : kind === KIND_CB ? this.cbs : this.kernels;
+      const own = kind === KIND_BUFFER ? ownBuffers : owned[kind];
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
       const marked =
-        kind === -1 ? markBuffers(t, slots, mark, largest, own) : markOwned(t, slots, mark, own);
+        kind === KIND_BUFFER ? markBuffers(t, slots, mark, own) : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
     const out: ReapedReport[] = [];
     for (let slot = 0; slot < n; slot++) {
       const pid = slots.pids[slot],
-        s = this.pids.get(pid);
+        s = this.pidStats.get(pid);
       if (s === undefined || s.live === 0) continue;
-      out.push(this.settleDead(s, now, largest[slot]));
+      out.push(this.settleDead(s, now, slots.largest[slot]));
     }
     // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
     // owned nothing keeps its unknown-free counts until forgetIdlePids()).
-    for (const r of out) this.pids.delete(r.pid);
+    for (const r of out) this.pidStats.delete(r.pid);
     this.lastPid = -1;
     this.lastStats = null;
-    for (const r of out) this.reaped.push(r); // no spread: there may be many
-    this.reapedTotal += out.length;
-    if (this.reaped.length > this.maxReapedKept)
-      this.reaped.splice(0, this.reaped.length - this.maxReapedKept);
+    for (const r of out) this.reapedList.push(r); // no spread: there may be many
+    this.reapedCount += out.length;
+    if (this.reapedList.length > MAX_REAPED_KEPT)
+      this.reapedList.splice(0, this.reapedList.length - MAX_REAPED_KEPT);
     return out;
   }
 
@@ -438,8 +560,8 @@ export class Tracker {
           c = s.counts[k];
         if (c === 0) continue;
         const b = s.bytes[k];
-        this.devBytes[k] -= b;
-        this.devCounts[k] -= c;
+        this.devBytesArr[k] -= b;
+        this.devCountsArr[k] -= c;
         s.bytes[k] = 0;
         s.counts[k] = 0;
         if (kind === KIND_CB) {
@@ -464,16 +586,16 @@ export class Tracker {
     this.buffers.clear();
     this.cbs.clear();
     this.kernels.clear();
-    this.devBytes.fill(0);
-    this.devCounts.fill(0);
-    this.pids.clear();
+    this.devBytesArr.fill(0);
+    this.devCountsArr.fill(0);
+    this.pidStats.clear();
     this.lastPid = -1;
     this.lastStats = null;
-    this.reaped.length = 0;
-    this.unknownFrees = 0;
-    this.unknownCbFrees = 0;
-    this.unknownKernelUnloads = 0;
-    this.resizedAllocs = 0;
+    this.reapedList.length = 0;
+    this.unknownFreeCount = 0;
+    this.unknownCbFreeCount = 0;
+    this.unknownKernelUnloadCount = 0;
+    this.resizedAllocCount = 0;
   }
 }
 
@@ -492,8 +614,11 @@ class PidSlots {
   /** slot + 1, 0 = empty */
   readonly vals: Int32Array;
   readonly mask: number;
+  /** The five largest buffers of each slot's PID (markBuffers fills them). */
+  readonly largest: ReapedReport['largest'][];
   constructor(set: Iterable<number>) {
     this.pids = [...set];
+    this.largest = this.pids.map(() => []);
     let cap = 16;
     while (cap < this.pids.length * 4) cap *= 2;
     this.keys = new Int32Array(cap);
@@ -511,32 +636,20 @@ class PidSlots {
 /** Marks the CBs or kernels owned by a PID in `slots` (`own` of them); returns how many. */
 function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   let marked = 0;
-  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markOwnedPage(
-      t.rowPage(p),
-      Math.min(PAGE_ROWS, t.count - e0),
-      e0,
-      slots.keys,
-      slots.vals,
-      slots.mask,
-      mark,
-    );
-  }
+  for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
+    marked += markOwnedPage(t, p, slots, mark);
   return marked;
 }
 
 // The scans run once per sweep, usually on code V8 has not optimised yet: one small function per
 // page (quick to compile, optimised after its first pages) rather than one large loop whose
-// on-stack compilation took ~30 ms while the rows went through the interpreter.
-function markOwnedPage(
-  pg: Int32Array,
-  end: number,
-  e0: number,
-  keys: Int32Array,
-  vals: Int32Array,
-  mask: number,
-  mark: Uint8Array,
-): number {
+// on-stack compilation took ~30 ms while the rows went through the interpreter. Everything the
+// loop reads is in locals before it starts.
+function markOwnedPage(t: ObjectTable, p: number, slots: PidSlots, mark: Uint8Array): number {
+  const pg = t.rowPage(p),
+    e0 = p * PAGE_ROWS,
+    end = Math.min(PAGE_ROWS, t.count - e0);
+  const { keys, vals, mask } = slots;
   let marked = 0;
   for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
     const pid = pg[b];
@@ -551,42 +664,38 @@ function markOwnedPage(
   return marked;
 }
 
+/** A buffer sweep's marks and, per PID slot, its largest buffers so far (sizes and entries). */
+class BufferScan {
+  readonly topSize: Float64Array;
+  readonly topEntry: Int32Array;
+  readonly topCount: Uint8Array;
+  constructor(
+    readonly mark: Uint8Array,
+    slots: number,
+  ) {
+    this.topSize = new Float64Array(slots * REAPED_LARGEST);
+    this.topEntry = new Int32Array(slots * REAPED_LARGEST);
+    this.topCount = new Uint8Array(slots);
+  }
+}
+
 /**
  * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and fills `largest[slot]` with its five largest (ties: the earlier entry),
- * sizes and entries kept in typed arrays until the end.
+ * has found them all) and fills `slots.largest` with each PID's five largest (ties: the earlier
+ * entry), sizes and entries kept in typed arrays until the end.
  */
-function markBuffers(
-  t: ObjectTable,
-  slots: PidSlots,
-  mark: Uint8Array,
-  largest: ReapedReport['largest'][],
-  own: number,
-): number {
+function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
   const n = slots.pids.length,
     K = REAPED_LARGEST;
-  const topSize = new Float64Array(n * K),
-    topEntry = new Int32Array(n * K),
-    topCount = new Uint8Array(n);
+  const scan = new BufferScan(mark, n);
   let marked = 0;
-  for (let p = 0, e0 = 0; e0 < t.count && marked < own; p++, e0 += PAGE_ROWS) {
-    marked += markBufferPage(
-      t.rowPage(p),
-      Math.min(PAGE_ROWS, t.count - e0),
-      e0,
-      slots.keys,
-      slots.vals,
-      slots.mask,
-      mark,
-      topSize,
-      topEntry,
-      topCount,
-    );
-  }
+  for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
+    marked += markBufferPage(t, p, slots, scan);
+  const { topEntry, topCount } = scan;
   for (let slot = 0; slot < n; slot++) {
     for (let j = 0; j < topCount[slot]; j++) {
       const e = topEntry[slot * K + j];
-      largest[slot].push({
+      slots.largest[slot].push({
         device: t.device(e),
         address: '0x' + t.idHex(e),
         size: t.size(e),
@@ -598,18 +707,12 @@ function markBuffers(
   return marked;
 }
 
-function markBufferPage(
-  pg: Int32Array,
-  end: number,
-  e0: number,
-  keys: Int32Array,
-  vals: Int32Array,
-  mask: number,
-  mark: Uint8Array,
-  topSize: Float64Array,
-  topEntry: Int32Array,
-  topCount: Uint8Array,
-): number {
+function markBufferPage(t: ObjectTable, p: number, slots: PidSlots, scan: BufferScan): number {
+  const pg = t.rowPage(p),
+    e0 = p * PAGE_ROWS,
+    end = Math.min(PAGE_ROWS, t.count - e0);
+  const { keys, vals, mask } = slots;
+  const { mark, topSize, topEntry, topCount } = scan;
   const K = REAPED_LARGEST;
   let marked = 0,
     lastPid = 0,
