@@ -8,6 +8,7 @@ export {
   encodeFrame,
   decodeFrame,
   writeFrame,
+  type FrameWords,
   type FrameFields,
   type DecodedFrame,
 } from './protocol/codec.js';

@@ -5,8 +5,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { cpus } from 'node:os';
-import { writeFrame } from '../protocol/codec.js';
-import { MsgType } from '../protocol/constants.js';
+import { writeFrame, type FrameWords } from '../protocol/codec.js';
+import { BufferType, MsgType } from '../protocol/constants.js';
 import {
   BenchServer,
   DiscardReader,
@@ -204,6 +204,18 @@ async function liveProcesses(n: number): Promise<ChildProcess[]> {
   return out;
 }
 
+/** The ALLOC frame fillOwned() writes, before its per-buffer fields. */
+const ALLOC_FRAME: FrameWords = {
+  type: MsgType.ALLOC,
+  deviceId: 0,
+  size: 0,
+  bufferType: 0,
+  pid: 0,
+  addrLo: 0,
+  addrHi: 0x200,
+  timestampNs: 0,
+};
+
 /**
  * `n` live buffers over 8 devices owned by the given PIDs in turn (the server trusts the PIDs in
  * the messages in the bench), written by this process in 64 KiB writes.
@@ -215,25 +227,20 @@ async function fillOwned(server: BenchServer, n: number, pids: number[]): Promis
     c.once('error', reject);
   });
   const per = 455,
-    types = [0, 1, 3, 4, 0, 1, 0, 2];
+    { DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY } = BufferType,
+    types = [DRAM, L1, L1_SMALL, TRACE, DRAM, L1, DRAM, SYSTEM_MEMORY];
+  const f = { ...ALLOC_FRAME };
   for (let i = 0; i < n;) {
     const k = Math.min(per, n - i),
       buf = Buffer.alloc(k * 144),
       dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
     for (let j = 0; j < k; j++, i++) {
-      writeFrame(
-        dv,
-        j * 144,
-        144,
-        MsgType.ALLOC,
-        i % 8,
-        2048 * (1 + ((i * 2654435761) % 1000)),
-        types[i % 8],
-        pids[i % pids.length],
-        Math.floor(i / 8) * 4096,
-        0x200,
-        0,
-      );
+      f.deviceId = i % 8;
+      f.size = 2048 * (1 + ((i * 2654435761) % 1000));
+      f.bufferType = types[i % 8];
+      f.pid = pids[i % pids.length];
+      f.addrLo = Math.floor(i / 8) * 4096;
+      writeFrame(dv, j * 144, 144, f);
     }
     if (!s.write(buf)) await new Promise((r) => s.once('drain', r));
   }

@@ -11,31 +11,30 @@ export function readU64(dv: DataView, off: number): number {
   return dv.getUint32(off, true) + dv.getUint32(off + 4, true) * TWO32;
 }
 
-/**
- * Writes one request frame without allocating. `addrLo`/`addrHi` are the two halves of buffer_id.
- */
-export function writeFrame(
-  dv: DataView,
-  off: number,
-  frameSize: number,
-  type: number,
-  deviceId: number,
-  size: number,
-  bufferType: number,
-  pid: number,
-  addrLo: number,
-  addrHi: number,
-  timestampNs: number,
-): void {
+/** A request frame's fields as writeFrame() takes them (reuse one: writing allocates nothing). */
+export interface FrameWords {
+  type: number;
+  deviceId: number;
+  size: number;
+  bufferType: number;
+  pid: number;
+  /** The two 32-bit halves of buffer_id. */
+  addrLo: number;
+  addrHi: number;
+  timestampNs: number;
+}
+
+/** Writes one request frame of `frameSize` bytes at `off`, zeroing what it does not set. */
+export function writeFrame(dv: DataView, off: number, frameSize: number, f: FrameWords): void {
   for (let i = 0; i < frameSize; i += 4) dv.setUint32(off + i, 0, true);
-  dv.setUint8(off + Off.type, type);
-  dv.setInt32(off + Off.deviceId, deviceId, true);
-  writeU64(dv, off + Off.size, size);
-  dv.setUint8(off + Off.bufferType, bufferType);
-  dv.setInt32(off + Off.processId, pid, true);
-  dv.setUint32(off + Off.bufferId, addrLo >>> 0, true);
-  dv.setUint32(off + Off.bufferId + 4, addrHi >>> 0, true);
-  writeU64(dv, off + Off.timestamp, timestampNs);
+  dv.setUint8(off + Off.type, f.type);
+  dv.setInt32(off + Off.deviceId, f.deviceId, true);
+  writeU64(dv, off + Off.size, f.size);
+  dv.setUint8(off + Off.bufferType, f.bufferType);
+  dv.setInt32(off + Off.processId, f.pid, true);
+  dv.setUint32(off + Off.bufferId, f.addrLo >>> 0, true);
+  dv.setUint32(off + Off.bufferId + 4, f.addrHi >>> 0, true);
+  writeU64(dv, off + Off.timestamp, f.timestampNs);
 }
 
 export interface FrameFields {
@@ -54,19 +53,17 @@ export function encodeFrame(f: FrameFields, frameSize: FrameSize = 144): Buffer 
   const buf = Buffer.alloc(frameSize);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const id = BigInt(f.bufferId ?? 0);
-  writeFrame(
-    dv,
-    0,
-    frameSize,
-    f.type,
-    f.deviceId ?? 0,
-    f.size ?? 0,
-    f.bufferType ?? 0,
-    f.pid ?? 0,
-    Number(id & 0xffffffffn),
-    Number((id >> 32n) & 0xffffffffn),
-    f.timestampNs ?? 0,
-  );
+  writeFrame(dv, 0, frameSize, {
+    type: f.type,
+    deviceId: f.deviceId ?? 0,
+    size: f.size ?? 0,
+    bufferType: f.bufferType ?? 0,
+    pid: f.pid ?? 0,
+    addrLo: Number(id & 0xffffffffn),
+    addrHi: Number((id >> 32n) & 0xffffffffn),
+    timestampNs: f.timestampNs ?? 0,
+  });
+
   return buf;
 }
 
