@@ -6,7 +6,7 @@
 // from its allocation and never written, so no frame is cleared or copied; a full batch goes to
 // the socket as is, and comes back to a small pool once the kernel has taken it.
 import { connect, type Socket } from 'node:net';
-import { MsgType, Off, type FrameSize } from '../protocol/constants.js';
+import { MsgType, Off, TWO32, type FrameSize } from '../protocol/constants.js';
 import { resolveSocket } from './control-client.js';
 
 export interface ReporterOptions {
@@ -27,7 +27,6 @@ export interface ReporterOptions {
   timestamps?: boolean;
 }
 
-const TWO32 = 4294967296;
 /** Written batches kept for re-use. */
 const POOL = 4;
 /** Frames of a burst that share one reading of the clock. */

@@ -1,6 +1,6 @@
 // The remaining-buffers report as data: per device, per type, counts and bytes, and the largest
 // buffers (or all of them). One pass over the live table; text and JSON are views of this.
-import { BUFFER_TYPE_NAMES, REPORT_TYPE_ORDER } from '../protocol/constants.js';
+import { BUFFER_TYPE_NAMES, NUM_BUFFER_TYPES, REPORT_TYPE_ORDER } from '../protocol/constants.js';
 import type { ObjectTable } from '../state/object-table.js';
 import { FLAG_RESIZED } from '../state/object-table.js';
 import type { Tracker } from '../state/tracker.js';
@@ -57,7 +57,8 @@ type Group = { count: number; bytes: number; top: number[]; topSizes: number[] }
  */
 export class BufferReportBuilder {
   private readonly match: (e: number) => boolean;
-  // Group key: device * 8 + type. Each group keeps its `limit` largest entries, sorted descending.
+  // Group key: device * NUM_BUFFER_TYPES + type. Each group keeps its `limit` largest entries,
+  // sorted descending.
   private readonly groups = new Map<number, Group>();
   // A flat array in front of the Map: one indexed load per buffer instead of a hash lookup (2x
   // faster at 1 M).
@@ -70,7 +71,7 @@ export class BufferReportBuilder {
     private readonly t: ObjectTable = tr.buffers,
   ) {
     this.match = matcher(t, filter);
-    this.byKey = new Array<Group | null>((tr.maxDeviceSeen + 1) * 8).fill(null);
+    this.byKey = new Array<Group | null>((tr.maxDeviceSeen + 1) * NUM_BUFFER_TYPES).fill(null);
   }
 
   /** Adds entries from..to-1. */
@@ -80,7 +81,7 @@ export class BufferReportBuilder {
       limit = this.limit;
     for (let e = from; e < to; e++) {
       if (!match(e)) continue;
-      const key = t.device(e) * 8 + t.type(e);
+      const key = t.device(e) * NUM_BUFFER_TYPES + t.type(e);
       let g = this.byKey[key];
       if (!g) {
         g = { count: 0, bytes: 0, top: [], topSizes: [] };
@@ -120,8 +121,8 @@ export class BufferReportBuilder {
       totalBytes = 0;
     for (const key of [...groups.keys()].sort((a, b) => a - b)) {
       const g = groups.get(key)!;
-      const device = Math.floor(key / 8),
-        type = key % 8;
+      const device = Math.floor(key / NUM_BUFFER_TYPES),
+        type = key % NUM_BUFFER_TYPES;
       let d = byDevice.get(device);
       if (!d) {
         d = { device, count: 0, bytes: 0, types: [] };
