@@ -166,19 +166,25 @@ test('object rows: literal bytes, and the widest values read back', () => {
   const b = Buffer.alloc(16 + 2 * OBJECT_ROW_BYTES);
   const rowsAt = writeObjectsHead(dv(b), 0, -1, 2);
   assert.equal(rowsAt, 16);
+  // `satisfies`: a renamed row field fails the typecheck instead of writing a stray property.
   const r = Object.assign(new ObjectRow(), {
     device: 1023,
-    addrLo: 0xfffffff0,
-    addrHi: 0x12345678,
+    lo: 0xfffffff0,
+    hi: 0x12345678,
     size: 2 ** 48 - 1,
-    type: 4,
+    sub: 4,
     flags: 0xc0000000 | 0, // as the tables give it: a signed word
-    pid: -5,
+    owner: -5,
     ref: 70000,
     epoch: 3,
-  });
+  } satisfies Partial<ObjectRow>);
   writeObjectRow(dv(b), rowsAt, r);
-  const small = Object.assign(new ObjectRow(), { size: 4096, type: 1, pid: 100, ref: 1 });
+  const small = Object.assign(new ObjectRow(), {
+    size: 4096,
+    sub: 1,
+    owner: 100,
+    ref: 1,
+  } satisfies Partial<ObjectRow>);
   writeObjectRow(dv(b), rowsAt + OBJECT_ROW_BYTES, small);
   assert.equal(
     hex(b.subarray(0, rowsAt + OBJECT_ROW_BYTES)),
