@@ -11,6 +11,7 @@ import { MsgType } from '../src/protocol/constants.js';
 import { NO_READ_PUMP_ENV, PER_READ_BUFFERS_ENV, ReadPump } from '../src/server/socket-reader.js';
 import { rawConnect, startServer, type TestServer } from './helpers/server.js';
 import { Inbox, stats, waitFrames, write } from './helpers/wire.js';
+import type { ReadStats } from '../src/report/types.js';
 
 const { ALLOC, FREE, QUERY } = MsgType;
 // On CI the addon must have been built by `npm ci`: a missing one fails here instead of skipping.
@@ -25,13 +26,6 @@ const needsAddon =
 const pidClaimingServer = (env: NodeJS.ProcessEnv = {}) =>
   startServer(['--trust-client-pid', '--reap-interval', '0'], env);
 
-interface ReadStats {
-  busyConnections: 'direct' | 'epoll';
-  reason?: string;
-  directReads: number;
-  handBacks: number;
-  perReadBufferConnections: number;
-}
 const readStats = async (srv: TestServer) =>
   (await srv.client.json<{ reads: ReadStats }>('GET', '/v1/stats')).reads;
 const processes = async (srv: TestServer) =>

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { ControlClient } from '../client/control-client.js';
+import type { StatsResponse } from '../report/types.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/cli/main.js');
@@ -57,12 +58,8 @@ const exited = (p: ChildProcess) =>
     p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r()),
   );
 
-export interface Stats {
-  frames: { total: number; rejected: number };
-  live: { buffers: number };
-  memory: { heapUsedBytes: number; externalBytes: number };
-  eventLoop: { maxMs: number; p99Ms: number; samples: number } | null;
-}
+/** What the bench reads of GET /v1/stats. */
+export type Stats = StatsResponse;
 
 export class BenchServer {
   readonly client: ControlClient;

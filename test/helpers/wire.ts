@@ -4,29 +4,10 @@ import type { Socket } from 'node:net';
 import { encodeFrame, type FrameFields } from '../../src/protocol/codec.js';
 import type { FrameSize } from '../../src/protocol/constants.js';
 import type { TestServer } from './server.js';
+import type { StatsResponse } from '../../src/report/types.js';
 
-export interface StatsJson {
-  frames: { total: number; byType: Record<string, number>; rejected: number };
-  unknownFrees: { buffers: number; cbs: number; kernels: number };
-  live: { buffers: number; cbs: number; kernels: number; processes: number };
-  connections: { open: number; total: number };
-  reapedProcesses: number;
-  devices: {
-    device: number;
-    arch: string | null;
-    declared: boolean;
-    totalDramBytes: number | null;
-    totalL1Bytes: number | null;
-    bytes: Record<string, number>;
-    buffers: Record<string, number>;
-    cbs: number;
-    kernels: number;
-    unknownFrees: number;
-  }[];
-}
-
-export function stats(srv: TestServer): Promise<StatsJson> {
-  return srv.client.json<StatsJson>('GET', '/v1/stats');
+export function stats(srv: TestServer): Promise<StatsResponse> {
+  return srv.client.json<StatsResponse>('GET', '/v1/stats');
 }
 
 /** Concatenates frames of one size. */
@@ -42,7 +23,7 @@ export async function waitFrames(
   srv: TestServer,
   n: number,
   timeoutMs = 10000,
-): Promise<StatsJson> {
+): Promise<StatsResponse> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = await stats(srv);
