@@ -160,6 +160,13 @@ function setEvent(e: {
   ev.sizeHi = Math.floor(e.size / 2 ** 32);
 }
 
+/** The state in `dir` read back into a fresh tracker, as a restarted server reads it. */
+function reload(dir: string) {
+  const tr = new Tracker(),
+    marks = new Checkpoints(tr);
+  return { tr, marks, rec: loadState(dir, tr, marks, { repair: false }) };
+}
+
 /** A fresh state directory for `fn`, removed afterwards. */
 async function inStateDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ttalloc-model-'));
@@ -226,16 +233,12 @@ test('journal replay and snapshot + replay give back exactly the live state', as
           await store.close(tr);
           const want = view(tr, marks);
 
-          const tr2 = new Tracker(),
-            marks2 = new Checkpoints(tr2);
-          const rec = loadState(dir, tr2, marks2, { repair: false });
+          const { tr: tr2, marks: marks2, rec } = reload(dir);
           assert.deepEqual(rec.problems, []);
           assert.deepEqual(view(tr2, marks2), want, 'journal replay');
 
           await writeSnapshot(dir, snapshotSource(tr2, marks2), rec.lastGen);
-          const tr3 = new Tracker(),
-            marks3 = new Checkpoints(tr3);
-          const rec3 = loadState(dir, tr3, marks3, { repair: false });
+          const { tr: tr3, marks: marks3, rec: rec3 } = reload(dir);
           assert.equal(rec3.snapshotThrough, rec.lastGen);
           assert.equal(rec3.journalEvents, 0, 'everything came from the snapshot');
           assert.deepEqual(view(tr3, marks3), want, 'snapshot');
@@ -269,9 +272,7 @@ test('a buffer created and removed in one batch costs the journal nothing; other
     ev(MsgType.FREE, 0x1000 * 999);
     ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
     await store.close(tr);
-    const tr2 = new Tracker(),
-      marks2 = new Checkpoints(tr2);
-    const rec = loadState(dir, tr2, marks2, { repair: false });
+    const { tr: tr2, marks: marks2, rec } = reload(dir);
     // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
     assert.equal(rec.journalEvents, 7 + 4 + 1);
     assert.deepEqual(view(tr2, marks2), view(tr, marks));
@@ -299,9 +300,7 @@ test('a journal of 16 MiB or more sizes the buffer index before replay, and repl
     await store.close(tr);
     const want = view(tr, marks);
 
-    const tr2 = new Tracker(),
-      marks2 = new Checkpoints(tr2);
-    const rec = loadState(dir, tr2, marks2, { repair: false });
+    const { tr: tr2, marks: marks2, rec } = reload(dir);
     assert.deepEqual(rec.problems, []);
     assert.ok(
       rec.journalBytes >= 16 << 20,

@@ -69,6 +69,18 @@ const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
 const count = (n: number) => (n >= 1e6 ? `${n / 1e6} M` : `${n / 1e3} k`);
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
 
+/** The memory-per-live-buffer figure at `live` buffers, filled at `rate` frames/s. */
+function memoryRow(m: { live: number; per: number; rate: number; limit: string }): Row {
+  return {
+    figure: `memory per live buffer at ${count(m.live)} (heap + external, after GC)`,
+    value: `${m.per.toFixed(1)} B`,
+    target: '≤ 40 B',
+    limit: m.limit,
+    ok: m.per <= 40,
+    note: `filled at ${M(m.rate)}`,
+  };
+}
+
 const tools = buildTools();
 
 /** CLIENTS generators of `mode`, each with its own address range on 8 devices. */
@@ -307,14 +319,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       // Owned by this (live) process, so the cleanup before each dump keeps them.
       const rate = await fill(server, N.live, { pidBase: process.pid });
       const per = await perBufferBytes(server, base, N.live);
-      rows.push({
-        figure: `memory per live buffer at ${count(N.live)} (heap + external, after GC)`,
-        value: `${per.toFixed(1)} B`,
-        target: '≤ 40 B',
-        limit: 'C++ original ~108 B',
-        ok: per <= 40,
-        note: `filled at ${M(rate)}`,
-      });
+      rows.push(memoryRow({ live: N.live, per, rate, limit: 'C++ original ~108 B' }));
 
       const times: number[] = [];
       for (let i = 0; i < 5; i++) {
@@ -456,14 +461,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       const rate = await fill(server, N.grow, { pidBase: process.pid });
       const stall = (await server.stats()).eventLoop!.maxMs;
       const per = await perBufferBytes(server, base, N.grow);
-      rows.push({
-        figure: `memory per live buffer at ${count(N.grow)} (heap + external, after GC)`,
-        value: `${per.toFixed(1)} B`,
-        target: '≤ 40 B',
-        limit: 'JS Map: fails at 16.7 M',
-        ok: per <= 40,
-        note: `filled at ${M(rate)}`,
-      });
+      rows.push(memoryRow({ live: N.grow, per, rate, limit: 'JS Map: fails at 16.7 M' }));
       rows.push({
         figure: `  longest ingest stall while growing to ${count(N.grow)}`,
         value: ms(stall),

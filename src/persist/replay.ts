@@ -88,6 +88,19 @@ export interface Recovery {
   problems: string[];
 }
 
+/** What a start with nothing to recover found. */
+export function emptyRecovery(): Recovery {
+  return {
+    snapshotThrough: 0,
+    snapshotObjects: 0,
+    journalEvents: 0,
+    lastGen: 0,
+    journalBytes: 0,
+    truncatedBytes: 0,
+    problems: [],
+  };
+}
+
 /**
  * Loads the snapshot and the segments after it (up to `upTo` when given) into the tracker.
  * `repair` cuts a torn tail off a segment (only the server does that, never a reader beside it).
@@ -98,15 +111,7 @@ export function loadState(
   marks: Checkpoints,
   o: { upTo?: number; repair: boolean },
 ): Recovery {
-  const rec: Recovery = {
-    snapshotThrough: 0,
-    snapshotObjects: 0,
-    journalEvents: 0,
-    lastGen: 0,
-    journalBytes: 0,
-    truncatedBytes: 0,
-    problems: [],
-  };
+  const rec = emptyRecovery();
   const snap = join(dir, SNAPSHOT);
   if (existsSync(snap)) {
     const r = forEachBatch(snap, (p) => {

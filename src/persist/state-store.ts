@@ -19,7 +19,7 @@ import {
   epochEntry,
   jsonEntry,
 } from './records.js';
-import { loadState, type Recovery } from './replay.js';
+import { emptyRecovery, loadState, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
 import { Journal } from './journal.js';
 import { SegmentQueue } from './segment-queue.js';
@@ -75,16 +75,7 @@ export class StateStore implements EventJournal {
   private tr: Tracker | null = null;
   private marks: Checkpoints | null = null;
   failed: string | null = null;
-  recovery: StoreRecovery = {
-    previousStop: 'none',
-    snapshotThrough: 0,
-    snapshotObjects: 0,
-    journalEvents: 0,
-    lastGen: 0,
-    journalBytes: 0,
-    truncatedBytes: 0,
-    problems: [],
-  };
+  recovery: StoreRecovery = { previousStop: 'none', ...emptyRecovery() };
 
   constructor(readonly opts: StoreOptions) {
     this.dir = new StateDir(opts.dir);

@@ -6,6 +6,7 @@ import {
   MAX_DEVICES,
   NUM_BUFFER_TYPES,
 } from '../protocol/constants.js';
+import type { WireUsage } from '../protocol/replies.js';
 import {
   ALLOC_FULL,
   ALLOC_NEW,
@@ -443,14 +444,7 @@ export class Tracker {
   }
 
   /** The four usage counters of the wire protocol (counterBytes: the SYSTEM_MEMORY rule). */
-  usage(device: number): {
-    dram: number;
-    l1: number;
-    l1Small: number;
-    trace: number;
-    cb: number;
-    kernel: number;
-  } {
+  usage(device: number): WireUsage {
     if (device < 0 || device >= MAX_DEVICES)
       return { dram: 0, l1: 0, l1Small: 0, trace: 0, cb: 0, kernel: 0 };
     const b = (k: number) => this.devBytesArr[device * KINDS + k];
