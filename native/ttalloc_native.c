@@ -13,7 +13,7 @@
 //   liveness(pids: Int32Array, alive: Uint8Array): void
 //     alive[i] = 1 unless pids[i] is gone (kill(pid, 0) says ESRCH) or a zombie ("Z" in
 //     /proc/<pid>/stat); PIDs <= 0 and other users' processes (EPERM) count as alive. The same
-//     answer as src/server/reaper.ts gives, for a whole sweep in one call (~8 us per live PID
+//     answer as src/platform/processes.ts gives, for a whole sweep in one call (~8 us per live PID
 //     here against ~27 us in JS, most of it the kernel formatting /proc/<pid>/stat).
 #define _GNU_SOURCE
 #include <errno.h>

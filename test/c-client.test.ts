@@ -1,4 +1,4 @@
-// A C client compiled here with the machine's cc from a packed struct written from PROTOCOL.md
+// A C client compiled here with the machine's cc from a packed struct written from docs/protocol.md
 // (test/c/runtime_client.c), in all three frame sizes, against a real server: the byte layout is
 // checked by a real compiler, not by our own encoder.
 import { test } from 'node:test';

@@ -12,7 +12,7 @@ export const MAX_PAGE = 1000;
 /** Largest-first paging keeps offset+limit candidates in a heap; bound its size. */
 export const MAX_SORTED_WINDOW = 100_000;
 
-/** One page: what GET /v1/buffers/page sends (api.ts), less the schema version. */
+/** One page: GET /v1/buffers/page's reply (report/types.ts BufferPageResponse) less its version. */
 
 export function bufferPage(tr: Tracker, url: URL): BufferPage {
   const filter: ReportFilter = {

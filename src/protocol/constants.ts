@@ -1,4 +1,4 @@
-// Wire facts from PROTOCOL.md: message codes, enums and field offsets of the packed C structs.
+// Wire facts (docs/protocol.md): message codes, enums and field offsets of the packed C structs.
 
 export const MsgType = {
   ALLOC: 1,
@@ -55,7 +55,7 @@ export type UsageCounter = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE';
 
 /**
  * The buffer types each usage counter sums. `l1_small_allocated` has always included
- * SYSTEM_MEMORY (PROTOCOL.md): this is the one place that rule is written.
+ * SYSTEM_MEMORY (docs/protocol.md): this is the one place that rule is written.
  */
 export const USAGE_COUNTER_TYPES: Readonly<Record<UsageCounter, readonly number[]>> = {
   DRAM: [BufferType.DRAM],

@@ -1,4 +1,4 @@
-// Telling a connection's frame size from its first bytes (PROTOCOL.md): request bytes 40… are
+// Telling a connection's frame size from its first bytes (docs/protocol.md): request bytes 40… are
 // zero, so at offset 72 a 72-byte stream has the next frame's type byte (1–12) where 112/144-byte
 // streams have zero; likewise at offset 112 between 112 and 144.
 

@@ -1,4 +1,4 @@
-// The rules per message code (PROTOCOL.md), as one table: what a frame of each code may carry,
+// The rules per message code (docs/protocol.md), as one table: what a frame of each code may carry,
 // which fields the server uses, and what it does with it. The connection's hot loop for ALLOC and
 // FREE inlines the same checks for speed; the limits it compares with are the constants below.
 import {

@@ -1,4 +1,4 @@
-// Where the two sockets live (PROTOCOL.md "Transport"). The runtime's client hard-codes the
+// Where the two sockets live (docs/protocol.md, "Transport"). The runtime's client hard-codes the
 // default path; every one of our tools also honours --socket and $TT_ALLOC_SERVER_SOCKET.
 
 /** The data socket path the runtime's AllocationClient connects to. */

@@ -1,4 +1,4 @@
-// The seed's text layout, exactly (see ../shared/seeds and README "The dump report").
+// The seed's text layout, exactly (the README's "Finding leaks: the four-step workflow" shows it).
 import { formatKB, formatMB, plural } from './format.js';
 import { buildBufferReport, type BufferReport } from './buffer-report.js';
 import type { ReapedReport, Tracker } from '../state/tracker.js';

@@ -1,7 +1,8 @@
-// A client written from ../shared/PROTOCOL.md alone, reporting allocations the way the TT-Metal
-// runtime's AllocationClient does: one packed struct per message, written whole with a blocking
-// send(), host byte order. Compiled by the tests with the machine's cc, so the wire layout is
-// checked by a real compiler, not only by our own TypeScript encoder.
+// A client written from the protocol description alone (docs/protocol.md), reporting
+// allocations the way the TT-Metal runtime's AllocationClient does: one packed struct per
+// message, written whole with a blocking send(), host byte order. Compiled by the tests with
+// the machine's cc, so the wire layout is checked by a real compiler, not only by our own
+// TypeScript encoder.
 //
 //   cc -std=c11 [-DFRAME_SIZE=72|112|144] -o runtime_client runtime_client.c
 //   runtime_client [SOCKET] [report|dump]

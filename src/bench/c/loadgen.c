@@ -1,5 +1,5 @@
 /* Load generator for `npm run bench`: one client process, like the runtime's AllocationClient,
- * writing 144-byte frames (PROTOCOL.md) with blocking send(). Prints "ready" once connected,
+ * writing 144-byte frames (docs/protocol.md) with blocking send(). Prints "ready" once connected,
  * waits for a line on stdin, sends, then prints "done FRAMES SECONDS".
  *
  *   loadgen SOCKET MODE FRAMES DURATION_MS PID_BASE NPIDS ADDR_BASE BATCH
