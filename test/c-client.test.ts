@@ -136,6 +136,16 @@ test(
             [1, 12288, 2097152, 0, 4096, 0, 0],
           ],
         );
+        // The wire's usage counters, as QUERY answers them: L1_SMALL includes SYSTEM_MEMORY.
+        for (const d of st.devices) {
+          const b = d.bytes;
+          assert.deepEqual(d.usage, {
+            DRAM: b.DRAM,
+            L1: b.L1,
+            L1_SMALL: b.L1_SMALL + b.SYSTEM_MEMORY,
+            TRACE: b.TRACE,
+          });
+        }
         const dump = await runCli(['dump', '--socket', srv.socket]);
         // The clients of the earlier sizes have exited: they are summarised after the total line.
         const [remaining, exitedPart = ''] = dump.stdout.split(

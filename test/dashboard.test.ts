@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
+import { BufferType } from '../src/protocol/constants.js';
 import { launchBrowser, type TestBrowser } from './helpers/browser.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
@@ -166,6 +167,24 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
         .DRAM === want,
     dram,
   );
+
+  // The L1_SMALL series counts SYSTEM_MEMORY, by the rule the history carries; and back to 0.
+  r.alloc(1, 0x9000, 16 * KiB, BufferType.L1_SMALL);
+  r.alloc(1, 0xa000, 8 * KiB, BufferType.SYSTEM_MEMORY);
+  r.flush();
+  await settle(server);
+  await page.waitForFunction(() => {
+    const el = document.querySelector<HTMLElement>('.chart[data-device="1"]');
+    return JSON.parse(el!.dataset.last!).L1_SMALL === 24 * 1024;
+  });
+  r.free(1, 0x9000);
+  r.free(1, 0xa000);
+  r.flush();
+  await settle(server);
+  await page.waitForFunction(() => {
+    const el = document.querySelector<HTMLElement>('.chart[data-device="1"]');
+    return JSON.parse(el!.dataset.last!).L1_SMALL === 0;
+  });
 
   // The leak report view and the JSON download link follow the device/type/PID filters (type DRAM).
   await page.click('#refresh-report');

@@ -273,6 +273,7 @@ const device: DeviceStats = {
   totalDramBytes: 12 * 2 ** 30,
   totalL1Bytes: null,
   bytes: { DRAM: 2 ** 20, L1: 0, SYSTEM_MEMORY: 1024, L1_SMALL: 1024, TRACE: 0, CB: 0, KERNEL: 0 },
+  usage: { DRAM: 2 ** 20, L1: 0, L1_SMALL: 2048, TRACE: 0 },
   buffers: { DRAM: 1, L1: 0, SYSTEM_MEMORY: 1, L1_SMALL: 1, TRACE: 0 },
   cbs: 0,
   kernels: 0,

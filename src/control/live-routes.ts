@@ -4,6 +4,7 @@ import type { ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Tracker } from '../state/tracker.js';
 import { SAMPLE_KINDS, type Sample, type Sampler } from '../metrics/sampler.js';
+import { USAGE_COUNTER_TYPES } from '../protocol/constants.js';
 import { HttpError, type Router } from './router.js';
 import { bufferPage } from './buffer-page.js';
 import type { BufferPageResponse, HistoryResponse } from '../report/types.js';
@@ -45,6 +46,7 @@ export class LiveStreams {
     const history = {
       intervalMs: this.sampler.intervalMs,
       kinds: SAMPLE_KINDS,
+      counters: USAGE_COUNTER_TYPES,
       samples: this.sampler.history(),
     };
     res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify(history)}\n\n`);
@@ -76,6 +78,7 @@ export function registerLiveRoutes(r: Router, s: LiveContext): LiveStreams {
       schema_version: 1,
       intervalMs: s.sampler.intervalMs,
       kinds: SAMPLE_KINDS,
+      counters: USAGE_COUNTER_TYPES,
       samples: s.sampler.history(sec ? Number(sec) : undefined),
     };
   });

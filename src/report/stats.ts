@@ -1,7 +1,7 @@
 // Server statistics: the data of GET /v1/stats (buildStats) and of the periodic per-device log.
 // The text views are in stats-text.ts.
 import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, type Tracker } from '../state/tracker.js';
-import { BufferType, MSG_NAMES } from '../protocol/constants.js';
+import { BufferType, counterBytes, MSG_NAMES } from '../protocol/constants.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { DeviceStats, MemoryStats, ServerStats } from './types.js';
@@ -43,6 +43,12 @@ export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats
       TRACE: b(TRACE),
       CB: b(KIND_CB),
       KERNEL: b(KIND_KERNEL),
+    },
+    usage: {
+      DRAM: counterBytes('DRAM', b),
+      L1: counterBytes('L1', b),
+      L1_SMALL: counterBytes('L1_SMALL', b),
+      TRACE: counterBytes('TRACE', b),
     },
     buffers: {
       DRAM: c(DRAM),

@@ -1,6 +1,7 @@
 // The JSON shapes of the control API's reports, declared once: the builders return them, the
 // routes send them, and the CLI, `ttalloc top`, the web page (src/ui/web/app.js, by JSDoc) and the
 // tests read them. A field added to a reply is added here first.
+import type { UsageCounter } from '../protocol/constants.js';
 import type { PersistenceStats } from '../persist/state-store.js';
 import type { Mark } from '../state/marks.js';
 import type { ReapedReport } from '../state/tracker.js';
@@ -117,6 +118,8 @@ export interface DeviceStats {
   totalDramBytes: number | null;
   totalL1Bytes: number | null;
   bytes: DeviceBytes;
+  /** The wire's usage counters (SYSTEM_MEMORY counted in L1_SMALL), as QUERY answers them. */
+  usage: Record<UsageCounter, number>;
   buffers: DeviceBufferCounts;
   cbs: number;
   kernels: number;
@@ -227,6 +230,11 @@ export interface HistoryResponse {
   schema_version: 1;
   intervalMs: number;
   kinds: readonly string[];
+  /**
+   * The sample indexes each usage counter sums (protocol/constants.ts USAGE_COUNTER_TYPES: the
+   * page takes the SYSTEM_MEMORY rule from here instead of writing it again).
+   */
+  counters: Readonly<Record<UsageCounter, readonly number[]>>;
   samples: Sample[];
 }
 

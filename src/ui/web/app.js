@@ -41,18 +41,24 @@
   };
 
   // ------------------------------------------------------------------ charts
-  // Series per chart (indexes into the sample's kinds, HistoryResponse.kinds): DRAM-resident
-  // memory on the left axis, L1-resident on the right, because their scales differ by a factor
-  // of ~100. L1_SMALL sums L1_SMALL and SYSTEM_MEMORY (USAGE_COUNTER_TYPES in
-  // src/protocol/constants.ts).
+  // Series per chart: DRAM-resident memory on the left axis, L1-resident on the right, because
+  // their scales differ by a factor of ~100. Which sample kinds each series sums comes with the
+  // history (HistoryResponse.counters: the usage counters' buffer types, L1_SMALL counting
+  // SYSTEM_MEMORY; CB and KERNEL by name in HistoryResponse.kinds).
   const SERIES = [
-    ['DRAM', [0], 'dram', '#1f77b4'],
-    ['TRACE', [4], 'dram', '#9467bd'],
-    ['L1', [1], 'l1', '#d62728'],
-    ['L1_SMALL', [2, 3], 'l1', '#ff7f0e'],
-    ['CB', [5], 'l1', '#2ca02c'],
-    ['KERNEL', [6], 'l1', '#8c564b'],
+    ['DRAM', 'dram', '#1f77b4'],
+    ['TRACE', 'dram', '#9467bd'],
+    ['L1', 'l1', '#d62728'],
+    ['L1_SMALL', 'l1', '#ff7f0e'],
+    ['CB', 'l1', '#2ca02c'],
+    ['KERNEL', 'l1', '#8c564b'],
   ];
+  /** Sample indexes per series, from the first history message. */
+  let seriesKinds = SERIES.map(() => []);
+  /** @param {HistoryResponse} h */
+  const learnKinds = (h) => {
+    seriesKinds = SERIES.map(([name]) => h.counters[name] ?? [h.kinds.indexOf(name)]);
+  };
   const charts = new Map();
   const chartWidth = (box) => Math.max(300, box.clientWidth - 12);
   window.addEventListener('resize', () => {
@@ -76,7 +82,7 @@
         height: 220,
         series: [
           {},
-          ...SERIES.map(([label, , scale, stroke]) => ({
+          ...SERIES.map(([label, scale, stroke]) => ({
             label,
             scale,
             stroke,
@@ -102,7 +108,7 @@
     for (const [dev, v] of Object.entries(s.d)) {
       const c = ensureChart(Number(dev));
       c.data[0].push(s.t / 1000);
-      SERIES.forEach(([, kinds], i) => c.data[i + 1].push(kinds.reduce((a, k) => a + v[k], 0)));
+      seriesKinds.forEach((kinds, i) => c.data[i + 1].push(kinds.reduce((a, k) => a + v[k], 0)));
       if (c.data[0].length > MAX_POINTS) for (const a of c.data) a.splice(0, a.length - MAX_POINTS);
       if (draw) drawChart(c);
     }
@@ -122,6 +128,7 @@
   const events = new EventSource('/v1/events');
   events.addEventListener('history', (e) => {
     const h = JSON.parse(e.data);
+    learnKinds(h);
     for (const c of charts.values()) for (const a of c.data) a.length = 0;
     for (const s of h.samples) addSample(s, false);
     for (const c of charts.values()) drawChart(c);
@@ -166,8 +173,8 @@
       s.devices.map((d) => {
         const b = d.bytes;
         const n = Object.values(d.buffers).reduce((a, x) => a + x, 0);
-        const l1Small = b.L1_SMALL + b.SYSTEM_MEMORY; // USAGE_COUNTER_TYPES.L1_SMALL
-        const l1Used = b.L1 + l1Small + b.CB + b.KERNEL;
+        const l1Small = d.usage.L1_SMALL; // the wire's counter: SYSTEM_MEMORY counts in it
+        const l1Used = d.usage.L1 + l1Small + b.CB + b.KERNEL;
         return [
           `<tr data-device="${d.device}"><td>${d.device}</td>`,
           `<td class="l">${esc(d.arch ?? '?')}</td>`,
