@@ -1,6 +1,6 @@
 // Per-architecture capacities: the one table the server uses for DEVICE_INFO replies and
 // "used / total" figures. Users override any field with --arch-config or a device config file.
-import { ArchType } from '../protocol/constants.js';
+import { ARCH_NAMES, ArchType } from '../protocol/constants.js';
 
 export interface ArchSpec {
   arch: number;
@@ -18,7 +18,7 @@ const KiB = 1024,
 export const ARCH_TABLE: Record<string, ArchSpec> = {
   grayskull: {
     arch: ArchType.GRAYSKULL,
-    name: 'Grayskull',
+    name: ARCH_NAMES[ArchType.GRAYSKULL],
     dramChannels: 8,
     dramPerChannel: 1 * GiB,
     l1PerCore: 1 * MiB,
@@ -26,7 +26,7 @@ export const ARCH_TABLE: Record<string, ArchSpec> = {
   },
   wormhole_b0: {
     arch: ArchType.WORMHOLE_B0,
-    name: 'Wormhole_B0',
+    name: ARCH_NAMES[ArchType.WORMHOLE_B0],
     dramChannels: 12,
     dramPerChannel: 1 * GiB,
     l1PerCore: 1464 * KiB,
@@ -34,7 +34,7 @@ export const ARCH_TABLE: Record<string, ArchSpec> = {
   },
   blackhole: {
     arch: ArchType.BLACKHOLE,
-    name: 'Blackhole',
+    name: ARCH_NAMES[ArchType.BLACKHOLE],
     dramChannels: 8,
     dramPerChannel: 4 * GiB,
     l1PerCore: 1536 * KiB,
@@ -42,7 +42,7 @@ export const ARCH_TABLE: Record<string, ArchSpec> = {
   },
   quasar: {
     arch: ArchType.QUASAR,
-    name: 'Quasar',
+    name: ARCH_NAMES[ArchType.QUASAR],
     dramChannels: 0,
     dramPerChannel: 0,
     l1PerCore: 0,
