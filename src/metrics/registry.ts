@@ -38,34 +38,31 @@ export function createMetrics(src: MetricsSource): Registry {
   const tr = src.tracker;
   const registers = [reg];
 
-  new Gauge({
-    name: 'ttalloc_device_used_bytes',
-    help:
-      'Bytes in use on a device, by memory type ' +
-      '(CB = circular buffers, KERNEL = kernel binaries)',
-    labelNames: ['device', 'type'],
-    registers,
-    collect() {
-      this.reset();
-      for (const d of src.knownDeviceIds())
-        for (let k = 0; k < KIND_LABELS.length; k++)
-          this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceBytes(d, k));
-    },
-  });
-  new Gauge({
-    name: 'ttalloc_device_buffers',
-    help:
-      'Live objects on a device, by type ' +
+  /** A gauge per (device, kind) of the tracker, read at scrape time. */
+  const perDeviceKind = (name: string, help: string, read: (d: number, k: number) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['device', 'type'],
+      registers,
+      collect() {
+        this.reset();
+        for (const d of src.knownDeviceIds())
+          for (let k = 0; k < KIND_LABELS.length; k++)
+            this.set({ device: String(d), type: KIND_LABELS[k] }, read(d, k));
+      },
+    });
+  perDeviceKind(
+    'ttalloc_device_used_bytes',
+    'Bytes in use on a device, by memory type (CB = circular buffers, KERNEL = kernel binaries)',
+    (d, k) => tr.deviceBytes(d, k),
+  );
+  perDeviceKind(
+    'ttalloc_device_buffers',
+    'Live objects on a device, by type ' +
       '(buffers per buffer type; CB and KERNEL count circular buffers and kernels)',
-    labelNames: ['device', 'type'],
-    registers,
-    collect() {
-      this.reset();
-      for (const d of src.knownDeviceIds())
-        for (let k = 0; k < KIND_LABELS.length; k++)
-          this.set({ device: String(d), type: KIND_LABELS[k] }, tr.deviceCount(d, k));
-    },
-  });
+    (d, k) => tr.deviceCount(d, k),
+  );
   new Gauge({
     name: 'ttalloc_device_capacity_bytes',
     help: 'Capacity of a declared device, by memory (DRAM or L1)',
