@@ -194,7 +194,8 @@ Total remaining buffers: 6
         // The client exits: its next dump releases everything it owned, with one summary line.
         assert.equal(await release(), 0);
         const after = await runCli(['dump', '--socket', srv.socket]);
-        assert.match(after.stdout, /No buffers remaining/);
+        assert.match(after.stdout, /None: no running process holds any\./);
+        assert.match(after.stdout, new RegExp(`\\(PID ${pid}, exited \\d\\d:\\d\\d:\\d\\d, `));
         await srv.waitFor(
           new RegExp(
             `process ${pid} is gone: released 6 buffers \\(3\\.04 MiB\\), 1 CB \\(64\\.0 ` +

@@ -148,12 +148,20 @@ test(
     await b.waitFor(`process ${child.pid} is gone: released 1 buffer (8.00 KiB)`);
     await b.stop();
     const c = await startServer(['--state-dir', state]);
-    const reaped = JSON.parse(
-      (await runCli(['dump', '--reaped', '--json', '--socket', c.socket])).stdout,
-    ) as { reaped: { pid: number; bytes: number }[] };
+    // what it left behind survives the restart, buffer by buffer
+    const left = JSON.parse(
+      (await runCli(['dump', '--exited', '--json', '--all', '--socket', c.socket])).stdout,
+    ) as {
+      exited: { processes: { pid: number; bytes: number }[] };
+      buffers: { state: string; pid: number; size: number }[];
+    };
     assert.deepEqual(
-      reaped.reaped.map((r) => [r.pid, r.bytes]),
+      left.exited.processes.map((r) => [r.pid, r.bytes]),
       [[child.pid, 8192]],
+    );
+    assert.deepEqual(
+      left.buffers.map((r) => [r.state, r.pid, r.size]),
+      [['exited', child.pid, 8192]],
     );
     await c.stop();
   },
@@ -307,7 +315,9 @@ test(
     );
     const after = (await runCli(['dump', '--all', '--json', '--socket', b.socket])).stdout;
     const strip = (j: string) =>
-      JSON.stringify({ ...JSON.parse(j), generated_at: null, server_pid: null });
+      JSON.stringify({ ...JSON.parse(j), generated_at: null, server_pid: null }, (k, v) =>
+        k === 'ageMs' ? null : v,
+      );
     assert.equal(strip(after), strip(before));
     assert.match(
       (await runCli(['dump', '--since', 'after-load', '--socket', b.socket])).stdout,

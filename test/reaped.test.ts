@@ -7,7 +7,8 @@ import { runCli, startServer } from './helpers/server.js';
 const FAKE_APP = fileURLToPath(new URL('../examples/fake-llama.mjs', import.meta.url));
 
 test(
-  'after the application exited, the dump says what it left behind and ' + '--reaped lists it',
+  'after the application exited, the dump lists what it left behind, buffer by buffer, ' +
+    'in the seed layout; --exited (alias --reaped) and --json say the same',
   async () => {
     const srv = await startServer(['--reap-interval', '0']);
     try {
@@ -20,31 +21,69 @@ test(
       assert.equal(code, 0);
       const dump = await runCli(['dump', '--socket', srv.socket]);
       assert.equal(dump.code, 0, dump.stderr);
-      assert.match(dump.stdout, /No buffers remaining in running processes\./);
-      assert.doesNotMatch(dump.stdout, /every tracked allocation has been freed/);
-      // 3 program-cache buffers + 3 leaked 36 KB buffers on each of 2 devices
+      const [live, left] = dump.stdout.split('Left behind by processes that exited');
+      assert.match(live, /None: no running process holds any\./);
+      assert.match(live, /Total live buffers: 0\n/);
+      // 3 program-cache buffers + 3 leaked 36 KB buffers on each of 2 devices, each one listed
+      const exited = `PID ${pid}, exited \\d\\d:\\d\\d:\\d\\d, ref_count=1`;
+      for (const dev of [0, 1]) {
+        assert.match(left, new RegExp(`Device ${dev}:\n  DRAM: 6 buffers, 0\\.165888 MB total\n`));
+      }
+      for (const [addr, kb] of [
+        ['0x7f000000', '36.0'],
+        ['0x7f009000', '36.0'],
+        ['0x7f012000', '36.0'],
+        ['0x20010000', '24.0'],
+        ['0x20000000', '12.0'],
+      ])
+        assert.match(
+          left,
+          new RegExp(`- Buffer ${addr}: ${kb.replace('.', '\\.')} KB \\(${exited}\\)`),
+        );
+      assert.match(left, /Total left behind by exited processes: 12\n/);
+      assert.match(
+        left,
+        new RegExp(`- PID ${pid} [^\n]*fake-llama[^\n]*: exited [^,]+, 12 buffers`),
+      );
       assert.match(
         dump.stdout,
-        new RegExp(
-          `- PID ${pid}: 12 buffers, 0\\.331776 MB \\(device 0: DRAM 6; device 1: DRAM 6\\)`,
-        ),
+        /Total remaining buffers: 12 \(0 live, 12 left behind by exited processes\)\n$/,
       );
-      const reaped = await runCli(['dump', '--reaped', '--socket', srv.socket]);
-      assert.equal(reaped.code, 0, reaped.stderr);
-      assert.match(
-        reaped.stdout,
-        new RegExp(`PID ${pid} \\(released [^)]+\\): 12 buffers, 0\\.331776 MB total`),
-      );
-      assert.match(reaped.stdout, /Device 1 DRAM: 6 buffers, 0\.165888 MB total/);
-      assert.match(reaped.stdout, /- Buffer 0x7f012000 on device \d: 36\.0 KB \(ref_count=1\)/);
+      for (const flag of ['--exited', '--reaped']) {
+        const r = await runCli(['dump', flag, '--socket', srv.socket]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.doesNotMatch(r.stdout, /Live buffers/);
+        assert.match(r.stdout, /Total left behind by exited processes: 12\n/);
+      }
+      const live2 = await runCli(['dump', '--live', '--socket', srv.socket]);
+      assert.match(live2.stdout, /No buffers remaining in running processes\./);
+      assert.match(live2.stdout, /Total remaining buffers: 0\n$/);
+      // every filter applies to what was left behind too
+      const one = await runCli(['dump', '--device', '1', '--limit', '1', '--socket', srv.socket]);
+      assert.doesNotMatch(one.stdout, /Device 0:/);
+      assert.match(one.stdout, /DRAM: 6 buffers[^]*\.\.\. and 5 more/);
       const json = JSON.parse(
-        (await runCli(['dump', '--reaped', '--json', '--socket', srv.socket])).stdout,
-      ) as { schema_version: number; reaped: { pid: number; buffers: number; bytes: number }[] };
-      assert.equal(json.schema_version, 1);
+        (await runCli(['dump', '--exited', '--json', '--all', '--socket', srv.socket])).stdout,
+      ) as {
+        exited: { total_buffers: number; total_bytes: number; processes: { pid: number }[] };
+        buffers: {
+          state: string;
+          type: string;
+          pid: number;
+          allocatedAt: string;
+          exitedAt: string;
+        }[];
+      };
       assert.deepEqual(
-        json.reaped.map((r) => [r.pid, r.buffers, r.bytes]),
-        [[pid, 12, 331776]],
+        [json.exited.total_buffers, json.exited.total_bytes, json.exited.processes[0].pid],
+        [12, 331776, pid],
       );
+      assert.equal(json.buffers.length, 12);
+      for (const b of json.buffers) {
+        assert.deepEqual([b.state, b.type, b.pid], ['exited', 'DRAM', pid]);
+        assert.match(b.allocatedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.ok(Date.parse(b.exitedAt) >= Date.parse(b.allocatedAt));
+      }
     } finally {
       assert.equal(await srv.stop(), 0);
     }

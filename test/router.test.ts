@@ -109,7 +109,7 @@ test('query parsing: integer lists, buffer types, ranges, report filters', () =>
   assert.throws(() => intParam(u('limit=11'), 'limit', range), { status: 400 });
   assert.throws(() => intParam(u('limit=1.5'), 'limit', range), { status: 400 });
   assert.deepEqual(reportQuery(u('all=1&type=L1')), {
-    filter: { devices: undefined, pids: undefined, types: [1] },
+    filter: { devices: undefined, pids: undefined, types: [1], state: 'all' },
     limit: Infinity,
     all: true,
   });
@@ -117,12 +117,12 @@ test('query parsing: integer lists, buffer types, ranges, report filters', () =>
   assert.throws(() => reportQuery(u('limit=-1')), { status: 400 });
 });
 
-test('reportQuery ?since=MARK: the mark’s epoch and PID; an unknown mark is a 404', () => {
+test('reportQuery ?since=MARK: the mark’s cut and PID; an unknown mark is a 404', () => {
   const tr = new Tracker();
   const marks = new Checkpoints(tr);
   const m = marks.mark('warm', 77);
   const q = reportQuery(new URL('http://x/?since=warm'), marks);
-  assert.equal(q.filter.minEpoch, m.epoch);
+  assert.equal(q.filter.bornFromMs, m.cutMs);
   assert.deepEqual(q.filter.pids, [77]);
   const other = reportQuery(new URL('http://x/?since=warm&pid=5'), marks);
   assert.deepEqual(other.filter.pids, [5], 'an explicit pid wins');

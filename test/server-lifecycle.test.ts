@@ -122,17 +122,20 @@ test('a killed client: its buffers, CBs and kernels are released, one summary li
     await srv.waitFor(REAPED(pid));
     // the same cleanup runs again before a dump
     const report = await srv.client.text('POST', '/v1/dump');
-    const [remaining, exitedPart] = report.split('Total remaining buffers');
-    assert.doesNotMatch(
-      remaining,
-      new RegExp(`PID ${pid}`),
-      'no buffer of the dead PID is listed as remaining',
-    );
+    const [live, exitedPart] = report.split('Left behind by processes that exited');
+    assert.doesNotMatch(live, new RegExp(`PID ${pid}`), 'no live buffer of the dead PID');
+    // what it left is listed buffer by buffer, then summarised per process
+    for (const b of ['0x70000000: 4.0 KB', '0x70001000: 8.0 KB', '0x70002000: 4.0 KB'])
+      assert.match(
+        exitedPart,
+        new RegExp(
+          `Buffer ${b.replace('.', '\\.')} \\(PID ${pid}, exited \\d\\d:\\d\\d:\\d\\d, ref_count=1\\)`,
+        ),
+      );
     assert.match(
       exitedPart,
       new RegExp(
-        `- PID ${pid}: 3 buffers, 0\\.016384 MB \\(device 0: DRAM 1; device 1: DRAM 1, ` +
-          `L1 1\\), 1 CBs, 1 kernels`,
+        `- PID ${pid}[^:]*: exited [0-9T:.Z-]+, 3 buffers, 0\\.016384 MB, 1 CBs, 1 kernels`,
       ),
       'what it left is summarised',
     );
@@ -141,7 +144,11 @@ test('a killed client: its buffers, CBs and kernels are released, one summary li
       new RegExp(`Buffer 0x1: 0\\.5 KB \\(PID ${P}, ref_count=1\\)`),
       'the live owner keeps its buffer',
     );
-    assert.match(report, /Total remaining buffers: 1\n/);
+    assert.match(report, /Total live buffers: 1\n/);
+    assert.match(
+      report,
+      /Total remaining buffers: 4 \(1 live, 3 left behind by exited processes\)/,
+    );
     assert.equal(
       linesMatching(srv.output(), new RegExp(`process ${pid} `)).length,
       1,
@@ -187,7 +194,8 @@ test('with periodic cleanup off, a dump still releases dead owners first', async
     await exited(child);
     const r = await runCli(['dump', '--socket', srv.socket]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /No buffers remaining/);
+    assert.match(r.stdout, /None: no running process holds any\./);
+    assert.match(r.stdout, new RegExp(`\\(PID ${pid}, exited `));
     assert.ok(srv.output().includes(REAPED(pid)));
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -248,7 +256,9 @@ test('a live process of another user (EPERM) is alive', async (t) => {
       new RegExp(`Buffer 0x10: 4\\.0 KB \\(PID ${P}, ref_count=1\\)`),
       'root-owned live PID kept',
     );
-    assert.doesNotMatch(report, /Buffer 0x20/, 'the dead PID was released');
+    const live = report.split('Left behind by processes that exited')[0];
+    assert.doesNotMatch(live, /Buffer 0x20/, 'the dead PID was released');
+    assert.match(report, /Buffer 0x20: [^\n]*exited/, 'and what it held is left behind');
     await srv.waitFor(`process ${deadPid} is gone`);
     assert.equal(linesMatching(srv.output(), new RegExp(`process ${P} `)).length, 0);
     s.destroy();

@@ -70,7 +70,15 @@ test('connections: claimed PIDs and rejected frames outlive the connection', () 
 
 test('reaper: releases dead owners, persists the PIDs, one line per PID', () => {
   const tr = new Tracker();
-  tr.alloc({ device: 0, lo: 0x1000, hi: 0, size: 4096, sub: BufferType.DRAM, owner: 111 });
+  tr.alloc({
+    device: 0,
+    lo: 0x1000,
+    hi: 0,
+    size: 4096,
+    sub: BufferType.DRAM,
+    owner: 111,
+    bornMs: 1,
+  });
   tr.alloc({ device: 0, lo: 0x2000, hi: 0, size: 2048, sub: BufferType.L1, owner: 222 });
   const persisted: number[][] = [];
   const logged: string[] = [];
@@ -78,7 +86,7 @@ test('reaper: releases dead owners, persists the PIDs, one line per PID', () => 
   const reaper = new Reaper({
     tracker: tr,
     isAlive: (pid) => pid === 222,
-    persist: (pids) => void persisted.push(pids),
+    persist: (exited) => void persisted.push(exited.map((p) => p.pid)),
     afterSweep: () => void swept++,
     log: (m) => logged.push(m),
   });

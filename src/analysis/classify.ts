@@ -50,9 +50,9 @@ export function classifier(
   const t = tr.buffers;
   const kernelEpochs = new Set<number>();
   for (let e = 0; e < tr.kernels.count; e++)
-    kernelEpochs.add(tr.kernels.device(e) * TWO32 + tr.kernels.epoch(e));
+    kernelEpochs.add(tr.kernels.device(e) * TWO32 + Math.floor(tr.kernels.bornMs(e) / 1000));
   const global = marks.filter((m) => m.pid === null);
-  const firstMarkEpoch = global.length ? global[0].epoch : Infinity;
+  const firstMarkEpoch = global.length ? global[0].cutMs : Infinity;
   const accumulating = global.length >= 2 ? findAccumulation(diffMarks(tr, global, true)) : [];
   const accKey = new Map<string, string>();
   for (const a of accumulating)
@@ -62,9 +62,9 @@ export function classifier(
     const size = t.size(e);
     const type = t.type(e);
     const dev = t.device(e);
-    const epoch = t.epoch(e);
+    const born = t.bornMs(e);
+    const epoch = born;
     const ref = t.ref(e);
-    const born = tr.epochTimeMs(epoch);
     const owner = tr.pids.get(t.pid(e));
     const firstSeen = owner ? owner.firstSeenMs : born;
     const acc =
@@ -76,7 +76,7 @@ export function classifier(
     if (
       type === BufferType.DRAM &&
       size <= rules.programCacheMaxBytes &&
-      kernelEpochs.has(dev * TWO32 + epoch)
+      kernelEpochs.has(dev * TWO32 + Math.floor(born / 1000))
     ) {
       return {
         cls: 'program_cache',
@@ -125,7 +125,7 @@ export function classify(
     const g = groups.get(c)!;
     const idx = picked.get(c)!.sort((a, b) => t.size(b) - t.size(a));
     const shown = limit === Infinity ? idx : idx.slice(0, limit);
-    g.buffers = shown.map((e) => ({ ...bufferRow(tr, t, e), class: c, reason: reasons.get(e)! }));
+    g.buffers = shown.map((e) => ({ ...bufferRow(t, e), class: c, reason: reasons.get(e)! }));
     g.more = g.count - shown.length;
   }
   return { schema_version: 1, rules, classes: CLASSES.map((c) => groups.get(c)!) };

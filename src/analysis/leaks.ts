@@ -1,7 +1,9 @@
-// Leak questions over the live table: what was born between checkpoints and is still alive
-// (diff, accumulation across runs), and whether what is left since a mark is within bounds (check).
+// Leak questions over what is left — the live table and what exited processes left behind: what
+// was born between checkpoints and is still held (diff, accumulation across runs), and whether
+// what is left since a mark is within bounds (check).
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
+import { RowArray, type ExitedProcess, type Rows } from '../state/left-behind.js';
 import { bufferRow } from '../report/buffer-report.js';
 import type {
   Accumulation,
@@ -17,20 +19,74 @@ import { suppressed, type Rule } from './suppressions.js';
 
 export type { Accumulation, CheckResult, Interval, SizeGroup };
 
+/** Rows that are left: the live table, then each exited process's records. */
+interface LeftRows {
+  rows: Rows;
+  exited?: ExitedProcess;
+}
+
+/**
+ * The live table and the records of exited processes that `pid` (null: any) or its descendants
+ * left: a mark taken for one process (a test worker) also covers the children it started.
+ */
+export function leftRows(tr: Tracker, pid: number | null, pids?: Set<number>): LeftRows[] {
+  const out: LeftRows[] = [{ rows: tr.buffers }];
+  if (pids) {
+    for (const p of tr.reaped)
+      if (p.rows.length && pids.has(p.pid)) out.push({ rows: new RowArray(p.rows), exited: p });
+    return out;
+  }
+  const parent = new Map<number, number | null>();
+  for (const p of tr.reaped) parent.set(p.pid, p.ppid);
+  const under = (p: ExitedProcess) => {
+    let at: number | null | undefined = p.pid;
+    for (let hops = 0; at != null && hops < 64; hops++) {
+      if (at === pid) return true;
+      at = at === p.pid ? p.ppid : parent.get(at);
+    }
+    return false;
+  };
+  for (const p of tr.reaped)
+    if (p.rows.length && (pid === null || under(p)))
+      out.push({ rows: new RowArray(p.rows), exited: p });
+  return out;
+}
+
 /**
  * Splits the buffers still alive into the intervals between consecutive marks (the last one runs
  * to now when `toNow`), grouped by device, type and size.
  */
 export function diffMarks(tr: Tracker, marks: Mark[], toNow: boolean): Interval[] {
-  const bounds = marks.map((m) => m.epoch);
+  const bounds = marks.map((m) => m.cutMs);
   const n = toNow ? marks.length : marks.length - 1;
   const groups = Array.from({ length: n }, () => new Map<string, SizeGroup>());
-  const t = tr.buffers;
+  for (const src of leftRows(tr, null)) addToIntervals(src, marks, bounds, groups);
+  return groups.map((gm, i) => {
+    const gs = [...gm.values()].sort((a, b) => a.device - b.device || b.bytes - a.bytes);
+    return {
+      from: marks[i].name,
+      to: i + 1 < marks.length ? marks[i + 1].name : 'now',
+      buffers: gs.reduce((s, g) => s + g.count, 0),
+      bytes: gs.reduce((s, g) => s + g.bytes, 0),
+      groups: gs,
+    };
+  });
+}
+
+/** Adds the rows of `src` to the interval (between `bounds`) each was born in. */
+function addToIntervals(
+  src: LeftRows,
+  marks: Mark[],
+  bounds: number[],
+  groups: Map<string, SizeGroup>[],
+): void {
+  const t = src.rows,
+    n = groups.length;
   for (let e = 0; e < t.count; e++) {
-    const ep = t.epoch(e);
-    if (ep < bounds[0]) continue;
+    const born = t.bornMs(e);
+    if (born < bounds[0]) continue;
     let i = 0;
-    while (i + 1 < bounds.length && ep >= bounds[i + 1]) i++;
+    while (i + 1 < bounds.length && born >= bounds[i + 1]) i++;
     if (i >= n) continue;
     const m = marks[i];
     if (m.pid !== null && t.pid(e) !== m.pid) continue;
@@ -46,16 +102,6 @@ export function diffMarks(tr: Tracker, marks: Mark[], toNow: boolean): Interval[
     g.count++;
     g.bytes += size;
   }
-  return groups.map((gm, i) => {
-    const gs = [...gm.values()].sort((a, b) => a.device - b.device || b.bytes - a.bytes);
-    return {
-      from: marks[i].name,
-      to: i + 1 < marks.length ? marks[i + 1].name : 'now',
-      buffers: gs.reduce((s, g) => s + g.count, 0),
-      bytes: gs.reduce((s, g) => s + g.bytes, 0),
-      groups: gs,
-    };
-  });
 }
 
 /**
@@ -132,42 +178,70 @@ export interface CheckOptions {
   rules: readonly Rule[];
   /** The class of entry e, for rules with a class (built only when one has). */
   classOf?: (e: number) => string;
+  /** Only these PIDs (a process tree), live or exited, instead of the mark's own PID. */
+  pids?: number[];
 }
 
-/** What was born since `mark` and is still alive, less suppressions, against a byte budget. */
+/**
+ * What was born since `mark` and is still held — by a live process, or left behind by one that
+ * exited since — less suppressions, against a byte budget.
+ */
 export function checkSinceMark(tr: Tracker, mark: Mark, o: CheckOptions): CheckResult {
   const { maxBytes, rules, classOf } = o;
-  const t = tr.buffers;
+  const only = o.pids ? new Set(o.pids) : undefined;
   const rows: BufferRow[] = [];
-  let leakedBuffers = 0;
-  let leakedBytes = 0;
-  let suppressedBuffers = 0;
-  for (let e = 0; e < t.count; e++) {
-    if (t.epoch(e) < mark.epoch || (mark.pid !== null && t.pid(e) !== mark.pid)) continue;
-    const b = {
-      type: t.type(e),
-      device: t.device(e),
-      pid: t.pid(e),
-      size: t.size(e),
-      cls: classOf && (() => classOf(e)),
-    };
-    if (suppressed(rules, b)) {
-      suppressedBuffers++;
-      continue;
+  const devices = new Set<number>();
+  const c = { leaked: 0, bytes: 0, exited: 0, exitedBytes: 0, suppressed: 0 };
+  const now = Date.now();
+  for (const src of leftRows(tr, mark.pid, only)) {
+    const t = src.rows,
+      live = src.exited === undefined;
+    for (let e = 0; e < t.count; e++) {
+      if (t.bornMs(e) < mark.cutMs) continue;
+      // a live buffer counts for the mark's own process only; its exited children's all do
+      if (live && only ? !only.has(t.pid(e)) : live && mark.pid !== null && t.pid(e) !== mark.pid)
+        continue;
+      const b = {
+        type: t.type(e),
+        device: t.device(e),
+        pid: t.pid(e),
+        size: t.size(e),
+        cls: live ? classOf && (() => classOf(e)) : () => 'left_behind',
+      };
+      if (suppressed(rules, b)) {
+        c.suppressed++;
+        continue;
+      }
+      c.leaked++;
+      c.bytes += b.size;
+      if (!live) {
+        c.exited++;
+        c.exitedBytes += b.size;
+      }
+      devices.add(b.device);
+      rows.push(bufferRow(t, e, src.exited, now));
     }
-    leakedBuffers++;
-    leakedBytes += b.size;
-    rows.push(bufferRow(tr, t, e));
   }
   rows.sort((a, b) => b.size - a.size);
   return {
     schema_version: 1,
     since: mark.name,
-    ok: leakedBytes <= maxBytes,
+    ok: c.bytes <= maxBytes,
     maxBytes,
-    leakedBuffers,
-    leakedBytes,
-    suppressedBuffers,
+    leakedBuffers: c.leaked,
+    leakedBytes: c.bytes,
+    exitedBuffers: c.exited,
+    exitedBytes: c.exitedBytes,
+    devices: [...devices].sort((a, b) => a - b),
+    suppressedBuffers: c.suppressed,
+    summary: leakSummary(c.bytes, c.leaked, devices.size),
     buffers: rows.slice(0, CHECK_LISTED),
   };
+}
+
+/** LeakSanitizer's last line, for ttalloc: what CI logs are grepped for. */
+export function leakSummary(bytes: number, buffers: number, devices: number): string {
+  return (
+    `SUMMARY: ttalloc: ${bytes} byte(s) leaked in ${buffers} buffer(s) ` + `on ${devices} device(s)`
+  );
 }

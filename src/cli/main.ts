@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { realpathSync } from 'node:fs';
 import { serverCommand } from './commands/server.js';
 import { dumpCommand, dumpKernelsCommand } from './commands/dump.js';
-import { resetCommand, statsCommand, stopCommand } from './commands/admin.js';
+import { forgetCommand, resetCommand, statsCommand, stopCommand } from './commands/admin.js';
 import { demoCommand } from './commands/demo.js';
 import {
   checkCommand,
@@ -28,6 +28,7 @@ export function buildProgram(): Command {
     dumpKernelsCommand(),
     statsCommand(),
     resetCommand(),
+    forgetCommand(),
     stopCommand(),
     markCommand(),
     marksCommand(),

@@ -19,7 +19,7 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     devices: intList(url, 'device'),
     pids: intList(url, 'pid'),
     types: parseTypes(url.searchParams.get('type')),
-    minEpoch: intParam(url, 'minEpoch', { dflt: 0, min: 0, max: 0xffffffff }),
+    bornFromMs: intParam(url, 'bornFromMs', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER }),
   };
   const minSize = intParam(url, 'minSize', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
   const offset = intParam(url, 'offset', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
@@ -36,7 +36,7 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     !filter.devices?.length &&
     !filter.pids?.length &&
     !filter.types?.length &&
-    !filter.minEpoch;
+    !filter.bornFromMs;
   if (order === 'table' && unfiltered) {
     // Nothing to match: the page is a slice and the totals are the tracker's running counters.
     total = t.count;
@@ -68,7 +68,7 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     }
     rows.push(...heap.sortedEntries().slice(offset, k));
   }
-  return { total, totalBytes, offset, limit, order, buffers: rows.map((e) => bufferRow(tr, t, e)) };
+  return { total, totalBytes, offset, limit, order, buffers: rows.map((e) => bufferRow(t, e)) };
 }
 
 /** The k largest (size, entry) pairs: a binary min-heap on size, ties broken by entry index. */

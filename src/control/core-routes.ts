@@ -2,10 +2,17 @@
 // reaping, reset and stop.
 import type { Checkpoints } from '../state/marks.js';
 import type { ReapedReport } from '../state/tracker.js';
+import type { ForgetFilter } from '../state/left-behind.js';
 import type { StatsSource } from '../report/stats.js';
-import { buildBufferReport } from '../report/buffer-report.js';
-import { formatReapedReport, renderRemaining } from '../report/text-report.js';
-import { reportJson, streamReportWithAllBuffers, streaming } from '../report/json-report.js';
+import { buildExitedReport, buildRemaining } from '../report/buffer-report.js';
+import { formatRemaining } from '../report/text-report.js';
+import {
+  exitedProcessJson,
+  reportJson,
+  streamReportWithAllBuffers,
+  streaming,
+} from '../report/json-report.js';
+import { treePids } from '../report/process-tree.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
 import { listProcesses } from '../report/process-info.js';
@@ -15,6 +22,7 @@ import { reportQuery } from './query.js';
 import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
 import type {
   DevicesResponse,
+  ForgetResponse,
   HealthResponse,
   KernelsResponse,
   PeerStats,
@@ -38,6 +46,8 @@ export interface CoreContext {
   claimedPids(): Map<number, number>;
   /** The dead-owner sweep (releases and logs what owners that are gone held). */
   reapDead(): ReapedReport[];
+  /** The parent of a live PID as the server recorded it (null: not known). */
+  ppidOf(pid: number): number | null;
   /** How long the last sweep's liveness check took. */
   lastLivenessMs(): number;
   peerStats(): PeerStats | null;
@@ -46,6 +56,8 @@ export interface CoreContext {
   persistenceStats(): PersistenceStats;
   /** Forgets the persisted state too (after the tracker and marks are reset). */
   resetPersisted(): Promise<void>;
+  /** Persists a forget of left-behind records (after the tracker's). */
+  forgetPersisted(f: ForgetFilter): Promise<void>;
   /** The server's terminal (reports printed on request). */
   out(text: string): void;
   log(msg: string): void;
@@ -85,11 +97,13 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
       ? text(c, formatKernelReport(tr))
       : { schema_version: 1, kernels: listKernels(tr) },
   );
+  // What exited processes left behind (`dump --exited` reads the report routes with exited=1).
   r.get('/v1/reaped', (c): ReapedResponse | undefined => {
     s.reapDead();
-    return c.url.searchParams.get('format') === 'text'
-      ? text(c, formatReapedReport(tr.reaped))
-      : { schema_version: 1, reaped: tr.reaped };
+    if (c.url.searchParams.get('format') !== 'text')
+      return { schema_version: 1, reaped: tr.reaped.map(exitedProcessJson) };
+    const { filter, limit } = reportQuery(c.url, s.marks, (root) => treePids(tr, root, s.ppidOf));
+    return text(c, formatRemaining({ live: null, exited: buildExitedReport(tr, filter, limit) }));
   });
   // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
   // expect.
@@ -114,6 +128,21 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     await s.resetPersisted();
     s.log(`state reset on request: ${before} buffers forgotten`);
     return { reset: true, buffersForgotten: before };
+  });
+  // {before?: mark name | ISO time | ms, pid?: number}: left-behind records forgotten on purpose.
+  r.post('/v1/forget', async (c): Promise<ForgetResponse> => {
+    const body = ((await c.body()) ?? {}) as { before?: string | number; pid?: number };
+    const f: ForgetFilter = {};
+    if (body.before !== undefined) f.beforeMs = beforeMs(body.before, s.marks);
+    if (body.pid !== undefined) {
+      if (!Number.isInteger(body.pid) || body.pid <= 0)
+        throw new HttpError(400, `pid: '${body.pid}' is not a process id`);
+      f.pid = body.pid;
+    }
+    const r = tr.forget(f);
+    await s.forgetPersisted(f);
+    s.log(`forgot ${r.records} left-behind records of ${r.processes} exited processes on request`);
+    return { schema_version: 1, ...r };
   });
   r.post('/v1/shutdown', (c): ShutdownResponse => {
     c.res.on('finish', () => process.kill(process.pid, 'SIGTERM'));
@@ -142,6 +171,20 @@ function devices(src: StatsSource): DevicesResponse {
   });
 }
 
+/** A mark's time, an ISO 8601 time or ms since 1970 → ms. */
+function beforeMs(v: string | number, marks: Checkpoints): number {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  const t = String(v);
+  if (/^\d+$/.test(t)) return Number(t);
+  const iso = Date.parse(t);
+  if (!Number.isNaN(iso) && /\d{4}-\d\d-\d\d/.test(t)) return iso;
+  try {
+    return marks.get(t).cutMs;
+  } catch (e) {
+    throw new HttpError(404, `before: ${(e as Error).message}, nor an ISO 8601 time`);
+  }
+}
+
 function text(c: RouteContext, body: string): undefined {
   c.res.writeHead(200, {
     'content-type': 'text/plain; charset=utf-8',
@@ -155,7 +198,9 @@ function text(c: RouteContext, body: string): undefined {
 
 async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<unknown> {
   const tr = s.stats.tracker;
-  const { filter, limit, all } = reportQuery(c.url, s.marks);
+  const { filter, limit, all } = reportQuery(c.url, s.marks, (root) =>
+    treePids(tr, root, s.ppidOf),
+  );
   s.reapDead(); // the same cleanup as the periodic one, so the dump never lists dead owners
   const asJson = c.url.searchParams.get('format') === 'json';
   if (asJson && all) {
@@ -167,13 +212,13 @@ async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<
       c.res,
       tr,
       filter,
-      print ? (r) => s.out(renderRemaining(r, tr)) : undefined,
+      print ? (r) => s.out(formatRemaining(r)) : undefined,
     );
     return undefined;
   }
-  const r = buildBufferReport(tr, filter, limit);
+  const r = buildRemaining(tr, filter, limit);
   if (print || !asJson) {
-    const body = renderRemaining(r, tr);
+    const body = formatRemaining(r);
     if (print) s.out(body); // the server's terminal gets the same listing
     if (!asJson) return text(c, body);
   }

@@ -2,6 +2,8 @@
 import { HttpError, type Router } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
+import { treePids } from '../report/process-tree.js';
+import { intList, treeParam } from './query.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES } from '../analysis/classify.js';
@@ -20,6 +22,8 @@ export interface LeakContext {
   marks: Checkpoints;
   /** The dead-owner sweep: analysis never counts what dead owners held. */
   reapDead(): void;
+  /** The parent of a live PID as the server recorded it (null: not known). */
+  ppidOf(pid: number): number | null;
   /** Persists a new mark. */
   persistMark(m: Mark): Promise<void>;
   log(msg: string): void;
@@ -58,11 +62,11 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     const a = markOr404(s, c.url.searchParams.get('a'), 'diff');
     const bName = c.url.searchParams.get('b');
     const b = bName ? markOr404(s, bName, 'diff') : null;
-    if (b && b.epoch <= a.epoch)
+    if (b && b.cutMs <= a.cutMs)
       throw new HttpError(400, `mark '${b.name}' was taken before '${a.name}'`);
     const marks = s.marks
       .list()
-      .filter((m) => m.epoch >= a.epoch && (!b || m.epoch <= b.epoch) && m.pid === a.pid);
+      .filter((m) => m.cutMs >= a.cutMs && (!b || m.cutMs <= b.cutMs) && m.pid === a.pid);
     const d = buildDiff(s.tracker, marks, !b);
     if (c.url.searchParams.get('format') !== 'text') return d;
     c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -95,7 +99,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     c.res.end(body);
     return undefined;
   });
-  // ?since=NAME&max_bytes=N&rules=<JSON rules>
+  // ?since=NAME&max_bytes=N&rules=<JSON rules>[&tree=PID][&pid=P,…]
   r.get('/v1/check', (c): CheckResponse => {
     s.reapDead();
     const m = markOr404(s, c.url.searchParams.get('since'), 'check');
@@ -119,6 +123,9 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
           return (e: number) => f(e).cls;
         })()
       : undefined;
-    return checkSinceMark(s.tracker, m, { maxBytes, rules, classOf });
+    const pids = treeParam(c.url, intList(c.url, 'pid'), (root) =>
+      treePids(s.tracker, root, s.ppidOf),
+    );
+    return checkSinceMark(s.tracker, m, { maxBytes, rules, classOf, pids });
   });
 }

@@ -43,15 +43,42 @@ export function intParam(
   return n;
 }
 
+/**
+ * `state`: live=1 → live buffers only; exited=1 (or its old name reaped=1) → what exited
+ * processes left behind only; neither → both.
+ */
+export function stateParam(url: URL): ReportFilter['state'] {
+  const live = url.searchParams.get('live') === '1';
+  const exited = url.searchParams.get('exited') === '1' || url.searchParams.get('reaped') === '1';
+  if (live && exited) throw new HttpError(400, 'live=1 and exited=1 exclude each other');
+  return live ? 'live' : exited ? 'exited' : 'all';
+}
+
+/** `tree=PID` → that PID and its descendants (`expand`), added to any `pid=` list. */
+export function treeParam(
+  url: URL,
+  pids: number[] | undefined,
+  expand?: (root: number) => number[],
+): number[] | undefined {
+  const v = url.searchParams.get('tree');
+  if (v === null || v === '') return pids;
+  const root = Number(v);
+  if (!Number.isInteger(root) || root <= 0)
+    throw new HttpError(400, `tree: '${v}' is not a process id`);
+  return [...(pids ?? []), ...(expand ? expand(root) : [root])];
+}
+
 /** Filter and listing limit from the query string, shared by every report endpoint. */
 export function reportQuery(
   url: URL,
   marks?: Checkpoints,
+  expandTree?: (root: number) => number[],
 ): { filter: ReportFilter; limit: number; all: boolean } {
   const filter: ReportFilter = {
     devices: intList(url, 'device'),
-    pids: intList(url, 'pid'),
+    pids: treeParam(url, intList(url, 'pid'), expandTree),
     types: parseTypes(url.searchParams.get('type')),
+    state: stateParam(url),
   };
   const since = url.searchParams.get('since');
   if (since && marks) {
@@ -61,7 +88,7 @@ export function reportQuery(
     } catch (e) {
       throw new HttpError(404, (e as Error).message);
     }
-    filter.minEpoch = m.epoch;
+    filter.bornFromMs = m.cutMs;
     if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
   }
   const all = url.searchParams.get('all') === '1';

@@ -32,6 +32,7 @@ export interface JournalState {
   bytesPerSecond: number;
   /** Live buffers (the worker's table is sized for them). */
   expectedObjects: number;
+  leftBehindBudget: number;
 }
 
 /** Whether closed segments are worth a compaction now. */
@@ -62,6 +63,7 @@ export class Compaction {
       dir: this.o.dir,
       upTo: s.upTo,
       expectedObjects: s.expectedObjects,
+      leftBehindBudget: s.leftBehindBudget,
     };
     const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
     this.worker = w;

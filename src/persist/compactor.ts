@@ -13,6 +13,8 @@ export interface CompactRequest {
   dir: string;
   upTo: number;
   expectedObjects: number;
+  /** The server's left-behind budget: the snapshot keeps what the server keeps. */
+  leftBehindBudget: number;
 }
 export interface CompactResult {
   through: number;
@@ -31,7 +33,7 @@ try {
   /* not permitted: run at normal priority */
 }
 const t0 = performance.now();
-const tr = new Tracker(req.expectedObjects);
+const tr = new Tracker(req.expectedObjects, undefined, req.leftBehindBudget);
 const marks = new Checkpoints(tr);
 const rec = loadState(req.dir, tr, marks, { upTo: req.upTo, repair: false });
 const r = await writeSnapshot(req.dir, snapshotSource(tr, marks), rec.lastGen);

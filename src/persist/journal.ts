@@ -109,6 +109,7 @@ export class Journal {
     const a = this.words;
     const same =
       (a[p] & ALLOC_KEY_MASK) === allocKeyWord(ev.device) &&
+      a[p + 1] === ev.owner && // each owner's buffer is its own (two may share an address)
       a[p + 2] === ev.lo &&
       a[p + 3] === ev.hi;
     if (!same) return -1; // another buffer's

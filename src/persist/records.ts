@@ -4,22 +4,32 @@
 // A file is a sequence of batches: [magic u32 'TTJ1'][payload length u32][crc32 of payload u32]
 // [payload]. A payload is a sequence of entries, 4-byte aligned:
 //  - an event: an accepted frame's fields that the state uses, in the wire's order and byte order:
-//      ALLOC, CB_ALLOC, KERNEL_LOAD (24 B): code u8, buffer/kernel type u8, device u16, pid i32,
-//        id lo u32, id hi u32, size lo u32, size hi u32
+//      ALLOC, CB_ALLOC, KERNEL_LOAD (32 B): code u8, buffer/kernel type u8, device u16, pid i32,
+//        id lo u32, id hi u32, size lo u32, size hi u32, born ms lo u32, born ms hi u32
 //      FREE, CB_FREE, KERNEL_UNLOAD (16 B): code u8, 0, device u16, pid i32, id lo u32, id hi u32
-//    (device ids are validated ≤ 1023 and sizes < 2^48 before a frame is accepted).
+//    (device ids are validated ≤ 1023 and sizes < 2^48 before a frame is accepted). Format 2
+//    had no allocation time (24 B records; times came from EPOCH entries): it is still read.
 //  - a control entry: [code u8 ≥ 0x80][0 0 0][data length u32][data, padded to 4 bytes].
 // A torn or corrupt batch (short, bad magic, bad checksum) ends the readable part of a file.
 import { crc32 } from 'node:zlib';
 import { MsgType, TWO32 } from '../protocol/constants.js';
 import type { StateEvent } from '../state/events.js';
+import {
+  summaryOf,
+  type ExitedProcess,
+  type ProcessIdentity,
+  type ReapedReport,
+} from '../state/left-behind.js';
 
 export const MAGIC = 0x314a5454; // 'TTJ1' little-endian
 export const BATCH_HEADER = 12;
 /** Bytes of an event record: allocations and loads carry a size, frees and unloads do not. */
-export const BIG_EVENT = 24;
+export const BIG_EVENT = 32;
 export const SMALL_EVENT = 16;
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
+/** The previous format (no allocation times), read but never written. */
+export const FORMAT_V2 = 2;
+const BIG_EVENT_V2 = 24;
 
 /** Code of a cancelled ALLOC record inside a batch being filled; never written to disk. */
 export const DEAD_EVENT = 0x7f;
@@ -38,9 +48,10 @@ function sized(code: number): boolean {
  * Bytes of a payload entry from its first byte (`code`) and its second word (a control entry's
  * data length; for an event, unused): how every reader steps through a payload.
  */
-export function entryBytes(code: number, word1: number): number {
+export function entryBytes(code: number, word1: number, version = FORMAT_VERSION): number {
   if (code >= 0x80) return 8 + ((word1 + 3) & ~3); // a control entry: [code][len][data, padded]
-  return sized(code) ? BIG_EVENT : SMALL_EVENT;
+  if (!sized(code)) return SMALL_EVENT;
+  return version === FORMAT_V2 ? BIG_EVENT_V2 : BIG_EVENT;
 }
 
 // ---------------------------------------------------------------- event records
@@ -57,11 +68,17 @@ export function writeEvent(a: Int32Array, w: number, ev: StateEvent): number {
   if (!sized(code)) return SMALL_EVENT;
   a[w + 4] = ev.sizeLo;
   a[w + 5] = ev.sizeHi;
+  const born = ev.bornMs;
+  a[w + 6] = born | 0; // the low 32 bits (ToInt32 is modulo 2^32)
+  a[w + 7] = Math.floor(born / TWO32);
   return BIG_EVENT;
 }
 
-/** Reads the event record at byte `off` into `ev` (the layout in the header above). */
-export function readEvent(dv: DataView, off: number, ev: StateEvent): void {
+/**
+ * Reads the event record at byte `off` into `ev` (the layout in the header above). A format-2
+ * record has no allocation time: bornMs is left for the caller.
+ */
+export function readEvent(dv: DataView, off: number, ev: StateEvent, version: number): void {
   const code = dv.getUint8(off);
   ev.code = code;
   ev.sub = dv.getUint8(off + 1);
@@ -72,6 +89,8 @@ export function readEvent(dv: DataView, off: number, ev: StateEvent): void {
   const big = sized(code);
   ev.sizeLo = big ? dv.getInt32(off + 16, true) : 0;
   ev.sizeHi = big ? dv.getInt32(off + 20, true) : 0;
+  if (big && version !== FORMAT_V2)
+    ev.bornMs = dv.getUint32(off + 24, true) + dv.getUint32(off + 28, true) * TWO32;
 }
 
 /** The first word of an ALLOC record of this buffer, whatever its type (mask: ALLOC_KEY_MASK). */
@@ -88,11 +107,11 @@ export function cancelEvent(a: Int32Array, w: number): void {
 
 // ---------------------------------------------------------------- control entries
 export const Ctl = {
-  /** data: u32 epoch, f64 start ms — the tracker started this epoch. */
+  /** data: u32 epoch, f64 start ms — the tracker started this epoch (format 2 only). */
   EPOCH: 0x80,
   /** data: JSON Mark. */
   MARK: 0x82,
-  /** data: JSON {pids, atMs} — PIDs released as dead. */
+  /** data: JSON ReapEntry — PIDs released as gone (what they held is kept as left behind). */
   REAP: 0x83,
   /** no data: state forgotten on request. */
   RESET: 0x84,
@@ -101,10 +120,17 @@ export const Ctl = {
    * journal segment.
    */
   HEADER: 0x88,
-  /** data: f64 start ms of every epoch, then u32 current epoch (snapshot). */
+  /** data: f64 start ms of every epoch, then u32 current epoch (format-2 snapshot only). */
   EPOCHS: 0x89,
-  /** data: JSON list of reaped-process reports (snapshot). */
+  /** data: JSON list of reaped-process summaries (format-2 snapshot only). */
   REAPED_LIST: 0x87,
+  /**
+   * data: u32 JSON length, JSON ReapedReport, padding to 4 bytes, then the rows (i32 words, the
+   * live table's layout) — one exited process's left-behind records (snapshot).
+   */
+  LEFT_BEHIND: 0x8d,
+  /** data: JSON ForgetFilter — left-behind records forgotten on request. */
+  FORGET: 0x8e,
   /** data: JSON tracker counters (snapshot). */
   COUNTERS: 0x8a,
   /** data: i32 kind, u32 n, then n rows of OBJECT_ROW_WORDS u32 (snapshot). */
@@ -155,13 +181,31 @@ export function readDevice(dv: DataView, at: number): number {
   return dv.getUint32(at, true);
 }
 
-/** The start time of every epoch and the current epoch (a snapshot's EPOCHS entry). */
-export function epochsEntry(epochStartMs: readonly number[], epoch: number): Buffer {
-  const n = epochStartMs.length,
-    d = Buffer.alloc(8 * n + 4);
-  for (let i = 0; i < n; i++) d.writeDoubleLE(epochStartMs[i], 8 * i);
-  d.writeUInt32LE(epoch, 8 * n);
-  return controlEntry(Ctl.EPOCHS, d);
+/** A REAP entry's data: the PIDs, when, and who each was (absent in format 2). */
+export interface ReapEntry {
+  pids: number[];
+  atMs: number;
+  ids?: Record<string, ProcessIdentity>;
+}
+
+/** One exited process's left-behind records (a snapshot's LEFT_BEHIND entry). */
+export function leftBehindEntry(p: ExitedProcess): Buffer {
+  const json = Buffer.from(JSON.stringify(summaryOf(p)));
+  const at = (4 + json.length + 3) & ~3;
+  const d = Buffer.alloc(at + p.rows.byteLength);
+  d.writeUInt32LE(json.length, 0);
+  json.copy(d, 4);
+  Buffer.from(p.rows.buffer, p.rows.byteOffset, p.rows.byteLength).copy(d, at);
+  return controlEntry(Ctl.LEFT_BEHIND, d);
+}
+
+export function readLeftBehind(p: Buffer, at: number, len: number): ExitedProcess {
+  const n = p.readUInt32LE(at);
+  const summary = readJson(p, at + 4, n) as ReapedReport;
+  const from = at + ((4 + n + 3) & ~3);
+  const rows = new Int32Array((at + len - from) >> 2);
+  new Uint8Array(rows.buffer).set(p.subarray(from, at + len));
+  return { ...summary, rows };
 }
 
 export function readEpochs(
@@ -178,7 +222,8 @@ export function readEpochs(
 // ---------------------------------------------------------------- snapshot object rows
 /**
  * One live object in a snapshot: addrLo, addrHi, sizeLo, sizeHi (16 bits) | device << 16,
- * type | flags, pid, ref, epoch.
+ * type | born ms high bits << 8 | flags, pid, ref, born ms low bits (format 2: type | flags and,
+ * last, the epoch it was born in).
  */
 export const OBJECT_ROW_WORDS = 8;
 export const OBJECT_ROW_BYTES = OBJECT_ROW_WORDS * 4;
@@ -200,7 +245,8 @@ export class ObjectRow {
   flags = 0;
   owner = 0;
   ref = 0;
-  epoch = 0;
+  /** Allocation time, ms (format 2: the epoch number; replay turns it into a time). */
+  bornMs = 0;
 }
 
 /** Writes `r` as the object row at byte `o` of `dv`. */
@@ -209,11 +255,15 @@ export function writeObjectRow(dv: DataView, o: number, r: ObjectRow): void {
   dv.setUint32(o + 4, r.hi, true);
   dv.setUint32(o + 8, r.size >>> 0, true);
   dv.setUint32(o + 12, ((Math.floor(r.size / TWO32) & 0xffff) | (r.device << 16)) >>> 0, true);
-  dv.setUint32(o + 16, (r.sub | r.flags) >>> 0, true);
+  const bornHi = Math.floor(r.bornMs / TWO32) & BORN_HI_MASK;
+  dv.setUint32(o + 16, (r.sub | (bornHi << 8) | r.flags) >>> 0, true);
   dv.setInt32(o + 20, r.owner, true);
   dv.setUint32(o + 24, r.ref, true);
-  dv.setUint32(o + 28, r.epoch, true);
+  dv.setUint32(o + 28, r.bornMs >>> 0, true);
 }
+
+/** Bits of the born time above 32 kept in the type|flags word (10: good until 2109). */
+const BORN_HI_MASK = 0x3ff;
 
 /** Reads the object row at byte `o` of `dv` into `r`. */
 export function readObjectRow(dv: DataView, o: number, r: ObjectRow): void {
@@ -227,7 +277,7 @@ export function readObjectRow(dv: DataView, o: number, r: ObjectRow): void {
   r.flags = tf & FLAG_BITS;
   r.owner = dv.getInt32(o + 20, true);
   r.ref = dv.getUint32(o + 24, true);
-  r.epoch = dv.getUint32(o + 28, true);
+  r.bornMs = dv.getUint32(o + 28, true) + ((tf >>> 8) & BORN_HI_MASK) * TWO32;
 }
 
 /** Writes the head of an OBJECTS entry of `rows` rows at byte `o`; the rows follow it. */

@@ -14,12 +14,14 @@ import {
 import { join } from 'node:path';
 import { MsgType } from '../protocol/constants.js';
 import { applyEvent, isStateEvent, StateEvent } from '../state/events.js';
-import type { Tracker, ReapedReport, TrackerCounters } from '../state/tracker.js';
+import type { Tracker, TrackerCounters } from '../state/tracker.js';
+import type { ForgetFilter, ReapedReport } from '../state/left-behind.js';
 import type { Checkpoints, Mark } from '../state/marks.js';
 import {
   BATCH_HEADER,
   Ctl,
   DEAD_EVENT,
+  FORMAT_V2,
   FORMAT_VERSION,
   OBJECT_ROW_BYTES,
   OBJECTS_HEAD,
@@ -32,8 +34,10 @@ import {
   readEpochs,
   readEvent,
   readJson,
+  readLeftBehind,
   readObjectRow,
   readObjectsHead,
+  type ReapEntry,
 } from './records.js';
 import { SNAPSHOT, listSegments } from './state-dir.js';
 
@@ -114,8 +118,9 @@ export function loadState(
   const rec = emptyRecovery();
   const snap = join(dir, SNAPSHOT);
   if (existsSync(snap)) {
+    const file = new FileContext();
     const r = forEachBatch(snap, (p) => {
-      const got = replay(p, tr, marks);
+      const got = replay(p, tr, marks, file);
       rec.snapshotObjects += got.objects;
       if (got.through >= 0) rec.snapshotThrough = got.through;
     });
@@ -131,8 +136,9 @@ export function loadState(
   reserveForJournal(dir, segments, tr);
   for (const s of segments) {
     const path = join(dir, s.name);
+    const file = new FileContext();
     const r = forEachBatch(path, (p) => {
-      rec.journalEvents += replay(p, tr, marks).events;
+      rec.journalEvents += replay(p, tr, marks, file).events;
     });
     rec.journalBytes += r.goodBytes;
     rec.lastGen = s.gen;
@@ -168,10 +174,12 @@ function reserveForJournal(dir: string, segments: { name: string }[], tr: Tracke
   for (const s of segments) bytes += statSync(join(dir, s.name)).size;
   if (bytes < RESERVE_FROM_BYTES) return;
   let net = 0;
-  for (const s of segments)
+  for (const s of segments) {
+    const file = new FileContext();
     forEachBatch(join(dir, s.name), (p) => {
-      net = netBuffers(p, net);
+      net = netBuffers(p, net, file);
     });
+  }
   if (net > 0) tr.buffers.reserve(tr.buffers.count + net);
 }
 
@@ -179,14 +187,43 @@ function reserveForJournal(dir: string, segments: { name: string }[], tr: Tracke
  * `net` plus ALLOC records minus FREE records in a batch (a hint: a RESET starts it over, reaps are
  * not counted).
  */
-function netBuffers(p: Buffer, net: number): number {
-  for (let off = 0; off < p.length; off += entryBytes(p[off], p.readUInt32LE(off + 4))) {
+function netBuffers(p: Buffer, net: number, file: FileContext): number {
+  for (
+    let off = 0;
+    off < p.length;
+    off += entryBytes(p[off], p.readUInt32LE(off + 4), file.version)
+  ) {
     const code = p[off];
     if (code === MsgType.ALLOC) net++;
     else if (code === MsgType.FREE) net--;
     else if (code === Ctl.RESET) net = 0;
+    else if (code === Ctl.HEADER) file.header(readJson(p, off + 8, p.readUInt32LE(off + 4)));
   }
   return net;
+}
+
+/**
+ * What replaying one file needs to remember between its batches: its format (from its HEADER
+ * entry, first in every file) and, for format 2, the epochs that stood for allocation times.
+ */
+export class FileContext {
+  version = FORMAT_VERSION;
+  /** Format 2: start time of each epoch, and the current one. */
+  epochStarts: number[] = [];
+  epoch = 0;
+
+  header(h: unknown): { version: number; through?: number } {
+    const v = h as { version: number; through?: number };
+    if (v.version !== FORMAT_VERSION && v.version !== FORMAT_V2)
+      throw new Error(`state format ${v.version} is not this server's (${FORMAT_VERSION})`);
+    this.version = v.version;
+    return v;
+  }
+
+  /** Format 2: the time an object born in `epoch` got (its epoch's start). */
+  epochMs(epoch: number): number {
+    return this.epochStarts[epoch] ?? Date.now();
+  }
 }
 
 /**
@@ -200,19 +237,21 @@ export function replay(
   p: Buffer,
   tr: Tracker,
   marks: Checkpoints,
+  file = new FileContext(),
 ): { events: number; objects: number; through: number } {
   const dv = new DataView(p.buffer, p.byteOffset, p.length);
   let off = 0,
     events = 0,
     objects = 0,
     through = -1;
-  const savedHook = tr.onEpoch;
-  tr.onEpoch = null; // replaying an epoch must not journal it again
+  // Replay decides nothing about other owners: a journal holds each reap before the event after it.
+  const savedConflict = tr.onConflict;
+  tr.onConflict = null;
   try {
     while (off < p.length) {
       const code = p[off];
       if (code < 0x80) {
-        const bytes = entryBytes(code, 0);
+        const bytes = entryBytes(code, 0, file.version);
         if (code === DEAD_EVENT) {
           // a cancelled record (never written, but harmless)
           off += bytes;
@@ -220,7 +259,8 @@ export function replay(
         }
         if (!isStateEvent(code))
           throw new Error(`unknown event code ${code} at byte ${off} of a verified batch`);
-        readEvent(dv, off, ev);
+        readEvent(dv, off, ev, file.version);
+        if (file.version === FORMAT_V2) ev.bornMs = file.epochMs(file.epoch);
         applyEvent(tr, ev, null);
         off += bytes;
         events++;
@@ -233,42 +273,49 @@ export function replay(
       switch (code) {
         case Ctl.EPOCH: {
           const e = readEpoch(dv, at);
-          tr.restoreEpoch(e.epoch, e.startMs);
+          file.epochStarts[e.epoch] = e.startMs;
+          file.epoch = e.epoch;
           break;
         }
         case Ctl.MARK:
           marks.load([json() as Mark]);
           break;
         case Ctl.REAP: {
-          const r = json() as { pids: number[]; atMs: number };
-          tr.releasePids(new Set(r.pids), r.atMs);
+          const r = json() as ReapEntry;
+          tr.releasePids(new Set(r.pids), r.atMs, (pid) => r.ids?.[pid]);
           break;
         }
+        case Ctl.FORGET:
+          tr.forget(json() as ForgetFilter);
+          break;
+        case Ctl.LEFT_BEHIND:
+          tr.restoreExited(readLeftBehind(p, at, len));
+          break;
         case Ctl.RESET:
           tr.reset();
           marks.clear();
           break;
         case Ctl.HEADER: {
-          const h = json() as { version: number; through?: number };
-          if (h.version !== FORMAT_VERSION)
-            throw new Error(`state format ${h.version} is not this server's (${FORMAT_VERSION})`);
+          const h = file.header(json());
           if (h.through !== undefined) through = h.through;
           break;
         }
         case Ctl.EPOCHS: {
           const { times, epoch } = readEpochs(dv, at, len);
-          tr.restoreEpochTimes(times);
-          tr.restoreEpoch(epoch, times[times.length - 1]);
+          file.epochStarts = times;
+          file.epoch = epoch;
           break;
         }
         case Ctl.REAPED_LIST:
-          tr.restoreReaped(json() as ReapedReport[]);
+          // format 2 kept summaries only: they come back without records
+          for (const r of json() as ReapedReport[])
+            tr.restoreExited({ ...r, recordsDropped: r.buffers, rows: new Int32Array(0) });
           break;
         case Ctl.COUNTERS:
           tr.restoreCounters(json() as TrackerCounters);
           break;
         case Ctl.OBJECTS:
-          objects += restoreObjects(dv, at, tr);
+          objects += restoreObjects(dv, at, tr, file);
           break;
         case Ctl.DEVICE:
           tr.seeDevice(readDevice(dv, at));
@@ -278,7 +325,7 @@ export function replay(
       }
     }
   } finally {
-    tr.onEpoch = savedHook;
+    tr.onConflict = savedConflict;
   }
   return { events, objects, through };
 }
@@ -286,10 +333,12 @@ export function replay(
 /** The object row being restored (reused: a snapshot holds millions). */
 const row = new ObjectRow();
 
-function restoreObjects(dv: DataView, at: number, tr: Tracker): number {
+function restoreObjects(dv: DataView, at: number, tr: Tracker, file: FileContext): number {
   const { kind, rows } = readObjectsHead(dv, at);
+  const v2 = file.version === FORMAT_V2;
   for (let i = 0, o = at + OBJECTS_HEAD; i < rows; i++, o += OBJECT_ROW_BYTES) {
     readObjectRow(dv, o, row);
+    if (v2) row.bornMs = file.epochMs(row.bornMs);
     tr.restoreObject(kind, row);
   }
   return rows;

@@ -1,5 +1,5 @@
-// Writing a snapshot: the whole state of a Tracker (objects as raw rows, epochs, marks, reaped
-// reports, counters) as checksummed batches, to a temporary file that replaces snapshot.bin only
+// Writing a snapshot: the whole state of a Tracker (objects as raw rows, marks, what exited
+// processes left behind, counters) as checksummed batches, to a temporary file that replaces snapshot.bin only
 // once it is complete and on disk. The compactor worker writes it from its own replayed Tracker;
 // the server writes one itself only to resume persistence after a full disk, from copies, in
 // slices.
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import {
   KIND_CB,
   KIND_KERNEL,
-  type ReapedReport,
+  type ExitedProcess,
   type Tracker,
   type TrackerCounters,
 } from '../state/tracker.js';
@@ -21,8 +21,8 @@ import {
   OBJECT_ROW_BYTES,
   OBJECTS_HEAD,
   ObjectRow,
-  epochsEntry,
   jsonEntry,
+  leftBehindEntry,
   sealBatch,
   writeObjectRow,
   writeObjectsHead,
@@ -61,7 +61,7 @@ function objectsEntry(buf: Buffer, r: RowRange): number {
     row.flags = t.flags(e);
     row.owner = t.pid(e);
     row.ref = t.ref(e);
-    row.epoch = t.epoch(e);
+    row.bornMs = t.bornMs(e);
     writeObjectRow(dv, o, row);
   }
   return o - BATCH_HEADER;
@@ -70,10 +70,9 @@ function objectsEntry(buf: Buffer, r: RowRange): number {
 /** What a snapshot holds; from a Tracker (worker) or from copies taken on the server's loop. */
 export interface SnapshotSource {
   tables: readonly (readonly [kind: number, table: ObjectTable])[];
-  epochStartMs: readonly number[];
-  epoch: number;
   counters: TrackerCounters;
-  reaped: readonly ReapedReport[];
+  /** Exited processes with their records (rows are never changed once kept: shared, not copied). */
+  exited: readonly ExitedProcess[];
   marks: readonly Mark[];
 }
 
@@ -89,10 +88,8 @@ export function snapshotSource(
       [KIND_CB, t(tr.cbs)],
       [KIND_KERNEL, t(tr.kernels)],
     ],
-    epochStartMs: copyTables ? tr.epochStartMs.slice() : tr.epochStartMs,
-    epoch: tr.epoch,
     counters: tr.counters(),
-    reaped: copyTables ? structuredClone(tr.reaped) : tr.reaped,
+    exited: tr.reaped.slice(),
     marks: marks.list(),
   };
 }
@@ -119,9 +116,7 @@ export async function writeSnapshot(
         through,
         createdAt: new Date().toISOString(),
       }),
-      epochsEntry(src.epochStartMs, src.epoch),
       jsonEntry(Ctl.COUNTERS, src.counters),
-      jsonEntry(Ctl.REAPED_LIST, src.reaped),
       ...src.marks.map((m) => jsonEntry(Ctl.MARK, m)),
     ]);
     const headBatch = Buffer.alloc(BATCH_HEADER + head.length);
@@ -139,6 +134,16 @@ export async function writeSnapshot(
         objects += n;
         if (pace) await pace();
       }
+    }
+    // Oldest first, as they were kept (the budget drops from the front).
+    for (const p of src.exited) {
+      const entry = leftBehindEntry(p);
+      const batch = Buffer.alloc(BATCH_HEADER + entry.length);
+      entry.copy(batch, BATCH_HEADER);
+      const b = sealBatch(batch, entry.length);
+      writeAll(fd, b);
+      bytes += b.length;
+      if (pace) await pace();
     }
     fsyncSync(fd);
   } finally {

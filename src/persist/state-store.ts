@@ -11,12 +11,13 @@ import { statfsSync, statSync, unlinkSync, existsSync } from 'node:fs';
 import type { Tracker } from '../state/tracker.js';
 import type { EventJournal, StateEvent } from '../state/events.js';
 import type { Checkpoints } from '../state/marks.js';
+import { DEFAULT_LEFT_BEHIND_BUDGET, type ForgetFilter } from '../state/left-behind.js';
 import {
   Ctl,
   FORMAT_VERSION,
   OBJECT_ROW_BYTES,
   controlEntry,
-  epochEntry,
+  type ReapEntry,
   jsonEntry,
 } from './records.js';
 import { emptyRecovery, loadState, type Recovery } from './replay.js';
@@ -129,9 +130,6 @@ export class StateStore implements EventJournal {
     }
     for (let d = 0; d <= tr.maxDeviceSeen; d++) if (tr.usageSeen(d)) this.journal.deviceLogged(d);
     this.segments.start(rec.lastGen + 1);
-    tr.onEpoch = (epoch, startMs) => this.control(epochEntry(epoch, startMs));
-    // each run records the epoch it starts in (epoch 0 has no other record)
-    tr.onEpoch(tr.epoch, tr.epochTimeMs(tr.epoch));
     this.timer = setInterval(() => this.tick(), this.opts.flushIntervalMs);
     this.timer.unref();
     return this.recovery;
@@ -148,8 +146,14 @@ export class StateStore implements EventJournal {
     this.journal.control(entry);
   }
 
-  reap(pids: number[], atMs: number): void {
-    this.control(jsonEntry(Ctl.REAP, { pids, atMs }));
+  /** PIDs released as gone, with who each was (their left-behind records replay from it). */
+  reap(r: ReapEntry): void {
+    this.control(jsonEntry(Ctl.REAP, r));
+  }
+  /** Left-behind records forgotten on request: on disk before the request is answered. */
+  forget(f: ForgetFilter): Promise<void> {
+    this.control(jsonEntry(Ctl.FORGET, f));
+    return this.drain();
   }
   /** A deliberate reset or mark is on disk before the request is answered. */
   reset(): Promise<void> {
@@ -206,6 +210,7 @@ export class StateStore implements EventJournal {
       snapshotBytes: this.snapshotBytes,
       bytesPerSecond: this.bytesPerSecond,
       expectedObjects: this.tr ? this.tr.buffers.count : 0,
+      leftBehindBudget: this.tr ? this.tr.leftBehind.budget : DEFAULT_LEFT_BEHIND_BUDGET,
     });
   }
 
@@ -252,7 +257,6 @@ export class StateStore implements EventJournal {
   /** Clean stop: everything on disk and synced, the clean marker, the lock released. */
   async close(tr: Tracker): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    tr.onEpoch = null;
     await this.compaction.stop();
     await this.drain();
     this.closed = true;

@@ -94,6 +94,12 @@ export const FRAME_SIZES = [72, 112, 144] as const;
 export type FrameSize = (typeof FRAME_SIZES)[number];
 export const MAX_FRAME = 144;
 
+/**
+ * PIDs are below 2^22 on Linux (PID_MAX_LIMIT on 64-bit): a claimed process_id at or above it is
+ * no PID, and the state keeps 22 bits of owner per object.
+ */
+export const PID_LIMIT = 1 << 22;
+
 /** The common 40-byte head. */
 export const Off = {
   type: 0,

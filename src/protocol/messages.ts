@@ -9,6 +9,7 @@ import {
   NUM_BUFFER_TYPES,
   NUM_KERNEL_TYPES,
   Off,
+  PID_LIMIT,
   TWO32,
 } from './constants.js';
 
@@ -171,5 +172,17 @@ export function refusedCodeReason(code: number): string {
  * that choice is made; a restart replays the same ownership from the journal.
  */
 export function ownerOf(connectionPid: number, dv: DataView, off: number): number {
-  return connectionPid !== 0 ? connectionPid : dv.getInt32(off + Off.processId, true);
+  if (connectionPid !== 0) return connectionPid;
+  const claimed = dv.getInt32(off + Off.processId, true);
+  // A claim no Linux PID can have (≥ 2^22, PID_MAX_LIMIT, or ≤ 0) is "did not say" (0).
+  return claimed > 0 && claimed < PID_LIMIT ? claimed : 0;
+}
+
+/** The frame's timestamp (the sender's wall clock, ns since 1970) in ms; 0 when absent. */
+export function frameTimeMs(dv: DataView, off: number): number {
+  return (
+    (dv.getUint32(off + Off.timestamp, true) +
+      dv.getUint32(off + Off.timestamp + 4, true) * TWO32) /
+    1e6
+  );
 }

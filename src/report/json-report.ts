@@ -2,22 +2,27 @@
 // bytes; addresses as hex strings because they are 64-bit.
 import type { ServerResponse } from 'node:http';
 import type { Tracker } from '../state/tracker.js';
-import type { BufferReportJson } from './types.js';
+import type { BufferReportJson, ExitedJson, ExitedProcessJson } from './types.js';
+import type { ReapedReport } from '../state/left-behind.js';
 import {
   BufferReportBuilder,
+  buildExitedReport,
   bufferRow,
   matcher,
   REPORT_SCHEMA_VERSION,
-  type BufferReport,
+  type ExitedReport,
+  type Remaining,
   type ReportFilter,
 } from './buffer-report.js';
+import { RowArray, type Rows } from '../state/left-behind.js';
 
 export function reportJson(
-  r: BufferReport,
+  r: Remaining,
   filter: ReportFilter,
   limit: number,
   extra: Record<string, unknown> = {},
 ): BufferReportJson {
+  const live = r.live ?? { totalBuffers: 0, totalBytes: 0, devices: [] };
   return {
     schema_version: REPORT_SCHEMA_VERSION,
     kind: 'remaining_buffers',
@@ -25,10 +30,33 @@ export function reportJson(
     server_pid: process.pid,
     filter,
     listed_per_type: limit === Infinity ? 'all' : limit,
-    total_buffers: r.totalBuffers,
-    total_bytes: r.totalBytes,
+    total_buffers: live.totalBuffers,
+    total_bytes: live.totalBytes,
     ...extra,
-    devices: r.devices,
+    devices: live.devices,
+    ...(r.exited ? { exited: exitedJson(r.exited) } : {}),
+  };
+}
+
+function exitedJson(x: ExitedReport): ExitedJson {
+  return {
+    total_buffers: x.totalBuffers,
+    total_bytes: x.totalBytes,
+    devices: x.devices,
+    processes: x.processes.map(exitedProcessJson),
+    budget_records: x.budget,
+    dropped_processes: x.droppedProcesses,
+    dropped_records: x.droppedRecords,
+  };
+}
+
+/** An exited process's summary with ISO times (no rows). */
+export function exitedProcessJson(p: ReapedReport): ExitedProcessJson {
+  const { rows: _rows, ...summary } = p as ReapedReport & { rows?: unknown };
+  return {
+    ...summary,
+    exitedAt: new Date(p.reapedAtMs).toISOString(),
+    startedAt: p.startMs === null ? null : new Date(p.startMs).toISOString(),
   };
 }
 
@@ -55,7 +83,7 @@ export async function streamReportWithAllBuffers(
   res: ServerResponse,
   tr: Tracker,
   filter: ReportFilter,
-  onReport?: (r: BufferReport) => void,
+  onReport?: (r: Remaining) => void,
 ): Promise<void> {
   streaming.active++;
   try {
@@ -93,40 +121,65 @@ async function stream(
   res: ServerResponse,
   tr: Tracker,
   filter: ReportFilter,
-  onReport?: (r: BufferReport) => void,
+  onReport?: (r: Remaining) => void,
 ): Promise<void> {
-  const snap = tr.buffers.snapshot();
-  const builder = new BufferReportBuilder(tr, filter, 10, snap);
-  for (let start = 0; start < snap.count;) {
-    await nextTurn();
-    if (res.destroyed) return;
-    // By time rather than rows: the first slices run before the code is optimised.
-    const t0 = performance.now();
-    do {
-      const end = Math.min(snap.count, start + SCAN_STEP);
-      builder.add(start, end);
-      start = end;
-    } while (start < snap.count && performance.now() - t0 < SCAN_MS);
+  const state = filter.state ?? 'all';
+  // One instant: the live table's copy and the left-behind list (records never change once kept).
+  const snap = state === 'exited' ? null : tr.buffers.snapshot();
+  const exitedList = state === 'live' ? [] : tr.reaped.slice();
+  const exited = state === 'live' ? null : buildExitedReport(tr, filter, 10);
+  let live = null;
+  if (snap) {
+    const builder = new BufferReportBuilder(tr, filter, 10, snap);
+    for (let start = 0; start < snap.count;) {
+      await nextTurn();
+      if (res.destroyed) return;
+      // By time rather than rows: the first slices run before the code is optimised.
+      const t0 = performance.now();
+      do {
+        const end = Math.min(snap.count, start + SCAN_STEP);
+        builder.add(start, end);
+        start = end;
+      } while (start < snap.count && performance.now() - t0 < SCAN_MS);
+    }
+    live = builder.finish();
   }
-  const r = builder.finish();
+  const r: Remaining = { live, exited };
   onReport?.(r);
-  const match = matcher(snap, filter);
   res.writeHead(200, { 'content-type': 'application/json' });
   const headText = JSON.stringify(reportJson(r, filter, Infinity));
   res.write(headText.slice(0, -1) + ',"buffers":[');
-  let first = true;
-  for (let start = 0; start < snap.count; start += CHUNK) {
-    const end = Math.min(snap.count, start + CHUNK);
+  const out = { first: true };
+  if (snap && !(await streamRows(res, snap, filter, out))) return;
+  for (const p of exitedList) {
+    if (filter.pids?.length && !filter.pids.includes(p.pid)) continue;
+    if (!(await streamRows(res, new RowArray(p.rows), filter, out, p))) return;
+  }
+  res.end(']}');
+}
+
+/** Writes the matching rows of `t` in slices; false when the reader went away. */
+async function streamRows(
+  res: ServerResponse,
+  t: Rows,
+  filter: ReportFilter,
+  out: { first: boolean },
+  exited?: ReapedReport,
+): Promise<boolean> {
+  const match = matcher(t, filter);
+  const now = Date.now();
+  for (let start = 0; start < t.count; start += CHUNK) {
+    const end = Math.min(t.count, start + CHUNK);
     let text = '';
     for (let e = start; e < end; e++) {
       if (!match(e)) continue;
-      text += (first ? '' : ',') + JSON.stringify(bufferRow(tr, snap, e));
-      first = false;
+      text += (out.first ? '' : ',') + JSON.stringify(bufferRow(t, e, exited, now));
+      out.first = false;
     }
     if (text && !res.write(text))
       await drainedOrGone(res); // a client that hangs up mid-dump must not hold the copy forever
     else await nextTurn();
-    if (res.destroyed) return;
+    if (res.destroyed) return false;
   }
-  res.end(']}');
+  return true;
 }

@@ -2,6 +2,7 @@
 // remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
 // server sends renderClassified() for /v1/classify?format=text).
 import { formatKB, formatMB, plural } from './format.js';
+import { ownerNote } from './text-report.js';
 import type {
   BufferRow,
   CheckResult,
@@ -59,20 +60,25 @@ export function renderDiff(r: DiffResponse): string {
 function bufferLine(b: BufferRow): string {
   return (
     `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} ` +
-    `(PID ${b.pid}, ref_count=${b.refCount})`
+    `(${ownerNote(b)})`
   );
 }
 
 /** `ttalloc check`: the verdict line, and on a leak the offenders. */
 export function renderCheck(r: CheckResult): string {
   const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
+  const exited = r.exitedBuffers
+    ? `, ${r.exitedBuffers} of them left behind by processes that exited`
+    : '';
   const verdict =
     `ttalloc check: ${r.ok ? 'OK' : 'LEAK'} since '${r.since}': ` +
-    `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain (budget ${r.maxBytes})${sup}`;
+    `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain${exited} ` +
+    `(budget ${r.maxBytes})${sup}`;
   if (r.ok) return verdict + '\n';
   const out = [verdict, ...r.buffers.map(bufferLine)];
   if (r.leakedBuffers > r.buffers.length)
     out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
+  out.push('', r.summary);
   return out.join('\n') + '\n';
 }
 

@@ -1,8 +1,14 @@
-// The seed's text layout, exactly (the README's "Finding leaks: the four-step workflow" shows it).
+// The seed's text layout, exactly (the README's "Finding leaks: the four-step workflow" shows it),
+// for the live buffers and, after them, for what exited processes left behind.
 import { formatKB, formatMB, plural } from './format.js';
-import { buildBufferReport, type BufferReport } from './buffer-report.js';
-import type { ReapedReport, Tracker } from '../state/tracker.js';
-import type { ReportFilter } from './types.js';
+import {
+  buildRemaining,
+  type BufferReport,
+  type ExitedReport,
+  type Remaining,
+} from './buffer-report.js';
+import type { Tracker } from '../state/tracker.js';
+import type { BufferRow, ReportFilter } from './types.js';
 
 const TITLE = [
   '╔══════════════════════════════════════════════════════════════╗',
@@ -10,116 +16,118 @@ const TITLE = [
   '╚══════════════════════════════════════════════════════════════╝',
 ];
 
-/**
- * `reaped`: what processes that exited left behind. Their buffers are no longer "remaining" (the
- * server released them), but a user who dumps after the application exited must not read an
- * empty report as "no leaks": they are summarised after the seed's total line.
- */
-export function formatBufferReport(
-  r: BufferReport,
-  heading?: string,
-  reaped: readonly ReapedReport[] = [],
-): string {
-  const out: string[] = [...TITLE, ''];
-  if (heading) out.push(heading, '');
-  if (r.totalBuffers === 0) {
-    out.push(
-      r.filtered
-        ? 'No buffers remaining that match the filter.'
-        : reaped.length
-          ? 'No buffers remaining in running processes.'
-          : 'No buffers remaining: every tracked allocation has been freed.',
-      '',
-    );
-  }
+/** "14:03:07": the local wall-clock time of a buffer line's exit. */
+function clock(ms: number): string {
+  return new Date(ms).toTimeString().slice(0, 8);
+}
+
+/** One part in the seed's layout: Device → type → buffer lines. */
+function deviceLines(r: BufferReport): string[] {
+  const out: string[] = [];
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
     for (const g of d.types) {
       out.push(`  ${g.type}: ${plural(g.count, 'buffer')}, ${formatMB(g.bytes)} MB total`);
-      for (const b of g.buffers) {
-        out.push(
-          `    - Buffer ${b.address}: ${formatKB(b.size)} (PID ${b.pid}, ref_count=${b.refCount})`,
-        );
-      }
+      for (const b of g.buffers) out.push(bufferLine(b));
       if (g.more > 0 && g.buffers.length > 0) out.push(`    ... and ${g.more} more`);
     }
     out.push('');
   }
-  out.push(`Total remaining buffers: ${r.totalBuffers}`);
-  if (reaped.length) out.push('', ...exitedSummary(reaped));
+  return out;
+}
+
+/** "    - Buffer 0x40000000: 12.0 KB (PID 12345, ref_count=1)". */
+function bufferLine(b: BufferRow): string {
+  return `    - Buffer ${b.address}: ${formatKB(b.size)} (${ownerNote(b)})`;
+}
+
+/** "PID 12345, ref_count=1"; a left-behind buffer's: "PID 12345, exited 14:03:07, ref_count=1". */
+export function ownerNote(b: BufferRow): string {
+  const exited = b.exitedAtMs !== undefined ? `, exited ${clock(b.exitedAtMs)}` : '';
+  return `PID ${b.pid}${exited}, ref_count=${b.refCount}`;
+}
+
+/**
+ * The report. With nothing left behind by exited processes (or `--live`), exactly the seed's
+ * layout; otherwise the live part, then the left-behind part, each with its own total line, and
+ * the grand total last.
+ */
+export function formatRemaining(r: Remaining, heading?: string): string {
+  const out: string[] = [...TITLE, ''];
+  if (heading) out.push(heading, '');
+  const { live, exited } = r;
+  const left = exited !== null && exited.totalBuffers > 0;
+  if (live !== null && !left) {
+    if (live.totalBuffers === 0) out.push(nothingLeft(live, exited), '');
+    out.push(...deviceLines(live), `Total remaining buffers: ${live.totalBuffers}`);
+    if (exited) out.push(...budgetNote(exited));
+    return out.join('\n') + '\n';
+  }
+  if (live !== null) {
+    out.push('Live buffers (their processes are still running):', '');
+    if (live.totalBuffers === 0)
+      out.push(
+        live.filtered ? 'None that match the filter.' : 'None: no running process holds any.',
+        '',
+      );
+    out.push(...deviceLines(live), `Total live buffers: ${live.totalBuffers}`, '');
+  }
+  if (exited !== null) {
+    out.push('Left behind by processes that exited (never freed):', '');
+    if (!left) out.push(exited.filtered ? 'None that match the filter.' : 'None.', '');
+    out.push(...deviceLines(exited), ...exitedTotal(exited));
+    out.push(...budgetNote(exited));
+  }
+  if (live !== null && exited !== null) {
+    const all = live.totalBuffers + exited.totalBuffers;
+    out.push(
+      '',
+      `Total remaining buffers: ${all} ` +
+        `(${live.totalBuffers} live, ${exited.totalBuffers} left behind by exited processes)`,
+    );
+  }
   return out.join('\n') + '\n';
+}
+
+function nothingLeft(live: BufferReport, exited: ExitedReport | null): string {
+  if (live.filtered) return 'No buffers remaining that match the filter.';
+  if (exited === null) return 'No buffers remaining in running processes.';
+  return 'No buffers remaining: every tracked allocation has been freed.';
+}
+
+/** "Total left behind by exited processes: 12" and one line per process. */
+function exitedTotal(r: ExitedReport): string[] {
+  const out = [`Total left behind by exited processes: ${r.totalBuffers}`];
+  const listed = r.processes.slice(-EXITED_LISTED).reverse();
+  for (const p of listed) {
+    const cmd = p.cmdline ? ` ${shorten(p.cmdline, 60)}` : '';
+    out.push(
+      `  - PID ${p.pid}${cmd}: exited ${new Date(p.reapedAtMs).toISOString()}, ` +
+        `${plural(p.buffers, 'buffer')}, ${formatMB(p.bytes)} MB` +
+        (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''),
+    );
+  }
+  if (r.processes.length > listed.length)
+    out.push(`  ... and ${r.processes.length - listed.length} more processes`);
+  return out;
+}
+
+/** Says what the left-behind budget dropped, if anything. */
+function budgetNote(r: ExitedReport): string[] {
+  if (r.droppedProcesses === 0 && r.droppedRecords === 0) return [];
+  return [
+    `(The left-behind budget of ${r.budget} records dropped ${r.droppedRecords} records ` +
+      `of ${r.droppedProcesses} older exited processes; ttalloc forget clears records on purpose.)`,
+  ];
 }
 
 const EXITED_LISTED = 10;
 
-function exitedSummary(reaped: readonly ReapedReport[]): string[] {
-  const recent = reaped.slice(-EXITED_LISTED).reverse();
-  const out = [
-    'Processes that exited without freeing ' +
-      '(released by the server; details: dump-remaining-buffers --reaped):',
-  ];
-  for (const p of recent) {
-    const where = Object.entries(p.byDevice)
-      .map(([dev, types]) => {
-        const counts = Object.entries(types).map(([t, g]) => `${t} ${g.count}`);
-        return `device ${dev}: ${counts.join(', ')}`;
-      })
-      .join('; ');
-    out.push(
-      `  - PID ${p.pid}: ${plural(p.buffers, 'buffer')}, ${formatMB(p.bytes)} MB ` +
-        `(${where || 'no buffers'})` +
-        (p.cbs || p.kernels ? `, ${p.cbs} CBs, ${p.kernels} kernels` : ''),
-    );
-  }
-  if (reaped.length > recent.length) out.push(`  ... and ${reaped.length - recent.length} more`);
-  return out;
-}
-
-/** `dump --reaped`: what each exited process left behind, with its largest buffers. */
-export function formatReapedReport(reaped: readonly ReapedReport[]): string {
-  const out = [
-    '╔══════════════════════════════════════════════════════════════╗',
-    '║           BUFFERS LEFT BY EXITED PROCESSES                  ║',
-    '╚══════════════════════════════════════════════════════════════╝',
-    '',
-  ];
-  if (!reaped.length) out.push('No process has exited while owning buffers.', '');
-  for (const p of [...reaped].reverse()) {
-    const others =
-      p.cbs || p.kernels
-        ? `; ${p.cbs} CBs (${formatKB(p.cbBytes)}), ` +
-          `${p.kernels} kernels (${formatKB(p.kernelBytes)})`
-        : '';
-    out.push(
-      `PID ${p.pid} (released ${new Date(p.reapedAtMs).toISOString()}): ` +
-        `${p.buffers} buffers, ${formatMB(p.bytes)} MB total${others}`,
-    );
-    for (const [dev, types] of Object.entries(p.byDevice)) {
-      for (const [t, g] of Object.entries(types))
-        out.push(
-          `  Device ${dev} ${t}: ${plural(g.count, 'buffer')}, ${formatMB(g.bytes)} MB total`,
-        );
-    }
-    for (const b of p.largest)
-      out.push(
-        `    - Buffer ${b.address} on device ${b.device}: ${formatKB(b.size)} ` +
-          `(ref_count=${b.refCount})`,
-      );
-    out.push('');
-  }
-  out.push(`Total exited processes: ${reaped.length}`);
-  return out.join('\n') + '\n';
-}
-
-/**
- * The remaining-buffers report as the server prints and serves it: an unfiltered one ends with
- * what exited processes left behind (a filter picks live buffers only).
- */
-export function renderRemaining(r: BufferReport, tr: Tracker): string {
-  return formatBufferReport(r, undefined, r.filtered ? [] : tr.reaped);
+function shorten(s: string, n: number): string {
+  return s.length <= n ? s : s.slice(0, n - 1) + '…';
 }
 
 /** Builds and renders the remaining-buffers report (DUMP_REMAINING, `ttalloc dump`). */
 export function remainingBuffersText(tr: Tracker, filter: ReportFilter, limit: number): string {
-  return renderRemaining(buildBufferReport(tr, filter, limit), tr);
+  return formatRemaining(buildRemaining(tr, filter, limit));
 }

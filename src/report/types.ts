@@ -12,23 +12,36 @@ export type { Mark, PersistenceStats, ReapedReport };
 
 /** One live buffer, as every report lists it. */
 export interface BufferRow {
+  /** "live": its process still holds it; "exited": left behind by a process that exited. */
+  state: 'live' | 'exited';
   device: number;
   address: string;
   size: number;
   type: string;
   pid: number;
   refCount: number;
-  epoch: number;
+  /** Allocation time: ms since 1970, and the same as ISO 8601 with ms. */
   allocatedAtMs: number;
+  allocatedAt: string;
+  /** ms from allocation to the report. */
+  ageMs: number;
   resized: boolean;
+  /** Another live process held the same address when one of the two was allocated. */
+  shared: boolean;
+  /** state "exited": when its process was found gone. */
+  exitedAtMs?: number;
+  exitedAt?: string;
 }
 
+/** Which buffers a report covers. */
 export interface ReportFilter {
   devices?: number[];
   pids?: number[];
   types?: number[];
-  /** Only objects born in this epoch or later (checkpoints). */
-  minEpoch?: number;
+  /** Only objects born at or after this time, ms (a mark's cut). */
+  bornFromMs?: number;
+  /** Live buffers, left-behind ones, or both (the default). */
+  state?: 'live' | 'exited' | 'all';
 }
 
 export interface TypeGroup {
@@ -53,11 +66,32 @@ export interface BufferReportJson {
   server_pid: number;
   filter: ReportFilter;
   listed_per_type: number | 'all';
+  /** Live buffers (absent with state "exited"). */
   total_buffers: number;
   total_bytes: number;
   devices: DeviceGroup[];
-  /** Only with all=1: every matching buffer. */
+  /** What exited processes left behind (absent with state "live"). */
+  exited?: ExitedJson;
+  /** Only with all=1: every matching buffer, live ones first (each row says its state). */
   buffers?: BufferRow[];
+}
+
+/** The left-behind part of a report. */
+export interface ExitedJson {
+  total_buffers: number;
+  total_bytes: number;
+  devices: DeviceGroup[];
+  /** The exited processes that left something matching, oldest first. */
+  processes: ExitedProcessJson[];
+  budget_records: number;
+  dropped_processes: number;
+  dropped_records: number;
+}
+
+/** An exited process as JSON reports show it. */
+export interface ExitedProcessJson extends ReapedReport {
+  exitedAt: string;
+  startedAt: string | null;
 }
 
 /** GET /v1/report?format=json and POST /v1/dump?format=json (without all=1). */
@@ -78,10 +112,17 @@ export interface BufferPageResponse extends BufferPage {
   schema_version: 1;
 }
 
+/** POST /v1/forget: what was forgotten. */
+export interface ForgetResponse {
+  schema_version: 1;
+  processes: number;
+  records: number;
+}
+
 /** GET /v1/reaped: what processes that exited left behind. */
 export interface ReapedResponse {
   schema_version: 1;
-  reaped: ReapedReport[];
+  reaped: ExitedProcessJson[];
 }
 
 /** One loaded kernel (GET /v1/kernels). */
@@ -293,9 +334,17 @@ export interface CheckResult {
   since: string;
   ok: boolean;
   maxBytes: number;
+  /** Everything counted: live buffers born since the mark plus what exited processes left. */
   leakedBuffers: number;
   leakedBytes: number;
+  /** Of those, left behind by processes that exited after the mark. */
+  exitedBuffers: number;
+  exitedBytes: number;
+  /** Devices the counted buffers are on. */
+  devices: number[];
   suppressedBuffers: number;
+  /** LeakSanitizer's summary line ("SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) …"). */
+  summary: string;
   buffers: BufferRow[];
 }
 

@@ -3,6 +3,7 @@
 import { DeviceRegistry } from '../devices/registry.js';
 import { isProcessAlive } from '../platform/processes.js';
 import { controlPathFor } from '../protocol/transport.js';
+import { DEFAULT_LEFT_BEHIND_BUDGET } from '../state/left-behind.js';
 
 export interface ServerOptions {
   socketPath: string;
@@ -39,6 +40,8 @@ export interface ServerOptions {
   trustClientPid?: boolean;
   /** UIDs admitted besides the server's own, root and the --group members. */
   allowUids?: number[];
+  /** Left-behind records kept for exited processes (the oldest processes are dropped beyond). */
+  leftBehindBudget?: number;
 }
 
 /** The defaults of every numeric option (ms, bytes, counts). */
@@ -57,6 +60,7 @@ export const DEFAULTS = {
   /** Period of the tracker's clock tick and the table-full check. */
   tickIntervalMs: 250,
   expectedBuffers: 0,
+  leftBehindBudget: DEFAULT_LEFT_BEHIND_BUDGET,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */

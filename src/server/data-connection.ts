@@ -8,7 +8,14 @@
 import type { Socket } from 'node:net';
 import { isDeviceId, MsgType, MSG_NAMES, NUM_BUFFER_TYPES, Off } from '../protocol/constants.js';
 import { FrameReader, type FrameSink } from '../protocol/frame-reader.js';
-import { Action, MAX_SIZE_HI, MESSAGES, ownerOf, refusedCodeReason } from '../protocol/messages.js';
+import {
+  Action,
+  MAX_SIZE_HI,
+  MESSAGES,
+  frameTimeMs,
+  ownerOf,
+  refusedCodeReason,
+} from '../protocol/messages.js';
 import type { Tracker } from '../state/tracker.js';
 import {
   READ_BUFFER,
@@ -233,6 +240,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
         ev.sizeLo = sizeLo;
         ev.sizeHi = sizeHi;
+        ev.bornMs = tr.stampOf(frameTimeMs(dv, off));
         const effect = applyAlloc(tr, ev);
         if (j !== null) j.record(ev, effect);
         allocs++;
@@ -290,6 +298,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.hi = dv.getInt32(off + Off.bufferId + 4, true);
         ev.sizeLo = rule.sized ? dv.getInt32(off + Off.size, true) : 0;
         ev.sizeHi = rule.sized ? dv.getInt32(off + Off.size + 4, true) : 0;
+        ev.bornMs = rule.sized ? this.host.tracker.stampOf(frameTimeMs(dv, off)) : 0;
         applyEvent(this.host.tracker, ev, this.host.journal);
         break;
       }

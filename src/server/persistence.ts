@@ -1,6 +1,7 @@
 // The server's persistent state: opening the store (recovery before any client connects), what
 // ingest journals to, and persistence as stats show it. One store; "the journal" is that store
 // while it journals (null when persistence is off, or stopped after a failure until it resumes).
+import type { ForgetFilter, ProcessIdentity, ReapedReport } from '../state/left-behind.js';
 import {
   StateStore,
   StateDirError,
@@ -98,9 +99,17 @@ export class Persistence {
       : { enabled: false, reason: this.offReason ?? 'turned off (--no-persist)' };
   }
 
-  /** Records that the objects of these PIDs were released at `atMs`. */
-  reap(pids: number[], atMs: number): void {
-    this.store?.reap(pids, atMs);
+  /** Records that the objects of these exited processes were released at `atMs`. */
+  reap(exited: readonly ReapedReport[], atMs: number): void {
+    if (!this.store) return;
+    const ids: Record<string, ProcessIdentity> = {};
+    for (const p of exited) ids[p.pid] = { ppid: p.ppid, cmdline: p.cmdline, startMs: p.startMs };
+    this.store.reap({ pids: exited.map((p) => p.pid), atMs, ids });
+  }
+
+  /** Left-behind records forgotten on request (on disk before it is answered). */
+  async forget(f: ForgetFilter): Promise<void> {
+    await this.store?.forget(f);
   }
 
   async mark(m: unknown): Promise<void> {

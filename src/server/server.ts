@@ -68,7 +68,7 @@ export class AllocationServer {
 
   constructor(opts: ServerOptions) {
     const cfg = (this.cfg = resolveConfig(opts));
-    this.tracker = new Tracker(cfg.expectedBuffers);
+    this.tracker = new Tracker(cfg.expectedBuffers, undefined, cfg.leftBehindBudget);
     this.devices = cfg.devices;
     this.marks = new Checkpoints(this.tracker);
     ({ pump: this.pump, reason: this.pumpOff } = ReadPump.create());
@@ -85,6 +85,12 @@ export class AllocationServer {
       afterSweep: (tracked) => this.connections.forgetClaims(tracked),
       log,
     });
+    // An ALLOC at an address another PID holds: a gone holder is released first (its objects are
+    // kept as left behind, the reap journalled before the event); a live one shares the address.
+    this.tracker.onConflict = (pid) => {
+      if (pid <= 0 || cfg.isAlive(pid)) return false;
+      return this.reaper.reapGone([pid]).length > 0;
+    };
     this.host = new DataHost({
       cfg,
       tracker: this.tracker,
@@ -276,11 +282,13 @@ export class AllocationServer {
       marks,
       claimedPids: () => this.connections.claimedPids(),
       reapDead: reaper.reapDead,
+      ppidOf: () => null, // (the process registry answers once wired)
       lastLivenessMs: () => reaper.lastLivenessMs,
       peerStats: () => this.peers?.stats() ?? null,
       readStats: () => this.readStats(),
       persistenceStats: () => persistence.stats(),
       resetPersisted: () => persistence.reset(),
+      forgetPersisted: (f) => persistence.forget(f),
       out: cfg.out,
       log,
     });
@@ -288,6 +296,7 @@ export class AllocationServer {
       tracker,
       marks,
       reapDead: reaper.reapDead,
+      ppidOf: () => null, // (the process registry answers once wired)
       persistMark: (m) => persistence.mark(m),
       log,
     });

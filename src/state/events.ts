@@ -29,6 +29,11 @@ export class StateEvent {
   /** Bytes, as two 32-bit halves (ALLOC, CB_ALLOC and KERNEL_LOAD; sizes are < 2^48). */
   sizeLo = 0;
   sizeHi = 0;
+  /**
+   * Allocation time, ms since 1970 (ALLOC, CB_ALLOC, KERNEL_LOAD): Tracker.stampOf() of the frame's
+   * timestamp on ingest, the recorded value on replay.
+   */
+  bornMs = 0;
 
   get size(): number {
     return (this.sizeLo >>> 0) + (this.sizeHi >>> 0) * TWO32;

@@ -1,11 +1,13 @@
-// Checkpoints ("marks"): a name for the current epoch. Cheap by design: no copy of the state;
-// every buffer already stores the epoch it was born in, so "born after mark M" is `epoch >=
-// M.epoch`.
+// Checkpoints ("marks"): a name for a point in the event stream. Cheap by design: no copy of the
+// state; every buffer already stores when it was born, and a mark's cut lies between what arrived
+// before it and after it (Tracker.cut), so "born after mark M" is `bornMs >= M.cutMs`.
 import type { Tracker } from './tracker.js';
 
 export interface Mark {
   name: string;
-  epoch: number;
+  /** Objects born at or after this time (ms) were born after the mark. */
+  cutMs: number;
+  /** When it was taken. */
   atMs: number;
   /**
    * Set when a harness marks for one process: queries since this mark then see only its buffers.
@@ -22,7 +24,7 @@ export class Checkpoints {
 
   constructor(private tracker: Tracker) {}
 
-  /** Records (or moves, when the name exists) a mark at a new epoch. */
+  /** Records (or moves, when the name exists) a mark now. */
   mark(name: string, pid: number | null = null): Mark {
     if (!NAME.test(name))
       throw new MarkError(
@@ -30,8 +32,8 @@ export class Checkpoints {
       );
     if (pid !== null && (!Number.isInteger(pid) || pid <= 0))
       throw new MarkError(`bad pid '${pid}'`);
-    const epoch = this.tracker.newEpoch();
-    const m: Mark = { name, epoch, atMs: this.tracker.epochTimeMs(epoch), pid };
+    const cutMs = this.tracker.cut();
+    const m: Mark = { name, cutMs, atMs: cutMs - 1, pid };
     this.marks.delete(name); // re-marking moves it to the end of the ordered list
     this.marks.set(name, m);
     return m;
@@ -45,7 +47,7 @@ export class Checkpoints {
 
   /** Marks in the order they were taken. */
   list(): Mark[] {
-    return [...this.marks.values()].sort((a, b) => a.epoch - b.epoch);
+    return [...this.marks.values()].sort((a, b) => a.cutMs - b.cutMs);
   }
 
   clear(): void {
@@ -55,7 +57,12 @@ export class Checkpoints {
   toJSON(): Mark[] {
     return this.list();
   }
-  load(marks: Mark[]): void {
-    for (const m of marks) this.marks.set(m.name, { ...m });
+  /** Recovery: marks as persisted (a v2 mark's epoch start is its cut). */
+  load(marks: (Mark | (Omit<Mark, 'cutMs'> & { epoch: number }))[]): void {
+    for (const m of marks) {
+      const cutMs = 'cutMs' in m ? m.cutMs : m.atMs;
+      this.marks.set(m.name, { name: m.name, cutMs, atMs: m.atMs, pid: m.pid });
+      this.tracker.restoreFloor(cutMs);
+    }
   }
 }

@@ -1,5 +1,5 @@
 // Live objects (buffers, circular buffers, kernels) keyed by (device, 64-bit id).
-import { TWO32 } from '../protocol/constants.js';
+import { PID_LIMIT, TWO32 } from '../protocol/constants.js';
 //
 // Why not a Map: a JS Map stops at 16.7 M entries and costs ~95 B per entry; this costs 28 B of
 // row per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
@@ -56,19 +56,27 @@ function fpOf(h: number): number {
   return ((h >>> 18) & 15) << ENTRY_BITS;
 }
 
-/** Words per row and their meaning. */
+/**
+ * Words per row and their meaning. W_OWNER holds the owner PID in its low 22 bits (Linux PIDs are
+ * below 2^22, PID_MAX_LIMIT) and the high 10 bits of the allocation time; W_BORN its low 32 bits:
+ * a 42-bit time in ms since 1970 (good until 2109) costs no extra word per buffer.
+ */
 const STRIDE = 7;
 const W_LO = 0,
   W_HI = 1,
   W_META = 2,
   W_SIZE = 3,
-  W_PID = 4,
+  W_OWNER = 4,
   W_REF = 5,
-  W_EPOCH = 6;
+  W_BORN = 6;
+/** PIDs a row can hold: 1 … PID_LIMIT - 1 (0 = the sender did not say). */
+export const PID_MASK = PID_LIMIT - 1;
+const BORN_HI_SHIFT = 22;
 /** The row layout, for bulk scans over rowPage() that must not pay a call per field. */
 export const PAGE_ROWS = PAGE_SIZE;
 export const ROW_WORDS = STRIDE;
-export const ROW_PID = W_PID;
+/** The owner word (mask it with PID_MASK). */
+export const ROW_OWNER = W_OWNER;
 
 // meta word: device (bits 0-9) | type (10-13) | size high bits (14-29) | flags (30-31)
 const DEV_MASK = 0x3ff;
@@ -78,6 +86,9 @@ const SIZE_HI_SHIFT = 14;
 const SIZE_HI_MASK = 0xffff;
 /** Set when a live key was ALLOCed again with a different size (a suspicious re-use). */
 export const FLAG_RESIZED = 1 << 30;
+/** Set on buffers whose address another live process also held when one of them was allocated. */
+export const FLAG_SHARED = 1 << 31;
+const FLAG_BITS = FLAG_RESIZED | FLAG_SHARED;
 
 /** The key hash (exported for tests that need colliding keys). */
 export function hash3(device: number, lo: number, hi: number): number {
@@ -103,18 +114,26 @@ function limitFor(sh: number, cap: number): number {
   return Math.floor(cap * (0.5 + (0.25 * sh) / SHARDS));
 }
 
+/** The owner and allocation-time words of the row at word `b` (see STRIDE). */
+export function writeOwnerBorn(pg: Int32Array, b: number, owner: number, bornMs: number): void {
+  pg[b + W_OWNER] = (owner & PID_MASK) | ((Math.floor(bornMs / TWO32) & 0x3ff) << BORN_HI_SHIFT);
+  pg[b + W_BORN] = bornMs | 0; // the low 32 bits (ToInt32 is modulo 2^32)
+}
+
 function metaOf(device: number, type: number, size: number): number {
   // no division for the usual sizes
   const sizeHi = size > 0xffffffff ? Math.floor(size / TWO32) & SIZE_HI_MASK : 0;
   return (device & DEV_MASK) | ((type & TYPE_MASK) << TYPE_SHIFT) | (sizeHi << SIZE_HI_SHIFT);
 }
 
-/** Which object: (device, 64-bit id). */
+/** Which object: (device, 64-bit id) of one owner (a process owns its own objects). */
 export interface ObjectKey {
   readonly device: number;
   /** The 64-bit id as two 32-bit halves, signed or unsigned. */
   readonly lo: number;
   readonly hi: number;
+  /** The owner PID (0 ≤ owner < PID_LIMIT). */
+  readonly owner: number;
 }
 
 /** What a new entry holds. StateEvent (events.ts) has this shape: the hot path passes it as is. */
@@ -122,22 +141,28 @@ export interface NewObject extends ObjectKey {
   readonly size: number;
   /** Buffer type or kernel type (0 for CBs). */
   readonly sub: number;
-  readonly owner: number;
+  /** Allocation time, ms since 1970. */
+  readonly bornMs: number;
 }
 
 /** A snapshot's row, restored exactly (append()). */
 export interface RestoredObject extends NewObject {
-  readonly epoch: number;
   readonly ref: number;
-  /** FLAG_RESIZED or 0. */
+  /** FLAG_RESIZED | FLAG_SHARED or 0. */
   readonly flags: number;
 }
 
-/** allocRef() / load() results (ALLOC_FULL: not inserted, the table holds MAX_ENTRIES). */
+/**
+ * allocRef() / load() results. ALLOC_FULL: not inserted, the table holds MAX_ENTRIES.
+ * ALLOC_CONFLICT: not inserted, another owner holds the same (device, id): its entry is in
+ * `conflictEntry` (the caller decides whether that owner is gone, then calls again with
+ * `shared` set).
+ */
 export const ALLOC_NEW = 0,
   ALLOC_REF = 1,
   ALLOC_RESIZED = 2,
-  ALLOC_FULL = 3;
+  ALLOC_FULL = 3,
+  ALLOC_CONFLICT = 4;
 /** release() results. */
 export const RELEASE_UNKNOWN = 0,
   RELEASE_REF = 1,
@@ -153,6 +178,40 @@ function countMarked(mark: Uint8Array, from: number, to: number): number {
 /** Size of the row at word `b` of a row page. */
 export function rowSize(pg: Int32Array, b: number): number {
   return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+}
+
+/** Device of the row at word `b` of a row page. */
+export function rowDevice(pg: Int32Array, b: number): number {
+  return pg[b + W_META] & DEV_MASK;
+}
+/** Buffer type (or kernel type) of the row at word `b`. */
+export function rowType(pg: Int32Array, b: number): number {
+  return (pg[b + W_META] >>> TYPE_SHIFT) & TYPE_MASK;
+}
+export function rowFlags(pg: Int32Array, b: number): number {
+  return pg[b + W_META] & FLAG_BITS;
+}
+export function rowPid(pg: Int32Array, b: number): number {
+  return pg[b + W_OWNER] & PID_MASK;
+}
+export function rowRef(pg: Int32Array, b: number): number {
+  return pg[b + W_REF];
+}
+/** The row's 64-bit id as a hex string (for reports only). */
+export function rowIdHex(pg: Int32Array, b: number): string {
+  const hi = pg[b + W_HI] >>> 0,
+    lo = pg[b + W_LO] >>> 0;
+  return hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0');
+}
+
+/** Allocation time (ms) of the row at word `b` of a row page. */
+export function rowBornMs(pg: Int32Array, b: number): number {
+  return (pg[b + W_BORN] >>> 0) + (pg[b + W_OWNER] >>> BORN_HI_SHIFT) * TWO32;
+}
+
+/** Does the row at word `b` hold key (device, lo, hi) — of any owner? */
+function sameId(pg: Int32Array, b: number, device: number, lo: number, hi: number): boolean {
+  return pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device;
 }
 
 export class ObjectTable {
@@ -189,6 +248,8 @@ export class ObjectTable {
   rehashes = 0;
   /** What the last release() that removed an entry removed (no object per call). */
   private removedPid = 0;
+  /** The entry of another owner at the same (device, id) that the last place() met, or -1. */
+  conflictEntry = -1;
   private removedType = 0;
   private removedSize = 0;
   get gonePid(): number {
@@ -229,46 +290,53 @@ export class ObjectTable {
   }
 
   // ---- field access (entry index e) ----
-  private word(e: number, w: number): number {
-    return this.pages[e >>> PAGE_BITS][(e & PAGE_MASK) * STRIDE + w];
+  private page(e: number): Int32Array {
+    return this.pages[e >>> PAGE_BITS];
   }
   addrLo(e: number): number {
-    return this.word(e, W_LO) >>> 0;
+    return this.page(e)[(e & PAGE_MASK) * STRIDE + W_LO] >>> 0;
   }
   addrHi(e: number): number {
-    return this.word(e, W_HI) >>> 0;
+    return this.page(e)[(e & PAGE_MASK) * STRIDE + W_HI] >>> 0;
   }
   device(e: number): number {
-    return this.word(e, W_META) & DEV_MASK;
+    return rowDevice(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   type(e: number): number {
-    return (this.word(e, W_META) >>> TYPE_SHIFT) & TYPE_MASK;
+    return rowType(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   flags(e: number): number {
-    return this.word(e, W_META) & 0xc0000000;
+    return rowFlags(this.page(e), (e & PAGE_MASK) * STRIDE);
+  }
+  /** Sets FLAG_SHARED on entry e. */
+  markShared(e: number): void {
+    this.page(e)[(e & PAGE_MASK) * STRIDE + W_META] |= FLAG_SHARED;
   }
   size(e: number): number {
-    const pg = this.pages[e >>> PAGE_BITS],
-      b = (e & PAGE_MASK) * STRIDE;
-    return (pg[b + W_SIZE] >>> 0) + ((pg[b + W_META] >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+    return rowSize(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   pid(e: number): number {
-    return this.word(e, W_PID);
+    return rowPid(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   ref(e: number): number {
-    return this.word(e, W_REF);
+    return rowRef(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
-  epoch(e: number): number {
-    return this.word(e, W_EPOCH) >>> 0;
+  /** Allocation time (ms since 1970). */
+  bornMs(e: number): number {
+    return rowBornMs(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   /** The 64-bit id as a hex string (for reports only). */
   idHex(e: number): string {
-    const hi = this.addrHi(e),
-      lo = this.addrLo(e);
-    return hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0');
+    return rowIdHex(this.page(e), (e & PAGE_MASK) * STRIDE);
   }
   idBigInt(e: number): bigint {
     return (BigInt(this.addrHi(e)) << 32n) | BigInt(this.addrLo(e));
+  }
+  /** Copies entry e's row (ROW_WORDS words) to `to` at word `at` (left-behind records). */
+  copyRow(e: number, to: Int32Array, at: number): void {
+    const pg = this.page(e),
+      b = (e & PAGE_MASK) * STRIDE;
+    for (let w = 0; w < STRIDE; w++) to[at + w] = pg[b + w];
   }
 
   /** Row page p: rows p * PAGE_ROWS … (read only; valid until the table changes). */
@@ -276,8 +344,11 @@ export class ObjectTable {
     return this.pages[p];
   }
 
-  /** Entry index of (device, lo, hi), or -1. The id halves may be given signed or unsigned. */
-  find(device: number, lo: number, hi: number): number {
+  /**
+   * Entry index of (device, lo, hi) owned by `owner` (any owner's, the first found, when -1), or
+   * -1. The id halves may be given signed or unsigned.
+   */
+  find(device: number, lo: number, hi: number, owner = -1): number {
     lo |= 0;
     hi |= 0;
     const h = hash3(device, lo, hi);
@@ -293,7 +364,7 @@ export class ObjectTable {
         const e = (v & ENTRY_MASK) - 1,
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
-        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device)
+        if (sameId(pg, b, device, lo, hi) && (owner < 0 || (pg[b + W_OWNER] & PID_MASK) === owner))
           return e;
       }
       s = (s + 1) & mask;
@@ -301,26 +372,30 @@ export class ObjectTable {
   }
 
   /**
-   * ALLOC in one probe: a live key gets one more reference (ALLOC_REF, or ALLOC_RESIZED when the
-   * size differs, which flags it); otherwise it is inserted at the empty slot where the probe
-   * stopped (ALLOC_NEW).
+   * ALLOC in one probe: the owner's live key gets one more reference (ALLOC_REF, or ALLOC_RESIZED
+   * when the size differs, which flags it); otherwise it is inserted at the empty slot where the
+   * probe stopped (ALLOC_NEW) — unless another owner holds the same (device, id) and `shared` is
+   * false (ALLOC_CONFLICT, see conflictEntry). With `shared`, both entries get FLAG_SHARED.
    */
-  allocRef(o: NewObject, epoch: number): number {
-    return this.place(o, epoch, true);
+  allocRef(o: NewObject, shared = false): number {
+    return this.place(o, true, shared);
   }
 
   /**
-   * CB_ALLOC / KERNEL_LOAD in one probe: a live key is left as it is (ALLOC_REF: these objects are
-   * not reference counted); otherwise it is inserted (ALLOC_NEW).
+   * CB_ALLOC / KERNEL_LOAD in one probe: the owner's live key is left as it is (ALLOC_REF: these
+   * objects are not reference counted); otherwise it is inserted (ALLOC_NEW), with the same rule
+   * for another owner's key as allocRef().
    */
-  load(o: NewObject, epoch: number): number {
-    return this.place(o, epoch, false);
+  load(o: NewObject, shared = false): number {
+    return this.place(o, false, shared);
   }
 
-  private place(o: NewObject, epoch: number, counted: boolean): number {
+  private place(o: NewObject, counted: boolean, shared: boolean): number {
     const device = o.device,
       lo = o.lo | 0,
-      hi = o.hi | 0;
+      hi = o.hi | 0,
+      owner = o.owner;
+    let other = -1;
     const h = hash3(device, lo, hi),
       sh = h >>> SHARD_SHIFT,
       pages = this.pages,
@@ -335,7 +410,12 @@ export class ObjectTable {
         const e = (v & ENTRY_MASK) - 1,
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
-        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
+        if (sameId(pg, b, device, lo, hi)) {
+          if ((pg[b + W_OWNER] & PID_MASK) !== owner) {
+            if (other < 0) other = e;
+            s = (s + 1) & mask;
+            continue;
+          }
           if (!counted) return ALLOC_REF;
           pg[b + W_REF]++;
           const m = pg[b + W_META];
@@ -347,6 +427,8 @@ export class ObjectTable {
       }
       s = (s + 1) & mask;
     }
+    this.conflictEntry = other;
+    if (other >= 0 && !shared) return ALLOC_CONFLICT;
     if (this.hole < 0 && this.end >= this.maxEntries) return ALLOC_FULL;
     if (++this.shardUsed[sh] + this.shardDead[sh] > this.shardLimit[sh]) {
       this.growShard(sh);
@@ -358,23 +440,29 @@ export class ObjectTable {
     let e = this.hole;
     if (e >= 0) this.hole = -1;
     else e = this.end++;
-    this.writeRow(e, o, epoch);
+    this.writeRow(e, o);
     idx[s] = fp | (e + 1);
     this.insEntry = e;
     this.insShard = sh;
     this.insSlot = s;
+    if (other >= 0) {
+      this.markShared(e);
+      this.markShared(other);
+    }
     return ALLOC_NEW;
   }
 
   /**
-   * FREE in one probe: drops one reference to (device, lo, hi) (RELEASE_REF); the last one removes
-   * it (RELEASE_REMOVED, with its owner, type and size in gonePid / goneType / goneSize).
-   * RELEASE_UNKNOWN when it is not live. `whole` removes it whatever its reference count (CB_FREE,
-   * KERNEL_UNLOAD).
+   * FREE in one probe: drops one reference to the owner's (device, lo, hi) (RELEASE_REF); the last
+   * one removes it (RELEASE_REMOVED, with its owner, type and size in gonePid / goneType /
+   * goneSize). RELEASE_UNKNOWN when the owner holds no such key (another owner's is never
+   * touched). `whole` removes it whatever its reference count (CB_FREE, KERNEL_UNLOAD).
    */
-  release(device: number, lo: number, hi: number, whole = false): number {
-    lo |= 0;
-    hi |= 0;
+  release(k: ObjectKey, whole = false): number {
+    const device = k.device,
+      lo = k.lo | 0,
+      hi = k.hi | 0,
+      owner = k.owner;
     const h = hash3(device, lo, hi),
       sh = h >>> SHARD_SHIFT,
       pages = this.pages,
@@ -388,15 +476,14 @@ export class ObjectTable {
       const e = (v & ENTRY_MASK) - 1,
         pg = pages[e >>> PAGE_BITS],
         b = (e & PAGE_MASK) * STRIDE;
-      if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device)
-        continue;
+      if (!sameId(pg, b, device, lo, hi) || (pg[b + W_OWNER] & PID_MASK) !== owner) continue;
       const r = pg[b + W_REF];
       if (r > 1 && !whole) {
         pg[b + W_REF] = r - 1;
         return RELEASE_REF;
       }
       const m = pg[b + W_META];
-      this.removedPid = pg[b + W_PID];
+      this.removedPid = pg[b + W_OWNER] & PID_MASK;
       this.removedType = (m >>> TYPE_SHIFT) & TYPE_MASK;
       this.removedSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
       this.unindexAt(sh, s);
@@ -406,7 +493,7 @@ export class ObjectTable {
   }
 
   /** Row e := a new entry with one reference (its page is added when e starts one). */
-  private writeRow(e: number, o: NewObject, epoch: number): void {
+  private writeRow(e: number, o: NewObject): void {
     const p = e >>> PAGE_BITS;
     if (p === this.pages.length) this.pages.push(new Int32Array(PAGE_SIZE * STRIDE));
     const pg = this.pages[p],
@@ -416,9 +503,8 @@ export class ObjectTable {
     pg[b + W_HI] = o.hi;
     pg[b + W_META] = metaOf(o.device, o.sub, size);
     pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
-    pg[b + W_PID] = o.owner;
+    writeOwnerBorn(pg, b, o.owner, o.bornMs);
     pg[b + W_REF] = 1;
-    pg[b + W_EPOCH] = epoch;
   }
 
   /**
@@ -582,11 +668,11 @@ export class ObjectTable {
     if (this.hole >= 0) this.settle();
     if (this.end >= this.maxEntries) throw new Error(`more than ${this.maxEntries} entries`);
     const e = this.end++;
-    this.writeRow(e, o, o.epoch);
+    this.writeRow(e, o);
     const pg = this.pages[e >>> PAGE_BITS],
       b = (e & PAGE_MASK) * STRIDE;
     pg[b + W_REF] = o.ref;
-    pg[b + W_META] |= o.flags;
+    pg[b + W_META] |= o.flags & FLAG_BITS;
   }
 
   /** Indexes every entry (after append()). */

@@ -8,21 +8,31 @@ import {
 } from '../protocol/constants.js';
 import type { WireUsage } from '../protocol/replies.js';
 import {
+  ALLOC_CONFLICT,
   ALLOC_FULL,
   ALLOC_NEW,
   ALLOC_RESIZED,
   MAX_ENTRIES,
   ObjectTable,
   PAGE_ROWS,
+  PID_MASK,
   RELEASE_REMOVED,
   RELEASE_UNKNOWN,
-  ROW_PID,
+  ROW_OWNER,
   ROW_WORDS,
-  rowSize,
   type NewObject,
   type ObjectKey,
   type RestoredObject,
 } from './object-table.js';
+import {
+  LeftBehind,
+  type ExitedProcess,
+  type ForgetFilter,
+  type ProcessIdentity,
+  type ReapedReport,
+} from './left-behind.js';
+
+export type { ExitedProcess, ProcessIdentity, ReapedReport };
 
 /**
  * Counter slots per device: one per buffer type (slot = BufferType value), then CBs, kernels, and
@@ -35,10 +45,14 @@ export const KINDS = NUM_BUFFER_TYPES + 3;
 /** restoreObject()'s kind for a buffer (CBs and kernels use KIND_CB / KIND_KERNEL). */
 export const KIND_BUFFER = -1;
 
-/** The key of a FREE: which buffer, and who sent it (unknown frees are counted per process). */
-export interface FreedObject extends ObjectKey {
-  readonly owner: number;
-}
+/** The key of a FREE: which buffer of which sender (unknown frees are counted per process). */
+export type FreedObject = ObjectKey;
+
+/**
+ * Frame timestamps older than this are not believed (a client clock far off, a replayed frame):
+ * the arrival time is used instead.
+ */
+const PLAUSIBLE_PAST_MS = 3_600_000;
 
 /** Tracker counters that are state, not ingest statistics (a snapshot keeps them). */
 export interface TrackerCounters {
@@ -52,10 +66,11 @@ export interface TrackerCounters {
   pidUnknownFrees: number[][];
   /** Devices that reported anything, live objects or not (older snapshots lack it). */
   devicesSeen?: number[];
+  /** Exited processes and records the left-behind budget dropped (older snapshots lack it). */
+  leftBehindDropped?: [number, number];
+  /** The earliest allocation time a new buffer may get (the latest mark's cut). */
+  floorMs?: number;
 }
-
-/** Reaped-process reports kept for `ttalloc reaped` (the oldest are dropped beyond this). */
-const MAX_REAPED_KEPT = 1000;
 
 /** Per-process accounting, kept incrementally (per device × kind). */
 export class ProcessStats {
@@ -90,22 +105,6 @@ export class ProcessStats {
   }
 }
 
-export interface ReapedReport {
-  pid: number;
-  reapedAtMs: number;
-  buffers: number;
-  bytes: number;
-  cbs: number;
-  cbBytes: number;
-  kernels: number;
-  kernelBytes: number;
-  /** device → buffer type name → {count, bytes} */
-  byDevice: Record<string, Record<string, { count: number; bytes: number }>>;
-  largest: { device: number; address: string; size: number; type: number; refCount: number }[];
-}
-
-const REAPED_LARGEST = 5;
-
 export class Tracker {
   readonly buffers: ObjectTable;
   readonly cbs: ObjectTable;
@@ -120,13 +119,11 @@ export class Tracker {
   private lastStats: ProcessStats | null = null;
 
   /**
-   * Epochs order time coarsely: a new one starts on every checkpoint and on a clock tick after
-   * allocations happened, so "born after mark M" and "born at about time T" both come from one
-   * 32-bit column.
+   * Every object stores its allocation time (ms). A mark sets this floor just above its own time,
+   * so that whatever arrives after the mark is born after it ("born after mark M" is `bornMs >=
+   * M.cutMs`) and whatever arrived before is not, whatever the frames' own timestamps say.
    */
-  private epochNo = 0;
-  private readonly epochStarts: number[] = [];
-  private allocsInEpoch = 0;
+  private floor = 0;
 
   // Ingest totals (frames accepted per message code), for stats and metrics.
   private readonly frames = new Float64Array(16);
@@ -136,13 +133,21 @@ export class Tracker {
   private resizedAllocCount = 0;
   /** ALLOCs, CBs and kernels not tracked because their table held MAX_ENTRIES (~134 M) already. */
   private tableFullDropCount = 0;
-  private readonly reapedList: ReapedReport[] = [];
   private reapedCount = 0;
+  /** Per-buffer records of what exited processes left behind. */
+  readonly leftBehind: LeftBehind;
 
   private now = Date.now();
 
-  /** Persistence listens here so that epochs replay exactly (and with them, marks). */
-  onEpoch: ((epoch: number, startMs: number) => void) | null = null;
+  /**
+   * Called when an ALLOC, CB_ALLOC or KERNEL_LOAD finds its (device, id) held by another PID:
+   * returns true when that PID was gone and has been released (the server checks and reaps it,
+   * journalling the reap first); false when it is alive (both objects are then kept, flagged
+   * shared). Null (replay, tests): alive — a replayed journal holds the reap before the event.
+   */
+  onConflict: ((otherPid: number) => boolean) | null = null;
+  /** Called when a PID is first accounted (the server records who it is while it runs). */
+  onNewPid: ((pid: number) => void) | null = null;
 
   // ---------------------------------------------------------------- read-only views
   /** bytes per device × kind (index device * KINDS + kind); read only. */
@@ -161,12 +166,9 @@ export class Tracker {
   get pids(): ReadonlyMap<number, ProcessStats> {
     return this.pidStats;
   }
-  get epoch(): number {
-    return this.epochNo;
-  }
-  /** Start time of every epoch; read only. */
-  get epochStartMs(): readonly number[] {
-    return this.epochStarts;
+  /** The earliest allocation time a new object gets (set by marks). */
+  get floorMs(): number {
+    return this.floor;
   }
   /** Frames accepted per message code; read only (countFrames() writes). */
   get framesByType(): Float64Array {
@@ -187,9 +189,9 @@ export class Tracker {
   get tableFullDrops(): number {
     return this.tableFullDropCount;
   }
-  /** The latest reaped-process reports (at most MAX_REAPED_KEPT). */
-  get reaped(): ReapedReport[] {
-    return this.reapedList;
+  /** Exited processes that left something behind, oldest first (within the budget). */
+  get reaped(): readonly ExitedProcess[] {
+    return this.leftBehind.list;
   }
   get reapedTotal(): number {
     return this.reapedCount;
@@ -200,11 +202,11 @@ export class Tracker {
   }
 
   /** `maxEntries` (per table) below MAX_ENTRIES is for tests of a full table. */
-  constructor(expectedBuffers = 0, maxEntries = MAX_ENTRIES) {
+  constructor(expectedBuffers = 0, maxEntries = MAX_ENTRIES, leftBehindBudget?: number) {
     this.buffers = new ObjectTable(expectedBuffers, maxEntries);
     this.cbs = new ObjectTable(0, maxEntries);
     this.kernels = new ObjectTable(0, maxEntries);
-    this.epochStarts.push(this.now);
+    this.leftBehind = new LeftBehind(leftBehindBudget);
   }
 
   /** Ingest: `n` more frames of message code `code` were accepted. */
@@ -217,7 +219,7 @@ export class Tracker {
     this.frames.fill(0);
   }
 
-  /** Sets the cheap "now" without starting an epoch (per received chunk; tests). */
+  /** Sets the cheap "now" (per received chunk; tests). */
   setNow(now: number): void {
     this.now = now;
   }
@@ -229,6 +231,7 @@ export class Tracker {
     if (s === undefined) {
       s = new ProcessStats(pid, this.now, this.maxDevice + 1);
       this.pidStats.set(pid, s);
+      this.onNewPid?.(pid);
     }
     this.lastPid = pid;
     this.lastStats = s;
@@ -264,13 +267,13 @@ export class Tracker {
     const device = ev.device;
     if (device > this.maxDevice) this.maxDevice = device;
     this.devSeen[device] = 1;
-    const r = this.buffers.allocRef(ev, this.epochNo);
+    let r = this.buffers.allocRef(ev, this.onConflict === null);
+    if (r === ALLOC_CONFLICT) r = this.settleConflict(this.buffers, ev, true);
     if (r !== ALLOC_NEW) {
       if (r === ALLOC_RESIZED) this.resizedAllocCount++;
       else if (r === ALLOC_FULL) this.tableFullDropCount++;
       return r;
     }
-    this.allocsInEpoch++;
     const s = this.stats(ev.owner);
     s.lastSeenMs = this.now;
     this.account(s, device * KINDS + ev.sub, ev.size, 1);
@@ -286,7 +289,7 @@ export class Tracker {
     if (device > this.maxDevice) this.maxDevice = device;
     this.devSeen[device] = 1;
     const t = this.buffers;
-    const r = t.release(device, ev.lo, ev.hi);
+    const r = t.release(ev);
     if (r === RELEASE_REMOVED)
       this.account(this.stats(t.gonePid), device * KINDS + t.goneType, -t.goneSize, -1);
     else if (r === RELEASE_UNKNOWN) {
@@ -302,7 +305,9 @@ export class Tracker {
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
   loadObject(kind: number, ev: NewObject): void {
     this.seeDevice(ev.device);
-    const r = (kind === KIND_CB ? this.cbs : this.kernels).load(ev, this.epochNo);
+    const t = kind === KIND_CB ? this.cbs : this.kernels;
+    let r = t.load(ev, this.onConflict === null);
+    if (r === ALLOC_CONFLICT) r = this.settleConflict(t, ev, false);
     if (r === ALLOC_FULL) this.tableFullDropCount++;
     if (r !== ALLOC_NEW) return;
     const s = this.stats(ev.owner);
@@ -317,7 +322,7 @@ export class Tracker {
   unloadObject(kind: number, ev: ObjectKey): void {
     this.seeDevice(ev.device);
     const t = kind === KIND_CB ? this.cbs : this.kernels;
-    if (t.release(ev.device, ev.lo, ev.hi, true) === RELEASE_UNKNOWN) {
+    if (t.release(ev, true) === RELEASE_UNKNOWN) {
       if (kind === KIND_CB) this.unknownCbFreeCount++;
       else this.unknownKernelUnloadCount++;
       return;
@@ -325,38 +330,52 @@ export class Tracker {
     this.account(this.stats(t.gonePid), ev.device * KINDS + kind, -t.goneSize, -1);
   }
 
+  /**
+   * Another owner holds the (device, id) `ev` creates: when onConflict() finds it gone (and has
+   * released it), `ev` is placed again; otherwise both are kept, flagged shared.
+   */
+  private settleConflict(t: ObjectTable, ev: NewObject, counted: boolean): number {
+    const place = (shared: boolean) => (counted ? t.allocRef(ev, shared) : t.load(ev, shared));
+    // Each round releases one gone owner; a few rounds cover several stale owners of one address.
+    for (let round = 0; round < 4; round++) {
+      const other = t.pid(t.conflictEntry);
+      if (!this.onConflict!(other) || this.pidStats.get(other)?.live) return place(true);
+      const r = place(false);
+      if (r !== ALLOC_CONFLICT) return r;
+    }
+    return place(true);
+  }
+
   // ---------------------------------------------------------------- time
   /** Called on a coarse clock tick (and per received chunk) to keep a cheap "now". */
   tick(now: number): void {
     this.now = now;
-    if (this.allocsInEpoch > 0 && now - this.epochStarts[this.epochNo] >= 1000) this.newEpoch();
   }
 
-  /** Starts a new epoch (checkpoints call this) and returns its number. */
-  newEpoch(): number {
-    this.epochNo++;
-    this.epochStarts.push(this.now);
-    this.allocsInEpoch = 0;
-    this.onEpoch?.(this.epochNo, this.now);
-    return this.epochNo;
+  /**
+   * The allocation time of an object whose frame says `frameMs` (ms since 1970, 0 when absent): the
+   * frame's own time when it is plausible (not in the future, not hours old), else the arrival
+   * time; never before the latest mark's cut.
+   */
+  stampOf(frameMs: number): number {
+    const now = this.now;
+    const t = frameMs <= now && frameMs > now - PLAUSIBLE_PAST_MS ? Math.floor(frameMs) : now;
+    return t < this.floor ? this.floor : t;
   }
 
-  /** Replay: epoch `epoch` started at `startMs`. */
-  restoreEpoch(epoch: number, startMs: number): void {
-    this.epochNo = epoch;
-    this.epochStarts[epoch] = startMs;
-    this.allocsInEpoch = 0;
+  /**
+   * A mark is taken now: returns its cut (1 ms after now), below which every object already
+   * received was born, and from which every later one will be.
+   */
+  cut(): number {
+    const c = Math.max(Date.now(), this.now, this.floor) + 1;
+    this.floor = c;
+    return c;
   }
 
-  /** Replay of a snapshot: every epoch's start time. */
-  restoreEpochTimes(times: number[]): void {
-    this.epochStarts.length = 0;
-    for (const t of times) this.epochStarts.push(t); // no spread: there may be many
-  }
-
-  /** Approximate wall time (ms) at which something born in `epoch` was allocated. */
-  epochTimeMs(epoch: number): number {
-    return this.epochStarts[epoch] ?? this.now;
+  /** Replay: a mark's cut was `cutMs`. */
+  restoreFloor(cutMs: number): void {
+    if (cutMs > this.floor) this.floor = cutMs;
   }
 
   /**
@@ -395,6 +414,8 @@ export class Tracker {
       devUnknownFrees,
       pidUnknownFrees,
       devicesSeen,
+      leftBehindDropped: [this.leftBehind.droppedProcesses, this.leftBehind.droppedRecords],
+      floorMs: this.floor,
     };
   }
 
@@ -406,6 +427,8 @@ export class Tracker {
     this.resizedAllocCount = c.resizedAllocs;
     this.reapedCount = c.reapedTotal;
     for (const d of c.devicesSeen ?? []) this.seeDevice(d);
+    if (c.leftBehindDropped) this.leftBehind.restoreDropped(...c.leftBehindDropped);
+    this.restoreFloor(c.floorMs ?? 0);
     c.devUnknownFrees.forEach((n, d) => {
       this.devCountsArr[d * KINDS + KIND_UNKNOWN_FREE] = n;
     });
@@ -413,10 +436,9 @@ export class Tracker {
       per.forEach((n, d) => this.restoreUnknownFrees(pid, d, n));
   }
 
-  /** Recovery from a snapshot: the reaped-process reports it kept. */
-  restoreReaped(list: readonly ReapedReport[]): void {
-    this.reapedList.length = 0;
-    for (const r of list) this.reapedList.push(r); // no spread: there may be many
+  /** Recovery from a snapshot: an exited process's records (in the order they were kept). */
+  restoreExited(p: ExitedProcess): void {
+    this.leftBehind.add(p);
   }
 
   /** Recovery from a snapshot: a process's count of frees of unknown buffers on a device. */
@@ -487,22 +509,33 @@ export class Tracker {
   }
 
   /**
-   * Releases everything owned by `dead` PIDs; returns one report per PID that owned something.
-   * The counts and bytes of each report are the PID's own running counters (kept exact per device
-   * and kind on every ALLOC/FREE), so the pass over each table only marks the dead PIDs' entries
-   * (a typed PID lookup per row, rows read page by page) and keeps the five largest buffers per
-   * PID in typed arrays; then one bulk removal per table.
+   * Releases everything owned by `dead` PIDs and keeps, per PID that owned something, the records
+   * of the buffers it left (the left-behind store); returns those exited processes. The counts
+   * and bytes are the PID's own running counters (kept exact per device and kind on every
+   * ALLOC/FREE), so the pass over each table only marks the dead PIDs' entries (a typed PID lookup
+   * per row, rows read page by page) and copies each dead buffer's row; then one bulk removal per
+   * table. `identityOf` says who each PID was (the server's process registry).
    */
-  releasePids(dead: Set<number>, now = Date.now()): ReapedReport[] {
+  releasePids(
+    dead: Set<number>,
+    now = Date.now(),
+    identityOf?: (pid: number) => ProcessIdentity | undefined,
+  ): ExitedProcess[] {
     if (dead.size === 0) return [];
     const slots = new PidSlots(dead);
     const n = slots.pids.length;
     // How many buffers, CBs and kernels the dead own: a table they own nothing in is not scanned,
     // and a scan stops once it has found them all.
     const owned = new Float64Array(KINDS);
+    const rows: Int32Array[] = [];
     for (const pid of slots.pids) {
       const s = this.pidStats.get(pid);
-      if (s !== undefined && s.live !== 0) addCounts(s.counts, owned);
+      let own = 0;
+      if (s !== undefined && s.live !== 0) {
+        addCounts(s.counts, owned);
+        own = bufferCount(s);
+      }
+      rows.push(new Int32Array(own * ROW_WORDS));
     }
     let ownBuffers = 0;
     for (let type = 0; type < NUM_BUFFER_TYPES; type++) ownBuffers += owned[type];
@@ -512,32 +545,40 @@ export class Tracker {
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
       const marked =
-        kind === KIND_BUFFER ? markBuffers(t, slots, mark, own) : markOwned(t, slots, mark, own);
+        kind === KIND_BUFFER
+          ? markBuffers(t, slots, mark, rows, own)
+          : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
-    const out: ReapedReport[] = [];
+    const out: ExitedProcess[] = [];
     for (let slot = 0; slot < n; slot++) {
       const pid = slots.pids[slot],
         s = this.pidStats.get(pid);
       if (s === undefined || s.live === 0) continue;
-      out.push(this.settleDead(s, now, slots.largest[slot]));
+      const id = identityOf?.(pid);
+      const p = this.settleDead(s, now, rows[slot]);
+      p.ppid = id?.ppid ?? null;
+      p.cmdline = id?.cmdline ?? null;
+      p.startMs = id?.startMs ?? null;
+      out.push(p);
     }
     // Only the PIDs reported here are forgotten: the journal records exactly them (a dead PID that
     // owned nothing keeps its unknown-free counts until forgetIdlePids()).
     for (const r of out) this.pidStats.delete(r.pid);
     this.lastPid = -1;
     this.lastStats = null;
-    for (const r of out) this.reapedList.push(r); // no spread: there may be many
+    for (const r of out) this.leftBehind.add(r);
     this.reapedCount += out.length;
-    if (this.reapedList.length > MAX_REAPED_KEPT)
-      this.reapedList.splice(0, this.reapedList.length - MAX_REAPED_KEPT);
     return out;
   }
 
   /** A dead PID's report from its counters, which are subtracted from the devices' and zeroed. */
-  private settleDead(s: ProcessStats, now: number, largest: ReapedReport['largest']): ReapedReport {
-    const r: ReapedReport = {
+  private settleDead(s: ProcessStats, now: number, rows: Int32Array): ExitedProcess {
+    const r: ExitedProcess = {
       pid: s.pid,
+      ppid: null,
+      cmdline: null,
+      startMs: null,
       reapedAtMs: now,
       buffers: 0,
       bytes: 0,
@@ -546,7 +587,8 @@ export class Tracker {
       kernels: 0,
       kernelBytes: 0,
       byDevice: {},
-      largest,
+      recordsDropped: 0,
+      rows,
     };
     for (let dev = 0; dev < s.devices; dev++) {
       for (let kind = 0; kind < KIND_UNKNOWN_FREE; kind++) {
@@ -575,6 +617,11 @@ export class Tracker {
     return r;
   }
 
+  /** Forgets left-behind records on purpose (`ttalloc forget`). */
+  forget(f: ForgetFilter): { processes: number; records: number } {
+    return this.leftBehind.forget(f);
+  }
+
   /** Forgets everything (ttalloc reset). */
   reset(): void {
     this.buffers.clear();
@@ -585,7 +632,7 @@ export class Tracker {
     this.pidStats.clear();
     this.lastPid = -1;
     this.lastStats = null;
-    this.reapedList.length = 0;
+    this.leftBehind.clear();
     this.unknownFreeCount = 0;
     this.unknownCbFreeCount = 0;
     this.unknownKernelUnloadCount = 0;
@@ -598,6 +645,13 @@ function addCounts(counts: Float64Array, into: Float64Array): void {
   for (let k = 0; k < counts.length; k++) into[k % KINDS] += counts[k];
 }
 
+/** Live buffers (all types, all devices) in a process's counters. */
+function bufferCount(s: ProcessStats): number {
+  let n = 0;
+  for (let k = 0; k < s.counts.length; k++) if (k % KINDS < NUM_BUFFER_TYPES) n += s.counts[k];
+  return n;
+}
+
 /** Multiplier of the PID hash of PidSlots (the scans inline the lookup). */
 const PID_HASH = 0x9e3779b1 | 0;
 
@@ -608,11 +662,8 @@ class PidSlots {
   /** slot + 1, 0 = empty */
   readonly vals: Int32Array;
   readonly mask: number;
-  /** The five largest buffers of each slot's PID (markBuffers fills them). */
-  readonly largest: ReapedReport['largest'][];
   constructor(set: Iterable<number>) {
     this.pids = [...set];
-    this.largest = this.pids.map(() => []);
     let cap = 16;
     while (cap < this.pids.length * 4) cap *= 2;
     this.keys = new Int32Array(cap);
@@ -624,6 +675,13 @@ class PidSlots {
       this.keys[h] = pid;
       this.vals[h] = i + 1;
     });
+  }
+  /** The slot of `pid`, or -1. */
+  slotOf(pid: number): number {
+    const { keys, vals, mask } = this;
+    for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask)
+      if (keys[h] === pid) return vals[h] - 1;
+    return -1;
   }
 }
 
@@ -638,108 +696,74 @@ function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: numbe
 // The scans run once per sweep, usually on code V8 has not optimised yet: one small function per
 // page (quick to compile, optimised after its first pages) rather than one large loop whose
 // on-stack compilation took ~30 ms while the rows went through the interpreter. Everything the
-// loop reads is in locals before it starts.
+// loop reads is in locals before it starts; consecutive rows of one PID skip the lookup.
 function markOwnedPage(t: ObjectTable, p: number, slots: PidSlots, mark: Uint8Array): number {
   const pg = t.rowPage(p),
     e0 = p * PAGE_ROWS,
     end = Math.min(PAGE_ROWS, t.count - e0);
-  const { keys, vals, mask } = slots;
-  let marked = 0;
-  for (let i = 0, b = ROW_PID; i < end; i++, b += ROW_WORDS) {
-    const pid = pg[b];
-    for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask) {
-      if (keys[h] === pid) {
-        mark[e0 + i] = 1;
-        marked++;
-        break;
-      }
+  let marked = 0,
+    lastPid = -1,
+    slot = -1;
+  for (let i = 0, b = ROW_OWNER; i < end; i++, b += ROW_WORDS) {
+    const pid = pg[b] & PID_MASK;
+    if (pid !== lastPid) {
+      lastPid = pid;
+      slot = slots.slotOf(pid);
     }
+    if (slot < 0) continue;
+    mark[e0 + i] = 1;
+    marked++;
   }
   return marked;
-}
-
-/** A buffer sweep's marks and, per PID slot, its largest buffers so far (sizes and entries). */
-class BufferScan {
-  readonly topSize: Float64Array;
-  readonly topEntry: Int32Array;
-  readonly topCount: Uint8Array;
-  constructor(
-    readonly mark: Uint8Array,
-    slots: number,
-  ) {
-    this.topSize = new Float64Array(slots * REAPED_LARGEST);
-    this.topEntry = new Int32Array(slots * REAPED_LARGEST);
-    this.topCount = new Uint8Array(slots);
-  }
 }
 
 /**
  * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and fills `slots.largest` with each PID's five largest (ties: the earlier
- * entry), sizes and entries kept in typed arrays until the end.
+ * has found them all) and copies each one's row into its PID's `rows` (sized from its counters).
  */
-function markBuffers(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
-  const n = slots.pids.length,
-    K = REAPED_LARGEST;
-  const scan = new BufferScan(mark, n);
+function markBuffers(
+  t: ObjectTable,
+  slots: PidSlots,
+  mark: Uint8Array,
+  rows: Int32Array[],
+  own: number,
+): number {
+  const fill = new Int32Array(slots.pids.length);
   let marked = 0;
   for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
-    marked += markBufferPage(t, p, slots, scan);
-  const { topEntry, topCount } = scan;
-  for (let slot = 0; slot < n; slot++) {
-    for (let j = 0; j < topCount[slot]; j++) {
-      const e = topEntry[slot * K + j];
-      slots.largest[slot].push({
-        device: t.device(e),
-        address: '0x' + t.idHex(e),
-        size: t.size(e),
-        type: t.type(e),
-        refCount: t.ref(e),
-      });
-    }
-  }
+    marked += markBufferPage(t, p, slots, { mark, rows, fill });
   return marked;
+}
+
+interface BufferScan {
+  mark: Uint8Array;
+  rows: Int32Array[];
+  /** Words filled in each slot's rows. */
+  fill: Int32Array;
 }
 
 function markBufferPage(t: ObjectTable, p: number, slots: PidSlots, scan: BufferScan): number {
   const pg = t.rowPage(p),
     e0 = p * PAGE_ROWS,
     end = Math.min(PAGE_ROWS, t.count - e0);
-  const { keys, vals, mask } = slots;
-  const { mark, topSize, topEntry, topCount } = scan;
-  const K = REAPED_LARGEST;
+  const { mark, rows, fill } = scan;
   let marked = 0,
-    lastPid = 0,
+    lastPid = -1,
     slot = -1;
   for (let i = 0, b = 0; i < end; i++, b += ROW_WORDS) {
-    const pid = pg[b + ROW_PID];
-    if (pid !== lastPid || i === 0) {
+    const pid = pg[b + ROW_OWNER] & PID_MASK;
+    if (pid !== lastPid) {
       lastPid = pid;
-      slot = -1;
-      for (let h = Math.imul(pid, PID_HASH) & mask; vals[h] !== 0; h = (h + 1) & mask)
-        if (keys[h] === pid) {
-          slot = vals[h] - 1;
-          break;
-        }
+      slot = slots.slotOf(pid);
     }
     if (slot < 0) continue;
-    const e = e0 + i;
-    mark[e] = 1;
+    mark[e0 + i] = 1;
     marked++;
-    const size = rowSize(pg, b),
-      at = slot * K,
-      have = topCount[slot];
-    if (have === K && size <= topSize[at + K - 1]) continue;
-    // Insert after every kept entry of the same or larger size (the earlier one wins a tie).
-    let j = have === K ? K - 1 : have;
-    while (j > 0 && topSize[at + j - 1] < size) {
-      topSize[at + j] = topSize[at + j - 1];
-      topEntry[at + j] = topEntry[at + j - 1];
-      j--;
-    }
-    topSize[at + j] = size;
-    topEntry[at + j] = e;
-    if (have < K) topCount[slot] = have + 1;
+    const to = rows[slot],
+      at = fill[slot];
+    if (at >= to.length) continue; // (counters and rows disagree: never expected)
+    for (let w = 0; w < ROW_WORDS; w++) to[at + w] = pg[b + w];
+    fill[slot] = at + ROW_WORDS;
   }
   return marked;
 }

@@ -23,7 +23,10 @@ interface Ev {
   size?: number;
 }
 
-/** The workload: ref counts, a cancelled pair, an unknown free, a CB, a kernel, a mark, a reap. */
+/**
+ * The workload: ref counts, a cancelled pair, an unknown free, a CB, a kernel, a mark, reaps (one
+ * leaving a buffer behind).
+ */
 export const FIXTURE_EVENTS: readonly Ev[] = [
   { code: MsgType.ALLOC, device: 0, owner: 100, lo: 0x1000, size: 4096 },
   { code: MsgType.ALLOC, sub: 1, device: 1, owner: 101, lo: 0x2000, hi: 1, size: 2 ** 40 + 7 },
@@ -47,6 +50,7 @@ function apply(tr: Tracker, store: StateStore | null, e: Ev): void {
   ev.hi = e.hi ?? 0;
   ev.sizeLo = (size % TWO32) | 0;
   ev.sizeHi = Math.floor(size / TWO32) | 0;
+  ev.bornMs = tr.stampOf(0); // no frame time: the arrival time (the fixed clock)
   applyEvent(tr, ev, store);
 }
 
@@ -72,7 +76,12 @@ export async function writeFixture(): Promise<{ journal: Buffer; snapshot: Buffe
     store.flush();
     await store.mark(marks.mark('m1'));
     apply(tr, store, { code: MsgType.ALLOC, sub: 3, device: 0, owner: 104, lo: 0x7000, size: 100 });
-    store.reap([999], 1234);
+    apply(tr, store, { code: MsgType.ALLOC, sub: 0, device: 1, owner: 105, lo: 0x8000, size: 200 });
+    // PID 105 exits: its buffer is kept as left behind (a LEFT_BEHIND entry in the snapshot)
+    const id = { ppid: 1, cmdline: 'python3 -m pytest', startMs: 1000 };
+    const gone = tr.releasePids(new Set([105]), 1234, () => id);
+    store.reap({ pids: gone.map((p) => p.pid), atMs: 1234, ids: { 105: id } });
+    store.reap({ pids: [999], atMs: 1234 });
     await store.close(tr);
     const snapDir = mkdtempSync(join(tmpdir(), 'ttalloc-fixture-'));
     await writeSnapshot(snapDir, snapshotSource(tr, marks), 1);

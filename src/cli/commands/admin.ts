@@ -1,8 +1,13 @@
 // Small control commands: stats, reset, stop.
 import { Command } from 'commander';
-import { action, clientFor, socketOption } from '../common.js';
+import { action, clientFor, intArg, socketOption } from '../common.js';
 import { renderStats } from '../../report/stats-text.js';
-import type { ResetResponse, ShutdownResponse, StatsResponse } from '../../report/types.js';
+import type {
+  ForgetResponse,
+  ResetResponse,
+  ShutdownResponse,
+  StatsResponse,
+} from '../../report/types.js';
 
 export function statsCommand(): Command {
   return new Command('stats')
@@ -30,6 +35,28 @@ export function resetCommand(): Command {
           confirm: true,
         });
         process.stdout.write(`state reset: ${r.buffersForgotten} buffers forgotten\n`);
+      }),
+    );
+}
+
+export function forgetCommand(): Command {
+  return new Command('forget')
+    .description(
+      'forget the records of what exited processes left behind ' +
+        '(all of them, or those matching --before / --pid)',
+    )
+    .addOption(socketOption())
+    .option('--before <mark|time>', 'only processes that exited before this mark or ISO 8601 time')
+    .option('--pid <pid>', 'only this exited process', intArg('--pid', 1))
+    .action(
+      action(async (o: { socket?: string; before?: string; pid?: number }) => {
+        const r = await clientFor(o).json<ForgetResponse>('POST', '/v1/forget', {
+          before: o.before,
+          pid: o.pid,
+        });
+        process.stdout.write(
+          `forgot ${r.records} left-behind records of ${r.processes} exited processes\n`,
+        );
       }),
     );
 }

@@ -1,9 +1,7 @@
 // `ttalloc dump` and `dump-kernels`. The server renders these two reports itself (it prints the
-// same text on its own stdout, as the seed's users expect); `dump --reaped` is rendered here.
-import { Command } from 'commander';
+// same text on its own stdout, as the seed's users expect).
+import { Command, Option } from 'commander';
 import { action, clientFor, intArg, listArg, socketOption } from '../common.js';
-import { formatReapedReport } from '../../report/text-report.js';
-import type { ReapedResponse } from '../../report/types.js';
 
 export function dumpCommand(name = 'dump'): Command {
   return new Command(name)
@@ -19,9 +17,12 @@ export function dumpCommand(name = 'dump'): Command {
     .option('-p, --pid <pids>', 'only buffers owned by these PIDs', listArg('--pid'))
     .option(
       '--since <mark>',
-      'only buffers born after this checkpoint (ttalloc mark) and still alive',
+      'only buffers born after this checkpoint (ttalloc mark) and still held or left behind',
     )
-    .option('--reaped', 'instead: what processes that exited left behind (released by the server)')
+    .option('--live', 'only buffers of processes still running')
+    .option('--exited', 'only what processes that exited left behind (never freed)')
+    .addOption(new Option('--reaped', 'the old name of --exited').hideHelp())
+    .option('--tree <pid>', 'only this process and its descendants, running or exited')
     .option(
       '-t, --type <types>',
       'only these buffer types (DRAM, L1, L1_SMALL, TRACE, SYSTEM_MEMORY)',
@@ -37,15 +38,17 @@ export function dumpCommand(name = 'dump'): Command {
           pid?: string;
           type?: string;
           reaped?: boolean;
+          live?: boolean;
+          exited?: boolean;
+          tree?: string;
           since?: string;
         }) => {
-          if (o.reaped) {
-            const r = await clientFor(o).json<ReapedResponse>('GET', '/v1/reaped');
-            const text = o.json ? JSON.stringify(r, null, 2) + '\n' : formatReapedReport(r.reaped);
-            process.stdout.write(text);
-            return;
-          }
+          const exited = o.exited || o.reaped;
+          if (o.live && exited) throw new Error('--live and --exited exclude each other');
           const q = new URLSearchParams();
+          if (o.live) q.set('live', '1');
+          if (exited) q.set('exited', '1');
+          if (o.tree) q.set('tree', o.tree);
           if (o.json) q.set('format', 'json');
           if (o.all) q.set('all', '1');
           else q.set('limit', String(o.limit));

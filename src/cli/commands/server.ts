@@ -4,6 +4,7 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { parseUidList } from '../../server/security.js';
 import { resolveSocket } from '../../client/control-client.js';
 import { action, intArg, secondsArg, socketOption } from '../common.js';
+import { DEFAULTS } from '../../server/config.js';
 
 export function serverCommand(name = 'server'): Command {
   return new Command(name)
@@ -43,6 +44,12 @@ export function serverCommand(name = 'server'): Command {
       'pre-size the buffer table for this many live buffers',
       intArg('--expected-buffers'),
       0,
+    )
+    .option(
+      '--left-behind-budget <n>',
+      'buffer records kept of what exited processes left behind (oldest processes dropped first)',
+      intArg('--left-behind-budget', 1),
+      DEFAULTS.leftBehindBudget,
     )
     .option(
       '--state-dir <dir>',
@@ -107,6 +114,7 @@ export function serverCommand(name = 'server'): Command {
           devices?: string;
           deviceConfig?: string;
           expectedBuffers: number;
+          leftBehindBudget: number;
           quiet?: boolean;
           logEvents?: boolean;
           http?: string;
@@ -143,6 +151,7 @@ export function serverCommand(name = 'server'): Command {
             logEvents: o.logEvents,
             devices,
             expectedBuffers: o.expectedBuffers,
+            leftBehindBudget: o.leftBehindBudget,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,
             maxConnections: o.maxConnections,
