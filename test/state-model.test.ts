@@ -6,43 +6,62 @@ import fc from 'fast-check';
 import {
   ObjectTable,
   FLAG_RESIZED,
+  FLAG_SHARED,
   hash3,
   ALLOC_FULL,
   ALLOC_NEW,
   ALLOC_REF,
+  ALLOC_RESIZED,
+  PID_MASK,
+  RELEASE_REF,
   RELEASE_REMOVED,
   RELEASE_UNKNOWN,
+  ROW_WORDS,
+  type NewObject,
+  type ObjectKey,
 } from '../src/state/object-table.js';
+import { RowArray } from '../src/state/left-behind.js';
 import { TWO32 } from '../src/protocol/constants.js';
-import { Tracker, KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE } from '../src/state/tracker.js';
-import { ALLOC_RESIZED, RELEASE_REF, type NewObject } from '../src/state/object-table.js';
+import {
+  Tracker,
+  KINDS,
+  KIND_CB,
+  KIND_KERNEL,
+  KIND_UNKNOWN_FREE,
+  type ExitedProcess,
+} from '../src/state/tracker.js';
 
 // The table's one API, in the shapes the older tests below were written with (find() + insert,
 // addRef, unref, remove of an entry).
 /** Inserts an absent key (load() in one probe); returns its entry. */
-function insertNew(t: ObjectTable, o: NewObject, epoch: number): number {
-  assert.equal(t.load(o, epoch), ALLOC_NEW);
-  return t.find(o.device, o.lo, o.hi);
+function insertNew(t: ObjectTable, o: NewObject): number {
+  assert.equal(t.load(o), ALLOC_NEW);
+  return t.find(o.device, o.lo, o.hi, o.owner);
 }
-/** One more reference to live entry e; true when its size differs (then flagged). */
+/** The key of live entry e (its owner's). */
+function keyOf(t: ObjectTable, e: number): ObjectKey {
+  return { device: t.device(e), lo: t.addrLo(e), hi: t.addrHi(e), owner: t.pid(e) };
+}
+/** One more reference to live entry e (by its owner); true when its size differs (then flagged). */
 function addRef(t: ObjectTable, e: number, size: number): boolean {
-  const o = { device: t.device(e), lo: t.addrLo(e), hi: t.addrHi(e), size, sub: 0, owner: 0 };
-  const r = t.allocRef(o, 0);
+  const o = { ...keyOf(t, e), size, sub: 0, bornMs: 0 };
+  const r = t.allocRef(o);
   assert.ok(r === ALLOC_REF || r === ALLOC_RESIZED);
   return r === ALLOC_RESIZED;
 }
-/** Drops one reference to live entry e; true when that removed it. */
+/** Drops one reference to live entry e (by its owner); true when that removed it. */
 function unref(t: ObjectTable, e: number): boolean {
-  const r = t.release(t.device(e), t.addrLo(e), t.addrHi(e));
+  const r = t.release(keyOf(t, e));
   assert.ok(r === RELEASE_REF || r === RELEASE_REMOVED);
   return r === RELEASE_REMOVED;
 }
 /** Removes live entry e whatever its references. */
 function remove(t: ObjectTable, e: number): void {
-  assert.equal(t.release(t.device(e), t.addrLo(e), t.addrHi(e), true), RELEASE_REMOVED);
+  assert.equal(t.release(keyOf(t, e), true), RELEASE_REMOVED);
 }
 
-// Few addresses, PIDs and devices, so repeats, re-use across devices and unknown frees are common.
+// Few addresses, PIDs and devices, so repeats, re-use across devices and owners, and unknown frees
+// are common.
 const ADDRS: [number, number][] = [
   [0x1000, 0],
   [0x2000, 0],
@@ -53,6 +72,15 @@ const ADDRS: [number, number][] = [
 ];
 const PIDS = [101, 202, 303, 404];
 const DEVICES = 5;
+/** Owner PIDs from 0 (not said) to the largest a row holds. */
+const EDGE_PIDS = [0, 1, 101, 32768, PID_MASK - 1, PID_MASK];
+/** A 2026 allocation time (above 2^32 ms: both words of a row's time are used). */
+const BORN0 = 1_790_000_000_123;
+/** Allocation times: 2026-ish ones (above 2^32 ms) and anything the 42 bits of a row hold. */
+const bornArb = fc.oneof(
+  fc.integer({ min: 1_700_000_000_000, max: 1_900_000_000_000 }),
+  fc.integer({ min: 0, max: 2 ** 42 - 1 }),
+);
 
 type Op =
   | {
@@ -62,6 +90,7 @@ type Op =
       size: number;
       type: number;
       pid: number;
+      born: number;
     }
   | { op: 'free' | 'cbFree' | 'kUnload'; dev: number; a: number; pid: number }
   | { op: 'release'; pids: number[] };
@@ -79,6 +108,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       size: fc.oneof(fc.integer({ min: 1, max: 1 << 20 }), fc.integer({ min: 1, max: 2 ** 47 })),
       type: fc.integer({ min: 0, max: 4 }),
       pid,
+      born: bornArb,
     }),
   },
   {
@@ -99,6 +129,8 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
+const TYPE_NAMES = ['DRAM', 'L1', 'SYSTEM_MEMORY', 'L1_SMALL', 'TRACE'];
+
 interface Obj {
   dev: number;
   a: number;
@@ -106,74 +138,148 @@ interface Obj {
   type: number;
   pid: number;
   ref: number;
+  born: number;
+  resized: boolean;
+  /** Another owner held the same (device, id) while this one lived. */
+  shared: boolean;
 }
+/** A left-behind record as compared: [device, lo, hi, size, type, pid, ref, bornMs, flags]. */
+type Rec = number[];
+interface Released {
+  pid: number;
+  buffers: number;
+  bytes: number;
+  cbs: number;
+  kernels: number;
+  byDevice: Record<string, Record<string, { count: number; bytes: number }>>;
+  records: Rec[];
+}
+const byRec = (x: Rec, y: Rec) => {
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return 0;
+};
+const flagsOf = (v: Obj) => (v.resized ? FLAG_RESIZED : 0) | (v.shared ? FLAG_SHARED : 0);
+
+type TableName = 'buf' | 'cb' | 'k';
+
+/**
+ * The reference model. An object is keyed by (device, address, owner PID). Without a conflict
+ * hook (replay, and the tracker's default) another owner's ALLOC / CB_ALLOC / KERNEL_LOAD of a live
+ * (device, address) is a second object, and every object at that address is flagged shared. With
+ * the hook (the server's), owners the hook says are gone are released first (as a dead-PID sweep
+ * would, each one reported); when one of the other owners is alive, the tracker may stop asking at
+ * it (the table's probe order decides), so the model accepts releasing any of the gone ones then,
+ * and requires releasing all of them when none is alive. A FREE / CB_FREE / KERNEL_UNLOAD only
+ * touches the sender's own object: anyone else's is an unknown free.
+ */
 class Model {
-  tables = { buf: new Map<string, Obj>(), cb: new Map<string, Obj>(), k: new Map<string, Obj>() };
+  tables = {
+    buf: new Map<string, Obj>(),
+    cb: new Map<string, Obj>(),
+    k: new Map<string, Obj>(),
+  };
   unknown = { buf: 0, cb: 0, k: 0 };
   unknownByDev = new Map<number, number>();
   unknownByPidDev = new Map<string, number>();
   pids = new Set<number>();
-  apply(o: Op):
-    | {
-        pid: number;
-        buffers: number;
-        bytes: number;
-        cbs: number;
-        kernels: number;
-        largest: number[];
-      }[]
-    | void {
-    if (o.op === 'release') {
-      const dead = new Set(o.pids),
-        out = [];
-      for (const p of [...dead].sort()) {
-        const r = {
-          pid: p,
-          buffers: 0,
-          bytes: 0,
-          cbs: 0,
-          kernels: 0,
-          largest: [] as number[],
-          byDevice: {} as Record<string, Record<string, { count: number; bytes: number }>>,
-        };
-        for (const [name, t] of Object.entries(this.tables))
-          for (const [k, v] of t) {
-            if (v.pid !== p) continue;
-            t.delete(k);
-            if (name === 'buf') {
-              r.buffers++;
-              r.bytes += v.size;
-              r.largest.push(v.size);
-              const g = ((r.byDevice[v.dev] ??= {})[
-                ['DRAM', 'L1', 'SYSTEM_MEMORY', 'L1_SMALL', 'TRACE'][v.type]
-              ] ??= { count: 0, bytes: 0 });
-              g.count++;
-              g.bytes += v.size;
-            } else if (name === 'cb') r.cbs++;
-            else r.kernels++;
-          }
-        r.largest = r.largest.sort((x, y) => y - x).slice(0, 5);
-        // A released PID is forgotten when it owned something (what the journal records).
-        if (r.buffers + r.cbs + r.kernels > 0) {
-          out.push(r);
-          this.pids.delete(p);
-        }
+  /** Every process released so far, in order (what tr.reaped keeps within its budget). */
+  released: Released[] = [];
+
+  constructor(readonly gone: ReadonlySet<number> | null = null) {}
+
+  /** Releases everything PID p owns; its report, or null when it owned nothing. */
+  releasePid(p: number): Released | null {
+    const r: Released = {
+      pid: p,
+      buffers: 0,
+      bytes: 0,
+      cbs: 0,
+      kernels: 0,
+      byDevice: {},
+      records: [],
+    };
+    for (const [name, t] of Object.entries(this.tables))
+      for (const [k, v] of t) {
+        if (v.pid !== p) continue;
+        t.delete(k);
+        if (name === 'buf') {
+          r.buffers++;
+          r.bytes += v.size;
+          const [lo, hi] = ADDRS[v.a];
+          r.records.push([v.dev, lo, hi, v.size, v.type, v.pid, v.ref, v.born, flagsOf(v)]);
+          const g = ((r.byDevice[v.dev] ??= {})[TYPE_NAMES[v.type]] ??= { count: 0, bytes: 0 });
+          g.count++;
+          g.bytes += v.size;
+        } else if (name === 'cb') r.cbs++;
+        else r.kernels++;
       }
-      return out;
+    r.records.sort(byRec);
+    // A released PID is forgotten when it owned something (what the journal records).
+    if (r.buffers + r.cbs + r.kernels === 0) return null;
+    this.pids.delete(p);
+    for (let d = 0; d < DEVICES; d++) this.unknownByPidDev.delete(`${p}:${d}`);
+    this.released.push(r);
+    return r;
+  }
+
+  /** Objects of other owners at (device, address) in table `t`. */
+  private others(t: Map<string, Obj>, dev: number, a: number, pid: number): Obj[] {
+    return PIDS.filter((p) => p !== pid)
+      .map((p) => t.get(`${dev}:${a}:${p}`))
+      .filter((v): v is Obj => v !== undefined);
+  }
+
+  /**
+   * Applies `o`; `releasedByHook` is what the tracker's conflict hook released during it (checked
+   * against what the rule allows). Returns the release reports of a 'release' op.
+   */
+  apply(o: Op, releasedByHook: number[] = []): Released[] | void {
+    if (o.op === 'release') {
+      assert.deepEqual(releasedByHook, [], 'a sweep asks no hook');
+      // Released in the order given (so they are kept in that order), reported by PID.
+      const out: Released[] = [];
+      for (const p of new Set(o.pids)) {
+        const r = this.releasePid(p);
+        if (r) out.push(r);
+      }
+      return out.sort((x, y) => x.pid - y.pid);
     }
-    const key = `${o.dev}:${o.a}`;
-    const t =
+    const name: TableName =
       o.op === 'alloc' || o.op === 'free'
-        ? this.tables.buf
+        ? 'buf'
         : o.op === 'cbAlloc' || o.op === 'cbFree'
-          ? this.tables.cb
-          : this.tables.k;
+          ? 'cb'
+          : 'k';
+    const t = this.tables[name];
+    const key = `${o.dev}:${o.a}:${o.pid}`;
     const cur = t.get(key);
     if (o.op === 'alloc' || o.op === 'cbAlloc' || o.op === 'kLoad') {
       if (cur) {
-        if (o.op === 'alloc') cur.ref++;
+        assert.deepEqual(releasedByHook, [], 'a repeat of an own object asks no hook');
+        if (o.op === 'alloc') {
+          cur.ref++;
+          if (cur.size !== o.size) cur.resized = true;
+        }
         return;
       }
+      let others = this.others(t, o.dev, o.a, o.pid);
+      if (this.gone === null) assert.deepEqual(releasedByHook, [], 'no hook, nothing released');
+      else {
+        const goneOthers = others.filter((v) => this.gone!.has(v.pid)).map((v) => v.pid);
+        const anyAlive = others.some((v) => !this.gone!.has(v.pid));
+        const got = [...releasedByHook].sort();
+        for (const p of got)
+          assert.ok(goneOthers.includes(p), `hook released ${p}: not a gone owner`);
+        if (!anyAlive)
+          assert.deepEqual(
+            got,
+            [...goneOthers].sort(),
+            'every gone owner released when none lives',
+          );
+        for (const p of releasedByHook) this.releasePid(p);
+        others = this.others(t, o.dev, o.a, o.pid);
+      }
+      for (const v of others) v.shared = true;
       t.set(key, {
         dev: o.dev,
         a: o.a,
@@ -181,10 +287,14 @@ class Model {
         type: o.op === 'alloc' ? o.type : o.op === 'kLoad' ? o.type % 3 : 0,
         pid: o.pid,
         ref: 1,
+        born: o.born,
+        resized: false,
+        shared: others.length > 0,
       });
       this.pids.add(o.pid);
       return;
     }
+    assert.deepEqual(releasedByHook, [], 'a free asks no hook');
     if (!cur) {
       if (o.op === 'free') {
         this.unknown.buf++;
@@ -198,33 +308,70 @@ class Model {
       else this.unknown.k++;
       return;
     }
-    if (--cur.ref === 0) t.delete(key);
+    // CBs and kernels are not reference counted: one unload removes them.
+    if (name !== 'buf' || --cur.ref === 0) t.delete(key);
   }
+}
+
+/** An exited process's report as the model states it (its records decoded from the rows). */
+function releasedOf(r: ExitedProcess): Released {
+  const rows = new RowArray(r.rows),
+    records: Rec[] = [];
+  for (let e = 0; e < rows.count; e++)
+    records.push([
+      rows.device(e),
+      r.rows[e * ROW_WORDS] >>> 0,
+      r.rows[e * ROW_WORDS + 1] >>> 0,
+      rows.size(e),
+      rows.type(e),
+      rows.pid(e),
+      rows.ref(e),
+      rows.bornMs(e),
+      rows.flags(e),
+    ]);
+  records.sort(byRec);
+  return {
+    pid: r.pid,
+    buffers: r.buffers,
+    bytes: r.bytes,
+    cbs: r.cbs,
+    kernels: r.kernels,
+    byDevice: r.byDevice,
+    records,
+  };
 }
 
 function applyTracker(tr: Tracker, o: Op) {
   if (o.op === 'release') {
     return tr
       .releasePids(new Set(o.pids))
-      .map((r) => ({
-        pid: r.pid,
-        buffers: r.buffers,
-        bytes: r.bytes,
-        cbs: r.cbs,
-        kernels: r.kernels,
-        largest: r.largest.map((x) => x.size),
-        byDevice: r.byDevice,
-      }))
+      .map(releasedOf)
       .sort((x, y) => x.pid - y.pid);
   }
   const [lo, hi] = ADDRS[o.a];
   switch (o.op) {
     case 'alloc':
-      return tr.alloc({ device: o.dev, lo, hi, size: o.size, sub: o.type, owner: o.pid });
+      return tr.alloc({
+        device: o.dev,
+        lo,
+        hi,
+        size: o.size,
+        sub: o.type,
+        owner: o.pid,
+        bornMs: o.born,
+      });
     case 'free':
       return tr.free({ device: o.dev, lo, hi, owner: o.pid });
     case 'cbAlloc':
-      return tr.loadObject(KIND_CB, { device: o.dev, lo, hi, size: o.size, sub: 0, owner: o.pid });
+      return tr.loadObject(KIND_CB, {
+        device: o.dev,
+        lo,
+        hi,
+        size: o.size,
+        sub: 0,
+        owner: o.pid,
+        bornMs: o.born,
+      });
     case 'kLoad':
       return tr.loadObject(KIND_KERNEL, {
         device: o.dev,
@@ -233,11 +380,12 @@ function applyTracker(tr: Tracker, o: Op) {
         size: o.size,
         sub: o.type % 3,
         owner: o.pid,
+        bornMs: o.born,
       });
     case 'cbFree':
-      return tr.unloadObject(KIND_CB, { device: o.dev, lo, hi });
+      return tr.unloadObject(KIND_CB, { device: o.dev, lo, hi, owner: o.pid });
     case 'kUnload':
-      return tr.unloadObject(KIND_KERNEL, { device: o.dev, lo, hi });
+      return tr.unloadObject(KIND_KERNEL, { device: o.dev, lo, hi, owner: o.pid });
   }
 }
 
@@ -252,16 +400,33 @@ function check(tr: Tracker, m: Model): void {
     assert.equal(t.count, mt.size, `${name} count`);
     for (const v of mt.values()) {
       const [lo, hi] = ADDRS[v.a];
-      const e = t.find(v.dev, lo, hi);
-      assert.ok(e >= 0, `${name} ${v.dev}:${v.a} missing`);
+      const e = t.find(v.dev, lo, hi, v.pid);
+      assert.ok(e >= 0, `${name} ${v.dev}:${v.a} of ${v.pid} missing`);
       assert.deepEqual(
-        [t.device(e), t.addrLo(e), t.addrHi(e), t.size(e), t.type(e), t.pid(e), t.ref(e)],
-        [v.dev, lo, hi, v.size, v.type, v.pid, name === 'buf' ? v.ref : 1],
-        `${name} ${v.dev}:${v.a}`,
+        [
+          t.device(e),
+          t.addrLo(e),
+          t.addrHi(e),
+          t.size(e),
+          t.type(e),
+          t.pid(e),
+          t.ref(e),
+          t.bornMs(e),
+          t.flags(e),
+        ],
+        [v.dev, lo, hi, v.size, v.type, v.pid, name === 'buf' ? v.ref : 1, v.born, flagsOf(v)],
+        `${name} ${v.dev}:${v.a} of ${v.pid}`,
       );
       assert.equal(t.idBigInt(e), (BigInt(hi) << 32n) | BigInt(lo));
     }
+    // No owner holds an object the model does not know (find() with an owner never answers
+    // another owner's entry).
+    for (let e = 0; e < t.count; e++)
+      assert.equal(t.find(t.device(e), t.addrLo(e), t.addrHi(e), t.pid(e)), e, `${name} ${e}`);
   }
+  // What exited processes left behind: every release the model made, in order.
+  assert.deepEqual(tr.reaped.map(releasedOf), m.released, 'left-behind records');
+  assert.equal(tr.reapedTotal, m.released.length);
   // Counters per device × kind, and per PID × device × kind.
   const expBytes = new Map<string, number>(),
     expCounts = new Map<string, number>();
@@ -322,6 +487,11 @@ function check(tr: Tracker, m: Model): void {
         );
         live += expCounts.get(`${p}:${d}:${k}`) ?? 0;
       }
+      assert.equal(
+        s.counts[d * KINDS + KIND_UNKNOWN_FREE] ?? 0,
+        m.unknownByPidDev.get(`${p}:${d}`) ?? 0,
+        `pid ${p} device ${d} unknown frees`,
+      );
     }
     assert.equal(s.live, live, `pid ${p} live`);
   }
@@ -330,22 +500,30 @@ function check(tr: Tracker, m: Model): void {
 test('Tracker matches a Map model over random ALLOC/FREE/CB/KERNEL/dead-PID sequences', () => {
   fc.assert(
     fc.property(
-      fc.array(opArb, { maxLength: 300 }),
+      // Long sequences (not only fast-check's small default): owners meet at addresses often.
+      fc.array(opArb, { maxLength: 300, size: 'max' }),
       fc.integer({ min: 0, max: 2 }),
-      (ops, presize) => {
+      // The PIDs a conflict hook finds gone (the server's rule), or no hook (replay's).
+      fc.option(fc.subarray(PIDS), { nil: null }),
+      (ops, presize, gone) => {
         const tr = new Tracker(presize * 1000),
-          m = new Model();
+          goneSet = gone === null ? null : new Set(gone),
+          m = new Model(goneSet);
+        let hooked: number[] = [];
+        if (goneSet !== null)
+          tr.onConflict = (other) => {
+            if (!goneSet.has(other)) return false;
+            hooked.push(other);
+            return tr.releasePids(new Set([other])).length > 0;
+          };
         for (const o of ops) {
+          hooked = [];
           const got = applyTracker(tr, o),
-            want = m.apply(o);
+            want = m.apply(o, hooked);
           if (o.op !== 'release') continue;
           assert.deepEqual(got, want, 'release reports');
           for (const r of tr.reaped)
-            assert.ok(
-              r.largest.length <= 5 &&
-                r.largest.every((x, i, a) => i === 0 || a[i - 1].size >= x.size),
-              'largest sorted',
-            );
+            assert.equal(r.rows.length / ROW_WORDS, r.buffers, 'every buffer left is recorded');
         }
         check(tr, m);
       },
@@ -374,7 +552,15 @@ test('Tracker releases dead PIDs the same way on the few-removals and the compac
           if (seen.has(key)) continue;
           seen.add(key);
           live.set(`${key}:${i}`, 100 + (i % 20));
-          tr.alloc({ device: d, lo, hi, size: 4096 + i, sub: i % 5, owner: 100 + (i % 20) });
+          tr.alloc({
+            device: d,
+            lo,
+            hi,
+            size: 4096 + i,
+            sub: i % 5,
+            owner: 100 + (i % 20),
+            bornMs: BORN0 + i,
+          });
         }
         const deadPids = new Set(dead.map((x) => 100 + x));
         const reports = tr.releasePids(deadPids);
@@ -389,19 +575,33 @@ test('Tracker releases dead PIDs the same way on the few-removals and the compac
             r.bytes,
             sizes.reduce((a, b) => a + b, 0),
           );
+          // Every buffer it left is recorded, with its own fields.
+          const want = [...live]
+            .filter(([, q]) => q === p)
+            .map(([key]) => {
+              const [d, lo, hi, i] = key.split(':').map(Number);
+              return [d, lo, hi, 4096 + i, i % 5, p, 1, BORN0 + i];
+            })
+            .sort(byRec);
           assert.deepEqual(
-            r.largest.map((x) => x.size),
-            sizes.sort((a, b) => b - a).slice(0, 5),
+            releasedOf(r).records.map((x) => x.slice(0, 8)),
+            want,
+            `pid ${p} records`,
           );
         }
         const left = [...live].filter(([, p]) => !deadPids.has(p));
         assert.equal(tr.buffers.count, left.length);
         for (const [key, p] of left) {
           const [d, lo, hi] = key.split(':').map(Number);
-          const e = tr.buffers.find(d, lo, hi);
-          assert.ok(e >= 0 && tr.buffers.pid(e) === p, key);
+          const e = tr.buffers.find(d, lo, hi, p);
+          assert.ok(e >= 0 && tr.buffers.pid(e) === p && tr.buffers.find(d, lo, hi) === e, key);
         }
         for (const p of deadPids) assert.equal(tr.pids.has(p), false);
+        assert.deepEqual(
+          tr.reaped.map((r) => r.pid),
+          reports.map((r) => r.pid),
+          'kept as left behind',
+        );
       },
     ),
     { numRuns: 40 },
@@ -430,7 +630,7 @@ test('ObjectTable insert/find/remove with many colliding keys matches a Map', ()
           e = t.find(k.d, k.lo, k.hi);
         assert.equal(e >= 0, m.has(id));
         if (insert && e < 0) {
-          insertNew(t, { device: k.d, lo: k.lo, hi: k.hi, size, sub: 1, owner: 7 }, 0);
+          insertNew(t, { device: k.d, lo: k.lo, hi: k.hi, size, sub: 1, owner: 7, bornMs: BORN0 });
           m.set(id, size);
         } else if (!insert && e >= 0) {
           remove(t, e);
@@ -488,7 +688,10 @@ test('ObjectTable one-probe insert, ref counting and the newest-entry slot match
   fc.assert(
     fc.property(fc.array(op, { minLength: 500, maxLength: 4000 }), (ops) => {
       const t = new ObjectTable(),
-        m = new Map<string, { size: number; ref: number; pid: number; type: number }>();
+        m = new Map<
+          string,
+          { size: number; ref: number; pid: number; type: number; born: number }
+        >();
       let n = 0;
       for (const o of ops) {
         if (o.k === 'sweep') {
@@ -517,24 +720,23 @@ test('ObjectTable one-probe insert, ref counting and the newest-entry slot match
             cur.ref++;
             if (resized) assert.ok(t.flags(e) & FLAG_RESIZED);
           } else {
-            const pid = -5 + (n++ % 11),
-              type = n % 5;
-            const ne = insertNew(
-              t,
-              {
-                device: d,
-                lo: lo32(lo, !o.signed),
-                hi: lo32(hi, !o.signed),
-                size: o.size,
-                sub: type,
-                owner: pid,
-              },
-              n,
-            );
+            // PIDs and times at the edges of the owner word they share (22 + 10 bits).
+            const pid = EDGE_PIDS[n++ % EDGE_PIDS.length],
+              type = n % 5,
+              born = n % 2 ? BORN0 + n : 2 ** 42 - 1 - n;
+            const ne = insertNew(t, {
+              device: d,
+              lo: lo32(lo, !o.signed),
+              hi: lo32(hi, !o.signed),
+              size: o.size,
+              sub: type,
+              owner: pid,
+              bornMs: born,
+            });
             // The new entry's index: the last row, or the row a removal just left (the pending
             // hole).
             assert.ok(ne >= 0 && ne < t.count && t.find(d, lo, hi) === ne);
-            m.set(id, { size: o.size, ref: 1, pid, type });
+            m.set(id, { size: o.size, ref: 1, pid, type, born });
           }
         } else if (e >= 0) {
           const cur = m.get(id)!;
@@ -552,11 +754,22 @@ test('ObjectTable one-probe insert, ref counting and the newest-entry slot match
         const e = t.find(d, lo, hi);
         assert.ok(e >= 0, id);
         assert.deepEqual(
-          [t.device(e), t.addrLo(e), t.addrHi(e), t.size(e), t.ref(e), t.pid(e), t.type(e)],
-          [d, lo, hi, v.size, v.ref, v.pid, v.type],
+          [
+            t.device(e),
+            t.addrLo(e),
+            t.addrHi(e),
+            t.size(e),
+            t.ref(e),
+            t.pid(e),
+            t.type(e),
+            t.bornMs(e),
+          ],
+          [d, lo, hi, v.size, v.ref, v.pid, v.type, v.born],
           id,
         );
         assert.equal(t.find(d, lo | 0, hi | 0), e);
+        assert.equal(t.find(d, lo, hi, v.pid), e, 'found by its owner');
+        assert.equal(t.find(d, lo, hi, (v.pid + 1) & PID_MASK), -1, 'not by another owner');
       }
       // The index maps every live entry to itself, and only live entries (no stale slot past the
       // end).
@@ -586,7 +799,7 @@ test('ObjectTable: removing an entry that shifts the newest one keeps the index 
     const t = new ObjectTable();
     for (const lo of keys) {
       assert.equal(t.find(0, lo, 0), -1);
-      insertNew(t, { device: 0, lo, hi: 0, size: 100 + lo, sub: 0, owner: 1 }, 0);
+      insertNew(t, { device: 0, lo, hi: 0, size: 100 + lo, sub: 0, owner: 1, bornMs: BORN0 });
     }
     remove(t, t.find(0, keys[victim], 0));
     for (let e = 0; e < t.count; e++)
@@ -619,17 +832,26 @@ test('ObjectTable: bulk-removal tombstones survive frees, inserts, growth', () =
             // Both insertion paths: find() + insert(), and allocRef() in one probe.
             if (next % 2) {
               assert.equal(t.find(d, lo, hi), -1);
-              insertNew(
-                t,
-                { device: d, lo, hi, size: 1 + next, sub: next % 5, owner: next % 97 },
-                0,
-              );
+              insertNew(t, {
+                device: d,
+                lo,
+                hi,
+                size: 1 + next,
+                sub: next % 5,
+                owner: next % 97,
+                bornMs: BORN0,
+              });
             } else
               assert.equal(
-                t.allocRef(
-                  { device: d, lo, hi, size: 1 + next, sub: next % 5, owner: next % 97 },
-                  0,
-                ),
+                t.allocRef({
+                  device: d,
+                  lo,
+                  hi,
+                  size: 1 + next,
+                  sub: next % 5,
+                  owner: next % 97,
+                  bornMs: BORN0,
+                }),
                 ALLOC_NEW,
               );
             m.set(`${d}:${lo}:${hi}`, 1 + next);
@@ -656,7 +878,14 @@ test('ObjectTable: bulk-removal tombstones survive frees, inserts, growth', () =
               const e = t.find(d, lo, hi);
               assert.ok(e >= 0, id);
               assert.equal(unref(t, e), true);
-            } else assert.equal(t.release(d, lo, hi), RELEASE_REMOVED, id);
+            } else {
+              const owner = (m.get(id)! - 1) % 97;
+              assert.equal(
+                t.release({ device: d, lo, hi, owner: (owner + 1) % 97 }),
+                RELEASE_UNKNOWN,
+              );
+              assert.equal(t.release({ device: d, lo, hi, owner }), RELEASE_REMOVED, id);
+            }
             m.delete(id);
           }
           add(6_000);
@@ -681,17 +910,25 @@ test('a full table refuses new objects, counts them, and keeps everything else e
   const size = (i: number) => 4096 * (i + 1);
   for (let i = 0; i < cap; i++)
     assert.equal(
-      tr.alloc({ device: i % 4, lo: 0x1000 * (i + 1), hi: 0, size: size(i), sub: 0, owner: 101 }),
+      tr.alloc({
+        device: i % 4,
+        lo: 0x1000 * (i + 1),
+        hi: 0,
+        size: size(i),
+        sub: 0,
+        owner: 101,
+        bornMs: BORN0,
+      }),
       ALLOC_NEW,
     );
   assert.equal(
-    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101 }),
+    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101, bornMs: BORN0 }),
     ALLOC_FULL,
     'one more is refused',
   );
   assert.equal(tr.tableFullDrops, 1);
   assert.equal(
-    tr.alloc({ device: 1, lo: 0x2000, hi: 0, size: size(1), sub: 0, owner: 101 }),
+    tr.alloc({ device: 1, lo: 0x2000, hi: 0, size: size(1), sub: 0, owner: 101, bornMs: BORN0 }),
     ALLOC_REF,
     'a live buffer still takes references when full',
   );
@@ -710,12 +947,20 @@ test('a full table refuses new objects, counts them, and keeps everything else e
   );
   assert.equal(tr.free({ device: 2, lo: 0x3000, hi: 0, owner: 101 }), RELEASE_REMOVED);
   assert.equal(
-    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101 }),
+    tr.alloc({ device: 0, lo: 0xbad000, hi: 0, size: 999, sub: 0, owner: 101, bornMs: BORN0 }),
     ALLOC_NEW,
     'room again after a FREE',
   );
   for (let i = 0; i < cap + 3; i++)
-    tr.loadObject(KIND_CB, { device: 0, lo: 0x10 * (i + 1), hi: 0, size: 256, sub: 0, owner: 101 });
+    tr.loadObject(KIND_CB, {
+      device: 0,
+      lo: 0x10 * (i + 1),
+      hi: 0,
+      size: 256,
+      sub: 0,
+      owner: 101,
+      bornMs: BORN0,
+    });
   assert.equal(tr.cbs.count, cap);
   assert.equal(tr.tableFullDrops, 4);
   // Every buffer still findable with its own size.
@@ -733,7 +978,7 @@ test('ObjectTable.reserve on a full-ish table keeps entries findable, later chan
   const key = (i: number) => [i % 3, (i * 2654435761) | 0, i % 7] as const;
   for (let i = 0; i < 5000; i++) {
     const [d, lo, hi] = key(i);
-    insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1 }, 0);
+    insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1, bornMs: BORN0 });
     m.set(`${d}:${lo}:${hi}`, i + 1);
   }
   const before = t.memoryBytes(),
@@ -752,7 +997,7 @@ test('ObjectTable.reserve on a full-ish table keeps entries findable, later chan
       remove(t, e);
       m.delete(id);
     } else if (e < 0) {
-      insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1 }, 0);
+      insertNew(t, { device: d, lo, hi, size: i + 1, sub: 0, owner: 1, bornMs: BORN0 });
       m.set(id, i + 1);
     }
   }
