@@ -3,21 +3,26 @@
 // here first, without a server.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatBufferReport, formatReapedReport } from '../src/report/text-report.js';
+import { formatRemaining } from '../src/report/text-report.js';
 import { renderCheck, renderClassified, renderDiff, renderMarks } from '../src/report/leak-text.js';
 import { renderStats, renderStatsLines } from '../src/report/stats-text.js';
 import { renderKernelReport } from '../src/report/kernel-report.js';
 import { formatBytes, formatKB, formatMB, plural } from '../src/report/format.js';
 import { totalOverTypes, usage } from '../src/report/usage.js';
-import type { BufferReport } from '../src/report/buffer-report.js';
+import type { BufferReport, ExitedReport } from '../src/report/buffer-report.js';
+import type { ExitedProcess } from '../src/state/left-behind.js';
+import { ROW_WORDS } from '../src/state/object-table.js';
 import type {
   BufferRow,
   CheckResult,
   DeviceStats,
   DiffResponse,
-  ReapedReport,
   StatsResponse,
 } from '../src/report/types.js';
+
+// A left-behind buffer's line says when its process exited in local wall-clock time: the texts
+// below are UTC's.
+process.env.TZ = 'UTC';
 
 const lines = (...l: string[]) => l.join('\n') + '\n';
 const TITLE = [
@@ -26,16 +31,30 @@ const TITLE = [
   '╚══════════════════════════════════════════════════════════════╝',
 ];
 
+const BORN = Date.parse('2026-11-24T22:41:55.120Z');
+const EXITED = Date.parse('2026-11-24T22:43:07.473Z');
+
 const row = (device: number, address: string): BufferRow => ({
+  state: 'live',
   device,
   address,
   size: 36864,
   type: 'DRAM',
   pid: 21732,
   refCount: 1,
-  epoch: 3,
-  allocatedAtMs: 0,
+  allocatedAtMs: BORN,
+  allocatedAt: new Date(BORN).toISOString(),
+  ageMs: 1000,
   resized: false,
+  shared: false,
+});
+/** A buffer PID 9948 left behind when it exited. */
+const leftRow = (device: number, address: string): BufferRow => ({
+  ...row(device, address),
+  state: 'exited',
+  pid: 9948,
+  exitedAtMs: EXITED,
+  exitedAt: new Date(EXITED).toISOString(),
 });
 
 test('formats: seed MB and KB, binary units, plurals', () => {
@@ -59,50 +78,49 @@ test('usage folds SYSTEM_MEMORY into L1_SMALL, and only there', () => {
   assert.equal(totalOverTypes(per), 31);
 });
 
-test('the dump keeps the seed layout (README: dump-remaining-buffers --since run-2)', () => {
-  const group = (device: number) => ({
-    device,
-    count: 2,
-    bytes: 73728,
-    types: [
-      {
-        type: 'DRAM',
-        count: 2,
-        bytes: 73728,
-        buffers: [row(device, '0x7f012000'), row(device, '0x7f01b000')],
-        more: 0,
-      },
-    ],
-  });
-  const r: BufferReport = {
-    totalBuffers: 4,
-    totalBytes: 4 * 36864,
-    devices: [group(0), group(1)],
-    filtered: true,
-  };
-  assert.equal(
-    formatBufferReport(r),
-    lines(
-      ...TITLE,
-      '',
-      'Device 0:',
-      '  DRAM: 2 buffers, 0.073728 MB total',
-      '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '',
-      'Device 1:',
-      '  DRAM: 2 buffers, 0.073728 MB total',
-      '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '',
-      'Total remaining buffers: 4',
-    ),
-  );
-});
+/** The seed's device → type → buffer lines of the live report below. */
+const LIVE_LINES = [
+  'Device 0:',
+  '  DRAM: 2 buffers, 0.073728 MB total',
+  '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
+  '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+  '',
+  'Device 1:',
+  '  DRAM: 2 buffers, 0.073728 MB total',
+  '    - Buffer 0x7f012000: 36.0 KB (PID 21732, ref_count=1)',
+  '    - Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+  '',
+];
+const SEED_DUMP = lines(...TITLE, '', ...LIVE_LINES, 'Total remaining buffers: 4');
 
-const reaped: ReapedReport = {
+const liveGroup = (device: number) => ({
+  device,
+  count: 2,
+  bytes: 73728,
+  types: [
+    {
+      type: 'DRAM',
+      count: 2,
+      bytes: 73728,
+      buffers: [row(device, '0x7f012000'), row(device, '0x7f01b000')],
+      more: 0,
+    },
+  ],
+});
+const live: BufferReport = {
+  totalBuffers: 4,
+  totalBytes: 4 * 36864,
+  devices: [liveGroup(0), liveGroup(1)],
+  filtered: true,
+};
+const noLive: BufferReport = { totalBuffers: 0, totalBytes: 0, devices: [], filtered: false };
+
+const exitedProcess: ExitedProcess = {
   pid: 9948,
-  reapedAtMs: Date.parse('2026-11-24T22:43:07.473Z'),
+  ppid: 9940,
+  cmdline: 'python3 -m pytest tests/test_matmul.py',
+  startMs: Date.parse('2026-11-24T22:41:50.000Z'),
+  reapedAtMs: EXITED,
   buffers: 12,
   bytes: 331776,
   cbs: 0,
@@ -113,43 +131,164 @@ const reaped: ReapedReport = {
     0: { DRAM: { count: 6, bytes: 165888 } },
     1: { DRAM: { count: 6, bytes: 165888 } },
   },
-  largest: [
-    { device: 1, address: '0x7f012000', size: 36864, type: 0, refCount: 1 },
-    { device: 0, address: '0x7f012000', size: 36864, type: 0, refCount: 1 },
+  recordsDropped: 0,
+  rows: new Int32Array(12 * ROW_WORDS),
+};
+/** What PID 9948 left: 6 buffers on each of two devices, two listed per device. */
+const leftGroup = (device: number) => ({
+  device,
+  count: 6,
+  bytes: 165888,
+  types: [
+    {
+      type: 'DRAM',
+      count: 6,
+      bytes: 165888,
+      buffers: [leftRow(device, '0x7f012000'), leftRow(device, '0x7f01b000')],
+      more: 4,
+    },
   ],
+});
+const exited: ExitedReport = {
+  totalBuffers: 12,
+  totalBytes: 331776,
+  devices: [leftGroup(0), leftGroup(1)],
+  filtered: false,
+  processes: [exitedProcess],
+  droppedProcesses: 0,
+  droppedRecords: 0,
+  budget: 1_000_000,
+};
+const noExited: ExitedReport = {
+  ...exited,
+  totalBuffers: 0,
+  totalBytes: 0,
+  devices: [],
+  processes: [],
 };
 
-test('an empty dump after an exit names what the exited process left (README)', () => {
-  const empty: BufferReport = { totalBuffers: 0, totalBytes: 0, devices: [], filtered: false };
+test('the dump keeps the seed layout (README: dump-remaining-buffers --since run-2)', () => {
+  // Nothing left behind by exited processes (or --live): exactly the seed's report.
+  assert.equal(formatRemaining({ live, exited: noExited }), SEED_DUMP);
+  assert.equal(formatRemaining({ live, exited: null }), SEED_DUMP);
   assert.equal(
-    formatBufferReport(empty, undefined, [reaped]),
+    formatRemaining({ live: noLive, exited: noExited }),
+    lines(
+      ...TITLE,
+      '',
+      'No buffers remaining: every tracked allocation has been freed.',
+      '',
+      'Total remaining buffers: 0',
+    ),
+  );
+  assert.equal(
+    formatRemaining({ live: noLive, exited: null }),
     lines(
       ...TITLE,
       '',
       'No buffers remaining in running processes.',
       '',
       'Total remaining buffers: 0',
-      '',
-      'Processes that exited without freeing ' +
-        '(released by the server; details: dump-remaining-buffers --reaped):',
-      '  - PID 9948: 12 buffers, 0.331776 MB (device 0: DRAM 6; device 1: DRAM 6)',
     ),
+    '--live says it looked at running processes only',
   );
   assert.equal(
-    formatReapedReport([reaped]),
+    formatRemaining({
+      live: { ...noLive, filtered: true },
+      exited: { ...noExited, filtered: true },
+    }),
     lines(
-      '╔══════════════════════════════════════════════════════════════╗',
-      '║           BUFFERS LEFT BY EXITED PROCESSES                  ║',
-      '╚══════════════════════════════════════════════════════════════╝',
+      ...TITLE,
       '',
-      'PID 9948 (released 2026-11-24T22:43:07.473Z): 12 buffers, 0.331776 MB total',
-      '  Device 0 DRAM: 6 buffers, 0.165888 MB total',
-      '  Device 1 DRAM: 6 buffers, 0.165888 MB total',
-      '    - Buffer 0x7f012000 on device 1: 36.0 KB (ref_count=1)',
-      '    - Buffer 0x7f012000 on device 0: 36.0 KB (ref_count=1)',
+      'No buffers remaining that match the filter.',
       '',
-      'Total exited processes: 1',
+      'Total remaining buffers: 0',
     ),
+  );
+});
+
+/** The left-behind part of the dump below (PID 9948's 12 buffers). */
+const LEFT_PART = [
+  'Left behind by processes that exited (never freed):',
+  '',
+  'Device 0:',
+  '  DRAM: 6 buffers, 0.165888 MB total',
+  '    - Buffer 0x7f012000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+  '    - Buffer 0x7f01b000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+  '    ... and 4 more',
+  '',
+  'Device 1:',
+  '  DRAM: 6 buffers, 0.165888 MB total',
+  '    - Buffer 0x7f012000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+  '    - Buffer 0x7f01b000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+  '    ... and 4 more',
+  '',
+  'Total left behind by exited processes: 12',
+  '  - PID 9948 python3 -m pytest tests/test_matmul.py: exited 2026-11-24T22:43:07.473Z, ' +
+    '12 buffers, 0.331776 MB',
+];
+
+test('a dump after an exit lists, per buffer, what the exited process left (seed layout)', () => {
+  assert.equal(
+    formatRemaining({ live: noLive, exited }),
+    lines(
+      ...TITLE,
+      '',
+      'Live buffers (their processes are still running):',
+      '',
+      'None: no running process holds any.',
+      '',
+      'Total live buffers: 0',
+      '',
+      ...LEFT_PART,
+      '',
+      'Total remaining buffers: 12 (0 live, 12 left behind by exited processes)',
+    ),
+  );
+  // Live and left-behind buffers: each part with its own total, then the grand total.
+  assert.equal(
+    formatRemaining({ live, exited }, "Since mark 'run-2':"),
+    lines(
+      ...TITLE,
+      '',
+      "Since mark 'run-2':",
+      '',
+      'Live buffers (their processes are still running):',
+      '',
+      ...LIVE_LINES,
+      'Total live buffers: 4',
+      '',
+      ...LEFT_PART,
+      '',
+      'Total remaining buffers: 16 (4 live, 12 left behind by exited processes)',
+    ),
+  );
+  // --exited: the left-behind part alone.
+  assert.equal(formatRemaining({ live: null, exited }), lines(...TITLE, '', ...LEFT_PART));
+  assert.equal(
+    formatRemaining({ live: null, exited: noExited }),
+    lines(
+      ...TITLE,
+      '',
+      'Left behind by processes that exited (never freed):',
+      '',
+      'None.',
+      '',
+      'Total left behind by exited processes: 0',
+    ),
+  );
+  // The budget's drops are said, whichever part is shown.
+  const dropped = { droppedProcesses: 3, droppedRecords: 40, budget: 100 };
+  const note =
+    '(The left-behind budget of 100 records dropped 40 records of 3 older exited processes; ' +
+    'ttalloc forget clears records on purpose.)';
+  assert.equal(
+    formatRemaining({ live: null, exited: { ...exited, ...dropped } }),
+    lines(...TITLE, '', ...LEFT_PART, note),
+  );
+  assert.equal(
+    formatRemaining({ live, exited: { ...noExited, ...dropped } }),
+    lines(...TITLE, '', ...LIVE_LINES, 'Total remaining buffers: 4', note),
   );
 });
 
@@ -207,7 +346,11 @@ test('diff and check render as in the README', () => {
     maxBytes: 0,
     leakedBuffers: 2,
     leakedBytes: 73728,
+    exitedBuffers: 0,
+    exitedBytes: 0,
+    devices: [0, 1],
     suppressedBuffers: 0,
+    summary: 'SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) on 2 device(s)',
     buffers: [row(0, '0x7f01b000'), row(1, '0x7f01b000')],
   };
   assert.equal(
@@ -216,7 +359,35 @@ test('diff and check render as in the README', () => {
       "ttalloc check: LEAK since 'run-3': 2 buffers, 73728 bytes remain (budget 0)",
       '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
       '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '',
+      'SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) on 2 device(s)',
     ),
+  );
+  // What a process that exited after the mark left counts, and its lines say so.
+  assert.equal(
+    renderCheck({
+      ...check,
+      leakedBuffers: 3,
+      leakedBytes: 110592,
+      exitedBuffers: 1,
+      exitedBytes: 36864,
+      summary: 'SUMMARY: ttalloc: 110592 byte(s) leaked in 3 buffer(s) on 2 device(s)',
+      buffers: [...check.buffers, leftRow(1, '0x7f012000')],
+    }),
+    lines(
+      "ttalloc check: LEAK since 'run-3': 3 buffers, 110592 bytes remain, " +
+        '1 of them left behind by processes that exited (budget 0)',
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f012000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+      '',
+      'SUMMARY: ttalloc: 110592 byte(s) leaked in 3 buffer(s) on 2 device(s)',
+    ),
+  );
+  // More offenders than listed.
+  assert.match(
+    renderCheck({ ...check, leakedBuffers: 5, buffers: check.buffers }),
+    /\n {4}\.\.\. and 3 more\n\nSUMMARY: /,
   );
   assert.equal(
     renderCheck({ ...check, ok: true, maxBytes: 1 << 20, suppressedBuffers: 3 }),
@@ -233,7 +404,7 @@ test('marks and classes', () => {
   assert.equal(
     renderMarks({
       schema_version: 1,
-      marks: [{ name: 'run-1', epoch: 4, atMs: 0, pid: 7 }],
+      marks: [{ name: 'run-1', cutMs: 1, atMs: 0, pid: 7 }],
     }),
     '1970-01-01T00:00:00.000Z  run-1  (pid 7)\n',
   );
