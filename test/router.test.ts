@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { HttpError, Router } from '../src/control/router.js';
 import { intList, intParam, parseTypes, reportQuery } from '../src/control/query.js';
 import { registerLeakRoutes } from '../src/control/leak-routes.js';
-import type { MarkResponse, MarksResponse } from '../src/report/types.js';
+import type { CheckResponse, MarkResponse, MarksResponse } from '../src/report/types.js';
 import { Tracker } from '../src/state/tracker.js';
 import { Checkpoints } from '../src/state/marks.js';
 
@@ -115,6 +115,17 @@ test('query parsing: integer lists, buffer types, ranges, report filters', () =>
   });
   assert.equal(reportQuery(u('limit=3')).limit, 3);
   assert.throws(() => reportQuery(u('limit=-1')), { status: 400 });
+  // Live buffers, what exited processes left behind (reaped=1: the old name), or both.
+  assert.equal(reportQuery(u('live=1')).filter.state, 'live');
+  assert.equal(reportQuery(u('exited=1')).filter.state, 'exited');
+  assert.equal(reportQuery(u('reaped=1')).filter.state, 'exited');
+  assert.throws(() => reportQuery(u('live=1&exited=1')), { status: 400 });
+  // tree=PID: that process and its descendants, beside any pid= list.
+  const kids = (root: number) => [root, root + 1, root + 2];
+  assert.deepEqual(reportQuery(u('tree=40'), undefined, kids).filter.pids, [40, 41, 42]);
+  assert.deepEqual(reportQuery(u('pid=7&tree=40'), undefined, kids).filter.pids, [7, 40, 41, 42]);
+  assert.deepEqual(reportQuery(u('tree=40')).filter.pids, [40], 'no process tree known: the root');
+  assert.throws(() => reportQuery(u('tree=x')), { status: 400, message: /tree: 'x'/ });
 });
 
 test('reportQuery ?since=MARK: the mark’s cut and PID; an unknown mark is a 404', () => {
@@ -140,6 +151,8 @@ test('leak routes on their small context alone: marks set, persisted, listed', a
     tracker: tr,
     marks,
     reapDead: () => void sweeps++,
+    // PID 13 is PID 12's child (what the server records when it first sees a PID)
+    ppidOf: (pid) => (pid === 13 ? 12 : null),
     persistMark: async (m) => void persisted.push(m.name),
     log: (m) => logged.push(m),
   });
@@ -160,6 +173,21 @@ test('leak routes on their small context alone: marks set, persisted, listed', a
     assert.equal(sweeps, 1, 'a diff sweeps dead owners first');
     assert.equal((await call(port, 'GET', '/v1/diff?a=nope')).status, 404);
     assert.equal((await call(port, 'POST', '/v1/marks', '{"name":""}')).status, 400);
+    // After the mark: a buffer of PID 12's child and one of an unrelated PID; tree=12 counts the
+    // child's only.
+    for (const [owner, lo] of [
+      [13, 0x1000],
+      [99, 0x2000],
+    ])
+      tr.alloc({ device: 0, lo, hi: 0, size: 4096, sub: 0, owner, bornMs: tr.stampOf(0) });
+    const check = await call(port, 'GET', '/v1/check?since=before&tree=12');
+    assert.equal(check.status, 200);
+    const got = JSON.parse(check.body) as CheckResponse;
+    assert.deepEqual(
+      [got.ok, got.leakedBuffers, got.leakedBytes, got.buffers.map((b) => b.pid)],
+      [false, 1, 4096, [13]],
+    );
+    assert.equal(sweeps, 3, 'a check sweeps dead owners first (so did both diffs)');
   } finally {
     srv.close();
   }
