@@ -388,33 +388,25 @@ test('a journal of 16 MiB or more sizes the buffer index before replay, and repl
     );
   }));
 
-test(
-  'a pair cancelled in the journal keeps the shared flag it left on the other owner’s buffer',
-  {
-    todo:
-      'src bug: Journal.record cancels ALLOC+FREE of PID 22 at an address PID 11 also holds; ' +
-      'the live state keeps FLAG_SHARED on 11’s buffer, a replay does not',
-  },
-  () =>
-    inStateDir(async (dir) => {
-      const { tr, marks, store } = journaled(dir, 64 << 20);
-      const frame = (type: number, pid: number) =>
-        apply(tr, store, {
-          op: 'frame',
-          type,
-          dev: 0,
-          a: 0x1000,
-          size: 4096,
-          bt: 0,
-          sub: 0,
-          pid,
-          ago: 0,
-        });
-      frame(MsgType.ALLOC, 11);
-      frame(MsgType.ALLOC, 22); // 11 is alive (no hook): both buffers are flagged shared
-      frame(MsgType.FREE, 22); // in the same batch: the pair is cancelled
-      await store.close(tr);
-      const { tr: tr2, marks: marks2 } = reload(dir);
-      assert.deepEqual(view(tr2, marks2), view(tr, marks));
-    }),
-);
+test('a pair cancelled in the journal keeps the shared flag it left on the other owner’s buffer', () =>
+  inStateDir(async (dir) => {
+    const { tr, marks, store } = journaled(dir, 64 << 20);
+    const frame = (type: number, pid: number) =>
+      apply(tr, store, {
+        op: 'frame',
+        type,
+        dev: 0,
+        a: 0x1000,
+        size: 4096,
+        bt: 0,
+        sub: 0,
+        pid,
+        ago: 0,
+      });
+    frame(MsgType.ALLOC, 11);
+    frame(MsgType.ALLOC, 22); // 11 is alive (no hook): both buffers are flagged shared
+    frame(MsgType.FREE, 22); // in the same batch: the pair is cancelled
+    await store.close(tr);
+    const { tr: tr2, marks: marks2 } = reload(dir);
+    assert.deepEqual(view(tr2, marks2), view(tr, marks));
+  }));

@@ -466,6 +466,14 @@ test('stats: the periodic per-device line and `ttalloc stats`', () => {
     tableFullDrops: 0,
     live: { buffers: 3, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 },
     reapedProcesses: 0,
+    leftBehind: {
+      processes: 1,
+      records: 2,
+      bytes: 8192,
+      budgetRecords: 3,
+      droppedProcesses: 2,
+      droppedRecords: 4,
+    },
     peers: null,
     reads: {
       busyConnections: 'direct',
@@ -483,6 +491,8 @@ test('stats: the periodic per-device line and `ttalloc stats`', () => {
       'server pid 42, up 7s, 1 connections open (3 total)',
       'frames: 10 accepted, 0 rejected; unknown frees: 2 buffers, 0 CBs, 0 kernels',
       'live: 3 buffers, 0 CBs, 0 kernels from 1 processes; 0 dead processes reaped',
+      'left behind: 2 records of 1 exited process, 8.00 KiB (budget 3; 4 records of 2 older ' +
+        'ones dropped)',
       'reads: busy connections read directly, 5 reads, 1 hand-backs to epoll when idle',
       'persistence: OFF (--no-persist); a restart loses the state',
       'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, TRACE 0 B, ' +

@@ -52,8 +52,11 @@ const N = quick
       runMs: 3000,
     };
 const CLIENTS = 4;
-/** A dead PID: above the largest pid_max Linux allows, so kill(pid, 0) is always ESRCH. */
-const DEAD_PID_BASE = 5_000_000;
+/**
+ * Dead PIDs: just below PID_LIMIT (2^22, the most Linux allows; a claim at or above it is no PID),
+ * above this machine's pid_max (32768 by default), so kill(pid, 0) is ESRCH.
+ */
+const DEAD_PID_BASE = 4_150_000;
 
 interface Row {
   figure: string;

@@ -2,6 +2,7 @@
 // Pure functions of the JSON shapes in types.ts.
 import { formatBytes, plural } from './format.js';
 import type {
+  LeftBehindStats,
   DeviceStats,
   PeerStats,
   PersistenceStats,
@@ -44,6 +45,7 @@ export function renderStats(s: StatsResponse): string {
       `${s.unknownFrees.kernels} kernels`,
     `live: ${s.live.buffers} buffers, ${s.live.cbs} CBs, ${s.live.kernels} kernels ` +
       `from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
+    leftBehindLine(s.leftBehind),
   ];
   if (s.tableFullDrops)
     lines.push(
@@ -116,5 +118,17 @@ function persistenceLine(p: PersistenceStats): string {
     `in ${p.journalSegments} segment(s), snapshot ${formatBytes(p.snapshotBytes)}, ` +
     `flushed every ${p.flushIntervalMs} ms${p.lastFlushAt ? ` (last ${p.lastFlushAt})` : ''}; ` +
     `${rec}${p.note ? `; ${p.note}` : ''}`
+  );
+}
+
+/** "left behind: 2 records of 1 exited process (budget 3; 4 records of 2 older ones dropped)". */
+function leftBehindLine(l: LeftBehindStats): string {
+  const procs = `${l.processes} exited process${l.processes === 1 ? '' : 'es'}`;
+  const dropped = l.droppedProcesses
+    ? `; ${plural(l.droppedRecords, 'record')} of ${l.droppedProcesses} older ones dropped`
+    : '';
+  return (
+    `left behind: ${plural(l.records, 'record')} of ${procs}, ${formatBytes(l.bytes)} ` +
+    `(budget ${l.budgetRecords}${dropped})`
   );
 }

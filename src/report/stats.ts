@@ -94,6 +94,14 @@ export function buildStats(src: StatsSource): ServerStats {
       trackedPids: tr.pids.size,
     },
     reapedProcesses: tr.reapedTotal,
+    leftBehind: {
+      processes: tr.reaped.length,
+      records: tr.leftBehind.records,
+      bytes: tr.reaped.reduce((n, p) => n + p.bytes, 0),
+      budgetRecords: tr.leftBehind.budget,
+      droppedProcesses: tr.leftBehind.droppedProcesses,
+      droppedRecords: tr.leftBehind.droppedRecords,
+    },
     memory: memoryStats(tr),
     devices: src.knownDeviceIds().map((d) => deviceStats(src, d)),
   };

@@ -218,11 +218,23 @@ export interface ServerStats {
   tableFullDrops: number;
   live: { buffers: number; cbs: number; kernels: number; processes: number; trackedPids: number };
   reapedProcesses: number;
+  /** What exited processes left behind, kept within a budget of records. */
+  leftBehind: LeftBehindStats;
   memory: MemoryStats;
   devices: DeviceStats[];
 }
 
 /** GET /v1/stats: buildStats() plus what the server adds about itself. */
+export interface LeftBehindStats {
+  processes: number;
+  records: number;
+  bytes: number;
+  budgetRecords: number;
+  /** Dropped by the budget (oldest exited processes first) since start or the last reset. */
+  droppedProcesses: number;
+  droppedRecords: number;
+}
+
 export interface StatsResponse extends ServerStats {
   /** Event-loop stalls, once ?loop=reset started the histogram. */
   eventLoop: EventLoopStats | null;

@@ -55,10 +55,14 @@ export function isStateEvent(code: number): boolean {
   );
 }
 
-/** ALLOC: a new buffer, or one more reference to a live one of the same key. */
+/**
+ * ALLOC: a new buffer, or one more reference to a live one of the same key. A new buffer at an
+ * address another live process holds also flags that one shared: not a clean pair the journal may
+ * drop with its FREE (the flag on the other buffer would be lost).
+ */
 export function applyAlloc(tr: Tracker, ev: StateEvent): number {
   const r = tr.alloc(ev);
-  return r === ALLOC_NEW ? EFFECT_CREATED : EFFECT_OTHER;
+  return r === ALLOC_NEW && tr.buffers.conflictEntry < 0 ? EFFECT_CREATED : EFFECT_OTHER;
 }
 
 /** FREE: drops a reference; the last one removes the buffer; an unknown buffer is counted. */
