@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { DEFAULTS, resolveConfig } from '../src/server/config.js';
 import { Connections } from '../src/server/connections.js';
 import { Reaper, reapedLine } from '../src/server/reaping.js';
+import { ProcessRegistry } from '../src/server/process-registry.js';
 import { formatEventLine } from '../src/server/event-log.js';
 import type { DataConnection } from '../src/server/data-connection.js';
 import { encodeFrame } from '../src/protocol/codec.js';
@@ -77,7 +78,7 @@ test('reaper: releases dead owners, persists the PIDs, one line per PID', () => 
   let swept = 0;
   const reaper = new Reaper({
     tracker: tr,
-    isAlive: (pid) => pid === 222,
+    registry: new ProcessRegistry({ isAlive: (pid) => pid === 222 }),
     persist: (pids) => void persisted.push(pids),
     afterSweep: () => void swept++,
     log: (m) => logged.push(m),

@@ -143,6 +143,8 @@ export class Tracker {
 
   /** Persistence listens here so that epochs replay exactly (and with them, marks). */
   onEpoch: ((epoch: number, startMs: number) => void) | null = null;
+  /** Called when a PID is first accounted (the server records who the process is). */
+  onNewPid: ((pid: number) => void) | null = null;
 
   // ---------------------------------------------------------------- read-only views
   /** bytes per device × kind (index device * KINDS + kind); read only. */
@@ -229,6 +231,7 @@ export class Tracker {
     if (s === undefined) {
       s = new ProcessStats(pid, this.now, this.maxDevice + 1);
       this.pidStats.set(pid, s);
+      this.onNewPid?.(pid);
     }
     this.lastPid = pid;
     this.lastStats = s;
