@@ -56,11 +56,14 @@ export class ExitWatch {
     return this.pending.size;
   }
 
-  /** A data connection closed. */
+  /**
+   * A data connection closed. O(1): whether the owner has another connection open is asked at
+   * the check, once for all owners due (1,000 clients dying at once close 1,000 connections).
+   */
   closed(c: Pick<DataConnection, 'ownerPid' | 'claimedPid'>): void {
     if (this.stopped) return;
     const pid = connectionOwner(c);
-    if (pid <= 0 || !this.holds(pid) || this.connected(pid)) return;
+    if (pid <= 0 || !this.holds(pid)) return;
     const now = Date.now();
     this.pending.set(pid, { closedAtMs: now, step: 0, dueMs: now + CHECKS_MS[0] });
     this.arm(now + CHECKS_MS[0], now);
@@ -78,9 +81,11 @@ export class ExitWatch {
     return (this.d.tracker.pids.get(pid)?.live ?? 0) > 0;
   }
 
-  private connected(pid: number): boolean {
-    for (const c of this.d.open) if (connectionOwner(c) === pid) return true;
-    return false;
+  /** The owners of the open connections. */
+  private connectedOwners(): Set<number> {
+    const s = new Set<number>();
+    for (const c of this.d.open) s.add(connectionOwner(c));
+    return s;
   }
 
   private arm(dueMs: number, now: number): void {
@@ -96,14 +101,16 @@ export class ExitWatch {
     this.timerDueMs = Infinity;
     const now = Date.now();
     const gone: number[] = [];
-    let next = Infinity;
+    let next = Infinity,
+      connected: Set<number> | null = null;
     for (const [pid, p] of this.pending) {
       if (p.dueMs > now) {
         next = Math.min(next, p.dueMs);
         continue;
       }
+      connected ??= this.connectedOwners();
       // Released meanwhile (a sweep, a FREE of everything) or connected again: nothing to watch.
-      if (!this.holds(pid) || this.connected(pid)) this.pending.delete(pid);
+      if (!this.holds(pid) || connected.has(pid)) this.pending.delete(pid);
       else if (this.d.registry.isGone(pid)) {
         gone.push(pid);
         this.pending.delete(pid);
