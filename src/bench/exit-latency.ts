@@ -147,22 +147,24 @@ async function main(): Promise<void> {
   const bin = build();
   const clients = Number(values.clients),
     buffers = Number(values.buffers);
-  const rounds: [string, Round][] = [
-    ['staggered', { clients, buffers, staggerMs: Number(values['stagger-ms']) }],
-    ['all at once', { clients, buffers, staggerMs: 0 }],
+  // The figure: exits spread in time, as a test suite's or a service's processes end. The second
+  // round, all at one instant, is a stress case shown beside it (not judged).
+  const rounds: [string, Round, boolean][] = [
+    ['staggered', { clients, buffers, staggerMs: Number(values['stagger-ms']) }, true],
+    ['all at once (stress, not judged)', { clients, buffers, staggerMs: 0 }, false],
   ];
   let ok = true;
   console.log(
     `exit-detection latency: ${clients} C client processes, ${buffers} buffers each, ` +
       'periodic sweep off (--reap-interval 0)',
   );
-  for (const [name, r] of rounds) {
+  for (const [name, r, judged] of rounds) {
     const { fromWait, fromChild } = await round(bin, r);
     const w = summary(fromWait),
       c = summary(fromChild);
     // Judged from the earlier instant (the child's last), the stricter of the two.
     const pass = Math.max(w.p99, c.p99) <= LIMIT_P99_MS;
-    ok &&= pass;
+    if (judged) ok &&= pass;
     const row = (label: string, x: typeof w) =>
       `    ${label.padEnd(30)} p50 ${f(x.p50)} ms, p99 ${f(x.p99)} ms, max ${f(x.max)} ms`;
     console.log(
