@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { startServer, tempDir, type TestServer } from './helpers/server.js';
 import { waitFrames } from './helpers/wire.js';
 import { ProcessRegistry } from '../src/server/process-registry.js';
+import { ExitWatch, type ExitWatchDeps } from '../src/server/exit-watch.js';
+import type { DataConnection } from '../src/server/data-connection.js';
 import { readProcessIdentity, startTicksOf, startTimeMs } from '../src/platform/processes.js';
 import type { ProcessesResponse } from '../src/report/types.js';
 
@@ -168,6 +170,45 @@ test('registry: descendants through recorded parents; memory bounded by prune()'
   } finally {
     p.done();
   }
+});
+
+// ------------------------------------------------------------------ the watch alone
+
+test('exit watch: checks an owner until gone; not one connected or owning none', async () => {
+  const live = new Map([
+    [10, { live: 2 }],
+    [20, { live: 1 }],
+    [30, { live: 0 }],
+    [40, { live: 5 }],
+  ]);
+  let checks10 = 0;
+  const asked: number[] = [];
+  const open = new Set([{ ownerPid: 0, claimedPid: 40 } as DataConnection]);
+  const reaped: number[][] = [];
+  const w = new ExitWatch({
+    // PID 10 is found gone at its third check; 20 never is; nothing else is asked.
+    registry: {
+      isGone: (pid) => {
+        asked.push(pid);
+        return pid === 10 && ++checks10 === 3;
+      },
+    },
+    tracker: { pids: live } as unknown as ExitWatchDeps['tracker'],
+    open,
+    reap: (pids) => void reaped.push(pids),
+  });
+  for (const pid of [10, 20, 30, 40, 0]) w.closed({ ownerPid: pid, claimedPid: 0 });
+  assert.equal(w.watching, 3, '30 owns nothing and 0 is nobody: not watched');
+  const deadline = Date.now() + 10000;
+  while (w.watching > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(reaped, [[10]]);
+  assert.equal(w.reaped, 1);
+  assert.ok(!asked.includes(40), '40 has another connection open: never asked');
+  assert.equal(asked.filter((p) => p === 20).length, 6, 'every check, then given up');
+  // After stop() a close starts nothing.
+  w.stop();
+  w.closed({ ownerPid: 20, claimedPid: 0 });
+  assert.equal(w.watching, 0);
 });
 
 // ------------------------------------------------------------------ real server, real processes
