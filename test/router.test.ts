@@ -152,7 +152,7 @@ test('leak routes on their small context alone: marks set, persisted, listed', a
     marks,
     reapDead: () => void sweeps++,
     // PID 13 is PID 12's child (what the server records when it first sees a PID)
-    ppidOf: (pid) => (pid === 13 ? 12 : null),
+    treeOf: (root) => (root === 12 ? [12, 13] : [root]),
     persistMark: async (m) => void persisted.push(m.name),
     log: (m) => logged.push(m),
   });

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { DEFAULTS, resolveConfig } from '../src/server/config.js';
 import { Connections } from '../src/server/connections.js';
 import { Reaper, reapedLine } from '../src/server/reaping.js';
+import { ProcessRegistry } from '../src/server/process-registry.js';
 import { formatEventLine } from '../src/server/event-log.js';
 import type { DataConnection } from '../src/server/data-connection.js';
 import { encodeFrame } from '../src/protocol/codec.js';
@@ -79,13 +80,13 @@ test('reaper: releases dead owners, persists the PIDs, one line per PID', () => 
     owner: 111,
     bornMs: 1,
   });
-  tr.alloc({ device: 0, lo: 0x2000, hi: 0, size: 2048, sub: BufferType.L1, owner: 222 });
+  tr.alloc({ device: 0, lo: 0x2000, hi: 0, size: 2048, sub: BufferType.L1, owner: 222, bornMs: 1 });
   const persisted: number[][] = [];
   const logged: string[] = [];
   let swept = 0;
   const reaper = new Reaper({
     tracker: tr,
-    isAlive: (pid) => pid === 222,
+    registry: new ProcessRegistry({ isAlive: (pid) => pid === 222 }),
     persist: (exited) => void persisted.push(exited.map((p) => p.pid)),
     afterSweep: () => void swept++,
     log: (m) => logged.push(m),

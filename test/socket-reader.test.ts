@@ -5,6 +5,7 @@
 // directly must never have its descriptor read again (the kernel reuses the number at once).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { decodeFrame, encodeFrame } from '../src/protocol/codec.js';
 import { MsgType } from '../src/protocol/constants.js';
@@ -21,7 +22,9 @@ const needsAddon =
 
 /**
  * A server that files each frame under the PID it claims (so each test connection owns its own
- * PID, all from this process) and never reaps (those PIDs are not real processes).
+ * PID, all from this process), without the periodic sweep. A connection that closes while its
+ * claimed PID names no process has its buffers released at once (the exit watch): connections
+ * that close before the checks claim PIDs of real processes.
  */
 const pidClaimingServer = (env: NodeJS.ProcessEnv = {}) =>
   startServer(['--trust-client-pid', '--reap-interval', '0'], env);
@@ -206,6 +209,10 @@ test(
   needsAddon,
   async () => {
     const srv = await pidClaimingServer();
+    // The doomed connections are closed by the server: they claim PIDs of live processes, so
+    // their buffers stay; the fresh ones stay open and claim PIDs above any pid_max.
+    const sleepers = Array.from({ length: 24 }, () => spawn('sleep', ['600'], { stdio: 'ignore' }));
+    const doomedPid = (round: number, k: number) => sleepers[round * 3 + k].pid!;
     try {
       // 16 frames of unknown code 0xee: the server closes the stream
       const garbage = Buffer.alloc(144 * 16, 0xee);
@@ -237,14 +244,14 @@ test(
           const d = await rawConnect(srv.socket);
           d.on('error', () => {});
           sends.push(
-            write(d, Buffer.concat([good(9300 + round * 10 + k, 4000), garbage])).catch(() => {}),
+            write(d, Buffer.concat([good(doomedPid(round, k), 4000), garbage])).catch(() => {}),
           );
           expectFrames += 4000;
           // the server closes each doomed stream at its 8th consecutive unknown frame
           expectRejected += 8;
         }
         for (let k = 0; k < 25; k++) {
-          const pid = 20_000 + round * 100 + k,
+          const pid = 5_000_000 + round * 100 + k,
             f = await rawConnect(srv.socket);
           sends.push(write(f, good(pid, 300)));
           keepers.push(f);
@@ -259,7 +266,7 @@ test(
       for (let round = 0; round < 8; round++) {
         for (let k = 0; k < 3; k++)
           assert.equal(
-            procs.get(9300 + round * 10 + k)?.buffers,
+            procs.get(doomedPid(round, k))?.buffers,
             4000,
             `doomed ${round}/${k}: its good frames all applied`,
           );
@@ -274,6 +281,7 @@ test(
       for (const s of keepers) s.end();
       await waitOpen(srv, 0);
     } finally {
+      for (const p of sleepers) p.kill('SIGKILL');
       await srv.stop();
     }
   },

@@ -25,29 +25,11 @@ interface LeftRows {
   exited?: ExitedProcess;
 }
 
-/**
- * The live table and the records of exited processes that `pid` (null: any) or its descendants
- * left: a mark taken for one process (a test worker) also covers the children it started.
- */
-export function leftRows(tr: Tracker, pid: number | null, pids?: Set<number>): LeftRows[] {
+/** The live table and the records of exited processes (only those of `pids`, when given). */
+export function leftRows(tr: Tracker, pids?: ReadonlySet<number>): LeftRows[] {
   const out: LeftRows[] = [{ rows: tr.buffers }];
-  if (pids) {
-    for (const p of tr.reaped)
-      if (p.rows.length && pids.has(p.pid)) out.push({ rows: new RowArray(p.rows), exited: p });
-    return out;
-  }
-  const parent = new Map<number, number | null>();
-  for (const p of tr.reaped) parent.set(p.pid, p.ppid);
-  const under = (p: ExitedProcess) => {
-    let at: number | null | undefined = p.pid;
-    for (let hops = 0; at != null && hops < 64; hops++) {
-      if (at === pid) return true;
-      at = at === p.pid ? p.ppid : parent.get(at);
-    }
-    return false;
-  };
   for (const p of tr.reaped)
-    if (p.rows.length && (pid === null || under(p)))
+    if (p.rows.length && (!pids || pids.has(p.pid)))
       out.push({ rows: new RowArray(p.rows), exited: p });
   return out;
 }
@@ -60,7 +42,7 @@ export function diffMarks(tr: Tracker, marks: Mark[], toNow: boolean): Interval[
   const bounds = marks.map((m) => m.cutMs);
   const n = toNow ? marks.length : marks.length - 1;
   const groups = Array.from({ length: n }, () => new Map<string, SizeGroup>());
-  for (const src of leftRows(tr, null)) addToIntervals(src, marks, bounds, groups);
+  for (const src of leftRows(tr)) addToIntervals(src, marks, bounds, groups);
   return groups.map((gm, i) => {
     const gs = [...gm.values()].sort((a, b) => a.device - b.device || b.bytes - a.bytes);
     return {
@@ -178,7 +160,10 @@ export interface CheckOptions {
   rules: readonly Rule[];
   /** The class of entry e, for rules with a class (built only when one has). */
   classOf?: (e: number) => string;
-  /** Only these PIDs (a process tree), live or exited, instead of the mark's own PID. */
+  /**
+   * Only these PIDs, live or exited (a process tree: the server passes the mark's PID and its
+   * descendants); default: the mark's PID, or everyone.
+   */
   pids?: number[];
 }
 
@@ -188,19 +173,17 @@ export interface CheckOptions {
  */
 export function checkSinceMark(tr: Tracker, mark: Mark, o: CheckOptions): CheckResult {
   const { maxBytes, rules, classOf } = o;
-  const only = o.pids ? new Set(o.pids) : undefined;
+  const only = o.pids ? new Set(o.pids) : mark.pid !== null ? new Set([mark.pid]) : undefined;
   const rows: BufferRow[] = [];
   const devices = new Set<number>();
   const c = { leaked: 0, bytes: 0, exited: 0, exitedBytes: 0, suppressed: 0 };
   const now = Date.now();
-  for (const src of leftRows(tr, mark.pid, only)) {
+  for (const src of leftRows(tr, only)) {
     const t = src.rows,
       live = src.exited === undefined;
     for (let e = 0; e < t.count; e++) {
       if (t.bornMs(e) < mark.cutMs) continue;
-      // a live buffer counts for the mark's own process only; its exited children's all do
-      if (live && only ? !only.has(t.pid(e)) : live && mark.pid !== null && t.pid(e) !== mark.pid)
-        continue;
+      if (live && only && !only.has(t.pid(e))) continue;
       const b = {
         type: t.type(e),
         device: t.device(e),

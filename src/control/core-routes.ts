@@ -12,7 +12,6 @@ import {
   streamReportWithAllBuffers,
   streaming,
 } from '../report/json-report.js';
-import { treePids } from '../report/process-tree.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
 import { listProcesses } from '../report/process-info.js';
@@ -46,8 +45,8 @@ export interface CoreContext {
   claimedPids(): Map<number, number>;
   /** The dead-owner sweep (releases and logs what owners that are gone held). */
   reapDead(): ReapedReport[];
-  /** The parent of a live PID as the server recorded it (null: not known). */
-  ppidOf(pid: number): number | null;
+  /** A PID and its descendants, running or exited, as the server recorded them (tree=PID). */
+  treeOf(root: number): number[];
   /** How long the last sweep's liveness check took. */
   lastLivenessMs(): number;
   peerStats(): PeerStats | null;
@@ -102,7 +101,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     s.reapDead();
     if (c.url.searchParams.get('format') !== 'text')
       return { schema_version: 1, reaped: tr.reaped.map(exitedProcessJson) };
-    const { filter, limit } = reportQuery(c.url, s.marks, (root) => treePids(tr, root, s.ppidOf));
+    const { filter, limit } = reportQuery(c.url, s.marks, s.treeOf);
     return text(c, formatRemaining({ live: null, exited: buildExitedReport(tr, filter, limit) }));
   });
   // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
@@ -198,9 +197,7 @@ function text(c: RouteContext, body: string): undefined {
 
 async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<unknown> {
   const tr = s.stats.tracker;
-  const { filter, limit, all } = reportQuery(c.url, s.marks, (root) =>
-    treePids(tr, root, s.ppidOf),
-  );
+  const { filter, limit, all } = reportQuery(c.url, s.marks, s.treeOf);
   s.reapDead(); // the same cleanup as the periodic one, so the dump never lists dead owners
   const asJson = c.url.searchParams.get('format') === 'json';
   if (asJson && all) {

@@ -2,7 +2,6 @@
 import { HttpError, type Router } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
-import { treePids } from '../report/process-tree.js';
 import { intList, treeParam } from './query.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
@@ -22,8 +21,8 @@ export interface LeakContext {
   marks: Checkpoints;
   /** The dead-owner sweep: analysis never counts what dead owners held. */
   reapDead(): void;
-  /** The parent of a live PID as the server recorded it (null: not known). */
-  ppidOf(pid: number): number | null;
+  /** A PID and its descendants, running or exited, as the server recorded them (tree=PID). */
+  treeOf(root: number): number[];
   /** Persists a new mark. */
   persistMark(m: Mark): Promise<void>;
   log(msg: string): void;
@@ -123,9 +122,10 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
           return (e: number) => f(e).cls;
         })()
       : undefined;
-    const pids = treeParam(c.url, intList(c.url, 'pid'), (root) =>
-      treePids(s.tracker, root, s.ppidOf),
-    );
+    // A mark taken for one process (a test worker) covers the children it started, too.
+    const pids =
+      treeParam(c.url, intList(c.url, 'pid'), s.treeOf) ??
+      (m.pid !== null ? s.treeOf(m.pid) : undefined);
     return checkSinceMark(s.tracker, m, { maxBytes, rules, classOf, pids });
   });
 }

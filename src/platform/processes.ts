@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { loadNative } from './native.js';
 
 // Finding owners that no longer exist. kill(pid, 0): ESRCH = gone; EPERM = alive but another
@@ -69,4 +69,132 @@ export function deadPids(
   }
   for (const p of pids) if (!alive(p)) dead.add(p);
   return dead;
+}
+
+// ---------------------------------------------------------------- process identity
+// A process is its PID plus its start time: a PID the kernel hands out again is a new process.
+// Everything below reads /proc (Linux); `procRoot` is for tests, which build a /proc-like tree.
+
+export interface ProcessInfo {
+  pid: number;
+  /** The parent when first seen (1 or a subreaper once the real parent has died). */
+  ppid: number;
+  /** Field 22 of /proc/PID/stat: clock ticks after boot at which the process started. */
+  startTicks: number;
+  /** /proc/PID/cmdline, arguments joined by spaces, at most CMDLINE_MAX bytes ('' for a zombie). */
+  cmdline: string;
+  /** The command name (/proc/PID/stat's second field, at most 15 characters). */
+  comm: string;
+  /** Wall-clock start time (ms), for display (startTimeMs()). */
+  startMs: number;
+}
+
+/** cmdline is cut at this many bytes (an argv can be megabytes). */
+export const CMDLINE_MAX = 4096;
+
+// A stat line is ~300 bytes; field 22 lies within the first ~500 even with 20-digit fields.
+const lineBuf = Buffer.alloc(1024);
+const cmdBuf = Buffer.alloc(CMDLINE_MAX);
+
+/** Reads the first bytes of a file into `buf`; -1 when it cannot be read (no such process). */
+function readInto(path: string, buf: Buffer): number {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return -1;
+  }
+  try {
+    return readSync(fd, buf, 0, buf.length, null);
+  } catch {
+    return -1;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The `field`th field (1-based, as proc(5) numbers them; ≥ 3) of the stat line in `buf`, parsed
+ * after the last ')' (the command name may itself hold ')' and spaces); -1 when missing.
+ */
+function statField(buf: Buffer, close: number, n: number, field: number): number {
+  let i = close + 2;
+  for (let f = 3; f < field; f++) {
+    while (i < n && buf[i] !== 32) i++;
+    i++;
+  }
+  if (i >= n) return -1;
+  let v = 0,
+    digits = 0;
+  for (; i < n && buf[i] >= 48 && buf[i] <= 57; i++, digits++) v = v * 10 + (buf[i] - 48);
+  return digits ? v : -1;
+}
+
+/** Index of the last ')' of the first `n` bytes of `buf`, -1 if none. */
+function lastParen(buf: Buffer, n: number): number {
+  return n > 0 ? buf.lastIndexOf(41, n - 1) : -1;
+}
+
+/**
+ * Start ticks (field 22 of /proc/PID/stat) of a process that runs: -1 when there is no such
+ * process or it is a zombie (it has exited; its parent has not waited for it yet). One read.
+ */
+export function startTicksOf(pid: number, procRoot = '/proc'): number {
+  const n = readInto(`${procRoot}/${pid}/stat`, lineBuf);
+  const close = lastParen(lineBuf, n);
+  if (close < 0 || close + 2 >= n || lineBuf[close + 2] === 90) return -1; // 'Z'
+  return statField(lineBuf, close, n, 22);
+}
+
+/**
+ * Who `pid` is: parent, start ticks, command line and name; null when there is no such process.
+ * A zombie is described too (its parent and start are still known; its command line is not).
+ */
+export function readProcessInfo(pid: number, procRoot = '/proc'): ProcessInfo | null {
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  const n = readInto(`${procRoot}/${pid}/stat`, lineBuf);
+  const close = lastParen(lineBuf, n);
+  if (close < 0) return null;
+  const open = lineBuf.indexOf(40); // '('
+  const comm = open >= 0 && open < close ? lineBuf.toString('utf8', open + 1, close) : '';
+  const ppid = statField(lineBuf, close, n, 4),
+    startTicks = statField(lineBuf, close, n, 22);
+  if (ppid < 0 || startTicks < 0) return null;
+  const c = readInto(`${procRoot}/${pid}/cmdline`, cmdBuf);
+  let end = c;
+  while (end > 0 && cmdBuf[end - 1] === 0) end--;
+  for (let i = 0; i < end; i++) if (cmdBuf[i] === 0) cmdBuf[i] = 32;
+  const cmdline = end > 0 ? cmdBuf.toString('utf8', 0, end) : '';
+  return { pid, ppid, startTicks, cmdline, comm, startMs: startTimeMs(startTicks, procRoot) };
+}
+
+/**
+ * Clock ticks per second of /proc's times. sysconf(_SC_CLK_TCK) is USER_HZ, which the kernel
+ * fixes at 100 in its ABI on every Linux architecture Node runs on (whatever CONFIG_HZ is), so
+ * it is a constant here rather than a native call.
+ */
+const CLK_TCK = 100;
+const bootMs = new Map<string, number>();
+
+/** Boot time (ms since the epoch) from the `btime` line of /proc/stat; 0 if unreadable. */
+function bootTimeMs(procRoot: string): number {
+  let ms = bootMs.get(procRoot);
+  if (ms !== undefined) return ms;
+  ms = 0;
+  try {
+    const m = /^btime (\d+)$/m.exec(readFileSync(`${procRoot}/stat`, 'latin1'));
+    if (m) ms = Number(m[1]) * 1000;
+  } catch {
+    /* no /proc/stat: times stay relative to 0 */
+  }
+  bootMs.set(procRoot, ms);
+  return ms;
+}
+
+/**
+ * Wall-clock ms of start ticks, for display: boot time (whole seconds in /proc/stat) plus ticks
+ * of 1/CLK_TCK s, so within ~1 s of the truth; identity compares the ticks themselves.
+ */
+export function startTimeMs(startTicks: number, procRoot = '/proc'): number {
+  return bootTimeMs(procRoot) + (startTicks * 1000) / CLK_TCK;
 }

@@ -9,6 +9,7 @@ import type { EventJournal } from '../state/events.js';
 import type { ConnectionHost, DataConnection } from './data-connection.js';
 import type { ReadPump } from './socket-reader.js';
 import type { Connections } from './connections.js';
+import type { ExitWatch } from './exit-watch.js';
 import type { Persistence } from './persistence.js';
 import type { ServerConfig } from './config.js';
 import { formatEventLine } from './event-log.js';
@@ -20,6 +21,8 @@ export interface DataHostDeps {
   devices: DeviceRegistry;
   pump: ReadPump | null;
   connections: Connections;
+  /** Checks whether a closed connection's owner has exited (null: the periodic sweep only). */
+  exitWatch: Pick<ExitWatch, 'closed'> | null;
   persistence: Persistence;
   /** Prints the buffer (or kernel) report on the server's output, as DUMP messages ask. */
   dump: (kernels: boolean) => void;
@@ -79,6 +82,7 @@ export class DataHost implements ConnectionHost {
 
   closed(conn: DataConnection): void {
     this.d.connections.closed(conn);
+    this.d.exitWatch?.closed(conn);
   }
 }
 

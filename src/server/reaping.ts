@@ -1,19 +1,23 @@
-// The dead-PID sweep: releases what owners that are gone still hold, records it, and logs one
-// summary line per PID.
-import { deadPids } from '../platform/processes.js';
-import type { ProcessIdentity, ReapedReport, Tracker } from '../state/tracker.js';
+// Releasing what owners that are gone still hold: the periodic sweep (reapDead) and the exits the
+// exit watch noticed (reapGone), through one path that records the release and logs one summary
+// line per PID.
+import type { ReapedReport, Tracker } from '../state/tracker.js';
 import { formatBytes } from '../report/format.js';
+import type { ProcessInfo, ProcessRegistry } from './process-registry.js';
 
 export interface ReaperDeps {
   tracker: Tracker;
-  isAlive: (pid: number) => boolean;
+  /** Which PIDs are gone (exited, or their PID now names another process). */
+  registry: Pick<ProcessRegistry, 'goneAmong' | 'isGone' | 'released' | 'prune'>;
   /** Persists the release of these exited processes' objects. */
   persist: (exited: readonly ReapedReport[], atMs: number) => void;
-  /** Called after each sweep with the PIDs still tracked (claims of others are forgotten). */
+  /** Called after each release with the PIDs still tracked (claims of others are forgotten). */
   afterSweep: (tracked: { has(pid: number): boolean }) => void;
   log: (msg: string) => void;
-  /** Who a PID was while it ran (kept with what it left behind). */
-  identityOf?: (pid: number) => ProcessIdentity | undefined;
+  /**
+   * Who a released PID was (command line, parent, start), kept with what it left behind.
+   */
+  infoOf?: (pid: number) => ProcessInfo | null;
 }
 
 export class Reaper {
@@ -24,26 +28,49 @@ export class Reaper {
 
   /** Releases objects of owners that are gone; one summary line per PID. */
   readonly reapDead = (): ReapedReport[] => {
-    const { tracker, isAlive } = this.d;
+    const { tracker, registry } = this.d;
     const t0 = performance.now();
-    const dead = deadPids(tracker.livePids(), isAlive);
+    const dead = registry.goneAmong(tracker.livePids());
     this.lastLivenessMs = performance.now() - t0;
-    const reports = this.release(dead);
-    tracker.forgetIdlePids(isAlive);
-    this.d.afterSweep(tracker.pids);
+    const now = Date.now();
+    const reports = this.release(dead, now);
+    tracker.forgetIdlePids((pid) => !registry.isGone(pid));
+    this.settled(reports, now);
     return reports;
   };
 
-  /** Releases the objects of these PIDs, known to be gone (no liveness check here). */
-  readonly reapGone = (pids: Iterable<number>): ReapedReport[] => this.release(new Set(pids));
-
-  /** The one release path: what they held is kept as left behind, journalled, and logged. */
-  private release(dead: Set<number>): ReapedReport[] {
+  /**
+   * Releases what `pids` hold, known to be gone (the exit watch checked them); the same release,
+   * record and log line as a sweep.
+   */
+  readonly reapGone = (pids: Iterable<number>): ReapedReport[] => {
+    const { tracker } = this.d;
+    const dead = new Set<number>();
+    for (const p of pids) if ((tracker.pids.get(p)?.live ?? 0) > 0) dead.add(p);
     const now = Date.now();
-    const reports = this.d.tracker.releasePids(dead, now, this.d.identityOf);
-    if (reports.length) this.d.persist(reports, now);
-    for (const r of reports) this.d.log(reapedLine(r));
+    const reports = this.release(dead, now);
+    this.settled(reports, now);
     return reports;
+  };
+
+  private release(dead: Set<number>, now: number): ReapedReport[] {
+    const infoOf = this.d.infoOf;
+    const reports = this.d.tracker.releasePids(dead, now, infoOf && ((p) => infoOf(p) ?? undefined));
+    if (reports.length) this.d.persist(reports, now);
+    return reports;
+  }
+
+  private settled(reports: ReapedReport[], now: number): void {
+    const tracked = this.d.tracker.pids,
+      registry = this.d.registry;
+    this.d.afterSweep(tracked);
+    if (reports.length)
+      registry.released(
+        reports.map((r) => r.pid),
+        now,
+      );
+    registry.prune(tracked, now);
+    for (const r of reports) this.d.log(reapedLine(r));
   }
 }
 

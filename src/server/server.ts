@@ -18,6 +18,8 @@ import { Connections } from './connections.js';
 import { DataHost } from './data-host.js';
 import { Persistence } from './persistence.js';
 import { Reaper } from './reaping.js';
+import { ProcessRegistry } from './process-registry.js';
+import { ExitWatch } from './exit-watch.js';
 import { StatsPrinter } from './stats-printer.js';
 import { knownDeviceIds, summarizeDevices } from './known-devices.js';
 import { ServerLog } from './server-log.js';
@@ -44,6 +46,10 @@ export class AllocationServer {
   private readonly persistence: Persistence;
   private readonly connections: Connections;
   private readonly reaper: Reaper;
+  /** Who each PID is (start time, parent, command line), from its first sight. */
+  private readonly registry: ProcessRegistry;
+  /** Exits noticed when a connection closes, not only at the periodic sweep. */
+  private readonly exitWatch: ExitWatch;
   private readonly router = new Router();
   /** Peer credentials and the UID policy of both sockets (set up in start()). */
   private peers: PeerGate | null = null;
@@ -78,17 +84,27 @@ export class AllocationServer {
     const log = say.log;
     this.persistence = new Persistence(cfg, say);
     this.connections = new Connections(cfg.maxConnections, log);
-    this.reaper = new Reaper({
+    const registry = (this.registry = new ProcessRegistry({ isAlive: cfg.isAlive }));
+    const reaper = (this.reaper = new Reaper({
       tracker: this.tracker,
-      isAlive: cfg.isAlive,
+      registry,
       persist: (pids, atMs) => this.persistence.reap(pids, atMs),
       afterSweep: (tracked) => this.connections.forgetClaims(tracked),
       log,
+      infoOf: (pid) => registry.info(pid),
+    }));
+    // A PID handed out again: its old process's objects are released as that process's.
+    registry.onReused = (pid) => void reaper.reapGone([pid]);
+    this.exitWatch = new ExitWatch({
+      registry,
+      tracker: this.tracker,
+      open: this.connections.open,
+      reap: (pids) => void reaper.reapGone(pids),
     });
     // An ALLOC at an address another PID holds: a gone holder is released first (its objects are
     // kept as left behind, the reap journalled before the event); a live one shares the address.
     this.tracker.onConflict = (pid) => {
-      if (pid <= 0 || cfg.isAlive(pid)) return false;
+      if (pid <= 0 || !registry.isGone(pid)) return false;
       return this.reaper.reapGone([pid]).length > 0;
     };
     this.host = new DataHost({
@@ -97,6 +113,7 @@ export class AllocationServer {
       devices: this.devices,
       pump: this.pump,
       connections: this.connections,
+      exitWatch: this.exitWatch,
       persistence: this.persistence,
       dump: (kernels) => this.dump(kernels),
       log,
@@ -134,6 +151,8 @@ export class AllocationServer {
     await claimSocketPath(cfg.controlPath, 'control socket');
     // Recovery before any client can connect; owners that died while no server ran are swept.
     if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
+    // From here on (not for recovered PIDs: whatever runs under their PID now is not them).
+    this.tracker.onNewPid = (pid) => this.registry.see(pid);
     this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock) =>
       this.accept(sock, peers),
     );
@@ -159,6 +178,7 @@ export class AllocationServer {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     if (!this.cfg.quiet) this.stats.print(true);
+    this.exitWatch.stop();
     this.connections.destroyAll();
     this.sampler.stop();
     this.streams.stop();
@@ -178,7 +198,11 @@ export class AllocationServer {
     if (cred) {
       c.peerPid = cred.pid;
       c.peerUid = cred.uid;
-      if (!this.cfg.trustClientPid) c.ownerPid = cred.pid;
+      if (!this.cfg.trustClientPid) {
+        c.ownerPid = cred.pid;
+        // Now, while the process is alive: its parent and start time (claimed PIDs: onNewPid).
+        this.registry.see(cred.pid);
+      }
     }
     this.connections.add(c);
   }
@@ -254,6 +278,16 @@ export class AllocationServer {
     };
   }
 
+  /**
+   * `root` and its descendants: the registry's parents of the processes it saw run, and those the
+   * left-behind records of exited ones keep.
+   */
+  private treeOf(root: number): number[] {
+    const parents = new Map<number, number>();
+    for (const p of this.tracker.reaped) if (p.ppid !== null) parents.set(p.pid, p.ppid);
+    return [...this.registry.descendantsOf(root, parents)].sort((a, b) => a - b);
+  }
+
   /** What statistics, metrics and samples read (metrics/registry.ts MetricsSource). */
   private statsSource(): MetricsSource {
     const { tracker, devices, connections, persistence } = this;
@@ -282,7 +316,7 @@ export class AllocationServer {
       marks,
       claimedPids: () => this.connections.claimedPids(),
       reapDead: reaper.reapDead,
-      ppidOf: () => null, // (the process registry answers once wired)
+      treeOf: (root) => this.treeOf(root),
       lastLivenessMs: () => reaper.lastLivenessMs,
       peerStats: () => this.peers?.stats() ?? null,
       readStats: () => this.readStats(),
@@ -296,7 +330,7 @@ export class AllocationServer {
       tracker,
       marks,
       reapDead: reaper.reapDead,
-      ppidOf: () => null, // (the process registry answers once wired)
+      treeOf: (root) => this.treeOf(root),
       persistMark: (m) => persistence.mark(m),
       log,
     });
