@@ -4,7 +4,7 @@ import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
-import { classifier, classify, DEFAULT_RULES } from '../analysis/classify.js';
+import { classifier, classify, DEFAULT_RULES, type LeftBehindInput } from '../analysis/classify.js';
 import { renderClassified, renderDiff } from '../report/leak-text.js';
 import type {
   CheckResponse,
@@ -23,6 +23,20 @@ export interface LeakContext {
   /** Persists a new mark. */
   persistMark(m: Mark): Promise<void>;
   log(msg: string): void;
+}
+
+/**
+ * What exited processes left behind, from the tracker's reaped-process summaries (counts and
+ * bytes; their exit time is when the server released them). The left-behind store's per-buffer
+ * records replace this when they land.
+ */
+function leftBehind(tr: Tracker): LeftBehindInput[] {
+  return tr.reaped.map((r) => ({
+    pid: r.pid,
+    exitedAtMs: r.reapedAtMs,
+    buffers: r.buffers,
+    bytes: r.bytes,
+  }));
 }
 
 function markOr404(s: LeakContext, name: string | null, what: string): Mark {
@@ -83,12 +97,11 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes),
       modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes),
     };
-    const r2 = classify(
-      s.tracker,
-      s.marks.list(),
+    const r2 = classify(s.tracker, s.marks.list(), {
       rules,
-      q.get('all') === '1' ? Infinity : num('limit', 10),
-    );
+      limit: q.get('all') === '1' ? Infinity : num('limit', 10),
+      leftBehind: leftBehind(s.tracker),
+    });
     if (q.get('format') !== 'text') return r2;
     const body = renderClassified(r2);
     c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

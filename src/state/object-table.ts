@@ -78,6 +78,8 @@ const SIZE_HI_SHIFT = 14;
 const SIZE_HI_MASK = 0xffff;
 /** Set when a live key was ALLOCed again with a different size (a suspicious re-use). */
 export const FLAG_RESIZED = 1 << 30;
+/** Set on a row whose address another live process also holds (the lead's one-owner rewrite). */
+export const FLAG_SHARED = 1 << 31;
 
 /** The key hash (exported for tests that need colliding keys). */
 export function hash3(device: number, lo: number, hi: number): number {
