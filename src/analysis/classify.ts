@@ -119,14 +119,17 @@ class Rules {
     return this.tr.epochTimeMs(this.t.epoch(e));
   }
 
-  /** The latest global mark at or before `epoch`, if any. */
+  /** The latest global mark at or before `epoch`, if any (binary search: marks can be many). */
   private markBefore(epoch: number): Mark | undefined {
-    let m: Mark | undefined;
-    for (const g of this.global) {
-      if (g.epoch > epoch) break;
-      m = g;
+    const g = this.global;
+    let lo = 0;
+    let hi = g.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (g[mid].epoch <= epoch) lo = mid + 1;
+      else hi = mid;
     }
-    return m;
+    return lo ? g[lo - 1] : undefined;
   }
 
   private suspicious(e: number): string | null {
@@ -143,7 +146,10 @@ class Rules {
     if (!acc) return null;
     const last = this.global[this.global.length - 1];
     if (epoch < last.epoch) return `accumulates across marks: ${acc}`;
-    return `of the pattern that accumulates across marks (${acc}), born after the last mark '${last.name}'`;
+    return (
+      `of the pattern that accumulates across marks (${acc}), ` +
+      `born after the last mark '${last.name}'`
+    );
   }
 
   private programCache(e: number): string | null {
@@ -158,7 +164,7 @@ class Rules {
     return null;
   }
 
-  /** Rule 3 without its budget: could entry e have been allocated when its owner opened a device? */
+  /** Rule 3 without its budget: was entry e allocated when its owner opened a device? */
   private atDeviceOpen(e: number): boolean {
     const t = this.t;
     if (t.type(e) === BufferType.TRACE || t.size(e) > INFRASTRUCTURE_MAX_BYTES) return false;
@@ -170,12 +176,12 @@ class Rules {
     return !m || owner.firstSeenMs >= m.atMs;
   }
 
-  /** Decides rule 3 for every entry: in order of birth, within the budget per device and process. */
+  /** Decides rule 3 for every entry: in order of birth, within the budget per device and owner. */
   private budgetDeviceOpen(): void {
     const t = this.t;
     const candidates: number[] = [];
     for (let e = 0; e < t.count; e++)
-      if (this.suspicious(e) === null && this.programCache(e) === null && this.atDeviceOpen(e))
+      if (this.atDeviceOpen(e) && this.suspicious(e) === null && this.programCache(e) === null)
         candidates.push(e);
     candidates.sort((a, b) => t.epoch(a) - t.epoch(b) || a - b);
     const used = new Map<number, number>();
