@@ -1,6 +1,6 @@
 // Suppression rules for `ttalloc check --ignore FILE`: one rule per line, `key=value` pairs that
 // must all match for a buffer to be ignored. Keys: type, device, pid, min_size, max_size, class
-// (a class of `ttalloc leaks`: suspicious, program_cache, model_state, infrastructure, other).
+// (a class of `ttalloc leaks`: CLASSES in report/types.ts).
 //   # program cache binaries are expected
 //   type=DRAM max_size=24576
 //   pid=4242

@@ -2,10 +2,12 @@
 import { HttpError, type Router } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
+import { RowArray } from '../state/left-behind.js';
+import { bufferRow } from '../report/buffer-report.js';
 import { intList, treeParam } from './query.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import type { Rule } from '../analysis/suppressions.js';
-import { classifier, classify, DEFAULT_RULES } from '../analysis/classify.js';
+import { classifier, classify, DEFAULT_RULES, type LeftBehindInput } from '../analysis/classify.js';
 import { renderClassified, renderDiff } from '../report/leak-text.js';
 import type {
   CheckResponse,
@@ -26,6 +28,23 @@ export interface LeakContext {
   /** Persists a new mark. */
   persistMark(m: Mark): Promise<void>;
   log(msg: string): void;
+}
+
+/**
+ * What exited processes left behind, from the left-behind store: counts and bytes, and each
+ * process's `limit` largest records (their exit time is when the server found them gone).
+ */
+function leftBehind(tr: Tracker, limit: number): LeftBehindInput[] {
+  const now = Date.now();
+  return tr.reaped.map((p) => {
+    const t = new RowArray(p.rows);
+    const idx = Array.from({ length: t.count }, (_, e) => e).sort((a, b) => t.size(b) - t.size(a));
+    const rows = (limit === Infinity ? idx : idx.slice(0, limit)).map((e) => ({
+      ...bufferRow(t, e, p, now),
+      exitedAtMs: p.reapedAtMs,
+    }));
+    return { pid: p.pid, exitedAtMs: p.reapedAtMs, buffers: p.buffers, bytes: p.bytes, rows };
+  });
 }
 
 function markOr404(s: LeakContext, name: string | null, what: string): Mark {
@@ -86,12 +105,12 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes),
       modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes),
     };
-    const r2 = classify(
-      s.tracker,
-      s.marks.list(),
+    const limit = q.get('all') === '1' ? Infinity : num('limit', 10);
+    const r2 = classify(s.tracker, s.marks.list(), {
       rules,
-      q.get('all') === '1' ? Infinity : num('limit', 10),
-    );
+      limit,
+      leftBehind: leftBehind(s.tracker, limit),
+    });
     if (q.get('format') !== 'text') return r2;
     const body = renderClassified(r2);
     c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });

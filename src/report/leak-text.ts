@@ -3,6 +3,7 @@
 // server sends renderClassified() for /v1/classify?format=text).
 import { formatKB, formatMB, plural } from './format.js';
 import { ownerNote } from './text-report.js';
+import { CLASS_LABELS } from './types.js';
 import type {
   BufferRow,
   CheckResult,
@@ -16,6 +17,8 @@ import type {
 const DIFF_GROUPS_LISTED = 20;
 
 const at = (ms: number) => new Date(ms).toISOString();
+/** HH:MM:SS (UTC), as the buffer lines show an exit. */
+const clock = (ms: number) => at(ms).slice(11, 19);
 
 /** `ttalloc mark NAME`. */
 export function renderMark(m: Mark): string {
@@ -56,7 +59,7 @@ export function renderDiff(r: DiffResponse): string {
   return out.join('\n') + '\n';
 }
 
-/** A buffer as the check and the classes list it. */
+/** A buffer as the check and the classes list it (a left-behind one with its exit time). */
 function bufferLine(b: BufferRow): string {
   return (
     `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} ` +
@@ -88,14 +91,29 @@ export function renderClassified(r: ClassifyResponse): string {
   for (const g of r.classes) {
     if (!g.count) continue;
     out.push(
-      `${g.class.toUpperCase().replace('_', ' ')}: ${plural(g.count, 'buffer')}, ` +
+      `${CLASS_LABELS[g.class].toUpperCase()}: ${plural(g.count, 'buffer')}, ` +
         `${formatMB(g.bytes)} MB total — ${g.hint}`,
     );
+    for (const p of g.processes ?? [])
+      out.push(
+        `    - PID ${p.pid} (exited ${clock(p.exitedAtMs)}): ${plural(p.buffers, 'buffer')}, ` +
+          `${formatMB(p.bytes)} MB — ${p.reason}`,
+      );
+    if (g.moreProcesses) out.push(`    ... and ${plural(g.moreProcesses, 'more process')}`);
     for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`);
-    if (g.more) out.push(`    ... and ${g.more} more`);
+    // Without per-buffer records, the per-process lines above already account for every buffer.
+    if (g.more && (g.buffers.length || !g.processes?.length))
+      out.push(`    ... and ${g.more} more`);
     out.push('');
   }
-  const total = r.classes.reduce((n, g) => n + g.count, 0);
-  out.push(`Total remaining buffers: ${total}`);
+  const count = (c: string) => r.classes.find((g) => g.class === c)?.count ?? 0;
+  const left = count('left_behind');
+  const live = r.classes.reduce((n, g) => n + g.count, 0) - left;
+  out.push(
+    left
+      ? `Total remaining buffers: ${live} in running processes, ` +
+          `${left} left behind by exited processes`
+      : `Total remaining buffers: ${live}`,
+  );
   return out.join('\n') + '\n';
 }

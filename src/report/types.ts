@@ -360,14 +360,25 @@ export interface CheckResult {
   buffers: BufferRow[];
 }
 
+/** The classes of `ttalloc leaks`, in the order the report lists them. */
 export const CLASSES = [
   'suspicious',
+  'left_behind',
   'program_cache',
   'model_state',
   'infrastructure',
   'other',
 ] as const;
 export type BufferClass = (typeof CLASSES)[number];
+/** Each class's name in the text view (upper-cased as its heading). */
+export const CLASS_LABELS: Readonly<Record<BufferClass, string>> = {
+  suspicious: 'suspicious',
+  left_behind: 'left behind by exited processes',
+  program_cache: 'program cache',
+  model_state: 'model state',
+  infrastructure: 'infrastructure',
+  other: 'other',
+};
 
 export interface ClassifyRules {
   programCacheMaxBytes: number;
@@ -376,6 +387,16 @@ export interface ClassifyRules {
 export interface ClassifiedRow extends BufferRow {
   class: BufferClass;
   reason: string;
+  /** Left behind: when its process exited (wall clock, ms). */
+  exitedAtMs?: number;
+}
+/** An exited process's leftovers, summed (the left_behind class lists one per process). */
+export interface LeftBehindSummary {
+  pid: number;
+  exitedAtMs: number;
+  buffers: number;
+  bytes: number;
+  reason: string;
 }
 export interface ClassGroup {
   class: BufferClass;
@@ -383,7 +404,12 @@ export interface ClassGroup {
   count: number;
   bytes: number;
   buffers: ClassifiedRow[];
+  /** Buffers counted but not listed in `buffers`. */
   more: number;
+  /** left_behind only: one entry per exited process, most bytes first (at most the limit). */
+  processes?: LeftBehindSummary[];
+  /** left_behind only: processes counted but not listed in `processes`. */
+  moreProcesses?: number;
 }
 /** GET /v1/classify. */
 export interface ClassifyResponse {

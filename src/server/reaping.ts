@@ -55,7 +55,11 @@ export class Reaper {
 
   private release(dead: Set<number>, now: number): ReapedReport[] {
     const infoOf = this.d.infoOf;
-    const reports = this.d.tracker.releasePids(dead, now, infoOf && ((p) => infoOf(p) ?? undefined));
+    const reports = this.d.tracker.releasePids(
+      dead,
+      now,
+      infoOf && ((p) => infoOf(p) ?? undefined),
+    );
     if (reports.length) this.d.persist(reports, now);
     return reports;
   }

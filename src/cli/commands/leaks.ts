@@ -142,7 +142,8 @@ export function leaksCommand(): Command {
   return new Command('leaks')
     .description(
       'the remaining buffers by class, with the reason for each: ' +
-        'suspicious, program cache, model state, infrastructure, other',
+        'suspicious, left behind by exited processes, program cache, model state, ' +
+        'infrastructure, other',
     )
     .addOption(socketOption())
     .option(
