@@ -14,6 +14,7 @@ import {
   leaksCommand,
   markCommand,
   marksCommand,
+  unmarkCommand,
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     resetCommand(),
     stopCommand(),
     markCommand(),
+    unmarkCommand(),
     marksCommand(),
     diffCommand(),
     checkCommand(),

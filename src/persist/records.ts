@@ -92,6 +92,8 @@ export const Ctl = {
   EPOCH: 0x80,
   /** data: JSON Mark. */
   MARK: 0x82,
+  /** data: JSON {name} — the mark was deleted (a snapshot simply no longer lists it). */
+  UNMARK: 0x90,
   /** data: JSON {pids, atMs} — PIDs released as dead. */
   REAP: 0x83,
   /** no data: state forgotten on request. */

@@ -239,6 +239,9 @@ export function replay(
         case Ctl.MARK:
           marks.load([json() as Mark]);
           break;
+        case Ctl.UNMARK:
+          marks.drop((json() as { name: string }).name);
+          break;
         case Ctl.REAP: {
           const r = json() as { pids: number[]; atMs: number };
           tr.releasePids(new Set(r.pids), r.atMs);

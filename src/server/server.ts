@@ -289,6 +289,7 @@ export class AllocationServer {
       marks,
       reapDead: reaper.reapDead,
       persistMark: (m) => persistence.mark(m),
+      persistUnmark: (name) => persistence.unmark(name),
       log,
     });
     return registerLiveRoutes(this.router, {

@@ -43,6 +43,13 @@ export class Checkpoints {
     return m;
   }
 
+  /** Forgets a mark (a test harness's mark once its test is over); throws when there is none. */
+  delete(name: string): Mark {
+    const m = this.get(name);
+    this.marks.delete(name);
+    return m;
+  }
+
   /** Marks in the order they were taken. */
   list(): Mark[] {
     return [...this.marks.values()].sort((a, b) => a.epoch - b.epoch);
@@ -57,5 +64,9 @@ export class Checkpoints {
   }
   load(marks: Mark[]): void {
     for (const m of marks) this.marks.set(m.name, { ...m });
+  }
+  /** Replay's delete: a journal's UNMARK of a mark already gone is no error. */
+  drop(name: string): void {
+    this.marks.delete(name);
   }
 }
