@@ -49,7 +49,7 @@ test('unmark deletes a mark; kill -9 and a restart keep it deleted', async () =>
   }
 });
 
-test('unmark of a mark that does not exist: a clear error, exit 1; DELETE answers 404', async () => {
+test('unmark of an unknown mark: a clear error, exit 1; DELETE answers 404', async () => {
   const srv = await startServer();
   try {
     const r = await cli(srv, 'unmark', 'nope');
