@@ -177,7 +177,7 @@ class DataConnections:
     def _to_server(self, fd: int) -> bool:
         try:
             s = socket.socket(fileno=fd)
-        except OSError:
+        except (OSError, ValueError):  # closed meanwhile, or a family Python does not know
             return False
         try:
             if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
