@@ -95,6 +95,25 @@ test('router: POST routes are refused untrusted, served trusted', async () => {
   }
 });
 
+test('router: DELETE on a prefix takes the rest as a name; refused untrusted', async () => {
+  const r = new Router();
+  r.deletePrefix('/v1/things/', (c) => ({ name: c.url.pathname.slice('/v1/things/'.length) }));
+  const open = await serve(r, false);
+  const own = await serve(r, true);
+  try {
+    assert.equal((await call(open.port, 'DELETE', '/v1/things/a')).status, 403);
+    assert.deepEqual(await call(own.port, 'DELETE', '/v1/things/a%3Ab'), {
+      status: 200,
+      body: '{"name":"a%3Ab"}',
+    });
+    assert.equal((await call(own.port, 'DELETE', '/v1/things/')).status, 404);
+    assert.equal((await call(own.port, 'GET', '/v1/things/a')).status, 405);
+  } finally {
+    open.srv.close();
+    own.srv.close();
+  }
+});
+
 test('query parsing: integer lists, buffer types, ranges, report filters', () => {
   const u = (q: string) => new URL(`http://x/v1/report?${q}`);
   assert.deepEqual(intList(u('device=0, 2,3'), 'device'), [0, 2, 3]);
@@ -140,7 +159,7 @@ test('reportQuery ?since=MARK: the mark’s cut and PID; an unknown mark is a 40
   assert.throws(() => reportQuery(new URL('http://x/?since=cold'), marks), { status: 404 });
 });
 
-test('leak routes on their small context alone: marks set, persisted, listed', async () => {
+test('leak routes on their small context alone: marks set, persisted, listed, unset', async () => {
   const tr = new Tracker();
   const marks = new Checkpoints(tr);
   const persisted: string[] = [];
@@ -154,6 +173,7 @@ test('leak routes on their small context alone: marks set, persisted, listed', a
     // PID 13 is PID 12's child (what the server records when it first sees a PID)
     treeOf: (root) => (root === 12 ? [12, 13] : [root]),
     persistMark: async (m) => void persisted.push(m.name),
+    persistUnmark: async (name) => void persisted.push(`-${name}`),
     log: (m) => logged.push(m),
   });
   const { srv, port } = await serve(r, true);
@@ -188,6 +208,9 @@ test('leak routes on their small context alone: marks set, persisted, listed', a
       [false, 1, 4096, [13]],
     );
     assert.equal(sweeps, 3, 'a check sweeps dead owners first (so did both diffs)');
+    assert.equal((await call(port, 'DELETE', '/v1/marks/before')).status, 200);
+    assert.equal((await call(port, 'DELETE', '/v1/marks/before')).status, 404);
+    assert.deepEqual(persisted, ['before', '-before']);
   } finally {
     srv.close();
   }

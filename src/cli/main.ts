@@ -14,6 +14,7 @@ import {
   leaksCommand,
   markCommand,
   marksCommand,
+  unmarkCommand,
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     forgetCommand(),
     stopCommand(),
     markCommand(),
+    unmarkCommand(),
     marksCommand(),
     diffCommand(),
     checkCommand(),

@@ -6,7 +6,7 @@ import { RowArray } from '../state/left-behind.js';
 import { bufferRow } from '../report/buffer-report.js';
 import { intList, treeParam } from './query.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
-import type { Rule } from '../analysis/suppressions.js';
+import { parseRules, RuleError, type Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES, type LeftBehindInput } from '../analysis/classify.js';
 import { renderClassified, renderDiff } from '../report/leak-text.js';
 import type {
@@ -15,6 +15,7 @@ import type {
   DiffResponse,
   MarkResponse,
   MarksResponse,
+  UnmarkResponse,
 } from '../report/types.js';
 
 /** What the leak routes read and do. */
@@ -27,6 +28,8 @@ export interface LeakContext {
   treeOf(root: number): number[];
   /** Persists a new mark. */
   persistMark(m: Mark): Promise<void>;
+  /** Persists a mark's deletion. */
+  persistUnmark(name: string): Promise<void>;
   log(msg: string): void;
 }
 
@@ -73,6 +76,24 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       throw e;
     }
   });
+  // DELETE /v1/marks/NAME (the name URL-encoded): 404 when there is no such mark.
+  r.deletePrefix('/v1/marks/', async (c): Promise<UnmarkResponse> => {
+    let name: string;
+    try {
+      name = decodeURIComponent(c.url.pathname.slice('/v1/marks/'.length));
+    } catch {
+      throw new HttpError(400, 'the mark name is not valid URL encoding');
+    }
+    let m: Mark;
+    try {
+      m = s.marks.delete(name);
+    } catch (e) {
+      if (e instanceof MarkError) throw new HttpError(404, e.message);
+      throw e;
+    }
+    await s.persistUnmark(name);
+    return { schema_version: 1, deleted: m };
+  });
   // ?a=NAME[&b=NAME][&format=text]: intervals between every mark from a up to b (or now when b is
   // absent); as text, the CLI's rendering (the page shows it too).
   r.get('/v1/diff', (c): DiffResponse | undefined => {
@@ -117,7 +138,8 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     c.res.end(body);
     return undefined;
   });
-  // ?since=NAME&max_bytes=N&rules=<JSON rules>[&tree=PID][&pid=P,…]
+  // ?since=NAME&max_bytes=N&rules=<JSON rules>&rules_text=<a rules file>&rules_source=<its name>
+  // [&tree=PID][&pid=P,…]
   r.get('/v1/check', (c): CheckResponse => {
     s.reapDead();
     const m = markOr404(s, c.url.searchParams.get('since'), 'check');
@@ -133,6 +155,19 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
         throw new HttpError(400, 'rules is not JSON');
       }
       if (!Array.isArray(rules)) throw new HttpError(400, 'rules must be a JSON array');
+    }
+    // rules_text: a rules file's text as it is (the pytest plugin sends its file unparsed)
+    const rulesFile = c.url.searchParams.get('rules_text');
+    if (rulesFile !== null) {
+      try {
+        rules = [
+          ...rules,
+          ...parseRules(rulesFile, c.url.searchParams.get('rules_source') ?? 'rules'),
+        ];
+      } catch (e) {
+        if (e instanceof RuleError) throw new HttpError(400, e.message);
+        throw e;
+      }
     }
     // Class rules need the classifier (built once per check, only when a rule asks for it).
     const classOf = rules.some((x) => x.class !== undefined)

@@ -26,6 +26,14 @@ interface Route {
   path: string;
   handler: Handler;
   mutating: boolean;
+  /** `path` is a prefix followed by one name (DELETE /v1/marks/NAME). */
+  prefix?: boolean;
+}
+
+function matches(r: Route, pathname: string): boolean {
+  return r.prefix
+    ? pathname.startsWith(r.path) && pathname.length > r.path.length
+    : r.path === pathname;
 }
 
 const MAX_BODY = 1 << 20;
@@ -39,13 +47,19 @@ export class Router {
   post(path: string, handler: Handler): void {
     this.routes.push({ method: 'POST', path, handler, mutating: true });
   }
+  /**
+   * DELETE on `prefix` + a name (the handler reads it from `url.pathname`); mutating like POST.
+   */
+  deletePrefix(prefix: string, handler: Handler): void {
+    this.routes.push({ method: 'DELETE', path: prefix, handler, mutating: true, prefix: true });
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse, trusted: boolean): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://ttalloc');
-    const route = this.routes.find((r) => r.path === url.pathname && r.method === req.method);
+    const route = this.routes.find((r) => matches(r, url.pathname) && r.method === req.method);
     try {
       if (!route) {
-        const other = this.routes.some((r) => r.path === url.pathname);
+        const other = this.routes.some((r) => matches(r, url.pathname));
         throw new HttpError(
           other ? 405 : 404,
           other

@@ -111,6 +111,8 @@ export const Ctl = {
   EPOCH: 0x80,
   /** data: JSON Mark. */
   MARK: 0x82,
+  /** data: JSON {name} — the mark was deleted (a snapshot simply no longer lists it). */
+  UNMARK: 0x90,
   /** data: JSON ReapEntry — PIDs released as gone (what they held is kept as left behind). */
   REAP: 0x83,
   /** no data: state forgotten on request. */

@@ -280,6 +280,9 @@ export function replay(
         case Ctl.MARK:
           marks.load([json() as Mark]);
           break;
+        case Ctl.UNMARK:
+          marks.drop((json() as { name: string }).name);
+          break;
         case Ctl.REAP: {
           const r = json() as ReapEntry;
           tr.releasePids(new Set(r.pids), r.atMs, (pid) => r.ids?.[pid]);

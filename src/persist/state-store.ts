@@ -155,13 +155,17 @@ export class StateStore implements EventJournal {
     this.control(jsonEntry(Ctl.FORGET, f));
     return this.drain();
   }
-  /** A deliberate reset or mark is on disk before the request is answered. */
+  /** A deliberate reset, mark or unmark is on disk before the request is answered. */
   reset(): Promise<void> {
     this.control(controlEntry(Ctl.RESET));
     return this.drain();
   }
   mark(m: unknown): Promise<void> {
     this.control(jsonEntry(Ctl.MARK, m));
+    return this.drain();
+  }
+  unmark(name: string): Promise<void> {
+    this.control(jsonEntry(Ctl.UNMARK, { name }));
     return this.drain();
   }
 

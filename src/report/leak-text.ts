@@ -25,6 +25,11 @@ export function renderMark(m: Mark): string {
   return `mark '${m.name}' set at ${at(m.atMs)}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
 }
 
+export function renderUnmark(m: Mark): string {
+  const forPid = m.pid ? ` for pid ${m.pid}` : '';
+  return `mark '${m.name}' deleted (it was set at ${at(m.atMs)}${forPid})\n`;
+}
+
 /** `ttalloc marks`, oldest first. */
 export function renderMarks(r: MarksResponse): string {
   if (!r.marks.length) return 'no marks (ttalloc mark NAME sets one)\n';

@@ -303,6 +303,11 @@ export interface MarkResponse {
   schema_version: 1;
   mark: Mark;
 }
+/** DELETE /v1/marks/NAME: the mark that was deleted. */
+export interface UnmarkResponse {
+  schema_version: 1;
+  deleted: Mark;
+}
 
 export interface SizeGroup {
   device: number;

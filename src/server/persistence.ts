@@ -116,6 +116,10 @@ export class Persistence {
     await this.store?.mark(m);
   }
 
+  async unmark(name: string): Promise<void> {
+    await this.store?.unmark(name);
+  }
+
   async reset(): Promise<void> {
     await this.store?.reset();
   }

@@ -332,6 +332,7 @@ export class AllocationServer {
       reapDead: reaper.reapDead,
       treeOf: (root) => this.treeOf(root),
       persistMark: (m) => persistence.mark(m),
+      persistUnmark: (name) => persistence.unmark(name),
       log,
     });
     return registerLiveRoutes(this.router, {

@@ -45,6 +45,13 @@ export class Checkpoints {
     return m;
   }
 
+  /** Forgets a mark (a test harness's mark once its test is over); throws when there is none. */
+  delete(name: string): Mark {
+    const m = this.get(name);
+    this.marks.delete(name);
+    return m;
+  }
+
   /** Marks in the order they were taken. */
   list(): Mark[] {
     return [...this.marks.values()].sort((a, b) => a.cutMs - b.cutMs);
@@ -64,5 +71,9 @@ export class Checkpoints {
       this.marks.set(m.name, { name: m.name, cutMs, atMs: m.atMs, pid: m.pid });
       this.tracker.restoreFloor(cutMs);
     }
+  }
+  /** Replay's delete: a journal's UNMARK of a mark already gone is no error. */
+  drop(name: string): void {
+    this.marks.delete(name);
   }
 }

@@ -1,4 +1,4 @@
-// Leak analysis commands: mark, marks, diff, check (the CI gate, exit 23 like LeakSanitizer).
+// Leak analysis commands: mark, unmark, marks, diff, check (the CI gate, exit 23 like LSan).
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { action, clientFor, intArg, socketOption } from '../common.js';
@@ -9,6 +9,7 @@ import {
   renderDiff,
   renderMark,
   renderMarks,
+  renderUnmark,
 } from '../../report/leak-text.js';
 import type {
   CheckResult,
@@ -16,6 +17,7 @@ import type {
   DiffResponse,
   MarkResponse,
   MarksResponse,
+  UnmarkResponse,
 } from '../../report/types.js';
 
 export const EXIT_LEAKS = 23;
@@ -49,6 +51,25 @@ export function markCommand(): Command {
         });
         if (o.json) json(r);
         else process.stdout.write(renderMark(r.mark));
+      }),
+    );
+}
+
+export function unmarkCommand(): Command {
+  return new Command('unmark')
+    .description(
+      'delete the checkpoint NAME (a test harness deletes its per-test mark after the test); ' +
+        'an error when there is no such mark',
+    )
+    .argument('<name>', 'checkpoint name, as `ttalloc marks` lists it')
+    .addOption(socketOption())
+    .option('--json', 'machine-readable output')
+    .action(
+      action(async (name: string, o: { socket?: string; json?: boolean }) => {
+        const path = `/v1/marks/${encodeURIComponent(name)}`;
+        const r = await clientFor(o).json<UnmarkResponse>('DELETE', path);
+        if (o.json) json(r);
+        else process.stdout.write(renderUnmark(r.deleted));
       }),
     );
 }
