@@ -16,12 +16,15 @@ import {
   marksCommand,
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
+import { runCommand } from './commands/run.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
     .description('Cross-process device-memory tracker for Tenstorrent accelerators')
     .version('0.1.0')
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    // `run`'s options end at the command's name: `ttalloc run pytest -x` passes -x to pytest.
+    .enablePositionalOptions();
   for (const c of [
     serverCommand(),
     dumpCommand(),
@@ -36,6 +39,7 @@ export function buildProgram(): Command {
     leaksCommand(),
     demoCommand(),
     topCommand(),
+    runCommand(),
   ]) {
     program.addCommand(c);
   }
