@@ -263,6 +263,21 @@ test('SIGTERM to run is forwarded to the command; the server is stopped', async 
   assert.equal(await answers(socket), false);
 });
 
+test("a terminal's Ctrl-C (SIGINT to the run's process group): report, then 130", async () => {
+  const socket = freshSocket();
+  const started = join(dir, 'started-int');
+  let runPid = 0;
+  const p = ttallocRun(['--socket', socket, ...sh(`touch ${started}; exec sleep 600`)], {
+    onSpawn: (pid) => (runPid = pid),
+  });
+  while (!existsSync(started)) await new Promise((r) => setTimeout(r, 10));
+  process.kill(-runPid, 'SIGINT'); // the command and `run` both get it; the server does not
+  const r = await p;
+  assert.equal(r.code, 128 + 2, r.stderr);
+  assert.match(r.stdout, /^ttalloc run: OK: 0 buffers, /m);
+  assert.equal(await answers(socket), false);
+});
+
 // ---------------------------------------------------------------- leftovers of exited processes
 // These need the server's `tree=<pid>` query and left-behind records of exited processes (the
 // lead's side of issue 12): until then the server releases what an exited process held, and the

@@ -36,6 +36,8 @@ const START_TIMEOUT_MS = 10_000;
 /** Bound of the wait for the server to catch up with the command's exit (see settle()). */
 const SETTLE_MAX_MS = 2_000;
 const SETTLE_POLL_MS = 50;
+/** How long the server may take to notice an exit by itself (issue 12: ~100 ms). */
+const EXIT_NOTICE_MS = 200;
 /** A server started for the run gets this long to stop on SIGTERM before SIGKILL. */
 const STOP_TIMEOUT_MS = 5_000;
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
@@ -73,13 +75,13 @@ export function runCommand(): Command {
     .addOption(socketOption())
     .option(
       '--exitcode <n>',
-      `exit status when leaks remain (default ${EXIT_LEAKS}, like LeakSanitizer's exitcode)`,
+      "exit status when leaks remain (like LeakSanitizer's exitcode)",
       intArg('--exitcode', 0, 255),
       EXIT_LEAKS,
     )
     .option(
       '--max-bytes <n>',
-      'bytes allowed to remain (default 0: any remaining buffer fails)',
+      'bytes allowed to remain (0: any remaining buffer fails)',
       intArg('--max-bytes'),
       0,
     )
@@ -107,40 +109,37 @@ async function runAction(argv: string[], o: RunOptions): Promise<void> {
   try {
     status = await runAndReport(argv, o, { server, mark, query, signals });
   } finally {
-    signals.stopped = true;
+    signals.phase = 'done';
     await stopServer(server);
   }
   process.exit(status);
 }
 
 /**
- * SIGINT / SIGTERM / SIGHUP of `run`: forwarded to the command while it runs (a terminal's Ctrl-C
- * reaches it anyway, being in the same foreground process group; a `kill` of `run` reaches it only
- * this way). Before the command starts or after it ended, the run stops: its server is stopped
- * and `run` exits 128+signal.
+ * SIGINT / SIGTERM / SIGHUP of `run`. While the command runs they are forwarded to it (a
+ * terminal's Ctrl-C reaches it anyway, being in the same foreground process group; a `kill` of
+ * `run` reaches it only this way), and the run goes on to report what it left, once it has
+ * exited. Before the command starts, or while the report is being made, a signal stops the run:
+ * the server it started is stopped and `run` exits 128+signal.
  */
 class SignalRelay {
+  phase: 'setup' | 'command' | 'report' | 'done' = 'setup';
   child: ChildProcess | null = null;
-  stopped = false;
   cleanup: () => Promise<void> = async () => {};
-  private readonly handlers = new Map<NodeJS.Signals, () => void>();
 
   constructor() {
-    for (const sig of FORWARDED) {
-      const h = () => this.on(sig);
-      this.handlers.set(sig, h);
-      process.on(sig, h);
-    }
+    for (const sig of FORWARDED) process.on(sig, () => this.on(sig));
   }
 
   private on(sig: NodeJS.Signals): void {
-    const c = this.child;
-    if (c && c.exitCode === null && c.signalCode === null) {
-      c.kill(sig);
+    if (this.phase === 'done') return;
+    if (this.phase === 'command') {
+      const c = this.child;
+      // Already exited (the same Ctrl-C reached it first): the report follows.
+      if (c && c.exitCode === null && c.signalCode === null) c.kill(sig);
       return;
     }
-    if (this.stopped) return;
-    this.stopped = true;
+    this.phase = 'done';
     process.stderr.write(`ttalloc run: ${sig} received, stopping\n`);
     void this.cleanup().finally(() => process.exit(128 + constants.signals[sig]));
   }
@@ -150,7 +149,8 @@ class SignalRelay {
 async function attachOrStart(socket: string, signals: SignalRelay): Promise<RunServer> {
   const client = new ControlClient(socket);
   const using = (): RunServer => {
-    process.stderr.write(`ttalloc: using the server on ${socket}${runtimeNote(socket)}\n`);
+    const note = runtimeNote(socket);
+    process.stderr.write(`ttalloc: using the server on ${socket}${note ? ` (${note})` : ''}\n`);
     return { socket, client, started: null };
   };
   if (await answers(client)) return using();
@@ -185,18 +185,17 @@ async function attachOrStart(socket: string, signals: SignalRelay): Promise<RunS
     }
     await sleep(20);
   }
+  const note = runtimeNote(socket);
   process.stderr.write(
-    `ttalloc: started a server for this run on ${socket} (in memory; stopped afterwards)` +
-      `${runtimeNote(socket)}\n`,
+    `ttalloc: started a server for this run on ${socket} ` +
+      `(in memory, stopped afterwards${note ? `; ${note}` : ''})\n`,
   );
   return server;
 }
 
 /** The TT-Metal runtime's client connects to the default path only, whatever the environment. */
 function runtimeNote(socket: string): string {
-  return socket === DEFAULT_SOCKET
-    ? ''
-    : `; note: the TT-Metal runtime's client reports to ${DEFAULT_SOCKET} only`;
+  return socket === DEFAULT_SOCKET ? '' : `the TT-Metal runtime reports to ${DEFAULT_SOCKET} only`;
 }
 
 async function answers(client: ControlClient): Promise<boolean> {
@@ -232,6 +231,7 @@ async function runAndReport(argv: string[], o: RunOptions, ctx: RunContext): Pro
   const { server, mark } = ctx;
   await server.client.json('POST', '/v1/marks', { name: mark, pid: null });
   const end = await runChild(argv, server.socket, ctx.signals);
+  ctx.signals.phase = 'report';
   if ('error' in end) {
     await deleteMark(ctx);
     const e = end.error;
@@ -261,6 +261,7 @@ function runChild(argv: string[], socket: string, signals: SignalRelay): Promise
   const env = { ...process.env, TT_ALLOC_TRACKING_ENABLED: '1', TT_ALLOC_SERVER_SOCKET: socket };
   const child = spawn(argv[0], argv.slice(1), { stdio: 'inherit', env });
   signals.child = child;
+  signals.phase = 'command';
   return new Promise((resolve) => {
     child.on('error', (e: NodeJS.ErrnoException) => {
       // Only a failed spawn has no PID; a later error (a signal that could not be sent) is moot.
@@ -273,25 +274,36 @@ function runChild(argv: string[], socket: string, signals: SignalRelay): Promise
 /**
  * The command has exited, but the server may not have caught up with it yet: what its processes
  * wrote last may still wait in the socket buffers, and the server notices an exit within ~100 ms
- * (pidfd, the data connection closing, or its sweep). We wait until (a) the server's frame count
- * stood still between two polls SETTLE_POLL_MS apart, and (b) no process it lists as holding
- * buffers is gone (kill(pid, 0)): it has noticed every exit, so each buffer is counted once,
- * where it belongs, and nothing the command sent is still unread. Bounded by SETTLE_MAX_MS: on a
- * busy shared server whose frame count never stands still, or with a dead process the server has
- * not swept yet (unrelated to the run or not), the bound is all it costs, and the report says
- * what the server knew then (the report routes run the same dead-owner sweep first).
+ * (pidfd, the data connection closing, or its periodic sweep). We wait until (a) the server's
+ * frame count stood still between two polls SETTLE_POLL_MS apart (it answered in between, so its
+ * loop turned: nothing the command sent is still unread), and (b) no process it lists as holding
+ * buffers is gone (kill(pid, 0)): it has noticed every exit, so each buffer is counted where it
+ * belongs. When (a) holds and (b) still does not after EXIT_NOTICE_MS (a server that only sweeps
+ * periodically), we ask for the sweep now (POST /v1/reap: the one every dump runs first anyway).
+ * Bounded by SETTLE_MAX_MS: a busy shared server whose frame count never stands still costs that
+ * bound, and the report then says what the server knew at that moment.
  */
 async function settle(client: ControlClient): Promise<void> {
   const deadline = Date.now() + SETTLE_MAX_MS;
   let last = -1;
+  let stillSince = Date.now();
+  let swept = false;
   while (Date.now() < deadline) {
     const st = await client.json<StatsResponse>('GET', '/v1/stats');
     const frames = st.frames.total + st.frames.rejected;
-    const procs = await client.json<ProcessesResponse>('GET', '/v1/processes');
-    const unnoticed = procs.processes.some(
-      (p) => (p as { state?: string }).state !== 'exited' && !isProcessAlive(p.pid),
-    );
-    if (frames === last && !unnoticed) return;
+    if (frames !== last) stillSince = Date.now();
+    else {
+      const procs = await client.json<ProcessesResponse>('GET', '/v1/processes');
+      const unnoticed = procs.processes.some(
+        (p) => (p as { state?: string }).state !== 'exited' && !isProcessAlive(p.pid),
+      );
+      if (!unnoticed) return;
+      if (!swept && Date.now() - stillSince >= EXIT_NOTICE_MS) {
+        swept = true;
+        await client.raw('POST', '/v1/reap');
+        continue;
+      }
+    }
     last = frames;
     await sleep(SETTLE_POLL_MS);
   }
@@ -338,12 +350,20 @@ async function report(argv: string[], o: RunOptions, ctx: ReportContext): Promis
   return check.ok;
 }
 
-function verdict(r: CheckResult, pid: number): string {
-  const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
+/** What the lead's CheckResult adds (optional here until the two branches meet). */
+type CheckExtras = { summary?: string; exitedBuffers?: number; devices?: number[] };
+
+function verdict(r: CheckResult & CheckExtras, pid: number): string {
+  const notes = [
+    r.exitedBuffers ? `${r.exitedBuffers} left by processes that exited` : '',
+    `budget ${r.maxBytes}`,
+    r.suppressedBuffers ? `${r.suppressedBuffers} suppressed` : '',
+  ].filter(Boolean);
   const line =
     `ttalloc run: ${r.ok ? 'OK' : 'LEAK'}: ${r.leakedBuffers} buffers, ${r.leakedBytes} bytes ` +
-    `remain from pid ${pid} and its descendants (budget ${r.maxBytes})${sup}\n`;
+    `remain from pid ${pid} and its descendants (${notes.join('; ')})\n`;
   if (r.ok) return line;
+  if (r.summary) return `${line}${r.summary}\n`;
   // The device count is exact only when the check listed every offender.
   const devices =
     r.buffers.length === r.leakedBuffers
