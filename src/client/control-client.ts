@@ -14,6 +14,8 @@ export class ServerError extends Error {
   }
 }
 
+export type Method = 'GET' | 'POST' | 'DELETE';
+
 export interface ControlResponse {
   status: number;
   body: string;
@@ -26,7 +28,7 @@ export class ControlClient {
     this.controlPath = controlPathFor(socketPath);
   }
 
-  raw(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<ControlResponse> {
+  raw(method: Method, path: string, body?: unknown): Promise<ControlResponse> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
@@ -73,17 +75,13 @@ export class ControlClient {
     });
   }
 
-  async text(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<string> {
+  async text(method: Method, path: string, body?: unknown): Promise<string> {
     const r = await this.raw(method, path, body);
     if (r.status !== 200) throw new ServerError(r.status, errorMessage(r));
     return r.body;
   }
 
-  async json<T = unknown>(
-    method: 'GET' | 'POST' | 'DELETE',
-    path: string,
-    body?: unknown,
-  ): Promise<T> {
+  async json<T = unknown>(method: Method, path: string, body?: unknown): Promise<T> {
     return JSON.parse(await this.text(method, path, body)) as T;
   }
 }
