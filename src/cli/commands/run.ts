@@ -41,6 +41,8 @@ const EXIT_NOTICE_MS = 200;
 /** A server started for the run gets this long to stop on SIGTERM before SIGKILL. */
 const STOP_TIMEOUT_MS = 5_000;
 const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+/** A signal this soon after the command's exit is taken for the one that ended it. */
+const SAME_SIGNAL_MS = 1_000;
 
 interface RunOptions {
   socket?: string;
@@ -104,6 +106,8 @@ async function runAction(argv: string[], o: RunOptions): Promise<void> {
   // Read before anything starts: a bad rules file must not cost a whole test suite's run.
   const query = checkQuery({ since: mark, maxBytes: o.maxBytes, ignore: o.ignore });
   const signals = new SignalRelay();
+  // `ttalloc run … | head`: a reader that goes away must not end the run before its cleanup.
+  process.stdout.on('error', () => {});
   const server = await attachOrStart(resolveSocket(o.socket), signals);
   let status: number;
   try {
@@ -126,17 +130,37 @@ class SignalRelay {
   phase: 'setup' | 'command' | 'report' | 'done' = 'setup';
   child: ChildProcess | null = null;
   cleanup: () => Promise<void> = async () => {};
+  /** When the report phase began, and whether any signal came while the command ran. */
+  private reportSince = 0;
+  private seenWhileRunning = false;
 
   constructor() {
     for (const sig of FORWARDED) process.on(sig, () => this.on(sig));
   }
 
+  /** The command has exited: what follows is the report. */
+  reporting(): void {
+    this.phase = 'report';
+    this.reportSince = Date.now();
+  }
+
   private on(sig: NodeJS.Signals): void {
     if (this.phase === 'done') return;
     if (this.phase === 'command') {
+      this.seenWhileRunning = true;
       const c = this.child;
       // Already exited (the same Ctrl-C reached it first): the report follows.
       if (c && c.exitCode === null && c.signalCode === null) c.kill(sig);
+      return;
+    }
+    // The Ctrl-C that ended the command reaches `run` at the same moment, and Node may tell of
+    // the command's exit first: a first signal right after the exit is that one, not a second.
+    if (
+      this.phase === 'report' &&
+      !this.seenWhileRunning &&
+      Date.now() - this.reportSince < SAME_SIGNAL_MS
+    ) {
+      this.seenWhileRunning = true;
       return;
     }
     this.phase = 'done';
@@ -163,6 +187,10 @@ async function attachOrStart(socket: string, signals: SignalRelay): Promise<RunS
   );
   const server: RunServer = { socket, client, started: proc };
   signals.cleanup = () => stopServer(server);
+  // Whatever ends `run` (an error's process.exit, an uncaught exception), the server goes too.
+  process.once('exit', () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+  });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
@@ -231,7 +259,7 @@ async function runAndReport(argv: string[], o: RunOptions, ctx: RunContext): Pro
   const { server, mark } = ctx;
   await server.client.json('POST', '/v1/marks', { name: mark, pid: null });
   const end = await runChild(argv, server.socket, ctx.signals);
-  ctx.signals.phase = 'report';
+  ctx.signals.reporting();
   if ('error' in end) {
     await deleteMark(ctx);
     const e = end.error;
