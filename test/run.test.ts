@@ -111,8 +111,19 @@ function holderScript(): { script: string; ready: string } {
   const ready = join(dir, `holder-${nth++}.out`);
   const script =
     `sleep 600 | ${client()} > ${ready} & ` +
-    `while ! grep -q ready ${ready} 2>/dev/null; do sleep 0.01; done`;
+    // (bounded: 20 s, then exit 99, if the client never gets ready)
+    `i=0; while ! grep -q ready ${ready} 2>/dev/null; do ` +
+    `i=$((i+1)); [ $i -gt 2000 ] && exit 99; sleep 0.01; done`;
   return { script, ready };
+}
+
+/** Polls `cond` every 10 ms; fails after 20 s (a run that died early must not hang the suite). */
+async function waitUntil(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 const readyPids = (out: string) => [...out.matchAll(/^ready pid=(\d+)$/gm)].map((m) => +m[1]);
@@ -256,7 +267,7 @@ test('SIGTERM to run is forwarded to the command; the server is stopped', async 
   const p = ttallocRun(['--socket', socket, ...sh(`touch ${started}; exec sleep 600`)], {
     onSpawn: (pid) => (runPid = pid),
   });
-  while (!existsSync(started)) await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(() => existsSync(started), 'the command to start');
   process.kill(runPid, 'SIGTERM');
   const r = await p;
   assert.equal(r.code, 128 + 15, r.stderr);
@@ -270,7 +281,7 @@ test("a terminal's Ctrl-C (SIGINT to the run's process group): report, then 130"
   const p = ttallocRun(['--socket', socket, ...sh(`touch ${started}; exec sleep 600`)], {
     onSpawn: (pid) => (runPid = pid),
   });
-  while (!existsSync(started)) await new Promise((r) => setTimeout(r, 10));
+  await waitUntil(() => existsSync(started), 'the command to start');
   process.kill(-runPid, 'SIGINT'); // the command and `run` both get it; the server does not
   const r = await p;
   assert.equal(r.code, 128 + 2, r.stderr);
@@ -364,19 +375,20 @@ test("a process outside the command's tree is not counted against it", { skip: S
       ...sh(`while [ ! -e ${go} ]; do sleep 0.01; done`),
     ]);
     // The outsider allocates after the run's mark, while the command runs.
-    for (;;) {
+    await waitUntil(async () => {
       const marks = await srv.client.json<MarksResponse>('GET', '/v1/marks');
-      if (marks.marks.some((m) => m.name.startsWith('run-'))) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+      return marks.marks.some((m) => m.name.startsWith('run-'));
+    }, "the run's mark");
     const holder = spawn('sh', ['-c', `sleep 600 | ${client()} ${srv.socket} > ${ready}`], {
       stdio: 'ignore',
       detached: true,
     });
     outsider = holder.pid!;
     groups.add(outsider);
-    while (!/ready/.test(existsSync(ready) ? readFileSync(ready, 'utf8') : ''))
-      await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(
+      () => existsSync(ready) && /ready/.test(readFileSync(ready, 'utf8')),
+      'the outsider to be ready',
+    );
     writeFileSync(go, '');
     const r = await p;
     assert.equal(r.code, 0, r.stdout + r.stderr);
