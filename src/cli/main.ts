@@ -17,12 +17,15 @@ import {
   unmarkCommand,
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
+import { runCommand } from './commands/run.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
     .description('Cross-process device-memory tracker for Tenstorrent accelerators')
     .version('0.1.0')
-    .showHelpAfterError('(add --help for usage)');
+    .showHelpAfterError('(add --help for usage)')
+    // `run`'s options end at the command's name: `ttalloc run pytest -x` passes -x to pytest.
+    .enablePositionalOptions();
   for (const c of [
     serverCommand(),
     dumpCommand(),
@@ -39,6 +42,7 @@ export function buildProgram(): Command {
     leaksCommand(),
     demoCommand(),
     topCommand(),
+    runCommand(),
   ]) {
     program.addCommand(c);
   }

@@ -134,22 +134,7 @@ export function checkCommand(): Command {
           ignore?: string;
           json?: boolean;
         }) => {
-          let rules: unknown[] = [];
-          if (o.ignore) {
-            let text: string;
-            try {
-              text = readFileSync(o.ignore, 'utf8');
-            } catch (e) {
-              const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-              throw new Error(`cannot read rules file ${o.ignore}: ${why}`);
-            }
-            rules = parseRules(text, o.ignore);
-          }
-          const q = new URLSearchParams({
-            since: o.since,
-            max_bytes: String(o.maxBytes),
-            rules: JSON.stringify(rules),
-          });
+          const q = checkQuery(o);
           const r = await clientFor(o).json<CheckResult>('GET', `/v1/check?${q}`);
           if (o.json) json(r);
           else process.stdout.write(renderCheck(r));
@@ -157,6 +142,33 @@ export function checkCommand(): Command {
         },
       ),
     );
+}
+
+/**
+ * The query of GET /v1/check: the mark, the byte budget and the suppression rules read from
+ * `ignore` (shared by `check` and `run`).
+ */
+export function checkQuery(o: {
+  since: string;
+  maxBytes: number;
+  ignore?: string;
+}): URLSearchParams {
+  let rules: unknown[] = [];
+  if (o.ignore) {
+    let text: string;
+    try {
+      text = readFileSync(o.ignore, 'utf8');
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new Error(`cannot read rules file ${o.ignore}: ${why}`);
+    }
+    rules = parseRules(text, o.ignore);
+  }
+  return new URLSearchParams({
+    since: o.since,
+    max_bytes: String(o.maxBytes),
+    rules: JSON.stringify(rules),
+  });
 }
 
 export function leaksCommand(): Command {
