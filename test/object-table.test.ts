@@ -17,15 +17,17 @@ import {
 } from '../src/state/object-table.js';
 
 const BORN = 1_790_000_000_123; // a 2026 time: above 2^32 ms, so both words of it are used
-const obj = (lo: number, size = 4096, device = 0, hi = 0, owner = 42) => ({
+const obj = (lo: number, size = 4096, device = 0, hi = 0) => ({
   device,
   lo,
   hi,
   size,
   sub: 3,
-  owner,
+  owner: 42,
   bornMs: BORN,
 });
+/** obj() of another owner. */
+const objOf = (owner: number, lo: number, size = 4096) => ({ ...obj(lo, size), owner });
 /** The key of owner 42's object (device, lo, hi). */
 const key = (device: number, lo: number, hi: number, owner = 42) => ({ device, lo, hi, owner });
 
@@ -158,17 +160,17 @@ test('one owner per object: another owner at the same key conflicts, then shares
   const t = new ObjectTable();
   assert.equal(t.allocRef(obj(0x1000, 100)), ALLOC_NEW);
   // PID 43 reports the address PID 42 holds: not a reference of 42's buffer
-  assert.equal(t.allocRef(obj(0x1000, 200, 0, 0, 43)), ALLOC_CONFLICT);
+  assert.equal(t.allocRef(objOf(43, 0x1000, 200)), ALLOC_CONFLICT);
   assert.equal(t.pid(t.conflictEntry), 42);
   assert.equal(t.count, 1, 'a conflict inserts nothing');
-  assert.equal(t.allocRef(obj(0x1000, 200, 0, 0, 43), true), ALLOC_NEW);
+  assert.equal(t.allocRef(objOf(43, 0x1000, 200), true), ALLOC_NEW);
   assert.equal(t.count, 2);
   const a = t.find(0, 0x1000, 0, 42),
     b = t.find(0, 0x1000, 0, 43);
   assert.deepEqual([t.size(a), t.ref(a), t.size(b), t.ref(b)], [100, 1, 200, 1]);
   assert.ok(t.flags(a) & FLAG_SHARED && t.flags(b) & FLAG_SHARED, 'both are flagged shared');
   // each owner's repeat is its own reference; each FREE releases the sender's own buffer
-  assert.equal(t.allocRef(obj(0x1000, 200, 0, 0, 43)), ALLOC_REF);
+  assert.equal(t.allocRef(objOf(43, 0x1000, 200)), ALLOC_REF);
   assert.equal(t.release(key(0, 0x1000, 0, 44)), RELEASE_UNKNOWN, 'a third PID frees nothing');
   assert.equal(t.release(key(0, 0x1000, 0, 42)), RELEASE_REMOVED);
   assert.equal(t.gonePid, 42);
@@ -181,7 +183,7 @@ test('one owner per object: another owner at the same key conflicts, then shares
 test('a row keeps a 42-bit allocation time and a 22-bit owner side by side', () => {
   const t = new ObjectTable();
   const late = 4_000_000_000_000; // year 2096: the high bits of the time are set
-  t.allocRef({ ...obj(5, 1, 0, 0, (1 << 22) - 1), bornMs: late });
+  t.allocRef({ ...objOf((1 << 22) - 1, 5, 1), bornMs: late });
   const e = t.find(0, 5, 0);
   assert.deepEqual([t.pid(e), t.bornMs(e)], [(1 << 22) - 1, late]);
   const copy = new Int32Array(7);

@@ -289,7 +289,7 @@ test('journal replay and snapshot + replay give back exactly the live state', as
             }
             if (++n % flushEvery === 0) store.flush();
           }
-          await store.close(tr);
+          await store.close();
           tr.onConflict = null;
           const want = view(tr, marks);
 
@@ -334,7 +334,7 @@ test('a buffer created and removed in one batch costs the journal nothing; other
     ev(MsgType.FREE, 0x1000 * 999);
     ev(MsgType.FREE, 0x1000 * 999);
     ev(MsgType.FREE, 0xdead000); // unknown: kept, it counts
-    await store.close(tr);
+    await store.close();
     const { tr: tr2, marks: marks2, rec } = reload(dir);
     // 7 live buffers: their ALLOCs; buffer 999: ALLOC, ALLOC, FREE, FREE; the unknown FREE.
     assert.equal(rec.journalEvents, 7 + 4 + 1);
@@ -370,7 +370,7 @@ test('a journal of 16 MiB or more sizes the buffer index before replay, and repl
       });
       applyEvent(tr, ev, store);
     }
-    await store.close(tr);
+    await store.close();
     const want = view(tr, marks);
 
     const { tr: tr2, marks: marks2, rec } = reload(dir);
@@ -388,25 +388,28 @@ test('a journal of 16 MiB or more sizes the buffer index before replay, and repl
     );
   }));
 
-test('a pair cancelled in the journal keeps the shared flag it left on the other owner’s buffer', () =>
-  inStateDir(async (dir) => {
-    const { tr, marks, store } = journaled(dir, 64 << 20);
-    const frame = (type: number, pid: number) =>
-      apply(tr, store, {
-        op: 'frame',
-        type,
-        dev: 0,
-        a: 0x1000,
-        size: 4096,
-        bt: 0,
-        sub: 0,
-        pid,
-        ago: 0,
-      });
-    frame(MsgType.ALLOC, 11);
-    frame(MsgType.ALLOC, 22); // 11 is alive (no hook): both buffers are flagged shared
-    frame(MsgType.FREE, 22); // in the same batch: the pair is cancelled
-    await store.close(tr);
-    const { tr: tr2, marks: marks2 } = reload(dir);
-    assert.deepEqual(view(tr2, marks2), view(tr, marks));
-  }));
+test(
+  'a pair cancelled in the journal keeps the shared flag it left on the other owner’s ' + 'buffer',
+  () =>
+    inStateDir(async (dir) => {
+      const { tr, marks, store } = journaled(dir, 64 << 20);
+      const frame = (type: number, pid: number) =>
+        apply(tr, store, {
+          op: 'frame',
+          type,
+          dev: 0,
+          a: 0x1000,
+          size: 4096,
+          bt: 0,
+          sub: 0,
+          pid,
+          ago: 0,
+        });
+      frame(MsgType.ALLOC, 11);
+      frame(MsgType.ALLOC, 22); // 11 is alive (no hook): both buffers are flagged shared
+      frame(MsgType.FREE, 22); // in the same batch: the pair is cancelled
+      await store.close();
+      const { tr: tr2, marks: marks2 } = reload(dir);
+      assert.deepEqual(view(tr2, marks2), view(tr, marks));
+    }),
+);

@@ -129,7 +129,8 @@ test('a killed client: its buffers, CBs and kernels are released, one summary li
       assert.match(
         exitedPart,
         new RegExp(
-          `Buffer ${b.replace('.', '\\.')} \\(PID ${pid}, exited \\d\\d:\\d\\d:\\d\\d, ref_count=1\\)`,
+          `Buffer ${b.replace('.', '\\.')} \\(PID ${pid}, ` +
+            `exited \\d\\d:\\d\\d:\\d\\d, ref_count=1\\)`,
         ),
       );
     assert.match(

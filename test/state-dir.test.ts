@@ -97,7 +97,7 @@ test('a stop whose last segment could not be synced leaves no clean marker', asy
   };
   syncBuiltinESMExports();
   try {
-    await store.close(tr);
+    await store.close();
   } finally {
     fs.fsyncSync = realFsync;
     syncBuiltinESMExports();

@@ -1,8 +1,8 @@
 // Writing a snapshot: the whole state of a Tracker (objects as raw rows, marks, what exited
-// processes left behind, counters) as checksummed batches, to a temporary file that replaces snapshot.bin only
-// once it is complete and on disk. The compactor worker writes it from its own replayed Tracker;
-// the server writes one itself only to resume persistence after a full disk, from copies, in
-// slices.
+// processes left behind, counters) as checksummed batches, to a temporary file that replaces
+// snapshot.bin only once it is complete and on disk. The compactor worker writes it from its own
+// replayed Tracker; the server writes one itself only to resume persistence after a full disk,
+// from copies, in slices.
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {

@@ -259,7 +259,7 @@ export class StateStore implements EventJournal {
   }
 
   /** Clean stop: everything on disk and synced, the clean marker, the lock released. */
-  async close(tr: Tracker): Promise<void> {
+  async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.compaction.stop();
     await this.drain();

@@ -149,23 +149,26 @@ async function stream(
   res.writeHead(200, { 'content-type': 'application/json' });
   const headText = JSON.stringify(reportJson(r, filter, Infinity));
   res.write(headText.slice(0, -1) + ',"buffers":[');
-  const out = { first: true };
-  if (snap && !(await streamRows(res, snap, filter, out))) return;
+  const out: RowStream = { filter, first: true };
+  if (snap && !(await streamRows(res, snap, out))) return;
   for (const p of exitedList) {
     if (filter.pids?.length && !filter.pids.includes(p.pid)) continue;
-    if (!(await streamRows(res, new RowArray(p.rows), filter, out, p))) return;
+    out.exited = p;
+    if (!(await streamRows(res, new RowArray(p.rows), out))) return;
   }
   res.end(']}');
 }
 
+/** Where streamed rows go: the filter, whether a row was written yet, the rows' exited process. */
+interface RowStream {
+  filter: ReportFilter;
+  first: boolean;
+  exited?: ReapedReport;
+}
+
 /** Writes the matching rows of `t` in slices; false when the reader went away. */
-async function streamRows(
-  res: ServerResponse,
-  t: Rows,
-  filter: ReportFilter,
-  out: { first: boolean },
-  exited?: ReapedReport,
-): Promise<boolean> {
+async function streamRows(res: ServerResponse, t: Rows, out: RowStream): Promise<boolean> {
+  const { filter, exited } = out;
   const match = matcher(t, filter);
   const now = Date.now();
   for (let start = 0; start < t.count; start += CHUNK) {

@@ -50,6 +50,15 @@ export class Connections {
     this.rejectedFramesClosed += c.rejected;
   }
 
+  /**
+   * Does a connection that PID `pid` opened (the kernel's credentials) stay open? After that
+   * process exited, someone still holds its socket: a child it shared it with.
+   */
+  heldOpen(pid: number): boolean {
+    for (const c of this.open) if (c.ownerPid === pid) return true;
+    return false;
+  }
+
   /** Forgets the claims of PIDs the tracker no longer knows (after a sweep). */
   forgetClaims(known: { has(pid: number): boolean }): void {
     for (const p of this.pastClaims.keys()) if (!known.has(p)) this.pastClaims.delete(p);

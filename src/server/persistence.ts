@@ -124,10 +124,10 @@ export class Persistence {
     await this.store?.reset();
   }
 
-  /** Stops journaling and closes the store (a final snapshot of `tr`). */
-  async close(tr: Tracker): Promise<void> {
+  /** Stops journaling and closes the store (everything on disk and synced). */
+  async close(): Promise<void> {
     if (!this.store) return;
     this.journaling = false;
-    await this.store.close(tr);
+    await this.store.close();
   }
 }

@@ -13,6 +13,8 @@ export interface ReaperDeps {
   persist: (exited: readonly ReapedReport[], atMs: number) => void;
   /** Called after each release with the PIDs still tracked (claims of others are forgotten). */
   afterSweep: (tracked: { has(pid: number): boolean }) => void;
+  /** Is a connection the PID opened still open (held by a child after its exit)? */
+  heldOpen?: (pid: number) => boolean;
   log: (msg: string) => void;
   /**
    * Who a released PID was (command line, parent, start), kept with what it left behind.
@@ -32,6 +34,7 @@ export class Reaper {
     const t0 = performance.now();
     const dead = registry.goneAmong(tracker.livePids());
     this.lastLivenessMs = performance.now() - t0;
+    this.keepHeld(dead);
     const now = Date.now();
     const reports = this.release(dead, now);
     tracker.forgetIdlePids((pid) => !registry.isGone(pid));
@@ -52,6 +55,30 @@ export class Reaper {
     this.settled(reports, now);
     return reports;
   };
+
+  /** PIDs said to be gone whose socket a child still holds (said once per PID). */
+  private readonly heldSaid = new Set<number>();
+
+  /**
+   * Keeps gone PIDs whose connection is still open out of `dead`: a child the process shared its
+   * socket with still reports under its PID (the kernel's credentials of the connection); what
+   * it reports stays live until that connection closes (the exit watch then releases it).
+   */
+  private keepHeld(dead: Set<number>): void {
+    const held = this.d.heldOpen;
+    if (!held) return;
+    for (const pid of dead) {
+      if (!held(pid)) continue;
+      dead.delete(pid);
+      if (this.heldSaid.has(pid)) continue;
+      this.heldSaid.add(pid);
+      this.d.log(
+        `process ${pid} is gone but its connection is still open (a child shares its socket?): ` +
+          'what it reports stays live under its PID until that connection closes',
+      );
+    }
+    for (const pid of this.heldSaid) if (!held(pid)) this.heldSaid.delete(pid);
+  }
 
   private release(dead: Set<number>, now: number): ReapedReport[] {
     const infoOf = this.d.infoOf;

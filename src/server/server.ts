@@ -88,8 +88,9 @@ export class AllocationServer {
     const reaper = (this.reaper = new Reaper({
       tracker: this.tracker,
       registry,
-      persist: (pids, atMs) => this.persistence.reap(pids, atMs),
+      persist: (exited, atMs) => this.persistence.reap(exited, atMs),
       afterSweep: (tracked) => this.connections.forgetClaims(tracked),
+      heldOpen: (pid) => this.connections.heldOpen(pid),
       log,
       infoOf: (pid) => registry.info(pid),
     }));
@@ -104,7 +105,7 @@ export class AllocationServer {
     // An ALLOC at an address another PID holds: a gone holder is released first (its objects are
     // kept as left behind, the reap journalled before the event); a live one shares the address.
     this.tracker.onConflict = (pid) => {
-      if (pid <= 0 || !registry.isGone(pid)) return false;
+      if (pid <= 0 || !registry.isGone(pid) || this.connections.heldOpen(pid)) return false;
       return this.reaper.reapGone([pid]).length > 0;
     };
     this.host = new DataHost({
@@ -186,7 +187,7 @@ export class AllocationServer {
     await Promise.all([closeServer(this.dataServer), closeServer(this.controlServer)]);
     this.dataPath.release();
     this.ctlPath.release();
-    await this.persistence.close(this.tracker);
+    await this.persistence.close();
   }
 
   /** Admits a data connection: within the limit, and from a UID the policy admits. */

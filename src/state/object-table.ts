@@ -209,11 +209,6 @@ export function rowBornMs(pg: Int32Array, b: number): number {
   return (pg[b + W_BORN] >>> 0) + (pg[b + W_OWNER] >>> BORN_HI_SHIFT) * TWO32;
 }
 
-/** Does the row at word `b` hold key (device, lo, hi) — of any owner? */
-function sameId(pg: Int32Array, b: number, device: number, lo: number, hi: number): boolean {
-  return pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device;
-}
-
 export class ObjectTable {
   /**
    * Rows 0..end-1 hold entries, except `hole` (when ≥ 0): a removed entry's row, never the last.
@@ -364,8 +359,10 @@ export class ObjectTable {
         const e = (v & ENTRY_MASK) - 1,
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
-        if (sameId(pg, b, device, lo, hi) && (owner < 0 || (pg[b + W_OWNER] & PID_MASK) === owner))
-          return e;
+        const same = pg[b + W_LO] === lo && pg[b + W_HI] === hi;
+        if (same && (pg[b + W_META] & DEV_MASK) === device) {
+          if (owner < 0 || (pg[b + W_OWNER] & PID_MASK) === owner) return e;
+        }
       }
       s = (s + 1) & mask;
     }
@@ -410,7 +407,7 @@ export class ObjectTable {
         const e = (v & ENTRY_MASK) - 1,
           pg = pages[e >>> PAGE_BITS],
           b = (e & PAGE_MASK) * STRIDE;
-        if (sameId(pg, b, device, lo, hi)) {
+        if (pg[b + W_LO] === lo && pg[b + W_HI] === hi && (pg[b + W_META] & DEV_MASK) === device) {
           if ((pg[b + W_OWNER] & PID_MASK) !== owner) {
             if (other < 0) other = e;
             s = (s + 1) & mask;
@@ -476,7 +473,9 @@ export class ObjectTable {
       const e = (v & ENTRY_MASK) - 1,
         pg = pages[e >>> PAGE_BITS],
         b = (e & PAGE_MASK) * STRIDE;
-      if (!sameId(pg, b, device, lo, hi) || (pg[b + W_OWNER] & PID_MASK) !== owner) continue;
+      if (pg[b + W_LO] !== lo || pg[b + W_HI] !== hi || (pg[b + W_META] & DEV_MASK) !== device)
+        continue;
+      if ((pg[b + W_OWNER] & PID_MASK) !== owner) continue; // another owner's: not the sender's
       const r = pg[b + W_REF];
       if (r > 1 && !whole) {
         pg[b + W_REF] = r - 1;

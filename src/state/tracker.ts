@@ -546,7 +546,7 @@ export class Tracker {
       const mark = new Uint8Array(t.count);
       const marked =
         kind === KIND_BUFFER
-          ? markBuffers(t, slots, mark, rows, own)
+          ? markBuffers(t, slots, { mark, rows, fill: new Int32Array(n) }, own)
           : markOwned(t, slots, mark, own);
       t.removeMarked(mark, marked);
     }
@@ -719,19 +719,13 @@ function markOwnedPage(t: ObjectTable, p: number, slots: PidSlots, mark: Uint8Ar
 
 /**
  * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and copies each one's row into its PID's `rows` (sized from its counters).
+ * has found them all) and copies each one's row into its PID's `scan.rows` (sized from its
+ * counters).
  */
-function markBuffers(
-  t: ObjectTable,
-  slots: PidSlots,
-  mark: Uint8Array,
-  rows: Int32Array[],
-  own: number,
-): number {
-  const fill = new Int32Array(slots.pids.length);
+function markBuffers(t: ObjectTable, slots: PidSlots, scan: BufferScan, own: number): number {
   let marked = 0;
   for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
-    marked += markBufferPage(t, p, slots, { mark, rows, fill });
+    marked += markBufferPage(t, p, slots, scan);
   return marked;
 }
 

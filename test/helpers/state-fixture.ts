@@ -82,7 +82,7 @@ export async function writeFixture(): Promise<{ journal: Buffer; snapshot: Buffe
     const gone = tr.releasePids(new Set([105]), 1234, () => id);
     store.reap({ pids: gone.map((p) => p.pid), atMs: 1234, ids: { 105: id } });
     store.reap({ pids: [999], atMs: 1234 });
-    await store.close(tr);
+    await store.close();
     const snapDir = mkdtempSync(join(tmpdir(), 'ttalloc-fixture-'));
     await writeSnapshot(snapDir, snapshotSource(tr, marks), 1);
     return {
