@@ -210,7 +210,8 @@ test(
   async () => {
     const srv = await pidClaimingServer();
     // The doomed connections are closed by the server: they claim PIDs of live processes, so
-    // their buffers stay; the fresh ones stay open and claim PIDs above any pid_max.
+    // their buffers stay; the fresh ones stay open and claim PIDs above this machine's pid_max
+    // (and below 2^22, PID_LIMIT: a claim at or above it is no PID).
     const sleepers = Array.from({ length: 24 }, () => spawn('sleep', ['600'], { stdio: 'ignore' }));
     const doomedPid = (round: number, k: number) => sleepers[round * 3 + k].pid!;
     try {
@@ -251,7 +252,7 @@ test(
           expectRejected += 8;
         }
         for (let k = 0; k < 25; k++) {
-          const pid = 5_000_000 + round * 100 + k,
+          const pid = 4_100_000 + round * 100 + k,
             f = await rawConnect(srv.socket);
           sends.push(write(f, good(pid, 300)));
           keepers.push(f);
