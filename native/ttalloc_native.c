@@ -15,6 +15,16 @@
 //     /proc/<pid>/stat); PIDs <= 0 and other users' processes (EPERM) count as alive. The same
 //     answer as src/platform/processes.ts gives, for a whole sweep in one call (~8 us per live PID
 //     here against ~27 us in JS, most of it the kernel formatting /proc/<pid>/stat).
+//
+//   returnFreedMemory(): boolean
+//     glibc: blocks of 128 KiB and more are always mapped on their own (mallopt M_MMAP_THRESHOLD),
+//     so the table pages, index shards and left-behind records the server frees go back to the
+//     kernel at once. By default glibc raises that threshold after each such free, and freed pages
+//     then stay in the process's RSS. False where malloc is not glibc's.
+//
+//   trimFreedMemory(): boolean
+//     glibc: malloc_trim(0), which gives the kernel back every free page of the heap (the small
+//     blocks an index rehash frees lie scattered in it). False where malloc is not glibc's.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +36,9 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include <node_api.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[160];
@@ -128,6 +141,29 @@ static napi_value liveness(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value return_freed_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  int ok = 0;
+#ifdef __GLIBC__
+  ok = mallopt(M_MMAP_THRESHOLD, 128 * 1024) == 1;
+#endif
+  napi_value v;
+  napi_get_boolean(env, ok, &v);
+  return v;
+}
+
+static napi_value trim_freed_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  int ok = 0;
+#ifdef __GLIBC__
+  malloc_trim(0);
+  ok = 1;
+#endif
+  napi_value v;
+  napi_get_boolean(env, ok, &v);
+  return v;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "liveness", NAPI_AUTO_LENGTH, liveness, NULL, &fn) != napi_ok) return NULL;
@@ -136,5 +172,11 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "readInto", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "peerCred", NAPI_AUTO_LENGTH, peer_cred, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "peerCred", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "returnFreedMemory", NAPI_AUTO_LENGTH, return_freed_memory, NULL, &fn) != napi_ok)
+    return NULL;
+  if (napi_set_named_property(env, exports, "returnFreedMemory", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "trimFreedMemory", NAPI_AUTO_LENGTH, trim_freed_memory, NULL, &fn) != napi_ok)
+    return NULL;
+  if (napi_set_named_property(env, exports, "trimFreedMemory", fn) != napi_ok) return NULL;
   return exports;
 }

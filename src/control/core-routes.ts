@@ -57,6 +57,11 @@ export interface CoreContext {
   resetPersisted(): Promise<void>;
   /** Persists a forget of left-behind records (after the tracker's). */
   forgetPersisted(f: ForgetFilter): Promise<void>;
+  /**
+   * A full garbage collection now (with --expose-gc), freed memory given back to the kernel as
+   * after any big change: the bench's memory figures read the RSS right after it.
+   */
+  collectGarbage(): void;
   /** The server's terminal (reports printed on request). */
   out(text: string): void;
   log(msg: string): void;
@@ -74,7 +79,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
   r.get('/v1/stats', (c): StatsResponse => {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the
     // bench); ?loop=reset starts/clears the event-loop stall histogram reported as eventLoop.
-    if (c.url.searchParams.get('gc') === '1') (globalThis as { gc?: () => void }).gc?.();
+    if (c.url.searchParams.get('gc') === '1') s.collectGarbage();
     const st = {
       ...buildStats(src),
       eventLoop: loopDelayStats(),

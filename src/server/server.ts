@@ -19,6 +19,7 @@ import { DataHost } from './data-host.js';
 import { Persistence } from './persistence.js';
 import { Reaper } from './reaping.js';
 import { ProcessRegistry } from './process-registry.js';
+import { returnFreedMemory, trimAfterMajorGcs, trimFreedMemory } from '../platform/memory.js';
 import { ExitWatch } from './exit-watch.js';
 import { StatsPrinter } from './stats-printer.js';
 import { knownDeviceIds, summarizeDevices } from './known-devices.js';
@@ -71,9 +72,13 @@ export class AllocationServer {
   private timers: NodeJS.Timeout[] = [];
   private tableFullWarned = false;
   private stopped = false;
+  private stopTrims: () => void = () => {};
+  /** Objects held (live and left behind) at the last heap trim. */
+  private heldAtTrim = 0;
 
   constructor(opts: ServerOptions) {
     const cfg = (this.cfg = resolveConfig(opts));
+    returnFreedMemory(); // before the tables grow
     this.tracker = new Tracker(cfg.expectedBuffers, undefined, cfg.leftBehindBudget);
     this.devices = cfg.devices;
     this.marks = new Checkpoints(this.tracker);
@@ -154,6 +159,7 @@ export class AllocationServer {
     if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
     // From here on (not for recovered PIDs: whatever runs under their PID now is not them).
     this.tracker.onNewPid = (pid) => this.registry.see(pid);
+    this.stopTrims = trimAfterMajorGcs(() => this.changedALot());
     this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock) =>
       this.accept(sock, peers),
     );
@@ -180,6 +186,7 @@ export class AllocationServer {
     for (const t of this.timers) clearInterval(t);
     if (!this.cfg.quiet) this.stats.print(true);
     this.exitWatch.stop();
+    this.stopTrims();
     this.connections.destroyAll();
     this.sampler.stop();
     this.streams.stop();
@@ -279,6 +286,15 @@ export class AllocationServer {
     };
   }
 
+  /** Did the state grow or shrink by 64 k objects since the last trim (then: trim now)? */
+  private changedALot(): boolean {
+    const tr = this.tracker;
+    const held = tr.buffers.count + tr.cbs.count + tr.kernels.count + tr.leftBehind.records;
+    if (Math.abs(held - this.heldAtTrim) < 65_536) return false;
+    this.heldAtTrim = held;
+    return true;
+  }
+
   /**
    * `root` and its descendants: the registry's parents of the processes it saw run, and those the
    * left-behind records of exited ones keep.
@@ -324,6 +340,10 @@ export class AllocationServer {
       persistenceStats: () => persistence.stats(),
       resetPersisted: () => persistence.reset(),
       forgetPersisted: (f) => persistence.forget(f),
+      collectGarbage: () => {
+        (globalThis as { gc?: () => void }).gc?.();
+        trimFreedMemory();
+      },
       out: cfg.out,
       log,
     });

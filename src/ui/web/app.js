@@ -257,7 +257,7 @@
     const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(String(f.get('minSize') ?? ''));
     if (m) q.set('minSize', String(Math.round(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()])));
     const mark = String(f.get('mark') ?? '');
-    if (mark) q.set('minEpoch', mark);
+    if (mark) q.set('bornFromMs', mark);
     return q;
   }
   async function loadBuffers() {
@@ -324,12 +324,12 @@
     const keep = sel.value;
     sel.innerHTML =
       '<option value="">—</option>' +
-      marks.map((m) => `<option value="${m.epoch}">${esc(m.name)}</option>`).join('');
+      marks.map((m) => `<option value="${m.cutMs}">${esc(m.name)}</option>`).join('');
     sel.value = keep;
     $('#marks').innerHTML = marks
       .map(
         (m) =>
-          `<li><a href="#" data-epoch="${m.epoch}">${esc(m.name)}</a>` +
+          `<li><a href="#" data-cut="${m.cutMs}">${esc(m.name)}</a>` +
           ` at ${new Date(m.atMs).toLocaleTimeString()}: ` +
           '<span class="l">show buffers born after it</span> · ' +
           `<a href="#" data-diff="${esc(m.name)}">diff since</a></li>`,
@@ -356,10 +356,10 @@
       void loadDiff(dl.dataset.diff);
       return;
     }
-    const a = e.target.closest('a[data-epoch]');
+    const a = e.target.closest('a[data-cut]');
     if (!a) return;
     e.preventDefault();
-    $('#filters [name=mark]').value = a.dataset.epoch;
+    $('#filters [name=mark]').value = a.dataset.cut;
     offset = 0;
     void loadBuffers();
     $('#buffers').scrollIntoView();
@@ -367,7 +367,7 @@
   async function loadReport() {
     const q = filterQuery();
     q.delete('minSize');
-    q.delete('minEpoch'); // the report endpoint filters by device, PID and type
+    q.delete('bornFromMs'); // the report endpoint filters by device, PID and type
     q.set('limit', '10');
     $('#report').textContent = 'loading…';
     const r = await fetch(`/v1/report?${q}`);
