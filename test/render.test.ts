@@ -7,7 +7,7 @@ import { formatRemaining } from '../src/report/text-report.js';
 import { renderCheck, renderClassified, renderDiff, renderMarks } from '../src/report/leak-text.js';
 import { renderStats, renderStatsLines } from '../src/report/stats-text.js';
 import { renderKernelReport } from '../src/report/kernel-report.js';
-import { formatBytes, formatKB, formatMB, plural } from '../src/report/format.js';
+import { formatBytes, formatKB, formatMB, isoTime, plural } from '../src/report/format.js';
 import { totalOverTypes, usage } from '../src/report/usage.js';
 import type { BufferReport, ExitedReport } from '../src/report/buffer-report.js';
 import type { ExitedProcess } from '../src/state/left-behind.js';
@@ -527,4 +527,9 @@ test('the kernel report lists kernels per device and type', () => {
     ),
   );
   assert.match(renderKernelReport([]), /No kernels loaded\.\n\nTotal loaded kernels: 0\n$/);
+});
+
+test('isoTime formats like Date.toISOString, within a second and across seconds', () => {
+  for (const ms of [0, 7, 1796150000000, 1796150000001, 1796150000999, 1796150001010, 1e12 + 99])
+    assert.equal(isoTime(ms), new Date(ms).toISOString(), String(ms));
 });

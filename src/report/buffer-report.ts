@@ -2,7 +2,7 @@
 // buffers (or all of them). One pass over the live table (buildBufferReport) and one over what
 // exited processes left behind (buildExitedReport); text and JSON are views of these.
 import { BUFFER_TYPE_NAMES, NUM_BUFFER_TYPES, REPORT_TYPE_ORDER } from '../protocol/constants.js';
-import { FLAG_RESIZED, FLAG_SHARED } from '../state/object-table.js';
+import { FLAG_RESIZED, FLAG_SHARED, ROW_WORDS } from '../state/object-table.js';
 import {
   RowArray,
   type ExitedProcess,
@@ -10,6 +10,7 @@ import {
   type Rows,
 } from '../state/left-behind.js';
 import type { Tracker } from '../state/tracker.js';
+import { isoTime } from './format.js';
 import type { BufferRow, DeviceGroup, ReportFilter, TypeGroup } from './types.js';
 
 export const REPORT_SCHEMA_VERSION = 1;
@@ -67,14 +68,14 @@ export function bufferRow(t: Rows, e: number, exited?: ReapedReport, now = Date.
     pid: t.pid(e),
     refCount: t.ref(e),
     allocatedAtMs: born,
-    allocatedAt: new Date(born).toISOString(),
+    allocatedAt: isoTime(born),
     ageMs: Math.max(0, now - born),
     resized: (flags & FLAG_RESIZED) !== 0,
     shared: (flags & FLAG_SHARED) !== 0,
   };
   if (exited) {
     row.exitedAtMs = exited.reapedAtMs;
-    row.exitedAt = new Date(exited.reapedAtMs).toISOString();
+    row.exitedAt = isoTime(exited.reapedAtMs);
   }
   return row;
 }
@@ -123,15 +124,21 @@ export class BufferReportBuilder {
     this.addRange(0, from, to);
   }
 
-  /** Adds what an exited process left behind (the filter's PIDs are checked first). */
-  addExited(p: ExitedProcess): void {
+  /**
+   * Adds records from..to-1 (default: all) of what an exited process left behind (the filter's
+   * PIDs are checked first); a long list can be added in slices, in order.
+   */
+  addExited(p: ExitedProcess, from = 0, to = p.rows.length / ROW_WORDS): void {
     const pids = this.filter.pids;
     if (pids?.length && !pids.includes(p.pid)) return;
-    const rows = new RowArray(p.rows);
-    if (rows.count === 0) return;
-    this.sources.push({ rows, exited: p });
-    this.srcMatched.push(0);
-    this.addRange(this.sources.length - 1, 0, rows.count);
+    if (to <= from) return;
+    let src = this.sources.length - 1;
+    if (this.sources[src].exited !== p) {
+      this.sources.push({ rows: new RowArray(p.rows), exited: p });
+      this.srcMatched.push(0);
+      src++;
+    }
+    this.addRange(src, from, to);
   }
 
   private addRange(src: number, from: number, to: number): void {
@@ -251,8 +258,22 @@ export function buildExitedReport(
   filter: ReportFilter = {},
   limit = 10,
 ): ExitedReport {
-  const b = new BufferReportBuilder(tr, filter, limit, EMPTY_ROWS);
+  const b = exitedBuilder(tr, filter, limit);
   for (const p of tr.reaped) b.addExited(p);
+  return finishExited(tr, b);
+}
+
+/** A builder for what exited processes left behind (fed with addExited). */
+export function exitedBuilder(
+  tr: Tracker,
+  filter: ReportFilter,
+  limit: number,
+): BufferReportBuilder {
+  return new BufferReportBuilder(tr, filter, limit, EMPTY_ROWS);
+}
+
+/** The left-behind report from an exitedBuilder() fed every record that counts. */
+export function finishExited(tr: Tracker, b: BufferReportBuilder): ExitedReport {
   const lb = tr.leftBehind;
   return {
     ...b.finish(),

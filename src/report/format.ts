@@ -29,6 +29,24 @@ export function formatBytes(bytes: number): string {
   return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${units[u]}`;
 }
 
+/** The last second isoTime() formatted, and its "YYYY-MM-DDTHH:MM:SS." prefix. */
+let isoSecond = NaN,
+  isoPrefix = '';
+
+/**
+ * `new Date(ms).toISOString()`, cheaply for rows born in the same second (a dump of a million
+ * buffers formats a million of these): only the milliseconds are formatted again.
+ */
+export function isoTime(ms: number): string {
+  const sec = Math.floor(ms / 1000);
+  if (sec !== isoSecond) {
+    isoSecond = sec;
+    isoPrefix = new Date(sec * 1000).toISOString().slice(0, 20);
+  }
+  const frac = ms - sec * 1000;
+  return `${isoPrefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`;
+}
+
 /** "1 buffer", "2 buffers": a count and its noun. */
 export function plural(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? '' : 's'}`;

@@ -6,8 +6,9 @@ import type { BufferReportJson, ExitedJson, ExitedProcessJson } from './types.js
 import type { ReapedReport } from '../state/left-behind.js';
 import {
   BufferReportBuilder,
-  buildExitedReport,
   bufferRow,
+  exitedBuilder,
+  finishExited,
   matcher,
   REPORT_SCHEMA_VERSION,
   type ExitedReport,
@@ -15,6 +16,7 @@ import {
   type ReportFilter,
 } from './buffer-report.js';
 import { RowArray, type Rows } from '../state/left-behind.js';
+import { ROW_WORDS } from '../state/object-table.js';
 
 export function reportJson(
   r: Remaining,
@@ -60,9 +62,9 @@ export function exitedProcessJson(p: ReapedReport): ExitedProcessJson {
   };
 }
 
-// Rows per slice between yields: ~2k rows serialise in a few ms, so ingest never waits long
-// (16k rows held the loop ~40 ms under load).
-const CHUNK = 2048;
+// Rows per slice between yields: ~1k rows (~220 B of JSON each) serialise in a few ms, so ingest
+// never waits long (16k rows held the loop ~40 ms under load).
+const CHUNK = 1024;
 /**
  * Time per slice while the report head is built from the snapshot (checked every SCAN_STEP rows).
  */
@@ -127,22 +129,21 @@ async function stream(
   // One instant: the live table's copy and the left-behind list (records never change once kept).
   const snap = state === 'exited' ? null : tr.buffers.snapshot();
   const exitedList = state === 'live' ? [] : tr.reaped.slice();
-  const exited = state === 'live' ? null : buildExitedReport(tr, filter, 10);
   let live = null;
   if (snap) {
     const builder = new BufferReportBuilder(tr, filter, 10, snap);
-    for (let start = 0; start < snap.count;) {
-      await nextTurn();
-      if (res.destroyed) return;
-      // By time rather than rows: the first slices run before the code is optimised.
-      const t0 = performance.now();
-      do {
-        const end = Math.min(snap.count, start + SCAN_STEP);
-        builder.add(start, end);
-        start = end;
-      } while (start < snap.count && performance.now() - t0 < SCAN_MS);
-    }
+    const ok = await inSlices(res, snap.count, (from, to) => builder.add(from, to));
+    if (!ok) return;
     live = builder.finish();
+  }
+  let exited = null;
+  if (state !== 'live') {
+    const xb = exitedBuilder(tr, filter, 10);
+    for (const p of exitedList) {
+      const n = p.rows.length / ROW_WORDS;
+      if (!(await inSlices(res, n, (from, to) => xb.addExited(p, from, to)))) return;
+    }
+    exited = finishExited(tr, xb);
   }
   const r: Remaining = { live, exited };
   onReport?.(r);
@@ -164,6 +165,29 @@ interface RowStream {
   filter: ReportFilter;
   first: boolean;
   exited?: ReapedReport;
+}
+
+/**
+ * Runs `add` over 0..n-1 in slices of about SCAN_MS, a turn of the event loop before each, so
+ * ingest never waits long; false when the reader went away meanwhile.
+ */
+async function inSlices(
+  res: ServerResponse,
+  n: number,
+  add: (from: number, to: number) => void,
+): Promise<boolean> {
+  for (let start = 0; start < n;) {
+    await nextTurn();
+    if (res.destroyed) return false;
+    // By time rather than rows: the first slices run before the code is optimised.
+    const t0 = performance.now();
+    do {
+      const end = Math.min(n, start + SCAN_STEP);
+      add(start, end);
+      start = end;
+    } while (start < n && performance.now() - t0 < SCAN_MS);
+  }
+  return true;
 }
 
 /** Writes the matching rows of `t` in slices; false when the reader went away. */
