@@ -354,7 +354,10 @@ async function baseline(server: BenchServer): Promise<Baseline> {
  * left-behind records. Their memory, and the text dump of live + left-behind buffers.
  */
 async function leftBehindRows(server: BenchServer): Promise<void> {
-  // (what the ingest clients of the figures before left when they closed is forgotten first)
+  // What the ingest clients of the figures before left when they closed is forgotten first, once
+  // the exit watch is done with them (its last check is 1 s after a close).
+  await sleep(1200);
+  await server.client.json('POST', '/v1/reap');
   await server.client.json('POST', '/v1/forget', {});
   const base = await baseline(server);
   const rate = await fill(server, N.live, { pidBase: DEAD_PID_BASE, npids: 1, addrShift: 4 });
