@@ -3,8 +3,8 @@
 // rows once kept as left-behind records) and many small ones when the index is rehashed or
 // rebuilt. By default glibc raises its mmap threshold after each big free, so big blocks then come
 // from the heap, and freed heap pages stay in the RSS until trimmed. With the addon: blocks of
-// 128 KiB and more are mapped on their own (unmapped when freed), and the heap is trimmed after
-// the garbage collection that freed a big change's blocks.
+// 128 KiB and more are mapped on their own (unmapped when freed), and the heap is trimmed once
+// ingest pauses after the garbage collection that freed a big change's blocks.
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { loadNative } from './native.js';
 
@@ -24,20 +24,33 @@ export function trimFreedMemory(): boolean {
 }
 
 /**
- * Trims the heap after each major GC for which `changedALot()` says the state grew or shrank a
- * lot since the last trim (its blocks were freed by that GC). Returns a function that stops it.
+ * Trims the heap once ingest is idle after a major GC for which `changedALot()` said the state
+ * grew or shrank a lot since the last trim (that GC freed its blocks). Not at once: on a big heap
+ * malloc_trim holds the thread for up to ~200 ms, which a client must not wait for.
  */
-export function trimAfterMajorGcs(changedALot: () => boolean): () => void {
-  if (!loadNative().addon) return () => {};
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR && changedALot()) {
-        trimFreedMemory();
-        return;
+export class HeapTrimmer {
+  private due = false;
+  private readonly obs: PerformanceObserver | null = null;
+
+  constructor(changedALot: () => boolean) {
+    if (!loadNative().addon) return;
+    this.obs = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR && changedALot()) this.due = true;
       }
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  return () => obs.disconnect();
+    });
+    this.obs.observe({ entryTypes: ['gc'] });
+  }
+
+  /** On the server's clock tick: trims when one is due and nothing arrived since the last. */
+  tick(idle: boolean): void {
+    if (!this.due || !idle) return;
+    this.due = false;
+    trimFreedMemory();
+  }
+
+  stop(): void {
+    this.obs?.disconnect();
+  }
 }

@@ -19,7 +19,7 @@ import { DataHost } from './data-host.js';
 import { Persistence } from './persistence.js';
 import { Reaper } from './reaping.js';
 import { ProcessRegistry } from './process-registry.js';
-import { returnFreedMemory, trimAfterMajorGcs, trimFreedMemory } from '../platform/memory.js';
+import { HeapTrimmer, returnFreedMemory, trimFreedMemory } from '../platform/memory.js';
 import { ExitWatch } from './exit-watch.js';
 import { StatsPrinter } from './stats-printer.js';
 import { knownDeviceIds, summarizeDevices } from './known-devices.js';
@@ -72,7 +72,9 @@ export class AllocationServer {
   private timers: NodeJS.Timeout[] = [];
   private tableFullWarned = false;
   private stopped = false;
-  private stopTrims: () => void = () => {};
+  private trimmer: HeapTrimmer | null = null;
+  /** Frames accepted at the last clock tick (none since: ingest is idle). */
+  private framesAtTick = 0;
   /** Objects held (live and left behind) at the last heap trim. */
   private heldAtTrim = 0;
 
@@ -159,7 +161,7 @@ export class AllocationServer {
     if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
     // From here on (not for recovered PIDs: whatever runs under their PID now is not them).
     this.tracker.onNewPid = (pid) => this.registry.see(pid);
-    this.stopTrims = trimAfterMajorGcs(() => this.changedALot());
+    this.trimmer = new HeapTrimmer(() => this.changedALot());
     this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock) =>
       this.accept(sock, peers),
     );
@@ -186,7 +188,7 @@ export class AllocationServer {
     for (const t of this.timers) clearInterval(t);
     if (!this.cfg.quiet) this.stats.print(true);
     this.exitWatch.stop();
-    this.stopTrims();
+    this.trimmer?.stop();
     this.connections.destroyAll();
     this.sampler.stop();
     this.streams.stop();
@@ -223,6 +225,10 @@ export class AllocationServer {
     const tick = () => {
       this.tracker.tick(Date.now());
       this.warnTableFull();
+      let frames = 0;
+      for (const n of this.tracker.framesByType) frames += n;
+      this.trimmer?.tick(frames === this.framesAtTick);
+      this.framesAtTick = frames;
     };
     this.timers.push(setInterval(tick, tickIntervalMs));
     for (const t of this.timers) t.unref();
