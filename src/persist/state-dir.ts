@@ -5,9 +5,19 @@
 //   clean                  present after a clean stop
 //   snapshot.bin           the whole state as of the end of segment N (its header says N)
 //   journal-0000000K.bin   events after the snapshot, K > N; only the newest one is being written
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { isProcessAlive } from '../platform/processes.js';
 
 export class StateDirError extends Error {}
@@ -40,6 +50,28 @@ export function defaultStateDir(socketPath: string): string {
   return join(base, 'ttalloc', id);
 }
 
+/**
+ * mkdir -p, one level at a time. Not mkdirSync's `recursive`: in Node 20 it loops forever (100%
+ * CPU, signals never handled) when mkdir fails with ENOENT although the parent exists, as under
+ * /proc. Here every failure is an error at once.
+ */
+function makeDir(dir: string): void {
+  try {
+    if (statSync(dir).isDirectory()) return;
+    throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${dir}'`), { code: 'ENOTDIR' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const parent = dirname(dir);
+  if (parent !== dir) makeDir(parent);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    // another process made it meanwhile
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(dir).isDirectory()) throw e;
+  }
+}
+
 export type PreviousStop = 'clean' | 'crash' | 'none';
 
 export class StateDir {
@@ -55,7 +87,8 @@ export class StateDir {
    */
   acquire(): PreviousStop {
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      makeDir(resolve(this.dir));
+      accessSync(this.dir, constants.W_OK | constants.X_OK);
     } catch (e) {
       throw new StateDirError(
         `cannot create state directory ${this.dir}: ${(e as Error).message} ` +
