@@ -20,6 +20,7 @@ import { HttpError, type Router, type RouteContext } from './router.js';
 import { reportQuery } from './query.js';
 import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
 import type {
+  DataClient,
   DevicesResponse,
   ForgetResponse,
   HealthResponse,
@@ -43,6 +44,8 @@ export interface CoreContext {
   marks: Checkpoints;
   /** Kernel PID → the PID its connection claims, where they differ. */
   claimedPids(): Map<number, number>;
+  /** The processes with data connections open now. */
+  dataClients(): DataClient[];
   /** The dead-owner sweep (releases and logs what owners that are gone held). */
   reapDead(): ReapedReport[];
   /** A PID and its descendants, running or exited, as the server recorded them (tree=PID). */
@@ -148,10 +151,29 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     s.log(`forgot ${r.records} left-behind records of ${r.processes} exited processes on request`);
     return { schema_version: 1, ...r };
   });
-  r.post('/v1/shutdown', (c): ShutdownResponse => {
+  r.post('/v1/shutdown', async (c): Promise<ShutdownResponse> => {
+    const body = ((await c.body()) ?? {}) as { force?: unknown };
+    const clients = s.dataClients();
+    if (clients.length > 0 && body.force !== true) throw shutdownRefusal(clients);
     c.res.on('finish', () => process.kill(process.pid, 'SIGTERM'));
-    return { stopping: true, pid: process.pid };
+    return { stopping: true, pid: process.pid, clients };
   });
+}
+
+/**
+ * 409: stopping now would close the connections of running clients, and the runtime's C++ client
+ * sends without MSG_NOSIGNAL, so its next report after the close kills it (SIGPIPE).
+ */
+function shutdownRefusal(clients: DataClient[]): HttpError {
+  const who = clients.map((d) => `PID ${d.pid} (${d.command})`).join(', ');
+  return new HttpError(
+    409,
+    `refusing to stop: ${clients.length} data client${clients.length === 1 ? '' : 's'} ` +
+      `connected: ${who}. Stopping closes their connections, and a C++ client (it sends ` +
+      'without MSG_NOSIGNAL) dies of SIGPIPE on its next report. Restart under running ' +
+      'clients is not implemented yet (issue 14). Stop them first, or force the stop.',
+    { clients },
+  );
 }
 
 function devices(src: StatsSource): DevicesResponse {

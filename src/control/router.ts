@@ -16,6 +16,8 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     message: string,
+    /** More fields of the error body, beside `error`. */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -74,7 +76,8 @@ export class Router {
       if (result !== undefined && !res.headersSent) sendJson(res, 200, result);
     } catch (e) {
       const status = e instanceof HttpError ? e.status : 500;
-      if (!res.headersSent) sendJson(res, status, { error: (e as Error).message });
+      const details = e instanceof HttpError ? e.details : {};
+      if (!res.headersSent) sendJson(res, status, { error: (e as Error).message, ...details });
       else res.destroy();
     }
   }

@@ -428,10 +428,25 @@ export interface ResetResponse {
   reset: true;
   buffersForgotten: number;
 }
-/** POST /v1/shutdown. */
+/** POST /v1/shutdown (body `{ force?: boolean }`). */
 export interface ShutdownResponse {
   stopping: true;
   pid: number;
+  /** The data clients still connected (a forced stop closes their connections). */
+  clients: DataClient[];
+}
+
+/** A process with data connections open: PID (the kernel's, else the claimed one), command. */
+export interface DataClient {
+  pid: number;
+  command: string;
+  connections: number;
+}
+
+/** POST /v1/shutdown refused (409): data clients are connected and `force` was not given. */
+export interface ShutdownRefusal {
+  error: string;
+  clients: DataClient[];
 }
 
 // ------------------------------------------------------------------ server and devices

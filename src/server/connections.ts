@@ -2,6 +2,14 @@
 // rejected frames of closed connections, and the PIDs connections claimed (display only).
 import type { Socket } from 'node:net';
 import type { DataConnection } from './data-connection.js';
+import { readProcessInfo } from '../platform/processes.js';
+
+/** A process with data connections open (report/types.ts DataClient). */
+export interface ClientProcess {
+  pid: number;
+  command: string;
+  connections: number;
+}
 
 export class Connections {
   readonly open = new Set<DataConnection>();
@@ -76,6 +84,26 @@ export class Connections {
     let n = this.rejectedFramesClosed;
     for (const c of this.open) n += c.rejected;
     return n;
+  }
+
+  /**
+   * The processes with data connections open: by the kernel's PID, else the one the connection
+   * claims (0 when neither is known yet); the command from /proc (its command line, else its name).
+   */
+  clients(): ClientProcess[] {
+    const byPid = new Map<number, ClientProcess>();
+    for (const c of this.open) {
+      const pid = c.ownerPid || c.peerPid || c.claimedPid;
+      const seen = byPid.get(pid);
+      if (seen) {
+        seen.connections++;
+        continue;
+      }
+      const info = pid > 0 ? readProcessInfo(pid) : null;
+      const command = info ? info.cmdline || info.comm || '?' : pid > 0 ? '(exited)' : '(unknown)';
+      byPid.set(pid, { pid, command, connections: 1 });
+    }
+    return [...byPid.values()].sort((a, b) => a.pid - b.pid);
   }
 
   destroyAll(): void {

@@ -138,6 +138,21 @@ export class AllocationServer {
     this.say.log(msg);
   }
 
+  /**
+   * Logs, loudly, the data clients a stop is about to disconnect (a C++ client dies of SIGPIPE on
+   * its next report after its connection closes). Nothing when none is connected.
+   */
+  warnConnectedClients(): void {
+    const clients = this.connections.clients();
+    if (clients.length === 0) return;
+    const who = clients.map((c) => `PID ${c.pid} (${c.command})`).join(', ');
+    this.say.warn(
+      `!!! stopping with ${clients.length} data client${clients.length === 1 ? '' : 's'} ` +
+        `connected: ${who}. Their connections close now; a C++ client dies of SIGPIPE on its ` +
+        'next report.',
+    );
+  }
+
   async start(): Promise<void> {
     const cfg = this.cfg;
     this.sampler.start();
@@ -338,6 +353,7 @@ export class AllocationServer {
       socketPath: cfg.socketPath,
       marks,
       claimedPids: () => this.connections.claimedPids(),
+      dataClients: () => this.connections.clients(),
       reapDead: reaper.reapDead,
       treeOf: (root) => this.treeOf(root),
       lastLivenessMs: () => reaper.lastLivenessMs,

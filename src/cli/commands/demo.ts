@@ -122,7 +122,7 @@ export function demoCommand(): Command {
           }
           for (const c of finished) c.stdin?.end();
           await Promise.all(finished.map(waitExit));
-          await client.json('POST', '/v1/shutdown');
+          await client.json('POST', '/v1/shutdown', { force: true }); // its clients have exited
           await waitExit(server);
           say('server stopped; demo done');
         } finally {

@@ -169,6 +169,7 @@ export function serverCommand(name = 'server'): Command {
             if (stopping) return;
             stopping = true;
             server.log(`${sig} received, shutting down`);
+            server.warnConnectedClients();
             void server.stop().then(
               () => process.exit(0),
               () => process.exit(0),
