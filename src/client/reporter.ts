@@ -5,6 +5,7 @@
 // Cost per report: the 40-byte head is written into a batch buffer whose tail bytes are zero
 // from its allocation and never written, so no frame is cleared or copied; a full batch goes to
 // the socket as is, and comes back to a small pool once the kernel has taken it.
+import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { MsgType, Off, TWO32, type FrameSize } from '../protocol/constants.js';
 import { resolveSocket } from './control-client.js';
@@ -32,10 +33,16 @@ const POOL = 4;
 /** Frames of a burst that share one reading of the clock. */
 const CLOCK_EVERY = 256;
 
-/** Live reporters, flushed when the event loop empties (one process listener for all of them). */
+/**
+ * Live reporters, flushed when the event loop empties (one process listener for all of them), and
+ * once more, synchronously, at exit (process.exit() never lets the loop empty).
+ */
 const live = new Set<Reporter>();
 function onBeforeExit(): void {
   for (const r of live) r.flushForExit();
+}
+function onExit(): void {
+  for (const r of live) r.flushAtExit();
 }
 
 export class Reporter {
@@ -79,7 +86,10 @@ export class Reporter {
     };
     this.batch = this.newBatch();
     this.dv = new DataView(this.batch.buffer, this.batch.byteOffset, this.batch.length);
-    if (live.size === 0) process.on('beforeExit', onBeforeExit);
+    if (live.size === 0) {
+      process.on('beforeExit', onBeforeExit);
+      process.on('exit', onExit);
+    }
     live.add(this);
   }
 
@@ -180,7 +190,11 @@ export class Reporter {
         return;
       }
       const full = this.batch;
-      this.sock!.write(full.subarray(0, this.used), (err) => {
+      const s = this.sock!;
+      // Bytes in flight keep the process alive until the kernel has them; nothing else does.
+      s.ref();
+      s.write(full.subarray(0, this.used), (err) => {
+        if (!this.closed && s.writableLength === 0) s.unref();
         if (err) {
           this.sent -= frames;
           this.dropped += frames;
@@ -207,6 +221,27 @@ export class Reporter {
     if (this.sock && !this.sock.writableLength) this.sock.unref();
   }
 
+  /**
+   * The process is exiting (no more event loop): the frames not yet handed over are written
+   * synchronously when the connection is up and has nothing queued before them (order matters);
+   * otherwise they are counted as dropped. Never throws.
+   */
+  flushAtExit(): void {
+    if (this.used === 0) return;
+    const frames = this.used / this.frameSize;
+    const fd = this.connected && this.sock?.writableLength === 0 ? socketFd(this.sock) : -1;
+    let off = 0;
+    try {
+      while (fd >= 0 && off < this.used) off += writeSync(fd, this.batch, off, this.used - off);
+    } catch {
+      /* EAGAIN (the server is behind) or the connection is gone */
+    }
+    const whole = Math.floor(off / this.frameSize);
+    this.sent += whole;
+    this.dropped += frames - whole;
+    this.used = 0;
+  }
+
   private newBatch(): Buffer {
     // zeroed: the tails are never written
     return Buffer.alloc(this.frameSize * this.opts.batchFrames);
@@ -217,6 +252,8 @@ export class Reporter {
     const now = Date.now();
     if (now < this.nextAttempt) return false;
     const s = connect(this.socketPath);
+    // Never what keeps the application alive: flush() refs it while bytes are in flight.
+    s.unref();
     this.sock = s;
     s.on('connect', () => {
       if (this.everConnected) this.reconnects++;
@@ -242,8 +279,12 @@ export class Reporter {
     this.flush();
     this.closed = true;
     live.delete(this);
-    if (live.size === 0) process.off('beforeExit', onBeforeExit);
+    if (live.size === 0) {
+      process.off('beforeExit', onBeforeExit);
+      process.off('exit', onExit);
+    }
     const s = this.sock;
+    s?.ref(); // the close is awaited
     if (!s) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => resolve();
@@ -259,4 +300,10 @@ export class Reporter {
       }, 5000).unref();
     });
   }
+}
+
+/** The file descriptor under a connected Unix socket (-1 if Node does not expose it). */
+function socketFd(s: Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
 }
