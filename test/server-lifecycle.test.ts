@@ -383,7 +383,9 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     assert.match(
       srv.output(),
       new RegExp(
-        `${sig} received, shutting down\\n\\[ttalloc\\] final statistics\\n\\[stats\\] ` +
+        // the client still connected is named (issue 14), then the final statistics
+        `${sig} received, shutting down\\n\\[ttalloc\\] !!! stopping with 1 data client ` +
+          `connected: PID ${process.pid} .*\\n\\[ttalloc\\] final statistics\\n\\[stats\\] ` +
           `device 2: 1 buffers, .*L1 2\\.00 KiB`,
       ),
     );
