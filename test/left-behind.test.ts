@@ -367,11 +367,14 @@ test('allocation times: the frame’s own time when plausible, else the arrival 
   const srv = await startServer(['--reap-interval', '0']);
   try {
     const s = await rawConnect(srv.socket);
-    const sent = Date.now() - 20_000; // the runtime's clock, 20 s before the frame arrives
+    // the runtime's clock, 20 s before the frame arrives; half a millisecond in, so that the
+    // double the test encodes (ns do not fit one exactly) still names that millisecond
+    const sent = Date.now() - 20_000;
+    const sentNs = sent * 1e6 + 500_000;
     await write(
       s,
       frames([
-        { type: MsgType.ALLOC, size: 4096, bufferId: 0x1, timestampNs: sent * 1e6 },
+        { type: MsgType.ALLOC, size: 4096, bufferId: 0x1, timestampNs: sentNs },
         { type: MsgType.ALLOC, size: 4096, bufferId: 0x2 }, // no timestamp
         { type: MsgType.ALLOC, size: 4096, bufferId: 0x3, timestampNs: (sent + 9e7) * 1e6 },
       ]),

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeFrame, encodeFrame, type FrameFields } from '../src/protocol/codec.js';
-import { BufferType, MsgType, type FrameSize } from '../src/protocol/constants.js';
+import { BufferType, MsgType, Off, type FrameSize } from '../src/protocol/constants.js';
+import { frameTimeMs } from '../src/protocol/messages.js';
 import { rawConnect, startServer, type TestServer } from './helpers/server.js';
 import {
   Inbox,
@@ -785,5 +786,18 @@ test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow to
     s.destroy();
   } finally {
     assert.equal(await srv.stop(), 0);
+  }
+});
+
+test('frameTimeMs: the frame timestamp in whole ms, exactly, though ns do not fit a double', () => {
+  const dv = new DataView(new ArrayBuffer(40));
+  for (const [ns, ms] of [
+    [0n, 0],
+    [1796150000123_999_999n, 1796150000123],
+    [1796150000124_000_000n, 1796150000124],
+    [(1n << 64n) - 1n, 18446744073709],
+  ] as const) {
+    dv.setBigUint64(Off.timestamp, ns, true);
+    assert.equal(frameTimeMs(dv, 0), ms, String(ns));
   }
 });

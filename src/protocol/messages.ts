@@ -178,11 +178,13 @@ export function ownerOf(connectionPid: number, dv: DataView, off: number): numbe
   return claimed > 0 && claimed < PID_LIMIT ? claimed : 0;
 }
 
-/** The frame's timestamp (the sender's wall clock, ns since 1970) in ms; 0 when absent. */
+/**
+ * The frame's timestamp (the sender's wall clock, ns since 1970) in whole ms (0 when absent),
+ * exactly: ns = hi × 2^32 + lo does not fit a double, but hi × 2^32 = hi × 4294 × 10^6 +
+ * hi × 967296, and both parts do.
+ */
 export function frameTimeMs(dv: DataView, off: number): number {
-  return (
-    (dv.getUint32(off + Off.timestamp, true) +
-      dv.getUint32(off + Off.timestamp + 4, true) * TWO32) /
-    1e6
-  );
+  const lo = dv.getUint32(off + Off.timestamp, true),
+    hi = dv.getUint32(off + Off.timestamp + 4, true);
+  return hi * 4294 + Math.floor((hi * 967296 + lo) / 1e6);
 }
