@@ -801,3 +801,26 @@ test('frameTimeMs: the frame timestamp in whole ms, exactly, though ns do not fi
     assert.equal(frameTimeMs(dv, 0), ms, String(ns));
   }
 });
+
+test('a connection stopped mid-frame is closed with its reason; others go on', async () => {
+  const srv = await startServer(['--partial-frame-timeout', '0.5']);
+  try {
+    const ok = await rawConnect(srv.socket);
+    ok.write(encodeFrame({ type: MsgType.ALLOC, size: 4096, bufferId: 0x1000 }, 144));
+    // realtime_monitor.py's request: 24 bytes (BxxxIQQ, type 2), then it waits for an answer
+    const monitor = await rawConnect(srv.socket);
+    const closed = new Promise<string>((r) => monitor.once('close', () => r('closed')));
+    const req = Buffer.alloc(24);
+    req[0] = 2;
+    monitor.write(req);
+    const bound = new Promise<string>((r) => setTimeout(() => r('still open after 20 s'), 20_000));
+    assert.equal(await Promise.race([closed, bound]), 'closed');
+    await srv.waitFor(/closing: stopped in the middle of a frame for \d+\.\d s \(24 of /);
+    const rep = await srv.client.text('GET', '/v1/report');
+    assert.match(rep, /Buffer 0x1000: 4\.0 KB/, 'the other connection was not touched');
+    assert.equal(ok.destroyed, false);
+    ok.destroy();
+  } finally {
+    assert.equal(await srv.stop(), 0);
+  }
+});

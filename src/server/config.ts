@@ -42,6 +42,8 @@ export interface ServerOptions {
   allowUids?: number[];
   /** Left-behind records kept for exited processes (the oldest processes are dropped beyond). */
   leftBehindBudget?: number;
+  /** A data connection stopped mid-frame this long (ms) is closed, saying why (0 = never). */
+  partialFrameTimeoutMs?: number;
 }
 
 /** The defaults of every numeric option (ms, bytes, counts). */
@@ -57,6 +59,8 @@ export const DEFAULTS = {
   maxConnections: 4096,
   /** Reply bytes a data connection may leave unread before it is closed (thousands of replies). */
   maxUnreadReplyBytes: 1 << 20,
+  /** A connection stopped in the middle of a frame this long is closed with the reason. */
+  partialFrameTimeoutMs: 2000,
   /** Period of the tracker's clock tick and the table-full check. */
   tickIntervalMs: 250,
   expectedBuffers: 0,

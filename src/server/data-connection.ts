@@ -87,6 +87,8 @@ export class DataConnection implements Pumped, FrameSink {
   private readonly ev = new StateEvent();
   private readonly reader: FrameReader;
   private closing = false;
+  /** When bytes last arrived (ms). */
+  private lastDataMs = Date.now();
   private turnBytes = 0;
   hot = false;
   readonly fd: number;
@@ -170,8 +172,25 @@ export class DataConnection implements Pumped, FrameSink {
   }
 
   private apply(chunk: Uint8Array, view: DataView | null, n: number): void {
-    this.host.tracker.setNow(Date.now());
+    const now = Date.now();
+    this.host.tracker.setNow(now);
+    this.lastDataMs = now;
     this.reader.push(chunk, view, n);
+  }
+
+  /**
+   * Closes the connection, saying why, when it has stopped in the middle of a frame for
+   * `limitMs`: its sender waits for an answer to something that is not a whole request (e.g.
+   * realtime_monitor.py's 24-byte "STATS"), and closing gives it an error instead of a hang.
+   */
+  closeIfStalled(now: number, limitMs: number): void {
+    const held = this.reader.partialBytes;
+    if (held === 0 || this.closing || now - this.lastDataMs < limitMs) return;
+    this.reject(
+      `stopped in the middle of a frame for ${((now - this.lastDataMs) / 1000).toFixed(1)} s ` +
+        `(${held} of ${this.frameSize || '72, 112 or 144'} bytes): a request no ttalloc ` +
+        'message is, waiting for an answer that will not come',
+    );
   }
 
   /**

@@ -244,6 +244,9 @@ export class AllocationServer {
       for (const n of this.tracker.framesByType) frames += n;
       this.trimmer?.tick(frames === this.framesAtTick);
       this.framesAtTick = frames;
+      const stall = this.cfg.partialFrameTimeoutMs,
+        now = Date.now();
+      if (stall > 0) for (const c of this.connections.open) c.closeIfStalled(now, stall);
     };
     this.timers.push(setInterval(tick, tickIntervalMs));
     for (const t of this.timers) t.unref();

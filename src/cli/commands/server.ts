@@ -46,6 +46,12 @@ export function serverCommand(name = 'server'): Command {
       0,
     )
     .option(
+      '--partial-frame-timeout <seconds>',
+      'close a data connection stopped in the middle of a frame this long, saying why (0 = never)',
+      secondsArg('--partial-frame-timeout'),
+      DEFAULTS.partialFrameTimeoutMs / 1000,
+    )
+    .option(
       '--left-behind-budget <n>',
       'buffer records kept of what exited processes left behind (oldest processes dropped first)',
       intArg('--left-behind-budget', 1),
@@ -115,6 +121,7 @@ export function serverCommand(name = 'server'): Command {
           deviceConfig?: string;
           expectedBuffers: number;
           leftBehindBudget: number;
+          partialFrameTimeout: number;
           quiet?: boolean;
           logEvents?: boolean;
           http?: string;
@@ -152,6 +159,7 @@ export function serverCommand(name = 'server'): Command {
             devices,
             expectedBuffers: o.expectedBuffers,
             leftBehindBudget: o.leftBehindBudget,
+            partialFrameTimeoutMs: o.partialFrameTimeout * 1000,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,
             maxConnections: o.maxConnections,
