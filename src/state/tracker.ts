@@ -544,10 +544,8 @@ export class Tracker {
       const own = kind === KIND_BUFFER ? ownBuffers : owned[kind];
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
-      const marked =
-        kind === KIND_BUFFER
-          ? markBuffers(t, slots, { mark, rows, fill: new Int32Array(n) }, own)
-          : markOwned(t, slots, mark, own);
+      const scan = { mark, rows: kind === KIND_BUFFER ? rows : null, fill: new Int32Array(n) };
+      const marked = markOwned(t, slots, scan, own);
       t.removeMarked(mark, marked);
     }
     const out: ExitedProcess[] = [];
@@ -685,11 +683,23 @@ class PidSlots {
   }
 }
 
-/** Marks the CBs or kernels owned by a PID in `slots` (`own` of them); returns how many. */
-function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: number): number {
+/** What a sweep scan writes: marks, and (buffers only) each dead PID's copied rows. */
+interface Scan {
+  mark: Uint8Array;
+  /** Per PID slot, its rows (sized from its counters); null: CBs and kernels, marks only. */
+  rows: Int32Array[] | null;
+  /** Words filled in each slot's rows. */
+  fill: Int32Array;
+}
+
+/**
+ * Marks the objects owned by a PID in `slots` (`own` of them: the scan stops at the page where it
+ * has found them all) and, for buffers, copies each one's row into its PID's `scan.rows`.
+ */
+function markOwned(t: ObjectTable, slots: PidSlots, scan: Scan, own: number): number {
   let marked = 0;
   for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
-    marked += markOwnedPage(t, p, slots, mark);
+    marked += markPage(t, p, slots, scan);
   return marked;
 }
 
@@ -697,46 +707,7 @@ function markOwned(t: ObjectTable, slots: PidSlots, mark: Uint8Array, own: numbe
 // page (quick to compile, optimised after its first pages) rather than one large loop whose
 // on-stack compilation took ~30 ms while the rows went through the interpreter. Everything the
 // loop reads is in locals before it starts; consecutive rows of one PID skip the lookup.
-function markOwnedPage(t: ObjectTable, p: number, slots: PidSlots, mark: Uint8Array): number {
-  const pg = t.rowPage(p),
-    e0 = p * PAGE_ROWS,
-    end = Math.min(PAGE_ROWS, t.count - e0);
-  let marked = 0,
-    lastPid = -1,
-    slot = -1;
-  for (let i = 0, b = ROW_OWNER; i < end; i++, b += ROW_WORDS) {
-    const pid = pg[b] & PID_MASK;
-    if (pid !== lastPid) {
-      lastPid = pid;
-      slot = slots.slotOf(pid);
-    }
-    if (slot < 0) continue;
-    mark[e0 + i] = 1;
-    marked++;
-  }
-  return marked;
-}
-
-/**
- * Marks the buffers owned by a PID in `slots` (`own` of them: the scan stops at the page where it
- * has found them all) and copies each one's row into its PID's `scan.rows` (sized from its
- * counters).
- */
-function markBuffers(t: ObjectTable, slots: PidSlots, scan: BufferScan, own: number): number {
-  let marked = 0;
-  for (let p = 0; p * PAGE_ROWS < t.count && marked < own; p++)
-    marked += markBufferPage(t, p, slots, scan);
-  return marked;
-}
-
-interface BufferScan {
-  mark: Uint8Array;
-  rows: Int32Array[];
-  /** Words filled in each slot's rows. */
-  fill: Int32Array;
-}
-
-function markBufferPage(t: ObjectTable, p: number, slots: PidSlots, scan: BufferScan): number {
+function markPage(t: ObjectTable, p: number, slots: PidSlots, scan: Scan): number {
   const pg = t.rowPage(p),
     e0 = p * PAGE_ROWS,
     end = Math.min(PAGE_ROWS, t.count - e0);
@@ -753,6 +724,7 @@ function markBufferPage(t: ObjectTable, p: number, slots: PidSlots, scan: Buffer
     if (slot < 0) continue;
     mark[e0 + i] = 1;
     marked++;
+    if (rows === null) continue;
     const to = rows[slot],
       at = fill[slot];
     if (at >= to.length) continue; // (counters and rows disagree: never expected)
