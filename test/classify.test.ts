@@ -14,6 +14,10 @@ import { Tracker } from '../src/state/tracker.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 import type { ClassifyResponse, ReportResponse } from '../src/report/types.js';
 
+// A left-behind buffer's line says when its process exited in local wall-clock time: the texts
+// below are UTC's (whatever zone the machine is in).
+process.env.TZ = 'UTC';
+
 const KiB = 1024;
 
 async function flush(srv: TestServer, r: Reporter): Promise<void> {

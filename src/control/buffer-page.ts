@@ -3,7 +3,7 @@
 // rows returned), so a page costs a few ms even with a million live buffers.
 import { HttpError } from './router.js';
 import { intList, intParam, parseTypes } from './query.js';
-import { bufferRow, matcher, type ReportFilter } from '../report/buffer-report.js';
+import { bufferRow, isFiltered, matcher, type ReportFilter } from '../report/buffer-report.js';
 import type { Tracker } from '../state/tracker.js';
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { BufferPage } from '../report/types.js';
@@ -31,13 +31,7 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
   let total = 0,
     totalBytes = 0;
   const rows: number[] = [];
-  const unfiltered =
-    minSize === 0 &&
-    !filter.devices?.length &&
-    !filter.pids?.length &&
-    !filter.types?.length &&
-    !filter.bornFromMs;
-  if (order === 'table' && unfiltered) {
+  if (order === 'table' && minSize === 0 && !isFiltered(filter)) {
     // Nothing to match: the page is a slice and the totals are the tracker's running counters.
     total = t.count;
     for (let d = 0; d <= tr.maxDeviceSeen; d++)

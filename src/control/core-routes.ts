@@ -4,7 +4,7 @@ import type { Checkpoints } from '../state/marks.js';
 import type { ReapedReport } from '../state/tracker.js';
 import type { ForgetFilter } from '../state/left-behind.js';
 import type { StatsSource } from '../report/stats.js';
-import { buildExitedReport, buildRemaining } from '../report/buffer-report.js';
+import { buildRemaining } from '../report/buffer-report.js';
 import { formatRemaining } from '../report/text-report.js';
 import {
   exitedProcessJson,
@@ -110,7 +110,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     if (c.url.searchParams.get('format') !== 'text')
       return { schema_version: 1, reaped: tr.reaped.map(exitedProcessJson) };
     const { filter, limit } = reportQuery(c.url, s.marks, s.treeOf);
-    return text(c, formatRemaining({ live: null, exited: buildExitedReport(tr, filter, limit) }));
+    return text(c, formatRemaining(buildRemaining(tr, { ...filter, state: 'exited' }, limit)));
   });
   // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
   // expect.

@@ -29,6 +29,11 @@ export function formatBytes(bytes: number): string {
   return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${units[u]}`;
 }
 
+/** "14:03:07": the local wall-clock time of an exit, as buffer lines show it. */
+export function clockTime(ms: number): string {
+  return new Date(ms).toTimeString().slice(0, 8);
+}
+
 /** The last second isoTime() formatted, and its "YYYY-MM-DDTHH:MM:SS." prefix. */
 let isoSecond = NaN,
   isoPrefix = '';

@@ -1,7 +1,7 @@
 // Text views of leak analysis: marks, diff between marks, the CI check and the classes of the
 // remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
 // server sends renderClassified() for /v1/classify?format=text).
-import { formatKB, formatMB, plural } from './format.js';
+import { clockTime, formatKB, formatMB, plural } from './format.js';
 import { ownerNote } from './text-report.js';
 import { CLASS_LABELS } from './types.js';
 import type {
@@ -17,8 +17,6 @@ import type {
 const DIFF_GROUPS_LISTED = 20;
 
 const at = (ms: number) => new Date(ms).toISOString();
-/** HH:MM:SS (UTC), as the buffer lines show an exit. */
-const clock = (ms: number) => at(ms).slice(11, 19);
 
 /** `ttalloc mark NAME`. */
 export function renderMark(m: Mark): string {
@@ -101,7 +99,7 @@ export function renderClassified(r: ClassifyResponse): string {
     );
     for (const p of g.processes ?? [])
       out.push(
-        `    - PID ${p.pid} (exited ${clock(p.exitedAtMs)}): ${plural(p.buffers, 'buffer')}, ` +
+        `    - PID ${p.pid} (exited ${clockTime(p.exitedAtMs)}): ${plural(p.buffers, 'buffer')}, ` +
           `${formatMB(p.bytes)} MB — ${p.reason}`,
       );
     if (g.moreProcesses) out.push(`    ... and ${plural(g.moreProcesses, 'more process')}`);

@@ -1,6 +1,6 @@
 // The seed's text layout, exactly (the README's "Finding leaks: the four-step workflow" shows it),
 // for the live buffers and, after them, for what exited processes left behind.
-import { formatKB, formatMB, plural } from './format.js';
+import { clockTime, formatKB, formatMB, plural } from './format.js';
 import {
   buildRemaining,
   type BufferReport,
@@ -15,11 +15,6 @@ const TITLE = [
   '║           REMAINING ALLOCATED BUFFERS                       ║',
   '╚══════════════════════════════════════════════════════════════╝',
 ];
-
-/** "14:03:07": the local wall-clock time of a buffer line's exit. */
-function clock(ms: number): string {
-  return new Date(ms).toTimeString().slice(0, 8);
-}
 
 /** One part in the seed's layout: Device → type → buffer lines. */
 function deviceLines(r: BufferReport): string[] {
@@ -43,7 +38,7 @@ function bufferLine(b: BufferRow): string {
 
 /** "PID 12345, ref_count=1"; a left-behind buffer's: "PID 12345, exited 14:03:07, ref_count=1". */
 export function ownerNote(b: BufferRow): string {
-  const exited = b.exitedAtMs !== undefined ? `, exited ${clock(b.exitedAtMs)}` : '';
+  const exited = b.exitedAtMs !== undefined ? `, exited ${clockTime(b.exitedAtMs)}` : '';
   return `PID ${b.pid}${exited}, ref_count=${b.refCount}`;
 }
 
