@@ -56,6 +56,16 @@ export class Reaper {
     return reports;
   };
 
+  /**
+   * Releases what `pid` holds if it is gone and no connection of its is still open (the rule the
+   * sweep applies); true when it released something. The tracker asks this when an ALLOC finds
+   * its address held by `pid` (Tracker.onConflict).
+   */
+  readonly reapIfGone = (pid: number): boolean => {
+    if (pid <= 0 || !this.d.registry.isGone(pid) || this.d.heldOpen?.(pid)) return false;
+    return this.reapGone([pid]).length > 0;
+  };
+
   /** PIDs said to be gone whose socket a child still holds (said once per PID). */
   private readonly heldSaid = new Set<number>();
 

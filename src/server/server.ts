@@ -111,10 +111,7 @@ export class AllocationServer {
     });
     // An ALLOC at an address another PID holds: a gone holder is released first (its objects are
     // kept as left behind, the reap journalled before the event); a live one shares the address.
-    this.tracker.onConflict = (pid) => {
-      if (pid <= 0 || !registry.isGone(pid) || this.connections.heldOpen(pid)) return false;
-      return this.reaper.reapGone([pid]).length > 0;
-    };
+    this.tracker.onConflict = reaper.reapIfGone;
     this.host = new DataHost({
       cfg,
       tracker: this.tracker,
