@@ -830,30 +830,19 @@ test('ObjectTable: bulk-removal tombstones survive frees, inserts, growth', () =
             const [d, lo, hi] = key(next);
             if (m.has(`${d}:${lo}:${hi}`)) continue;
             // Both insertion paths: find() + insert(), and allocRef() in one probe.
+            const o = {
+              device: d,
+              lo,
+              hi,
+              size: 1 + next,
+              sub: next % 5,
+              owner: next % 97,
+              bornMs: BORN0,
+            };
             if (next % 2) {
               assert.equal(t.find(d, lo, hi), -1);
-              insertNew(t, {
-                device: d,
-                lo,
-                hi,
-                size: 1 + next,
-                sub: next % 5,
-                owner: next % 97,
-                bornMs: BORN0,
-              });
-            } else
-              assert.equal(
-                t.allocRef({
-                  device: d,
-                  lo,
-                  hi,
-                  size: 1 + next,
-                  sub: next % 5,
-                  owner: next % 97,
-                  bornMs: BORN0,
-                }),
-                ALLOC_NEW,
-              );
+              insertNew(t, o);
+            } else assert.equal(t.allocRef(o), ALLOC_NEW);
             m.set(`${d}:${lo}:${hi}`, 1 + next);
           }
         };
