@@ -14,6 +14,7 @@ import { Tracker, type ProcessIdentity } from '../src/state/tracker.js';
 import { MAX_ENTRIES } from '../src/state/object-table.js';
 import type { ForgetFilter } from '../src/state/left-behind.js';
 import { Checkpoints } from '../src/state/marks.js';
+import { tableRows } from './helpers/state-fixture.js';
 import { StateStore } from '../src/persist/state-store.js';
 import { loadState } from '../src/persist/replay.js';
 import { snapshotSource, writeSnapshot } from '../src/persist/snapshot.js';
@@ -91,23 +92,6 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 
 /** Everything the state holds, in a comparable form. */
 function view(tr: Tracker, marks: Checkpoints) {
-  const table = (t: Tracker['buffers']) => {
-    const rows: string[] = [];
-    for (let e = 0; e < t.count; e++)
-      rows.push(
-        [
-          t.device(e),
-          t.idHex(e),
-          t.size(e),
-          t.type(e),
-          t.pid(e),
-          t.ref(e),
-          t.flags(e),
-          t.bornMs(e),
-        ].join(' '),
-      );
-    return rows.sort();
-  };
   // Per-process arrays grow with the devices a process touched first; trailing zeros mean nothing.
   const trim = (a: Float64Array) => [...a].join(',').replace(/(,0)+$/, '');
   const pids = [...tr.pids.values()]
@@ -115,9 +99,9 @@ function view(tr: Tracker, marks: Checkpoints) {
     .map((s) => [s.pid, s.live, trim(s.bytes), trim(s.counts)])
     .sort();
   return {
-    buffers: table(tr.buffers),
-    cbs: table(tr.cbs),
-    kernels: table(tr.kernels),
+    buffers: tableRows(tr.buffers),
+    cbs: tableRows(tr.cbs),
+    kernels: tableRows(tr.kernels),
     devBytes: [...tr.devBytes],
     devCounts: [...tr.devCounts],
     pids,

@@ -11,7 +11,7 @@ import { MsgType } from '../src/protocol/constants.js';
 import { StateEvent } from '../src/state/events.js';
 import { Tracker } from '../src/state/tracker.js';
 import { Checkpoints } from '../src/state/marks.js';
-import { ROW_WORDS, type ObjectTable } from '../src/state/object-table.js';
+import { ROW_WORDS } from '../src/state/object-table.js';
 import { RowArray, type ExitedProcess } from '../src/state/left-behind.js';
 import {
   BATCH_HEADER,
@@ -43,7 +43,7 @@ import {
 } from '../src/persist/records.js';
 import { forEachBatch, loadState } from '../src/persist/replay.js';
 import { snapshotSource, writeSnapshot } from '../src/persist/snapshot.js';
-import { FIXTURE_NOW_MS, writeFixture } from './helpers/state-fixture.js';
+import { FIXTURE_NOW_MS, tableRows, writeFixture } from './helpers/state-fixture.js';
 
 // Written by test/helpers/state-fixture.ts's writeFixture() at commit 885f8ca (FORMAT_VERSION 2).
 const V2_JOURNAL = [
@@ -422,29 +422,12 @@ const v3Journal = Buffer.from(V3_JOURNAL, 'base64');
 const v3Snapshot = Buffer.from(V3_SNAPSHOT, 'base64');
 const createdAt = (s: Buffer) => /"createdAt":"([^"]*)"/.exec(s.toString('latin1'))![1];
 
-/** Every row of a table: device, id, size, type, PID, ref count, flags, allocation time. */
-function rowsOf(t: ObjectTable): (number | string)[][] {
-  const out: (number | string)[][] = [];
-  for (let e = 0; e < t.count; e++)
-    out.push([
-      t.device(e),
-      t.idHex(e),
-      t.size(e),
-      t.type(e),
-      t.pid(e),
-      t.ref(e),
-      t.flags(e),
-      t.bornMs(e),
-    ]);
-  return out.sort((x, y) => String(x).localeCompare(String(y)));
-}
-
 /** Everything the state holds, comparable. */
 function stateOf(tr: Tracker, marks: Checkpoints) {
   return {
-    buffers: rowsOf(tr.buffers),
-    cbs: rowsOf(tr.cbs),
-    kernels: rowsOf(tr.kernels),
+    buffers: tableRows(tr.buffers),
+    cbs: tableRows(tr.cbs),
+    kernels: tableRows(tr.kernels),
     counters: tr.counters(),
     exited: tr.reaped.map((p) => ({ ...p, rows: [...p.rows] })),
     marks: marks.list(),

@@ -13,6 +13,26 @@ import { applyEvent, StateEvent } from '../../src/state/events.js';
 
 export const FIXTURE_NOW_MS = 1796150000000;
 
+/**
+ * Every row of a table (device, id, size, type, PID, ref count, flags, allocation time), in a
+ * fixed order: two states hold the same objects when these are deep-equal.
+ */
+export function tableRows(t: Tracker['buffers']): (number | string)[][] {
+  const out: (number | string)[][] = [];
+  for (let e = 0; e < t.count; e++)
+    out.push([
+      t.device(e),
+      t.idHex(e),
+      t.size(e),
+      t.type(e),
+      t.pid(e),
+      t.ref(e),
+      t.flags(e),
+      t.bornMs(e),
+    ]);
+  return out.sort((x, y) => String(x).localeCompare(String(y)));
+}
+
 interface Ev {
   code: number;
   sub?: number;
