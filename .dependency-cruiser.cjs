@@ -5,15 +5,18 @@ const below = {
   protocol: [],
   platform: [],
   devices: ['protocol'],
+  // What else speaks of device memory on the machine: tt-metal's SHM regions, the driver's holders.
+  sources: ['protocol', 'devices', 'platform'],
   state: ['protocol'],
   persist: ['protocol', 'state', 'platform'],
-  report: ['protocol', 'state', 'devices', 'persist'],
+  report: ['protocol', 'state', 'devices', 'persist', 'sources'],
   analysis: ['protocol', 'state', 'report'],
-  metrics: ['protocol', 'state', 'devices', 'report'],
-  control: ['protocol', 'state', 'devices', 'report', 'analysis', 'metrics'],
+  metrics: ['protocol', 'state', 'devices', 'report', 'sources'],
+  control: ['protocol', 'state', 'devices', 'report', 'analysis', 'metrics', 'sources'],
   client: ['protocol'],
   // The terminal and the page read the control API through the client, in report/'s JSON shapes.
-  ui: ['client', 'protocol', 'report'],
+  // `top` without a server reads the sources itself.
+  ui: ['client', 'protocol', 'report', 'sources'],
 };
 
 module.exports = {
