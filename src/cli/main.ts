@@ -18,6 +18,7 @@ import {
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 import { runCommand } from './commands/run.js';
+import { peaksCommand, resetPeaksCommand } from './commands/peaks.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -40,6 +41,8 @@ export function buildProgram(): Command {
     diffCommand(),
     checkCommand(),
     leaksCommand(),
+    peaksCommand(),
+    resetPeaksCommand(),
     demoCommand(),
     topCommand(),
     runCommand(),

@@ -1,5 +1,5 @@
 // Control API of leak analysis: marks, diff between marks, and the CI check.
-import { HttpError, type Router } from './router.js';
+import { HttpError, type Router, type RouteContext } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
 import { RowArray } from '../state/left-behind.js';
@@ -9,14 +9,23 @@ import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import { parseRules, RuleError, type Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES, type LeftBehindInput } from '../analysis/classify.js';
 import { renderClassified, renderDiff } from '../report/leak-text.js';
+import { buildPeaks, formatPeaks } from '../report/peaks.js';
 import type {
   CheckResponse,
   ClassifyResponse,
   DiffResponse,
   MarkResponse,
   MarksResponse,
+  PeaksResponse,
   UnmarkResponse,
 } from '../report/types.js';
+
+/** Answers a `format=text` request with the CLI's rendering. */
+function plainText(c: RouteContext, text: string): undefined {
+  c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+  c.res.end(text);
+  return undefined;
+}
 
 /** What the leak routes read and do. */
 export interface LeakContext {
@@ -94,6 +103,17 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     await s.persistUnmark(name);
     return { schema_version: 1, deleted: m };
   });
+  // ?since=MARK (default: since start or the last reset)[&format=text]
+  r.get('/v1/peaks', (c): PeaksResponse | undefined => {
+    const name = c.url.searchParams.get('since');
+    const p = buildPeaks(s.tracker, name === null ? null : markOr404(s, name, 'peaks since'));
+    return c.url.searchParams.get('format') === 'text' ? plainText(c, formatPeaks(p)) : p;
+  });
+  r.post('/v1/peaks/reset', (): PeaksResponse => {
+    s.tracker.peaks.reset(Date.now());
+    s.log('peaks reset');
+    return buildPeaks(s.tracker, null);
+  });
   // ?a=NAME[&b=NAME][&format=text]: intervals between every mark from a up to b (or now when b is
   // absent); as text, the CLI's rendering (the page shows it too).
   r.get('/v1/diff', (c): DiffResponse | undefined => {
@@ -108,9 +128,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       .filter((m) => m.cutMs >= a.cutMs && (!b || m.cutMs <= b.cutMs) && m.pid === a.pid);
     const d = buildDiff(s.tracker, marks, !b);
     if (c.url.searchParams.get('format') !== 'text') return d;
-    c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    c.res.end(renderDiff(d));
-    return undefined;
+    return plainText(c, renderDiff(d));
   });
   // ?program_cache_max=BYTES&model_state_min=BYTES&limit=N&all=1&format=text
   r.get('/v1/classify', (c): ClassifyResponse | undefined => {
@@ -134,9 +152,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
     });
     if (q.get('format') !== 'text') return r2;
     const body = renderClassified(r2);
-    c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    c.res.end(body);
-    return undefined;
+    return plainText(c, body);
   });
   // ?since=NAME&max_bytes=N&rules=<JSON rules>&rules_text=<a rules file>&rules_source=<its name>
   // [&tree=PID][&pid=P,…]

@@ -58,6 +58,12 @@ export function createMetrics(src: MetricsSource): Registry {
     (d, k) => tr.deviceBytes(d, k),
   );
   perDeviceKind(
+    'ttalloc_device_peak_bytes',
+    'Highest bytes in use on a device, by memory type, since the server started or the last ' +
+      '`ttalloc reset-peaks` (between scrapes too: short-lived buffers count)',
+    (d, k) => tr.peaks.overallPeak(d * KINDS + k),
+  );
+  perDeviceKind(
     'ttalloc_device_buffers',
     'Live objects on a device, by type ' +
       '(buffers per buffer type; CB and KERNEL count circular buffers and kernels)',

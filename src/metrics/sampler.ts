@@ -2,7 +2,7 @@
 // Sampling reads the tracker's running totals on a timer, so its cost does not grow with the
 // message rate; the ring of past samples lets a new viewer draw history at once.
 import { SAMPLE_KINDS } from '../report/usage.js';
-import type { Tracker } from '../state/tracker.js';
+import { KINDS, type Tracker } from '../state/tracker.js';
 import type { Sample } from '../report/types.js';
 
 export type { Sample };
@@ -42,9 +42,13 @@ export class Sampler {
   sample(): Sample {
     const tr = this.src.tracker;
     const d: Record<string, number[]> = {};
-    for (const id of this.src.knownDeviceIds())
+    const p: Record<string, number[]> = {};
+    for (const id of this.src.knownDeviceIds()) {
       d[id] = SAMPLE_KINDS.map((_, k) => tr.deviceBytes(id, k));
-    const s = { t: Date.now(), d };
+      p[id] = SAMPLE_KINDS.map((_, k) => tr.peaks.intervalPeak(id * KINDS + k));
+    }
+    tr.peaks.endInterval();
+    const s: Sample = { t: Date.now(), d, p };
     this.ring.push(s);
     if (this.ring.length > this.keep) this.ring.splice(0, this.ring.length - this.keep);
     for (const l of this.listeners) l(s);

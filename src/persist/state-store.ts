@@ -118,8 +118,10 @@ export class StateStore implements EventJournal {
       throw new StateDirError(`cannot read the state in ${this.opts.dir}: ${(e as Error).message}`);
     }
     this.recovery = { ...rec, previousStop };
-    // Ingest statistics count from this start; the state itself came back from disk.
+    // Ingest statistics count from this start; the state itself came back from disk, and so did
+    // the levels peaks start from (peaks from before the restart are not kept).
     tr.resetFrameCounts();
+    tr.peaks.restarted(Date.now());
     const snap = this.dir.path(SNAPSHOT);
     if (existsSync(snap)) this.snapshotBytes = statSync(snap).size;
     for (const s of listSegments(this.opts.dir)) {

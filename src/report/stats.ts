@@ -1,10 +1,10 @@
 // Server statistics: the data of GET /v1/stats (buildStats) and of the periodic per-device log.
 // The text views are in stats-text.ts.
-import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, type Tracker } from '../state/tracker.js';
+import { KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, KINDS, type Tracker } from '../state/tracker.js';
 import { BufferType, counterBytes, MSG_NAMES } from '../protocol/constants.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
-import type { DeviceStats, MemoryStats, ServerStats } from './types.js';
+import type { DeviceBytes, DeviceStats, MemoryStats, ServerStats } from './types.js';
 import { renderStatsLines } from './stats-text.js';
 
 export type { DeviceStats };
@@ -23,6 +23,20 @@ export interface StatsSource {
 /** The part of StatsSource the per-device figures need. */
 export type DeviceStatsSource = Pick<StatsSource, 'tracker' | 'devices'>;
 
+/** Bytes per buffer type and kind from a function of the tracker's kind slot. */
+export function bytesByKind(b: (kind: number) => number): DeviceBytes {
+  const { DRAM, L1, SYSTEM_MEMORY, L1_SMALL, TRACE } = BufferType;
+  return {
+    DRAM: b(DRAM),
+    L1: b(L1),
+    SYSTEM_MEMORY: b(SYSTEM_MEMORY),
+    L1_SMALL: b(L1_SMALL),
+    TRACE: b(TRACE),
+    CB: b(KIND_CB),
+    KERNEL: b(KIND_KERNEL),
+  };
+}
+
 export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats {
   const tr = src.tracker;
   const d = src.devices.get(device);
@@ -35,15 +49,8 @@ export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats
     declared: !!d,
     totalDramBytes: d ? totalDram(d.spec) : null,
     totalL1Bytes: d ? totalL1(d.spec) : null,
-    bytes: {
-      DRAM: b(DRAM),
-      L1: b(L1),
-      SYSTEM_MEMORY: b(SYSTEM_MEMORY),
-      L1_SMALL: b(L1_SMALL),
-      TRACE: b(TRACE),
-      CB: b(KIND_CB),
-      KERNEL: b(KIND_KERNEL),
-    },
+    bytes: bytesByKind(b),
+    peakBytes: bytesByKind((k) => tr.peaks.overallPeak(device * KINDS + k)),
     usage: {
       DRAM: counterBytes('DRAM', b),
       L1: counterBytes('L1', b),

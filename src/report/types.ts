@@ -159,6 +159,8 @@ export interface DeviceStats {
   totalDramBytes: number | null;
   totalL1Bytes: number | null;
   bytes: DeviceBytes;
+  /** High-water marks since the server started (or restarted) or the last `reset-peaks`. */
+  peakBytes: DeviceBytes;
   /** The wire's usage counters (SYSTEM_MEMORY counted in L1_SMALL), as QUERY answers them. */
   usage: Record<UsageCounter, number>;
   buffers: DeviceBufferCounts;
@@ -277,6 +279,8 @@ export interface Sample {
   t: number;
   /** device id → bytes per SAMPLE_KINDS */
   d: Record<string, number[]>;
+  /** device id → the highest bytes per SAMPLE_KINDS since the previous sample (its peak). */
+  p: Record<string, number[]>;
 }
 /** GET /v1/history (and the first event of /v1/events). */
 export interface HistoryResponse {
@@ -289,6 +293,21 @@ export interface HistoryResponse {
    */
   counters: Readonly<Record<UsageCounter, readonly number[]>>;
   samples: Sample[];
+}
+
+/** GET /v1/peaks[?since=MARK] (report/peaks.ts). */
+export interface PeaksResponse {
+  schema_version: 1;
+  since: {
+    what: 'start_or_reset' | 'mark';
+    mark: string | null;
+    /** ISO 8601 with ms, and the same as epoch ms. */
+    time: string;
+    time_ms: number;
+  };
+  /** False when the mark is older than the server process (peaks count from its start). */
+  complete: boolean;
+  devices: { device: number; peak_bytes: DeviceBytes; bytes: DeviceBytes }[];
 }
 
 // ------------------------------------------------------------------ leak analysis

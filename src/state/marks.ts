@@ -34,8 +34,9 @@ export class Checkpoints {
       throw new MarkError(`bad pid '${pid}'`);
     const cutMs = this.tracker.cut();
     const m: Mark = { name, cutMs, atMs: cutMs - 1, pid };
-    this.marks.delete(name); // re-marking moves it to the end of the ordered list
+    const moved = this.marks.delete(name); // re-marking moves it to the end of the ordered list
     this.marks.set(name, m);
+    if (moved) this.retainPeaks();
     return m;
   }
 
@@ -49,6 +50,7 @@ export class Checkpoints {
   delete(name: string): Mark {
     const m = this.get(name);
     this.marks.delete(name);
+    this.retainPeaks();
     return m;
   }
 
@@ -59,6 +61,12 @@ export class Checkpoints {
 
   clear(): void {
     this.marks.clear();
+    this.retainPeaks();
+  }
+
+  /** The tracker's peaks keep a segment boundary only where a mark is. */
+  private retainPeaks(): void {
+    this.tracker.peaks.retain(new Set([...this.marks.values()].map((m) => m.cutMs)));
   }
 
   toJSON(): Mark[] {
@@ -74,6 +82,6 @@ export class Checkpoints {
   }
   /** Replay's delete: a journal's UNMARK of a mark already gone is no error. */
   drop(name: string): void {
-    this.marks.delete(name);
+    if (this.marks.delete(name)) this.retainPeaks();
   }
 }

@@ -31,6 +31,7 @@ import {
   type ProcessIdentity,
   type ReapedReport,
 } from './left-behind.js';
+import { Peaks } from './peaks.js';
 
 export type { ExitedProcess, ProcessIdentity, ReapedReport };
 
@@ -136,6 +137,8 @@ export class Tracker {
   private reapedCount = 0;
   /** Per-buffer records of what exited processes left behind. */
   readonly leftBehind: LeftBehind;
+  /** High-water marks of devBytes: per sample interval, overall, since each mark. */
+  readonly peaks: Peaks;
 
   private now = Date.now();
 
@@ -207,6 +210,7 @@ export class Tracker {
     this.cbs = new ObjectTable(0, maxEntries);
     this.kernels = new ObjectTable(0, maxEntries);
     this.leftBehind = new LeftBehind(leftBehindBudget);
+    this.peaks = new Peaks(this.devBytesArr);
   }
 
   /** Ingest: `n` more frames of message code `code` were accepted. */
@@ -251,7 +255,8 @@ export class Tracker {
 
   /** Adds `bytes` and `count` to counter slot `k` (device * KINDS + kind) and `s`'s share. */
   private account(s: ProcessStats, k: number, bytes: number, count: number): void {
-    this.devBytesArr[k] += bytes;
+    const level = (this.devBytesArr[k] += bytes);
+    if (bytes > 0) this.peaks.see(k, level);
     this.devCountsArr[k] += count;
     if (k >= s.bytes.length) s.ensureDevice(Math.floor(k / KINDS));
     s.bytes[k] += bytes;
@@ -370,6 +375,7 @@ export class Tracker {
   cut(): number {
     const c = Math.max(Date.now(), this.now, this.floor) + 1;
     this.floor = c;
+    this.peaks.cut(c, (this.maxDevice + 1) * KINDS);
     return c;
   }
 
@@ -627,6 +633,7 @@ export class Tracker {
     this.kernels.clear();
     this.devBytesArr.fill(0);
     this.devCountsArr.fill(0);
+    this.peaks.clear(Date.now());
     this.pidStats.clear();
     this.lastPid = -1;
     this.lastStats = null;
