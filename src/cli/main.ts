@@ -19,6 +19,7 @@ import {
 import { topCommand } from './commands/top.js';
 import { runCommand } from './commands/run.js';
 import { peaksCommand, resetPeaksCommand } from './commands/peaks.js';
+import { mapCommand } from './commands/map.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
     leaksCommand(),
     peaksCommand(),
     resetPeaksCommand(),
+    mapCommand(),
     demoCommand(),
     topCommand(),
     runCommand(),

@@ -14,10 +14,13 @@ import {
 } from '../report/json-report.js';
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
-import { listProcesses } from '../report/process-info.js';
+import { commandName, listProcesses } from '../report/process-info.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
-import { HttpError, type Router, type RouteContext } from './router.js';
-import { reportQuery } from './query.js';
+import { HttpError, plainText as text, type Router, type RouteContext } from './router.js';
+import { intParam, reportQuery } from './query.js';
+import { buildMemoryMap } from '../report/memory-map.js';
+import { formatMemoryMap } from '../report/map-text.js';
+import { MAX_DEVICE_ID } from '../protocol/constants.js';
 import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
 import type {
   DataClient,
@@ -25,6 +28,7 @@ import type {
   ForgetResponse,
   HealthResponse,
   KernelsResponse,
+  MemoryMapResponse,
   PeerStats,
   PersistenceStats,
   ProcessesResponse,
@@ -104,6 +108,22 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
       ? text(c, formatKernelReport(tr))
       : { schema_version: 1, kernels: listKernels(tr) },
   );
+  // ?device=N&memory=L1|DRAM&bins=B[&format=text]: one bank's address space, every buffer on it.
+  r.get('/v1/map', (c): MemoryMapResponse | undefined => {
+    const q = c.url.searchParams;
+    const device = intParam(c.url, 'device', { dflt: 0, min: 0, max: MAX_DEVICE_ID });
+    const memory = (q.get('memory') ?? 'L1').toUpperCase();
+    if (memory !== 'L1' && memory !== 'DRAM')
+      throw new HttpError(400, `memory must be L1 or DRAM (L1 includes L1_SMALL and CBs)`);
+    const m = buildMemoryMap(tr, {
+      device,
+      space: memory,
+      arch: s.stats.devices.get(device)?.spec ?? null,
+      bins: intParam(c.url, 'bins', { dflt: 100, min: 1, max: 4096 }),
+      commandOf: commandName,
+    });
+    return q.get('format') === 'text' ? text(c, formatMemoryMap(m)) : m;
+  });
   // What exited processes left behind (`dump --exited` reads the report routes with exited=1).
   r.get('/v1/reaped', (c): ReapedResponse | undefined => {
     s.reapDead();
@@ -209,15 +229,6 @@ function beforeMs(v: string | number, marks: Checkpoints): number {
   } catch (e) {
     throw new HttpError(404, `before: ${(e as Error).message}, nor an ISO 8601 time`);
   }
-}
-
-function text(c: RouteContext, body: string): undefined {
-  c.res.writeHead(200, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(body),
-  });
-  c.res.end(body);
-  return undefined;
 }
 
 /** The buffer report as the server's terminal shows it (reaped owners unless filtered). */

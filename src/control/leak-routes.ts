@@ -1,5 +1,5 @@
 // Control API of leak analysis: marks, diff between marks, and the CI check.
-import { HttpError, type Router, type RouteContext } from './router.js';
+import { HttpError, plainText, type Router } from './router.js';
 import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
 import { RowArray } from '../state/left-behind.js';
@@ -19,13 +19,6 @@ import type {
   PeaksResponse,
   UnmarkResponse,
 } from '../report/types.js';
-
-/** Answers a `format=text` request with the CLI's rendering. */
-function plainText(c: RouteContext, text: string): undefined {
-  c.res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-  c.res.end(text);
-  return undefined;
-}
 
 /** What the leak routes read and do. */
 export interface LeakContext {

@@ -40,6 +40,16 @@ function matches(r: Route, pathname: string): boolean {
 
 const MAX_BODY = 1 << 20;
 
+/** Answers a `format=text` request with the CLI's rendering (a handler returns its result). */
+export function plainText(c: RouteContext, body: string): undefined {
+  c.res.writeHead(200, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  c.res.end(body);
+  return undefined;
+}
+
 export class Router {
   private routes: Route[] = [];
   get(path: string, handler: Handler): void {

@@ -310,6 +310,36 @@ export interface PeaksResponse {
   devices: { device: number; peak_bytes: DeviceBytes; bytes: DeviceBytes }[];
 }
 
+/** The address spaces `ttalloc map` draws: DRAM (with TRACE) and L1 (with L1_SMALL and CBs). */
+export type MapSpace = 'DRAM' | 'L1';
+
+/** GET /v1/map?device=N&memory=L1|DRAM&bins=B (report/memory-map.ts); bytes are per bank. */
+export interface MemoryMapResponse {
+  schema_version: 1;
+  device: number;
+  memory: MapSpace;
+  arch: string | null;
+  model: { banks: number; bank_bytes: number | null; estimate: true; note: string };
+  range: { start: number; end: number };
+  objects: number;
+  by_kind: Record<string, { objects: number; per_bank_bytes: number }>;
+  used_per_bank_bytes: number;
+  free_per_bank_bytes: number;
+  /** The largest free block per bank; an interleaved allocation fits when it needs ≤ this. */
+  largest_free: { start: number; size: number; interleaved_bytes: number } | null;
+  /** The largest free gaps, largest first (at most 10). */
+  gaps: { start: number; size: number }[];
+  gap_count: number;
+  /** Addresses held by more than one object (two processes, or a CB on an L1 buffer). */
+  overlap: { per_bank_bytes: number; objects: number };
+  /** Objects that end beyond the bank's size: the model does not fit them. */
+  beyond_bank: number;
+  /** The owners told apart in `bins`, most bytes first. */
+  owners: { pid: number; command: string | null; per_bank_bytes: number }[];
+  /** The bar: each bin's covered fraction and its main owner (index in owners, -1 other). */
+  bins: { start: number; used: number; owner: number | null }[];
+}
+
 // ------------------------------------------------------------------ leak analysis
 
 /** GET /v1/marks. */

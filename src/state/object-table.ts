@@ -204,6 +204,11 @@ export function rowIdHex(pg: Int32Array, b: number): string {
   return hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, '0');
 }
 
+/** The row's 64-bit id (a device address) as a number (exact below 2^53). */
+export function rowAddr(pg: Int32Array, b: number): number {
+  return (pg[b + W_HI] >>> 0) * TWO32 + (pg[b + W_LO] >>> 0);
+}
+
 /** Allocation time (ms) of the row at word `b` of a row page. */
 export function rowBornMs(pg: Int32Array, b: number): number {
   return (pg[b + W_BORN] >>> 0) + (pg[b + W_OWNER] >>> BORN_HI_SHIFT) * TWO32;
