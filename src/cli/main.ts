@@ -20,6 +20,7 @@ import { topCommand } from './commands/top.js';
 import { runCommand } from './commands/run.js';
 import { peaksCommand, resetPeaksCommand } from './commands/peaks.js';
 import { mapCommand } from './commands/map.js';
+import { exportCommand } from './commands/export.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
     peaksCommand(),
     resetPeaksCommand(),
     mapCommand(),
+    exportCommand(),
     demoCommand(),
     topCommand(),
     runCommand(),

@@ -1,5 +1,7 @@
 // Talking to a running server's control API (HTTP/JSON over the control Unix socket).
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { controlPathFor, resolveSocket } from '../protocol/transport.js';
 
 export { resolveSocket };
@@ -29,6 +31,52 @@ export class ControlClient {
   }
 
   raw(method: Method, path: string, body?: unknown): Promise<ControlResponse> {
+    return this.send(method, path, body, (res, resolve) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body: Buffer.concat(chunks).toString('utf8'),
+          contentType: String(res.headers['content-type'] ?? ''),
+        }),
+      );
+    });
+  }
+
+  /**
+   * GET `path` and pipe a 200 answer's body into `sink` as it arrives (an export of millions of
+   * events is never held whole); any other answer is an error with the server's message.
+   */
+  async download(path: string, sink: Writable): Promise<void> {
+    const r = await this.send('GET', path, undefined, (res, resolve, reject) => {
+      if (res.statusCode !== 200) {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, body, contentType: '' });
+        });
+        return;
+      }
+      pipeline(res, sink).then(
+        () => resolve({ status: 200, body: '', contentType: '' }),
+        (e: unknown) => reject(e as Error),
+      );
+    });
+    if (r.status !== 200) throw new ServerError(r.status, errorMessage(r));
+  }
+
+  private send(
+    method: Method,
+    path: string,
+    body: unknown,
+    onResponse: (
+      res: IncomingMessage,
+      resolve: (r: ControlResponse) => void,
+      reject: (e: Error) => void,
+    ) => void,
+  ): Promise<ControlResponse> {
     return new Promise((resolve, reject) => {
       const payload = body === undefined ? undefined : JSON.stringify(body);
       const req = request(
@@ -41,16 +89,8 @@ export class ControlClient {
             : {},
         },
         (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              body: Buffer.concat(chunks).toString('utf8'),
-              contentType: String(res.headers['content-type'] ?? ''),
-            }),
-          );
           res.on('error', reject);
+          onResponse(res, resolve, reject);
         },
       );
       req.on('error', (e: NodeJS.ErrnoException) => {

@@ -19,6 +19,7 @@ import { totalDram, totalL1 } from '../devices/arch.js';
 import { HttpError, plainText as text, type Router, type RouteContext } from './router.js';
 import { intParam, reportQuery } from './query.js';
 import { buildMemoryMap } from '../report/memory-map.js';
+import { streamPerfetto } from '../report/perfetto.js';
 import { formatMemoryMap } from '../report/map-text.js';
 import { MAX_DEVICE_ID } from '../protocol/constants.js';
 import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
@@ -123,6 +124,30 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
       commandOf: commandName,
     });
     return q.get('format') === 'text' ? text(c, formatMemoryMap(m)) : m;
+  });
+  // ?format=perfetto[&since=MARK]: the timeline as Chrome trace-event JSON, streamed.
+  r.get('/v1/export', async (c): Promise<undefined> => {
+    const q = c.url.searchParams;
+    if ((q.get('format') ?? 'perfetto') !== 'perfetto')
+      throw new HttpError(400, 'format must be perfetto (Chrome trace-event JSON)');
+    const since = q.get('since');
+    let sinceMs: number | null = null;
+    if (since !== null) {
+      try {
+        sinceMs = s.marks.get(since).atMs;
+      } catch (e) {
+        throw new HttpError(404, (e as Error).message);
+      }
+    }
+    s.reapDead();
+    await streamPerfetto(c.res, tr, {
+      sinceMs,
+      marks: s.marks.list().filter((m) => sinceMs === null || m.atMs >= sinceMs),
+      archOf: (d) => s.stats.devices.get(d)?.spec.name ?? null,
+      commandOf: commandName,
+      nowMs: Date.now(),
+    });
+    return undefined;
   });
   // What exited processes left behind (`dump --exited` reads the report routes with exited=1).
   r.get('/v1/reaped', (c): ReapedResponse | undefined => {

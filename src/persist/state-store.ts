@@ -122,6 +122,7 @@ export class StateStore implements EventJournal {
     // the levels peaks start from (peaks from before the restart are not kept).
     tr.resetFrameCounts();
     tr.peaks.restarted(Date.now());
+    tr.freed.clear(); // replayed frees carry the replay's time, not their own
     const snap = this.dir.path(SNAPSHOT);
     if (existsSync(snap)) this.snapshotBytes = statSync(snap).size;
     for (const s of listSegments(this.opts.dir)) {

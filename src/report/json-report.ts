@@ -71,7 +71,7 @@ const CHUNK = 1024;
 const SCAN_MS = 4;
 const SCAN_STEP = 4096;
 
-const nextTurn = () => new Promise<void>((r) => setImmediate(r));
+export const nextTurn = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * Streams the report with every matching buffer in a flat `buffers` array. The only block that
@@ -102,7 +102,7 @@ export const streaming = { active: 0 };
 const STALLED_READER_MS = 60_000;
 
 /** Resolves when `res` can take more, or is gone; a reader stalled past the limit is cut off. */
-function drainedOrGone(res: ServerResponse): Promise<void> {
+export function drainedOrGone(res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(t);

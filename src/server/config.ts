@@ -44,6 +44,8 @@ export interface ServerOptions {
   leftBehindBudget?: number;
   /** A data connection stopped mid-frame this long (ms) is closed, saying why (0 = never). */
   partialFrameTimeoutMs?: number;
+  /** The last frees kept with their lifetimes for the timeline export (0 = none). */
+  timelineEvents?: number;
 }
 
 /** The defaults of every numeric option (ms, bytes, counts). */
@@ -65,6 +67,8 @@ export const DEFAULTS = {
   tickIntervalMs: 250,
   expectedBuffers: 0,
   leftBehindBudget: DEFAULT_LEFT_BEHIND_BUDGET,
+  /** 2^18 frees × 40 bytes = 10 MiB, allocated on the first free. */
+  timelineEvents: 1 << 18,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */

@@ -82,6 +82,7 @@ export class AllocationServer {
     const cfg = (this.cfg = resolveConfig(opts));
     returnFreedMemory(); // before the tables grow
     this.tracker = new Tracker(cfg.expectedBuffers, undefined, cfg.leftBehindBudget);
+    this.tracker.freed.resize(cfg.timelineEvents);
     this.devices = cfg.devices;
     this.marks = new Checkpoints(this.tracker);
     ({ pump: this.pump, reason: this.pumpOff } = ReadPump.create());

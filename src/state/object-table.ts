@@ -252,6 +252,7 @@ export class ObjectTable {
   conflictEntry = -1;
   private removedType = 0;
   private removedSize = 0;
+  private removedBornMs = 0;
   get gonePid(): number {
     return this.removedPid;
   }
@@ -260,6 +261,9 @@ export class ObjectTable {
   }
   get goneSize(): number {
     return this.removedSize;
+  }
+  get goneBornMs(): number {
+    return this.removedBornMs;
   }
 
   /** `maxEntries` below MAX_ENTRIES is for tests of a full table. */
@@ -490,6 +494,7 @@ export class ObjectTable {
       this.removedPid = pg[b + W_OWNER] & PID_MASK;
       this.removedType = (m >>> TYPE_SHIFT) & TYPE_MASK;
       this.removedSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
+      this.removedBornMs = rowBornMs(pg, b);
       this.unindexAt(sh, s);
       this.vacate(e);
       return RELEASE_REMOVED;

@@ -32,6 +32,7 @@ import {
   type ReapedReport,
 } from './left-behind.js';
 import { Peaks } from './peaks.js';
+import { FreedRing } from './freed-ring.js';
 
 export type { ExitedProcess, ProcessIdentity, ReapedReport };
 
@@ -139,6 +140,8 @@ export class Tracker {
   readonly leftBehind: LeftBehind;
   /** High-water marks of devBytes: per sample interval, overall, since each mark. */
   readonly peaks: Peaks;
+  /** The last frees with their lifetimes, for the timeline (off until resize()). */
+  readonly freed = new FreedRing();
 
   private now = Date.now();
 
@@ -295,9 +298,10 @@ export class Tracker {
     this.devSeen[device] = 1;
     const t = this.buffers;
     const r = t.release(ev);
-    if (r === RELEASE_REMOVED)
+    if (r === RELEASE_REMOVED) {
       this.account(this.stats(t.gonePid), device * KINDS + t.goneType, -t.goneSize, -1);
-    else if (r === RELEASE_UNKNOWN) {
+      this.freed.push(ev, t, this.now);
+    } else if (r === RELEASE_UNKNOWN) {
       this.unknownFreeCount++;
       this.devCountsArr[device * KINDS + KIND_UNKNOWN_FREE]++;
       const s = this.stats(ev.owner);
@@ -634,6 +638,7 @@ export class Tracker {
     this.devBytesArr.fill(0);
     this.devCountsArr.fill(0);
     this.peaks.clear(Date.now());
+    this.freed.clear();
     this.pidStats.clear();
     this.lastPid = -1;
     this.lastStats = null;

@@ -58,6 +58,12 @@ export function serverCommand(name = 'server'): Command {
       DEFAULTS.leftBehindBudget,
     )
     .option(
+      '--timeline-events <n>',
+      'the last frees kept with their lifetimes for `ttalloc export` (40 bytes each; 0 = none)',
+      intArg('--timeline-events', 0),
+      DEFAULTS.timelineEvents,
+    )
+    .option(
       '--state-dir <dir>',
       'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)',
     )
@@ -121,6 +127,7 @@ export function serverCommand(name = 'server'): Command {
           deviceConfig?: string;
           expectedBuffers: number;
           leftBehindBudget: number;
+          timelineEvents: number;
           partialFrameTimeout: number;
           quiet?: boolean;
           logEvents?: boolean;
@@ -159,6 +166,7 @@ export function serverCommand(name = 'server'): Command {
             devices,
             expectedBuffers: o.expectedBuffers,
             leftBehindBudget: o.leftBehindBudget,
+            timelineEvents: o.timelineEvents,
             partialFrameTimeoutMs: o.partialFrameTimeout * 1000,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,
