@@ -81,7 +81,10 @@ export class SysfsTree {
     for (const [k, v] of Object.entries(c.attrs ?? {})) this.write(`${cls}/${k}`, v);
     for (const [k, v] of Object.entries(c.hwmon ?? {}))
       this.write(`${cls}/device/hwmon/hwmon${index + 3}/${k}`, v);
-    for (const f of c.failing ?? []) mkdirSync(join(this.root, cls, f), { recursive: true });
+    for (const f of c.failing ?? []) {
+      rmSync(join(this.root, cls, f), { force: true });
+      mkdirSync(join(this.root, cls, f));
+    }
     return this;
   }
 
