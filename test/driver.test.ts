@@ -474,3 +474,19 @@ test('DEVICE_INFO of a device nobody declared: counted, no facts, 112 and 144 by
     assert.equal(await q.stop(), 0);
   }
 });
+
+test('the driver bench prints its four rows (figures are not checked here)', () => {
+  const bench = new URL('../dist/bench/driver-bench.js', import.meta.url);
+  const r = spawnSync(process.execPath, [bench.pathname, '--quick'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  for (const re of [
+    /^holder lists of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^full scan of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^refresh of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^identity of one holder .*\| +[\d.]+ µs \|$/m,
+  ])
+    assert.match(r.stdout, re);
+});
