@@ -327,14 +327,16 @@ test('containers and cgroups from /proc/PID/cgroup', () => {
 });
 
 test('known non-tt-metal holders: by comm, by script, by python -m', async () => {
-  // A real tt-smi stand-in: a script run by its shebang shows its file name as comm.
+  // A real tt-smi stand-in: a script run by its shebang shows its file name as comm, and its
+  // command line is the interpreter's.
   const bin = join(dir(), 'tt-smi');
-  writeFileSync(bin, '#!/bin/sh\nexec sleep 300\n');
+  writeFileSync(bin, '#!/bin/sh\nwhile :; do sleep 1; done\n');
   chmodSync(bin, 0o755);
   const c = await sleeper({ cmd: bin, args: ['-s'] });
-  // The shell has exec'd sleep by now or not; the name is tt-smi until then, sleep after.
   const id = readIdentity(c.pid!);
-  assert.ok(id.comm === 'tt-smi' || id.comm === 'sleep', String(id.comm));
+  assert.deepEqual([id.comm, id.cmdline], ['tt-smi', `/bin/sh ${bin} -s`]);
+  assert.equal(knownHolder(id)?.name, 'tt-smi');
+  assert.match(knownHolder(id)!.source, /SHM-LAYOUT/);
   const smi = knownHolder({ comm: 'tt-smi', cmdline: '/usr/bin/python3 /usr/bin/tt-smi -s' });
   assert.equal(smi?.name, 'tt-smi');
   assert.equal(
