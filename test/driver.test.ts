@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { scanDriver, readHolders } from '../src/sources/driver.js';
+import { DriverReader, IDENTITY_KEEP_MS, readHolders, scanDriver } from '../src/sources/driver.js';
 import { knownHolder, readProcessIdentity } from '../src/sources/driver-holders.js';
 import { containerOf, readIdentity } from '../src/platform/processes.js';
 import { chipsOfCard } from '../src/devices/cards.js';
@@ -149,6 +149,33 @@ test('galaxy, p300 and an unknown card: chips null and said, never guessed', () 
     assert.equal(chipsOfCard(t).chips, null, t);
   for (const t of ['p100', 'p100a', 'p150', 'p150b', 'p150c', 'N150'])
     assert.equal(chipsOfCard(t).chips, 1, t);
+});
+
+test('DriverReader: sensors and holders every scan, identity kept until it ages out', (t) => {
+  const tree = new SysfsTree(dir()).card(0, CARDS.n150);
+  const cls = join(tree.root, 'sys/class/tenstorrent/tenstorrent!0');
+  let now = 1_000_000;
+  t.mock.method(Date, 'now', () => now);
+  const reader = new DriverReader({ root: tree.root });
+  assert.equal(reader.scan().cards[0].board_serial, CARDS.n150.serial);
+  writeFileSync(join(cls, 'tt_serial'), 'FFFF\n');
+  writeFileSync(join(cls, 'device/hwmon/hwmon3/temp1_input'), '60000\n');
+  tree.holders(0, [process.pid]);
+  now += IDENTITY_KEEP_MS;
+  const second = reader.scan().cards[0];
+  assert.equal(second.board_serial, CARDS.n150.serial, 'identity kept');
+  assert.equal(second.sensors.temperature_c, 60, 'sensors read again');
+  assert.deepEqual(second.holders, [process.pid]);
+  now += 1;
+  assert.equal(reader.scan().cards[0].board_serial, 'FFFF', 'aged out: read again');
+  writeFileSync(join(cls, 'tt_serial'), 'EEEE\n');
+  tree.card(1, CARDS.p150);
+  const third = reader.scan();
+  assert.deepEqual(
+    third.cards.map((c) => c.board_serial),
+    ['EEEE', CARDS.p150.serial],
+    'a new set of cards: everything read again',
+  );
 });
 
 test('attributes that fail to read, a fanless card and no driver at all', () => {

@@ -64,14 +64,21 @@ function allCardIndices(root: string): number[] {
 }
 
 /**
- * The driver source for a view that refreshes: a card's identity and firmware are read once
- * (they change only when the card goes away or is reset, which changes the set of cards and
- * drops what was kept), its clocks, heartbeat, sensors and holders on every scan().
+ * A card's identity and firmware are kept this long: they change only when a card is replaced
+ * or reflashed and reset, which may keep its index, so what was kept ages out.
+ */
+export const IDENTITY_KEEP_MS = 10_000;
+
+/**
+ * The driver source for a view that refreshes: a card's identity and firmware are read at most
+ * every IDENTITY_KEEP_MS (and again whenever the set of cards or the driver version changes),
+ * its clocks, heartbeat, sensors and holders on every scan().
  */
 export class DriverReader {
   readonly root: string;
   private ids = new Map<number, CardIdentity>();
   private indexKey = '';
+  private readMs = 0;
 
   constructor(opts: DriverScanOptions = {}) {
     this.root = opts.root ?? '/';
@@ -86,9 +93,11 @@ export class DriverReader {
     const version = readAttr(driverModuleDir(root), 'version');
     const indices = allCardIndices(root);
     const key = `${version}:${indices.join(',')}`;
-    if (key !== this.indexKey) {
+    const now = Date.now();
+    if (key !== this.indexKey || now - this.readMs > IDENTITY_KEEP_MS) {
       this.ids.clear();
       this.indexKey = key;
+      this.readMs = now;
     }
     let holdersListed = false;
     const cards = indices.map((index) => {
