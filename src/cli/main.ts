@@ -21,6 +21,7 @@ import { runCommand } from './commands/run.js';
 import { peaksCommand, resetPeaksCommand } from './commands/peaks.js';
 import { mapCommand } from './commands/map.js';
 import { exportCommand } from './commands/export.js';
+import { queryCommand } from './commands/query.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -47,6 +48,7 @@ export function buildProgram(): Command {
     resetPeaksCommand(),
     mapCommand(),
     exportCommand(),
+    queryCommand(),
     demoCommand(),
     topCommand(),
     runCommand(),
