@@ -205,17 +205,25 @@ export function startTimeMs(startTicks: number, procRoot = '/proc'): number {
 // reads, each field null when the kernel does not let us read it (another user's environ, a
 // namespace link without ptrace access).
 
-/** Who a process is (the JSON shape of src/sources/types.ts ProcessIdentity). */
+/**
+ * Who a process is (null: not readable by us). snake_case: it is the control API's JSON
+ * (src/sources/types.ts ProcessIdentity).
+ */
 export interface Identity {
   pid: number;
   uid: number | null;
   user: string | null;
   comm: string | null;
+  /** The whole command line (views shorten it on screen). */
   cmdline: string | null;
+  /** NSpid of /proc/PID/status: the PID in each namespace, outermost first. */
   ns_pids: number[];
+  /** The container or cgroup it runs in (null: the host's root cgroup). */
   container: string | null;
+  /** Differs from ours: its SHM PIDs and /dev/shm are not ours. */
   other_pid_ns: boolean | null;
   other_ipc_ns: boolean | null;
+  /** From /proc/PID/environ (same user or root); null when unreadable. */
   tracking_env: { alloc_tracking_enabled: boolean; shm_tracking_disabled: boolean } | null;
 }
 

@@ -23,6 +23,30 @@ const pct = (used: number, total: number | null) =>
   total === null || total === 0 ? null : Math.round((1e4 * used) / total) / 100;
 const free = (used: number, total: number | null) => (total === null ? null : total - used);
 
+/** `<kind>.used` and `<kind>.peak` per memory kind: [field prefix, DeviceBytes key, meaning]. */
+const KINDS: [string, keyof DeviceBytes, string][] = [
+  ['dram', 'DRAM', 'DRAM buffers'],
+  ['trace', 'TRACE', 'TRACE buffers (in DRAM)'],
+  ['l1', 'L1', 'L1 buffers'],
+  ['l1_small', 'L1_SMALL', 'L1_SMALL buffers'],
+  ['cb', 'CB', 'circular buffers (in L1)'],
+  ['kernel', 'KERNEL', 'kernel binaries (in L1)'],
+  ['system_memory', 'SYSTEM_MEMORY', 'SYSTEM_MEMORY buffers: host memory, not on the device'],
+];
+const kindFields: Record<string, Field> = Object.fromEntries(
+  KINDS.flatMap(([prefix, key, what]): [string, Field][] => [
+    [`${prefix}.used`, { help: what, kind: 'bytes', get: (d) => d.bytes[key] }],
+    [
+      `${prefix}.peak`,
+      {
+        help: `highest ${what} since start or reset-peaks`,
+        kind: 'bytes',
+        get: (d) => d.peakBytes[key],
+      },
+    ],
+  ]),
+);
+
 export const FIELDS: Record<string, Field> = {
   timestamp: {
     help: 'when the figures were taken (ISO 8601, UTC, ms)',
@@ -45,7 +69,7 @@ export const FIELDS: Record<string, Field> = {
     kind: 'text',
     get: (d) => d.declared,
   },
-  'dram.used': { help: 'DRAM buffers', kind: 'bytes', get: (d) => d.bytes.DRAM },
+  ...kindFields,
   'dram.total': {
     help: 'DRAM capacity (empty: unknown)',
     kind: 'bytes',
@@ -61,21 +85,6 @@ export const FIELDS: Record<string, Field> = {
     kind: 'percent',
     get: (d) => pct(d.bytes.DRAM + d.bytes.TRACE, d.totalDramBytes),
   },
-  'dram.peak': {
-    help: 'highest DRAM buffers since start or reset-peaks',
-    kind: 'bytes',
-    get: (d) => d.peakBytes.DRAM,
-  },
-  'trace.used': { help: 'TRACE buffers (in DRAM)', kind: 'bytes', get: (d) => d.bytes.TRACE },
-  'l1.used': { help: 'L1 buffers', kind: 'bytes', get: (d) => d.bytes.L1 },
-  'l1.peak': {
-    help: 'highest L1 buffers since start or reset-peaks',
-    kind: 'bytes',
-    get: (d) => d.peakBytes.L1,
-  },
-  'l1_small.used': { help: 'L1_SMALL buffers', kind: 'bytes', get: (d) => d.bytes.L1_SMALL },
-  'cb.used': { help: 'circular buffers (in L1)', kind: 'bytes', get: (d) => d.bytes.CB },
-  'kernel.used': { help: 'kernel binaries (in L1)', kind: 'bytes', get: (d) => d.bytes.KERNEL },
   'l1.resident': {
     help: 'everything in L1 SRAM: L1 + L1_SMALL + CB + KERNEL',
     kind: 'bytes',
@@ -95,11 +104,6 @@ export const FIELDS: Record<string, Field> = {
     help: 'l1.resident over l1.total, %',
     kind: 'percent',
     get: (d) => pct(inL1(d.bytes), d.totalL1Bytes),
-  },
-  'system_memory.used': {
-    help: 'SYSTEM_MEMORY buffers: host memory, not on the device',
-    kind: 'bytes',
-    get: (d) => d.bytes.SYSTEM_MEMORY,
   },
   'buffers.count': {
     help: 'live buffers of every type',

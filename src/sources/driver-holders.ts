@@ -1,7 +1,7 @@
 // Holders of a device that are not tt-metal: they open /dev/tenstorrent/N (so the driver lists
 // them) but allocate no device memory, so neither the socket nor SHM ever reports them. The
 // views flag such a holder as "not a tt-metal process" instead of "reports nothing".
-import { readIdentity, type IdentityOptions } from '../platform/processes.js';
+import { readIdentity } from '../platform/processes.js';
 import type { ProcessIdentity } from './types.js';
 
 export interface KnownHolder {
@@ -70,9 +70,5 @@ export function knownHolder(id: Pick<ProcessIdentity, 'comm' | 'cmdline'>): Know
   return null;
 }
 
-/** readIdentity typed as the sources' JSON shape (a compile-time check that the two agree). */
-export const readProcessIdentity: (
-  pid: number,
-  procRoot?: string,
-  opts?: IdentityOptions,
-) => ProcessIdentity = readIdentity;
+/** Who a process is (platform/processes.ts), under the sources' name. */
+export const readProcessIdentity = readIdentity;

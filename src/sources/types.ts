@@ -139,24 +139,5 @@ export interface DriverScan {
   error?: string;
 }
 
-/** Who a process is, as far as /proc lets us see (null: not readable by us). */
-export interface ProcessIdentity {
-  pid: number;
-  uid: number | null;
-  user: string | null;
-  comm: string | null;
-  /** The whole command line (views shorten it on screen). */
-  cmdline: string | null;
-  /** NSpid of /proc/PID/status: the PID in each namespace, outermost first. */
-  ns_pids: number[];
-  /** The container or cgroup it runs in (null: the host's root cgroup). */
-  container: string | null;
-  /** Differs from ours: its SHM PIDs and /dev/shm are not ours. */
-  other_pid_ns: boolean | null;
-  other_ipc_ns: boolean | null;
-  /** From /proc/PID/environ (same user or root); null when unreadable. */
-  tracking_env: {
-    alloc_tracking_enabled: boolean;
-    shm_tracking_disabled: boolean;
-  } | null;
-}
+/** Who a process is, as far as /proc lets us see (platform/processes.ts reads it). */
+export type { Identity as ProcessIdentity } from '../platform/processes.js';
