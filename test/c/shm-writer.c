@@ -13,8 +13,9 @@
 //   alloc <kind> <bytes> [chip]   kind: dram l1 l1_small trace cb kernel (kernel: v1a only)
 //   free <kind> <bytes> [chip]
 //   claim <pid> <ts_ns|now> <name> a slot for another PID, as that process would claim it
-//   hammer <n>                    n rounds (0: until killed) of storing the round number into
-//                                 the totals, the gateway chip and our slot, in address order
+//   hammer <n> [burst]            n rounds (0: until killed) of storing the round number into
+//                                 the totals, the gateway chip and our slot, in address order;
+//                                 with a burst, a 1 ms sleep after every burst rounds
 //   reap                          v4: release the slots of dead processes
 //   ready                         --hold-init: finish initialising (init_state = REDY)
 //   exit                          detach as the runtime's destructor does, then exit
@@ -283,9 +284,10 @@ static void detach(void) {
   }
 }
 
-static void hammer(uint64_t n) {
+static void hammer(uint64_t n, uint64_t burst) {
   int j = claim_mine();
   for (uint64_t r = 1; n == 0 || r <= n; r++) {
+    if (burst && r % burst == 0) usleep(1000);
     for (int k = 0; k < 5; k++) store64(&totals()[k], r);
     for (int k = 0; k < 5; k++) store64(&chip_c(0)[k], r);
     if (j >= 0)
@@ -406,7 +408,7 @@ int main(int argc, char **argv) {
       int j = claim(atoi(s1), ts, s3);
       printf(j < 0 ? "full\n" : "ok slot=%d\n", j);
     } else if (strcmp(cmd, "hammer") == 0) {
-      hammer(strtoull(s1, NULL, 10));
+      hammer(strtoull(s1, NULL, 10), n >= 3 ? strtoull(s2, NULL, 10) : 0);
       printf("ok\n");
     } else if (strcmp(cmd, "reap") == 0) {
       printf("ok reaped=%d\n", reap());
