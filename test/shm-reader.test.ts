@@ -15,6 +15,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -444,6 +445,25 @@ describe('shared-memory regions', { skip: SKIP }, () => {
       ['6', 'bad', 'a symbolic link: not followed'],
     ]);
     assert.match(scanShm({ root: join(root, 'nope') }).error!, /cannot be listed \(ENOENT\)/);
+  });
+
+  test('random bytes under every version word: read, and negative PIDs never signalled', () => {
+    const root = newRoot();
+    const path = regionPath(root, 14);
+    for (let i = 0; i < 200; i++) {
+      const v1a = i % 6 === 0;
+      const buf = randomBytes(v1a ? 9280 : 8576);
+      buf.writeUInt32LE(v1a ? 1 : 1 + (i % 4), 0);
+      if (i % 2) buf.writeUInt32LE(0x52454459, 8536); // v4 ready half the time
+      writeFileSync(path, buf);
+      const r = readRegion(path);
+      assert.ok(['ok', 'initialising'].includes(r.status), `${r.status}: ${r.error}`);
+      for (const s of r.slots) {
+        // kill(-n, 0) would signal a process group: a negative PID is judged without it
+        if (s.pid < 0) assert.equal(s.alive, false);
+        assert.ok(s.name.length <= 64);
+      }
+    }
   });
 
   test('the real /dev/shm: found by the default scan, as tt-metal main writes it', async () => {
