@@ -4,6 +4,7 @@ import { DeviceRegistry } from '../devices/registry.js';
 import { isProcessAlive } from '../platform/processes.js';
 import { controlPathFor } from '../protocol/transport.js';
 import { DEFAULT_LEFT_BEHIND_BUDGET } from '../state/left-behind.js';
+import { DEFAULT_TOP_PROCESSES } from '../metrics/process-series.js';
 
 export interface ServerOptions {
   socketPath: string;
@@ -44,6 +45,8 @@ export interface ServerOptions {
   leftBehindBudget?: number;
   /** A data connection stopped mid-frame this long (ms) is closed, saying why (0 = never). */
   partialFrameTimeoutMs?: number;
+  /** Processes with their own `/metrics` series, the largest first; the rest sum into `other`. */
+  metricsTopProcesses?: number;
 }
 
 /** The defaults of every numeric option (ms, bytes, counts). */
@@ -65,6 +68,7 @@ export const DEFAULTS = {
   tickIntervalMs: 250,
   expectedBuffers: 0,
   leftBehindBudget: DEFAULT_LEFT_BEHIND_BUDGET,
+  metricsTopProcesses: DEFAULT_TOP_PROCESSES,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */
