@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -466,3 +466,241 @@ test(
     assert.equal(run.code, 0, run.out);
   },
 );
+
+// ---- a real Prometheus scraping both servers ----------------------------------------------
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+interface PromResult {
+  metric: Labels;
+  value: [number, string];
+}
+async function query(api: string, q: string): Promise<PromResult[]> {
+  const r = await fetch(`${api}/api/v1/query?query=${encodeURIComponent(q)}`);
+  const body = (await r.json()) as {
+    status: string;
+    data: { result: PromResult[] };
+    error?: string;
+  };
+  assert.equal(body.status, 'success', `${q}: ${body.error}`);
+  return body.data.result;
+}
+/** Polls until `ok` holds for the query's result (Prometheus scrapes and evaluates every 1 s). */
+async function until(
+  api: string,
+  q: string,
+  ok: (r: PromResult[]) => boolean,
+  prom: () => string,
+): Promise<PromResult[]> {
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    const r = await query(api, q).catch(() => [] as PromResult[]);
+    if (ok(r)) return r;
+    if (Date.now() > deadline)
+      throw new Error(`no answer to ${q}: ${JSON.stringify(r)}\n${prom().slice(-3000)}`);
+    await new Promise((res) => setTimeout(res, 250));
+  }
+}
+
+test(
+  'a real Prometheus answers the fleet questions per host, device and process',
+  { skip },
+  async () => {
+    const port = await freePort();
+    const dir = join(work, 'prometheus');
+    mkdirSync(dir, { recursive: true });
+    const config = {
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      rule_files: [join(PROM_DIR, 'rules.yml'), join(PROM_DIR, 'alerts.yml')],
+      scrape_configs: [
+        {
+          job_name: 'ttalloc',
+          static_configs: [{ targets: hosts.map((h) => h.instance), labels: { cluster: 'test' } }],
+        },
+      ],
+    };
+    writeFileSync(join(dir, 'prometheus.yml'), JSON.stringify(config, null, 2));
+    const prom = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(prom);
+    let log = '';
+    prom.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    prom.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const api = `http://127.0.0.1:${port}`;
+    try {
+      const [a, b] = hosts;
+      await until(
+        api,
+        'up == 1',
+        (r) => r.length === 2,
+        () => log,
+      );
+      // Per device: the dashboard's DRAM utilisation panel, 2 hosts × 2 devices.
+      const panel9 = dashboardQueries().find((q) => q.id === '9/A')!.expr;
+      const perDevice = await until(
+        api,
+        panel9,
+        (r) => r.length === 4,
+        () => log,
+      );
+      const want = utilisation(scraped, DRAM, 'DRAM');
+      for (const w of want) {
+        const got = perDevice.find(
+          (r) => r.metric.instance === w.labels.instance && r.metric.device === w.labels.device,
+        );
+        assert.ok(got, `utilisation of ${w.labels.instance} device ${w.labels.device}`);
+        assert.equal(Number(got.value[1]), w.value);
+        assert.equal(got.metric.cluster, 'test', 'the target label survives the division');
+      }
+      // The recording rule gives the same answer once evaluated.
+      await until(
+        api,
+        'instance_device:ttalloc_dram_utilisation:ratio',
+        (r) => r.length === 4,
+        () => log,
+      );
+      // Per host: DRAM in use, and how many devices.
+      const perHost = await query(
+        api,
+        'sum by (instance) (instance_device:ttalloc_dram_used_bytes:sum)',
+      );
+      const hostBytes = (h: Host) =>
+        Number(perHost.find((r) => r.metric.instance === h.instance)?.value[1]);
+      assert.equal(hostBytes(a), (1 + 2 + 3 + 4 + 64 + 3) * MiB);
+      assert.equal(hostBytes(b), (256 + 8 + 512) * MiB);
+      const devices = await query(api, 'count by (instance) (ttalloc_device_info)');
+      assert.deepEqual(
+        devices.map((r) => [r.metric.instance, r.value[1]]).sort(),
+        hosts.map((h) => [h.instance, '2']).sort(),
+      );
+      // Top processes across the fleet: B's model holder first; A's small ones are in "other".
+      const top = await query(
+        api,
+        'topk(3, sum by (instance, pid, command) (ttalloc_process_used_bytes))',
+      );
+      const rows = top
+        .map((r) => ({ l: r.metric, bytes: Number(r.value[1]) }))
+        .sort((x, y) => y.bytes - x.bytes);
+      const who = (r: (typeof rows)[0]) => [r.l.instance, r.l.pid, r.l.command, r.bytes];
+      assert.deepEqual(rows.slice(0, 2).map(who), [
+        [b.instance, String(b.reporters[0].pid), 'sleep', (256 + 512) * MiB],
+        [a.instance, String(a.reporters[0].pid), 'sleep', 65 * MiB],
+      ]);
+      const other = await query(
+        api,
+        `sum(ttalloc_process_used_bytes{instance="${a.instance}", pid="other"})`,
+      );
+      assert.equal(Number(other[0]?.value[1]), (2 + 3) * MiB + 96 * 1024 + 64 * 1024);
+      // Every rule and alert evaluates without error against the real series.
+      const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as {
+        data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
+      };
+      const all = rules.data.groups.flatMap((g) => g.rules);
+      assert.equal(all.length, 8);
+      for (const r of all) assert.equal(r.health, 'ok', `${r.name}: ${r.lastError}`);
+    } finally {
+      prom.kill('SIGTERM');
+      await new Promise((r) => prom.once('exit', r));
+    }
+  },
+);
+
+// ---- the Grafana dashboard against Grafana's own schema -------------------------------------
+
+/**
+ * Grafana publishes its dashboard schema on npm as TypeScript types generated from its CUE
+ * schema (@grafana/schema; no JSON Schema is published), so the dashboard JSON is checked by the
+ * TypeScript compiler: the whole file `satisfies Dashboard`, each panel's options and field
+ * config the types of its panel plugin (partial, as Grafana fills in the defaults). Object
+ * literals get excess-property checks: a misspelled key or a wrong enum value is an error.
+ */
+const PANEL_TYPES: Record<string, string> = {
+  timeseries: 'timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen',
+  stat: 'stat/panelcfg/x/StatPanelCfg_types.gen',
+  table: 'table/panelcfg/x/TablePanelCfg_types.gen',
+};
+function dashboardCheckSource(json: string): string {
+  const d = JSON.parse(json) as {
+    panels: (DashPanel & {
+      options?: unknown;
+      fieldConfig?: { defaults?: { custom?: unknown } };
+    })[];
+  };
+  const lines = [
+    "import type { Dashboard } from '@grafana/schema';",
+    // JSON spells a string enum member by its value: `${Enum}` is the union of the values.
+    'type Json<T> = T extends string ? `${T}` : ' +
+      'T extends object ? { [K in keyof T]: Json<T[K]> } : T;',
+    'type DeepPartial<T> = T extends string ? `${T}` : ' +
+      'T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;',
+    `export const dashboard = ${json.trim()} satisfies Json<Dashboard>;`,
+  ];
+  const used = new Set<string>();
+  for (const p of d.panels) {
+    if (p.type === 'row') continue;
+    const mod = PANEL_TYPES[p.type];
+    assert.ok(mod, `panel ${p.id}: a known panel type (${p.type})`);
+    const ns = `P_${p.type}`;
+    if (!used.has(ns)) {
+      used.add(ns);
+      lines.unshift(
+        `import type * as ${ns} from '@grafana/schema/dist/esm/raw/composable/${mod}';`,
+      );
+    }
+    if (p.options !== undefined)
+      lines.push(
+        `export const options${p.id} = ${JSON.stringify(p.options)} ` +
+          `satisfies DeepPartial<${ns}.Options>;`,
+      );
+    const custom = p.fieldConfig?.defaults?.custom;
+    if (custom !== undefined && p.type !== 'stat')
+      lines.push(
+        `export const custom${p.id} = ${JSON.stringify(custom)} ` +
+          `satisfies DeepPartial<${ns}.FieldConfig>;`,
+      );
+  }
+  return lines.join('\n') + '\n';
+}
+
+test('the Grafana dashboard satisfies the schema Grafana publishes (@grafana/schema)', () => {
+  // Under node_modules so that the module resolution finds @grafana/schema.
+  const cache = join(ROOT, 'node_modules/.cache');
+  mkdirSync(cache, { recursive: true });
+  const dir = mkdtempSync(join(cache, 'ttalloc-grafana-'));
+  try {
+    const file = join(dir, 'dashboard-check.ts');
+    writeFileSync(file, dashboardCheckSource(readFileSync(DASHBOARD, 'utf8')));
+    const program = ts.createProgram([file], {
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      target: ts.ScriptTarget.ES2022,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    });
+    const errors = ts.getPreEmitDiagnostics(program).map((d) => {
+      const msg = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+      const at =
+        d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start) : null;
+      return `${at ? `line ${at.line + 1}: ` : ''}${msg}`;
+    });
+    assert.deepEqual(errors, [], errors.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
