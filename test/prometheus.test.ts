@@ -510,6 +510,16 @@ async function until(
   }
 }
 
+/** The PromQL lines of docs/monitoring.md's "Fleet questions" (comments left out). */
+function docQueries(): string[] {
+  const doc = readFileSync(join(ROOT, 'docs/monitoring.md'), 'utf8');
+  const block = /### Fleet questions[\s\S]*?```promql\n([\s\S]*?)```/.exec(doc);
+  assert.ok(block, 'docs/monitoring.md has the fleet questions');
+  const lines = block[1].split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  assert.ok(lines.length >= 5);
+  return lines;
+}
+
 test(
   'a real Prometheus answers the fleet questions per host, device and process',
   { skip },
@@ -606,6 +616,8 @@ test(
         `sum(ttalloc_process_used_bytes{instance="${a.instance}", pid="other"})`,
       );
       assert.equal(Number(other[0]?.value[1]), (2 + 3) * MiB + 96 * 1024 + 64 * 1024);
+      // The fleet questions of docs/monitoring.md, as written there, answer.
+      for (const q of docQueries()) assert.ok((await query(api, q)).length > 0, `docs: ${q}`);
       // Every rule and alert evaluates without error against the real series.
       const rules = (await (await fetch(`${api}/api/v1/rules`)).json()) as {
         data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
