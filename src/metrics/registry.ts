@@ -147,7 +147,7 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
         }
       }
       if (rest.length === 0) return;
-      const devices = Math.max(...rest.map((s) => s.devices));
+      const devices = rest.reduce((n, s) => Math.max(n, s.devices), 0);
       for (let d = 0; d < devices; d++) {
         const on = rest.filter((s) => d < s.devices && ownsOn(s, d));
         if (on.length === 0) continue;
