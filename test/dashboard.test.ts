@@ -216,7 +216,10 @@ test('the TCP listener is read-only and also serves /metrics', async () => {
     return { status: post.status, metrics };
   });
   assert.equal(res.status, 403);
-  assert.match(res.metrics, /^ttalloc_device_buffers\{device="0",type="DRAM"\} 200$/m);
+  assert.match(
+    res.metrics,
+    /^ttalloc_device_buffers\{device="0",arch="Wormhole_B0",serial="",type="DRAM"\} 200$/m,
+  );
   const stats = await server.client.json<{ live: { buffers: number } }>('GET', '/v1/stats');
   assert.equal(stats.live.buffers, 220, 'nothing was reset');
   // DNS rebinding: a page served under another name that resolves to 127.0.0.1 is refused.

@@ -173,7 +173,10 @@ test('peaks, --since, reset-peaks, /metrics and chart samples via a real server'
     assert.equal((await peaks()).peak_bytes.L1, 3 * MiB, 'overall still holds the first burst');
 
     const metrics = await srv.client.text('GET', '/metrics');
-    assert.match(metrics, /ttalloc_device_peak_bytes\{device="1",type="L1"\} 3145728\n/);
+    assert.match(
+      metrics,
+      /ttalloc_device_peak_bytes\{device="1",arch="",serial="",type="L1"\} 3145728\n/,
+    );
 
     const reset = await cli('reset-peaks', '--json');
     assert.equal(reset.code, 0, reset.stderr);

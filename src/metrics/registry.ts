@@ -1,13 +1,22 @@
 // Prometheus metrics. Every value is read from the tracker's incremental counters in collect()
 // callbacks at scrape time: ingest never touches prom-client (no inc() per message).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { MSG_NAMES, NUM_BUFFER_TYPES, USAGE_COUNTER_TYPES } from '../protocol/constants.js';
+import { MSG_NAMES, USAGE_COUNTER_TYPES } from '../protocol/constants.js';
 import { KINDS, KIND_CB, KIND_KERNEL } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
 import type { PersistenceStats, ReadStats } from '../report/types.js';
 import { SAMPLE_KINDS } from './sampler.js';
+import type { DeviceInfo } from '../devices/registry.js';
+import {
+  DEFAULT_TOP_PROCESSES,
+  OTHER_PROCESSES,
+  buffersOf,
+  bytesOn,
+  ownsOn,
+  splitTopProcesses,
+} from './process-series.js';
 
 /** The view of the server that statistics read, plus its persistence and read paths. */
 export interface MetricsSource extends StatsSource {
@@ -28,13 +37,31 @@ const PROCESS_KINDS: [string, readonly number[]][] = [
   ['KERNEL', [KIND_KERNEL]],
 ];
 
+/** How /metrics bounds its per-process series (process-series.ts). */
+export interface MetricsOptions {
+  /** Processes with their own series, the largest first; the rest are summed into pid="other". */
+  topProcesses?: number;
+}
+
+/**
+ * Labels of every per-device series: the device id, its architecture and its board's serial
+ * (empty when unknown), so that a fleet query can pick boards and a ratio of two device series
+ * matches label for label (see docs/prometheus/rules.yml).
+ */
+const DEVICE_LABELS = ['device', 'arch', 'serial'] as const;
+function deviceLabels(id: number, info: DeviceInfo | undefined): Record<string, string> {
+  // `serial` comes from the driver's sysfs (tt_serial) where the registry read it.
+  return { device: String(id), arch: info?.spec.name ?? '', serial: info?.serial ?? '' };
+}
+
 /** Counters set from absolute totals at scrape time (prom-client counters only go up via inc). */
 function setCounter(c: Counter<string>, value: number, labels: Record<string, string> = {}): void {
   c.inc(labels, Math.max(0, value));
 }
 
-export function createMetrics(src: MetricsSource): Registry {
+export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Registry {
   const reg = new Registry();
+  const topProcesses = opts.topProcesses ?? DEFAULT_TOP_PROCESSES;
   const tr = src.tracker;
   const registers = [reg];
 
@@ -43,13 +70,15 @@ export function createMetrics(src: MetricsSource): Registry {
     new Gauge({
       name,
       help,
-      labelNames: ['device', 'type'],
+      labelNames: [...DEVICE_LABELS, 'type'],
       registers,
       collect() {
         this.reset();
-        for (const d of src.knownDeviceIds())
+        for (const d of src.knownDeviceIds()) {
+          const labels = deviceLabels(d, src.devices.get(d));
           for (let k = 0; k < KIND_LABELS.length; k++)
-            this.set({ device: String(d), type: KIND_LABELS[k] }, read(d, k));
+            this.set({ ...labels, type: KIND_LABELS[k] }, read(d, k));
+        }
       },
     });
   perDeviceKind(
@@ -72,67 +101,79 @@ export function createMetrics(src: MetricsSource): Registry {
   new Gauge({
     name: 'ttalloc_device_capacity_bytes',
     help: 'Capacity of a declared device, by memory (DRAM or L1)',
-    labelNames: ['device', 'memory'],
+    labelNames: [...DEVICE_LABELS, 'memory'],
     registers,
     collect() {
       this.reset();
       for (const d of src.devices.list()) {
-        this.set({ device: String(d.id), memory: 'DRAM' }, totalDram(d.spec));
-        this.set({ device: String(d.id), memory: 'L1' }, totalL1(d.spec));
+        const labels = deviceLabels(d.id, d);
+        this.set({ ...labels, memory: 'DRAM' }, totalDram(d.spec));
+        this.set({ ...labels, memory: 'L1' }, totalL1(d.spec));
       }
     },
   });
   new Gauge({
     name: 'ttalloc_device_info',
-    help: 'Devices known to the server (value 1); arch is empty for undeclared devices',
-    labelNames: ['device', 'arch'],
+    help: 'Devices known to the server (value 1); arch and serial are empty for undeclared devices',
+    labelNames: [...DEVICE_LABELS],
     registers,
     collect() {
       this.reset();
-      for (const d of src.knownDeviceIds())
-        this.set({ device: String(d), arch: src.devices.get(d)?.spec.name ?? '' }, 1);
+      for (const d of src.knownDeviceIds()) this.set(deviceLabels(d, src.devices.get(d)), 1);
     },
   });
-  // Per-process series exist only for processes that own something now, so the label set stays
-  // bounded by what is live (dead PIDs are reaped and vanish at the next scrape).
+  // Per-process series exist only for processes that own something now (dead PIDs are reaped and
+  // vanish at the next scrape), and only for the `topProcesses` largest: the rest are summed into
+  // pid="other" (process-series.ts says why).
+  const rankKinds = PROCESS_KINDS.flatMap(([, kinds]) => kinds);
   new Gauge({
     name: 'ttalloc_process_used_bytes',
-    help: 'Bytes owned by a live process on a device, by memory type',
+    help:
+      'Bytes owned by a live process on a device, by memory type ' +
+      '(the largest processes; pid="other" sums the rest)',
     labelNames: ['pid', 'command', 'device', 'type'],
     registers,
     collect() {
       this.reset();
-      for (const s of tr.pids.values()) {
-        if (s.live <= 0) continue;
+      const { top, rest } = splitTopProcesses(tr.pids.values(), topProcesses, rankKinds);
+      for (const s of top) {
         const pid = String(s.pid);
         const command = commandName(s.pid) ?? '';
         for (let d = 0; d < s.devices; d++) {
-          let any = false;
-          for (let k = 0; k < KINDS; k++)
-            if (s.counts[d * KINDS + k] > 0 && k <= KIND_KERNEL) any = true;
-          if (!any) continue;
-          for (const [type, kinds] of PROCESS_KINDS) {
-            let v = 0;
-            for (const k of kinds) v += s.bytes[d * KINDS + k];
-            this.set({ pid, command, device: String(d), type }, v);
-          }
+          if (!ownsOn(s, d)) continue;
+          for (const [type, kinds] of PROCESS_KINDS)
+            this.set({ pid, command, device: String(d), type }, bytesOn(s, d, kinds));
+        }
+      }
+      if (rest.length === 0) return;
+      const devices = rest.reduce((n, s) => Math.max(n, s.devices), 0);
+      for (let d = 0; d < devices; d++) {
+        const on = rest.filter((s) => d < s.devices && ownsOn(s, d));
+        if (on.length === 0) continue;
+        for (const [type, kinds] of PROCESS_KINDS) {
+          let v = 0;
+          for (const s of on) v += bytesOn(s, d, kinds);
+          this.set({ pid: OTHER_PROCESSES, command: OTHER_PROCESSES, device: String(d), type }, v);
         }
       }
     },
   });
   new Gauge({
     name: 'ttalloc_process_buffers',
-    help: 'Live buffers owned by a live process (all devices and buffer types)',
+    help:
+      'Live buffers owned by a live process (all devices and buffer types; ' +
+      'the largest processes, pid="other" sums the rest)',
     labelNames: ['pid', 'command'],
     registers,
     collect() {
       this.reset();
-      for (const s of tr.pids.values()) {
-        if (s.live <= 0) continue;
+      const { top, rest } = splitTopProcesses(tr.pids.values(), topProcesses, rankKinds);
+      for (const s of top)
+        this.set({ pid: String(s.pid), command: commandName(s.pid) ?? '' }, buffersOf(s));
+      if (rest.length > 0) {
         let n = 0;
-        for (let d = 0; d < s.devices; d++)
-          for (let k = 0; k < NUM_BUFFER_TYPES; k++) n += s.counts[d * KINDS + k];
-        this.set({ pid: String(s.pid), command: commandName(s.pid) ?? '' }, n);
+        for (const s of rest) n += buffersOf(s);
+        this.set({ pid: OTHER_PROCESSES, command: OTHER_PROCESSES }, n);
       }
     },
   });

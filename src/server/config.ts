@@ -4,6 +4,7 @@ import { DeviceRegistry } from '../devices/registry.js';
 import { isProcessAlive } from '../platform/processes.js';
 import { controlPathFor } from '../protocol/transport.js';
 import { DEFAULT_LEFT_BEHIND_BUDGET } from '../state/left-behind.js';
+import { DEFAULT_TOP_PROCESSES } from '../metrics/process-series.js';
 
 export interface ServerOptions {
   socketPath: string;
@@ -46,6 +47,8 @@ export interface ServerOptions {
   partialFrameTimeoutMs?: number;
   /** The last frees kept with their lifetimes for the timeline export (0 = none). */
   timelineEvents?: number;
+  /** Processes with their own `/metrics` series, the largest first; the rest sum into `other`. */
+  metricsTopProcesses?: number;
 }
 
 /** The defaults of every numeric option (ms, bytes, counts). */
@@ -69,6 +72,7 @@ export const DEFAULTS = {
   leftBehindBudget: DEFAULT_LEFT_BEHIND_BUDGET,
   /** 2^18 frees × 40 bytes = 10 MiB, allocated on the first free. */
   timelineEvents: 1 << 18,
+  metricsTopProcesses: DEFAULT_TOP_PROCESSES,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */

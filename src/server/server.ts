@@ -387,7 +387,7 @@ export class AllocationServer {
     });
     return registerLiveRoutes(this.router, {
       tracker,
-      metrics: createMetrics(src),
+      metrics: createMetrics(src, { topProcesses: cfg.metricsTopProcesses }),
       sampler: this.sampler,
     });
   }

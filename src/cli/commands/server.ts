@@ -88,6 +88,12 @@ export function serverCommand(name = 'server'): Command {
         '127.0.0.1 only; env TT_ALLOC_HTTP; default off)',
     )
     .option(
+      '--metrics-top-processes <n>',
+      'processes with their own /metrics series, the largest first (default 10; the rest ' +
+        'are summed into pid="other"; 0: only that sum)',
+      intArg('--metrics-top-processes', 0, 10000),
+    )
+    .option(
       '--sample-interval <seconds>',
       'how often live charts sample the counters',
       secondsArg('--sample-interval'),
@@ -133,6 +139,7 @@ export function serverCommand(name = 'server'): Command {
           logEvents?: boolean;
           http?: string;
           sampleInterval: number;
+          metricsTopProcesses?: number;
           maxConnections: number;
           group?: string;
           allowUid: number[];
@@ -170,6 +177,7 @@ export function serverCommand(name = 'server'): Command {
             partialFrameTimeoutMs: o.partialFrameTimeout * 1000,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,
+            metricsTopProcesses: o.metricsTopProcesses,
             maxConnections: o.maxConnections,
             group: o.group,
             allowUids: o.allowUid,
