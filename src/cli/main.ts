@@ -18,6 +18,8 @@ import {
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 import { runCommand } from './commands/run.js';
+import { psCommand } from './commands/ps.js';
+import { doctorCommand } from './commands/doctor.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -43,6 +45,8 @@ export function buildProgram(): Command {
     demoCommand(),
     topCommand(),
     runCommand(),
+    psCommand(),
+    doctorCommand(),
   ]) {
     program.addCommand(c);
   }

@@ -8,12 +8,17 @@ import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
 import type { PersistenceStats, ReadStats } from '../report/types.js';
 import { SAMPLE_KINDS } from './sampler.js';
+import { listProcesses } from '../report/process-info.js';
+import type { SourcesCache } from '../sources/merge-cache.js';
+import { registerSourceMetrics } from './source-metrics.js';
 
 /** The view of the server that statistics read, plus its persistence and read paths. */
 export interface MetricsSource extends StatsSource {
   persistenceStats(): PersistenceStats;
   /** How data connections are read (server.ts readStats). */
   readStats(): ReadStats;
+  /** The SHM regions and the driver, read lazily (absent: no source series). */
+  sources?: SourcesCache;
 }
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
@@ -301,6 +306,9 @@ export function createMetrics(src: MetricsSource): Registry {
       setCounter(this, persisted()?.compactions ?? 0);
     },
   });
+
+  const sources = src.sources;
+  if (sources) registerSourceMetrics(registers, () => sources.view(listProcesses(tr)));
 
   // Standard process metrics (process_resident_memory_bytes, process_start_time_seconds, nodejs_*).
   collectDefaultMetrics({ register: reg });
