@@ -2,12 +2,13 @@
 // capacity overrides, the kernel driver's sysfs (a fake tree), and devices nobody declared.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeFrame, encodeFrame } from '../src/protocol/codec.js';
 import { BufferType, MsgType } from '../src/protocol/constants.js';
 import { rawConnect, runCli, startServer, tempDir, type TestServer } from './helpers/server.js';
 import { Inbox, stats, waitFrames, write } from './helpers/wire.js';
+import { CARDS, SysfsTree } from './helpers/sysfs-tree.js';
 
 const KiB = 1024,
   GiB = 2 ** 30;
@@ -30,6 +31,10 @@ interface DeviceJson {
   arch: string | null;
   archType?: number;
   cardType?: string | null;
+  cardIndex?: number | null;
+  remote?: boolean | null;
+  boardSerial?: string | null;
+  asicId?: string | null;
   dramChannels?: number;
   dramPerChannel?: number;
   l1PerCore?: number;
@@ -110,7 +115,7 @@ test('--device-config: devices by card type and id, with capacity overrides', as
   const srv = await startServer(['--device-config', cfg], NO_DRIVER());
   try {
     const all = await info(srv, -1);
-    assert.equal(all.numDevices, 2);
+    assert.equal(all.numDevices, 3, 'an n300 is two chips, and the p150');
     const wh = await info(srv, 0);
     assert.deepEqual(
       [wh.arch, wh.l1PerCore, wh.totalL1, wh.totalDram],
@@ -122,13 +127,15 @@ test('--device-config: devices by card type and id, with capacity overrides', as
       [bh.arch, bh.dramChannels, bh.totalDram, bh.l1PerCore],
       [3, 7, 28 * GiB, 1536 * KiB],
     );
+    // The n300's remote chip comes after the local chips, at its position (2); id 1 is nobody.
     assert.equal((await info(srv, 1)).isAvailable, 0);
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
     assert.deepEqual(
-      devs.map((x) => [x.device, x.source, x.totalL1Bytes]),
+      devs.map((x) => [x.device, x.source, x.totalL1Bytes, x.cardType, x.remote]),
       [
-        [0, 'config', 1024 * KiB * 64],
-        [3, 'config', 1536 * KiB * 140],
+        [0, 'config', 1024 * KiB * 64, 'n300', false],
+        [2, 'config', 1024 * KiB * 64, 'n300', true],
+        [3, 'config', 1536 * KiB * 140, 'p150', false],
       ],
     );
   } finally {
@@ -141,6 +148,7 @@ test('--device-config: devices by card type and id, with capacity overrides', as
   for (const [devices, arch, re] of [
     [[{ id: 5000, arch: 'n150' }], {}, /device id 5000 is not an integer from 0 to 1023/],
     [['n150', { id: 0, arch: 'n300' }], {}, /device id 0 is declared twice/],
+    [['n150', 'galaxy'], {}, /cannot declare 'galaxy': how many tt-metal devices it is/],
     [
       ['n150'],
       { wormhole_b0: { dramChannels: 'twelve' } },
@@ -158,40 +166,35 @@ test('--device-config: devices by card type and id, with capacity overrides', as
   assert.match(bad2.stderr, /cannot read device config .*devices\.json/);
 });
 
-/**
- * A fake kernel-driver tree: /dev/tenstorrent/<N> and tt_card_type under /sys/class/tenstorrent.
- */
-function fakeSysfs(cards: Record<number, string | null>): string {
-  const root = dir();
-  mkdirSync(join(root, 'dev/tenstorrent'), { recursive: true });
-  for (const [id, card] of Object.entries(cards)) {
-    writeFileSync(join(root, 'dev/tenstorrent', id), '');
-    const attrs = join(root, `sys/class/tenstorrent/tenstorrent!${id}`);
-    mkdirSync(attrs, { recursive: true });
-    if (card !== null) writeFileSync(join(attrs, 'tt_card_type'), `${card}\n`);
-  }
-  return root;
-}
-
 test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to it', async () => {
-  const root = fakeSysfs({ 0: 'n300', 1: 'p150', 2: 'e150', 3: null });
+  const tree = new SysfsTree(dir()).card(0, CARDS.n300).card(1, CARDS.p150);
+  const root = tree.root;
   const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: root });
   try {
-    assert.match(srv.output(), /4 device\(s\)/);
+    assert.match(srv.output(), /3 device\(s\)/);
     const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    // Chips, not cards: the n300's local chip, the p150, then the n300's remote chip.
     assert.deepEqual(
-      devs.map((x) => [x.device, x.source, x.cardType, x.arch]),
+      devs.map((x) => [x.device, x.source, x.cardType, x.arch, x.cardIndex, x.remote]),
       [
-        [0, 'driver', 'n300', 'Wormhole_B0'],
-        [1, 'driver', 'p150', 'Blackhole'],
-        [2, 'driver', 'e150', 'Grayskull'],
-        [3, 'driver', null, 'unknown'],
+        [0, 'driver', 'n300', 'Wormhole_B0', 0, false],
+        [1, 'driver', 'p150a', 'Blackhole', 1, false],
+        [2, 'driver', 'n300', 'Wormhole_B0', 0, true],
       ],
     );
-    assert.equal((await info(srv, -1)).numDevices, 4);
+    assert.deepEqual(
+      devs.map((x) => [x.boardSerial, x.asicId]),
+      [
+        [CARDS.n300.serial, CARDS.n300.asicId],
+        [CARDS.p150.serial, CARDS.p150.asicId],
+        [CARDS.n300.serial, null],
+      ],
+      'the board serial on both chips, the ASIC id on the local one only',
+    );
+    assert.equal((await info(srv, -1)).numDevices, 3);
     assert.deepEqual(
       [(await info(srv, 0)).arch, (await info(srv, 1)).arch, (await info(srv, 2)).arch],
-      [2, 3, 1],
+      [2, 3, 2],
     );
   } finally {
     assert.equal(await srv.stop(), 0);
@@ -203,9 +206,9 @@ test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to 
   writeFileSync(cfg, JSON.stringify({ arch: { wormhole_b0: { dramChannels: 6 } } }));
   const o = await startServer(['--device-config', cfg], { TT_ALLOC_SYSFS_ROOT: root });
   try {
-    const wh = await info(o, 0);
+    const wh = await info(o, 2);
     assert.deepEqual([wh.arch, wh.dramChannels, wh.totalDram], [2, 6, 6 * GiB]);
-    assert.equal((await info(o, -1)).numDevices, 4);
+    assert.equal((await info(o, -1)).numDevices, 3);
   } finally {
     assert.equal(await o.stop(), 0);
   }
@@ -215,6 +218,23 @@ test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to 
     assert.equal((await info(decl, 0)).arch, 3);
   } finally {
     assert.equal(await decl.stop(), 0);
+  }
+});
+
+test('a card whose chips no source gives: nothing declared from the driver, said why', async () => {
+  const tree = new SysfsTree(dir()).card(0, CARDS.n150).card(1, { type: 'e150' }).card(2);
+  const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: tree.root });
+  try {
+    await srv.waitFor(/so no device is declared from the driver/);
+    const out = srv.output();
+    assert.match(out, /no devices declared/);
+    assert.match(out, /card 1 \(e150\): e150: how many tt-metal devices it is is not in/);
+    assert.match(out, /card 2 \(type not reported\): card type not reported/);
+    assert.match(out, /so no device is declared from the driver/);
+    assert.doesNotMatch(out, /card 0/, 'the n150 is known');
+    assert.equal((await info(srv, -1)).numDevices, 0);
+  } finally {
+    assert.equal(await srv.stop(), 0);
   }
 });
 
@@ -246,9 +266,9 @@ test('an undeclared device that reports appears in stats, dump and DEVICE_INFO',
     assert.equal(all.numDevices, 2);
     const five = await info(srv, 5);
     assert.deepEqual(
-      [five.isAvailable, five.arch, five.totalDram],
-      [1, 0, 0],
-      'present, capacity unknown',
+      [five.isAvailable, five.arch, five.totalDram, five.totalL1, five.numDevices],
+      [0, 0, 0, 0, 2],
+      'counted, but capacity unknown: no facts rather than a real-looking 0 B',
     );
     const dump = await runCli(['dump', '--socket', srv.socket]);
     assert.match(
@@ -289,6 +309,9 @@ test('no devices: DEVICE_INFO_QUERY(-1) says 0, not available, in every reply si
   const srv = await startServer([], NO_DRIVER());
   try {
     assert.match(srv.output(), /no devices declared/);
+    await srv.waitFor(
+      /device capacities are unknown: declare the devices with --devices \(cards or chips: n300/,
+    );
     const all = await info(srv, -1);
     assert.deepEqual([all.numDevices, all.isAvailable], [0, 0]);
     const s = await rawConnect(srv.socket);

@@ -71,13 +71,24 @@ test('DEVICE_INFO_RESPONSE: no usage, even when usage is given', () => {
   assert.equal(dv.getUint32(LAYOUT_144.arch, true), 3);
 });
 
-test('an undeclared device is available once it reported; an unknown one is not', () => {
+test('a device of unknown capacity is counted, but its reply has no facts (not 0 B)', () => {
+  const L = LAYOUT_144;
   const seen = reply(144, { query: false, device: 4, knownDevices: [0, 4] });
-  assert.equal(seen.getUint32(LAYOUT_144.isAvailable, true), 1);
-  assert.equal(seen.getUint32(LAYOUT_144.arch, true), 0);
-  assert.equal(seen.getUint32(LAYOUT_144.numDevices, true), 2);
+  assert.equal(seen.getUint32(L.numDevices, true), 2, 'the reported device is counted');
+  assert.equal(seen.getUint32(L.isAvailable, true), 0, 'no capacity: no facts, not 0 B');
+  assert.equal(seen.getUint32(L.arch, true), 0);
+  assert.equal(readU64(seen, L.totalDram), 0);
   const unknown = reply(144, { query: false, device: 5, knownDevices: [0, 4] });
-  assert.equal(unknown.getUint32(LAYOUT_144.isAvailable, true), 0);
+  assert.equal(unknown.getUint32(L.isAvailable, true), 0);
+  // A declared architecture without capacities (Quasar's table row is empty) says its arch only.
+  const quasar = { ...BLACKHOLE, arch: 4, dramChannels: 0, totalDramBytes: 0, totalL1Bytes: 0 };
+  const q = reply(112, { query: false, device: 0, knownDevices: [0], info: quasar });
+  assert.deepEqual(
+    [q.getUint32(LAYOUT_112.isAvailable, true), q.getUint32(LAYOUT_112.arch, true)],
+    [0, 4],
+  );
+  assert.equal(readU64(q, LAYOUT_112.totalL1), 0);
+  assert.equal(q.getUint32(LAYOUT_112.l1PerCore, true), 0);
 });
 
 test('device -1 asks for the count only', () => {

@@ -50,7 +50,12 @@ export const ARCH_TABLE: Record<string, ArchSpec> = {
   },
 };
 
-/** Card types reported by the kernel driver (`tt_card_type`) → architecture key. */
+/**
+ * Card types → architecture key. The driver's `tt_card_type` values (SHM-LAYOUT.md §2: n150, n300,
+ * galaxy-wormhole, p100, p100a, p150a/b/c, p300a/b/c, galaxy-blackhole) plus the names users write
+ * (p150, p300, galaxy) and the Grayskull cards. Keys are as lookupArch normalises them ('-' → '_').
+ * How many chips each card holds is in cards.ts.
+ */
 export const CARD_TYPES: Record<string, string> = {
   e75: 'grayskull',
   e150: 'grayskull',
@@ -58,18 +63,29 @@ export const CARD_TYPES: Record<string, string> = {
   n150: 'wormhole_b0',
   n300: 'wormhole_b0',
   galaxy: 'wormhole_b0',
+  galaxy_wormhole: 'wormhole_b0',
   tt_galaxy_wh: 'wormhole_b0',
   p100: 'blackhole',
   p100a: 'blackhole',
   p150: 'blackhole',
   p150a: 'blackhole',
   p150b: 'blackhole',
+  p150c: 'blackhole',
   p300: 'blackhole',
+  p300a: 'blackhole',
+  p300b: 'blackhole',
+  p300c: 'blackhole',
+  galaxy_blackhole: 'blackhole',
 };
+
+/** A card type as CARD_TYPES keys it ("galaxy-wormhole" → "galaxy_wormhole"). */
+export function cardKey(name: string): string {
+  return name.trim().toLowerCase().replace(/-/g, '_');
+}
 
 /** Accepts an architecture key, its display name, or a card type (case-insensitive). */
 export function lookupArch(name: string): ArchSpec | undefined {
-  const k = name.trim().toLowerCase().replace(/-/g, '_');
+  const k = cardKey(name);
   const key = ARCH_TABLE[k] ? k : (CARD_TYPES[k] ?? (k === 'wormhole' ? 'wormhole_b0' : undefined));
   return key ? { ...ARCH_TABLE[key] } : undefined;
 }

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { loadNative } from './native.js';
 
 // Finding owners that no longer exist. kill(pid, 0): ESRCH = gone; EPERM = alive but another
@@ -197,4 +197,149 @@ function bootTimeMs(procRoot: string): number {
  */
 export function startTimeMs(startTicks: number, procRoot = '/proc'): number {
   return bootTimeMs(procRoot) + (startTicks * 1000) / CLK_TCK;
+}
+
+// ---------------------------------------------------------------- who a process is
+// For the views of the machine's other sources (src/sources/): a holder of a device or the
+// writer of a shared-memory slot, as far as /proc lets us see it. Off the ingest path: plain
+// reads, each field null when the kernel does not let us read it (another user's environ, a
+// namespace link without ptrace access).
+
+/** Who a process is (the JSON shape of src/sources/types.ts ProcessIdentity). */
+export interface Identity {
+  pid: number;
+  uid: number | null;
+  user: string | null;
+  comm: string | null;
+  cmdline: string | null;
+  ns_pids: number[];
+  container: string | null;
+  other_pid_ns: boolean | null;
+  other_ipc_ns: boolean | null;
+  tracking_env: { alloc_tracking_enabled: boolean; shm_tracking_disabled: boolean } | null;
+}
+
+export interface IdentityOptions {
+  /** The passwd file for user names (tests); /etc/passwd. */
+  passwd?: string;
+}
+
+function readText(path: string): string | null {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Who `pid` is, read from `procRoot`. A process that is gone (or never was) has every field
+ * null and no NSpid: comm is readable for any live process, so comm === null means gone.
+ */
+export function readIdentity(
+  pid: number,
+  procRoot = '/proc',
+  opts: IdentityOptions = {},
+): Identity {
+  const dir = `${procRoot}/${pid}`;
+  const status = readText(`${dir}/status`);
+  const uidLine = status ? /^Uid:\s+(\d+)/m.exec(status) : null;
+  const uid = uidLine ? Number(uidLine[1]) : null;
+  const nsLine = status ? /^NSpid:\s+([\d\s]+)$/m.exec(status) : null;
+  const comm = readText(`${dir}/comm`);
+  return {
+    pid,
+    uid,
+    user: uid === null ? null : userName(uid, opts.passwd ?? '/etc/passwd'),
+    comm: comm === null ? null : comm.replace(/\n$/, ''),
+    cmdline: wholeCmdline(readText(`${dir}/cmdline`)),
+    ns_pids: nsLine ? nsLine[1].trim().split(/\s+/).map(Number) : [],
+    container: containerOf(readText(`${dir}/cgroup`)),
+    other_pid_ns: otherNamespace(procRoot, pid, 'pid'),
+    other_ipc_ns: otherNamespace(procRoot, pid, 'ipc'),
+    tracking_env: trackingEnv(readText(`${dir}/environ`)),
+  };
+}
+
+/** argv joined by spaces, whole (the views shorten it); null when unreadable or empty (zombie). */
+function wholeCmdline(raw: string | null): string | null {
+  if (raw === null) return null;
+  const s = raw.replace(/\0+$/, '').replace(/\0/g, ' ');
+  return s === '' ? null : s;
+}
+
+/**
+ * The environment the process started with (a later setenv() is not in /proc/PID/environ):
+ * the runtime's switches for its socket client and its shared-memory tracking.
+ */
+function trackingEnv(raw: string | null): Identity['tracking_env'] {
+  if (raw === null) return null;
+  const vars = raw.split('\0');
+  return {
+    alloc_tracking_enabled: vars.includes('TT_ALLOC_TRACKING_ENABLED=1'),
+    shm_tracking_disabled: vars.includes('TT_METAL_SHM_TRACKING_DISABLED=1'),
+  };
+}
+
+/** Does `pid`'s namespace of `kind` differ from ours (the link targets name the namespace)? */
+function otherNamespace(procRoot: string, pid: number, kind: 'pid' | 'ipc'): boolean | null {
+  try {
+    const theirs = readlinkSync(`${procRoot}/${pid}/ns/${kind}`);
+    const ours = readlinkSync(`${procRoot}/self/ns/${kind}`);
+    return theirs !== ours;
+  } catch {
+    return null;
+  }
+}
+
+// Container runtimes name a container's cgroup after its id: docker-<id>.scope or docker/<id>,
+// cri-containerd-<id>.scope, libpod-<id>.scope (podman), and kubepods/…/<id> (Kubernetes).
+const CONTAINER_RES: readonly [string, RegExp][] = [
+  ['docker', /(?:^|\/)docker[-/]([0-9a-f]{12,64})(?:\.scope)?(?:\/|$)/],
+  ['containerd', /(?:^|\/)cri-containerd-([0-9a-f]{12,64})\.scope/],
+  ['podman', /(?:^|\/)libpod-(?:conmon-)?([0-9a-f]{12,64})(?:\.scope)?(?:\/|$)/],
+  [
+    'kubepods',
+    /kubepods[^\s]*?[/-](?:crio-|docker-|cri-containerd-)?([0-9a-f]{12,64})(?:\.scope)?$/,
+  ],
+];
+
+/**
+ * The container (runtime:first 12 hex digits of its id) or else the cgroup path of
+ * /proc/PID/cgroup (the unified v2 line, or the first v1 line); null for the root cgroup or when
+ * unreadable.
+ */
+export function containerOf(raw: string | null): string | null {
+  if (raw === null) return null;
+  const lines = raw.split('\n').filter(Boolean);
+  const paths = lines.map((l) => l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1));
+  for (const p of paths)
+    for (const [runtime, re] of CONTAINER_RES) {
+      const m = re.exec(p);
+      if (m) return `${runtime}:${m[1].slice(0, 12)}`;
+    }
+  const unified = lines.find((l) => l.startsWith('0::'));
+  const path = unified ? unified.slice(3) : paths[0];
+  return !path || path === '/' ? null : path;
+}
+
+const users = new Map<string, { read: number; names: Map<number, string> }>();
+/** A name missing from passwd is looked up again at most this often (a user added meanwhile). */
+const PASSWD_REREAD_MS = 10_000;
+
+/** The user name of `uid` from a passwd file, cached; null when it has none. */
+export function userName(uid: number, passwd = '/etc/passwd'): string | null {
+  let c = users.get(passwd);
+  const now = Date.now();
+  if (!c || (!c.names.has(uid) && now - c.read > PASSWD_REREAD_MS)) {
+    const names = new Map<number, string>();
+    for (const line of (readText(passwd) ?? '').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 3 && /^\d+$/.test(f[2]) && !names.has(Number(f[2])))
+        names.set(Number(f[2]), f[0]);
+    }
+    c = { read: now, names };
+    users.set(passwd, c);
+  }
+  return c.names.get(uid) ?? null;
 }

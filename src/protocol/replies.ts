@@ -31,7 +31,7 @@ export interface ReplyRequest {
   device: number;
   /** Every device the server knows of (declared, or seen in a frame), ascending. */
   knownDevices: readonly number[];
-  /** The asked device's capacities, or null when it was not declared. */
+  /** The asked device's capacities, or null when it was not declared (capacity unknown). */
   info: WireDevice | null;
   /** The asked device's usage (QUERY; null for DEVICE_INFO). */
   usage: WireUsage | null;
@@ -56,6 +56,16 @@ export function encodeReply(out: DataView, r: ReplyRequest): void {
   if (L) writeDeviceInfo(out, L, r);
 }
 
+/**
+ * A device whose capacity nobody declared (it reported without being declared, or its
+ * architecture has no capacities in our table) is answered is_available = 0 with every capacity
+ * 0, and its arch_type when known (else 0 = Invalid); num_devices still counts it. The protocol
+ * has no "unknown" value: is_available = 1 with capacities 0 would read as a real 0 B (the
+ * second-generation monitor then prints "Device N (Unknown) 3.00 MB / 0.00 B 0.0%"), while
+ * is_available = 0 says "no facts for this device", which is the truth. That monitor then shows
+ * the device without an architecture against its own built-in default capacity (12 GB DRAM,
+ * 75 MB L1), which is the monitor's assumption, not our claim (docs/sources.md).
+ */
 function writeDeviceInfo(o: DataView, L: InfoLayout, r: ReplyRequest): void {
   const ids = r.knownDevices,
     device = r.device;
@@ -66,8 +76,8 @@ function writeDeviceInfo(o: DataView, L: InfoLayout, r: ReplyRequest): void {
     return;
   }
   const d = r.info;
-  if (!d) {
-    o.setUint32(L.isAvailable, ids.includes(device) ? 1 : 0, true);
+  if (!d || !capacityKnown(d)) {
+    o.setUint32(L.arch, d?.arch ?? 0, true);
     return;
   }
   o.setUint32(L.isAvailable, 1, true);
@@ -78,4 +88,9 @@ function writeDeviceInfo(o: DataView, L: InfoLayout, r: ReplyRequest): void {
   o.setUint32(L.l1PerCore, d.l1PerCore, true);
   writeU64(o, L.totalDram, d.totalDramBytes);
   writeU64(o, L.totalL1, d.totalL1Bytes);
+}
+
+/** A declared device whose table gives no capacity (Quasar) is as unknown as an undeclared one. */
+export function capacityKnown(d: WireDevice): boolean {
+  return d.totalDramBytes > 0 || d.totalL1Bytes > 0;
 }

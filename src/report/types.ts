@@ -498,6 +498,13 @@ export type DeviceInfo =
       arch: string;
       archType: number;
       cardType: string | null;
+      /** The card it is on (/dev/tenstorrent/N for the driver); null for a chip declared alone. */
+      cardIndex: number | null;
+      /** The remote chip of its card (an n300's second); null when not known. */
+      remote: boolean | null;
+      /** Board serial (tt_serial), the local chip ASIC id (tt_asic_id), as the driver says. */
+      boardSerial: string | null;
+      asicId: string | null;
       dramChannels: number;
       dramPerChannel: number;
       l1PerCore: number;

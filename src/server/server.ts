@@ -263,6 +263,12 @@ export class AllocationServer {
       `allocation server listening on ${cfg.socketPath} (control: ${cfg.controlPath}), ` +
         `pid ${process.pid}, frame size ${cfg.frameSize || 'auto (72/112/144)'}, ${devices}`,
     );
+    for (const note of this.devices.notes) this.log(note);
+    if (n === 0)
+      this.log(
+        'device capacities are unknown: declare the devices with --devices ' +
+          '(cards or chips: n300, 4xn300, 8xwormhole_b0), TT_ALLOC_DEVICES or --device-config FILE',
+      );
     const notice = peers.notice();
     if (notice) {
       this.log(notice);

@@ -109,8 +109,20 @@ export interface DriverCard {
   chips: number | null;
   /** Why chips is what it is, in words (e.g. "n300: 1 local + 1 remote"). */
   chips_note: string;
+  /** (driver) How many of the chips are remote (behind the local one); null with chips. */
+  remote_chips: number | null;
+  /**
+   * (driver) tt-metal device ids of the chips, local first, as the registry numbers them
+   * (devices/cards.ts: an assumption, stated there); null for every card once one card's chips
+   * are unknown.
+   */
+  device_ids: number[] | null;
+  /** Firmware versions by component (bundle, arc, eth, m3app, m3bl, ttflash), as reported. */
   firmware: Record<string, string>;
+  /** aiclk, axiclk, arcclk in MHz, as reported. */
   clocks_mhz: Record<string, number>;
+  /** (driver) tt_heartbeat (driver ≥ 2.7.0), null when not reported: a stall shows as no change. */
+  heartbeat: number | null;
   sensors: CardSensors;
   /** Holder PIDs in our namespace, one per process (a PID with two descriptors once). */
   holders: number[];
