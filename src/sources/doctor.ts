@@ -48,7 +48,7 @@ export interface DoctorFacts {
   serverError: string | null;
   /** Is a server answering on the runtime's path, when `socket` is another one? */
   serverOnDefault: boolean | null;
-  /** The socket file, when it exists. */
+  /** The socket file, when it exists (uid -1: a directory on its path is closed to us). */
   socketFile: { uid: number; gid: number; mode: number; writable: boolean } | null;
   shm: ShmScan;
   driver: DriverScan;
@@ -103,19 +103,22 @@ function serverChecks(f: DoctorFacts, add: Add): void {
   }
   const s = f.socketFile;
   if (s && !s.writable) {
+    const who = `${f.user ?? `uid ${f.uid}`}`;
     add({
       check: 'socket_permissions',
       severity: 'fail',
       text:
-        `${f.socket} belongs to uid ${s.uid} (mode ${mode(s.mode)}): processes of ` +
-        `${f.user ?? `uid ${f.uid}`} may not connect, so their reports are refused`,
+        s.uid < 0
+          ? `${f.socket} is out of reach of ${who}: a directory on its path is closed to us`
+          : `${f.socket} belongs to uid ${s.uid} (mode ${mode(s.mode)}): processes of ` +
+            `${who} may not connect, so their reports are refused`,
       fix:
         "run the server as the user who runs tt-metal, or share it: 'ttalloc server --group " +
         "GROUP' (or --allow-uid UID)",
     });
   }
   // Holders of other users that the socket keeps out.
-  if (s && f.server) {
+  if (s && s.uid >= 0 && f.server) {
     const admitted = new Set([s.uid, 0, ...f.server.admittedUids]);
     for (const p of f.processes) {
       const uid = p.identity?.uid;

@@ -1,13 +1,34 @@
 // The real readers of the merged view: the SHM reader, the driver reader, /proc identities and the
-// table of known non-tt-metal holders, each under the roots sources/roots.ts resolves.
+// table of known non-tt-metal holders, under roots that tests (and odd machines) can move. One
+// scheme for every root: an environment variable, read when the readers are made.
+//   TT_ALLOC_SYSFS_ROOT  the tree holding dev/tenstorrent, sys/class/tenstorrent and
+//                        proc/driver/tenstorrent (default /; devices/registry.ts reads it too)
+//   TT_ALLOC_SHM_ROOT    the directory of tt-metal's regions (default /dev/shm)
+import { knownHolder, readProcessIdentity } from './driver-holders.js';
+import { scanDriver } from './driver.js';
 import type { SourceReaders } from './merge-cache.js';
 
-// Placeholder until the shm and driver branches are merged.
-export function defaultReaders(): SourceReaders {
+export interface SourceRoots {
+  sysfs: string;
+  shm: string;
+}
+
+export function sourceRoots(env: NodeJS.ProcessEnv = process.env): SourceRoots {
   return {
-    shm: () => ({ root: '/dev/shm', scanned_ms: Date.now(), regions: [] }),
-    driver: () => ({ present: false, driver_version: null, holders_listed: false, cards: [] }),
-    identity: () => null,
-    knownTool: () => null,
+    sysfs: env.TT_ALLOC_SYSFS_ROOT || '/',
+    shm: env.TT_ALLOC_SHM_ROOT || '/dev/shm',
+  };
+}
+
+export function defaultReaders(roots: SourceRoots = sourceRoots()): SourceReaders {
+  return {
+    shm: () => ({ root: roots.shm, scanned_ms: Date.now(), regions: [] }),
+    driver: () => scanDriver({ root: roots.sysfs }),
+    identity: (pid) => {
+      const id = readProcessIdentity(pid);
+      // comm is readable for any live process: without it the process is gone.
+      return id.comm === null ? null : id;
+    },
+    knownTool: (id) => knownHolder(id)?.what ?? null,
   };
 }

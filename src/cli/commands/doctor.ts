@@ -77,7 +77,10 @@ function socketFile(path: string): DoctorFacts['socketFile'] {
       writable = false;
     }
     return { uid: st.uid, gid: st.gid, mode: st.mode, writable };
-  } catch {
+  } catch (e) {
+    // A directory on its path closed to us: we cannot even see it.
+    if ((e as NodeJS.ErrnoException).code === 'EACCES')
+      return { uid: -1, gid: -1, mode: 0, writable: false };
     return null;
   }
 }
