@@ -53,6 +53,11 @@ export interface ShmRegion {
   path: string;
   /** The number in the file name (a u64: kept as a decimal string). */
   asic_id: string;
+  /**
+   * The id the header holds (v1b: rebuilt from its two halves); differs from asic_id when the
+   * file was copied or renamed. Null when the header was not read.
+   */
+  header_asic_id: string | null;
   layout: ShmLayout;
   status: ShmRegionStatus;
   /** Set when status is not 'ok': what went wrong, in a sentence. */
@@ -73,7 +78,10 @@ export interface ShmRegion {
   slots: ShmSlot[];
   /** The sum of the live slots. */
   live: MemoryTotals;
-  /** v2/v3: totals − live where positive (what crashed processes left); null otherwise. */
+  /**
+   * v2/v3: totals − live where positive: what crashed processes left, and what live processes
+   * without a slot count (per-PID tracking off, or the table full). Null otherwise.
+   */
   ghost: MemoryTotals | null;
   /** All 64 slots taken: a new process reports nothing. */
   slots_full: boolean;
