@@ -81,7 +81,7 @@ test('top: devices and processes, sort, filter, resize, dead processes, clean qu
   const pidRow = () => lines().findIndex((l) => l.startsWith(`${process.pid} `));
   const childRow = () => lines().findIndex((l) => l.startsWith(`${child.pid} `));
   assert.match(lines()[pidRow()], /node.* socket +0 +300 MiB +0 B +0 B +0 B +0 B +3$/);
-  assert.match(lines()[childRow()], /sleep( 60)? +socket +0 +10\.0 MiB/);
+  assert.match(lines()[childRow()], /sleep 60 +socket +0 +10\.0 MiB/);
   assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +1$/);
 
   // Sorting: DRAM (default) puts this process first; L1 puts the sleeper first.

@@ -70,9 +70,16 @@ export function sourcesLabel(p: ProcessRow): string {
   return (p.sources ?? ['socket']).join('+');
 }
 
-/** A command line cut to `width` characters with an ellipsis (whole in JSON). */
+/**
+ * A command line cut to `width` characters with an ellipsis (whole in JSON); when it does not
+ * fit, the program's directory goes first ("python3 train.py …", not "/usr/local/bin/pyth…").
+ */
 export function shortCommand(cmd: string | null, width: number): string {
-  const c = cmd ?? '?';
+  let c = cmd ?? '?';
+  if (c.length <= width) return c;
+  const sp = c.indexOf(' ');
+  const prog = sp < 0 ? c : c.slice(0, sp);
+  c = prog.slice(prog.lastIndexOf('/') + 1) + (sp < 0 ? '' : c.slice(sp));
   return c.length <= width ? c : `${c.slice(0, Math.max(0, width - 1))}…`;
 }
 

@@ -7,6 +7,7 @@
 import { knownHolder, readProcessIdentity } from './driver-holders.js';
 import { scanDriver } from './driver.js';
 import type { SourceReaders } from './merge-cache.js';
+import { scanShm } from './shm-scan.js';
 
 export interface SourceRoots {
   sysfs: string;
@@ -22,7 +23,7 @@ export function sourceRoots(env: NodeJS.ProcessEnv = process.env): SourceRoots {
 
 export function defaultReaders(roots: SourceRoots = sourceRoots()): SourceReaders {
   return {
-    shm: () => ({ root: roots.shm, scanned_ms: Date.now(), regions: [] }),
+    shm: () => scanShm({ root: roots.shm }),
     driver: () => scanDriver({ root: roots.sysfs }),
     identity: (pid) => {
       const id = readProcessIdentity(pid);
