@@ -3,12 +3,13 @@
 // test/c/shm-writer.c) and real users: the right finding with its fix, exit 1; healthy: exit 0.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Reporter } from '../src/client/reporter.js';
 import { runCli, settle, startServer } from './helpers/server.js';
 import { SysfsTree, CARDS } from './helpers/sysfs-tree.js';
 import { cliAs, inPrivateTmp, liveProcess } from './helpers/live-process.js';
+import { startShmWriter } from './helpers/shm-writer.js';
 import type { DoctorReport, Finding } from '../src/sources/doctor.js';
 
 const NOBODY = 65534;
@@ -111,6 +112,51 @@ test('a holder with tracking off in its environment: named, with the fix', async
   assert.match(f!.text, /reports nothing: its environment sets TT_METAL_SHM_TRACKING_DISABLED=1/);
   assert.match(f!.fix!, /unset TT_METAL_SHM_TRACKING_DISABLED/);
   p.kill();
+});
+
+test("a region we may not read (another user's, mode 0600): a failure, never empty", async () => {
+  const roots = emptyRoots();
+  const shm = roots.TT_ALLOC_SHM_ROOT!;
+  mkdirSync(shm);
+  chmodSync(join(shm, '..'), 0o755);
+  chmodSync(shm, 0o755);
+  const w = await startShmWriter(join(shm, 'tt_device_77_memory'), 'v3', [0]);
+  assert.match(await w.send('alloc dram 4096'), /^ok/);
+  // doctor as nobody: root's 0600 region is closed to it.
+  const r = await cliAs(NOBODY, ['doctor', '--json', '--socket', join(dir(), 'none.sock')], roots);
+  assert.equal(r.code, 1, r.stderr);
+  const f = find(parse(r), 'shm', /tt_device_77_memory/);
+  assert.equal(f?.severity, 'fail');
+  assert.match(f!.text, /memory: version unknown, owner root, mode 0600: unreadable by us/);
+  assert.match(f!.fix!, /run ttalloc as root/);
+  await w.kill9();
+});
+
+test('all 64 slots taken: the region and the holder left without a slot', async () => {
+  const roots = emptyRoots();
+  const shm = roots.TT_ALLOC_SHM_ROOT!;
+  mkdirSync(shm);
+  const w = await startShmWriter(join(shm, 'tt_device_78_memory'), 'v3', [0]);
+  assert.match(await w.send('alloc dram 4096'), /^ok/);
+  // 63 more slots, as 63 other processes would claim them (PIDs no process has: dead slots stay).
+  for (let i = 0; i < 63; i++)
+    assert.match(await w.send(`claim ${4_000_000 + i} now worker${i}`), /^ok/);
+  const late = await liveProcess({ env: {} });
+  const tree = new SysfsTree(dir()).driver('2.7.0').card(0, CARDS.n150).holders(0, [late.pid!]);
+  const env = { ...roots, TT_ALLOC_SYSFS_ROOT: tree.root };
+  const r = await runCli(['doctor', '--json', '--socket', join(dir(), 'none.sock')], env);
+  assert.equal(r.code, 1);
+  const report = parse(r);
+  const f = find(report, 'shm', /tt_device_78_memory/);
+  assert.equal(f?.severity, 'fail');
+  assert.match(f!.text, /1 live of 64 used slot\(s\): all 64 slots taken/);
+  const h = find(report, 'holder', new RegExp(`PID ${late.pid} `));
+  assert.match(
+    h!.text,
+    /reports nothing: all 64 process slots of \S+tt_device_78_memory are taken/,
+  );
+  late.kill();
+  await w.kill9();
 });
 
 test('undeclared devices: capacities unknown, with how to declare them', async () => {

@@ -234,7 +234,8 @@ function shmChecks(shm: ShmScan, add: Add): void {
     });
   for (const r of shm.regions) {
     const owner = r.owner_user ?? `uid ${r.owner_uid}`;
-    const head = `${r.path}: ${r.layout}, owner ${owner}, mode ${mode(r.mode)}`;
+    const layout = r.layout === 'unknown' ? 'version unknown' : r.layout;
+    const head = `${r.path}: ${layout}, owner ${owner}, mode ${mode(r.mode)}`;
     if (r.status === 'unreadable')
       add({
         check: 'shm',
@@ -242,7 +243,7 @@ function shmChecks(shm: ShmScan, add: Add): void {
         text:
           `${head}: unreadable by us${r.error ? ` (${r.error})` : ''}: ` +
           'its processes are not shown',
-        fix: `run ttalloc as root or as ${owner}`,
+        fix: owner === 'root' ? 'run ttalloc as root' : `run ttalloc as root or as ${owner}`,
       });
     else if (r.status !== 'ok')
       add({
