@@ -159,19 +159,29 @@ test('all 64 slots taken: the region and the holder left without a slot', async 
   await w.kill9();
 });
 
-test('undeclared devices: capacities unknown, with how to declare them', async () => {
+test('undeclared devices, frame sizes, unknown frees: tracking started late', async () => {
   const srv = await startServer([], emptyRoots());
   const r = new Reporter({ socketPath: srv.socket });
   try {
     r.alloc(0, 0x1000, 4096, 0);
+    // Frees of buffers the server never saw: the application allocated before tracking began.
+    for (let i = 0; i < 5; i++) r.free(0, 0x9000_0000 + i * 4096);
     r.flush();
     await settle(srv);
     const out = await runCli(['doctor', '--json', '--socket', srv.socket], emptyRoots());
     assert.equal(out.code, 1);
-    const f = find(parse(out), 'capacities');
+    const report = parse(out);
+    const f = find(report, 'capacities');
     assert.equal(f?.severity, 'fail');
     assert.match(f!.text, /device\(s\) 0 report allocations but were never declared/);
     assert.match(f!.fix!, /--devices n300/);
+    // The server knows each connection's frame size.
+    const frames = find(report, 'frames', new RegExp(`^PID ${process.pid} `));
+    assert.match(frames!.text, /: 1 connection\(s\), frames 144 bytes$/);
+    const late = find(report, 'late_start');
+    assert.equal(late?.severity, 'warn');
+    assert.match(late!.text, /^5 of 5 frees \(100\.0%\) were of buffers the server never saw/);
+    assert.match(late!.fix!, /start the server before the application/);
   } finally {
     await r.close();
     await srv.stop();

@@ -6,7 +6,7 @@
 // the dashboard in a real Chromium; then `ps` and `top` with no server at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
@@ -17,6 +17,8 @@ import { liveProcess } from './helpers/live-process.js';
 import { startShmWriter, type ShmWriter } from './helpers/shm-writer.js';
 import { spawnTerminal } from './helpers/terminal.js';
 import { launchBrowser, type TestBrowser } from './helpers/browser.js';
+import { SourcesCache } from '../src/sources/merge-cache.js';
+import { defaultReaders } from '../src/sources/merge-readers.js';
 
 const MiB = 1 << 20;
 const ASIC = '4242';
@@ -240,4 +242,26 @@ test('ps and top with no server: SHM and the driver read directly, and said so',
   } finally {
     await term.kill();
   }
+});
+
+test('a writer in another PID namespace: its slot is found through its NSpid', async () => {
+  const shm = join(base, 'shm-ns');
+  mkdirSync(shm);
+  const w = await startShmWriter(join(shm, 'tt_device_99_memory'), 'v3', [0], {
+    comm: 'nsproc',
+    wrap: ['unshare', '--pid', '--fork'],
+  });
+  assert.match(await w.send(`alloc dram ${MiB}`), /^ok/);
+  // The writer is the child of unshare; its slot carries the PID it has in its own namespace.
+  const host = Number(readFileSync(`/proc/${w.child.pid}/task/${w.child.pid}/children`, 'latin1'));
+  assert.notEqual(host, w.pid);
+  const tree = new SysfsTree(join(base, 'sys-ns')).driver('2.7.0').card(0).holders(0, [host]);
+  const view = new SourcesCache(defaultReaders({ sysfs: tree.root, shm })).view(null);
+  const p = view.processes.find((x) => x.pid === host);
+  assert.ok(p, JSON.stringify(view.processes.map((x) => [x.pid, x.sources])));
+  assert.deepEqual(p.sources, ['shm', 'driver'], JSON.stringify([view.summary.shm, p]));
+  assert.deepEqual([p.ns_pid, p.shm[0].slot_pid, p.shm[0].bytes.dram], [w.pid, w.pid, MiB]);
+  assert.equal(p.identity?.other_pid_ns, true);
+  assert.equal(p.silent, null);
+  await w.kill9();
 });

@@ -111,18 +111,29 @@ export function mergeView(socket: SocketProcessInput[] | null, snap: SourceSnaps
     if (!ids.has(pid)) ids.set(pid, snap.identity(pid));
     return ids.get(pid)!;
   };
-  const inner = new Map<number, ProcessIdentity>();
+  const inner = new Map<number, ProcessIdentity[]>();
   for (const pid of rows.keys()) {
     const id = idOf(pid);
-    if (id?.other_pid_ns && id.ns_pids.length > 1) inner.set(id.ns_pids[id.ns_pids.length - 1], id);
+    if (!id?.other_pid_ns || id.ns_pids.length < 2) continue;
+    const ns = id.ns_pids[id.ns_pids.length - 1];
+    inner.set(ns, [...(inner.get(ns) ?? []), id]);
   }
+  const named = (id: ProcessIdentity | null | undefined, name: string) =>
+    !!id?.comm && !!name && id.comm.startsWith(name);
+  /** Our PID of a slot's PID: a process of another namespace with that NSpid, else the same. */
+  const ours = (slotPid: number, name: string): number => {
+    const cands = inner.get(slotPid) ?? [];
+    const byName = cands.find((id) => named(id, name));
+    if (byName) return byName.pid;
+    if (named(rows.has(slotPid) ? idOf(slotPid) : null, name)) return slotPid;
+    return cands.length === 1 ? cands[0].pid : slotPid;
+  };
   const regionOf = new Map<ShmUsageKey, ShmRegion>();
   for (const reg of snap.shm.regions) {
     if (reg.status !== 'ok') continue;
     for (const s of reg.slots) {
       if (!s.alive) continue;
-      const t = inner.get(s.pid);
-      const pid = t && (!s.name || !t.comm || t.comm.startsWith(s.name)) ? t.pid : s.pid;
+      const pid = ours(s.pid, s.name);
       const r = row(pid, 'shm');
       r.shm.push({
         asic_id: reg.asic_id,

@@ -11,6 +11,7 @@ import { after } from 'node:test';
 const SOURCE = fileURLToPath(new URL('../c/shm-writer.c', import.meta.url));
 
 export interface ShmWriter {
+  /** Its PID as it sees it (in its own namespace when wrapped in another one). */
   pid: number;
   child: ChildProcess;
   /** One command line; resolves with the writer's answer ("ok …", "full"). */
@@ -42,10 +43,12 @@ export function startShmWriter(
   path: string,
   layout: string,
   chips: number[],
-  o: { comm?: string; env?: NodeJS.ProcessEnv; uid?: number } = {},
+  o: { comm?: string; env?: NodeJS.ProcessEnv; uid?: number; wrap?: string[] } = {},
 ): Promise<ShmWriter> {
   const args = ['--comm', o.comm ?? 'python3', path, layout, ...chips.map(String)];
-  const child = spawn(writerExe(), args, {
+  // `wrap`: a command the writer runs under (unshare --pid --fork: another PID namespace).
+  const [cmd, ...pre] = [...(o.wrap ?? []), writerExe()];
+  const child = spawn(cmd, [...pre, ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...o.env },
     ...(o.uid !== undefined ? { uid: o.uid, gid: o.uid } : {}),
