@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { scanDriver, readHolders } from '../src/sources/driver.js';
+import { DriverReader, IDENTITY_KEEP_MS, readHolders, scanDriver } from '../src/sources/driver.js';
 import { knownHolder, readProcessIdentity } from '../src/sources/driver-holders.js';
 import { containerOf, readIdentity } from '../src/platform/processes.js';
 import { chipsOfCard } from '../src/devices/cards.js';
@@ -149,6 +149,33 @@ test('galaxy, p300 and an unknown card: chips null and said, never guessed', () 
     assert.equal(chipsOfCard(t).chips, null, t);
   for (const t of ['p100', 'p100a', 'p150', 'p150b', 'p150c', 'N150'])
     assert.equal(chipsOfCard(t).chips, 1, t);
+});
+
+test('DriverReader: sensors and holders every scan, identity kept until it ages out', (t) => {
+  const tree = new SysfsTree(dir()).card(0, CARDS.n150);
+  const cls = join(tree.root, 'sys/class/tenstorrent/tenstorrent!0');
+  let now = 1_000_000;
+  t.mock.method(Date, 'now', () => now);
+  const reader = new DriverReader({ root: tree.root });
+  assert.equal(reader.scan().cards[0].board_serial, CARDS.n150.serial);
+  writeFileSync(join(cls, 'tt_serial'), 'FFFF\n');
+  writeFileSync(join(cls, 'device/hwmon/hwmon3/temp1_input'), '60000\n');
+  tree.holders(0, [process.pid]);
+  now += IDENTITY_KEEP_MS;
+  const second = reader.scan().cards[0];
+  assert.equal(second.board_serial, CARDS.n150.serial, 'identity kept');
+  assert.equal(second.sensors.temperature_c, 60, 'sensors read again');
+  assert.deepEqual(second.holders, [process.pid]);
+  now += 1;
+  assert.equal(reader.scan().cards[0].board_serial, 'FFFF', 'aged out: read again');
+  writeFileSync(join(cls, 'tt_serial'), 'EEEE\n');
+  tree.card(1, CARDS.p150);
+  const third = reader.scan();
+  assert.deepEqual(
+    third.cards.map((c) => c.board_serial),
+    ['EEEE', CARDS.p150.serial],
+    'a new set of cards: everything read again',
+  );
 });
 
 test('attributes that fail to read, a fanless card and no driver at all', () => {
@@ -327,14 +354,16 @@ test('containers and cgroups from /proc/PID/cgroup', () => {
 });
 
 test('known non-tt-metal holders: by comm, by script, by python -m', async () => {
-  // A real tt-smi stand-in: a script run by its shebang shows its file name as comm.
+  // A real tt-smi stand-in: a script run by its shebang shows its file name as comm, and its
+  // command line is the interpreter's.
   const bin = join(dir(), 'tt-smi');
-  writeFileSync(bin, '#!/bin/sh\nexec sleep 300\n');
+  writeFileSync(bin, '#!/bin/sh\nwhile :; do sleep 1; done\n');
   chmodSync(bin, 0o755);
   const c = await sleeper({ cmd: bin, args: ['-s'] });
-  // The shell has exec'd sleep by now or not; the name is tt-smi until then, sleep after.
   const id = readIdentity(c.pid!);
-  assert.ok(id.comm === 'tt-smi' || id.comm === 'sleep', String(id.comm));
+  assert.deepEqual([id.comm, id.cmdline], ['tt-smi', `/bin/sh ${bin} -s`]);
+  assert.equal(knownHolder(id)?.name, 'tt-smi');
+  assert.match(knownHolder(id)!.source, /SHM-LAYOUT/);
   const smi = knownHolder({ comm: 'tt-smi', cmdline: '/usr/bin/python3 /usr/bin/tt-smi -s' });
   assert.equal(smi?.name, 'tt-smi');
   assert.equal(
@@ -473,4 +502,20 @@ test('DEVICE_INFO of a device nobody declared: counted, no facts, 112 and 144 by
   } finally {
     assert.equal(await q.stop(), 0);
   }
+});
+
+test('the driver bench prints its four rows (figures are not checked here)', () => {
+  const bench = new URL('../dist/bench/driver-bench.js', import.meta.url);
+  const r = spawnSync(process.execPath, [bench.pathname, '--quick'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  for (const re of [
+    /^holder lists of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^full scan of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^refresh of 4 cards .*\| +[\d.]+ µs \|$/m,
+    /^identity of one holder .*\| +[\d.]+ µs \|$/m,
+  ])
+    assert.match(r.stdout, re);
 });

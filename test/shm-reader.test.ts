@@ -494,3 +494,20 @@ async function waitFor(cond: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
   assert.ok(cond(), 'condition never met');
 }
+
+test('npm run bench:sources --quick prints the SHM refresh row', () => {
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/bench/sources-bench.ts', '--quick', '--only', 'shm'],
+    { cwd: REPO, encoding: 'utf8', timeout: 60_000 },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^refresh: scan \+ read 32 SHM regions.*\| median [\d.]+ ms \| p99 /m);
+  const bad = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/bench/sources-bench.ts', '--only', 'nope'],
+    { cwd: REPO, encoding: 'utf8' },
+  );
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown case nope \(cases: shm/);
+});

@@ -47,7 +47,7 @@ export function parseEntry(word: string): DeviceEntry | undefined {
   if (c.chips === null)
     throw new DeviceError(
       `cannot declare '${word}': ${c.note.replace(/^[^:]*: /, '')}; ` +
-        `e.g. --devices 4x${arch.name.toLowerCase()}`,
+        `e.g. --devices Nx${arch.name.toLowerCase()} with N its chips`,
     );
   return { spec: arch, cardType: key, chips: c.chips, remote: c.remote };
 }

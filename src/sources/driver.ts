@@ -12,7 +12,7 @@ import {
   readAttr,
 } from '../devices/driver-files.js';
 import { join } from 'node:path';
-import { readCardAttributes } from './sysfs.js';
+import { readCardIdentity, readCardLive, type CardIdentity, type CardLive } from './sysfs.js';
 import type { DriverCard, DriverScan } from './types.js';
 
 export interface Holders {
@@ -64,47 +64,91 @@ function allCardIndices(root: string): number[] {
 }
 
 /**
- * Everything the driver says, card by card. `present` is false when no part of the driver is
- * there (no module version, no cards): then `cards` is empty and `error` says so.
+ * A card's identity and firmware are kept this long: they change only when a card is replaced
+ * or reflashed and reset, which may keep its index, so what was kept ages out.
  */
-export function scanDriver(opts: DriverScanOptions = {}): DriverScan {
-  const root = opts.root ?? '/';
-  const version = readAttr(driverModuleDir(root), 'version');
-  const indices = allCardIndices(root);
-  let holdersListed = false;
-  const cards: DriverCard[] = indices.map((index) => {
-    const a = readCardAttributes(root, index);
-    const c = chipsOfCard(a.card_type);
-    const h = readHolders(root, index);
-    if (h) holdersListed = true;
-    return {
-      index,
-      card_type: a.card_type,
-      arch: a.arch,
-      board_serial: a.board_serial,
-      asic_id: a.asic_id,
-      chips: c.chips,
-      remote_chips: c.chips === null ? null : c.remote,
-      chips_note: c.note,
-      device_ids: null,
-      firmware: a.firmware,
-      clocks_mhz: a.clocks_mhz,
-      heartbeat: a.heartbeat,
-      sensors: a.sensors,
-      holders: h ? h.pids : [],
-      holders_outside_ns: h ? h.outside : 0,
+export const IDENTITY_KEEP_MS = 10_000;
+
+/**
+ * The driver source for a view that refreshes: a card's identity and firmware are read at most
+ * every IDENTITY_KEEP_MS (and again whenever the set of cards or the driver version changes),
+ * its clocks, heartbeat, sensors and holders on every scan().
+ */
+export class DriverReader {
+  readonly root: string;
+  private ids = new Map<number, CardIdentity>();
+  private indexKey = '';
+  private readMs = 0;
+
+  constructor(opts: DriverScanOptions = {}) {
+    this.root = opts.root ?? '/';
+  }
+
+  /**
+   * Everything the driver says, card by card. `present` is false when no part of the driver
+   * is there (no module version, no cards): then `cards` is empty and `error` says so.
+   */
+  scan(): DriverScan {
+    const root = this.root;
+    const version = readAttr(driverModuleDir(root), 'version');
+    const indices = allCardIndices(root);
+    const key = `${version}:${indices.join(',')}`;
+    const now = Date.now();
+    if (key !== this.indexKey || now - this.readMs > IDENTITY_KEEP_MS) {
+      this.ids.clear();
+      this.indexKey = key;
+      this.readMs = now;
+    }
+    let holdersListed = false;
+    const cards = indices.map((index) => {
+      let id = this.ids.get(index);
+      if (!id) {
+        id = readCardIdentity(root, index);
+        this.ids.set(index, id);
+      }
+      const h = readHolders(root, index);
+      if (h) holdersListed = true;
+      return cardOf(index, id, readCardLive(id), h);
+    });
+    assignDeviceIds(cards);
+    const present =
+      version !== null || cards.length > 0 || existsSync(join(root, 'dev/tenstorrent'));
+    const scan: DriverScan = {
+      present,
+      driver_version: version,
+      holders_listed: holdersListed,
+      cards,
     };
-  });
-  assignDeviceIds(cards);
-  const present = version !== null || cards.length > 0 || existsSync(join(root, 'dev/tenstorrent'));
-  const scan: DriverScan = {
-    present,
-    driver_version: version,
-    holders_listed: holdersListed,
-    cards,
+    if (!present)
+      scan.error = 'the tenstorrent driver is not loaded (no /dev/tenstorrent, no sysfs)';
+    return scan;
+  }
+}
+
+/** One scan, nothing kept (a CLI run, doctor). */
+export function scanDriver(opts: DriverScanOptions = {}): DriverScan {
+  return new DriverReader(opts).scan();
+}
+
+function cardOf(index: number, id: CardIdentity, live: CardLive, h: Holders | null): DriverCard {
+  const c = chipsOfCard(id.card_type);
+  return {
+    index,
+    card_type: id.card_type,
+    arch: id.arch,
+    board_serial: id.board_serial,
+    asic_id: id.asic_id,
+    chips: c.chips,
+    remote_chips: c.chips === null ? null : c.remote,
+    chips_note: c.note,
+    device_ids: null,
+    firmware: { ...id.firmware },
+    clocks_mhz: live.clocks_mhz,
+    heartbeat: live.heartbeat,
+    sensors: live.sensors,
+    holders: h ? h.pids : [],
+    holders_outside_ns: h ? h.outside : 0,
   };
-  if (!present) scan.error = 'the tenstorrent driver is not loaded (no /dev/tenstorrent, no sysfs)';
-  return scan;
 }
 
 /** tt-metal device ids per card, as the registry numbers them (devices/cards.ts). */

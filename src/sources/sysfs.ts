@@ -5,7 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lookupArch } from '../devices/arch.js';
-import { cardSysfsDir, readAttr } from '../devices/driver-files.js';
+import { attributesOf, cardSysfsDir } from '../devices/driver-files.js';
 import type { CardSensors } from './types.js';
 
 /**
@@ -42,20 +42,31 @@ const SENSORS: readonly [keyof CardSensors, string, number][] = [
 ];
 const NO_READING = 0xffffffff;
 
-export interface CardAttributes {
+/** What does not change while a card stays (its identity and firmware): read once a card. */
+export interface CardIdentity {
+  /** The card's class directory. */
+  dir: string;
+  /** Its hwmon directory (null: none). */
+  hwmon: string | null;
   card_type: string | null;
   arch: string | null;
   board_serial: string | null;
   asic_id: string | null;
   firmware: Record<string, string>;
+}
+
+/** What changes from one refresh to the next. */
+export interface CardLive {
   clocks_mhz: Record<string, number>;
   /** The firmware heartbeat counter (tt_heartbeat, driver ≥ 2.7.0): a stall is no change. */
   heartbeat: number | null;
   sensors: CardSensors;
 }
 
-function intAttr(dir: string, name: string): number | null {
-  const v = readAttr(dir, name);
+type Attr = (name: string) => string | null;
+
+function intAttr(attr: Attr, name: string): number | null {
+  const v = attr(name);
   if (v === null || !/^-?\d+$/.test(v)) return null;
   return Number(v);
 }
@@ -71,43 +82,47 @@ function hwmonDir(cardDir: string): string | null {
   }
 }
 
-export function readSensors(cardDir: string): { sensors: CardSensors; hwmonName: string | null } {
-  const sensors: CardSensors = {};
-  const dir = hwmonDir(cardDir);
-  if (!dir) return { sensors, hwmonName: null };
-  for (const [field, file, div] of SENSORS) {
-    const v = intAttr(dir, file);
-    if (v === null || v === NO_READING) continue;
-    sensors[field] = v / div;
-  }
-  return { sensors, hwmonName: readAttr(dir, 'name') };
-}
-
-/** Everything sysfs says of card `index` under `root`. */
-export function readCardAttributes(root: string, index: number): CardAttributes {
+/** Card `index`'s identity and firmware under `root`. */
+export function readCardIdentity(root: string, index: number): CardIdentity {
   const dir = cardSysfsDir(root, index);
-  const card_type = readAttr(dir, 'tt_card_type');
+  const attr = attributesOf(dir);
+  const hwmon = hwmonDir(dir);
+  const card_type = attr('tt_card_type');
   const firmware: Record<string, string> = {};
-  for (const [k, attr] of FIRMWARE) {
-    const v = readAttr(dir, attr);
+  for (const [k, name] of FIRMWARE) {
+    const v = attr(name);
     if (v !== null) firmware[k] = v;
   }
-  const clocks_mhz: Record<string, number> = {};
-  for (const [k, attr] of CLOCKS) {
-    const v = intAttr(dir, attr);
-    if (v !== null) clocks_mhz[k] = v;
-  }
-  const { sensors, hwmonName } = readSensors(dir);
   // The card type names the architecture; the hwmon name (wormhole, blackhole) when it does not.
+  const hwmonName = hwmon ? attributesOf(hwmon)('name') : null;
   const spec = (card_type && lookupArch(card_type)) || (hwmonName && lookupArch(hwmonName));
   return {
+    dir,
+    hwmon,
     card_type,
     arch: spec ? spec.name : null,
-    board_serial: readAttr(dir, 'tt_serial'),
-    asic_id: readAttr(dir, 'tt_asic_id'),
+    board_serial: attr('tt_serial'),
+    asic_id: attr('tt_asic_id'),
     firmware,
-    clocks_mhz,
-    heartbeat: intAttr(dir, 'tt_heartbeat'),
-    sensors,
   };
+}
+
+/** A card's clocks, heartbeat and sensors now. */
+export function readCardLive(card: Pick<CardIdentity, 'dir' | 'hwmon'>): CardLive {
+  const attr = attributesOf(card.dir);
+  const clocks_mhz: Record<string, number> = {};
+  for (const [k, name] of CLOCKS) {
+    const v = intAttr(attr, name);
+    if (v !== null) clocks_mhz[k] = v;
+  }
+  const sensors: CardSensors = {};
+  if (card.hwmon) {
+    const hw = attributesOf(card.hwmon);
+    for (const [field, file, div] of SENSORS) {
+      const v = intAttr(hw, file);
+      if (v === null || v === NO_READING) continue;
+      sensors[field] = v / div;
+    }
+  }
+  return { clocks_mhz, heartbeat: intAttr(attr, 'tt_heartbeat'), sensors };
 }
