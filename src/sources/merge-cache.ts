@@ -12,6 +12,11 @@ export interface SourceReaders {
   driver(): DriverScan;
   identity(pid: number): ProcessIdentity | null;
   knownTool(id: ProcessIdentity): string | null;
+  /**
+   * The start time of `pid` (any number that changes when the PID is handed out again; -1: gone):
+   * an identity is read again only for a new process. Without it, every refresh reads them all.
+   */
+  startOf?(pid: number): number;
 }
 
 /** A scan is reused for this long (ms). */
@@ -20,6 +25,12 @@ export const SOURCES_TTL_MS = 1000;
 export class SourcesCache {
   private snap: SourceSnapshot | null = null;
   private atMs = 0;
+  /**
+   * Identities of the last refresh by PID, with the start they were read at: who a process is
+   * does not change while it runs (its environment is the one it started with), and reading it
+   * costs ~10 files; a start time is one. Only PIDs asked for in the last refresh are kept.
+   */
+  private known = new Map<number, { start: number; id: ProcessIdentity | null }>();
   /** Scans made (for tests and the bench: requests within the TTL share one). */
   scans = 0;
 
@@ -34,13 +45,20 @@ export class SourcesCache {
     const t = this.now();
     if (this.snap && t - this.atMs < this.ttlMs) return this.snap;
     const r = this.readers;
-    const ids = new Map<number, ProcessIdentity | null>();
+    const before = this.known;
+    const ids = (this.known = new Map());
     this.snap = {
       shm: r.shm(),
       driver: r.driver(),
       identity(pid) {
-        if (!ids.has(pid)) ids.set(pid, r.identity(pid));
-        return ids.get(pid)!;
+        let e = ids.get(pid);
+        if (!e) {
+          const start = r.startOf ? r.startOf(pid) : NaN;
+          const old = before.get(pid);
+          e = old && old.start === start ? old : { start, id: r.identity(pid) };
+          ids.set(pid, e);
+        }
+        return e.id;
       },
       knownTool: (id) => r.knownTool(id),
       uid: process.getuid?.() ?? 0,

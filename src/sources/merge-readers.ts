@@ -5,9 +5,10 @@
 //                        proc/driver/tenstorrent (default /; devices/registry.ts reads it too)
 //   TT_ALLOC_SHM_ROOT    the directory of tt-metal's regions (default /dev/shm)
 import { knownHolder, readProcessIdentity } from './driver-holders.js';
-import { scanDriver } from './driver.js';
+import { DriverReader } from './driver.js';
 import type { SourceReaders } from './merge-cache.js';
 import { scanShm } from './shm-scan.js';
+import { startTicksOf } from '../platform/processes.js';
 
 export interface SourceRoots {
   sysfs: string;
@@ -22,14 +23,17 @@ export function sourceRoots(env: NodeJS.ProcessEnv = process.env): SourceRoots {
 }
 
 export function defaultReaders(roots: SourceRoots = sourceRoots()): SourceReaders {
+  // Kept across refreshes: a card's identity is read again only every few seconds.
+  const driver = new DriverReader({ root: roots.sysfs });
   return {
     shm: () => scanShm({ root: roots.shm }),
-    driver: () => scanDriver({ root: roots.sysfs }),
+    driver: () => driver.scan(),
     identity: (pid) => {
       const id = readProcessIdentity(pid);
       // comm is readable for any live process: without it the process is gone.
       return id.comm === null ? null : id;
     },
     knownTool: (id) => knownHolder(id)?.what ?? null,
+    startOf: (pid) => startTicksOf(pid),
   };
 }
