@@ -6,14 +6,14 @@
 // the dashboard in a real Chromium; then `ps` and `top` with no server at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Reporter } from '../src/client/reporter.js';
 import type { ProcessesResponse, ProcessRow } from '../src/report/types.js';
 import { CLI, runCli, settle, startServer, type TestServer } from './helpers/server.js';
 import { CARDS, SysfsTree } from './helpers/sysfs-tree.js';
-import { liveProcess } from './helpers/live-process.js';
+import { cliAs, liveProcess } from './helpers/live-process.js';
 import { startShmWriter, type ShmWriter } from './helpers/shm-writer.js';
 import { spawnTerminal } from './helpers/terminal.js';
 import { launchBrowser, type TestBrowser } from './helpers/browser.js';
@@ -264,4 +264,20 @@ test('a writer in another PID namespace: its slot is found through its NSpid', a
   assert.equal(p.identity?.other_pid_ns, true);
   assert.equal(p.silent, null);
   await w.kill9();
+});
+
+test('another user sees root holders and region as unreadable, and says so', async () => {
+  // Readable paths for nobody: the roots themselves are not secret, root's region is (0600).
+  for (const d of [base, join(base, 'shm'), join(base, 'sys')]) chmodSync(d, 0o755);
+  const r = await cliAs(65534, ['ps', '--json', '--socket', join(base, 'nothing.sock')], env);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout) as ProcessesResponse;
+  assert.equal(j.sources!.shm.regions[0].status, 'unreadable');
+  const q = byPid(j, silentPid);
+  assert.equal(q.identity?.tracking_env, null, 'its environ is not ours to read');
+  assert.equal(q.silent?.code, 'other_user');
+  assert.match(q.silent!.text, /^it runs as root: its environment and its regions/);
+  assert.match(q.silent!.fix, /run ttalloc as root/);
+  // The SHM-only process is a holder now known only from the driver: the same reason.
+  assert.equal(byPid(j, shmOnly.pid).silent?.code, 'other_user');
 });
