@@ -15,6 +15,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -381,13 +382,16 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     await w.kill9();
   });
 
-  test('another user’s 0600 region is unreadable to us, with its owner, never empty', async () => {
+  test('another user’s 0600 region: unreadable, with its owner; their PIDs alive', async () => {
     const root = newRoot(0o777);
     const path = regionPath(root, 12);
     const w = await startWriter(path, 'v3', [0], { uid: NOBODY });
     await w.send('alloc dram 4096');
+    // an early (v2) region of the same process, readable by all
+    const early = await startWriter(regionPath(root, 13), 'v2', [1], { uid: NOBODY });
+    await early.send('alloc l1 8');
     // root reads it (and names its owner)
-    const asRoot = only(root);
+    const asRoot = scanShm({ root }).regions[0];
     assert.deepEqual(
       [asRoot.status, asRoot.owner_uid, asRoot.owner_user, asRoot.totals.dram],
       ['ok', NOBODY, 'nobody', 4096],
@@ -405,12 +409,17 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     });
     assert.equal(r.status, 0, r.stderr);
     const seen = JSON.parse(r.stdout).regions as ShmRegion[];
-    assert.equal(seen.length, 1);
+    assert.equal(seen.length, 2);
     assert.equal(seen[0].status, 'unreadable');
     assert.equal(seen[0].owner_uid, NOBODY);
     assert.equal(seen[0].owner_user, 'nobody');
     assert.equal(seen[0].mode, 0o600);
     assert.match(seen[0].error!, /owned by nobody with mode 0600/);
+    // nobody's process is alive to a third user too: kill(pid, 0) fails with EPERM
+    assert.equal(seen[1].status, 'ok');
+    assert.deepEqual([seen[1].slots[0].pid, seen[1].slots[0].alive], [early.pid, true]);
+    assert.deepEqual(seen[1].live.l1, 8);
+    await early.exit();
     await w.exit();
   });
 
@@ -436,6 +445,25 @@ describe('shared-memory regions', { skip: SKIP }, () => {
       ['6', 'bad', 'a symbolic link: not followed'],
     ]);
     assert.match(scanShm({ root: join(root, 'nope') }).error!, /cannot be listed \(ENOENT\)/);
+  });
+
+  test('random bytes under every version word: read, and negative PIDs never signalled', () => {
+    const root = newRoot();
+    const path = regionPath(root, 14);
+    for (let i = 0; i < 200; i++) {
+      const v1a = i % 6 === 0;
+      const buf = randomBytes(v1a ? 9280 : 8576);
+      buf.writeUInt32LE(v1a ? 1 : 1 + (i % 4), 0);
+      if (i % 2) buf.writeUInt32LE(0x52454459, 8536); // v4 ready half the time
+      writeFileSync(path, buf);
+      const r = readRegion(path);
+      assert.ok(['ok', 'initialising'].includes(r.status), `${r.status}: ${r.error}`);
+      for (const s of r.slots) {
+        // kill(-n, 0) would signal a process group: a negative PID is judged without it
+        if (s.pid < 0) assert.equal(s.alive, false);
+        assert.ok(s.name.length <= 64);
+      }
+    }
   });
 
   test('the real /dev/shm: found by the default scan, as tt-metal main writes it', async () => {
