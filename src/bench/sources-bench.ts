@@ -17,6 +17,8 @@ import {
 } from '../sources/shm-layout.js';
 import { scanShm } from '../sources/shm-scan.js';
 import { removeDir, workDir } from './harness.js';
+import { SourcesCache } from '../sources/merge-cache.js';
+import { defaultReaders } from '../sources/merge-readers.js';
 
 const LIMIT_MS = 2;
 
@@ -41,13 +43,34 @@ const CASES: Case[] = [
     label: 'refresh: scan + read 32 SHM regions (v3)',
     prepare: prepareShm,
   },
+  {
+    name: 'merge',
+    label: 'merged view: 32 regions + identities + merge',
+    prepare: prepareMerge,
+  },
 ];
+
+/**
+ * The whole refresh `ps`, `top` and the server's routes pay once per second at most: the scan
+ * of prepareShm's regions, the identity of every slot owner (/proc), and the merge.
+ */
+function prepareMerge(): Prepared {
+  const shm = prepareShm();
+  const root = shm.root;
+  // TTL 0: every run a refresh, as one a second would be (identities kept across, as served).
+  const cache = new SourcesCache(defaultReaders({ sysfs: workDir(), shm: root }), 0);
+  return {
+    run: () => cache.view(null).processes.length,
+    note: `${shm.note}; the driver absent`,
+    done: shm.done,
+  };
+}
 
 /**
  * 32 regions of tt-metal main's layout, 4 slots each: 2 processes on every chip (ourselves and
  * our parent), 16 processes on 4 chips each (real `sleep`s), one crashed process per region.
  */
-function prepareShm(): Prepared {
+function prepareShm(): Prepared & { root: string } {
   const dir = workDir();
   const sleepers: ChildProcess[] = [];
   for (let i = 0; i < 16; i++) sleepers.push(spawn('sleep', ['600'], { stdio: 'ignore' }));
@@ -73,6 +96,7 @@ function prepareShm(): Prepared {
     writeFileSync(join(dir, `tt_device_${2n ** 60n + BigInt(r)}_memory`), buf);
   }
   return {
+    root: dir,
     run: () => scanShm({ root: dir }).regions.length,
     note: '4 slots each, 19 live processes, 32 dead',
     done: () => {

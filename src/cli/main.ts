@@ -22,6 +22,8 @@ import { peaksCommand, resetPeaksCommand } from './commands/peaks.js';
 import { mapCommand } from './commands/map.js';
 import { exportCommand } from './commands/export.js';
 import { queryCommand } from './commands/query.js';
+import { psCommand } from './commands/ps.js';
+import { doctorCommand } from './commands/doctor.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -52,6 +54,8 @@ export function buildProgram(): Command {
     demoCommand(),
     topCommand(),
     runCommand(),
+    psCommand(),
+    doctorCommand(),
   ]) {
     program.addCommand(c);
   }

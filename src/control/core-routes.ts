@@ -15,6 +15,8 @@ import {
 import { formatKernelReport, listKernels } from '../report/kernel-report.js';
 import { buildStats } from '../report/stats.js';
 import { commandName, listProcesses } from '../report/process-info.js';
+import { processesReply } from '../report/process-view.js';
+import type { SourcesCache } from '../sources/merge-cache.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { HttpError, plainText as text, type Router, type RouteContext } from './router.js';
 import { intParam, reportQuery } from './query.js';
@@ -24,6 +26,7 @@ import { formatMemoryMap } from '../report/map-text.js';
 import { MAX_DEVICE_ID } from '../protocol/constants.js';
 import { loopDelayStats, resetLoopMonitor } from './loop-monitor.js';
 import type {
+  ClientsResponse,
   DataClient,
   DevicesResponse,
   ForgetResponse,
@@ -73,6 +76,8 @@ export interface CoreContext {
   /** The server's terminal (reports printed on request). */
   out(text: string): void;
   log(msg: string): void;
+  /** The machine's other sources (SHM regions, the driver), read lazily; absent in tests. */
+  sources?: SourcesCache;
 }
 
 export function registerCoreRoutes(r: Router, s: CoreContext): void {
@@ -95,15 +100,19 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
       streamingDumps: streaming.active,
       peers: s.peerStats(),
       reads: s.readStats(),
+      ...(s.sources ? { sources: s.sources.view(listProcesses(tr)).summary } : {}),
     };
     if (c.url.searchParams.get('loop') === 'reset') resetLoopMonitor();
     return st;
   });
   r.get('/v1/devices', (): DevicesResponse => devices(src));
-  r.get('/v1/processes', (): ProcessesResponse => ({
-    schema_version: 1,
-    processes: listProcesses(tr, s.claimedPids()),
-  }));
+  r.get('/v1/processes', (): ProcessesResponse => {
+    const rows = listProcesses(tr, s.claimedPids());
+    if (!s.sources) return { schema_version: 1, processes: rows };
+    return processesReply(rows, s.sources.view(rows), 'server');
+  });
+  // The data connections open now, with the frame size each speaks (`ttalloc doctor`).
+  r.get('/v1/clients', (): ClientsResponse => ({ schema_version: 1, clients: s.dataClients() }));
   r.get('/v1/kernels', (c): KernelsResponse | undefined =>
     c.url.searchParams.get('format') === 'text'
       ? text(c, formatKernelReport(tr))

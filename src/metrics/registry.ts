@@ -17,12 +17,17 @@ import {
   ownsOn,
   splitTopProcesses,
 } from './process-series.js';
+import { listProcesses } from '../report/process-info.js';
+import type { SourcesCache } from '../sources/merge-cache.js';
+import { registerSourceMetrics } from './source-metrics.js';
 
 /** The view of the server that statistics read, plus its persistence and read paths. */
 export interface MetricsSource extends StatsSource {
   persistenceStats(): PersistenceStats;
   /** How data connections are read (server.ts readStats). */
   readStats(): ReadStats;
+  /** The SHM regions and the driver, read lazily (absent: no source series). */
+  sources?: SourcesCache;
 }
 
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
@@ -348,6 +353,9 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
       setCounter(this, persisted()?.compactions ?? 0);
     },
   });
+
+  const sources = src.sources;
+  if (sources) registerSourceMetrics(registers, () => sources.view(listProcesses(tr)));
 
   // Standard process metrics (process_resident_memory_bytes, process_start_time_seconds, nodejs_*).
   collectDefaultMetrics({ register: reg });

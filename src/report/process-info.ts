@@ -1,6 +1,6 @@
 // Per-process usage (nvidia-smi style) from the tracker's incremental per-PID counters.
 import { readFileSync } from 'node:fs';
-import { counterBytes } from '../protocol/constants.js';
+import { BufferType, counterBytes } from '../protocol/constants.js';
 import { KINDS, KIND_CB, KIND_KERNEL, KIND_UNKNOWN_FREE, type Tracker } from '../state/tracker.js';
 import type { ProcessDeviceUsage, ProcessRow } from './types.js';
 import { sumOverTypes } from './usage.js';
@@ -38,6 +38,7 @@ export function listProcesses(tr: Tracker, claims?: Map<number, number>): Proces
         TRACE: counterBytes('TRACE', b),
         CB: b(KIND_CB),
         KERNEL: b(KIND_KERNEL),
+        SYSTEM_MEMORY: b(BufferType.SYSTEM_MEMORY),
         buffers: n,
       };
       devices.push(u);

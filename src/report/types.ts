@@ -5,6 +5,7 @@ import type { UsageCounter } from '../protocol/constants.js';
 import type { PersistenceStats } from '../persist/state-store.js';
 import type { Mark } from '../state/marks.js';
 import type { ReapedReport } from '../state/tracker.js';
+import type { MergedFields, SourcesSummary } from '../sources/merge-types.js';
 
 export type { Mark, PersistenceStats, ReapedReport };
 
@@ -244,6 +245,8 @@ export interface StatsResponse extends ServerStats {
   streamingDumps: number;
   peers: PeerStats | null;
   reads: ReadStats;
+  /** What the SHM regions and the driver say (absent from a server without sources). */
+  sources?: SourcesSummary;
 }
 
 export interface ProcessDeviceUsage {
@@ -255,9 +258,16 @@ export interface ProcessDeviceUsage {
   TRACE: number;
   CB: number;
   KERNEL: number;
+  /** The part of L1_SMALL that is SYSTEM_MEMORY (SHM regions do not count it). */
+  SYSTEM_MEMORY?: number;
   buffers: number;
 }
-export interface ProcessRow {
+/**
+ * A process as the socket reports it, with what the other sources say of it (sources/merge.ts;
+ * absent from a server without them). A process only SHM or the driver knows has zero socket
+ * figures and no devices.
+ */
+export interface ProcessRow extends Partial<MergedFields> {
   pid: number;
   /** The PID this process's messages claim, when it differs from the kernel's (display only). */
   claimedPid?: number;
@@ -271,6 +281,13 @@ export interface ProcessRow {
 export interface ProcessesResponse {
   schema_version: 1;
   processes: ProcessRow[];
+  /** What the SHM regions and the driver said (absent from a server without sources). */
+  sources?: SourcesSummary;
+  /**
+   * Who answered: 'server' (the socket's figures and the sources), or 'local' (`ps`/`top` with no
+   * server: the SHM and the driver read directly).
+   */
+  from?: 'server' | 'local';
 }
 
 /** A sample of the per-device counters (metrics/sampler.ts). */
@@ -490,6 +507,14 @@ export interface DataClient {
   pid: number;
   command: string;
   connections: number;
+  /** The frame size of each of its connections (0: not detected yet). */
+  frameSizes?: number[];
+}
+
+/** GET /v1/clients: the data connections open now. */
+export interface ClientsResponse {
+  schema_version: 1;
+  clients: DataClient[];
 }
 
 /** POST /v1/shutdown refused (409): data clients are connected and `force` was not given. */

@@ -9,6 +9,8 @@ export interface ClientProcess {
   pid: number;
   command: string;
   connections: number;
+  /** Per connection: the frame size it speaks (0 while not detected). */
+  frameSizes: number[];
 }
 
 export class Connections {
@@ -97,11 +99,12 @@ export class Connections {
       const seen = byPid.get(pid);
       if (seen) {
         seen.connections++;
+        seen.frameSizes.push(c.frameSize);
         continue;
       }
       const info = pid > 0 ? readProcessInfo(pid) : null;
       const command = info ? info.cmdline || info.comm || '?' : pid > 0 ? '(exited)' : '(unknown)';
-      byPid.set(pid, { pid, command, connections: 1 });
+      byPid.set(pid, { pid, command, connections: 1, frameSizes: [c.frameSize] });
     }
     return [...byPid.values()].sort((a, b) => a.pid - b.pid);
   }

@@ -35,6 +35,8 @@ import { registerLeakRoutes } from '../control/leak-routes.js';
 import { registerLiveRoutes, type LiveStreams } from '../control/live-routes.js';
 import { Dashboard } from '../control/dashboard.js';
 import type { ReadStats } from '../report/types.js';
+import { SourcesCache } from '../sources/merge-cache.js';
+import { defaultReaders } from '../sources/merge-readers.js';
 
 export type { ServerOptions } from './config.js';
 
@@ -64,6 +66,8 @@ export class AllocationServer {
   private readonly sampler: Sampler;
   private readonly streams: LiveStreams;
   private readonly dashboard: Dashboard | null;
+  /** SHM regions and the driver, scanned when a request asks (never on the ingest path). */
+  private readonly sources = new SourcesCache(defaultReaders());
   private nextConnId = 1;
   private dataServer: NetServer | null = null;
   private controlServer: HttpServer | null = null;
@@ -348,6 +352,7 @@ export class AllocationServer {
       rejectedFrames: () => connections.rejectedFrames(),
       persistenceStats: () => persistence.stats(),
       readStats: () => this.readStats(),
+      sources: this.sources,
     };
   }
 
@@ -375,6 +380,7 @@ export class AllocationServer {
       },
       out: cfg.out,
       log,
+      sources: this.sources,
     });
     registerLeakRoutes(this.router, {
       tracker,

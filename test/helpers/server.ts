@@ -12,6 +12,9 @@ export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.u
 
 // Servers started by tests persist under a private state home, never the user's.
 process.env.XDG_STATE_HOME ??= mkdtempSync(join(tmpdir(), 'ttalloc-state-'));
+// …and read tt-metal's SHM regions from an empty directory unless a test points them elsewhere:
+// another test's writer in the real /dev/shm must not appear in this file's process lists.
+process.env.TT_ALLOC_SHM_ROOT ??= mkdtempSync(join(tmpdir(), 'ttalloc-shm-root-'));
 
 /**
  * Server processes still running when a file's tests end (a failed assertion skips stop()) are

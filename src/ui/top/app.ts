@@ -18,7 +18,8 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
     input = process.stdin;
   const view: ViewState = { ...initialView(), socket: client.socketPath };
   const color = colorWanted(out);
-  let data: TopData | null = await fetchTopData(client); // fails fast (exit 2) when no server runs
+  // Without a server, SHM and the driver are read here (the header line says so).
+  let data: TopData | null = await fetchTopData(client);
   let timer: NodeJS.Timeout | null = null;
   let restored = false;
 
@@ -70,7 +71,8 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
     };
     const tick = async () => {
       try {
-        data = await fetchTopData(client);
+        // A server that was there and went away: the last frame stays, the message says why.
+        data = await fetchTopData(client, 60, data?.server == null);
         view.message = undefined;
       } catch (e) {
         view.message = `server not reachable: ${(e as Error).message}`;

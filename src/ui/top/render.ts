@@ -2,7 +2,15 @@
 // (data, view state, terminal size), so --once, the live loop and tests share the same output.
 import { USAGE_COUNTER_TYPES } from '../../protocol/constants.js';
 import { formatBytes, plural } from '../../report/format.js';
-import type { DeviceStats, ProcessDeviceUsage, ProcessRow } from '../../report/types.js';
+import type { DeviceStats, ProcessRow } from '../../report/types.js';
+import {
+  checkText,
+  commandLine,
+  displayDevices,
+  shortCommand,
+  sourcesLabel,
+  type DisplayDevice,
+} from '../../report/process-view.js';
 import { SAMPLE_CB, SAMPLE_KERNEL, totalOverTypes, usage } from '../../report/usage.js';
 import type { TopData } from './model.js';
 
@@ -188,19 +196,25 @@ function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boole
   return lines;
 }
 
-function colValue(u: ProcessDeviceUsage, k: SortKey): number {
-  return k === 'buffers' ? u.buffers : k === 'pid' || k === 'command' ? 0 : u[k];
+function colValue(u: DisplayDevice, k: SortKey): number {
+  return k === 'buffers' ? (u.buffers ?? 0) : k === 'pid' || k === 'command' ? 0 : u[k];
 }
 
-/** Processes sorted by the chosen column, restricted to the device filter. */
+/**
+ * Processes sorted by the chosen column, restricted to the device filter. Figures per device come
+ * from the socket, else from SHM; a silent holder (no figures) is kept while no device is chosen.
+ */
 export function sortedProcesses(
   procs: ProcessRow[],
   v: ViewState,
-): { p: ProcessRow; devs: ProcessDeviceUsage[] }[] {
+): { p: ProcessRow; devs: DisplayDevice[] }[] {
   const rows = procs
-    .map((p) => ({ p, devs: p.devices.filter((u) => v.device === null || u.device === v.device) }))
-    .filter((r) => r.devs.length > 0);
-  const key = (r: { p: ProcessRow; devs: ProcessDeviceUsage[] }) =>
+    .map((p) => ({
+      p,
+      devs: displayDevices(p).filter((u) => v.device === null || u.device === v.device),
+    }))
+    .filter((r) => r.devs.length > 0 || (v.device === null && r.p.silent));
+  const key = (r: { p: ProcessRow; devs: DisplayDevice[] }) =>
     r.devs.reduce((a, u) => a + colValue(u, v.sort), 0);
   const dir = v.descending ? -1 : 1;
   rows.sort((a, b) => {
@@ -214,10 +228,11 @@ export function sortedProcesses(
 
 /** Process table columns; the command column gives way first on narrow terminals. */
 function columns(width: number): { key: SortKey; title: string; w: number }[] {
-  const cmd = Math.max(7, Math.min(16, width - 8 - 1 - 1 - 4 - 5 * 10 - 9));
+  const cmd = Math.max(7, Math.min(24, width - 8 - 1 - 1 - SRC_W - 4 - 5 * 10 - 9));
   return [
     { key: 'pid', title: 'PID', w: 8 },
     { key: 'command', title: 'COMMAND', w: cmd },
+    { key: 'pid', title: 'SOURCE', w: SRC_W },
     { key: 'pid', title: 'DEV', w: 4 },
     { key: 'DRAM', title: 'DRAM', w: 10 },
     { key: 'L1', title: 'L1', w: 10 },
@@ -226,6 +241,25 @@ function columns(width: number): { key: SortKey; title: string; w: number }[] {
     { key: 'CB', title: 'CB', w: 10 },
     { key: 'buffers', title: 'BUFFERS', w: 9 },
   ];
+}
+
+/** The sources column: "socket+shm+driver" fits. */
+const SRC_W = 18;
+
+/**
+ * The dim line under a process: who it is (user, container, its own PID), the cross-check, and
+ * why a holder reports nothing. Empty when there is nothing to add.
+ */
+function infoLine(p: ProcessRow): string {
+  const id = p.identity;
+  const parts: string[] = [];
+  if (id?.user) parts.push(`user ${id.user}`);
+  if (id?.container) parts.push(`container ${id.container}`);
+  if (p.ns_pid !== null && p.ns_pid !== undefined) parts.push(`PID ${p.ns_pid} in its namespace`);
+  const check = checkText(p, formatBytes);
+  if (check) parts.push(check);
+  if (p.silent) parts.push(`reports nothing: ${p.silent.text}`);
+  return parts.length > 1 || check || p.silent || p.ns_pid ? parts.join(' · ') : '';
 }
 
 export const HELP =
@@ -245,19 +279,25 @@ export function renderLines(
   const title = sv
     ? `ttalloc top · server pid ${sv.pid} · up ${fmtUptime(sv.uptimeSeconds)} · ` +
       `${sv.buffers} buffers · ${sv.processes} processes · ${sv.reaped} reaped`
-    : 'ttalloc top · waiting for the server…';
+    : data
+      ? 'ttalloc top · no server: SHM and the driver read directly'
+      : 'ttalloc top · waiting for the server…';
   out.push([
     { t: title, sgr: SGR.bold },
     { t: `  ${time}${v.device !== null ? `  [device ${v.device}]` : ''}` },
   ]);
   out.push([
-    { t: v.message ?? (v.socket ? `socket ${v.socket}` : ''), sgr: v.message ? SGR.red : SGR.dim },
+    {
+      t: v.message ?? data?.header ?? (v.socket ? `socket ${v.socket}` : ''),
+      sgr: v.message ? SGR.red : SGR.dim,
+    },
   ]);
   if (data) {
     const devs = data.devices.filter((d) => v.device === null || d.device === v.device);
     const detail = Number.isFinite(height) ? devs.length * 3 + 8 <= height : true;
     for (const d of devs) out.push(...deviceLines(d, data, width, detail));
-    if (devs.length === 0)
+    out.push(...chipLines(data, v));
+    if (devs.length === 0 && data.server)
       out.push([
         {
           t: v.device !== null ? `device ${v.device} has not reported` : 'no devices yet',
@@ -272,8 +312,8 @@ export function renderLines(
     const cmdW = cols[1].w;
     out.push(
       cols.map((c, i) => {
-        const mark = c.key === v.sort && i !== 2 ? (v.descending ? '▼' : '▲') : '';
-        const text = i < 2 ? pad(c.title + mark, c.w) + ' ' : rpad(c.title + mark, c.w);
+        const mark = c.key === v.sort && i !== 2 && i !== 3 ? (v.descending ? '▼' : '▲') : '';
+        const text = i < 3 ? pad(c.title + mark, c.w) + ' ' : rpad(c.title + mark, c.w);
         return { t: text, sgr: SGR.inverse };
       }),
     );
@@ -282,26 +322,36 @@ export function renderLines(
     let shown = 0;
     let lines = 0;
     for (const r of rows) {
-      if (lines + r.devs.length > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
+      const info = infoLine(r.p);
+      const n = Math.max(1, r.devs.length) + (info ? 1 : 0);
+      if (lines + n > room - (shown < rows.length - 1 ? 1 : 0) && shown > 0) break;
+      const head = [
+        pad(String(r.p.pid), 8) + ' ',
+        pad(
+          shortCommand(
+            `${commandLine(r.p)}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`,
+            cmdW,
+          ),
+          cmdW,
+        ) + ' ',
+        pad(sourcesLabel(r.p), SRC_W) + ' ',
+      ].join('');
       r.devs.forEach((u, i) => {
         const cells = [
-          i === 0 ? pad(String(r.p.pid), 8) + ' ' : pad('', 9),
-          i === 0
-            ? pad(
-                `${r.p.command ?? '?'}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`,
-                cmdW,
-              ) + ' '
-            : pad('', cmdW + 1),
-          rpad(String(u.device), 4),
+          i === 0 ? head : pad('', 8 + cmdW + SRC_W + 3),
+          rpad(u.device < 0 ? '?' : String(u.device), 4),
           ...(['DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB'] as const).map((k) =>
             rpad(formatBytes(u[k]), 10),
           ),
-          rpad(String(u.buffers), 9),
+          rpad(u.buffers === null ? '(shm)' : String(u.buffers), 9),
         ];
         out.push([{ t: cells.join('') }]);
       });
+      if (r.devs.length === 0)
+        out.push([{ t: head }, { t: `holds /dev/tenstorrent/${(r.p.holds ?? []).join(',')}` }]);
+      if (info) out.push([{ t: pad('', 9) + info, sgr: r.p.silent ? SGR.yellow : SGR.dim }]);
       shown++;
-      lines += r.devs.length;
+      lines += n;
     }
     if (shown < rows.length)
       out.push([
@@ -318,6 +368,34 @@ export function renderLines(
   }
   out.push([{ t: width >= HELP.length ? HELP : HELP_SHORT, sgr: SGR.inverse }]);
   return out;
+}
+
+/** One line per SHM region: its chip, layout, owner, totals and what crashed writers left. */
+function chipLines(data: TopData, v: ViewState): Line[] {
+  const regions = (data.sources?.shm.regions ?? []).filter(
+    (r) => v.device === null || r.device === v.device,
+  );
+  return regions.map((r) => {
+    const head = `Chip ${r.asic_id} dev ${r.device ?? '?'} ${r.layout}`;
+    if (r.status !== 'ok')
+      return [
+        { t: pad(head, 34), sgr: SGR.bold },
+        { t: `${r.status}: ${r.error ?? ''}`, sgr: SGR.yellow },
+      ];
+    const t = r.totals;
+    const ghost = r.ghost ? r.ghost.dram + r.ghost.l1 + r.ghost.l1_small + r.ghost.trace : 0;
+    return [
+      { t: pad(head, 34), sgr: SGR.bold },
+      {
+        t:
+          `SHM DRAM ${formatBytes(t.dram)} · L1 ${formatBytes(t.l1)} · ` +
+          `${r.slots_live}/${r.slots_used} slots live` +
+          (r.slots_full ? ' · ALL 64 SLOTS TAKEN' : '') +
+          (ghost > 0 ? ` · ${formatBytes(ghost)} left by crashed processes` : ''),
+        sgr: r.slots_full || ghost > 0 ? SGR.yellow : undefined,
+      },
+    ];
+  });
 }
 
 function fmtUptime(s: number): string {

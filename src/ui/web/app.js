@@ -11,6 +11,7 @@
 /** @typedef {import('../../report/types.js').MarksResponse} MarksResponse */
 /** @typedef {import('../../report/types.js').HistoryResponse} HistoryResponse */
 /** @typedef {import('../../report/types.js').Sample} Sample */
+/** @typedef {import('../../sources/merge-types.js').SourcesSummary} SourcesSummary */
 (() => {
   const $ = (s) => document.querySelector(s);
   // Table refresh period; ?poll=MS overrides it (tests, or a busy server watched from afar).
@@ -205,6 +206,84 @@
     const r = await getJson('/v1/processes');
     lastProcs = r.processes;
     renderProcesses();
+    if (r.sources) renderChips(r.sources);
+  }
+  // The SHM regions (one per chip as tt-metal numbers them) and the driver, in a table.
+  /** @param {SourcesSummary} s */
+  function renderChips(s) {
+    const regions = s.shm.regions;
+    $('#chips-box').hidden = regions.length === 0 && !s.driver.present;
+    const silent = Object.values(s.silent).reduce((a, n) => a + n, 0);
+    $('#sources-summary').textContent =
+      `SHM ${s.shm.root}: ${regions.length} region(s) · ` +
+      (s.driver.present
+        ? `driver ${s.driver.version ?? '?'}: ${s.driver.cards.length} card(s), ` +
+          `${s.holders} holder(s)`
+        : 'no driver') +
+      (silent ? ` · ${silent} holder(s) report nothing` : '');
+    const sum = (t) => (t ? t.dram + t.l1 + t.l1_small + t.trace + t.cb : 0);
+    rows(
+      '#chips tbody',
+      regions.map((g) => {
+        const t = g.totals;
+        const figures =
+          g.status === 'ok'
+            ? [t.dram, t.l1, t.l1_small, t.trace, t.cb].map((v) => `<td>${fmt(v)}</td>`).join('')
+            : `<td colspan="5" class="l hot">${esc(g.error ?? g.status)}</td>`;
+        const ghost = sum(g.ghost);
+        return (
+          `<tr data-asic="${esc(g.asic_id)}"><td class="l">${esc(g.asic_id)}</td>` +
+          `<td>${g.device ?? '?'}</td><td class="l">${esc(g.layout)}</td>` +
+          `<td class="l">${esc(g.owner_user ?? g.owner_uid)}</td>` +
+          `<td class="l${g.status === 'ok' ? '' : ' hot'}">${esc(g.status)}</td>${figures}` +
+          `<td class="${g.slots_full ? 'hot' : ''}">${g.slots_live} / ${g.slots_used}</td>` +
+          `<td class="${ghost ? 'warm' : ''}">${g.ghost ? fmt(ghost) : '–'}</td></tr>`
+        );
+      }),
+    );
+  }
+  /**
+   * Figures per device: the socket's, else the SHM slots' for chips the socket does not report
+   * (report/process-view.ts displayDevices, for the browser: keep the two in step).
+   * @param {ProcessRow} r
+   */
+  function displayDevices(r) {
+    const out = r.devices.map((d) => ({ ...d, from: 'socket' }));
+    const covered = new Set(r.devices.map((d) => d.device));
+    for (const u of r.shm ?? []) {
+      if (u.device !== null && covered.has(u.device)) continue;
+      const b = u.bytes;
+      out.push({
+        device: u.device ?? -1,
+        DRAM: b.dram,
+        L1: b.l1,
+        L1_SMALL: b.l1_small,
+        TRACE: b.trace,
+        CB: b.cb,
+        KERNEL: b.kernel ?? 0,
+        buffers: null,
+        from: 'shm',
+      });
+    }
+    return out.sort((a, b) => a.device - b.device);
+  }
+  /** @param {ProcessRow} r */
+  function infoText(r) {
+    const parts = [];
+    const id = r.identity;
+    if (id?.user) parts.push(`user ${id.user}`);
+    if (id?.container) parts.push(`container ${id.container}`);
+    if (r.ns_pid != null) parts.push(`PID ${r.ns_pid} in its namespace`);
+    for (const c of r.checks ?? []) {
+      if (c.agree) parts.push(`socket = shm on chip ${c.asic_id}`);
+      else {
+        const s = c.differs.reduce((a, k) => a + c.socket[k], 0);
+        const m = c.differs.reduce((a, k) => a + c.shm[k], 0);
+        parts.push(`socket ${fmt(s)} ≠ shm ${fmt(m)} (${c.differs.join(', ')}, chip ${c.asic_id})`);
+      }
+    }
+    // The user alone is not worth a line (it is in the command's tooltip).
+    return parts.length > (id?.user ? 1 : 0) ? parts.join(' · ') : '';
   }
   function renderProcesses() {
     const { key, desc } = procSort;
@@ -213,7 +292,7 @@
         ? r.pid
         : key === 'command'
           ? (r.command ?? '')
-          : r.devices.reduce((a, d) => a + d[key], 0);
+          : displayDevices(r).reduce((a, d) => a + (d[key] ?? 0), 0);
     const procs = [...lastProcs].sort((a, b) => {
       const x = val(a);
       const y = val(b);
@@ -224,20 +303,42 @@
       th.dataset.dir = th.dataset.sort === key ? (desc ? '▼' : '▲') : '';
     const html = [];
     for (const r of procs) {
-      r.devices.forEach((d, i) => {
-        const claims = r.claimedPid ? ` (claims ${r.claimedPid})` : '';
-        const head =
-          i === 0
-            ? `<td>${r.pid}</td><td class="l">${esc(r.command ?? '(gone)')}${claims}</td>`
-            : '<td></td><td></td>';
+      const devs = displayDevices(r);
+      if (devs.length === 0 && !r.silent) continue;
+      const claims = r.claimedPid ? ` (claims ${r.claimedPid})` : '';
+      // The whole command line in the tooltip, shortened in the cell.
+      const cmd = r.identity?.cmdline || r.command || '(gone)';
+      const short = cmd.length > 48 ? `${cmd.slice(0, 47)}…` : cmd;
+      const src = (r.sources ?? ['socket']).join('+');
+      const user = r.identity?.user ? ` (user ${r.identity.user})` : '';
+      const head =
+        `<td>${r.pid}</td>` +
+        `<td class="l" title="${esc(cmd + user)}">` +
+        `${esc(short)}${claims}</td>` +
+        `<td class="l source">${esc(src)}</td>`;
+      devs.forEach((d, i) => {
         const cells = [d.DRAM, d.L1, d.L1_SMALL, d.TRACE, d.CB, d.KERNEL].map(
           (v) => `<td>${fmt(v)}</td>`,
         );
         html.push(
-          `<tr data-pid="${r.pid}" data-device="${d.device}">${head}<td>${d.device}</td>` +
-            `${cells.join('')}<td>${d.buffers}</td></tr>`,
+          `<tr data-pid="${r.pid}" data-device="${d.device}" data-from="${d.from}">` +
+            `${i === 0 ? head : '<td></td><td></td><td></td>'}` +
+            `<td>${d.device < 0 ? '?' : d.device}</td>` +
+            `${cells.join('')}<td>${d.buffers ?? '(shm)'}</td></tr>`,
         );
       });
+      if (r.silent)
+        html.push(
+          `<tr data-pid="${r.pid}" data-silent="${esc(r.silent.code)}">${head}` +
+            `<td class="l hot reason" colspan="8">reports nothing: ${esc(r.silent.text)}` +
+            ` — fix: ${esc(r.silent.fix)}</td></tr>`,
+        );
+      const info = infoText(r);
+      if (info)
+        html.push(
+          `<tr data-pid="${r.pid}" class="info"><td></td>` +
+            `<td class="l info" colspan="10">${esc(info)}</td></tr>`,
+        );
     }
     rows('#processes tbody', html);
   }
