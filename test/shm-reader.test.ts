@@ -363,10 +363,11 @@ describe('shared-memory regions', { skip: SKIP }, () => {
       rounds = 0;
     const until = Date.now() + 20_000;
     try {
-      while (Date.now() < until && (rounds++ < 5000 || rawMixed === 0 || ok < 5 || !torn)) {
+      while (Date.now() < until && (rounds++ < 3000 || rawMixed === 0 || ok < 5 || !torn)) {
         readSync(fd, raw, 0, raw.length, 0);
         if (!isMoment(rawCounters(raw))) rawMixed++;
-        const r = readRegion(path, { retries: 2 });
+        // liveness is not what this test is about: no kill() for the 63 made-up PIDs
+        const r = readRegion(path, { retries: 2, isAlive: () => false });
         if (r.status === 'torn') {
           torn++;
           assert.deepEqual([r.slots.length, r.totals.dram], [0, 0], 'a torn region shows nothing');
