@@ -349,27 +349,33 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     const root = newRoot();
     const path = regionPath(root, 11);
     const w = await startWriter(path, 'v3', [0]);
-    assert.equal(await w.send('alloc dram 1'), 'ok slot=0');
-    // bursts of ~100k rounds with 1 ms pauses: reads land both inside and between them
-    w.child.stdin!.write('hammer 0 100000\n');
+    // the hammer's own slot last, so its counters lie 8 KB from the totals: a single read
+    // copying them spans more of the writer's rounds
+    for (let i = 0; i < 63; i++) await w.send(`claim ${5_000_000 + i} now x`);
+    assert.equal(await w.send('alloc dram 1'), 'ok slot=63');
+    // bursts of 5 M rounds (tens of ms) with 1 ms pauses: reads land both inside and between them
+    w.child.stdin!.write('hammer 0 5000000\n');
     const raw = Buffer.alloc(8576);
     const fd = openSync(path, 'r');
     let rawMixed = 0,
       ok = 0,
-      torn = 0;
+      torn = 0,
+      rounds = 0;
     const until = Date.now() + 20_000;
     try {
-      while (Date.now() < until && (rawMixed === 0 || ok < 20 || torn === 0)) {
+      while (Date.now() < until && (rounds++ < 3000 || rawMixed === 0 || ok < 5 || !torn)) {
         readSync(fd, raw, 0, raw.length, 0);
         if (!isMoment(rawCounters(raw))) rawMixed++;
-        const r = readRegion(path, { retries: 2 });
+        // liveness is not what this test is about: no kill() for the 63 made-up PIDs
+        const r = readRegion(path, { retries: 2, isAlive: () => false });
         if (r.status === 'torn') {
           torn++;
           assert.deepEqual([r.slots.length, r.totals.dram], [0, 0], 'a torn region shows nothing');
           continue;
         }
         assert.equal(r.status, 'ok');
-        const seen = [r.totals, r.chips[0].bytes, r.slots[0].bytes].flatMap(fiveOf);
+        const mine = r.slots.find((x) => x.pid === w.pid)!;
+        const seen = [r.totals, r.chips[0].bytes, mine.bytes].flatMap(fiveOf);
         assert.ok(isMoment(seen), `a mix of moments: ${seen.join(' ')}`);
         if (seen[0] > 1) ok++;
       }
@@ -377,7 +383,8 @@ describe('shared-memory regions', { skip: SKIP }, () => {
       closeSync(fd);
     }
     assert.ok(rawMixed > 0, 'a single read never caught the writer mid-update: the test is moot');
-    assert.ok(ok >= 20, `only ${ok} agreeing snapshots`);
+    console.log(`# torn reads: ${rawMixed} mixed single reads, ${ok} snapshots, ${torn} torn`);
+    assert.ok(ok >= 5, `only ${ok} agreeing snapshots`);
     assert.ok(torn > 0, 'never reported torn');
     await w.kill9();
   });
@@ -487,10 +494,10 @@ describe('shared-memory regions', { skip: SKIP }, () => {
   });
 });
 
-/** Counters in the order the hammer writes them: totals, the gateway chip, the slot. */
+/** Counters in the order the hammer writes them: totals, the gateway chip, the last slot. */
 function rawCounters(buf: Buffer): number[] {
   const out: number[] = [];
-  for (const off of [48, 88 + 8, 856 + 8])
+  for (const off of [48, 88 + 8, 856 + 63 * 120 + 8])
     for (let k = 0; k < 5; k++) out.push(Number(buf.readBigUInt64LE(off + 8 * k)));
   return out;
 }
