@@ -11,7 +11,8 @@
 //               model, test/helpers/steady.ts).
 //
 //   cc -std=c11 -o steady_sender steady_sender.c
-//   steady_sender SOCKET [alloc|mix] [DEVICES]
+//   steady_sender SOCKET [alloc|mix] [DEVICES] [BASE]
+// BASE (default 0) shifts the ids (id(k) uses k + BASE), so that several senders hold their own.
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdint.h>
@@ -41,6 +42,7 @@ _Static_assert(sizeof(struct Frame) == 144, "the runtime's 144-byte frame");
 
 static int sock = -1;
 static int devices = 1;
+static uint64_t base = 0;
 
 static void send_frame(uint8_t type, uint64_t k) {
     struct Frame m;
@@ -49,7 +51,7 @@ static void send_frame(uint8_t type, uint64_t k) {
     m.device_id = (int32_t)(k % (uint64_t)devices);
     m.size = type == 1 ? 4096 + (k % 7) * 64 : 0;
     m.process_id = (int32_t)getpid();
-    m.buffer_id = 0x100000000ull + k * 0x40;
+    m.buffer_id = 0x100000000ull + (k + base) * 0x40;
     if (type == 1) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -74,6 +76,7 @@ int main(int argc, char **argv) {
     }
     int mix = argc > 2 && strcmp(argv[2], "mix") == 0;
     if (argc > 3) devices = atoi(argv[3]) > 0 ? atoi(argv[3]) : 1;
+    if (argc > 4) base = strtoull(argv[4], NULL, 10);
     struct sockaddr_un addr;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;

@@ -96,15 +96,16 @@ export class Steady {
     readonly proc: ChildProcess,
     readonly mode: SteadyMode,
     readonly devices: number,
+    readonly base: number,
   ) {
     this.out = new Lines(proc);
   }
 
-  static async start(socket: string, mode: SteadyMode, devices = 1): Promise<Steady> {
-    const proc = spawn(compileC('steady_sender'), [socket, mode, String(devices)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    const s = new Steady(proc, mode, devices);
+  /** Connected to `socket`; its ids start at index `base` (several senders, disjoint ids). */
+  static async start(socket: string, mode: SteadyMode, devices = 1, base = 0): Promise<Steady> {
+    const args = [socket, mode, String(devices), String(base)];
+    const proc = spawn(compileC('steady_sender'), args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const s = new Steady(proc, mode, devices, base);
     await s.out.next(/^connected pid=\d+/);
     return s;
   }
@@ -178,14 +179,14 @@ export class Steady {
     const m = new Map<string, number>();
     for (let k = 0; k < allocs; k++) {
       if (this.mode === 'mix' && k % 3 === 1 && k + 1 < allocs) continue; // freed after k + 1
-      m.set(steadyKey(this.devices, k), 4096 + (k % 7) * 64);
+      m.set(steadyKey(this.devices, k, this.base), 4096 + (k % 7) * 64);
     }
     return m;
   }
 }
 
-export function steadyKey(devices: number, k: number): string {
-  return `${k % devices}:0x${(0x100000000 + k * 0x40).toString(16)}`;
+export function steadyKey(devices: number, k: number, base = 0): string {
+  return `${k % devices}:0x${(0x100000000 + (k + base) * 0x40).toString(16)}`;
 }
 
 /** The server's live buffers as "device:address" → size (each with its ref count, which is 1). */
