@@ -11,6 +11,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CLI, startServer, tempDir } from './helpers/server.js';
+import { loadNative } from '../src/platform/native.js';
 import { stats, waitFrames } from './helpers/wire.js';
 import {
   HAS_CC,
@@ -64,9 +65,10 @@ async function assertExact(sup: Supervisor, c: Steady, allocs: number): Promise<
   assert.deepEqual(got.refs, [1]);
 }
 
-async function supervisedClient(mode: SteadyMode) {
+/** `notifyPath`: a path for $NOTIFY_SOCKET instead of the manager's "@name" (abstract). */
+async function supervisedClient(mode: SteadyMode, notifyPath?: string) {
   const { socket, args } = place();
-  const sup = await Supervisor.start(socket, args, CLI);
+  const sup = await Supervisor.start(socket, args, CLI, notifyPath ? { NOTIFY: notifyPath } : {});
   const c = await Steady.start(socket, mode, 4);
   await sup.next(/^stored name=conn-\d+-1 n=1$/);
   return { sup, c };
@@ -164,7 +166,8 @@ test(
     ' a stop flushes the store and the client dies of SIGPIPE',
   { skip: SKIP },
   async () => {
-    const { sup, c } = await supervisedClient('mix');
+    // $NOTIFY_SOCKET a file system path this time (the other tests: the abstract namespace)
+    const { sup, c } = await supervisedClient('mix', join(tempDir(), 'notify'));
     await c.send(20000);
     await waitFrames(sup, c.framesFor(20000));
     const mark = sup.lineCount;
@@ -252,4 +255,18 @@ test('the unit files: what the test manager emulates, and systemd-analyze verify
   const ours = (r.stderr + r.stdout).split('\n').filter((l) => /ttalloc/.test(l));
   assert.deepEqual(ours, [], r.stderr);
   assert.equal(r.status, 0, r.stderr);
+});
+
+test('sdNotify: a clear error for a bad $NOTIFY_SOCKET, and no manager listening', (t) => {
+  const addon = loadNative().addon;
+  if (!addon) return t.skip('no native addon');
+  const sdNotify = addon.sdNotify as (path: string, text: string, fds: number[]) => void;
+  for (const bad of ['relative/path', '/' + 'x'.repeat(120), '@' + 'y'.repeat(120), '@'])
+    assert.throws(() => sdNotify(bad, 'READY=1', []), /absolute path or @name/, bad);
+  assert.throws(() => sdNotify('/nonexistent/notify', 'READY=1', []), /ENOENT|No such file/);
+  assert.throws(
+    () => sdNotify(`@ttalloc-nobody-${process.pid}`, 'READY=1', [0]),
+    /Connection refused/,
+  );
+  assert.throws(() => sdNotify('@x', 'READY=1', [-1]), /non-negative/);
 });
