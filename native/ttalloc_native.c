@@ -1,4 +1,4 @@
-// ttalloc_native: the two things ttalloc's server needs from the kernel that Node does not offer
+// ttalloc_native: the things ttalloc's server needs from the kernel that Node does not offer
 // on an accepted Unix socket. Plain N-API (no C++ runtime):
 //
 //   peerCred(fd: number): { pid: number, uid: number, gid: number }   // throws on failure
@@ -25,15 +25,25 @@
 //   trimFreedMemory(): boolean
 //     glibc: malloc_trim(0), which gives the kernel back every free page of the heap (the small
 //     blocks an index rehash frees lie scattered in it). False where malloc is not glibc's.
+//
+//   sdNotify(path: string, text: string, fds: number[]): void   // throws on failure
+//     one datagram to the service manager's notification socket (sd_notify(3): $NOTIFY_SOCKET, a
+//     path, or "@name" in the abstract namespace), with `fds` attached (SCM_RIGHTS) for
+//     "FDSTORE=1". Non-blocking: a manager that does not read fails with EAGAIN rather than
+//     stalling the server (src/server/systemd.ts).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <node_api.h>
 #ifdef __GLIBC__
@@ -164,6 +174,84 @@ static napi_value trim_freed_memory(napi_env env, napi_callback_info info) {
   return v;
 }
 
+// sdNotify(path, text, fds): see the top of the file. At most SDN_MAX_FDS descriptors (SCM_MAX_FD
+// is 253 in the kernel); the server sends one per message.
+#define SDN_MAX_FDS 253
+static napi_value sd_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path + 2]; // one more than fits: too long is seen
+  size_t plen = 0, tlen = 0;
+  uint32_t nfds = 0;
+  bool is_array = false;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], NULL, 0, &tlen) != napi_ok ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &nfds) != napi_ok) {
+    napi_throw_type_error(env, NULL, "sdNotify(path, text, fds): a path, a string and an array of descriptors");
+    return NULL;
+  }
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (plen < 2 || (path[0] != '/' && path[0] != '@') || plen > sizeof addr.sun_path ||
+      (path[0] == '/' && plen == sizeof addr.sun_path))
+    return throw_errno(env, "sdNotify: NOTIFY_SOCKET must be an absolute path or @name", EINVAL);
+  if (nfds > SDN_MAX_FDS) return throw_errno(env, "sdNotify: too many descriptors", EINVAL);
+  memcpy(addr.sun_path, path, plen);
+  if (path[0] == '@') addr.sun_path[0] = 0; // the abstract namespace: no trailing NUL counts
+  socklen_t alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + (path[0] == '/'));
+  char *text = malloc(tlen + 1);
+  if (!text) return throw_errno(env, "sdNotify", ENOMEM);
+  if (napi_get_value_string_utf8(env, argv[1], text, tlen + 1, &tlen) != napi_ok) {
+    free(text);
+    return NULL;
+  }
+  int fds[SDN_MAX_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value v;
+    int32_t fd = -1;
+    if (napi_get_element(env, argv[2], i, &v) != napi_ok || napi_get_value_int32(env, v, &fd) != napi_ok || fd < 0) {
+      free(text);
+      napi_throw_type_error(env, NULL, "sdNotify: descriptors must be non-negative integers");
+      return NULL;
+    }
+    fds[i] = fd;
+  }
+  union { struct cmsghdr h; char space[CMSG_SPACE(sizeof(int) * SDN_MAX_FDS)]; } ctl;
+  memset(&ctl, 0, sizeof ctl);
+  struct iovec iov = { .iov_base = text, .iov_len = tlen };
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = &addr;
+  msg.msg_namelen = alen;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    msg.msg_control = ctl.space;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (s < 0) {
+    int e = errno;
+    free(text);
+    return throw_errno(env, "sdNotify: socket", e);
+  }
+  ssize_t n;
+  do n = sendmsg(s, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  int e = errno;
+  close(s);
+  free(text);
+  if (n < 0) return throw_errno(env, "sdNotify: sendmsg", e);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "liveness", NAPI_AUTO_LENGTH, liveness, NULL, &fn) != napi_ok) return NULL;
@@ -178,5 +266,7 @@ NAPI_MODULE_INIT() {
   if (napi_create_function(env, "trimFreedMemory", NAPI_AUTO_LENGTH, trim_freed_memory, NULL, &fn) != napi_ok)
     return NULL;
   if (napi_set_named_property(env, exports, "trimFreedMemory", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, sd_notify, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "sdNotify", fn) != napi_ok) return NULL;
   return exports;
 }

@@ -28,7 +28,14 @@ import {
   startServer,
   tempDir as newTempDir,
 } from './helpers/server.js';
-import { frames, linesMatching, waitFrames, write } from './helpers/wire.js';
+import {
+  frames,
+  linesMatching,
+  stats,
+  waitFrames,
+  write,
+  type HasControl,
+} from './helpers/wire.js';
 
 const P = process.pid;
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
@@ -251,6 +258,8 @@ test('a live process of another user (EPERM) is alive', async (t) => {
     await waitFrames(srv, 2);
     child.kill('SIGKILL');
     await exited(child);
+    // its connection closed on the server's side too: while open, the PID counts as held by a child
+    await openConnections(srv, 1);
     const report = await srv.client.text('POST', '/v1/dump');
     assert.match(
       report,
@@ -434,6 +443,8 @@ test('output to a file (redirection), --quiet, --log-events and periodic statist
   );
   await q.waitFor('Total remaining buffers: 1');
   qs.destroy();
+  // closed on the server's side before the SIGTERM (else it warns, rightly, of a connected client)
+  await openConnections(q, 0);
   assert.equal(await q.stop(), 0);
   assert.equal(
     linesMatching(q.output(), /^\[/).length,
@@ -648,3 +659,11 @@ const s = connect(${JSON.stringify(srv.socket)}, () => {
     await srv.stop();
   }
 });
+
+/** Waits until the server has exactly `n` data connections open (it saw the others close). */
+async function openConnections(srv: HasControl, n: number): Promise<void> {
+  for (let i = 0; (await stats(srv)).connections.open !== n; i++) {
+    if (i > 500) throw new Error(`still not ${n} open data connections`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

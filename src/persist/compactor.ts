@@ -8,6 +8,7 @@ import { Tracker } from '../state/tracker.js';
 import { Checkpoints } from '../state/marks.js';
 import { loadState } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
+import { testPause } from './test-pause.js';
 
 export interface CompactRequest {
   dir: string;
@@ -37,6 +38,7 @@ const tr = new Tracker(req.expectedObjects, undefined, req.leftBehindBudget);
 const marks = new Checkpoints(tr);
 const rec = loadState(req.dir, tr, marks, { upTo: req.upTo, repair: false });
 const r = await writeSnapshot(req.dir, snapshotSource(tr, marks), rec.lastGen);
+testPause('snapshot-before-cleanup', req.dir);
 const result: CompactResult = {
   through: rec.lastGen,
   ...r,

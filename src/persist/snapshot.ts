@@ -28,6 +28,7 @@ import {
   writeObjectsHead,
 } from './records.js';
 import { SNAPSHOT } from './state-dir.js';
+import { testPause } from './test-pause.js';
 
 /** Objects per batch (1 MiB of rows). */
 const ROWS = 32768;
@@ -132,6 +133,7 @@ export async function writeSnapshot(
         writeAll(fd, b);
         bytes += b.length;
         objects += n;
+        if (from === 0 && n < table.count) testPause('snapshot-mid-write', dir);
         if (pace) await pace();
       }
     }

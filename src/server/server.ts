@@ -2,7 +2,12 @@
 // control socket (HTTP/JSON for our CLI and views), the optional dashboard listener, and the
 // timers (dead-owner sweep, statistics, the tracker's clock). The jobs live in their own modules;
 // this file wires them together.
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import {
+  createServer as createNetServer,
+  Socket,
+  type Server as NetServer,
+  type SocketConstructorOpts,
+} from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { ReadPump } from './socket-reader.js';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
@@ -24,6 +29,7 @@ import { ExitWatch } from './exit-watch.js';
 import { StatsPrinter } from './stats-printer.js';
 import { knownDeviceIds, summarizeDevices } from './known-devices.js';
 import { ServerLog } from './server-log.js';
+import { ServiceManager, type PassedFd } from './systemd.js';
 import { remainingBuffersText } from '../report/text-report.js';
 import { formatKernelReport } from '../report/kernel-report.js';
 import type { MetricsSource } from '../metrics/registry.js';
@@ -77,6 +83,8 @@ export class AllocationServer {
   private tableFullWarned = false;
   private stopped = false;
   private trimmer: HeapTrimmer | null = null;
+  /** systemd (or another manager speaking its protocols): passed sockets, readiness, fd store. */
+  private readonly manager: ServiceManager;
   /** Frames accepted at the last clock tick (none since: ingest is idle). */
   private framesAtTick = 0;
   /** Objects held (live and left behind) at the last heap trim. */
@@ -94,6 +102,7 @@ export class AllocationServer {
     this.ctlPath = new OwnedPath(cfg.controlPath);
     const say = (this.say = new ServerLog(cfg.out, cfg.quiet));
     const log = say.log;
+    this.manager = ServiceManager.fromEnv(log);
     this.persistence = new Persistence(cfg, say);
     this.connections = new Connections(cfg.maxConnections, log);
     const registry = (this.registry = new ProcessRegistry({ isAlive: cfg.isAlive }));
@@ -148,6 +157,11 @@ export class AllocationServer {
     const clients = this.connections.clients();
     if (clients.length === 0) return;
     const who = clients.map((c) => `PID ${c.pid} (${c.command})`).join(', ');
+    if (this.manager.storing)
+      return this.say.log(
+        `stopping with ${clients.length} data client(s) connected: ${who}. Their connections ` +
+          "stay open in the service manager's descriptor store (a restart reads them on).",
+      );
     this.say.warn(
       `!!! stopping with ${clients.length} data client${clients.length === 1 ? '' : 's'} ` +
         `connected: ${who}. Their connections close now; a C++ client dies of SIGPIPE on its ` +
@@ -172,15 +186,16 @@ export class AllocationServer {
       trustClientPid: cfg.trustClientPid,
       log: this.say.log,
     }));
-    await claimSocketPath(cfg.socketPath, 'socket');
-    await claimSocketPath(cfg.controlPath, 'control socket');
+    const [passedData, passedCtl] = this.manager.listening;
+    if (!passedData) await claimSocketPath(cfg.socketPath, 'socket');
+    if (!passedCtl) await claimSocketPath(cfg.controlPath, 'control socket');
     // Recovery before any client can connect; owners that died while no server ran are swept.
     if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
     // From here on (not for recovered PIDs: whatever runs under their PID now is not them).
     this.tracker.onNewPid = (pid) => this.registry.see(pid);
     this.trimmer = new HeapTrimmer(() => this.changedALot());
     this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock) =>
-      this.accept(sock, peers),
+      this.acceptNew(sock, peers),
     );
     this.controlServer = createHttpServer((req, res) => {
       void this.router.handle(req, res, true);
@@ -188,15 +203,32 @@ export class AllocationServer {
     this.controlServer.on('connection', (sock: Socket) => {
       peers.admit(sock, 'control');
     });
-    await listenUnix(this.dataServer, cfg.socketPath);
-    this.dataPath.taken();
-    await listenUnix(this.controlServer, cfg.controlPath);
-    this.ctlPath.taken();
-    // Owner-only (or --group); umask may have left them wider.
-    restrictSocket(cfg.socketPath, gid);
-    restrictSocket(cfg.controlPath, gid);
+    // A socket the manager passed is its own: its path and mode are the socket unit's.
+    if (passedData) await listenPassed(this.dataServer, passedData);
+    else {
+      await listenUnix(this.dataServer, cfg.socketPath);
+      this.dataPath.taken();
+      restrictSocket(cfg.socketPath, gid); // owner-only (or --group); umask may have left it wider
+    }
+    if (passedCtl) await listenPassed(this.controlServer, passedCtl);
+    else {
+      await listenUnix(this.controlServer, cfg.controlPath);
+      this.ctlPath.taken();
+      restrictSocket(cfg.controlPath, gid);
+    }
+    for (const p of this.manager.stored) this.adopt(p, peers);
     this.startTimers();
     this.logStart(peers);
+    this.manager.notify('READY=1');
+  }
+
+  /** A data connection a previous server stored (systemd.ts), read on from where it was left. */
+  private adopt(p: PassedFd, peers: PeerGate): void {
+    // Paused like an accepted socket (pauseOnConnect): Node's own option, missing from its types.
+    const opts = { fd: p.fd, readable: true, writable: true, pauseOnCreate: true };
+    const sock = new Socket(opts as SocketConstructorOpts);
+    if (this.accept(sock, peers)) this.manager.adopted(sock, p.name);
+    else this.manager.dropStored(p.name);
   }
 
   async stop(): Promise<void> {
@@ -206,6 +238,7 @@ export class AllocationServer {
     if (!this.cfg.quiet) this.stats.print(true);
     this.exitWatch.stop();
     this.trimmer?.stop();
+    this.manager.detach();
     this.connections.destroyAll();
     this.sampler.stop();
     this.streams.stop();
@@ -217,10 +250,10 @@ export class AllocationServer {
   }
 
   /** Admits a data connection: within the limit, and from a UID the policy admits. */
-  private accept(sock: Socket, peers: PeerGate): void {
-    if (!this.connections.admits(sock)) return;
+  private accept(sock: Socket, peers: PeerGate): DataConnection | null {
+    if (!this.connections.admits(sock)) return null;
     const cred = peers.admit(sock, 'data');
-    if (cred === false) return;
+    if (cred === false) return null;
     const c = new DataConnection(this.nextConnId++, sock, this.host, this.cfg.frameSize);
     if (cred) {
       c.peerPid = cred.pid;
@@ -232,6 +265,13 @@ export class AllocationServer {
       }
     }
     this.connections.add(c);
+    return c;
+  }
+
+  /** A connection accepted now: into the manager's descriptor store (when there is one). */
+  private acceptNew(sock: Socket, peers: PeerGate): void {
+    const c = this.accept(sock, peers);
+    if (c) this.manager.keep(sock, c.fd);
   }
 
   private startTimers(): void {
@@ -278,6 +318,13 @@ export class AllocationServer {
       this.log(
         '--trust-client-pid: buffers belong to the PIDs the messages claim; ' +
           "the kernel's PIDs are shown for display only",
+      );
+    const m = this.manager;
+    if (m.active)
+      this.log(
+        `service manager: ${m.listening.length} listening socket(s) passed, ` +
+          `${m.stored.length} stored connection(s) read on; ` +
+          (m.storing ? 'new connections go to its descriptor store' : `not storing: ${m.noStore}`),
       );
     if (!this.pump)
       this.log(
@@ -397,6 +444,17 @@ export class AllocationServer {
       sampler: this.sampler,
     });
   }
+}
+
+/** Serves a listening socket passed by the service manager. */
+function listenPassed(s: NetServer | HttpServer, p: PassedFd): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.listen({ fd: p.fd }, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 function closeServer(s: NetServer | HttpServer | null): Promise<void> {

@@ -28,10 +28,17 @@ import type { Socket } from 'node:net';
 import { loadNative } from '../platform/native.js';
 
 /**
+ * Bytes per read: 16 short of 64 KiB, a multiple of 72, 112 and 144 (65,520 = 455 × 144). A
+ * client that writes one frame per send() (the runtime) puts whole frames in the socket, and a
+ * read of a multiple of the frame size then never ends inside one: a server killed between reads
+ * leaves the rest of the stream at a frame boundary, for the next server to read on (systemd.ts).
+ */
+const READ_BYTES = 65520;
+/**
  * The one read buffer (libuv reads at most 64 KiB at a time). Each read is applied synchronously
  * before the next, and a partial frame at its end is copied out by the connection.
  */
-export const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+export const READ_BUFFER = Buffer.allocUnsafeSlow(READ_BYTES);
 export const READ_VIEW = new DataView(
   READ_BUFFER.buffer,
   READ_BUFFER.byteOffset,

@@ -6,7 +6,10 @@ import type { FrameSize } from '../../src/protocol/constants.js';
 import type { TestServer } from './server.js';
 import type { StatsResponse } from '../../src/report/types.js';
 
-export function stats(srv: TestServer): Promise<StatsResponse> {
+/** Anything with a control client: a TestServer, or a supervised server (helpers/steady.ts). */
+export type HasControl = Pick<TestServer, 'client'>;
+
+export function stats(srv: HasControl): Promise<StatsResponse> {
   return srv.client.json<StatsResponse>('GET', '/v1/stats');
 }
 
@@ -20,7 +23,7 @@ export function frames(list: FrameFields[], size: FrameSize = 144): Buffer {
  * never races the data socket; fails loudly if the count overshoots or never arrives.
  */
 export async function waitFrames(
-  srv: TestServer,
+  srv: HasControl,
   n: number,
   timeoutMs = 10000,
 ): Promise<StatsResponse> {
