@@ -18,6 +18,7 @@ import {
 } from './commands/leaks.js';
 import { topCommand } from './commands/top.js';
 import { runCommand } from './commands/run.js';
+import { restartCommand } from './commands/restart.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
     resetCommand(),
     forgetCommand(),
     stopCommand(),
+    restartCommand(),
     markCommand(),
     unmarkCommand(),
     marksCommand(),

@@ -11,6 +11,13 @@ export interface ClientProcess {
   connections: number;
 }
 
+export interface ConnectionCounters {
+  total: number;
+  refused: number;
+  rejectedFramesClosed: number;
+  pastClaims: [number, number][];
+}
+
 export class Connections {
   readonly open = new Set<DataConnection>();
   /** Accepted since the start. */
@@ -104,6 +111,23 @@ export class Connections {
       byPid.set(pid, { pid, command, connections: 1 });
     }
     return [...byPid.values()].sort((a, b) => a.pid - b.pid);
+  }
+
+  /** The counters a restart carries over to the new server (takeover-*.ts). */
+  counters(): ConnectionCounters {
+    return {
+      total: this.total,
+      refused: this.refused,
+      rejectedFramesClosed: this.rejectedFramesClosed,
+      pastClaims: [...this.pastClaims],
+    };
+  }
+
+  adoptCounters(c: ConnectionCounters): void {
+    this.total = c.total;
+    this.refused = c.refused;
+    this.rejectedFramesClosed = c.rejectedFramesClosed;
+    this.pastClaims = new Map(c.pastClaims);
   }
 
   destroyAll(): void {
