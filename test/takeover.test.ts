@@ -237,14 +237,17 @@ sys.stdin.readline()
 `;
 
 test('a Python client with a frame cut in half across the handover: nothing lost', async () => {
-  const srv = await startServer();
+  // The cut frame waits through the whole restart: no stall timeout may close it meanwhile.
+  const srv = await startServer(['--partial-frame-timeout', '0']);
   const py = spawn('python3', ['-c', PYTHON_CLIENT, srv.socket], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   after(() => py.kill('SIGKILL'));
   const lines: string[] = [];
   createInterface({ input: py.stdout! }).on('line', (l) => lines.push(l));
-  await waitFor(async () => lines.includes('half'));
+  await waitFor(async () => lines.includes('half')).catch((e: Error) => {
+    throw new Error(`${e.message}; server said:\n${srv.output()}\n${srv.stderr()}`);
+  });
   await waitFor(async () => (await stats(srv)).frames.total === 500);
   await restart(srv);
   py.stdin!.write('go\n');
