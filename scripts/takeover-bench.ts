@@ -76,7 +76,11 @@ async function figures(n: number, bin: string): Promise<void> {
     await g.results();
     await srv.drained(n);
     // A quiet journal: the background compaction (if the fill started one) is done.
-    while ((await srv.stats()).persistence.compacting) await sleep(100);
+    const compacting = async () => {
+      const p = (await srv.stats()).persistence;
+      return p.enabled && p.compacting;
+    };
+    while (await compacting()) await sleep(100);
     const base = await client(bin, srv.socket, RUN_MS, async () => {});
     let said = '';
     const t0 = performance.now();
