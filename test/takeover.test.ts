@@ -270,7 +270,12 @@ test('marks, left-behind records and statistics survive a restart', async () => 
     assert.equal(await gone.finish(), 0); // exits: its 40 buffers are left behind
     const marked = await cli(['mark', 'before-restart', '--socket', srv.socket]);
     assert.equal(marked.code, 0, marked.err);
-    await waitFor(async () => (await stats(srv)).leftBehind.records === 40);
+    // (its exit is noticed when its connection closes, else by the 5 s sweep: a loaded machine)
+    await waitFor(async () => (await stats(srv)).leftBehind.records === 40, 30_000).catch(
+      async (e: Error) => {
+        throw new Error(`${e.message}: ${JSON.stringify((await stats(srv)).leftBehind)}`);
+      },
+    );
     const before = await stats(srv);
     await restart(srv);
     const after = await stats(srv);
