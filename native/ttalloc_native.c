@@ -31,6 +31,17 @@
 //     path, or "@name" in the abstract namespace), with `fds` attached (SCM_RIGHTS) for
 //     "FDSTORE=1". Non-blocking: a manager that does not read fails with EAGAIN rather than
 //     stalling the server (src/server/systemd.ts).
+//   sendFds(fd: number, fds: Int32Array, bytes: Uint8Array): number
+//     sends all of `bytes` on the Unix stream socket `fd`, the descriptors `fds` (at most 250)
+//     riding on the first sendmsg as SCM_RIGHTS; waits (poll) while the socket is full. Throws on
+//     an error. For the restart takeover (src/server/takeover-channel.ts).
+//
+//   recvFds(fd: number, bytes: Uint8Array, timeoutMs: number): { n: number, fds: number[] }
+//     waits up to timeoutMs for the socket to be readable, then one recvmsg: n bytes (0 at end of
+//     stream, -EAGAIN after the timeout) and the descriptors that came with them (close-on-exec).
+//
+//   dup2(from: number, to: number): void
+//     the new server of a restart takes over the old one's stdout and stderr.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +50,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -249,6 +261,123 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   close(s);
   free(text);
   if (n < 0) return throw_errno(env, "sdNotify: sendmsg", e);
+#define MAX_PASSED_FDS 250
+
+static int wait_fd(int fd, short events, int timeout_ms) {
+  struct pollfd p = { .fd = fd, .events = events, .revents = 0 };
+  int r;
+  do r = poll(&p, 1, timeout_ms); while (r < 0 && errno == EINTR);
+  return r;
+}
+
+static napi_value send_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t fd = -1;
+  napi_typedarray_type ft, bt;
+  size_t nf = 0, nb = 0;
+  void *fdata = NULL, *bdata = NULL;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_typedarray_info(env, argv[1], &ft, &nf, &fdata, NULL, NULL) != napi_ok || ft != napi_int32_array ||
+      napi_get_typedarray_info(env, argv[2], &bt, &nb, &bdata, NULL, NULL) != napi_ok || bt != napi_uint8_array ||
+      nf > MAX_PASSED_FDS || nb == 0) {
+    napi_throw_type_error(env, NULL, "sendFds(fd, fds: Int32Array (<= 250), bytes: non-empty Uint8Array)");
+    return NULL;
+  }
+  size_t sent = 0;
+  int with_fds = nf > 0;
+  while (sent < nb) {
+    struct iovec iov = { .iov_base = (char *)bdata + sent, .iov_len = nb - sent };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+    if (with_fds) {
+      memset(cbuf, 0, sizeof cbuf);
+      msg.msg_control = cbuf;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * nf);
+      struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int) * nf);
+      memcpy(CMSG_DATA(c), fdata, sizeof(int) * nf);
+    }
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (wait_fd(fd, POLLOUT, 10000) <= 0) return throw_errno(env, "sendFds: peer does not read", ETIMEDOUT);
+        continue;
+      }
+      return throw_errno(env, "sendmsg", errno);
+    }
+    with_fds = 0;
+    sent += (size_t)n;
+  }
+  napi_value out;
+  if (napi_create_double(env, (double)sent, &out) != napi_ok) return NULL;
+  return out;
+}
+
+static napi_value recv_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t fd = -1, timeout_ms = 0;
+  napi_typedarray_type bt;
+  size_t nb = 0;
+  void *bdata = NULL;
+  if (argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      napi_get_typedarray_info(env, argv[1], &bt, &nb, &bdata, NULL, NULL) != napi_ok || bt != napi_uint8_array ||
+      napi_get_value_int32(env, argv[2], &timeout_ms) != napi_ok) {
+    napi_throw_type_error(env, NULL, "recvFds(fd, bytes: Uint8Array, timeoutMs)");
+    return NULL;
+  }
+  napi_value obj, arr, v;
+  if (napi_create_object(env, &obj) != napi_ok || napi_create_array(env, &arr) != napi_ok) return NULL;
+  ssize_t n = -EAGAIN;
+  int r = wait_fd(fd, POLLIN, timeout_ms);
+  if (r < 0) return throw_errno(env, "poll", errno);
+  if (r > 0) {
+    struct iovec iov = { .iov_base = bdata, .iov_len = nb };
+    char cbuf[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+    if (n < 0) n = -errno;
+    uint32_t k = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); n >= 0 && c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      int *got = (int *)CMSG_DATA(c);
+      for (size_t i = 0; i < count; i++) {
+        if (napi_create_int32(env, got[i], &v) != napi_ok || napi_set_element(env, arr, k++, v) != napi_ok)
+          return NULL;
+      }
+    }
+  }
+  if (!set_int(env, obj, "n", (double)n)) return NULL;
+  if (napi_set_named_property(env, obj, "fds", arr) != napi_ok) return NULL;
+  return obj;
+}
+
+static napi_value dup_to(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  int32_t from = -1, to = -1;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &from) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &to) != napi_ok || from < 0 || to < 0) {
+    napi_throw_type_error(env, NULL, "dup2(from, to): descriptors");
+    return NULL;
+  }
+  if (dup2(from, to) < 0) return throw_errno(env, "dup2", errno);
   return NULL;
 }
 
@@ -268,5 +397,11 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "trimFreedMemory", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, sd_notify, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "sdNotify", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "sendFds", NAPI_AUTO_LENGTH, send_fds, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "sendFds", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "recvFds", NAPI_AUTO_LENGTH, recv_fds, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "recvFds", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "dup2", NAPI_AUTO_LENGTH, dup_to, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "dup2", fn) != napi_ok) return NULL;
   return exports;
 }

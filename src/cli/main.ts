@@ -24,6 +24,7 @@ import { exportCommand } from './commands/export.js';
 import { queryCommand } from './commands/query.js';
 import { psCommand } from './commands/ps.js';
 import { doctorCommand } from './commands/doctor.js';
+import { restartCommand } from './commands/restart.js';
 
 export function buildProgram(): Command {
   const program = new Command('ttalloc')
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
     resetCommand(),
     forgetCommand(),
     stopCommand(),
+    restartCommand(),
     markCommand(),
     unmarkCommand(),
     marksCommand(),

@@ -87,6 +87,11 @@ export class Compaction {
     });
   }
 
+  /** Compactions may start again (after a restart's hold that did not complete). */
+  resume(): void {
+    this.stopped = false;
+  }
+
   /** No more compactions; a running one is stopped (its segments stay for the next start). */
   async stop(): Promise<void> {
     this.stopped = true;

@@ -197,8 +197,8 @@ export class SegmentQueue {
   }
 
   /** Makes the current segment durable and closes it (a clean stop). */
-  closeCurrent(): void {
-    fsyncSync(this.fd);
+  closeCurrent(sync = true): void {
+    if (sync) fsyncSync(this.fd);
     closeSync(this.fd);
   }
 }

@@ -109,15 +109,55 @@ export class StateStore implements EventJournal {
    */
   open(tr: Tracker, marks: Checkpoints): StoreRecovery {
     const previousStop = this.dir.acquire();
-    this.tr = tr;
-    this.marks = marks;
     let rec: Recovery;
     try {
       rec = loadState(this.opts.dir, tr, marks, { repair: true });
     } catch (e) {
       throw new StateDirError(`cannot read the state in ${this.opts.dir}: ${(e as Error).message}`);
     }
-    this.recovery = { ...rec, previousStop };
+    return this.begin(tr, marks, { ...rec, previousStop });
+  }
+
+  /**
+   * A restart's new server (server/takeover-new.ts): the state is already in the tracker, read
+   * from this directory while the old server ran and caught up to its last event; this locks the
+   * directory once the old server has left it and goes on from the next segment.
+   */
+  openLoaded(tr: Tracker, marks: Checkpoints, rec: Recovery): StoreRecovery {
+    this.dir.acquire();
+    return this.begin(tr, marks, { ...rec, previousStop: 'clean' });
+  }
+
+  /**
+   * A restart's old server hands the directory over: no compaction may start or run while the
+   * new server reads the files (it would fold and delete segments under it).
+   */
+  holdCompaction(): Promise<void> {
+    return this.compaction.stop();
+  }
+
+  /** The takeover did not happen: compactions may run again. */
+  releaseCompaction(): void {
+    this.compaction.resume();
+  }
+
+  /**
+   * The old server of a restart leaves the directory to the new one: everything appended is
+   * written (drain() before), the segment is closed without fsync (the new server goes on where
+   * this one stopped, and syncs at its own pace: a restart must not wait for the disk) and the
+   * lock is released.
+   */
+  handOff(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.closed = true;
+    this.segments.closeCurrent(false);
+    this.dir.release(false);
+  }
+
+  private begin(tr: Tracker, marks: Checkpoints, rec: StoreRecovery): StoreRecovery {
+    this.tr = tr;
+    this.marks = marks;
+    this.recovery = rec;
     // Ingest statistics count from this start; the state itself came back from disk, and so did
     // the levels peaks start from (peaks from before the restart are not kept).
     tr.resetFrameCounts();

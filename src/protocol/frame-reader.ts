@@ -11,6 +11,16 @@ import { detectFrameSize, NOT_FRAMES, UNDECIDED } from './frame-size.js';
 /** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
 export const MAX_CONSECUTIVE_GARBAGE = 8;
 
+/** A stream's reading state, as a restart hands it to the new server (JSON). */
+export interface ReaderState {
+  frameSize: number;
+  /** The partial frame held (base64). */
+  pending: string;
+  headApplied: boolean;
+  skipPending: boolean;
+  garbageRun: number;
+}
+
 /** Where whole frames go. */
 export interface FrameSink {
   /**
@@ -98,6 +108,35 @@ export class FrameReader {
   stop(): void {
     this.stopped = true;
     this.clearTimer();
+  }
+
+  /**
+   * What a restart's new server needs to go on with this stream exactly where this one stopped
+   * (server/takeover-old.ts): the size, the partial frame's bytes and the detection flags. The
+   * detection timer is cleared (the new server arms its own).
+   */
+  handOver(): ReaderState {
+    this.clearTimer();
+    return {
+      frameSize: this.frameSize,
+      pending: Buffer.from(this.pending.subarray(0, this.pendingLen)).toString('base64'),
+      headApplied: this.headApplied,
+      skipPending: this.skipPending,
+      garbageRun: this.garbageRun,
+    };
+  }
+
+  /** Takes over a stream another server's reader handed over (nothing read yet here). */
+  adopt(s: ReaderState): void {
+    this.frameSize = s.frameSize;
+    const bytes = Buffer.from(s.pending, 'base64');
+    this.pending.set(bytes.subarray(0, this.pending.length));
+    this.pendingLen = Math.min(bytes.length, this.pending.length);
+    this.headApplied = s.headApplied;
+    this.skipPending = s.skipPending;
+    this.garbageRun = s.garbageRun;
+    // An undecided head that was waiting out the quiet time waits again.
+    if (this.frameSize === 0 && this.pendingLen > 0) this.detect(null, false);
   }
 
   /** The sink found a frame with an unknown code: too many in a row reject the stream. */

@@ -13,6 +13,13 @@ export interface ClientProcess {
   frameSizes: number[];
 }
 
+export interface ConnectionCounters {
+  total: number;
+  refused: number;
+  rejectedFramesClosed: number;
+  pastClaims: [number, number][];
+}
+
 export class Connections {
   readonly open = new Set<DataConnection>();
   /** Accepted since the start. */
@@ -107,6 +114,23 @@ export class Connections {
       byPid.set(pid, { pid, command, connections: 1, frameSizes: [c.frameSize] });
     }
     return [...byPid.values()].sort((a, b) => a.pid - b.pid);
+  }
+
+  /** The counters a restart carries over to the new server (takeover-*.ts). */
+  counters(): ConnectionCounters {
+    return {
+      total: this.total,
+      refused: this.refused,
+      rejectedFramesClosed: this.rejectedFramesClosed,
+      pastClaims: [...this.pastClaims],
+    };
+  }
+
+  adoptCounters(c: ConnectionCounters): void {
+    this.total = c.total;
+    this.refused = c.refused;
+    this.rejectedFramesClosed = c.rejectedFramesClosed;
+    this.pastClaims = new Map(c.pastClaims);
   }
 
   destroyAll(): void {

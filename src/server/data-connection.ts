@@ -7,7 +7,7 @@
 // fields are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
 import { isDeviceId, MsgType, MSG_NAMES, NUM_BUFFER_TYPES, Off } from '../protocol/constants.js';
-import { FrameReader, type FrameSink } from '../protocol/frame-reader.js';
+import { FrameReader, type FrameSink, type ReaderState } from '../protocol/frame-reader.js';
 import {
   Action,
   MAX_SIZE_HI,
@@ -68,6 +68,20 @@ export interface ConnectionHost {
   closed(conn: DataConnection): void;
 }
 
+/** A connection as a restart hands it to the new server (server/takeover-*.ts), with its fd. */
+export interface ConnectionState {
+  id: number;
+  frames: number;
+  rejected: number;
+  firstRejection: string;
+  claimedPid: number;
+  peerPid: number;
+  peerUid: number;
+  ownerPid: number;
+  openedAtMs: number;
+  reader: ReaderState;
+}
+
 export class DataConnection implements Pumped, FrameSink {
   frames = 0;
   rejected = 0;
@@ -82,7 +96,9 @@ export class DataConnection implements Pumped, FrameSink {
    * claimed process_id (no peer credentials, or --trust-client-pid). One field read per frame.
    */
   ownerPid = 0;
-  readonly openedAtMs = Date.now();
+  openedAtMs = Date.now();
+  /** Reading stopped for a restart's handover (takeover-old.ts): bytes wait in the kernel. */
+  private frozen = false;
   /** The event being applied (reused: applying a frame allocates nothing). */
   private readonly ev = new StateEvent();
   private readonly reader: FrameReader;
@@ -96,7 +112,7 @@ export class DataConnection implements Pumped, FrameSink {
   readonly ownBuffer: boolean;
   private readonly nextTurn = () => {
     this.turnBytes = 0;
-    if (!this.closing) this.socket.resume();
+    if (!this.closing && !this.frozen) this.socket.resume();
   };
 
   constructor(
@@ -140,7 +156,7 @@ export class DataConnection implements Pumped, FrameSink {
    * the pump reads the connection from the next turn, or it resumes then.
    */
   private readonly onRead = (n: number): boolean => {
-    if (this.closing) return false;
+    if (this.closing || this.frozen) return false;
     this.onBytes(n);
     const pump = this.host.pump;
     if (pump !== null && n >= BUSY_READ_BYTES && this.fd >= 0) {
@@ -156,11 +172,62 @@ export class DataConnection implements Pumped, FrameSink {
   }
 
   readable(): boolean {
-    return !this.closing && !this.socket.destroyed;
+    return !this.closing && !this.frozen && !this.socket.destroyed;
   }
 
   cool(): void {
+    if (!this.closing && !this.frozen) this.socket.resume();
+  }
+
+  /**
+   * A restart hands this connection over: nothing more is read here (the client's bytes wait in
+   * the kernel's socket buffer, the client blocks at worst briefly). Bytes Node already read into
+   * its own buffer (the per-read-buffer path) are applied first: they would be lost otherwise.
+   */
+  freeze(): void {
+    this.frozen = true;
+    this.socket.pause();
+    if (!this.ownBuffer) {
+      for (let b = this.socket.read() as Buffer | null; b !== null; b = this.socket.read())
+        this.apply(b, null, b.length);
+      this.socket.pause();
+    }
+  }
+
+  /** The handover did not happen: reading goes on. */
+  thaw(): void {
+    this.frozen = false;
+    this.reader.adopt(this.reader.handOver());
     if (!this.closing) this.socket.resume();
+  }
+
+  /** What the new server needs to carry this connection on (after freeze()). */
+  handOver(): ConnectionState {
+    return {
+      id: this.id,
+      frames: this.frames,
+      rejected: this.rejected,
+      firstRejection: this.firstRejection,
+      claimedPid: this.claimedPid,
+      peerPid: this.peerPid,
+      peerUid: this.peerUid,
+      ownerPid: this.ownerPid,
+      openedAtMs: this.openedAtMs,
+      reader: this.reader.handOver(),
+    };
+  }
+
+  /** The new server of a restart: goes on with a connection the old one handed over. */
+  adopt(s: ConnectionState): void {
+    this.frames = s.frames;
+    this.rejected = s.rejected;
+    this.firstRejection = s.firstRejection;
+    this.claimedPid = s.claimedPid;
+    this.peerPid = s.peerPid;
+    this.peerUid = s.peerUid;
+    this.ownerPid = s.ownerPid;
+    this.openedAtMs = s.openedAtMs;
+    this.reader.adopt(s.reader);
   }
 
   /** A chunk in Node's own buffer (when readIntoBuffer() declined). */

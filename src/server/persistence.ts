@@ -9,6 +9,7 @@ import {
   type PersistenceStats,
 } from '../persist/state-store.js';
 import type { Tracker } from '../state/tracker.js';
+import type { Recovery } from '../persist/replay.js';
 import type { Checkpoints } from '../state/marks.js';
 import type { ServerConfig } from './config.js';
 
@@ -48,17 +49,7 @@ export class Persistence {
   open(tr: Tracker, marks: Checkpoints): boolean {
     const cfg = this.cfg;
     if (cfg.stateDir === false) return false;
-    const store = new StateStore({
-      dir: cfg.stateDir ?? defaultStateDir(cfg.socketPath),
-      flushIntervalMs: cfg.flushIntervalMs,
-      compactBytes: cfg.compactBytes,
-      segmentBytes: Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, cfg.compactBytes / 4)),
-      warn: (msg) => this.say.warn(msg),
-      log: (msg) => this.say.log(msg),
-      onState: (journaling) => {
-        this.journaling = journaling;
-      },
-    });
+    const store = this.makeStore(cfg.stateDir ?? defaultStateDir(cfg.socketPath));
     let rec;
     try {
       rec = store.open(tr, marks);
@@ -90,6 +81,39 @@ export class Persistence {
           'of events before it died may be missing',
       );
     return tr.buffers.count + tr.cbs.count + tr.kernels.count > 0;
+  }
+
+  /** The directory this server's configuration persists to (false: --no-persist). */
+  get configuredDir(): string | false {
+    const cfg = this.cfg;
+    return cfg.stateDir === false ? false : (cfg.stateDir ?? defaultStateDir(cfg.socketPath));
+  }
+
+  /**
+   * A restart's new server: takes the directory over with the state already loaded from it
+   * (takeover-new.ts), and journals from here on.
+   */
+  openLoaded(tr: Tracker, marks: Checkpoints, rec: Recovery): void {
+    const store = this.makeStore(this.configuredDir as string);
+    store.openLoaded(tr, marks, rec);
+    this.store = store;
+    this.journaling = true;
+    this.say.log(`state directory ${store.opts.dir}: taken over from the previous server`);
+  }
+
+  private makeStore(dir: string): StateStore {
+    const cfg = this.cfg;
+    return new StateStore({
+      dir,
+      flushIntervalMs: cfg.flushIntervalMs,
+      compactBytes: cfg.compactBytes,
+      segmentBytes: Math.max(MIN_SEGMENT_BYTES, Math.min(MAX_SEGMENT_BYTES, cfg.compactBytes / 4)),
+      warn: (msg) => this.say.warn(msg),
+      log: (msg) => this.say.log(msg),
+      onState: (journaling) => {
+        this.journaling = journaling;
+      },
+    });
   }
 
   /** Persistence as stats, metrics and the dashboard show it. */

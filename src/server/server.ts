@@ -8,7 +8,11 @@ import {
   type Server as NetServer,
   type SocketConstructorOpts,
 } from 'node:net';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server as HttpServer,
+} from 'node:http';
 import { ReadPump } from './socket-reader.js';
 import { peerPolicy, resolveGroup, restrictSocket } from './security.js';
 import { PeerGate } from './peer-cred.js';
@@ -35,7 +39,7 @@ import { formatKernelReport } from '../report/kernel-report.js';
 import type { MetricsSource } from '../metrics/registry.js';
 import { createMetrics } from '../metrics/registry.js';
 import { Sampler } from '../metrics/sampler.js';
-import { Router } from '../control/router.js';
+import { Router, sendJson } from '../control/router.js';
 import { registerCoreRoutes } from '../control/core-routes.js';
 import { registerLeakRoutes } from '../control/leak-routes.js';
 import { registerLiveRoutes, type LiveStreams } from '../control/live-routes.js';
@@ -43,6 +47,8 @@ import { Dashboard } from '../control/dashboard.js';
 import type { ReadStats } from '../report/types.js';
 import { SourcesCache } from '../sources/merge-cache.js';
 import { defaultReaders } from '../sources/merge-readers.js';
+import { HandOver, type GivingServer } from './takeover-old.js';
+import { takeOver, type Announce, type TakeoverResult, type TakingServer } from './takeover-new.js';
 
 export type { ServerOptions } from './config.js';
 
@@ -74,6 +80,8 @@ export class AllocationServer {
   private readonly dashboard: Dashboard | null;
   /** SHM regions and the driver, scanned when a request asks (never on the ingest path). */
   private readonly sources = new SourcesCache(defaultReaders());
+  /** A restart's old side: hands this server over to a new one (takeover-old.ts). */
+  private readonly handOver: HandOver;
   private nextConnId = 1;
   private dataServer: NetServer | null = null;
   private controlServer: HttpServer | null = null;
@@ -142,6 +150,8 @@ export class AllocationServer {
     this.sampler = new Sampler(src, cfg.sampleIntervalMs);
     this.dashboard = cfg.http ? new Dashboard(cfg.http, this.router, log) : null;
     this.streams = this.registerRoutes(src);
+    this.handOver = new HandOver(this.givingPort());
+    this.router.get('/v1/takeover/info', () => this.handOver.info());
   }
 
   /** A line on the server's log (the CLI logs the signal that stops it). */
@@ -171,13 +181,57 @@ export class AllocationServer {
 
   async start(): Promise<void> {
     const cfg = this.cfg;
-    this.sampler.start();
-    this.streams.start();
     // First, so that a busy --http port fails before any socket path is claimed.
     await this.dashboard?.start();
-    // a bad name fails before any socket exists
+    const peers = this.gate();
+    const [passedData, passedCtl] = this.manager.listening;
+    if (!passedData) await claimSocketPath(cfg.socketPath, 'socket');
+    if (!passedCtl) await claimSocketPath(cfg.controlPath, 'control socket');
+    // Recovery before any client can connect; owners that died while no server ran are swept.
+    if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
+    const { data, control } = this.createListeners(peers);
     const gid = cfg.group ? resolveGroup(cfg.group) : null;
-    const peers = (this.peers = new PeerGate({
+    // A socket the manager passed is its own: its path and mode are the socket unit's.
+    if (passedData) await listenFd(data, passedData.fd);
+    else {
+      await listenUnix(data, cfg.socketPath);
+      this.dataPath.taken();
+      restrictSocket(cfg.socketPath, gid); // owner-only (or --group); umask may have left it wider
+    }
+    if (passedCtl) await listenFd(control, passedCtl.fd);
+    else {
+      await listenUnix(control, cfg.controlPath);
+      this.ctlPath.taken();
+      restrictSocket(cfg.controlPath, gid);
+    }
+    for (const p of this.manager.stored) this.adopt(p, peers);
+    this.serve(peers);
+    this.manager.notify('READY=1');
+  }
+
+  /**
+   * `--replace` and `ttalloc restart`: takes over the sockets, connections and state of the
+   * server running on the socket (takeover-new.ts). Throws NothingToReplace when none runs.
+   */
+  async replace(announce: Announce | null): Promise<TakeoverResult> {
+    const peers = this.gate();
+    const r = await takeOver(this.takingPort(peers), announce);
+    this.serve(peers);
+    // The old server closed its dashboard's port before it let go.
+    await this.dashboard?.start();
+    this.log(
+      `took over from pid ${r.fromPid} (version ${r.fromVersion}): ${r.connections} data ` +
+        `connection(s) kept open, state preloaded in ${r.preloadMs.toFixed(0)} ms, ` +
+        `reading again ${r.pauseMs.toFixed(1)} ms after the switch`,
+    );
+    return r;
+  }
+
+  /** The peer-credential gate of both sockets (a bad --group name fails here). */
+  private gate(): PeerGate {
+    const cfg = this.cfg;
+    const gid = cfg.group ? resolveGroup(cfg.group) : null;
+    return (this.peers ??= new PeerGate({
       policy: peerPolicy({
         ownUid: process.getuid?.() ?? 0,
         allowUids: cfg.allowUids,
@@ -186,37 +240,32 @@ export class AllocationServer {
       trustClientPid: cfg.trustClientPid,
       log: this.say.log,
     }));
-    const [passedData, passedCtl] = this.manager.listening;
-    if (!passedData) await claimSocketPath(cfg.socketPath, 'socket');
-    if (!passedCtl) await claimSocketPath(cfg.controlPath, 'control socket');
-    // Recovery before any client can connect; owners that died while no server ran are swept.
-    if (this.persistence.open(this.tracker, this.marks)) this.reaper.reapDead();
+  }
+
+  private createListeners(peers: PeerGate): { data: NetServer; control: HttpServer } {
+    const data = (this.dataServer = createNetServer(
+      { noDelay: true, pauseOnConnect: true },
+      (sock) => this.acceptNew(sock, peers),
+    ));
+    const control = (this.controlServer = createHttpServer((req, res) => {
+      // Between a restart's switch and this server's exit: the new server answers in a moment.
+      if (this.handOver.busy) return sendJson(res, 503, { error: 'restarting: retry' });
+      void this.router.handle(req, res, true);
+    }));
+    control.on('connection', (sock: Socket) => {
+      peers.admit(sock, 'control');
+    });
+    control.on('upgrade', (req: IncomingMessage, sock: Socket) => this.handOver.upgrade(req, sock));
+    return { data, control };
+  }
+
+  /** Serving from here on: timers, samples, the start line. */
+  private serve(peers: PeerGate): void {
+    this.sampler.start();
+    this.streams.start();
     // From here on (not for recovered PIDs: whatever runs under their PID now is not them).
     this.tracker.onNewPid = (pid) => this.registry.see(pid);
     this.trimmer = new HeapTrimmer(() => this.changedALot());
-    this.dataServer = createNetServer({ noDelay: true, pauseOnConnect: true }, (sock) =>
-      this.acceptNew(sock, peers),
-    );
-    this.controlServer = createHttpServer((req, res) => {
-      void this.router.handle(req, res, true);
-    });
-    this.controlServer.on('connection', (sock: Socket) => {
-      peers.admit(sock, 'control');
-    });
-    // A socket the manager passed is its own: its path and mode are the socket unit's.
-    if (passedData) await listenPassed(this.dataServer, passedData);
-    else {
-      await listenUnix(this.dataServer, cfg.socketPath);
-      this.dataPath.taken();
-      restrictSocket(cfg.socketPath, gid); // owner-only (or --group); umask may have left it wider
-    }
-    if (passedCtl) await listenPassed(this.controlServer, passedCtl);
-    else {
-      await listenUnix(this.controlServer, cfg.controlPath);
-      this.ctlPath.taken();
-      restrictSocket(cfg.controlPath, gid);
-    }
-    for (const p of this.manager.stored) this.adopt(p, peers);
     this.startTimers();
     this.logStart(peers);
     this.manager.notify('READY=1');
@@ -229,6 +278,76 @@ export class AllocationServer {
     const sock = new Socket(opts as SocketConstructorOpts);
     if (this.accept(sock, peers)) this.manager.adopted(sock, p.name);
     else this.manager.dropStored(p.name);
+  }
+
+  /** What a restart's handover needs of this server when it is the old one. */
+  private givingPort(): GivingServer {
+    return {
+      tracker: this.tracker,
+      marks: this.marks,
+      persistence: this.persistence,
+      connections: this.connections,
+      listeners: () => [this.dataServer, this.controlServer],
+      nextConnId: () => this.nextConnId,
+      pause: () => {
+        for (const t of this.timers) clearInterval(t);
+        this.timers = [];
+        for (const c of this.connections.open) c.freeze();
+      },
+      resume: () => {
+        for (const c of this.connections.open) c.thaw();
+        this.startTimers();
+      },
+      closeListeners: () => {
+        this.dataServer?.close();
+        this.controlServer?.close();
+      },
+      relisten: async () => {
+        const cfg = this.cfg;
+        const { data, control } = this.createListeners(this.gate());
+        await claimSocketPath(cfg.socketPath, 'socket');
+        await claimSocketPath(cfg.controlPath, 'control socket');
+        await listenUnix(data, cfg.socketPath);
+        this.dataPath.taken();
+        await listenUnix(control, cfg.controlPath);
+        this.ctlPath.taken();
+      },
+      releaseShared: async () => {
+        await this.dashboard?.stop();
+      },
+      log: this.say.log,
+      warn: (m) => this.say.warn(m),
+    };
+  }
+
+  /** What the takeover needs of this server when it is the new one. */
+  private takingPort(peers: PeerGate): TakingServer {
+    return {
+      controlPath: this.cfg.controlPath,
+      tracker: this.tracker,
+      marks: this.marks,
+      persistence: this.persistence,
+      connections: this.connections,
+      adoptListeners: async (dataFd, ctlFd) => {
+        const { data, control } = this.createListeners(peers);
+        await listenFd(data, dataFd);
+        await listenFd(control, ctlFd);
+        // The paths are this server's now: it removes them when it stops.
+        this.dataPath.taken();
+        this.ctlPath.taken();
+      },
+      adoptConnection: (sock, st) => {
+        const c = new DataConnection(st.id, sock, this.host, this.cfg.frameSize);
+        c.adopt(st);
+        if (c.ownerPid > 0) this.registry.see(c.ownerPid);
+        this.connections.add(c);
+        this.manager.keep(sock, c.fd); // under a service manager, into its store as well
+      },
+      setNextConnId: (n) => {
+        this.nextConnId = Math.max(this.nextConnId, n);
+      },
+      log: this.say.log,
+    };
   }
 
   async stop(): Promise<void> {
@@ -446,11 +565,10 @@ export class AllocationServer {
   }
 }
 
-/** Serves a listening socket passed by the service manager. */
-function listenPassed(s: NetServer | HttpServer, p: PassedFd): Promise<void> {
+function listenFd(s: NetServer | HttpServer, fd: number): Promise<void> {
   return new Promise((resolve, reject) => {
     s.once('error', reject);
-    s.listen({ fd: p.fd }, () => {
+    s.listen({ fd }, () => {
       s.off('error', reject);
       resolve();
     });

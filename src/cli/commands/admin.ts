@@ -115,7 +115,7 @@ function refusalText(r: ShutdownRefusal): string {
 }
 
 /** Waits until `pid` has exited (gone, or a zombie), polling /proc; false after `timeoutMs`. */
-async function exited(pid: number, timeoutMs: number): Promise<boolean> {
+export async function exited(pid: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (startTicksOf(pid) >= 0) {
     if (Date.now() >= deadline) return false;

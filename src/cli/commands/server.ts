@@ -5,6 +5,10 @@ import { parseUidList } from '../../server/security.js';
 import { resolveSocket } from '../../client/control-client.js';
 import { action, intArg, secondsArg, socketOption } from '../common.js';
 import { DEFAULTS } from '../../server/config.js';
+import { NothingToReplace } from '../../server/takeover-new.js';
+
+/** The line `ttalloc restart` waits for on the new server's stderr. */
+export const TAKEOVER_LINE = 'ttalloc-takeover:';
 
 export function serverCommand(name = 'server'): Command {
   return new Command(name)
@@ -122,9 +126,17 @@ export function serverCommand(name = 'server'): Command {
       intArg('--max-connections'),
       4096,
     )
+    .option(
+      '--replace',
+      'take over from the server running on the socket (an upgrade from another install): ' +
+        'its sockets, connections and state pass to this one; no client sees a change',
+    )
+    .addOption(new Option('--takeover-stdio').hideHelp())
     .action(
       action(
         async (o: {
+          replace?: boolean;
+          takeoverStdio?: boolean;
           socket?: string;
           frameSize: string;
           reapInterval: number;
@@ -202,10 +214,37 @@ export function serverCommand(name = 'server'): Command {
           process.on('SIGINT', () => stop('SIGINT'));
           process.on('SIGTERM', () => stop('SIGTERM'));
           process.on('SIGHUP', () => stop('SIGHUP'));
+          if (o.replace) return replaceOrStart(server, o.takeoverStdio === true);
           await server.start();
         },
       ),
     );
+}
+
+/**
+ * `--replace`: takes over from the running server; with none running, starts as usual. For
+ * `ttalloc restart` (--takeover-stdio) the outcome goes to stderr on one line it waits for
+ * (before this process writes to the old server's stdout and stderr).
+ */
+async function replaceOrStart(server: AllocationServer, adoptStdio: boolean): Promise<void> {
+  const say = (line: string) => {
+    if (adoptStdio) process.stderr.write(`${TAKEOVER_LINE} ${line}\n`);
+  };
+  try {
+    await server.replace(
+      adoptStdio
+        ? (r) => say(`ok ${process.pid} ${r.fromPid} ${r.connections} ${r.pauseMs.toFixed(1)}`)
+        : null,
+    );
+  } catch (e) {
+    if (!(e instanceof NothingToReplace)) {
+      say(`failed ${(e as Error).message}`);
+      throw e;
+    }
+    server.log(`${(e as Error).message}: starting as a new server`);
+    await server.start();
+    say(`started ${process.pid}`);
+  }
 }
 
 /** `--allow-uid 1000,alice` (repeatable): UIDs or user names. */
