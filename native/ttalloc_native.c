@@ -261,6 +261,9 @@ static napi_value sd_notify(napi_env env, napi_callback_info info) {
   close(s);
   free(text);
   if (n < 0) return throw_errno(env, "sdNotify: sendmsg", e);
+  return NULL;
+}
+
 #define MAX_PASSED_FDS 250
 
 static int wait_fd(int fd, short events, int timeout_ms) {
