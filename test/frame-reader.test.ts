@@ -11,6 +11,7 @@ import {
   type QuietTimer,
 } from '../src/protocol/frame-reader.js';
 import { Action, MESSAGES, ownerOf, refusedCodeReason } from '../src/protocol/messages.js';
+import { frameName, frameTrace } from '../src/protocol/notes.js';
 
 /** A sink that records each frame as "code:bufferId", and how it arrived. */
 class Recorder implements FrameSink {
@@ -132,17 +133,92 @@ test('a whole read of frames goes to the sink as one run; a partial frame is kep
   assert.equal(r.end(), 0);
 });
 
-test('144 bytes of one request decide at once (zero at 72 and 112: no shorter frame)', () => {
+test('144 bytes of one request wait for quiet: a 648-byte frame with no name starts the same', () => {
+  // Zeros at 72 and 112 no longer decide 144: a 648-byte frame with an empty name has them too.
   const { r, sink, timer } = setup();
   const f = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 7 }, 144);
   r.push(f, null, f.length);
+  assert.equal(r.frameSize, 0);
+  timer.fire();
+  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`], 'the head applied on quiet');
+  // The next frame's type byte at 144 decides, and the first frame is not applied twice.
+  const g = encodeFrame({ type: MsgType.FREE, bufferId: 7 }, 144);
+  r.push(g, null, g.length);
   assert.equal(r.frameSize, 144);
-  assert.equal(timer.fn, null);
-  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`]);
+  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`, `${MsgType.FREE}:7`]);
+});
+
+test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', () => {
+  const named = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9, name: 'w' }, 648);
+  const bare = encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 648);
+  const traced = encodeFrame(
+    { type: MsgType.ALLOC, size: 1, bufferId: 9, stack: 'model.py:12:forward -> ttnn.py:3:f' },
+    648,
+  );
+  const two144 = Buffer.concat([
+    encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9 }, 144),
+    encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 144),
+  ]);
+  for (const [what, bytes, len, size] of [
+    ['a name at 72', named, 73, 648],
+    ['no name, zero trace at 144', bare, 145, 648],
+    ['no name, trace text at 144', traced, 145, 648],
+    ['144-byte frames', two144, 145, 144],
+  ] as [string, Buffer, number, number][]) {
+    const { r, sink } = setup();
+    r.push(bytes.subarray(0, len - 1), null, len - 1);
+    assert.equal(r.frameSize, 0, `${what}: undecided at ${len - 1}`);
+    r.push(bytes.subarray(len - 1), null, bytes.length - len + 1);
+    assert.equal(r.frameSize, size, what);
+    assert.deepEqual(sink.rejections, [], what);
+    assert.equal(sink.got.length, bytes.length / size, what);
+  }
+  // A control byte (13–31) where a name or a type byte would be: not frames.
+  const bad = Buffer.from(named);
+  bad[72] = 0x1b;
+  const b = setup();
+  b.r.push(bad, null, bad.length);
+  assert.equal(b.sink.rejections.length, 1);
+});
+
+test('648-byte frames with names and traces, cut at every point, keep their strings', () => {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    parts.push(
+      encodeFrame(
+        { type: MsgType.ALLOC, size: 64, bufferId: 0x100 + i, name: i ? `t${i}` : '', stack: 'a' },
+        648,
+      ),
+    );
+  }
+  const bytes = Buffer.concat(parts);
+  for (let cut = 0; cut <= bytes.length; cut += 3) {
+    const { r, sink } = setup();
+    r.push(bytes.subarray(0, cut), null, cut);
+    r.push(bytes.subarray(cut), null, bytes.length - cut);
+    assert.equal(r.frameSize, 648, `cut ${cut}`);
+    assert.deepEqual(sink.got, ['1:256', '1:257', '1:258'], `cut ${cut}`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  assert.equal(dv.getUint8(648 + 72), 't'.charCodeAt(0));
+  assert.equal(frameName(bytes, 648), 't1');
+  assert.equal(frameTrace(bytes, 648), 'a');
+  assert.equal(frameName(bytes, 0), '');
+});
+
+test('648-byte strings: NUL-terminated, cut to their fields, a full field without a NUL', () => {
+  const long = 'x'.repeat(700);
+  const f = encodeFrame({ type: MsgType.ALLOC, size: 1, name: long, stack: long }, 648);
+  assert.equal(frameName(f, 0), 'x'.repeat(63));
+  assert.equal(frameTrace(f, 0), 'x'.repeat(511));
+  f.fill(0x41, 72, 136); // 64 bytes of name and no NUL: the field's end ends it
+  assert.equal(frameName(f, 0), 'A'.repeat(64));
+  const u = encodeFrame({ type: MsgType.ALLOC, size: 1, name: 'é'.repeat(40) }, 648);
+  assert.equal(frameName(u, 0), 'é'.repeat(31), 'cut at a character boundary');
 });
 
 test('end of stream: an exact single frame decides; a partial frame is reported, dropped', () => {
-  for (const size of [72, 112] as const) {
+  for (const size of [72, 112, 144] as const) {
     const { r, sink } = setup();
     const f = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 7 }, size);
     r.push(f, null, f.length);
@@ -160,7 +236,7 @@ test('end of stream: an exact single frame decides; a partial frame is reported,
 
 test('quiet on one QUERY: its length decides at once (the client waits for the reply)', () => {
   for (const type of [MsgType.QUERY, MsgType.DEVICE_INFO_QUERY]) {
-    for (const size of [72, 112] as const) {
+    for (const size of [72, 112, 144] as const) {
       const { r, sink, timer } = setup();
       r.push(encodeFrame({ type, bufferId: 3 }, size), null, size);
       assert.equal(timer.ms, 5, 'the wait is the configured one');
@@ -169,6 +245,14 @@ test('quiet on one QUERY: its length decides at once (the client waits for the r
       assert.deepEqual(sink.got, [`${type}:3`]);
     }
   }
+});
+
+test('one 648-byte QUERY decides at once: past 144 its zeros are no 144-byte frame', () => {
+  const { r, sink, timer } = setup();
+  r.push(encodeFrame({ type: MsgType.QUERY, bufferId: 3 }, 648), null, 648);
+  assert.equal(timer.fn, null);
+  assert.equal(r.frameSize, 648);
+  assert.deepEqual(sink.got, [`${MsgType.QUERY}:3`]);
 });
 
 test('quiet on a non-query head: applied once, early; later bytes decide the size', () => {

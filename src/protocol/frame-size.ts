@@ -1,6 +1,27 @@
-// Telling a connection's frame size from its first bytes (docs/protocol.md): request bytes 40… are
-// zero, so at offset 72 a 72-byte stream has the next frame's type byte (1–12) where 112/144-byte
-// streams have zero; likewise at offset 112 between 112 and 144.
+// Telling a connection's frame size from its first bytes (docs/protocol.md). Request bytes 40… are
+// zero in the 72-, 112- and 144-byte layouts, so the next frame's type byte (1–12) shows where a
+// frame ends: at offset 72 a 72-byte stream has it where 112/144-byte streams have zero; likewise
+// at offset 112 between 112 and 144.
+//
+// The 648-byte variant (the 72-byte fields, then `char buffer_name[64]` at 72 and
+// `char stack_trace[512]` at 136, NUL-terminated and zero-filled) is told apart the same way, by
+// what lies where the other sizes put a type byte or a zero:
+//  - offset 72 holds the name's first character. A name is text (≥ 0x20), never a type byte
+//    (1–12) and never the zero of a 112/144-byte request: a non-zero byte ≥ 0x20 there decides
+//    648 at once. Bytes 13–31 are none of these: not frames.
+//  - An empty name (FREE and every non-ALLOC frame, or an ALLOC without a name) leaves zeros at 72
+//    and at 112 (inside the name), exactly like a 144-byte request. Offset 144 tells them apart:
+//    a 144-byte stream has the next frame's type byte (1–12) there; a 648-byte one has the trace's
+//    ninth character (text, ≥ 0x20) or a zero (a short or absent trace). So a 144-byte stream is
+//    decided at 145 bytes instead of 113.
+//  - One exact frame and then silence (a client waiting for its reply) is decided by its length
+//    once the stream is quiet (frame-reader.ts): 144 is now such a length too, because 144 bytes
+//    of zeros after 72 may be the start of a 648-byte frame with an empty name. A 144-byte client's
+//    first QUERY therefore waits the quiet time (5 ms by default) once, as 72/112-byte ones do.
+//  - The wire cannot say more: a 648-byte frame whose first 145 bytes were all that arrived, with
+//    an empty name, a trace of at most eight characters, is still 648 by the zero at 144.
+
+import { FRAME_NOTES } from './constants.js';
 
 export const UNDECIDED = 0;
 export const NOT_FRAMES = -1;
@@ -9,22 +30,36 @@ export function isRequestType(t: number): boolean {
   return t >= 1 && t <= 12;
 }
 
+/** A byte that may start or continue a 648-byte frame's text (a name's or a trace's). */
+function isText(c: number): boolean {
+  return c >= 0x20;
+}
+
 /**
  * Decides the frame size from the first `len` bytes of a stream.
  * `settled` means no more bytes are coming for now (the peer closed, or went quiet), so an exact
- * single-frame length decides. Returns 72/112/144, UNDECIDED, or NOT_FRAMES.
+ * single-frame length decides. Returns 72/112/144/648, UNDECIDED, or NOT_FRAMES.
  */
 export function detectFrameSize(b: Uint8Array, len: number, settled: boolean): number {
   if (len === 0) return UNDECIDED;
   if (!isRequestType(b[0])) return NOT_FRAMES;
   for (let i = 1; i < Math.min(len, 4); i++) if (b[i] !== 0) return NOT_FRAMES;
   if (len > 72) {
-    if (b[72] !== 0) return isRequestType(b[72]) ? 72 : NOT_FRAMES;
-    if (len > 112) return b[112] !== 0 ? (isRequestType(b[112]) ? 112 : NOT_FRAMES) : 144;
+    const at72 = b[72];
+    if (at72 !== 0) return isRequestType(at72) ? 72 : isText(at72) ? FRAME_NOTES : NOT_FRAMES;
+    if (len > 112 && b[112] !== 0) return isRequestType(b[112]) ? 112 : NOT_FRAMES;
+    if (len > 144) {
+      const at144 = b[144];
+      if (isRequestType(at144)) return 144;
+      return at144 === 0 || isText(at144) ? FRAME_NOTES : NOT_FRAMES;
+    }
   }
   if (!settled) return UNDECIDED;
-  if (len === 72) return 72;
-  if (len === 112) return 112;
-  if (len === 144) return 144;
+  if (len === 72 || len === 112 || len === 144 || len === FRAME_NOTES) return len;
   return UNDECIDED;
+}
+
+/** A length at which a stream may be one whole frame of some size (the quiet wait's trigger). */
+export function isFrameLength(len: number): boolean {
+  return len === 72 || len === 112 || len === 144 || len === FRAME_NOTES;
 }

@@ -10,7 +10,7 @@ export interface ServerOptions {
   /** Control API socket; defaults to `<socketPath>.ctl`. */
   controlPath?: string;
   /** 0 = detect per connection. */
-  frameSize?: 0 | 72 | 112 | 144;
+  frameSize?: 0 | 72 | 112 | 144 | 648;
   reapIntervalMs?: number;
   statsIntervalMs?: number;
   quiet?: boolean;

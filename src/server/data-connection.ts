@@ -123,7 +123,7 @@ export class DataConnection implements Pumped, FrameSink {
     socket.on('close', () => this.onClose());
   }
 
-  /** 72, 112 or 144; 0 while undecided. */
+  /** 72, 112, 144 or 648; 0 while undecided. */
   get frameSize(): number {
     return this.reader.frameSize;
   }
@@ -188,7 +188,7 @@ export class DataConnection implements Pumped, FrameSink {
     if (held === 0 || this.closing || now - this.lastDataMs < limitMs) return;
     this.reject(
       `stopped in the middle of a frame for ${((now - this.lastDataMs) / 1000).toFixed(1)} s ` +
-        `(${held} of ${this.frameSize || '72, 112 or 144'} bytes): a request no ttalloc ` +
+        `(${held} of ${this.frameSize || '72, 112, 144 or 648'} bytes): a request no ttalloc ` +
         'message is, waiting for an answer that will not come',
     );
   }

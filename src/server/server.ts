@@ -257,7 +257,7 @@ export class AllocationServer {
       : 'no devices declared (devices appear as they report)';
     this.log(
       `allocation server listening on ${cfg.socketPath} (control: ${cfg.controlPath}), ` +
-        `pid ${process.pid}, frame size ${cfg.frameSize || 'auto (72/112/144)'}, ${devices}`,
+        `pid ${process.pid}, frame size ${cfg.frameSize || 'auto (72/112/144/648)'}, ${devices}`,
     );
     const notice = peers.notice();
     if (notice) {

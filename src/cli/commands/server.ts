@@ -15,7 +15,7 @@ export function serverCommand(name = 'server'): Command {
         '--frame-size <bytes>',
         'force a frame size instead of detecting it per connection',
       )
-        .choices(['auto', '72', '112', '144'])
+        .choices(['auto', '72', '112', '144', '648'])
         .default('auto'),
     )
     .option(
@@ -151,7 +151,7 @@ export function serverCommand(name = 'server'): Command {
           });
           const server = new AllocationServer({
             socketPath: resolveSocket(o.socket),
-            frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144),
+            frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144 | 648),
             reapIntervalMs: o.reapInterval * 1000,
             statsIntervalMs: o.statsInterval * 1000,
             quiet: o.quiet,
