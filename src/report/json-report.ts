@@ -155,7 +155,7 @@ async function stream(
   for (const p of exitedList) {
     if (filter.pids?.length && !filter.pids.includes(p.pid)) continue;
     out.exited = p;
-    if (!(await streamRows(res, new RowArray(p.rows), out))) return;
+    if (!(await streamRows(res, new RowArray(p.rows, p.notes, tr.notes), out))) return;
   }
   res.end(']}');
 }

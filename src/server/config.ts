@@ -1,5 +1,6 @@
 // Server options and their defaults, in one place: every module reads the resolved config, so a
 // default is written once (here), not as a scattered `?? 5000`.
+import { DEFAULT_NOTES_BUDGET } from '../state/buffer-notes.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { isProcessAlive } from '../platform/processes.js';
 import { controlPathFor } from '../protocol/transport.js';
@@ -42,6 +43,8 @@ export interface ServerOptions {
   allowUids?: number[];
   /** Left-behind records kept for exited processes (the oldest processes are dropped beyond). */
   leftBehindBudget?: number;
+  /** Bytes of distinct buffer names and stack traces kept (648-byte clients; more are counted). */
+  notesBudget?: number;
   /** A data connection stopped mid-frame this long (ms) is closed, saying why (0 = never). */
   partialFrameTimeoutMs?: number;
 }
@@ -65,6 +68,7 @@ export const DEFAULTS = {
   tickIntervalMs: 250,
   expectedBuffers: 0,
   leftBehindBudget: DEFAULT_LEFT_BEHIND_BUDGET,
+  notesBudget: DEFAULT_NOTES_BUDGET,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */

@@ -6,7 +6,15 @@
 // Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView,
 // fields are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
-import { isDeviceId, MsgType, MSG_NAMES, NUM_BUFFER_TYPES, Off } from '../protocol/constants.js';
+import {
+  FRAME_NOTES,
+  isDeviceId,
+  MsgType,
+  MSG_NAMES,
+  NUM_BUFFER_TYPES,
+  Off,
+} from '../protocol/constants.js';
+import { frameName, frameTrace } from '../protocol/notes.js';
 import { FrameReader, type FrameSink } from '../protocol/frame-reader.js';
 import {
   Action,
@@ -262,6 +270,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.bornMs = tr.stampOf(frameTimeMs(dv, off));
         const effect = applyAlloc(tr, ev);
         if (j !== null) j.record(ev, effect);
+        if (fs === FRAME_NOTES) this.noteAlloc(dv, off);
         allocs++;
       } else if (type === MsgType.FREE) {
         if (!isDeviceId(device)) {
@@ -319,6 +328,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.sizeHi = rule.sized ? dv.getInt32(off + Off.size + 4, true) : 0;
         ev.bornMs = rule.sized ? this.host.tracker.stampOf(frameTimeMs(dv, off)) : 0;
         applyEvent(this.host.tracker, ev, this.host.journal);
+        if (type === MsgType.ALLOC && this.frameSize === FRAME_NOTES) this.noteAlloc(dv, off);
         break;
       }
       case Action.REPLY:
@@ -334,6 +344,18 @@ export class DataConnection implements Pumped, FrameSink {
     this.reader.accepted();
     this.frames++;
     this.host.tracker.countFrames(type, 1);
+  }
+
+  /**
+   * A 648-byte ALLOC just applied: its name and stack trace go with the buffer it created (and to
+   * the journal). Only this generation pays for the strings; 72/112/144 never come here.
+   */
+  private noteAlloc(dv: DataView, off: number): void {
+    const b = new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength);
+    const name = frameName(b, off),
+      trace = frameTrace(b, off);
+    if (!this.host.tracker.noteAlloc(name, trace)) return;
+    this.host.journal?.note?.(this.ev, name, trace);
   }
 
   private bad(type: number, reason: string): void {

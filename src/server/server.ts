@@ -81,7 +81,12 @@ export class AllocationServer {
   constructor(opts: ServerOptions) {
     const cfg = (this.cfg = resolveConfig(opts));
     returnFreedMemory(); // before the tables grow
-    this.tracker = new Tracker(cfg.expectedBuffers, undefined, cfg.leftBehindBudget);
+    this.tracker = new Tracker(
+      cfg.expectedBuffers,
+      undefined,
+      cfg.leftBehindBudget,
+      cfg.notesBudget,
+    );
     this.devices = cfg.devices;
     this.marks = new Checkpoints(this.tracker);
     ({ pump: this.pump, reason: this.pumpOff } = ReadPump.create());

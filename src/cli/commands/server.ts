@@ -58,6 +58,12 @@ export function serverCommand(name = 'server'): Command {
       DEFAULTS.leftBehindBudget,
     )
     .option(
+      '--notes-budget <bytes>',
+      'bytes of distinct buffer names and stack traces kept (648-byte clients; more are counted)',
+      intArg('--notes-budget', 0),
+      DEFAULTS.notesBudget,
+    )
+    .option(
       '--state-dir <dir>',
       'where state persists (default: $XDG_STATE_HOME or ~/.local/state, /ttalloc/<socket path>)',
     )
@@ -121,6 +127,7 @@ export function serverCommand(name = 'server'): Command {
           deviceConfig?: string;
           expectedBuffers: number;
           leftBehindBudget: number;
+          notesBudget: number;
           partialFrameTimeout: number;
           quiet?: boolean;
           logEvents?: boolean;
@@ -159,6 +166,7 @@ export function serverCommand(name = 'server'): Command {
             devices,
             expectedBuffers: o.expectedBuffers,
             leftBehindBudget: o.leftBehindBudget,
+            notesBudget: o.notesBudget,
             partialFrameTimeoutMs: o.partialFrameTimeout * 1000,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,
