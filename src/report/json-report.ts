@@ -54,7 +54,14 @@ function exitedJson(x: ExitedReport): ExitedJson {
 
 /** An exited process's summary with ISO times (no rows). */
 export function exitedProcessJson(p: ReapedReport): ExitedProcessJson {
-  const { rows: _rows, ...summary } = p as ReapedReport & { rows?: unknown };
+  const {
+    rows: _rows,
+    notes: _notes,
+    ...summary
+  } = p as ReapedReport & {
+    rows?: unknown;
+    notes?: unknown;
+  };
   return {
     ...summary,
     exitedAt: new Date(p.reapedAtMs).toISOString(),

@@ -48,7 +48,7 @@ export function renderStats(s: StatsResponse): string {
     leftBehindLine(s.leftBehind),
   ];
   const n = s.notes;
-  if (n.strings || n.dropped)
+  if (n && (n.strings || n.dropped))
     lines.push(
       `buffer notes: ${plural(n.strings, 'string')}, ${formatBytes(n.bytes)} ` +
         `(budget ${formatBytes(n.budgetBytes)}` +

@@ -225,7 +225,7 @@ export interface ServerStats {
   /** What exited processes left behind, kept within a budget of records. */
   leftBehind: LeftBehindStats;
   /** Buffer names and stack traces of 648-byte clients, interned within a budget of bytes. */
-  notes: NotesStats;
+  notes?: NotesStats;
   memory: MemoryStats;
   devices: DeviceStats[];
 }
