@@ -133,19 +133,29 @@ test('a whole read of frames goes to the sink as one run; a partial frame is kep
   assert.equal(r.end(), 0);
 });
 
-test('144 bytes of one request wait for quiet: a 648-byte frame with no name starts the same', () => {
-  // Zeros at 72 and 112 no longer decide 144: a 648-byte frame with an empty name has them too.
+test('144 bytes of one request: its head applies at once, the size waits for more bytes', () => {
+  // Zeros at 72 and 112 no longer decide 144 (a 648-byte frame without a name has them too), but
+  // a lone 144-byte ALLOC still counts at once: its 40-byte head means the same in both sizes.
   const { r, sink, timer } = setup();
   const f = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 7 }, 144);
   r.push(f, null, f.length);
   assert.equal(r.frameSize, 0);
-  timer.fire();
-  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`], 'the head applied on quiet');
+  assert.equal(timer.fn, null, 'no wait');
+  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`], 'the head applied');
   // The next frame's type byte at 144 decides, and the first frame is not applied twice.
   const g = encodeFrame({ type: MsgType.FREE, bufferId: 7 }, 144);
   r.push(g, null, g.length);
   assert.equal(r.frameSize, 144);
   assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`, `${MsgType.FREE}:7`]);
+  // The same first 144 bytes of a 648-byte frame: its rest completes it, applied once.
+  const b = setup();
+  const named = encodeFrame({ type: MsgType.FREE, bufferId: 8, stack: 'a.py:1:f' }, 648);
+  b.r.push(named.subarray(0, 144), null, 144);
+  assert.deepEqual(b.sink.got, [`${MsgType.FREE}:8`]);
+  b.r.push(named.subarray(144), null, 648 - 144);
+  b.r.push(named, null, 648);
+  assert.equal(b.r.frameSize, 648);
+  assert.deepEqual(b.sink.got, [`${MsgType.FREE}:8`, `${MsgType.FREE}:8`]);
 });
 
 test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', () => {

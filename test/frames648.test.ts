@@ -166,7 +166,10 @@ test(
       const left = await dumpUntil(srv, /Left behind by processes that exited/);
       assert.match(
         left,
-        /Left behind[^]*Buffer 0x10000: 4\.0 KB \(PID \d+, exited [\d:]+, ref_count=1\)\n {8}name: layer0\.weight\n {8}stack: model\.py:12/,
+        new RegExp(
+          'Left behind[^]*Buffer 0x10000: 4\\.0 KB \\(PID \\d+, exited [\\d:]+, ref_count=1\\)\n' +
+            ' {8}name: layer0\\.weight\n {8}stack: model\\.py:12',
+        ),
       );
       const exited = await jsonRows(srv, '--all');
       assert.ok(exited.every((r) => r.state === 'exited'));
@@ -393,7 +396,10 @@ test(
       assert.equal(r.status, 0, r.stderr);
       assert.match(r.stdout.trim(), /^(eof|error \d+)$/, 'the script is told, not left waiting');
       await srv.waitFor(
-        /connection #\d+ \(pid \d+\): closing: stopped in the middle of a frame for \d+\.\d s \(24 of 72, 112, 144 or 648 bytes\)/,
+        new RegExp(
+          'connection #\\d+ \\(pid \\d+\\): closing: stopped in the middle of a frame ' +
+            'for \\d+\\.\\d s \\(24 of 72, 112, 144 or 648 bytes\\)',
+        ),
       );
     } finally {
       assert.equal(await srv.stop(), 0);

@@ -145,6 +145,14 @@ export class FrameReader {
     if (size === NOT_FRAMES) return this.reject(notFramesReason(this.pending, this.pendingLen));
     if (size !== UNDECIDED) return this.decided(size, null);
     const len = this.pendingLen;
+    const t = this.pending[0];
+    if (!settled && len === 144 && t !== MsgType.QUERY && t !== MsgType.DEVICE_INFO_QUERY) {
+      // One whole 144-byte frame of the current runtime, or the start of a 648-byte one without
+      // a name: its head means the same in both, so it is applied now, not after the quiet wait
+      // (a runtime client's lone ALLOC counts at once, as it did before 648 existed).
+      this.applyHead();
+      return;
+    }
     if (!settled && isFrameLength(len)) {
       // An exact single-frame length: a client waiting for a reply, or one that paused.
       this.clearTimer();
@@ -166,10 +174,14 @@ export class FrameReader {
     if (this.frameSize !== 0 || this.stopped) return;
     const t = this.pending[0];
     if (t === MsgType.QUERY || t === MsgType.DEVICE_INFO_QUERY) return this.detect(null, true);
-    if (!this.headApplied) {
-      this.headApplied = true;
-      this.sink.frame(this.pendingDv, 0);
-    }
+    this.applyHead();
+  }
+
+  /** Applies the undecided first frame from its 40-byte head, once. */
+  private applyHead(): void {
+    if (this.headApplied) return;
+    this.headApplied = true;
+    this.sink.frame(this.pendingDv, 0);
   }
 
   private decided(size: number, rest: Uint8Array | null): void {

@@ -16,8 +16,10 @@
 //    decided at 145 bytes instead of 113.
 //  - One exact frame and then silence (a client waiting for its reply) is decided by its length
 //    once the stream is quiet (frame-reader.ts): 144 is now such a length too, because 144 bytes
-//    of zeros after 72 may be the start of a 648-byte frame with an empty name. A 144-byte client's
-//    first QUERY therefore waits the quiet time (5 ms by default) once, as 72/112-byte ones do.
+//    of zeros after 72 may be the start of a 648-byte frame with an empty name. A lone 144-byte
+//    QUERY therefore waits the quiet time (5 ms by default) once per connection, as 72/112-byte
+//    ones always have; any other lone 144-byte frame has its head applied at once (it means the
+//    same in both sizes), so a runtime client's first ALLOC still counts without delay.
 //  - The wire cannot say more: a 648-byte frame whose first 145 bytes were all that arrived, with
 //    an empty name, a trace of at most eight characters, is still 648 by the zero at 144.
 
