@@ -142,6 +142,7 @@ test('144 bytes of one request: its head applies at once, the size waits for mor
   assert.equal(r.frameSize, 0);
   assert.equal(timer.fn, null, 'no wait');
   assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`], 'the head applied');
+  assert.equal(r.partialBytes, 0, 'maybe a whole frame: not a stream stopped mid-frame');
   // The next frame's type byte at 144 decides, and the first frame is not applied twice.
   const g = encodeFrame({ type: MsgType.FREE, bufferId: 7 }, 144);
   r.push(g, null, g.length);
@@ -182,6 +183,21 @@ test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', (
     assert.equal(r.frameSize, size, what);
     assert.deepEqual(sink.rejections, [], what);
     assert.equal(sink.got.length, bytes.length / size, what);
+  }
+  // A bad code in the second 144-byte frame: still 144-byte frames (that frame is refused later),
+  // as before 648 existed; in the second 72-byte frame: not frames, as before.
+  for (const [size, want] of [
+    [144, 144],
+    [72, -1],
+  ] as const) {
+    const bytes = Buffer.concat([
+      encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9 }, size),
+      encodeFrame({ type: 200 }, size),
+    ]);
+    const x = setup();
+    x.r.push(bytes, null, bytes.length);
+    if (want > 0) assert.equal(x.r.frameSize, want, `${size}: decided`);
+    else assert.equal(x.sink.rejections.length, 1, `${size}: rejected`);
   }
   // A control byte (13–31) where a name or a type byte would be: not frames.
   const bad = Buffer.from(named);

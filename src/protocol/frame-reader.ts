@@ -68,8 +68,13 @@ export class FrameReader {
     this.timer = opts.timer ?? NODE_TIMER;
   }
 
-  /** Bytes of a partial frame held (or of the undecided head). */
+  /**
+   * Bytes of a partial frame held, or of an undecided head that cannot be whole frames. An
+   * undecided head of an exact frame length (one lone 144-byte ALLOC, say, then silence) may be a
+   * whole frame: that is no stream stopped mid-frame, and a client idling so is not closed.
+   */
   get partialBytes(): number {
+    if (this.frameSize === 0 && isFrameLength(this.pendingLen)) return 0;
     return this.pendingLen;
   }
 

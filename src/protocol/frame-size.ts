@@ -6,14 +6,18 @@
 // The 648-byte variant (the 72-byte fields, then `char buffer_name[64]` at 72 and
 // `char stack_trace[512]` at 136, NUL-terminated and zero-filled) is told apart the same way, by
 // what lies where the other sizes put a type byte or a zero:
-//  - offset 72 holds the name's first character. A name is text (≥ 0x20), never a type byte
-//    (1–12) and never the zero of a 112/144-byte request: a non-zero byte ≥ 0x20 there decides
-//    648 at once. Bytes 13–31 are none of these: not frames.
+//  - offset 72 holds the name's first character. A name is text: printable ASCII, or a UTF-8
+//    lead byte followed by a continuation byte; never a type byte (1–12) and never the zero of a
+//    112/144-byte request, so it decides 648 at once. Anything else there is not frames (as
+//    before: a 72-byte stream whose second frame has a code such as 200 is no stream of ours).
 //  - An empty name (FREE and every non-ALLOC frame, or an ALLOC without a name) leaves zeros at 72
-//    and at 112 (inside the name), exactly like a 144-byte request. Offset 144 tells them apart:
-//    a 144-byte stream has the next frame's type byte (1–12) there; a 648-byte one has the trace's
-//    ninth character (text, ≥ 0x20) or a zero (a short or absent trace). So a 144-byte stream is
-//    decided at 145 bytes instead of 113.
+//    and at 112 (inside the name), exactly like a 144-byte request. Offsets 136 and 144 tell them
+//    apart. A 144-byte request has zero at 136 (ringbuffer_num_programs) and the next frame's code
+//    at 144, never zero. A 648-byte frame has the trace there: text at 136 (and text or its NUL at
+//    144), or, with no trace, zeros at both. So: text at 136, or zero at 144, decides 648; a zero
+//    at 136 with a non-zero byte at 144 decides 144, whatever that byte is (a bad code is then
+//    the frame check's business, as it always was). A 144-byte stream is decided at 145 bytes
+//    instead of 113.
 //  - One exact frame and then silence (a client waiting for its reply) is decided by its length
 //    once the stream is quiet (frame-reader.ts): 144 is now such a length too, because 144 bytes
 //    of zeros after 72 may be the start of a 648-byte frame with an empty name. A lone 144-byte
@@ -32,9 +36,16 @@ export function isRequestType(t: number): boolean {
   return t >= 1 && t <= 12;
 }
 
-/** A byte that may start or continue a 648-byte frame's text (a name's or a trace's). */
+/** Printable ASCII, or a UTF-8 lead byte (its continuation checked by nameStarts). */
 function isText(c: number): boolean {
-  return c >= 0x20;
+  return (c >= 0x20 && c <= 0x7e) || (c >= 0xc2 && c <= 0xf4);
+}
+
+/** Does a 648-byte frame's name start at 72 (text; a UTF-8 lead byte with its continuation)? */
+function nameStarts(b: Uint8Array, len: number): boolean {
+  const c = b[72];
+  if (c >= 0x20 && c <= 0x7e) return true;
+  return c >= 0xc2 && c <= 0xf4 && (len <= 73 || (b[73] & 0xc0) === 0x80);
 }
 
 /**
@@ -48,13 +59,9 @@ export function detectFrameSize(b: Uint8Array, len: number, settled: boolean): n
   for (let i = 1; i < Math.min(len, 4); i++) if (b[i] !== 0) return NOT_FRAMES;
   if (len > 72) {
     const at72 = b[72];
-    if (at72 !== 0) return isRequestType(at72) ? 72 : isText(at72) ? FRAME_NOTES : NOT_FRAMES;
+    if (at72 !== 0) return isRequestType(at72) ? 72 : nameStarts(b, len) ? FRAME_NOTES : NOT_FRAMES;
     if (len > 112 && b[112] !== 0) return isRequestType(b[112]) ? 112 : NOT_FRAMES;
-    if (len > 144) {
-      const at144 = b[144];
-      if (isRequestType(at144)) return 144;
-      return at144 === 0 || isText(at144) ? FRAME_NOTES : NOT_FRAMES;
-    }
+    if (len > 144) return isText(b[136]) || b[144] === 0 ? FRAME_NOTES : 144;
   }
   if (!settled) return UNDECIDED;
   if (len === 72 || len === 112 || len === 144 || len === FRAME_NOTES) return len;
