@@ -79,7 +79,11 @@ function stream(size: FrameSize, n: number): { bytes: Buffer; expect: string[] }
     expect: string[] = [];
   for (let i = 0; i < n; i++) {
     const type = CODES[i % CODES.length];
-    parts.push(encodeFrame({ type, deviceId: i % 3, size: 4096, bufferId: 0x1000 + i }, size));
+    // (648: each with a trace, as a Python allocation's; see the 144-byte case below for none)
+    const stack = size === 648 ? 'gen.py:7:step -> ttnn.py:1:alloc' : undefined;
+    parts.push(
+      encodeFrame({ type, deviceId: i % 3, size: 4096, bufferId: 0x1000 + i, stack }, size),
+    );
     expect.push(`${type}:${0x1000 + i}`);
   }
   return { bytes: Buffer.concat(parts), expect };
@@ -133,33 +137,27 @@ test('a whole read of frames goes to the sink as one run; a partial frame is kep
   assert.equal(r.end(), 0);
 });
 
-test('144 bytes of one request: its head applies at once, the size waits for more bytes', () => {
-  // Zeros at 72 and 112 no longer decide 144 (a 648-byte frame without a name has them too), but
-  // a lone 144-byte ALLOC still counts at once: its 40-byte head means the same in both sizes.
+test('144 bytes of one request decide at once (zero at 72 and 112: no shorter frame)', () => {
   const { r, sink, timer } = setup();
   const f = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 7 }, 144);
   r.push(f, null, f.length);
-  assert.equal(r.frameSize, 0);
-  assert.equal(timer.fn, null, 'no wait');
-  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`], 'the head applied');
-  assert.equal(r.partialBytes, 0, 'maybe a whole frame: not a stream stopped mid-frame');
-  // The next frame's type byte at 144 decides, and the first frame is not applied twice.
-  const g = encodeFrame({ type: MsgType.FREE, bufferId: 7 }, 144);
-  r.push(g, null, g.length);
   assert.equal(r.frameSize, 144);
-  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`, `${MsgType.FREE}:7`]);
-  // The same first 144 bytes of a 648-byte frame: its rest completes it, applied once.
-  const b = setup();
-  const named = encodeFrame({ type: MsgType.FREE, bufferId: 8, stack: 'a.py:1:f' }, 648);
-  b.r.push(named.subarray(0, 144), null, 144);
-  assert.deepEqual(b.sink.got, [`${MsgType.FREE}:8`]);
-  b.r.push(named.subarray(144), null, 648 - 144);
-  b.r.push(named, null, 648);
-  assert.equal(b.r.frameSize, 648);
-  assert.deepEqual(b.sink.got, [`${MsgType.FREE}:8`, `${MsgType.FREE}:8`]);
+  assert.equal(timer.fn, null);
+  assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`]);
 });
 
-test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', () => {
+test('144 bytes of a 648-byte frame with a trace decide 648 (text at 136, zero in a request)', () => {
+  const { r, sink } = setup();
+  const named = encodeFrame({ type: MsgType.FREE, bufferId: 8, stack: 'a.py:1:f' }, 648);
+  r.push(named.subarray(0, 144), null, 144);
+  assert.equal(r.frameSize, 648);
+  r.push(named.subarray(144), null, 648 - 144);
+  r.push(named, null, 648);
+  assert.deepEqual(sink.got, [`${MsgType.FREE}:8`, `${MsgType.FREE}:8`]);
+  assert.equal(r.partialBytes, 0);
+});
+
+test('offsets 72, 136 and 144 decide 144 or 648: a name, a trace, or a zero for a code', () => {
   const named = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9, name: 'w' }, 648);
   const bare = encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 648);
   const traced = encodeFrame(
@@ -171,15 +169,15 @@ test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', (
     encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 144),
   ]);
   for (const [what, bytes, len, size] of [
-    ['a name at 72', named, 73, 648],
-    ['no name, zero trace at 144', bare, 145, 648],
-    ['no name, trace text at 144', traced, 145, 648],
-    ['144-byte frames', two144, 145, 144],
+    ['a name at 72', named, 72, 648],
+    ['no name, no trace: zero at 144', bare, 143, 648],
+    ['no name, a trace: text at 136', traced, 136, 648],
+    ['144-byte frames', two144, 143, 144],
   ] as [string, Buffer, number, number][]) {
     const { r, sink } = setup();
-    r.push(bytes.subarray(0, len - 1), null, len - 1);
-    assert.equal(r.frameSize, 0, `${what}: undecided at ${len - 1}`);
-    r.push(bytes.subarray(len - 1), null, bytes.length - len + 1);
+    r.push(bytes.subarray(0, len), null, len);
+    assert.equal(r.frameSize, 0, `${what}: undecided at ${len}`);
+    r.push(bytes.subarray(len), null, bytes.length - len);
     assert.equal(r.frameSize, size, what);
     assert.deepEqual(sink.rejections, [], what);
     assert.equal(sink.got.length, bytes.length / size, what);
@@ -199,6 +197,11 @@ test('145 bytes decide 144 or 648 by offset 144: a type byte, or text / zero', (
     if (want > 0) assert.equal(x.r.frameSize, want, `${size}: decided`);
     else assert.equal(x.sink.rejections.length, 1, `${size}: rejected`);
   }
+  // The one case taken wrongly: exactly 144 bytes of a 648-byte frame with neither name nor
+  // trace, arriving alone (a real socket hands over a 648-byte send() whole).
+  const alone = setup();
+  alone.r.push(bare.subarray(0, 144), null, 144);
+  assert.equal(alone.r.frameSize, 144);
   // A control byte (13–31) where a name or a type byte would be: not frames.
   const bad = Buffer.from(named);
   bad[72] = 0x1b;
@@ -244,7 +247,7 @@ test('648-byte strings: NUL-terminated, cut to their fields, a full field withou
 });
 
 test('end of stream: an exact single frame decides; a partial frame is reported, dropped', () => {
-  for (const size of [72, 112, 144] as const) {
+  for (const size of [72, 112] as const) {
     const { r, sink } = setup();
     const f = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 7 }, size);
     r.push(f, null, f.length);
@@ -262,7 +265,7 @@ test('end of stream: an exact single frame decides; a partial frame is reported,
 
 test('quiet on one QUERY: its length decides at once (the client waits for the reply)', () => {
   for (const type of [MsgType.QUERY, MsgType.DEVICE_INFO_QUERY]) {
-    for (const size of [72, 112, 144] as const) {
+    for (const size of [72, 112] as const) {
       const { r, sink, timer } = setup();
       r.push(encodeFrame({ type, bufferId: 3 }, size), null, size);
       assert.equal(timer.ms, 5, 'the wait is the configured one');

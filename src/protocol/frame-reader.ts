@@ -150,14 +150,6 @@ export class FrameReader {
     if (size === NOT_FRAMES) return this.reject(notFramesReason(this.pending, this.pendingLen));
     if (size !== UNDECIDED) return this.decided(size, null);
     const len = this.pendingLen;
-    const t = this.pending[0];
-    if (!settled && len === 144 && t !== MsgType.QUERY && t !== MsgType.DEVICE_INFO_QUERY) {
-      // One whole 144-byte frame of the current runtime, or the start of a 648-byte one without
-      // a name: its head means the same in both, so it is applied now, not after the quiet wait
-      // (a runtime client's lone ALLOC counts at once, as it did before 648 existed).
-      this.applyHead();
-      return;
-    }
     if (!settled && isFrameLength(len)) {
       // An exact single-frame length: a client waiting for a reply, or one that paused.
       this.clearTimer();

@@ -16,14 +16,13 @@
 //    at 144, never zero. A 648-byte frame has the trace there: text at 136 (and text or its NUL at
 //    144), or, with no trace, zeros at both. So: text at 136, or zero at 144, decides 648; a zero
 //    at 136 with a non-zero byte at 144 decides 144, whatever that byte is (a bad code is then
-//    the frame check's business, as it always was). A 144-byte stream is decided at 145 bytes
-//    instead of 113.
-//  - One exact frame and then silence (a client waiting for its reply) is decided by its length
-//    once the stream is quiet (frame-reader.ts): 144 is now such a length too, because 144 bytes
-//    of zeros after 72 may be the start of a 648-byte frame with an empty name. A lone 144-byte
-//    QUERY therefore waits the quiet time (5 ms by default) once per connection, as 72/112-byte
-//    ones always have; any other lone 144-byte frame has its head applied at once (it means the
-//    same in both sizes), so a runtime client's first ALLOC still counts without delay.
+//    the frame check's business, as it always was).
+//  - Exactly 144 bytes with zeros at 72, 112 and 136 still decide 144 at once, as before 648
+//    existed: the current runtime's lone ALLOC or QUERY is served without waiting. The one case
+//    misread is a 648-byte frame with neither name nor trace whose first 144 bytes arrive alone;
+//    a real socket does not do that (the kernel hands a reader with room a 648-byte send() whole,
+//    and the server reads 64 KiB at a time). A 144-byte stream cut shorter than 144 is decided
+//    once more bytes come (at 137 or 145 instead of 113): its frame is not whole yet anyway.
 //  - The wire cannot say more: a 648-byte frame whose first 145 bytes were all that arrived, with
 //    an empty name, a trace of at most eight characters, is still 648 by the zero at 144.
 
@@ -61,7 +60,10 @@ export function detectFrameSize(b: Uint8Array, len: number, settled: boolean): n
     const at72 = b[72];
     if (at72 !== 0) return isRequestType(at72) ? 72 : nameStarts(b, len) ? FRAME_NOTES : NOT_FRAMES;
     if (len > 112 && b[112] !== 0) return isRequestType(b[112]) ? 112 : NOT_FRAMES;
-    if (len > 144) return isText(b[136]) || b[144] === 0 ? FRAME_NOTES : 144;
+    if (len > 136 && isText(b[136])) return FRAME_NOTES;
+    if (len > 144) return b[144] === 0 ? FRAME_NOTES : 144;
+    // Exactly one 144-byte frame: the current runtime's, decided at once as before 648 existed.
+    if (len === 144) return 144;
   }
   if (!settled) return UNDECIDED;
   if (len === 72 || len === 112 || len === 144 || len === FRAME_NOTES) return len;
