@@ -146,7 +146,7 @@ test('144 bytes of one request decide at once (zero at 72 and 112: no shorter fr
   assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`]);
 });
 
-test('144 bytes of a 648-byte frame with a trace decide 648 (text at 136, zero in a request)', () => {
+test('144 bytes of a 648-byte frame with a trace: 648 (text at 136, zero in a request)', () => {
   const { r, sink } = setup();
   const named = encodeFrame({ type: MsgType.FREE, bufferId: 8, stack: 'a.py:1:f' }, 648);
   r.push(named.subarray(0, 144), null, 144);
