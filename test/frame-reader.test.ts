@@ -11,6 +11,7 @@ import {
   type QuietTimer,
 } from '../src/protocol/frame-reader.js';
 import { Action, MESSAGES, ownerOf, refusedCodeReason } from '../src/protocol/messages.js';
+import { frameName, frameTrace } from '../src/protocol/notes.js';
 
 /** A sink that records each frame as "code:bufferId", and how it arrived. */
 class Recorder implements FrameSink {
@@ -78,7 +79,11 @@ function stream(size: FrameSize, n: number): { bytes: Buffer; expect: string[] }
     expect: string[] = [];
   for (let i = 0; i < n; i++) {
     const type = CODES[i % CODES.length];
-    parts.push(encodeFrame({ type, deviceId: i % 3, size: 4096, bufferId: 0x1000 + i }, size));
+    // (648: each with a trace, as a Python allocation's; see the 144-byte case below for none)
+    const stack = size === 648 ? 'gen.py:7:step -> ttnn.py:1:alloc' : undefined;
+    parts.push(
+      encodeFrame({ type, deviceId: i % 3, size: 4096, bufferId: 0x1000 + i, stack }, size),
+    );
     expect.push(`${type}:${0x1000 + i}`);
   }
   return { bytes: Buffer.concat(parts), expect };
@@ -141,6 +146,106 @@ test('144 bytes of one request decide at once (zero at 72 and 112: no shorter fr
   assert.deepEqual(sink.got, [`${MsgType.ALLOC}:7`]);
 });
 
+test('144 bytes of a 648-byte frame with a trace: 648 (text at 136, zero in a request)', () => {
+  const { r, sink } = setup();
+  const named = encodeFrame({ type: MsgType.FREE, bufferId: 8, stack: 'a.py:1:f' }, 648);
+  r.push(named.subarray(0, 144), null, 144);
+  assert.equal(r.frameSize, 648);
+  r.push(named.subarray(144), null, 648 - 144);
+  r.push(named, null, 648);
+  assert.deepEqual(sink.got, [`${MsgType.FREE}:8`, `${MsgType.FREE}:8`]);
+  assert.equal(r.partialBytes, 0);
+});
+
+test('offsets 72, 136 and 144 decide 144 or 648: a name, a trace, or a zero for a code', () => {
+  const named = encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9, name: 'w' }, 648);
+  const bare = encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 648);
+  const traced = encodeFrame(
+    { type: MsgType.ALLOC, size: 1, bufferId: 9, stack: 'model.py:12:forward -> ttnn.py:3:f' },
+    648,
+  );
+  const two144 = Buffer.concat([
+    encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9 }, 144),
+    encodeFrame({ type: MsgType.FREE, bufferId: 9 }, 144),
+  ]);
+  for (const [what, bytes, len, size] of [
+    ['a name at 72', named, 72, 648],
+    ['no name, no trace: zero at 144', bare, 143, 648],
+    ['no name, a trace: text at 136', traced, 136, 648],
+    ['144-byte frames', two144, 143, 144],
+  ] as [string, Buffer, number, number][]) {
+    const { r, sink } = setup();
+    r.push(bytes.subarray(0, len), null, len);
+    assert.equal(r.frameSize, 0, `${what}: undecided at ${len}`);
+    r.push(bytes.subarray(len), null, bytes.length - len);
+    assert.equal(r.frameSize, size, what);
+    assert.deepEqual(sink.rejections, [], what);
+    assert.equal(sink.got.length, bytes.length / size, what);
+  }
+  // A bad code in the second 144-byte frame: still 144-byte frames (that frame is refused later),
+  // as before 648 existed; in the second 72-byte frame: not frames, as before.
+  for (const [size, want] of [
+    [144, 144],
+    [72, -1],
+  ] as const) {
+    const bytes = Buffer.concat([
+      encodeFrame({ type: MsgType.ALLOC, size: 1, bufferId: 9 }, size),
+      encodeFrame({ type: 200 }, size),
+    ]);
+    const x = setup();
+    x.r.push(bytes, null, bytes.length);
+    if (want > 0) assert.equal(x.r.frameSize, want, `${size}: decided`);
+    else assert.equal(x.sink.rejections.length, 1, `${size}: rejected`);
+  }
+  // The one case taken wrongly: exactly 144 bytes of a 648-byte frame with neither name nor
+  // trace, arriving alone (a real socket hands over a 648-byte send() whole).
+  const alone = setup();
+  alone.r.push(bare.subarray(0, 144), null, 144);
+  assert.equal(alone.r.frameSize, 144);
+  // A control byte (13–31) where a name or a type byte would be: not frames.
+  const bad = Buffer.from(named);
+  bad[72] = 0x1b;
+  const b = setup();
+  b.r.push(bad, null, bad.length);
+  assert.equal(b.sink.rejections.length, 1);
+});
+
+test('648-byte frames with names and traces, cut at every point, keep their strings', () => {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 3; i++) {
+    parts.push(
+      encodeFrame(
+        { type: MsgType.ALLOC, size: 64, bufferId: 0x100 + i, name: i ? `t${i}` : '', stack: 'a' },
+        648,
+      ),
+    );
+  }
+  const bytes = Buffer.concat(parts);
+  for (let cut = 0; cut <= bytes.length; cut += 3) {
+    const { r, sink } = setup();
+    r.push(bytes.subarray(0, cut), null, cut);
+    r.push(bytes.subarray(cut), null, bytes.length - cut);
+    assert.equal(r.frameSize, 648, `cut ${cut}`);
+    assert.deepEqual(sink.got, ['1:256', '1:257', '1:258'], `cut ${cut}`);
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  assert.equal(dv.getUint8(648 + 72), 't'.charCodeAt(0));
+  assert.equal(frameName(bytes, 648), 't1');
+  assert.equal(frameTrace(bytes, 648), 'a');
+  assert.equal(frameName(bytes, 0), '');
+});
+
+test('648-byte strings: NUL-terminated, cut to their fields, a full field without a NUL', () => {
+  const long = 'x'.repeat(700);
+  const f = encodeFrame({ type: MsgType.ALLOC, size: 1, name: long, stack: long }, 648);
+  assert.equal(frameName(f, 0), 'x'.repeat(63));
+  assert.equal(frameTrace(f, 0), 'x'.repeat(511));
+  f.fill(0x41, 72, 136); // 64 bytes of name and no NUL: the field's end ends it
+  assert.equal(frameName(f, 0), 'A'.repeat(64));
+  const u = encodeFrame({ type: MsgType.ALLOC, size: 1, name: 'é'.repeat(40) }, 648);
+  assert.equal(frameName(u, 0), 'é'.repeat(31), 'cut at a character boundary');
+});
+
 test('end of stream: an exact single frame decides; a partial frame is reported, dropped', () => {
   for (const size of [72, 112] as const) {
     const { r, sink } = setup();
@@ -169,6 +274,14 @@ test('quiet on one QUERY: its length decides at once (the client waits for the r
       assert.deepEqual(sink.got, [`${type}:3`]);
     }
   }
+});
+
+test('one 648-byte QUERY decides at once: past 144 its zeros are no 144-byte frame', () => {
+  const { r, sink, timer } = setup();
+  r.push(encodeFrame({ type: MsgType.QUERY, bufferId: 3 }, 648), null, 648);
+  assert.equal(timer.fn, null);
+  assert.equal(r.frameSize, 648);
+  assert.deepEqual(sink.got, [`${MsgType.QUERY}:3`]);
 });
 
 test('quiet on a non-query head: applied once, early; later bytes decide the size', () => {

@@ -30,7 +30,7 @@ export function leftRows(tr: Tracker, pids?: ReadonlySet<number>): LeftRows[] {
   const out: LeftRows[] = [{ rows: tr.buffers }];
   for (const p of tr.reaped)
     if (p.rows.length && (!pids || pids.has(p.pid)))
-      out.push({ rows: new RowArray(p.rows), exited: p });
+      out.push({ rows: new RowArray(p.rows, p.notes, tr.notes), exited: p });
   return out;
 }
 

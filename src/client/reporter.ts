@@ -7,11 +7,13 @@
 // the socket as is, and comes back to a small pool once the kernel has taken it.
 import { writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { MsgType, Off, TWO32, type FrameSize } from '../protocol/constants.js';
+import { FRAME_NOTES, MsgType, Off, TWO32, type FrameSize } from '../protocol/constants.js';
+import { writeFrameNotes } from '../protocol/notes.js';
 import { resolveSocket } from './control-client.js';
 
 export interface ReporterOptions {
   socketPath?: string;
+  /** 72, 112, 144 (default) or 648 (the generation whose ALLOCs carry a name and stack trace). */
   frameSize?: FrameSize;
   /** PID written into frames (default: this process). */
   pid?: number;
@@ -26,6 +28,16 @@ export interface ReporterOptions {
    * starts and then every CLOCK_EVERY frames (a Date.now() costs as much as writing two frames).
    */
   timestamps?: boolean;
+}
+
+/** What a 648-byte ALLOC says besides the head (allocNamed()). */
+export interface AllocNote {
+  /** Buffer type (default 0, DRAM). */
+  bufferType?: number;
+  /** The buffer's name (at most 63 bytes are sent). */
+  name?: string;
+  /** Where it was allocated, short form `file.py:line:func -> …` (at most 511 bytes are sent). */
+  stack?: string;
 }
 
 /** Written batches kept for re-use. */
@@ -62,6 +74,8 @@ export class Reporter {
   private nowNs = 0;
   private clockLeft = 0;
   private readonly pool: Buffer[] = [];
+  /** The note of the ALLOC being written (allocNamed()), else null. */
+  private note: AllocNote | null = null;
   private sock: Socket | null = null;
   private connected = false;
   private everConnected = false;
@@ -100,6 +114,15 @@ export class Reporter {
 
   alloc(device: number, address: number | bigint, size: number, bufferType: number): void {
     this.put(MsgType.ALLOC, device, address, size, bufferType);
+  }
+  /**
+   * An ALLOC with the buffer's name and the allocation's stack trace: sent in full by a 648-byte
+   * Reporter (`frameSize: 648`); other sizes have no room for them and send a plain ALLOC.
+   */
+  allocNamed(device: number, address: number | bigint, size: number, note: AllocNote): void {
+    this.note = note;
+    this.put(MsgType.ALLOC, device, address, size, note.bufferType ?? 0);
+    this.note = null;
   }
   free(device: number, address: number | bigint): void {
     this.put(MsgType.FREE, device, address, 0, 0);
@@ -164,6 +187,13 @@ export class Reporter {
       dv.setUint32(o + Off.bufferId + 4, hi, true);
       dv.setUint32(o + Off.timestamp, ts % TWO32, true);
       dv.setUint32(o + Off.timestamp + 4, Math.floor(ts / TWO32), true);
+      // A 648-byte frame's strings: zero-filled (a re-used batch may hold an older frame's; the
+      // server tells the size by zeros at 112 and 144 of a frame without a name).
+      if (this.frameSize === FRAME_NOTES) {
+        this.batch.fill(0, o + 72, o + FRAME_NOTES);
+        const n = this.note;
+        if (n !== null) writeFrameNotes(this.batch, o, n.name ?? '', n.stack ?? '');
+      }
       this.used = o + this.frameSize;
       if (this.used === this.batch.length) this.flush();
       else if (!this.flushScheduled) {

@@ -164,7 +164,9 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     if (c.url.searchParams.get('format') !== 'text')
       return { schema_version: 1, reaped: tr.reaped.map(exitedProcessJson) };
     const { filter, limit } = reportQuery(c.url, s.marks, s.treeOf);
-    return text(c, formatRemaining(buildRemaining(tr, { ...filter, state: 'exited' }, limit)));
+    const verbose = c.url.searchParams.get('verbose') === '1';
+    const r = buildRemaining(tr, { ...filter, state: 'exited' }, limit);
+    return text(c, formatRemaining(r, undefined, verbose));
   });
   // GET reads the report; POST /v1/dump also prints it on the server's stdout, as the seed's users
   // expect.
@@ -291,7 +293,9 @@ async function report(c: RouteContext, s: CoreContext, print: boolean): Promise<
   }
   const r = buildRemaining(tr, filter, limit);
   if (print || !asJson) {
-    const body = formatRemaining(r);
+    // verbose=1: each buffer's name and stack trace under its line (648-byte clients)
+    const verbose = c.url.searchParams.get('verbose') === '1';
+    const body = formatRemaining(r, undefined, verbose);
     if (print) s.out(body); // the server's terminal gets the same listing
     if (!asJson) return text(c, body);
   }

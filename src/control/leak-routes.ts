@@ -42,7 +42,7 @@ export interface LeakContext {
 function leftBehind(tr: Tracker, limit: number): LeftBehindInput[] {
   const now = Date.now();
   return tr.reaped.map((p) => {
-    const t = new RowArray(p.rows);
+    const t = new RowArray(p.rows, p.notes, tr.notes);
     const idx = Array.from({ length: t.count }, (_, e) => e).sort((a, b) => t.size(b) - t.size(a));
     const rows = (limit === Infinity ? idx : idx.slice(0, limit)).map((e) => ({
       ...bufferRow(t, e, p, now),

@@ -33,6 +33,7 @@ export interface JournalState {
   /** Live buffers (the worker's table is sized for them). */
   expectedObjects: number;
   leftBehindBudget: number;
+  notesBudget: number;
 }
 
 /** Whether closed segments are worth a compaction now. */
@@ -64,6 +65,7 @@ export class Compaction {
       upTo: s.upTo,
       expectedObjects: s.expectedObjects,
       leftBehindBudget: s.leftBehindBudget,
+      notesBudget: s.notesBudget,
     };
     const w = new Worker(new URL('./compactor.js', import.meta.url), { workerData: req });
     this.worker = w;

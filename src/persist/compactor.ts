@@ -16,6 +16,8 @@ export interface CompactRequest {
   expectedObjects: number;
   /** The server's left-behind budget: the snapshot keeps what the server keeps. */
   leftBehindBudget: number;
+  /** The server's notes budget: the snapshot keeps the names and traces the server keeps. */
+  notesBudget: number;
 }
 export interface CompactResult {
   through: number;
@@ -34,7 +36,7 @@ try {
   /* not permitted: run at normal priority */
 }
 const t0 = performance.now();
-const tr = new Tracker(req.expectedObjects, undefined, req.leftBehindBudget);
+const tr = new Tracker(req.expectedObjects, undefined, req.leftBehindBudget, req.notesBudget);
 const marks = new Checkpoints(tr);
 const rec = loadState(req.dir, tr, marks, { upTo: req.upTo, repair: false });
 const r = await writeSnapshot(req.dir, snapshotSource(tr, marks), rec.lastGen);

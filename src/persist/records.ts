@@ -142,7 +142,52 @@ export const Ctl = {
    * cancel).
    */
   DEVICE: 0x8c,
+  /**
+   * data: u32 device, i32 owner, u32 id lo, u32 id hi, u32 name bytes, then the name and the
+   * stack trace (UTF-8) — the buffer the ALLOC just before created has them (648-byte clients).
+   */
+  NOTE: 0x91,
+  /**
+   * data: JSON NoteTriple[] — the notes of the live buffers of the OBJECTS entries before it, by
+   * their position in them (snapshot).
+   */
+  NOTES: 0x92,
 } as const;
+
+/** A buffer's note in a snapshot: [entry or record index, name, stack trace]. */
+export type NoteTriple = [number, string, string];
+
+/** A NOTE entry: the buffer of `ev`'s key has this name and stack trace. */
+export function noteEntry(ev: StateEvent, name: string, trace: string): Buffer {
+  const n = Buffer.from(name),
+    t = Buffer.from(trace);
+  const d = Buffer.alloc(20 + n.length + t.length);
+  d.writeUInt32LE(ev.device, 0);
+  d.writeInt32LE(ev.owner, 4);
+  d.writeInt32LE(ev.lo | 0, 8);
+  d.writeInt32LE(ev.hi | 0, 12);
+  d.writeUInt32LE(n.length, 16);
+  n.copy(d, 20);
+  t.copy(d, 20 + n.length);
+  return controlEntry(Ctl.NOTE, d);
+}
+
+/** A NOTE entry's data: the buffer's key, its name and its stack trace. */
+export function readNote(
+  p: Buffer,
+  at: number,
+  len: number,
+): { device: number; owner: number; lo: number; hi: number; name: string; trace: string } {
+  const n = p.readUInt32LE(at + 16);
+  return {
+    device: p.readUInt32LE(at),
+    owner: p.readInt32LE(at + 4),
+    lo: p.readInt32LE(at + 8),
+    hi: p.readInt32LE(at + 12),
+    name: p.toString('utf8', at + 20, at + 20 + n),
+    trace: p.toString('utf8', at + 20 + n, at + len),
+  };
+}
 
 /** A control entry as bytes. */
 export function controlEntry(code: number, data: Uint8Array = new Uint8Array(0)): Buffer {
@@ -190,9 +235,13 @@ export interface ReapEntry {
   ids?: Record<string, ProcessIdentity>;
 }
 
-/** One exited process's left-behind records (a snapshot's LEFT_BEHIND entry). */
-export function leftBehindEntry(p: ExitedProcess): Buffer {
-  const json = Buffer.from(JSON.stringify(summaryOf(p)));
+/**
+ * One exited process's left-behind records (a snapshot's LEFT_BEHIND entry); `notes`: its records'
+ * names and stack traces, by record index (kept in the JSON as `noteList`).
+ */
+export function leftBehindEntry(p: ExitedProcess, notes?: NoteTriple[] | null): Buffer {
+  const summary = notes?.length ? { ...summaryOf(p), noteList: notes } : summaryOf(p);
+  const json = Buffer.from(JSON.stringify(summary));
   const at = (4 + json.length + 3) & ~3;
   const d = Buffer.alloc(at + p.rows.byteLength);
   d.writeUInt32LE(json.length, 0);
@@ -202,12 +251,23 @@ export function leftBehindEntry(p: ExitedProcess): Buffer {
 }
 
 export function readLeftBehind(p: Buffer, at: number, len: number): ExitedProcess {
+  return readLeftBehindEntry(p, at, len).exited;
+}
+
+/** A LEFT_BEHIND entry with its records' notes (null when it has none). */
+export function readLeftBehindEntry(
+  p: Buffer,
+  at: number,
+  len: number,
+): { exited: ExitedProcess; notes: NoteTriple[] | null } {
   const n = p.readUInt32LE(at);
-  const summary = readJson(p, at + 4, n) as ReapedReport;
+  const { noteList, ...summary } = readJson(p, at + 4, n) as ReapedReport & {
+    noteList?: NoteTriple[];
+  };
   const from = at + ((4 + n + 3) & ~3);
   const rows = new Int32Array((at + len - from) >> 2);
   new Uint8Array(rows.buffer).set(p.subarray(from, at + len));
-  return { ...summary, rows };
+  return { exited: { ...summary, rows }, notes: noteList ?? null };
 }
 
 export function readEpochs(

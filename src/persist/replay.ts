@@ -34,7 +34,9 @@ import {
   readEpochs,
   readEvent,
   readJson,
-  readLeftBehind,
+  readLeftBehindEntry,
+  readNote,
+  type NoteTriple,
   readObjectRow,
   readObjectsHead,
   type ReapEntry,
@@ -291,8 +293,18 @@ export function replay(
         case Ctl.FORGET:
           tr.forget(json() as ForgetFilter);
           break;
-        case Ctl.LEFT_BEHIND:
-          tr.restoreExited(readLeftBehind(p, at, len));
+        case Ctl.LEFT_BEHIND: {
+          const { exited, notes } = readLeftBehindEntry(p, at, len);
+          tr.restoreExited(exited, notes);
+          break;
+        }
+        case Ctl.NOTE: {
+          const n = readNote(p, at, len);
+          tr.noteBuffer(n, n.name, n.trace);
+          break;
+        }
+        case Ctl.NOTES:
+          for (const [e, name, trace] of json() as NoteTriple[]) tr.restoreNote(e, name, trace);
           break;
         case Ctl.RESET:
           tr.reset();

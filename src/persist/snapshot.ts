@@ -24,6 +24,7 @@ import {
   jsonEntry,
   leftBehindEntry,
   sealBatch,
+  type NoteTriple,
   writeObjectRow,
   writeObjectsHead,
 } from './records.js';
@@ -74,6 +75,9 @@ export interface SnapshotSource {
   counters: TrackerCounters;
   /** Exited processes with their records (rows are never changed once kept: shared, not copied). */
   exited: readonly ExitedProcess[];
+  /** The names and stack traces of the live buffers (by entry) and of each exited one's records. */
+  liveNotes: NoteTriple[];
+  exitedNotes: (NoteTriple[] | null)[];
   marks: readonly Mark[];
 }
 
@@ -91,6 +95,10 @@ export function snapshotSource(
     ],
     counters: tr.counters(),
     exited: tr.reaped.slice(),
+    // As strings now: a note id may mean another string once the buffer is freed (copies are
+    // written in slices, while ingest goes on).
+    liveNotes: tr.liveNotes(),
+    exitedNotes: tr.reaped.map((p) => tr.exitedNotes(p)),
     marks: marks.list(),
   };
 }
@@ -137,9 +145,14 @@ export async function writeSnapshot(
         if (pace) await pace();
       }
     }
+    if (src.liveNotes.length) {
+      const b = batchOf(jsonEntry(Ctl.NOTES, src.liveNotes));
+      writeAll(fd, b);
+      bytes += b.length;
+    }
     // Oldest first, as they were kept (the budget drops from the front).
-    for (const p of src.exited) {
-      const entry = leftBehindEntry(p);
+    for (const [i, p] of src.exited.entries()) {
+      const entry = leftBehindEntry(p, src.exitedNotes[i]);
       const batch = Buffer.alloc(BATCH_HEADER + entry.length);
       entry.copy(batch, BATCH_HEADER);
       const b = sealBatch(batch, entry.length);
@@ -154,6 +167,13 @@ export async function writeSnapshot(
   renameSync(tmp, join(dir, SNAPSHOT));
   syncDir(dir);
   return { bytes, objects };
+}
+
+/** One entry as a sealed batch. */
+function batchOf(entry: Buffer): Buffer {
+  const batch = Buffer.alloc(BATCH_HEADER + entry.length);
+  entry.copy(batch, BATCH_HEADER);
+  return sealBatch(batch, entry.length);
 }
 
 /** Makes a rename or unlink in `dir` durable. */

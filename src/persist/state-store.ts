@@ -12,6 +12,7 @@ import type { Tracker } from '../state/tracker.js';
 import type { EventJournal, StateEvent } from '../state/events.js';
 import type { Checkpoints } from '../state/marks.js';
 import { DEFAULT_LEFT_BEHIND_BUDGET, type ForgetFilter } from '../state/left-behind.js';
+import { DEFAULT_NOTES_BUDGET } from '../state/buffer-notes.js';
 import {
   Ctl,
   FORMAT_VERSION,
@@ -19,6 +20,7 @@ import {
   controlEntry,
   type ReapEntry,
   jsonEntry,
+  noteEntry,
 } from './records.js';
 import { emptyRecovery, loadState, type Recovery } from './replay.js';
 import { snapshotSource, writeSnapshot } from './snapshot.js';
@@ -184,6 +186,11 @@ export class StateStore implements EventJournal {
   }
 
   /** Appends a control entry (marks, reaps, epochs, reset). */
+  /** EventJournal: the buffer `ev` just created has a name and stack trace (a NOTE entry). */
+  note(ev: StateEvent, name: string, trace: string): void {
+    this.control(noteEntry(ev, name, trace));
+  }
+
   private control(entry: Uint8Array): void {
     if (this.failed || this.closed) return;
     this.journal.control(entry);
@@ -258,6 +265,7 @@ export class StateStore implements EventJournal {
       bytesPerSecond: this.bytesPerSecond,
       expectedObjects: this.tr ? this.tr.buffers.count : 0,
       leftBehindBudget: this.tr ? this.tr.leftBehind.budget : DEFAULT_LEFT_BEHIND_BUDGET,
+      notesBudget: this.tr ? this.tr.notes.budgetBytes : DEFAULT_NOTES_BUDGET,
     });
   }
 

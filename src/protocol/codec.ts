@@ -2,6 +2,7 @@
 // into objects: server/data-connection.ts reads fields straight from the received bytes, by the
 // rules of messages.ts.
 import { Off, TWO32, layoutFor, type FrameSize } from './constants.js';
+import { writeFrameNotes } from './notes.js';
 
 export function writeU64(dv: DataView, off: number, n: number): void {
   dv.setUint32(off, n >>> 0, true);
@@ -46,6 +47,9 @@ export interface FrameFields {
   /** Device address / CB address / kernel id. A bigint keeps all 64 bits. */
   bufferId?: number | bigint;
   timestampNs?: number;
+  /** 648-byte frames only: the buffer name and the stack trace (cut to 63 and 511 bytes). */
+  name?: string;
+  stack?: string;
 }
 
 /** Convenience encoder for tools and tests (allocates; not for hot paths). */
@@ -63,7 +67,7 @@ export function encodeFrame(f: FrameFields, frameSize: FrameSize = 144): Buffer 
     addrHi: Number((id >> 32n) & 0xffffffffn),
     timestampNs: f.timestampNs ?? 0,
   });
-
+  if (frameSize === 648) writeFrameNotes(buf, 0, f.name ?? '', f.stack ?? '');
   return buf;
 }
 

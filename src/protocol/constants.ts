@@ -89,10 +89,23 @@ export const ARCH_NAMES: readonly string[] = [
   'Quasar',
 ];
 
-/** Frame sizes that clients of the three generations send. */
-export const FRAME_SIZES = [72, 112, 144] as const;
+/**
+ * Frame sizes that clients of every generation send: 72, 112, 144, and the abandoned 648-byte
+ * variant (the 72-byte fields, then a buffer name and a Python stack trace).
+ */
+export const FRAME_SIZES = [72, 112, 144, 648] as const;
 export type FrameSize = (typeof FRAME_SIZES)[number];
-export const MAX_FRAME = 144;
+export const MAX_FRAME = 648;
+/** The 648-byte variant: the 72-byte layout, then two NUL-terminated strings. */
+export const FRAME_NOTES = 648;
+export const Off648 = {
+  /** char buffer_name[64] */
+  name: 72,
+  nameBytes: 64,
+  /** char stack_trace[512], short form `file.py:line:func -> …` */
+  trace: 136,
+  traceBytes: 512,
+} as const;
 
 /**
  * PIDs are below 2^22 on Linux (PID_MAX_LIMIT on 64-bit): a claimed process_id at or above it is

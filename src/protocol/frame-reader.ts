@@ -6,7 +6,7 @@
 // Hot path: a read's whole frames go to the sink as one run over the caller's DataView (no copy,
 // no object per frame or per read); only a partial frame at either end is copied.
 import { MAX_FRAME, MsgType } from './constants.js';
-import { detectFrameSize, NOT_FRAMES, UNDECIDED } from './frame-size.js';
+import { detectFrameSize, isFrameLength, NOT_FRAMES, UNDECIDED } from './frame-size.js';
 
 /** Consecutive frames with an unknown code after which the stream is judged not to be frames. */
 export const MAX_CONSECUTIVE_GARBAGE = 8;
@@ -46,7 +46,7 @@ const NODE_TIMER: QuietTimer = {
 };
 
 export interface FrameReaderOptions {
-  /** 72, 112 or 144 to skip detection; 0 (default) detects. */
+  /** 72, 112, 144 or 648 to skip detection; 0 (default) detects. */
   frameSize?: number;
   /** Detection wait after the stream goes quiet on an exact single-frame length. */
   quietMs: number;
@@ -54,7 +54,7 @@ export interface FrameReaderOptions {
 }
 
 export class FrameReader {
-  /** 72, 112 or 144; 0 while undecided. */
+  /** 72, 112, 144 or 648; 0 while undecided. */
   frameSize: number;
   private readonly pending = new Uint8Array(MAX_FRAME * 2);
   private readonly pendingDv = new DataView(this.pending.buffer);
@@ -78,8 +78,13 @@ export class FrameReader {
     this.timer = opts.timer ?? NODE_TIMER;
   }
 
-  /** Bytes of a partial frame held (or of the undecided head). */
+  /**
+   * Bytes of a partial frame held, or of an undecided head that cannot be whole frames. An
+   * undecided head of an exact frame length (one lone 144-byte ALLOC, say, then silence) may be a
+   * whole frame: that is no stream stopped mid-frame, and a client idling so is not closed.
+   */
   get partialBytes(): number {
+    if (this.frameSize === 0 && isFrameLength(this.pendingLen)) return 0;
     return this.pendingLen;
   }
 
@@ -175,7 +180,7 @@ export class FrameReader {
       this.pending.set(chunk.subarray(0, n), this.pendingLen);
       this.pendingLen += n;
       if (n < chunk.length) {
-        // Detection is always decided within 113 bytes, so the buffer cannot overflow undecided.
+        // Detection is always decided within 145 bytes, so the buffer cannot overflow undecided.
         const size = detectFrameSize(this.pending, this.pendingLen, settled);
         if (size > 0) return this.decided(size, chunk.subarray(n));
       }
@@ -184,7 +189,7 @@ export class FrameReader {
     if (size === NOT_FRAMES) return this.reject(notFramesReason(this.pending, this.pendingLen));
     if (size !== UNDECIDED) return this.decided(size, null);
     const len = this.pendingLen;
-    if (!settled && (len === 72 || len === 112 || len === 144)) {
+    if (!settled && isFrameLength(len)) {
       // An exact single-frame length: a client waiting for a reply, or one that paused.
       this.clearTimer();
       this.quietTimer = this.timer.set(() => {
@@ -195,19 +200,24 @@ export class FrameReader {
   }
 
   /**
-   * The stream went quiet on an exact 72 or 112 bytes: one whole frame, or the start of a longer
-   * one. Only a client waiting for a reply must be answered now, so its length decides. Any other
-   * frame's 40-byte head means the same in every size: apply it now and let later bytes decide
-   * (a 112/144-byte frame that paused after 72 bytes is then not misread as 72-byte frames).
+   * The stream went quiet on an exact 72, 112, 144 or 648 bytes: one whole frame, or the start of
+   * a longer one. Only a client waiting for a reply must be answered now, so its length decides.
+   * Any other frame's 40-byte head means the same in every size: apply it now and let later bytes
+   * decide (a 112/144-byte frame that paused after 72 bytes is then not misread as 72-byte frames;
+   * a 648-byte ALLOC applied so loses its name and trace, which only the whole frame carries).
    */
   private quiet(): void {
     if (this.frameSize !== 0 || this.stopped) return;
     const t = this.pending[0];
     if (t === MsgType.QUERY || t === MsgType.DEVICE_INFO_QUERY) return this.detect(null, true);
-    if (!this.headApplied) {
-      this.headApplied = true;
-      this.sink.frame(this.pendingDv, 0);
-    }
+    this.applyHead();
+  }
+
+  /** Applies the undecided first frame from its 40-byte head, once. */
+  private applyHead(): void {
+    if (this.headApplied) return;
+    this.headApplied = true;
+    this.sink.frame(this.pendingDv, 0);
   }
 
   private decided(size: number, rest: Uint8Array | null): void {

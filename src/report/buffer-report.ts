@@ -10,6 +10,7 @@ import {
   type Rows,
 } from '../state/left-behind.js';
 import type { Tracker } from '../state/tracker.js';
+import type { BufferNotes } from '../state/buffer-notes.js';
 import { isoTime } from './format.js';
 import type { BufferRow, DeviceGroup, ReportFilter, TypeGroup } from './types.js';
 
@@ -77,6 +78,11 @@ export function bufferRow(t: Rows, e: number, exited?: ReapedReport, now = Date.
     row.exitedAtMs = exited.reapedAtMs;
     row.exitedAt = isoTime(exited.reapedAtMs);
   }
+  const note = t.noteOf(e);
+  if (note !== null) {
+    if (note.name) row.name = note.name;
+    if (note.trace) row.stack_trace = note.trace;
+  }
   return row;
 }
 
@@ -107,6 +113,7 @@ export class BufferReportBuilder {
   private readonly sources: Source[] = [];
   /** Entries that matched, per source. */
   private readonly srcMatched: number[] = [];
+  private readonly notes: BufferNotes;
 
   constructor(
     tr: Tracker,
@@ -116,6 +123,7 @@ export class BufferReportBuilder {
   ) {
     this.sources.push({ rows: t });
     this.srcMatched.push(0);
+    this.notes = tr.notes;
     this.byKey = new Array<Group | null>((tr.maxDeviceSeen + 1) * NUM_BUFFER_TYPES).fill(null);
   }
 
@@ -134,7 +142,7 @@ export class BufferReportBuilder {
     if (to <= from) return;
     let src = this.sources.length - 1;
     if (this.sources[src].exited !== p) {
-      this.sources.push({ rows: new RowArray(p.rows), exited: p });
+      this.sources.push({ rows: new RowArray(p.rows, p.notes, this.notes), exited: p });
       this.srcMatched.push(0);
       src++;
     }

@@ -54,7 +54,14 @@ function exitedJson(x: ExitedReport): ExitedJson {
 
 /** An exited process's summary with ISO times (no rows). */
 export function exitedProcessJson(p: ReapedReport): ExitedProcessJson {
-  const { rows: _rows, ...summary } = p as ReapedReport & { rows?: unknown };
+  const {
+    rows: _rows,
+    notes: _notes,
+    ...summary
+  } = p as ReapedReport & {
+    rows?: unknown;
+    notes?: unknown;
+  };
   return {
     ...summary,
     exitedAt: new Date(p.reapedAtMs).toISOString(),
@@ -155,7 +162,7 @@ async function stream(
   for (const p of exitedList) {
     if (filter.pids?.length && !filter.pids.includes(p.pid)) continue;
     out.exited = p;
-    if (!(await streamRows(res, new RowArray(p.rows), out))) return;
+    if (!(await streamRows(res, new RowArray(p.rows, p.notes, tr.notes), out))) return;
   }
   res.end(']}');
 }

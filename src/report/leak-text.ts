@@ -2,7 +2,7 @@
 // remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
 // server sends renderClassified() for /v1/classify?format=text).
 import { clockTime, formatKB, formatMB, plural } from './format.js';
-import { ownerNote } from './text-report.js';
+import { noteLines, ownerNote } from './text-report.js';
 import { CLASS_LABELS } from './types.js';
 import type {
   BufferRow,
@@ -81,7 +81,8 @@ export function renderCheck(r: CheckResult): string {
     `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain${exited} ` +
     `(budget ${r.maxBytes})${sup}`;
   if (r.ok) return verdict + '\n';
-  const out = [verdict, ...r.buffers.map(bufferLine)];
+  // A buffer's name and stack trace (648-byte clients) under its line: where the leak was made.
+  const out = [verdict, ...r.buffers.flatMap((b) => [bufferLine(b), ...noteLines(b)])];
   if (r.leakedBuffers > r.buffers.length)
     out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
   out.push('', r.summary);
@@ -103,7 +104,7 @@ export function renderClassified(r: ClassifyResponse): string {
           `${formatMB(p.bytes)} MB — ${p.reason}`,
       );
     if (g.moreProcesses) out.push(`    ... and ${plural(g.moreProcesses, 'more process')}`);
-    for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`);
+    for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`, ...noteLines(b));
     // Without per-buffer records, the per-process lines above already account for every buffer.
     if (g.more && (g.buffers.length || !g.processes?.length))
       out.push(`    ... and ${g.more} more`);

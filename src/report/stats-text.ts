@@ -47,6 +47,13 @@ export function renderStats(s: StatsResponse): string {
       `from ${s.live.processes} processes; ${s.reapedProcesses} dead processes reaped`,
     leftBehindLine(s.leftBehind),
   ];
+  const n = s.notes;
+  if (n && (n.strings || n.dropped))
+    lines.push(
+      `buffer notes: ${plural(n.strings, 'string')}, ${formatBytes(n.bytes)} ` +
+        `(budget ${formatBytes(n.budgetBytes)}` +
+        (n.dropped ? `; ${n.dropped} strings not kept, ${formatBytes(n.droppedBytes)})` : ')'),
+    );
   if (s.tableFullDrops)
     lines.push(
       `TABLE FULL: ${s.tableFullDrops} objects were counted but not tracked ` +

@@ -109,6 +109,13 @@ export function buildStats(src: StatsSource): ServerStats {
       droppedProcesses: tr.leftBehind.droppedProcesses,
       droppedRecords: tr.leftBehind.droppedRecords,
     },
+    notes: {
+      strings: tr.notes.distinct,
+      bytes: tr.notes.bytes,
+      budgetBytes: tr.notes.budgetBytes,
+      dropped: tr.notes.dropped,
+      droppedBytes: tr.notes.droppedBytes,
+    },
     memory: memoryStats(tr),
     devices: src.knownDeviceIds().map((d) => deviceStats(src, d)),
   };

@@ -16,14 +16,17 @@ const TITLE = [
   '╚══════════════════════════════════════════════════════════════╝',
 ];
 
-/** One part in the seed's layout: Device → type → buffer lines. */
-function deviceLines(r: BufferReport): string[] {
+/** One part in the seed's layout: Device → type → buffer lines (`verbose`: and their notes). */
+function deviceLines(r: BufferReport, verbose: boolean): string[] {
   const out: string[] = [];
   for (const d of r.devices) {
     out.push(`Device ${d.device}:`);
     for (const g of d.types) {
       out.push(`  ${g.type}: ${plural(g.count, 'buffer')}, ${formatMB(g.bytes)} MB total`);
-      for (const b of g.buffers) out.push(bufferLine(b));
+      for (const b of g.buffers) {
+        out.push(bufferLine(b));
+        if (verbose) out.push(...noteLines(b));
+      }
       if (g.more > 0 && g.buffers.length > 0) out.push(`    ... and ${g.more} more`);
     }
     out.push('');
@@ -34,6 +37,17 @@ function deviceLines(r: BufferReport): string[] {
 /** "    - Buffer 0x40000000: 12.0 KB (PID 12345, ref_count=1)". */
 function bufferLine(b: BufferRow): string {
   return `    - Buffer ${b.address}: ${formatKB(b.size)} (${ownerNote(b)})`;
+}
+
+/**
+ * `dump --verbose`: the buffer's name and stack trace (648-byte clients), indented under its line;
+ * nothing for a buffer without them.
+ */
+export function noteLines(b: BufferRow): string[] {
+  const out: string[] = [];
+  if (b.name) out.push(`        name: ${b.name}`);
+  if (b.stack_trace) out.push(`        stack: ${b.stack_trace}`);
+  return out;
 }
 
 /** "PID 12345, ref_count=1"; a left-behind buffer's: "PID 12345, exited 14:03:07, ref_count=1". */
@@ -47,14 +61,14 @@ export function ownerNote(b: BufferRow): string {
  * layout; otherwise the live part, then the left-behind part, each with its own total line, and
  * the grand total last.
  */
-export function formatRemaining(r: Remaining, heading?: string): string {
+export function formatRemaining(r: Remaining, heading?: string, verbose = false): string {
   const out: string[] = [...TITLE, ''];
   if (heading) out.push(heading, '');
   const { live, exited } = r;
   const left = exited !== null && exited.totalBuffers > 0;
   if (live !== null && !left) {
     if (live.totalBuffers === 0) out.push(nothingLeft(live, exited), '');
-    out.push(...deviceLines(live), `Total remaining buffers: ${live.totalBuffers}`);
+    out.push(...deviceLines(live, verbose), `Total remaining buffers: ${live.totalBuffers}`);
     if (exited) out.push(...budgetNote(exited));
     return out.join('\n') + '\n';
   }
@@ -65,12 +79,12 @@ export function formatRemaining(r: Remaining, heading?: string): string {
         live.filtered ? 'None that match the filter.' : 'None: no running process holds any.',
         '',
       );
-    out.push(...deviceLines(live), `Total live buffers: ${live.totalBuffers}`, '');
+    out.push(...deviceLines(live, verbose), `Total live buffers: ${live.totalBuffers}`, '');
   }
   if (exited !== null) {
     out.push('Left behind by processes that exited (never freed):', '');
     if (!left) out.push(exited.filtered ? 'None that match the filter.' : 'None.', '');
-    out.push(...deviceLines(exited), ...exitedTotal(exited));
+    out.push(...deviceLines(exited, verbose), ...exitedTotal(exited));
     out.push(...budgetNote(exited));
   }
   if (live !== null && exited !== null) {

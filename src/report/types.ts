@@ -32,6 +32,10 @@ export interface BufferRow {
   /** state "exited": when its process was found gone. */
   exitedAtMs?: number;
   exitedAt?: string;
+  /** The buffer's name and its allocation's stack trace, as a 648-byte client sent them. */
+  name?: string;
+  /** (Named as the C struct's field.) */
+  stack_trace?: string;
 }
 
 /** Which buffers a report covers. */
@@ -223,8 +227,20 @@ export interface ServerStats {
   reapedProcesses: number;
   /** What exited processes left behind, kept within a budget of records. */
   leftBehind: LeftBehindStats;
+  /** Buffer names and stack traces of 648-byte clients, interned within a budget of bytes. */
+  notes?: NotesStats;
   memory: MemoryStats;
   devices: DeviceStats[];
+}
+
+export interface NotesStats {
+  /** Distinct strings (names and traces) kept, and their bytes (UTF-16). */
+  strings: number;
+  bytes: number;
+  budgetBytes: number;
+  /** Strings not kept because the budget was full (their buffers show no name or trace). */
+  dropped: number;
+  droppedBytes: number;
 }
 
 /** GET /v1/stats: buildStats() plus what the server adds about itself. */

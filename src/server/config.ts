@@ -1,5 +1,6 @@
 // Server options and their defaults, in one place: every module reads the resolved config, so a
 // default is written once (here), not as a scattered `?? 5000`.
+import { DEFAULT_NOTES_BUDGET } from '../state/buffer-notes.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { isProcessAlive } from '../platform/processes.js';
 import { controlPathFor } from '../protocol/transport.js';
@@ -11,7 +12,7 @@ export interface ServerOptions {
   /** Control API socket; defaults to `<socketPath>.ctl`. */
   controlPath?: string;
   /** 0 = detect per connection. */
-  frameSize?: 0 | 72 | 112 | 144;
+  frameSize?: 0 | 72 | 112 | 144 | 648;
   reapIntervalMs?: number;
   statsIntervalMs?: number;
   quiet?: boolean;
@@ -43,6 +44,8 @@ export interface ServerOptions {
   allowUids?: number[];
   /** Left-behind records kept for exited processes (the oldest processes are dropped beyond). */
   leftBehindBudget?: number;
+  /** Bytes of distinct buffer names and stack traces kept (648-byte clients; more are counted). */
+  notesBudget?: number;
   /** A data connection stopped mid-frame this long (ms) is closed, saying why (0 = never). */
   partialFrameTimeoutMs?: number;
   /** The last frees kept with their lifetimes for the timeline export (0 = none). */
@@ -73,6 +76,7 @@ export const DEFAULTS = {
   /** 2^18 frees × 40 bytes = 10 MiB, allocated on the first free. */
   timelineEvents: 1 << 18,
   metricsTopProcesses: DEFAULT_TOP_PROCESSES,
+  notesBudget: DEFAULT_NOTES_BUDGET,
 } as const;
 
 /** The options with every default filled in (`stateDir` stays undefined for the default one). */

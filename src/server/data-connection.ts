@@ -6,7 +6,15 @@
 // Hot path: reads land in the server's one read buffer (socket-reader.ts) and its one DataView,
 // fields are read in place, no per-frame or per-read objects.
 import type { Socket } from 'node:net';
-import { isDeviceId, MsgType, MSG_NAMES, NUM_BUFFER_TYPES, Off } from '../protocol/constants.js';
+import {
+  FRAME_NOTES,
+  isDeviceId,
+  MsgType,
+  MSG_NAMES,
+  NUM_BUFFER_TYPES,
+  Off,
+} from '../protocol/constants.js';
+import { frameName, frameTrace } from '../protocol/notes.js';
 import { FrameReader, type FrameSink, type ReaderState } from '../protocol/frame-reader.js';
 import {
   Action,
@@ -139,7 +147,7 @@ export class DataConnection implements Pumped, FrameSink {
     socket.on('close', () => this.onClose());
   }
 
-  /** 72, 112 or 144; 0 while undecided. */
+  /** 72, 112, 144 or 648; 0 while undecided. */
   get frameSize(): number {
     return this.reader.frameSize;
   }
@@ -255,7 +263,7 @@ export class DataConnection implements Pumped, FrameSink {
     if (held === 0 || this.closing || now - this.lastDataMs < limitMs) return;
     this.reject(
       `stopped in the middle of a frame for ${((now - this.lastDataMs) / 1000).toFixed(1)} s ` +
-        `(${held} of ${this.frameSize || '72, 112 or 144'} bytes): a request no ttalloc ` +
+        `(${held} of ${this.frameSize || '72, 112, 144 or 648'} bytes): a request no ttalloc ` +
         'message is, waiting for an answer that will not come',
     );
   }
@@ -329,6 +337,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.bornMs = tr.stampOf(frameTimeMs(dv, off));
         const effect = applyAlloc(tr, ev);
         if (j !== null) j.record(ev, effect);
+        if (fs === FRAME_NOTES) this.noteAlloc(dv, off);
         allocs++;
       } else if (type === MsgType.FREE) {
         if (!isDeviceId(device)) {
@@ -386,6 +395,7 @@ export class DataConnection implements Pumped, FrameSink {
         ev.sizeHi = rule.sized ? dv.getInt32(off + Off.size + 4, true) : 0;
         ev.bornMs = rule.sized ? this.host.tracker.stampOf(frameTimeMs(dv, off)) : 0;
         applyEvent(this.host.tracker, ev, this.host.journal);
+        if (type === MsgType.ALLOC && this.frameSize === FRAME_NOTES) this.noteAlloc(dv, off);
         break;
       }
       case Action.REPLY:
@@ -401,6 +411,18 @@ export class DataConnection implements Pumped, FrameSink {
     this.reader.accepted();
     this.frames++;
     this.host.tracker.countFrames(type, 1);
+  }
+
+  /**
+   * A 648-byte ALLOC just applied: its name and stack trace go with the buffer it created (and to
+   * the journal). Only this generation pays for the strings; 72/112/144 never come here.
+   */
+  private noteAlloc(dv: DataView, off: number): void {
+    const b = new Uint8Array(dv.buffer, dv.byteOffset, dv.byteLength);
+    const name = frameName(b, off),
+      trace = frameTrace(b, off);
+    if (!this.host.tracker.noteAlloc(name, trace)) return;
+    this.host.journal?.note?.(this.ev, name, trace);
   }
 
   private bad(type: number, reason: string): void {

@@ -101,7 +101,12 @@ export class AllocationServer {
   constructor(opts: ServerOptions) {
     const cfg = (this.cfg = resolveConfig(opts));
     returnFreedMemory(); // before the tables grow
-    this.tracker = new Tracker(cfg.expectedBuffers, undefined, cfg.leftBehindBudget);
+    this.tracker = new Tracker(
+      cfg.expectedBuffers,
+      undefined,
+      cfg.leftBehindBudget,
+      cfg.notesBudget,
+    );
     this.tracker.freed.resize(cfg.timelineEvents);
     this.devices = cfg.devices;
     this.marks = new Checkpoints(this.tracker);
@@ -421,7 +426,7 @@ export class AllocationServer {
       : 'no devices declared (devices appear as they report)';
     this.log(
       `allocation server listening on ${cfg.socketPath} (control: ${cfg.controlPath}), ` +
-        `pid ${process.pid}, frame size ${cfg.frameSize || 'auto (72/112/144)'}, ${devices}`,
+        `pid ${process.pid}, frame size ${cfg.frameSize || 'auto (72/112/144/648)'}, ${devices}`,
     );
     for (const note of this.devices.notes) this.log(note);
     if (n === 0)

@@ -44,6 +44,8 @@ export class StateEvent {
 export interface EventJournal {
   /** `effect` is what applyEvent() returned for `ev`. */
   record(ev: StateEvent, effect: number): void;
+  /** The buffer `ev` (an ALLOC) just created has this name and stack trace (648-byte clients). */
+  note?(ev: StateEvent, name: string, trace: string): void;
 }
 
 /** Does `code` change the state (as opposed to a query, a dump request or a reply)? */

@@ -14,6 +14,7 @@ import {
   rowSize,
   rowType,
 } from './object-table.js';
+import type { BufferNote, BufferNotes } from './buffer-notes.js';
 
 /** Default budget of left-behind records (`--left-behind-budget`). */
 export const DEFAULT_LEFT_BEHIND_BUDGET = 1_000_000;
@@ -48,6 +49,11 @@ export interface ReapedReport extends ProcessIdentity {
 export interface ExitedProcess extends ReapedReport {
   /** ROW_WORDS words per buffer, the live table's layout (rows.length / ROW_WORDS records). */
   rows: Int32Array;
+  /**
+   * Each record's note id (buffer-notes.ts; 0: none), one per record; absent when none has one.
+   * The records hold a reference on each, released when they are dropped or forgotten.
+   */
+  notes?: Int32Array;
 }
 
 /** Read access to rows (the live ObjectTable and RowArray both have it): what reports read. */
@@ -61,13 +67,23 @@ export interface Rows {
   bornMs(e: number): number;
   flags(e: number): number;
   idHex(e: number): string;
+  /** The row's name and stack trace (648-byte clients), or null. */
+  noteOf(e: number): BufferNote | null;
 }
 
 /** Rows in one flat array (an exited process's records). */
 export class RowArray implements Rows {
   readonly count: number;
-  constructor(readonly rows: Int32Array) {
+  /** `notes`: the records' note ids (ExitedProcess.notes), resolved by `strings`. */
+  constructor(
+    readonly rows: Int32Array,
+    private readonly notes?: Int32Array,
+    private readonly strings?: BufferNotes,
+  ) {
     this.count = rows.length / ROW_WORDS;
+  }
+  noteOf(e: number): BufferNote | null {
+    return this.notes && this.strings ? this.strings.get(this.notes[e]) : null;
   }
   device(e: number): number {
     return rowDevice(this.rows, e * ROW_WORDS);
@@ -109,7 +125,10 @@ export class LeftBehind {
   droppedProcesses = 0;
   droppedRecords = 0;
 
-  constructor(private budgetRecords = DEFAULT_LEFT_BEHIND_BUDGET) {
+  constructor(
+    private budgetRecords = DEFAULT_LEFT_BEHIND_BUDGET,
+    private readonly notes: BufferNotes | null = null,
+  ) {
     if (!Number.isInteger(budgetRecords) || budgetRecords < 1)
       throw new RangeError(`left-behind budget must be a whole number ≥ 1, not ${budgetRecords}`);
   }
@@ -135,6 +154,10 @@ export class LeftBehind {
       // One process alone is over budget: its first records (table order) are kept.
       const cut = (p.rows.length - max) / ROW_WORDS;
       p.rows = p.rows.slice(0, max);
+      if (p.notes) {
+        this.releaseNotes(p.notes.subarray(this.budgetRecords));
+        p.notes = p.notes.slice(0, this.budgetRecords);
+      }
       p.recordsDropped += cut;
       this.droppedRecords += cut;
     }
@@ -146,6 +169,7 @@ export class LeftBehind {
       this.kept -= cost(old);
       this.droppedProcesses++;
       this.droppedRecords += old.rows.length / ROW_WORDS;
+      if (old.notes) this.releaseNotes(old.notes);
     }
     if (drop > 0) this.procs.splice(0, drop);
   }
@@ -165,6 +189,7 @@ export class LeftBehind {
       }
       processes++;
       records += p.rows.length / ROW_WORDS;
+      if (p.notes) this.releaseNotes(p.notes);
       this.kept -= cost(p);
     }
     this.procs.length = w;
@@ -172,10 +197,16 @@ export class LeftBehind {
   }
 
   clear(): void {
+    for (const p of this.procs) if (p.notes) this.releaseNotes(p.notes);
     this.procs.length = 0;
     this.kept = 0;
     this.droppedProcesses = 0;
     this.droppedRecords = 0;
+  }
+
+  private releaseNotes(ids: Int32Array): void {
+    if (this.notes === null) return;
+    for (const id of ids) this.notes.release(id);
   }
 
   /** Recovery from a snapshot: the drop counters it kept. */
@@ -191,6 +222,6 @@ function cost(p: ExitedProcess): number {
 
 /** The summary of an exited process (no rows), as JSON routes and snapshots carry it. */
 export function summaryOf(p: ExitedProcess): ReapedReport {
-  const { rows: _rows, ...summary } = p;
+  const { rows: _rows, notes: _notes, ...summary } = p;
   return summary;
 }

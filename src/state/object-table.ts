@@ -1,5 +1,6 @@
 // Live objects (buffers, circular buffers, kernels) keyed by (device, 64-bit id).
 import { PID_LIMIT, TWO32 } from '../protocol/constants.js';
+import type { BufferNote, BufferNotes } from './buffer-notes.js';
 //
 // Why not a Map: a JS Map stops at 16.7 M entries and costs ~95 B per entry; this costs 28 B of
 // row per entry plus a 4-byte index slot (≤ 0.75 load), allocates nothing per operation, and
@@ -253,6 +254,15 @@ export class ObjectTable {
   private removedType = 0;
   private removedSize = 0;
   private removedBornMs = 0;
+  private removedNote = 0;
+  /**
+   * Each row's note (buffer-notes.ts: a name and a stack trace of 648-byte clients), one word per
+   * row in pages like the rows' own; null until a note is first set, so a table of clients that
+   * send none keeps 28 B per entry and its hot path never reads it.
+   */
+  private notes: Int32Array[] | null = null;
+  /** What the note ids mean (the tracker's notes; null: this table has none). */
+  noteStrings: BufferNotes | null = null;
   get gonePid(): number {
     return this.removedPid;
   }
@@ -264,6 +274,37 @@ export class ObjectTable {
   }
   get goneBornMs(): number {
     return this.removedBornMs;
+  }
+  /** The note of what the last release() that removed an entry removed (0: none). */
+  get goneNote(): number {
+    return this.removedNote;
+  }
+  /** Has any row ever had a note (is the note column there)? */
+  get hasNotes(): boolean {
+    return this.notes !== null;
+  }
+  /** Entry e's note (0: none). */
+  note(e: number): number {
+    const np = this.notes;
+    if (np === null) return 0;
+    const pg = np[e >>> PAGE_BITS];
+    return pg === undefined ? 0 : pg[e & PAGE_MASK];
+  }
+  /** Entry e's name and stack trace, or null. */
+  noteOf(e: number): BufferNote | null {
+    const id = this.note(e);
+    return id === 0 || this.noteStrings === null ? null : this.noteStrings.get(id);
+  }
+  /** Sets entry e's note (the column is made on the first one). */
+  setNote(e: number, id: number): void {
+    const np = (this.notes ??= []);
+    const p = e >>> PAGE_BITS;
+    while (np.length <= p) np.push(new Int32Array(PAGE_SIZE));
+    np[p][e & PAGE_MASK] = id;
+  }
+  /** The newest inserted entry (valid right after an allocRef() or load() that inserted). */
+  get newestEntry(): number {
+    return this.insEntry;
   }
 
   /** `maxEntries` below MAX_ENTRIES is for tests of a full table. */
@@ -495,6 +536,7 @@ export class ObjectTable {
       this.removedType = (m >>> TYPE_SHIFT) & TYPE_MASK;
       this.removedSize = (pg[b + W_SIZE] >>> 0) + ((m >>> SIZE_HI_SHIFT) & SIZE_HI_MASK) * TWO32;
       this.removedBornMs = rowBornMs(pg, b);
+      this.removedNote = this.notes === null ? 0 : this.note(e);
       this.unindexAt(sh, s);
       this.vacate(e);
       return RELEASE_REMOVED;
@@ -514,6 +556,7 @@ export class ObjectTable {
     pg[b + W_SIZE] = size | 0; // the low 32 bits (ToInt32 is modulo 2^32)
     writeOwnerBorn(pg, b, o.owner, o.bornMs);
     pg[b + W_REF] = 1;
+    if (this.notes !== null) this.setNote(e, 0);
   }
 
   /**
@@ -741,6 +784,7 @@ export class ObjectTable {
     this.end = 0;
     this.hole = -1;
     this.pages.length = 0;
+    this.notes = null;
     this.resetIndex(0);
   }
 
@@ -756,12 +800,14 @@ export class ObjectTable {
     pd[bd + 4] = ps[bs + 4];
     pd[bd + 5] = ps[bs + 5];
     pd[bd + 6] = ps[bs + 6];
+    if (this.notes !== null) this.setNote(to, this.note(from));
   }
 
   /** Drops trailing pages once two pages of slack exist, so memory follows the live count. */
   private releasePages(): void {
     const need = Math.ceil(this.end / PAGE_SIZE) + 2;
     if (this.pages.length > need) this.pages.length = need;
+    if (this.notes !== null && this.notes.length > need) this.notes.length = need;
   }
 
   /**
@@ -774,6 +820,8 @@ export class ObjectTable {
     s.end = n;
     const pages = Math.ceil(n / PAGE_SIZE);
     s.pages = this.pages.slice(0, pages).map((p) => p.slice());
+    if (this.notes !== null) s.notes = this.notes.slice(0, pages).map((p) => p.slice());
+    s.noteStrings = this.noteStrings;
     return s;
   }
 
@@ -781,7 +829,8 @@ export class ObjectTable {
   memoryBytes(): number {
     let index = 0;
     for (const sh of this.shards) index += sh.byteLength;
-    return this.pages.length * PAGE_SIZE * STRIDE * 4 + index;
+    const notes = this.notes === null ? 0 : this.notes.length * PAGE_SIZE * 4;
+    return this.pages.length * PAGE_SIZE * STRIDE * 4 + index + notes;
   }
 
   private hashOf(e: number): number {

@@ -33,6 +33,7 @@ import {
 } from './left-behind.js';
 import { Peaks } from './peaks.js';
 import { FreedRing } from './freed-ring.js';
+import { BufferNotes } from './buffer-notes.js';
 
 export type { ExitedProcess, ProcessIdentity, ReapedReport };
 
@@ -70,6 +71,8 @@ export interface TrackerCounters {
   devicesSeen?: number[];
   /** Exited processes and records the left-behind budget dropped (older snapshots lack it). */
   leftBehindDropped?: [number, number];
+  /** Buffer-note strings not kept (over the notes budget) and their bytes. */
+  notesDropped?: [number, number];
   /** The earliest allocation time a new buffer may get (the latest mark's cut). */
   floorMs?: number;
 }
@@ -142,6 +145,10 @@ export class Tracker {
   readonly peaks: Peaks;
   /** The last frees with their lifetimes, for the timeline (off until resize()). */
   readonly freed = new FreedRing();
+  /** Buffer names and stack traces (648-byte clients), interned; their ids sit beside the rows. */
+  readonly notes: BufferNotes;
+  /** Did the latest alloc() insert a buffer (so a note may be set on buffers.newestEntry)? */
+  private allocInserted = false;
 
   private now = Date.now();
 
@@ -208,12 +215,20 @@ export class Tracker {
   }
 
   /** `maxEntries` (per table) below MAX_ENTRIES is for tests of a full table. */
-  constructor(expectedBuffers = 0, maxEntries = MAX_ENTRIES, leftBehindBudget?: number) {
+  constructor(
+    expectedBuffers = 0,
+    maxEntries = MAX_ENTRIES,
+    leftBehindBudget?: number,
+    notesBudget?: number,
+  ) {
     this.buffers = new ObjectTable(expectedBuffers, maxEntries);
     this.cbs = new ObjectTable(0, maxEntries);
     this.kernels = new ObjectTable(0, maxEntries);
     this.leftBehind = new LeftBehind(leftBehindBudget);
     this.peaks = new Peaks(this.devBytesArr);
+    this.notes = new BufferNotes(notesBudget);
+    this.buffers.noteStrings = this.notes;
+    this.leftBehind = new LeftBehind(leftBehindBudget, this.notes);
   }
 
   /** Ingest: `n` more frames of message code `code` were accepted. */
@@ -277,6 +292,7 @@ export class Tracker {
     this.devSeen[device] = 1;
     let r = this.buffers.allocRef(ev, this.onConflict === null);
     if (r === ALLOC_CONFLICT) r = this.settleConflict(this.buffers, ev, true);
+    this.allocInserted = r === ALLOC_NEW;
     if (r !== ALLOC_NEW) {
       if (r === ALLOC_RESIZED) this.resizedAllocCount++;
       else if (r === ALLOC_FULL) this.tableFullDropCount++;
@@ -301,6 +317,7 @@ export class Tracker {
     if (r === RELEASE_REMOVED) {
       this.account(this.stats(t.gonePid), device * KINDS + t.goneType, -t.goneSize, -1);
       this.freed.push(ev, t, this.now);
+      if (t.goneNote !== 0) this.notes.release(t.goneNote);
     } else if (r === RELEASE_UNKNOWN) {
       this.unknownFreeCount++;
       this.devCountsArr[device * KINDS + KIND_UNKNOWN_FREE]++;
@@ -309,6 +326,33 @@ export class Tracker {
       s.counts[device * KINDS + KIND_UNKNOWN_FREE]++;
     }
     return r;
+  }
+
+  /**
+   * The buffer the latest alloc() inserted gets `name` and `trace` (a 648-byte ALLOC; a repeated
+   * ALLOC of a live buffer keeps the note of its first one). Returns whether it was set.
+   */
+  noteAlloc(name: string, trace: string): boolean {
+    if (!this.allocInserted || (name === '' && trace === '')) return false;
+    const id = this.notes.noteOf(name, trace);
+    if (id === 0) return false;
+    this.buffers.setNote(this.buffers.newestEntry, id);
+    return true;
+  }
+
+  /** Recovery from a snapshot: live buffer entry `e` (in the order restored) has this note. */
+  restoreNote(e: number, name: string, trace: string): void {
+    if (e < 0 || e >= this.buffers.count) return;
+    const id = this.notes.noteOf(name, trace);
+    if (id !== 0) this.buffers.setNote(e, id);
+  }
+
+  /** Replay: the live buffer of this key gets its note (ignored when it is not live). */
+  noteBuffer(key: ObjectKey, name: string, trace: string): void {
+    const e = this.buffers.find(key.device, key.lo, key.hi, key.owner);
+    if (e < 0 || this.buffers.note(e) !== 0) return;
+    const id = this.notes.noteOf(name, trace);
+    if (id !== 0) this.buffers.setNote(e, id);
   }
 
   /** CB_ALLOC / KERNEL_LOAD: repeats of a live id refresh it and never add memory. */
@@ -425,6 +469,10 @@ export class Tracker {
       pidUnknownFrees,
       devicesSeen,
       leftBehindDropped: [this.leftBehind.droppedProcesses, this.leftBehind.droppedRecords],
+      // only when there is something to say: a state without notes keeps its bytes
+      ...(this.notes.dropped
+        ? { notesDropped: [this.notes.dropped, this.notes.droppedBytes] }
+        : {}),
       floorMs: this.floor,
     };
   }
@@ -438,6 +486,7 @@ export class Tracker {
     this.reapedCount = c.reapedTotal;
     for (const d of c.devicesSeen ?? []) this.seeDevice(d);
     if (c.leftBehindDropped) this.leftBehind.restoreDropped(...c.leftBehindDropped);
+    if (c.notesDropped) [this.notes.dropped, this.notes.droppedBytes] = c.notesDropped;
     this.restoreFloor(c.floorMs ?? 0);
     c.devUnknownFrees.forEach((n, d) => {
       this.devCountsArr[d * KINDS + KIND_UNKNOWN_FREE] = n;
@@ -446,9 +495,40 @@ export class Tracker {
       per.forEach((n, d) => this.restoreUnknownFrees(pid, d, n));
   }
 
-  /** Recovery from a snapshot: an exited process's records (in the order they were kept). */
-  restoreExited(p: ExitedProcess): void {
+  /**
+   * Recovery from a snapshot: an exited process's records (in the order they were kept), with its
+   * records' names and stack traces as [record, name, trace].
+   */
+  restoreExited(p: ExitedProcess, notes?: readonly [number, string, string][] | null): void {
+    if (notes?.length) {
+      const ids = new Int32Array(p.rows.length / ROW_WORDS);
+      for (const [i, name, trace] of notes)
+        if (i >= 0 && i < ids.length) ids[i] = this.notes.noteOf(name, trace);
+      p.notes = ids;
+    }
     this.leftBehind.add(p);
+  }
+
+  /** The live buffers' notes as [entry, name, trace] (a snapshot keeps them by entry). */
+  liveNotes(): [number, string, string][] {
+    const t = this.buffers,
+      out: [number, string, string][] = [];
+    if (!t.hasNotes) return out;
+    for (let e = 0; e < t.count; e++) {
+      const id = t.note(e);
+      if (id !== 0) out.push([e, this.notes.name(id), this.notes.trace(id)]);
+    }
+    return out;
+  }
+
+  /** An exited process's records' notes as [record, name, trace], or null when it has none. */
+  exitedNotes(p: ExitedProcess): [number, string, string][] | null {
+    if (!p.notes) return null;
+    const out: [number, string, string][] = [];
+    p.notes.forEach((id, i) => {
+      if (id !== 0) out.push([i, this.notes.name(id), this.notes.trace(id)]);
+    });
+    return out;
   }
 
   /** Recovery from a snapshot: a process's count of frees of unknown buffers on a device. */
@@ -538,6 +618,8 @@ export class Tracker {
     // and a scan stops once it has found them all.
     const owned = new Float64Array(KINDS);
     const rows: Int32Array[] = [];
+    // Each dead buffer's note moves with its record (the reference goes with it).
+    const notes: Int32Array[] | null = this.buffers.hasNotes ? [] : null;
     for (const pid of slots.pids) {
       const s = this.pidStats.get(pid);
       let own = 0;
@@ -546,6 +628,7 @@ export class Tracker {
         own = bufferCount(s);
       }
       rows.push(new Int32Array(own * ROW_WORDS));
+      notes?.push(new Int32Array(own));
     }
     let ownBuffers = 0;
     for (let type = 0; type < NUM_BUFFER_TYPES; type++) ownBuffers += owned[type];
@@ -554,7 +637,13 @@ export class Tracker {
       const own = kind === KIND_BUFFER ? ownBuffers : owned[kind];
       if (t.count === 0 || own === 0) continue;
       const mark = new Uint8Array(t.count);
-      const scan = { mark, rows: kind === KIND_BUFFER ? rows : null, fill: new Int32Array(n) };
+      const buffers = kind === KIND_BUFFER;
+      const scan = {
+        mark,
+        rows: buffers ? rows : null,
+        notes: buffers ? notes : null,
+        fill: new Int32Array(n),
+      };
       const marked = markOwned(t, slots, scan, own);
       t.removeMarked(mark, marked);
     }
@@ -565,6 +654,7 @@ export class Tracker {
       if (s === undefined || s.live === 0) continue;
       const id = identityOf?.(pid);
       const p = this.settleDead(s, now, rows[slot]);
+      if (notes !== null && notes[slot].some((id) => id !== 0)) p.notes = notes[slot];
       p.ppid = id?.ppid ?? null;
       p.cmdline = id?.cmdline ?? null;
       p.startMs = id?.startMs ?? null;
@@ -643,6 +733,7 @@ export class Tracker {
     this.lastPid = -1;
     this.lastStats = null;
     this.leftBehind.clear();
+    this.notes.clear();
     this.unknownFreeCount = 0;
     this.unknownCbFreeCount = 0;
     this.unknownKernelUnloadCount = 0;
@@ -700,6 +791,8 @@ interface Scan {
   mark: Uint8Array;
   /** Per PID slot, its rows (sized from its counters); null: CBs and kernels, marks only. */
   rows: Int32Array[] | null;
+  /** Per PID slot, its records' notes (null: no buffer has a note). */
+  notes: Int32Array[] | null;
   /** Words filled in each slot's rows. */
   fill: Int32Array;
 }
@@ -723,7 +816,7 @@ function markPage(t: ObjectTable, p: number, slots: PidSlots, scan: Scan): numbe
   const pg = t.rowPage(p),
     e0 = p * PAGE_ROWS,
     end = Math.min(PAGE_ROWS, t.count - e0);
-  const { mark, rows, fill } = scan;
+  const { mark, rows, notes, fill } = scan;
   let marked = 0,
     lastPid = -1,
     slot = -1;
@@ -741,6 +834,7 @@ function markPage(t: ObjectTable, p: number, slots: PidSlots, scan: Scan): numbe
       at = fill[slot];
     if (at >= to.length) continue; // (counters and rows disagree: never expected)
     for (let w = 0; w < ROW_WORDS; w++) to[at + w] = pg[b + w];
+    if (notes !== null) notes[slot][at / ROW_WORDS] = t.note(e0 + i);
     fill[slot] = at + ROW_WORDS;
   }
   return marked;

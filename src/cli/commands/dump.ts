@@ -11,6 +11,7 @@ export function dumpCommand(name = 'dump'): Command {
     )
     .addOption(socketOption())
     .option('--json', 'machine-readable output (exact bytes, schema_version)')
+    .option('-v, --verbose', "each buffer's name and stack trace under it (648-byte clients)")
     .option('-a, --all', 'list every buffer, not only the largest per type')
     .option('-n, --limit <n>', 'buffers listed per device and type', intArg('--limit'), 10)
     .option('-d, --device <ids>', 'only these devices (comma-separated)', listArg('--device'))
@@ -42,6 +43,7 @@ export function dumpCommand(name = 'dump'): Command {
           exited?: boolean;
           tree?: string;
           since?: string;
+          verbose?: boolean;
         }) => {
           const exited = o.exited || o.reaped;
           if (o.live && exited) throw new Error('--live and --exited exclude each other');
@@ -56,6 +58,7 @@ export function dumpCommand(name = 'dump'): Command {
           if (o.pid) q.set('pid', o.pid);
           if (o.type) q.set('type', o.type);
           if (o.since) q.set('since', o.since);
+          if (o.verbose) q.set('verbose', '1');
           const out = await clientFor(o).text('POST', `/v1/dump?${q}`);
           process.stdout.write(o.json ? JSON.stringify(JSON.parse(out), null, 2) + '\n' : out);
         },

@@ -19,7 +19,7 @@ export function serverCommand(name = 'server'): Command {
         '--frame-size <bytes>',
         'force a frame size instead of detecting it per connection',
       )
-        .choices(['auto', '72', '112', '144'])
+        .choices(['auto', '72', '112', '144', '648'])
         .default('auto'),
     )
     .option(
@@ -66,6 +66,12 @@ export function serverCommand(name = 'server'): Command {
       'the last frees kept with their lifetimes for `ttalloc export` (40 bytes each; 0 = none)',
       intArg('--timeline-events', 0),
       DEFAULTS.timelineEvents,
+    )
+    .option(
+      '--notes-budget <bytes>',
+      'bytes of distinct buffer names and stack traces kept (648-byte clients; more are counted)',
+      intArg('--notes-budget', 0),
+      DEFAULTS.notesBudget,
     )
     .option(
       '--state-dir <dir>',
@@ -146,6 +152,7 @@ export function serverCommand(name = 'server'): Command {
           expectedBuffers: number;
           leftBehindBudget: number;
           timelineEvents: number;
+          notesBudget: number;
           partialFrameTimeout: number;
           quiet?: boolean;
           logEvents?: boolean;
@@ -177,7 +184,7 @@ export function serverCommand(name = 'server'): Command {
           });
           const server = new AllocationServer({
             socketPath: resolveSocket(o.socket),
-            frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144),
+            frameSize: o.frameSize === 'auto' ? 0 : (Number(o.frameSize) as 72 | 112 | 144 | 648),
             reapIntervalMs: o.reapInterval * 1000,
             statsIntervalMs: o.statsInterval * 1000,
             quiet: o.quiet,
@@ -186,6 +193,7 @@ export function serverCommand(name = 'server'): Command {
             expectedBuffers: o.expectedBuffers,
             leftBehindBudget: o.leftBehindBudget,
             timelineEvents: o.timelineEvents,
+            notesBudget: o.notesBudget,
             partialFrameTimeoutMs: o.partialFrameTimeout * 1000,
             http: o.http ?? (process.env.TT_ALLOC_HTTP || undefined),
             sampleIntervalMs: o.sampleInterval * 1000,

@@ -397,7 +397,9 @@
           `<tr data-type="${esc(b.type)}" data-pid="${b.pid}"><td>${b.device}</td>` +
           `<td class="l">${esc(b.address)}</td><td class="l">${esc(b.type)}</td>` +
           `<td>${fmt(b.size)}</td><td>${b.pid}</td><td>${b.refCount}</td>` +
-          `<td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td></tr>`,
+          `<td>${new Date(b.allocatedAtMs).toLocaleTimeString()}</td>` +
+          // 648-byte clients' buffer name; its stack trace shows on hover
+          `<td class="l" title="${esc(b.stack_trace ?? '')}">${esc(b.name ?? '')}</td></tr>`,
       ),
     );
   }
