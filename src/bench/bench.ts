@@ -1,7 +1,7 @@
 // `npm run bench`: every figure of the performance issue, measured against the real server over
 // the real socket, beside its target and beside the limit measured in the same run (the same C
 // load generators writing into a C reader that only discards bytes). Prints one table.
-//   node dist/bench/bench.js [--quick] [--only ingest,single,state,sweep,grow,map,export]
+//   node dist/bench/bench.js [--quick] [--only ingest,single,state,sweep,grow,map,export,tracker]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { cpus } from 'node:os';
@@ -30,7 +30,7 @@ const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
 const onlyArg = argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set(argv[onlyArg + 1].split(',')) : null;
-const SCENARIOS = ['ingest', 'single', 'state', 'sweep', 'grow', 'map', 'export'];
+const SCENARIOS = ['ingest', 'single', 'state', 'sweep', 'grow', 'map', 'export', 'tracker'];
 if (only)
   for (const n of only)
     if (!SCENARIOS.includes(n)) {
@@ -688,6 +688,52 @@ const scenarios: Record<string, () => Promise<void>> = {
         'while streaming (in process: the route over HTTP on a Unix socket)',
     });
   },
+  /**
+   * The state alone: N.live ALLOCs then their FREEs through applyEvent, CPU time, best of 4 rounds
+   * (what peaks, the freed ring and notes cost, without the socket's noise).
+   */
+  async tracker() {
+    const tr = new Tracker(N.live);
+    tr.freed.resize(1 << 18);
+    const ev = new StateEvent();
+    const round = () => {
+      for (let i = 0; i < N.live; i++) {
+        ev.code = MsgType.ALLOC;
+        ev.sub = i & 3;
+        ev.device = i & 7;
+        ev.owner = 1000 + (i & 15);
+        ev.lo = i * 64;
+        ev.hi = 0;
+        ev.sizeLo = 4096;
+        ev.sizeHi = 0;
+        ev.bornMs = tr.stampOf(0);
+        applyEvent(tr, ev, null);
+      }
+      ev.code = MsgType.FREE;
+      for (let i = 0; i < N.live; i++) {
+        ev.device = i & 7;
+        ev.owner = 1000 + (i & 15);
+        ev.lo = i * 64;
+        applyEvent(tr, ev, null);
+      }
+    };
+    round();
+    let best = Infinity;
+    for (let r = 0; r < 4; r++) {
+      const c0 = process.cpuUsage();
+      round();
+      const c = process.cpuUsage(c0);
+      best = Math.min(best, (c.user + c.system) / 1000);
+    }
+    rows.push({
+      figure: `state alone: ${count(N.live)} ALLOC + ${count(N.live)} FREE via applyEvent`,
+      value: M((2 * N.live) / (best / 1000)),
+      target: '—',
+      limit: '—',
+      ok: null,
+      note: `CPU time, best of 4: ${ms(best)}`,
+    });
+  },
 };
 
 function printTable(): void {
@@ -708,7 +754,7 @@ function printTable(): void {
       r.value.padStart(w('value')),
       r.target.padEnd(w('target')),
       r.limit.padEnd(w('limit')),
-      (r.ok === null ? 'ok?' : r.ok ? 'ok' : 'MISS').padEnd(4),
+      (r === head ? 'ok?' : r.ok === null ? '—' : r.ok ? 'ok' : 'MISS').padEnd(4),
       r.note ?? '',
     ].join(' | ');
   const cpu = cpus();
