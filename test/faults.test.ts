@@ -93,10 +93,7 @@ test('stop refuses while a data client is connected, naming it; --force stops', 
   const comm = readFileSync(`/proc/${process.pid}/comm`, 'utf8').trim();
   assert.match(refused.stderr, new RegExp(`PID ${process.pid} \\([^)]*${comm}`));
   assert.match(refused.stderr, /dies of SIGPIPE on its next report/);
-  assert.match(
-    refused.stderr,
-    /restart under running clients is not implemented yet \(issue 14\)/i,
-  );
+  assert.match(refused.stderr, /`ttalloc restart` replaces the server without closing them/);
   assert.match(refused.stderr, /--force/);
   // the route: a 409 with the clients as JSON; the server keeps running
   const raw = await srv.client.raw('POST', '/v1/shutdown', {});

@@ -226,8 +226,8 @@ function shutdownRefusal(clients: DataClient[]): HttpError {
     409,
     `refusing to stop: ${clients.length} data client${clients.length === 1 ? '' : 's'} ` +
       `connected: ${who}. Stopping closes their connections, and a C++ client (it sends ` +
-      'without MSG_NOSIGNAL) dies of SIGPIPE on its next report. Restart under running ' +
-      'clients is not implemented yet (issue 14). Stop them first, or force the stop.',
+      'without MSG_NOSIGNAL) dies of SIGPIPE on its next report. `ttalloc restart` replaces ' +
+      'the server without closing them; or stop the clients first, or force the stop.',
     { clients },
   );
 }

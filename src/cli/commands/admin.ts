@@ -109,8 +109,8 @@ function refusalText(r: ShutdownRefusal): string {
     r.clients.map((c) => `  ${clientLine(c)}\n`).join('') +
     'Stopping closes their connections, and a C++ client (it sends without MSG_NOSIGNAL) ' +
     'dies of SIGPIPE on its next report.\n' +
-    'Restart under running clients is not implemented yet (issue 14). ' +
-    'Stop the clients first, or run `ttalloc stop --force`.'
+    '`ttalloc restart` replaces the server without closing them (no event lost); or stop the ' +
+    'clients first, or run `ttalloc stop --force`.'
   );
 }
 
