@@ -18,21 +18,14 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "frame_head.h"
 
 enum { ALLOC = 1, FREE = 2 };
 enum { DRAM = 0, L1 = 1 };
 
 #pragma pack(push, 1)
 struct AllocMessage648 {
-    uint8_t type;
-    uint8_t pad1[3];
-    int32_t device_id;
-    uint64_t size;
-    uint8_t buffer_type;
-    uint8_t pad2[3];
-    int32_t process_id;
-    uint64_t buffer_id;
-    uint64_t timestamp;
+    TT_FRAME_HEAD;
     uint64_t dram_allocated;
     uint64_t l1_allocated;
     uint64_t l1_small_allocated;

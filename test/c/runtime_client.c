@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "frame_head.h"
 
 #ifndef FRAME_SIZE
 #define FRAME_SIZE 144
@@ -33,15 +34,7 @@ enum { KERNEL_APPLICATION = 0, KERNEL_FABRIC = 1, KERNEL_DISPATCH = 2 };
 
 #pragma pack(push, 1)
 struct AllocMessage {
-    uint8_t type;
-    uint8_t pad1[3];
-    int32_t device_id;
-    uint64_t size;
-    uint8_t buffer_type;
-    uint8_t pad2[3];
-    int32_t process_id;
-    uint64_t buffer_id;
-    uint64_t timestamp;
+    TT_FRAME_HEAD;
     uint64_t dram_allocated;
     uint64_t l1_allocated;
     uint64_t l1_small_allocated;

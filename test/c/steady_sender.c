@@ -23,18 +23,11 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include "frame_head.h"
 
 #pragma pack(push, 1)
 struct Frame {
-    uint8_t type;
-    uint8_t pad1[3];
-    int32_t device_id;
-    uint64_t size;
-    uint8_t buffer_type;
-    uint8_t pad2[3];
-    int32_t process_id;
-    uint64_t buffer_id;
-    uint64_t timestamp;
+    TT_FRAME_HEAD;
     uint8_t rest[104]; /* the 144-byte frame's counters: zero in requests */
 };
 #pragma pack(pop)
