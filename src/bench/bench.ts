@@ -633,15 +633,7 @@ const scenarios: Record<string, () => Promise<void>> = {
     const ev = new StateEvent();
     ev.sub = BufferType.L1;
     for (let i = 0; i < N.live; i++) {
-      ev.code = MsgType.ALLOC;
-      ev.device = i & 7;
-      ev.owner = 1000 + (i & 15);
-      ev.lo = i * 64;
-      ev.hi = 0;
-      ev.sizeLo = 4096;
-      ev.sizeHi = 0;
-      ev.bornMs = tr.stampOf(0);
-      applyEvent(tr, ev, null);
+      allocNth(tr, ev, i);
       if (i % 2 === 1) {
         ev.code = MsgType.FREE;
         applyEvent(tr, ev, null);
@@ -698,16 +690,8 @@ const scenarios: Record<string, () => Promise<void>> = {
     const ev = new StateEvent();
     const round = () => {
       for (let i = 0; i < N.live; i++) {
-        ev.code = MsgType.ALLOC;
         ev.sub = i & 3;
-        ev.device = i & 7;
-        ev.owner = 1000 + (i & 15);
-        ev.lo = i * 64;
-        ev.hi = 0;
-        ev.sizeLo = 4096;
-        ev.sizeHi = 0;
-        ev.bornMs = tr.stampOf(0);
-        applyEvent(tr, ev, null);
+        allocNth(tr, ev, i);
       }
       ev.code = MsgType.FREE;
       for (let i = 0; i < N.live; i++) {
@@ -735,6 +719,19 @@ const scenarios: Record<string, () => Promise<void>> = {
     });
   },
 };
+
+/** The i-th ALLOC of the in-process scenarios: 4 KiB at i × 64 on 8 devices from 16 owners. */
+function allocNth(tr: Tracker, ev: StateEvent, i: number): void {
+  ev.code = MsgType.ALLOC;
+  ev.device = i & 7;
+  ev.owner = 1000 + (i & 15);
+  ev.lo = i * 64;
+  ev.hi = 0;
+  ev.sizeLo = 4096;
+  ev.sizeHi = 0;
+  ev.bornMs = tr.stampOf(0);
+  applyEvent(tr, ev, null);
+}
 
 function printTable(): void {
   const head: Row = {
