@@ -161,6 +161,20 @@ test('/metrics: per-chip SHM totals, ghost bytes, holders, silent holders by rea
   assert.match(text, /^ttalloc_silent_holders\{reason="other_user"\} 0$/m);
   assert.match(text, /^ttalloc_processes_by_source\{source="shm"\} 2$/m);
   assert.match(text, /^ttalloc_shm_regions\{status="ok"\} 1$/m);
+  // the card's sensors (hwmon) and identity, as tt-smi shows them; no reading, no sample
+  const card = 'card="0",type="n150",serial="0000010A12345678"';
+  assert.match(text, new RegExp(`^ttalloc_card_temperature_celsius\\{${card}\\} 45\\.25$`, 'm'));
+  assert.match(text, new RegExp(`^ttalloc_card_voltage_volts\\{${card}\\} 0\\.85$`, 'm'));
+  assert.match(text, new RegExp(`^ttalloc_card_current_amperes\\{${card}\\} 21$`, 'm'));
+  assert.doesNotMatch(text, /^ttalloc_card_power_watts\{/m);
+  assert.match(
+    text,
+    new RegExp(
+      `^ttalloc_card_info\\{${card},asic_id="0000000100000001",chips="1",driver="2\\.7\\.0",` +
+        'firmware="80\\.15\\.0\\.0"\\} 1$',
+      'm',
+    ),
+  );
 });
 
 test('top in a real terminal: the source column, the check and the reason', async () => {
@@ -182,6 +196,10 @@ test('top in a real terminal: the source column, the check and the reason', asyn
     assert.match(line(silentPid), / driver +holds \/dev\/tenstorrent\/0/);
     assert.match(screen, /reports nothing: its environment sets TT_METAL_SHM_TRACKING_DISABLED=1/);
     assert.match(screen, /Chip 4242 dev 0 v3 .*2\/3 slots live · 2\.00 MiB left by crashed/);
+    assert.match(
+      screen,
+      /Card 0 n150 +serial 0000010A12345678 · 1 chip · 45\.3 °C · 21\.0 A · fw 80\.15\.0\.0 ·/,
+    );
   } finally {
     await term.kill();
   }

@@ -5,7 +5,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import { COMPARED_KINDS } from '../sources/merge.js';
 import type { MergedView, RegionSummary, SilentCode } from '../sources/merge-types.js';
-import type { MemoryTotals } from '../sources/types.js';
+import type { CardSensors, DriverCard, MemoryTotals } from '../sources/types.js';
 
 /** Regions beyond this many (sorted by chip id) get no per-chip series: labels stay bounded. */
 export const MAX_REGIONS = 64;
@@ -114,6 +114,59 @@ export function registerSourceMetrics(registers: Registry[], view: () => MergedV
       this.reset();
       for (const c of get().summary.driver.cards.slice(0, MAX_REGIONS))
         this.set({ card: String(c.index) }, c.holders.length + c.holders_outside_ns);
+    },
+  });
+  // The cards' sensors (hwmon), as tt-smi and nvtop show them; absent readings are no sample.
+  const cards = () => get().summary.driver.cards.slice(0, MAX_REGIONS);
+  const cardLabels = (c: DriverCard) => ({
+    card: String(c.index),
+    type: c.card_type ?? '',
+    serial: c.board_serial ?? '',
+  });
+  const sensor = (name: string, help: string, key: keyof CardSensors) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['card', 'type', 'serial'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of cards()) {
+          const v = c.sensors[key];
+          if (v !== undefined) this.set(cardLabels(c), v);
+        }
+      },
+    });
+  sensor(
+    'ttalloc_card_temperature_celsius',
+    "A card's temperature (hwmon temp1_input)",
+    'temperature_c',
+  );
+  sensor('ttalloc_card_power_watts', "A card's power draw (hwmon power1_input)", 'power_w');
+  sensor('ttalloc_card_voltage_volts', "A card's core voltage (hwmon in0_input)", 'voltage_v');
+  sensor('ttalloc_card_current_amperes', "A card's current (hwmon curr1_input)", 'current_a');
+  sensor('ttalloc_card_fan_rpm', "A card's fan speed (hwmon fan1_input, Blackhole)", 'fan_rpm');
+  new Gauge({
+    name: 'ttalloc_card_info',
+    help:
+      'Cards under the driver (value 1): type, serial, asic id, chips (tt-metal devices), ' +
+      'driver and firmware bundle version',
+    labelNames: ['card', 'type', 'serial', 'asic_id', 'chips', 'driver', 'firmware'],
+    registers,
+    collect() {
+      this.reset();
+      const d = get().summary.driver;
+      for (const c of cards())
+        this.set(
+          {
+            ...cardLabels(c),
+            asic_id: c.asic_id ?? '',
+            chips: c.chips === null ? '' : String(c.chips),
+            driver: d.version ?? '',
+            firmware: c.firmware.bundle ?? '',
+          },
+          1,
+        );
     },
   });
   new Gauge({

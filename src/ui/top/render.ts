@@ -297,6 +297,7 @@ export function renderLines(
     const detail = Number.isFinite(height) ? devs.length * 3 + 8 <= height : true;
     for (const d of devs) out.push(...deviceLines(d, data, width, detail));
     out.push(...chipLines(data, v));
+    out.push(...cardLines(data));
     if (devs.length === 0 && data.server)
       out.push([
         {
@@ -394,6 +395,29 @@ function chipLines(data: TopData, v: ViewState): Line[] {
           (ghost > 0 ? ` · ${formatBytes(ghost)} left by crashed processes` : ''),
         sgr: r.slots_full || ghost > 0 ? SGR.yellow : undefined,
       },
+    ];
+  });
+}
+
+/** One line per card under the driver: identity, chips, sensors and firmware, as tt-smi shows. */
+function cardLines(data: TopData): Line[] {
+  const d = data.sources?.driver;
+  if (!d?.present) return [];
+  return d.cards.map((c) => {
+    const s = c.sensors;
+    const facts = [
+      c.board_serial ? `serial ${c.board_serial}` : null,
+      c.chips === null ? 'chips ?' : `${c.chips} chip${c.chips === 1 ? '' : 's'}`,
+      s.temperature_c === undefined ? null : `${s.temperature_c.toFixed(1)} °C`,
+      s.power_w === undefined ? null : `${s.power_w.toFixed(1)} W`,
+      s.current_a === undefined ? null : `${s.current_a.toFixed(1)} A`,
+      s.fan_rpm === undefined ? null : `fan ${s.fan_rpm} rpm`,
+      c.firmware.bundle ? `fw ${c.firmware.bundle}` : null,
+      d.version ? `driver ${d.version}` : null,
+    ].filter((x) => x !== null);
+    return [
+      { t: pad(`Card ${c.index} ${c.card_type ?? '?'}`, 34), sgr: SGR.bold },
+      { t: facts.join(' · '), sgr: SGR.dim },
     ];
   });
 }
