@@ -226,6 +226,11 @@ test('the dashboard: sources, the SHM-only rows, the reason, the chips', async (
       await text(sel(silentPid, '[data-silent]')),
       /reports nothing: its environment sets TT_METAL_SHM_TRACKING_DISABLED=1 .* fix: unset/,
     );
+    const cardRow = await text('#cards tr[data-card="0"]');
+    assert.match(
+      cardRow,
+      /^0\s*n150\s*0000010A12345678\s*0000000100000001\s*1\s*3\s*45\.3 °C\s*–\s*80\.15\.0\.0$/,
+    );
     const chip = await text(`#chips tr[data-asic="${ASIC}"]`);
     assert.match(chip, /^4242\s*0\s*v3.*ok.*15\.0 MiB.*2 \/ 3\s*2\.00 MiB$/);
   } finally {

@@ -241,6 +241,25 @@
         );
       }),
     );
+    // The cards under the driver: identity and sensors, as tt-smi shows them.
+    const unit = (v, u, digits) => (v === undefined ? '–' : `${v.toFixed(digits)} ${u}`);
+    rows(
+      '#cards tbody',
+      (s.driver.present ? s.driver.cards : []).map((c) => {
+        const cells = [
+          `<td>${c.index}</td>`,
+          `<td class="l">${esc(c.card_type ?? '?')}</td>`,
+          `<td class="l">${esc(c.board_serial ?? '–')}</td>`,
+          `<td class="l">${esc(c.asic_id ?? '–')}</td>`,
+          `<td title="${esc(c.chips_note)}">${c.chips ?? '?'}</td>`,
+          `<td>${c.holders.length + c.holders_outside_ns}</td>`,
+          `<td>${unit(c.sensors.temperature_c, '°C', 1)}</td>`,
+          `<td>${unit(c.sensors.power_w, 'W', 1)}</td>`,
+          `<td class="l">${esc(c.firmware.bundle ?? '–')}</td>`,
+        ];
+        return `<tr data-card="${c.index}">${cells.join('')}</tr>`;
+      }),
+    );
   }
   /**
    * Figures per device: the socket's, else the SHM slots' for chips the socket does not report
