@@ -9,7 +9,14 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ControlClient } from '../src/client/control-client.js';
-import { buildTools, generators, removeDir, workDir, type GenSpec } from '../src/bench/harness.js';
+import {
+  buildTools,
+  generators,
+  removeDir,
+  workDir,
+  type GenSpec,
+  allocSpecs,
+} from '../src/bench/harness.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const sizes = process.argv
@@ -86,15 +93,8 @@ async function restartFigures(n: number): Promise<void> {
   try {
     // Journal only: compaction held off until well past the journal's size.
     let s = await start(dir, ['--journal-mib', '100000', '--expected-buffers', String(n)]);
-    const per = Math.ceil(n / 4);
     // Live owners: this process's PID, so the sweep after a restart keeps every buffer.
-    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({
-      mode: 'allocs',
-      frames: Math.max(0, Math.min(per, n - k * per)),
-      pidBase: process.pid,
-      addrBase: BigInt(0x100 + k) << 32n,
-      batch: 456,
-    }));
+    const specs = allocSpecs(n, { clients: 4, pidBase: process.pid });
     const g = await generators(tools.loadgen, join(dir, 's.sock'), specs);
     g.go();
     await g.results();

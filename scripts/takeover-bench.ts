@@ -17,7 +17,7 @@ import {
   removeDir,
   sleep,
   workDir,
-  type GenSpec,
+  allocSpecs,
 } from '../src/bench/harness.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
@@ -62,15 +62,8 @@ async function figures(n: number, bin: string): Promise<void> {
   const dir = workDir();
   const srv = await BenchServer.start(dir, ['--expected-buffers', String(n)]);
   try {
-    const per = Math.ceil(n / 4);
     // Live owners: this process's PID (--trust-client-pid), so no sweep releases them.
-    const specs: GenSpec[] = Array.from({ length: 4 }, (_, k) => ({
-      mode: 'allocs',
-      frames: Math.max(0, Math.min(per, n - k * per)),
-      pidBase: process.pid,
-      addrBase: BigInt(0x100 + k) << 32n,
-      batch: 456,
-    }));
+    const specs = allocSpecs(n, { clients: 4, pidBase: process.pid });
     const g = await generators(tools.loadgen, srv.socket, specs);
     g.go();
     await g.results();

@@ -15,6 +15,7 @@ import { formatMemoryMap } from '../report/map-text.js';
 import { streamPerfetto } from '../report/perfetto.js';
 import { createServer, request as httpRequest } from 'node:http';
 import {
+  allocSpecs,
   BenchServer,
   DiscardReader,
   buildTools,
@@ -205,15 +206,7 @@ async function fill(
   n: number,
   { pidBase, npids = 1, addrShift = 0 }: FillOwners,
 ): Promise<number> {
-  const per = Math.ceil(n / CLIENTS);
-  const specs: GenSpec[] = Array.from({ length: CLIENTS }, (_, k) => ({
-    mode: 'allocs',
-    frames: Math.max(0, Math.min(per, n - k * per)),
-    pidBase,
-    npids,
-    addrBase: BigInt(0x100 + k + addrShift) << 32n,
-    batch: 456,
-  }));
+  const specs = allocSpecs(n, { clients: CLIENTS, pidBase, npids, addrShift });
   const g = await generators(tools.loadgen, server.socket, specs);
   const before = (await server.stats()).frames.total;
   const t0 = performance.now();

@@ -159,6 +159,25 @@ export interface GenSpec {
   addrBase: bigint;
   batch?: number;
 }
+/**
+ * `n` ALLOCs split over `clients` load generators, each in its own 4 GiB address range, owned by
+ * `pidBase` (a live PID: no sweep releases them) or `npids` PIDs from it.
+ */
+export function allocSpecs(
+  n: number,
+  o: { clients: number; pidBase: number; npids?: number; addrShift?: number },
+): GenSpec[] {
+  const per = Math.ceil(n / o.clients);
+  return Array.from({ length: o.clients }, (_, k) => ({
+    mode: 'allocs',
+    frames: Math.max(0, Math.min(per, n - k * per)),
+    pidBase: o.pidBase,
+    npids: o.npids,
+    addrBase: BigInt(0x100 + k + (o.addrShift ?? 0)) << 32n,
+    batch: 456,
+  }));
+}
+
 export interface GenResult {
   frames: number;
   seconds: number;
