@@ -6,6 +6,7 @@
 // the dashboard in a real Chromium; then `ps` and `top` with no server at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -148,6 +149,42 @@ test('ps: a line per process and device, sources, cross-check, reason; --json', 
     row.identity!.cmdline!,
     /^\S*shm-writer --comm python3 \S+tt_device_4242_memory v3 0$/,
   );
+});
+
+test('ps --format csv / ndjson in a loop, read by Python', async () => {
+  const py = (prog: string, input: string) => {
+    const r = spawnSync('python3', ['-c', prog], { input, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as unknown;
+  };
+  const csv = await runCli(
+    ['ps', '--format', 'csv,nounits', '--units', 'B', '--socket', server.socket],
+    env,
+  );
+  assert.equal(csv.code, 0, csv.stderr);
+  const rows = py(
+    'import csv,json,sys; ' +
+      'print(json.dumps(list(csv.DictReader(sys.stdin, skipinitialspace=True))))',
+    csv.stdout,
+  ) as Record<string, string>[];
+  const mine = rows.find((x) => x.pid === String(process.pid))!;
+  assert.equal(mine['dram [B]'], String(3 * MiB));
+  assert.equal(mine.sources, 'socket');
+  const silent = rows.find((x) => x.pid === String(silentPid))!;
+  assert.equal(silent.silent, 'tracking_disabled');
+  assert.equal(silent.device, '', 'holds the card, no memory on a device');
+  assert.match(silent.command, /\(holds \/dev\/tenstorrent\/0\)$/);
+  const nd = await runCli(
+    ['ps', '--format', 'ndjson', '-l', '0.05', '-c', '2', '--socket', server.socket],
+    env,
+  );
+  assert.equal(nd.code, 0, nd.stderr);
+  const recs = py(
+    'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin if l.strip()]))',
+    nd.stdout,
+  ) as { pid: number; dram_bytes: number; timestamp: string }[];
+  assert.equal(recs.length, 2 * rows.length, 'two rounds of the same records');
+  assert.equal(recs.find((x) => x.pid === process.pid)?.dram_bytes, 3 * MiB);
 });
 
 test('/metrics: per-chip SHM totals, ghost bytes, holders, silent holders by reason', async () => {

@@ -178,13 +178,15 @@ export function csvValue(name: string, d: DeviceStats, o: CsvStyle): string {
   const f = FIELDS[name];
   const v = f.get(d, o.atMs);
   if (v === null) return '';
-  if (f.kind === 'bytes') {
-    const n = Number(v) / UNITS[unit];
-    const text = unit === 'B' ? String(v) : n.toFixed(2);
-    return nounits ? text : `${text} ${unit}`;
-  }
+  if (f.kind === 'bytes') return bytesIn(Number(v), unit, nounits);
   if (f.kind === 'percent') return nounits ? String(v) : `${v} %`;
   return String(v);
+}
+
+/** Bytes in `unit` for CSV (exact in B, else two decimals), with the unit unless `nounits`. */
+export function bytesIn(bytes: number, unit: Unit, nounits: boolean): string {
+  const text = unit === 'B' ? String(bytes) : (bytes / UNITS[unit]).toFixed(2);
+  return nounits ? text : `${text} ${unit}`;
 }
 
 /** RFC 4180: quote a value holding a comma, a quote or a line break. */

@@ -2,7 +2,9 @@
 // per process and device, like nvidia-smi's process table. Works with no server (SHM and the
 // driver read directly; the header line says so). --json: the whole reply, whole command lines.
 import { Command } from 'commander';
-import { action, clientFor, socketOption } from '../common.js';
+import { action, clientFor, intArg, secondsArg, socketOption } from '../common.js';
+import { csvLines, parseFormat, rounds, unitsOption } from '../output-format.js';
+import { bytesIn, type Unit } from '../../report/query-fields.js';
 import { fetchProcesses, sourcesHeader } from '../../ui/top/processes.js';
 import { formatBytes } from '../../report/format.js';
 import {
@@ -93,6 +95,88 @@ export function renderPs(r: ProcessesResponse, socket: string, width: number): s
   return out;
 }
 
+/** The table's figures per process and device as flat records (CSV and NDJSON). */
+type PsRecord = Record<(typeof PS_FIELDS)[number], string | number | null>;
+
+function psRecords(r: ProcessesResponse, atMs: number): PsRecord[] {
+  const out: PsRecord[] = [];
+  for (const p of r.processes) {
+    const base = {
+      timestamp: new Date(atMs).toISOString(),
+      pid: p.pid,
+      ns_pid: p.ns_pid ?? null,
+      user: p.identity?.user ?? null,
+      container: p.identity?.container ?? null,
+      sources: sourcesLabel(p),
+    };
+    const devs = displayDevices(p);
+    const command = commandLine(p);
+    for (const d of devs)
+      out.push({
+        ...base,
+        device: d.device < 0 ? null : d.device,
+        dram_bytes: d.DRAM,
+        l1_bytes: d.L1,
+        l1_small_bytes: d.L1_SMALL,
+        trace_bytes: d.TRACE,
+        cb_bytes: d.CB,
+        buffers: d.buffers,
+        silent: p.silent?.code ?? null,
+        command,
+      });
+    if (devs.length === 0 && p.holds?.length)
+      for (const card of p.holds)
+        out.push({
+          ...base,
+          device: null,
+          dram_bytes: 0,
+          l1_bytes: 0,
+          l1_small_bytes: 0,
+          trace_bytes: 0,
+          cb_bytes: 0,
+          buffers: 0,
+          silent: p.silent?.code ?? null,
+          command: `${command} (holds /dev/tenstorrent/${card})`,
+        });
+  }
+  return out;
+}
+
+/** The record's fields, in CSV column order. */
+const PS_FIELDS = [
+  'timestamp',
+  'pid',
+  'ns_pid',
+  'user',
+  'container',
+  'sources',
+  'device',
+  'dram_bytes',
+  'l1_bytes',
+  'l1_small_bytes',
+  'trace_bytes',
+  'cb_bytes',
+  'buffers',
+  'silent',
+  'command',
+] as const;
+const BYTE_FIELDS = new Set<string>([
+  'dram_bytes',
+  'l1_bytes',
+  'l1_small_bytes',
+  'trace_bytes',
+  'cb_bytes',
+]);
+
+interface PsOpts {
+  socket?: string;
+  json?: boolean;
+  format?: string;
+  units: Unit;
+  loop?: number;
+  count?: number;
+}
+
 export function psCommand(): Command {
   return new Command('ps')
     .description(
@@ -101,16 +185,47 @@ export function psCommand(): Command {
     )
     .addOption(socketOption())
     .option('--json', 'the whole reply as JSON (whole command lines)')
+    .option(
+      '--format <format>',
+      'csv[,noheader][,nounits] or ndjson: one record per process and device; json: --json',
+    )
+    .addOption(unitsOption())
+    .option(
+      '-l, --loop <seconds>',
+      'print again every SECONDS until interrupted',
+      secondsArg('--loop'),
+    )
+    .option('-c, --count <n>', 'with --loop: stop after N rounds', intArg('--count', 1))
     .action(
-      action(async (o: { socket?: string; json?: boolean }) => {
+      action(async (o: PsOpts) => {
         const client = clientFor(o);
-        const r = await fetchProcesses(client);
-        if (o.json) {
-          process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-          return;
-        }
-        const width = process.stdout.columns || Number(process.env.COLUMNS) || 160;
-        process.stdout.write(renderPs(r, client.socketPath, width).join('\n') + '\n');
+        const style = o.format ? parseFormat(o.format) : null;
+        await rounds(o, async (round) => {
+          const r = await fetchProcesses(client);
+          if (o.json || style?.kind === 'json') {
+            process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+            return;
+          }
+          if (style === null) {
+            const width = process.stdout.columns || Number(process.env.COLUMNS) || 160;
+            process.stdout.write(renderPs(r, client.socketPath, width).join('\n') + '\n');
+            return;
+          }
+          const recs = psRecords(r, Date.now());
+          if (style.kind === 'csv') {
+            const head = PS_FIELDS.map((k) =>
+              BYTE_FIELDS.has(k) ? `${k.replace(/_bytes$/, '')} [${o.units}]` : k,
+            );
+            const cell = (k: string, v: string | number | null) =>
+              v === null
+                ? ''
+                : BYTE_FIELDS.has(k)
+                  ? bytesIn(Number(v), o.units, style.nounits)
+                  : String(v);
+            const rows = recs.map((x) => PS_FIELDS.map((k) => cell(k, x[k])));
+            process.stdout.write(csvLines(style, head, rows, round));
+          } else process.stdout.write(recs.map((x) => JSON.stringify(x) + '\n').join(''));
+        });
       }),
     );
 }

@@ -1,12 +1,10 @@
 // `ttalloc query`: per-device figures as nvidia-smi's --query-gpu gives them — chosen fields,
 // CSV (noheader, nounits), JSON or NDJSON, once or every -l SECONDS (report/query-fields.ts).
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { action, clientFor, intArg, listArg, secondsArg, socketOption } from '../common.js';
+import { csvLines, parseFormat, rounds, unitsOption, type Style } from '../output-format.js';
 import {
   DEFAULT_FIELDS,
-  FieldError,
-  UNITS,
-  csvCell,
   csvValue,
   header,
   helpFields,
@@ -27,23 +25,6 @@ interface Opts {
   socket?: string;
 }
 
-type Style =
-  { kind: 'csv'; header: boolean; nounits: boolean } | { kind: 'json' } | { kind: 'ndjson' };
-
-function parseFormat(spec: string): Style {
-  const [kind, ...flags] = spec.split(',').map((s) => s.trim());
-  if (kind === 'json' || kind === 'ndjson') {
-    if (flags.length) throw new FieldError(`--format ${kind} takes no options`);
-    return { kind };
-  }
-  if (kind !== 'csv')
-    throw new FieldError(`--format must be csv[,noheader][,nounits], json or ndjson`);
-  for (const f of flags)
-    if (f !== 'noheader' && f !== 'nounits')
-      throw new FieldError(`unknown csv option '${f}' (noheader, nounits)`);
-  return { kind: 'csv', header: !flags.includes('noheader'), nounits: flags.includes('nounits') };
-}
-
 export function queryCommand(): Command {
   return new Command('query')
     .description(
@@ -53,11 +34,7 @@ export function queryCommand(): Command {
     .option('--fields <list>', `comma-separated fields (default ${DEFAULT_FIELDS.join(',')})`)
     .option('--help-fields', 'list every field with its meaning')
     .option('--format <format>', 'csv[,noheader][,nounits], json or ndjson', 'csv')
-    .addOption(
-      new Option('--units <unit>', 'unit of byte fields in CSV (JSON is always bytes)')
-        .choices(Object.keys(UNITS))
-        .default('MiB'),
-    )
+    .addOption(unitsOption())
     .option(
       '-l, --loop <seconds>',
       'print again every SECONDS until interrupted',
@@ -76,18 +53,12 @@ export function queryCommand(): Command {
         const style = parseFormat(o.format);
         const only = o.device?.split(',').map(Number);
         const client = clientFor(o);
-        let stop = false;
-        process.once('SIGINT', () => {
-          stop = true;
-        });
-        for (let round = 0; !stop; round++) {
+        await rounds(o, async (round) => {
           const s = await client.json<StatsResponse>('GET', '/v1/stats');
           const atMs = Date.now();
           const devices = s.devices.filter((d) => !only || only.includes(d.device));
           process.stdout.write(render(style, fields, { devices, atMs, units: o.units, round }));
-          if (o.loop === undefined || (o.count !== undefined && round + 1 >= o.count)) break;
-          await new Promise((r) => setTimeout(r, o.loop! * 1000));
-        }
+        });
       }),
     );
 }
@@ -110,9 +81,11 @@ function render(
     };
     return JSON.stringify(doc, null, 2) + '\n';
   }
-  const lines: string[] = [];
-  if (style.header && r.round === 0) lines.push(fields.map((f) => header(f, r.units)).join(', '));
   const csv = { unit: r.units, nounits: style.nounits, atMs: r.atMs };
-  for (const d of r.devices) lines.push(fields.map((f) => csvCell(csvValue(f, d, csv))).join(', '));
-  return lines.map((l) => l + '\n').join('');
+  return csvLines(
+    style,
+    fields.map((f) => header(f, r.units)),
+    r.devices.map((d) => fields.map((f) => csvValue(f, d, csv))),
+    r.round,
+  );
 }
