@@ -62,7 +62,8 @@ export function runCommand(
       stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': the pipes may still hold output when the process has exited
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 

@@ -269,6 +269,7 @@ export function runCli(
     p.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    // 'close', not 'exit': the pipes may still hold output when the process has exited
+    p.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
