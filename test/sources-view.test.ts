@@ -285,6 +285,11 @@ test('ps and top with no server: SHM and the driver read directly, and said so',
   assert.match(psBlock(ps.stdout, silentPid), /reports nothing \(tracking_disabled\)/);
   assert.doesNotMatch(ps.stdout, new RegExp(`^${process.pid} `, 'm'), 'the socket is not read');
   const once = await runCli(['top', '--once', '--socket', none], { ...env, COLUMNS: '160' });
+  // into a pipe with no width known: laid out for 120 columns, but no line is cut
+  const piped = await runCli(['top', '--once', '--socket', none], { ...env, COLUMNS: '' });
+  const header = piped.stdout.split('\n').find((l) => l.startsWith('no server on '))!;
+  assert.ok(header.length > 120, `a line longer than 120 columns: ${header}`);
+  assert.match(header, /· driver 2\.7\.0: 1 card\(s\), 3 holder\(s\)/);
   assert.equal(once.code, 0, once.stderr);
   assert.match(once.stdout, /^ttalloc top · no server: SHM and the driver read directly/);
   assert.match(once.stdout, /^no server on \S+nothing\.sock: reading SHM and the driver directly/m);

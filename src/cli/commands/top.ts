@@ -48,9 +48,11 @@ export function topCommand(): Command {
             width,
             Infinity,
           );
+          // The layout fits `width`; into a pipe or a file no line is cut (a terminal would wrap).
+          const cut = process.stdout.isTTY ? width : Infinity;
+          const color = colorWanted(process.stdout);
           process.stdout.write(
-            lines.map((l) => lineText(l, width, colorWanted(process.stdout)).trimEnd()).join('\n') +
-              '\n',
+            lines.map((l) => lineText(l, cut, color).trimEnd()).join('\n') + '\n',
           );
           return;
         }
