@@ -52,6 +52,11 @@ const lastPoint = (dev: number) =>
 test('dashboard shows live charts and tables, filters and pages buffers', async () => {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // no request of the page's load fails
+  const failed: string[] = [];
+  page.on('response', (res) => {
+    if (res.status() >= 400) failed.push(`${res.status()} ${res.url()}`);
+  });
   await page.goto(`${url}?poll=300`);
   await page.waitForSelector('#status.on');
   // Empty server: charts for both declared devices, flat at zero; no buffers.
@@ -206,6 +211,12 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   mkdirSync('test-output', { recursive: true });
   await page.screenshot({ path: 'test-output/dashboard.png', fullPage: true });
   assert.deepEqual(errors, []);
+  assert.deepEqual(failed, []);
+  // an inline icon: a browser then asks for no /favicon.ico (a 404 on every visit before)
+  const icon = await page.evaluate(
+    () => document.querySelector<HTMLLinkElement>('link[rel=icon]')?.href,
+  );
+  assert.match(icon ?? '', /^data:image\/svg\+xml,/);
   await r.close();
 });
 
