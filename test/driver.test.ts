@@ -4,7 +4,7 @@
 // of chips and of undeclared devices through a real server and real 112/144-byte frames.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DriverReader, IDENTITY_KEEP_MS, readHolders, scanDriver } from '../src/sources/driver.js';
@@ -16,6 +16,7 @@ import { BufferType, MsgType, type FrameSize } from '../src/protocol/constants.j
 import { rawConnect, startServer, tempDir, type TestServer } from './helpers/server.js';
 import { Inbox, waitFrames, write } from './helpers/wire.js';
 import { CARDS, SysfsTree } from './helpers/sysfs-tree.js';
+import { liveProcess } from './helpers/live-process.js';
 
 const dirs: string[] = [];
 function dir(): string {
@@ -23,31 +24,9 @@ function dir(): string {
   dirs.push(d);
   return d;
 }
-const children = new Set<ChildProcess>();
 after(() => {
-  for (const c of children) c.kill('SIGKILL');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** A real process that lives until the file's tests end. */
-async function sleeper(
-  opts: { env?: NodeJS.ProcessEnv; uid?: number; cmd?: string; args?: string[] } = {},
-): Promise<ChildProcess> {
-  const c = spawn(opts.cmd ?? 'sleep', opts.args ?? ['300'], {
-    stdio: 'ignore',
-    env: opts.env ?? {},
-    uid: opts.uid,
-  });
-  children.add(c);
-  await new Promise<void>((resolve, reject) => {
-    c.once('spawn', resolve);
-    c.once('error', reject);
-  });
-  // exec() has happened once comm is no longer node's.
-  for (let i = 0; i < 500 && readFileSync(`/proc/${c.pid}/comm`, 'latin1').startsWith('node'); i++)
-    await new Promise((r) => setTimeout(r, 5));
-  return c;
-}
 
 // ------------------------------------------------------------------ cards, sysfs, holders
 
@@ -75,8 +54,8 @@ test('an n150 as sysfs shows it: identity, firmware, clocks, sensors in their un
 });
 
 test('holders: real processes, newest first, once each; 0 lines counted as outside', async () => {
-  const a = await sleeper(),
-    b = await sleeper();
+  const a = await liveProcess(),
+    b = await liveProcess();
   const tree = new SysfsTree(dir()).card(0, CARDS.p150).card(1, CARDS.n150);
   // b opened the device twice (newest first: b, a, b), and a holder of another namespace.
   tree.holders(0, [b.pid!, 0, a.pid!, b.pid!]).holders(1, []);
@@ -217,7 +196,7 @@ test('the readers never open /dev/tenstorrent/N (a FIFO there would block an ope
 test('identity of a real process: user, whole command line, NSpid, tracking env', async () => {
   // Past the 4096 bytes readProcessInfo keeps: sleep sums its arguments, so zeros are valid.
   const zeros = Array<string>(3000).fill('0');
-  const on = await sleeper({
+  const on = await liveProcess({
     env: { TT_ALLOC_TRACKING_ENABLED: '1', TT_METAL_SHM_TRACKING_DISABLED: '1' },
     args: ['300', ...zeros],
   });
@@ -234,7 +213,7 @@ test('identity of a real process: user, whole command line, NSpid, tracking env'
   assert.equal(id.ns_pids[0], on.pid);
   assert.deepEqual([id.other_pid_ns, id.other_ipc_ns], [false, false]);
   assert.deepEqual(id.tracking_env, { alloc_tracking_enabled: true, shm_tracking_disabled: true });
-  const off = await sleeper({ env: { TT_ALLOC_TRACKING_ENABLED: '0', PATH: '/usr/bin:/bin' } });
+  const off = await liveProcess({ env: { TT_ALLOC_TRACKING_ENABLED: '0', PATH: '/usr/bin:/bin' } });
   assert.deepEqual(readIdentity(off.pid!).tracking_env, {
     alloc_tracking_enabled: false,
     shm_tracking_disabled: false,
@@ -252,7 +231,7 @@ test(
   'a process of another user (nobody): its name from passwd',
   { skip: !root && 'needs root' },
   async () => {
-    const c = await sleeper({ uid: 65534 });
+    const c = await liveProcess({ uid: 65534 });
     const id = readIdentity(c.pid!);
     assert.equal(id.uid, 65534);
     assert.equal(id.user, 'nobody');
@@ -272,7 +251,7 @@ test(
   'a process in another PID and IPC namespace: NSpid chain and both flags',
   { skip: !unshareOk && 'needs unshare -p -i (root)' },
   async () => {
-    const u = await sleeper({
+    const u = await liveProcess({
       cmd: 'unshare',
       args: ['-p', '-f', '--mount-proc', '-i', 'sleep', '300'],
       env: { PATH: process.env.PATH },
@@ -359,7 +338,7 @@ test('known non-tt-metal holders: by comm, by script, by python -m', async () =>
   const bin = join(dir(), 'tt-smi');
   writeFileSync(bin, '#!/bin/sh\nwhile :; do sleep 1; done\n');
   chmodSync(bin, 0o755);
-  const c = await sleeper({ cmd: bin, args: ['-s'] });
+  const c = await liveProcess({ cmd: bin, args: ['-s'] });
   const id = readIdentity(c.pid!);
   assert.deepEqual([id.comm, id.cmdline], ['tt-smi', `/bin/sh ${bin} -s`]);
   assert.equal(knownHolder(id)?.name, 'tt-smi');

@@ -27,10 +27,10 @@ export async function liveProcess(
     c.once('spawn', resolve);
     c.once('error', reject);
   });
-  const name = o.cmd ?? 'sleep';
+  // exec() has happened once comm is no longer node's (a path or a script works too).
   for (let i = 0; i < 500; i++) {
     try {
-      if (readFileSync(`/proc/${c.pid}/comm`, 'latin1').startsWith(name.slice(0, 15))) break;
+      if (!readFileSync(`/proc/${c.pid}/comm`, 'latin1').startsWith('node')) break;
     } catch {
       break;
     }
