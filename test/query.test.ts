@@ -116,6 +116,10 @@ test('query: fields as CSV, NDJSON in a loop and JSON, read by Python', async ()
       ]),
     );
     assert.match(objs[0].timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    // -l 0 turns the loop off (as the flag's error message says): one round, then exit
+    const off = await cli('--format', 'ndjson', '--fields', 'device', '-l', '0');
+    assert.equal(off.code, 0, off.stderr);
+    assert.equal((python(off.stdout, 'ndjson') as unknown[]).length, 2, 'one round of two');
 
     const j = await cli('--format', 'json', '--fields', 'device,dram.total,l1.peak');
     assert.equal(j.code, 0, j.stderr);

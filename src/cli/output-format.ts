@@ -2,6 +2,7 @@
 // csv[,noheader][,nounits], json, ndjson; and their loop (-l SECONDS, -c N) until interrupted.
 import { Option } from 'commander';
 import { UNITS, csvCell } from '../report/query-fields.js';
+import { intArg, secondsArg } from './common.js';
 
 export type Style =
   { kind: 'csv'; header: boolean; nounits: boolean } | { kind: 'json' | 'ndjson' };
@@ -28,6 +29,21 @@ export function unitsOption(): Option {
     .default('MiB');
 }
 
+/** `-l SECONDS`: the loop `rounds()` runs. */
+export function loopOption(): Option {
+  return new Option(
+    '-l, --loop <seconds>',
+    'print again every SECONDS until interrupted',
+  ).argParser(secondsArg('--loop'));
+}
+
+/** `-c N`: with --loop, at most N rounds. */
+export function countOption(): Option {
+  return new Option('-c, --count <n>', 'with --loop: stop after N rounds').argParser(
+    intArg('--count', 1),
+  );
+}
+
 /** CSV lines: `header` once (round 0, unless noheader), then the rows; cells quoted as needed. */
 export function csvLines(
   style: Extract<Style, { kind: 'csv' }>,
@@ -40,7 +56,7 @@ export function csvLines(
   return lines.map((l) => l.map(csvCell).join(', ') + '\n').join('');
 }
 
-/** Runs `once(round)` once, or every `loop` seconds (at most `count` rounds) until SIGINT. */
+/** Runs `once(round)` once, or every `loop` seconds (> 0; at most `count` rounds) until SIGINT. */
 export async function rounds(
   o: { loop?: number; count?: number },
   once: (round: number) => Promise<void>,
@@ -51,7 +67,8 @@ export async function rounds(
   });
   for (let round = 0; !stop; round++) {
     await once(round);
-    if (o.loop === undefined || (o.count !== undefined && round + 1 >= o.count)) break;
+    // -l 0 is no loop, as secondsArg's message says (0 turns it off)
+    if (!o.loop || (o.count !== undefined && round + 1 >= o.count)) break;
     await new Promise((r) => setTimeout(r, o.loop! * 1000));
   }
 }

@@ -2,8 +2,15 @@
 // per process and device, like nvidia-smi's process table. Works with no server (SHM and the
 // driver read directly; the header line says so). --json: the whole reply, whole command lines.
 import { Command } from 'commander';
-import { action, clientFor, intArg, secondsArg, socketOption } from '../common.js';
-import { csvLines, parseFormat, rounds, unitsOption } from '../output-format.js';
+import { action, clientFor, socketOption } from '../common.js';
+import {
+  countOption,
+  csvLines,
+  loopOption,
+  parseFormat,
+  rounds,
+  unitsOption,
+} from '../output-format.js';
 import { bytesIn, type Unit } from '../../report/query-fields.js';
 import { fetchProcesses, sourcesHeader } from '../../ui/top/processes.js';
 import { formatBytes } from '../../report/format.js';
@@ -190,12 +197,8 @@ export function psCommand(): Command {
       'csv[,noheader][,nounits] or ndjson: one record per process and device; json: --json',
     )
     .addOption(unitsOption())
-    .option(
-      '-l, --loop <seconds>',
-      'print again every SECONDS until interrupted',
-      secondsArg('--loop'),
-    )
-    .option('-c, --count <n>', 'with --loop: stop after N rounds', intArg('--count', 1))
+    .addOption(loopOption())
+    .addOption(countOption())
     .action(
       action(async (o: PsOpts) => {
         const client = clientFor(o);

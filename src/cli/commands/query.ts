@@ -1,8 +1,16 @@
 // `ttalloc query`: per-device figures as nvidia-smi's --query-gpu gives them — chosen fields,
 // CSV (noheader, nounits), JSON or NDJSON, once or every -l SECONDS (report/query-fields.ts).
 import { Command } from 'commander';
-import { action, clientFor, intArg, listArg, secondsArg, socketOption } from '../common.js';
-import { csvLines, parseFormat, rounds, unitsOption, type Style } from '../output-format.js';
+import { action, clientFor, listArg, socketOption } from '../common.js';
+import {
+  countOption,
+  csvLines,
+  loopOption,
+  parseFormat,
+  rounds,
+  unitsOption,
+  type Style,
+} from '../output-format.js';
 import {
   DEFAULT_FIELDS,
   csvValue,
@@ -35,12 +43,8 @@ export function queryCommand(): Command {
     .option('--help-fields', 'list every field with its meaning')
     .option('--format <format>', 'csv[,noheader][,nounits], json or ndjson', 'csv')
     .addOption(unitsOption())
-    .option(
-      '-l, --loop <seconds>',
-      'print again every SECONDS until interrupted',
-      secondsArg('--loop'),
-    )
-    .option('-c, --count <n>', 'with --loop: stop after N rounds', intArg('--count', 1))
+    .addOption(loopOption())
+    .addOption(countOption())
     .option('-d, --device <ids>', 'only these devices (comma-separated)', listArg('--device'))
     .addOption(socketOption())
     .action(
