@@ -33,7 +33,7 @@ import {
   type Geometry,
 } from './shm-layout.js';
 import { SlotJudge, type LivenessOptions } from './shm-liveness.js';
-import { userName } from './shm-users.js';
+import { userName } from '../platform/processes.js';
 import type { MemoryTotals, ShmChip, ShmLayout, ShmRegion, ShmSlot } from './types.js';
 
 export interface ShmReadOptions extends LivenessOptions {
