@@ -17,14 +17,13 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from './helpers/server.js';
+import { startShmWriter } from './helpers/shm-writer.js';
 import { scanShm } from '../src/sources/shm-scan.js';
 import { readRegion } from '../src/sources/shm-region.js';
 import type { MemoryTotals, ShmRegion } from '../src/sources/types.js';
 
-const SOURCE = fileURLToPath(new URL('./c/shm-writer.c', import.meta.url));
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const hasCc = spawnSync('cc', ['--version']).status === 0;
 const SKIP = hasCc
@@ -34,20 +33,12 @@ const SKIP = hasCc
 const NOBODY = 65534;
 
 let dir = '';
-let writerExe = '';
 const children: ChildProcess[] = [];
 
 before(() => {
   if (SKIP) return;
   dir = tempDir('ttalloc-shm-');
   chmodSync(dir, 0o755); // the writer runs as nobody in one test
-  writerExe = join(dir, 'shm-writer');
-  const r = spawnSync(
-    'cc',
-    ['-std=c11', '-Wall', '-Wextra', '-Werror', '-pedantic', '-O1', '-o', writerExe, SOURCE],
-    { encoding: 'utf8' },
-  );
-  assert.equal(r.status, 0, `cc failed:\n${r.stderr}`);
 });
 
 after(() => {
@@ -65,89 +56,6 @@ function newRoot(mode = 0o755): string {
 }
 
 const regionPath = (root: string, id: number | bigint) => join(root, `tt_device_${id}_memory`);
-
-interface Writer {
-  pid: number;
-  child: ChildProcess;
-  /** Sends one command and resolves with its answer line. */
-  send(cmd: string): Promise<string>;
-  /** SIGKILL: leaves the slot, the totals and the reference count behind, as a crash does. */
-  kill9(): Promise<void>;
-  /** `exit`: detaches as the runtime's destructor does. */
-  exit(): Promise<void>;
-}
-
-interface WriterOptions {
-  comm?: string;
-  holdInit?: boolean;
-  env?: Record<string, string>;
-  uid?: number;
-}
-
-async function startWriter(
-  path: string,
-  layout: string,
-  chips: number[],
-  o: WriterOptions = {},
-): Promise<Writer> {
-  const args = [];
-  if (o.holdInit) args.push('--hold-init');
-  args.push('--comm', o.comm ?? 'python3', path, layout, ...chips.map(String));
-  const child = spawn(writerExe, args, {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, ...o.env },
-    ...(o.uid !== undefined ? { uid: o.uid, gid: o.uid } : {}),
-  });
-  children.push(child);
-  return attach(child);
-}
-
-function attach(child: ChildProcess): Promise<Writer> {
-  const lines: string[] = [];
-  const waiting: { resolve: (l: string) => void; reject: (e: Error) => void }[] = [];
-  let ended: Error | null = null;
-  const rl = createInterface({ input: child.stdout! });
-  rl.on('line', (l) => {
-    const w = waiting.shift();
-    if (w) w.resolve(l);
-    else lines.push(l);
-  });
-  child.once('exit', (code, sig) => {
-    ended = new Error(`writer ended (${code ?? sig})`);
-    for (const w of waiting.splice(0)) w.reject(ended);
-  });
-  const next = () =>
-    new Promise<string>((resolve, reject) => {
-      const l = lines.shift();
-      if (l !== undefined) return resolve(l);
-      if (ended) return reject(ended);
-      waiting.push({ resolve, reject });
-    });
-  const exited = () =>
-    new Promise<void>((r) =>
-      child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
-    );
-  return next().then((first) => {
-    const m = /pid=(\d+)/.exec(first);
-    assert.ok(m, `writer said ${first}`);
-    return {
-      pid: Number(m[1]),
-      child,
-      send: (cmd: string) => {
-        child.stdin!.write(`${cmd}\n`);
-        return next();
-      },
-      kill9: () => {
-        child.kill('SIGKILL');
-        return exited();
-      },
-      exit: async () => {
-        child.stdin!.write('exit\n');
-        await exited();
-      },
-    };
-  });
-}
 
 const bytes = (dram: number, l1: number, extra: Partial<MemoryTotals> = {}): MemoryTotals => ({
   dram,
@@ -171,7 +79,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     for (const layout of ['v1a', 'v1b', 'v2', 'v3', 'v4'] as const) {
       const root = newRoot();
       const env = layout === 'v1a' ? { TT_METAL_SHM_STATS_PER_PID: '1' } : undefined;
-      const w = await startWriter(regionPath(root, id), layout, [3, 4], { env });
+      const w = await startShmWriter(regionPath(root, id), layout, [3, 4], { env });
       await w.send('alloc dram 1000');
       await w.send('alloc l1 200 4'); // on the remote chip
       if (layout === 'v1a') await w.send('alloc kernel 50');
@@ -215,7 +123,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
 
   test('v1a without TT_METAL_SHM_STATS_PER_PID: totals, no slots, no ghost', async () => {
     const root = newRoot();
-    const w = await startWriter(regionPath(root, 7), 'v1a', [0]);
+    const w = await startShmWriter(regionPath(root, 7), 'v1a', [0]);
     await w.send('alloc dram 64');
     const r = only(root);
     assert.deepEqual([r.layout, r.totals.dram, r.slots.length, r.ghost], ['v1a', 64, 0, null]);
@@ -230,8 +138,8 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     for (const layout of ['v2', 'v3']) {
       const root = newRoot();
       const path = regionPath(root, 99);
-      const a = await startWriter(path, layout, [0]);
-      const b = await startWriter(path, layout, [0], { comm: 'pytest' });
+      const a = await startShmWriter(path, layout, [0]);
+      const b = await startShmWriter(path, layout, [0], { comm: 'pytest' });
       await a.send('alloc dram 1000');
       await a.send('alloc l1 10');
       await b.send('alloc dram 300');
@@ -253,8 +161,8 @@ describe('shared-memory regions', { skip: SKIP }, () => {
   test('v4: a dead slot is not live until reaped; reaping takes its bytes; no ghost', async () => {
     const root = newRoot();
     const path = regionPath(root, 5);
-    const a = await startWriter(path, 'v4', [0]);
-    const b = await startWriter(path, 'v4', [0]);
+    const a = await startShmWriter(path, 'v4', [0]);
+    const b = await startShmWriter(path, 'v4', [0]);
     await a.send('alloc dram 1000');
     await b.send('alloc dram 300');
     await a.kill9();
@@ -270,7 +178,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
 
   test('v4 mid-initialisation is reported as initialising, then read once ready', async () => {
     const root = newRoot();
-    const w = await startWriter(regionPath(root, 6), 'v4', [0], { holdInit: true });
+    const w = await startShmWriter(regionPath(root, 6), 'v4', [0], { holdInit: true });
     let r = only(root);
     assert.deepEqual([r.layout, r.status, r.slots.length], ['v4', 'initialising', 0]);
     assert.match(r.error!, /init_state in progress/);
@@ -284,32 +192,21 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     const root = newRoot();
     // The writer's parent is a shell that execs `sleep` and never waits: once killed, it stays a
     // zombie until the sleep ends.
-    const sh = spawn(
-      'sh',
-      [
-        '-c',
-        'exec 3<&0; "$0" "$@" 0<&3 & exec sleep 600',
-        writerExe,
-        regionPath(root, 8),
-        'v3',
-        '0',
-      ],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    );
-    children.push(sh);
-    const w = await attach(sh);
+    const w = await startShmWriter(regionPath(root, 8), 'v3', [0], {
+      wrap: ['sh', '-c', 'exec 3<&0; "$0" "$@" 0<&3 & exec sleep 600'],
+    });
     await w.send('alloc dram 10');
     process.kill(w.pid, 'SIGKILL');
     await waitFor(() => /^Z/m.test(statOf(w.pid)));
     process.kill(w.pid, 0); // still there for the writer's own test
     const s = only(root).slots[0];
     assert.deepEqual([s.pid, s.alive, s.dead_reason], [w.pid, false, 'zombie']);
-    sh.kill('SIGKILL');
+    w.child.kill('SIGKILL'); // the shell, which became its `sleep` (exec)
   });
 
   test('a PID handed out again: the process started after the slot was last updated', async () => {
     const root = newRoot();
-    const w = await startWriter(regionPath(root, 9), 'v3', [0]);
+    const w = await startShmWriter(regionPath(root, 9), 'v3', [0]);
     const sleeper = spawn('sleep', ['600']);
     children.push(sleeper);
     const hourAgoNs = BigInt(Date.now() - 3_600_000) * 1_000_000n;
@@ -318,7 +215,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     assert.deepEqual([s.alive, s.dead_reason], [false, 'pid_reused']);
     // the same PID with a slot written after it started is its owner
     const root2 = newRoot();
-    const w2 = await startWriter(regionPath(root2, 9), 'v3', [0]);
+    const w2 = await startShmWriter(regionPath(root2, 9), 'v3', [0]);
     await w2.send(`claim ${sleeper.pid} now sleep`);
     s = only(root2).slots.find((x) => x.pid === sleeper.pid)!;
     assert.deepEqual([s.alive, s.dead_reason], [true, undefined]);
@@ -330,11 +227,11 @@ describe('shared-memory regions', { skip: SKIP }, () => {
   test('64 taken slots: slots_full, and a newcomer counts only in the totals', async () => {
     const root = newRoot();
     const path = regionPath(root, 10);
-    const w = await startWriter(path, 'v3', [0]);
+    const w = await startShmWriter(path, 'v3', [0]);
     // PIDs above the kernel's largest pid_max: never a process
     for (let i = 0; i < 64; i++) assert.match(await w.send(`claim ${5_000_000 + i} now x`), /^ok/);
     assert.equal(await w.send('claim 6000000 now x'), 'full');
-    const late = await startWriter(path, 'v3', [0]);
+    const late = await startShmWriter(path, 'v3', [0]);
     assert.equal(await late.send('alloc dram 77'), 'ok slot=-1');
     const r = only(root);
     assert.equal(r.slots_full, true);
@@ -348,7 +245,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
   test('torn reads: a snapshot is one moment of a busy writer or "torn", never a mix', async () => {
     const root = newRoot();
     const path = regionPath(root, 11);
-    const w = await startWriter(path, 'v3', [0]);
+    const w = await startShmWriter(path, 'v3', [0]);
     // the hammer's own slot last, so its counters lie 8 KB from the totals: a single read
     // copying them spans more of the writer's rounds
     for (let i = 0; i < 63; i++) await w.send(`claim ${5_000_000 + i} now x`);
@@ -392,10 +289,10 @@ describe('shared-memory regions', { skip: SKIP }, () => {
   test('another user’s 0600 region: unreadable, with its owner; their PIDs alive', async () => {
     const root = newRoot(0o777);
     const path = regionPath(root, 12);
-    const w = await startWriter(path, 'v3', [0], { uid: NOBODY });
+    const w = await startShmWriter(path, 'v3', [0], { uid: NOBODY });
     await w.send('alloc dram 4096');
     // an early (v2) region of the same process, readable by all
-    const early = await startWriter(regionPath(root, 13), 'v2', [1], { uid: NOBODY });
+    const early = await startShmWriter(regionPath(root, 13), 'v2', [1], { uid: NOBODY });
     await early.send('alloc l1 8');
     // root reads it (and names its owner)
     const asRoot = scanShm({ root }).regions[0];
@@ -477,7 +374,7 @@ describe('shared-memory regions', { skip: SKIP }, () => {
     const id = 2n ** 63n + BigInt(process.pid) * 1000n + BigInt(Date.now() % 1000);
     const path = regionPath('/dev/shm', id);
     try {
-      const w = await startWriter(path, 'v3', [0]);
+      const w = await startShmWriter(path, 'v3', [0]);
       await w.send('alloc trace 2048');
       const r = scanShm().regions.find((x) => x.asic_id === id.toString());
       assert.ok(r, 'not found in /dev/shm');

@@ -16,7 +16,10 @@ export interface ShmWriter {
   child: ChildProcess;
   /** One command line; resolves with the writer's answer ("ok …", "full"). */
   send(cmd: string): Promise<string>;
+  /** SIGKILL: leaves the slot, the totals and the reference count behind, as a crash does. */
   kill9(): Promise<void>;
+  /** `exit`: detaches as the runtime's destructor does. */
+  exit(): Promise<void>;
 }
 
 let exe: string | null = null;
@@ -33,7 +36,8 @@ function writerExe(): string {
   dir = mkdtempSync('/var/tmp/ttalloc-shm-writer-');
   chmodSync(dir, 0o755);
   exe = join(dir, 'shm-writer');
-  const r = spawnSync('cc', ['-std=c11', '-O1', '-o', exe, SOURCE], { encoding: 'utf8' });
+  const flags = ['-std=c11', '-Wall', '-Wextra', '-Werror', '-pedantic', '-O1'];
+  const r = spawnSync('cc', [...flags, '-o', exe, SOURCE], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`cc failed:\n${r.stderr}`);
   return exe;
 }
@@ -43,9 +47,17 @@ export function startShmWriter(
   path: string,
   layout: string,
   chips: number[],
-  o: { comm?: string; env?: NodeJS.ProcessEnv; uid?: number; wrap?: string[] } = {},
+  o: {
+    comm?: string;
+    env?: NodeJS.ProcessEnv;
+    uid?: number;
+    wrap?: string[];
+    /** v4: stop before init_state is ready (until the `ready` command). */
+    holdInit?: boolean;
+  } = {},
 ): Promise<ShmWriter> {
   const args = ['--comm', o.comm ?? 'python3', path, layout, ...chips.map(String)];
+  if (o.holdInit) args.unshift('--hold-init');
   // `wrap`: a command the writer runs under (unshare --pid --fork: another PID namespace).
   const [cmd, ...pre] = [...(o.wrap ?? []), writerExe()];
   const child = spawn(cmd, [...pre, ...args], {
@@ -73,6 +85,10 @@ export function startShmWriter(
         return reject(new Error('shm-writer ended'));
       waiting.push((x) => (x === null ? reject(new Error('shm-writer ended')) : resolve(x)));
     });
+  const exited = () =>
+    new Promise<void>((r) =>
+      child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r()),
+    );
   return next().then((first) => {
     const m = /pid=(\d+)/.exec(first);
     if (!m) throw new Error(`shm-writer said ${first}`);
@@ -83,12 +99,14 @@ export function startShmWriter(
         child.stdin!.write(`${cmd}\n`);
         return next();
       },
-      kill9: () =>
-        new Promise<void>((r) => {
-          if (child.exitCode !== null || child.signalCode !== null) return r();
-          child.once('exit', () => r());
-          child.kill('SIGKILL');
-        }),
+      kill9: () => {
+        child.kill('SIGKILL');
+        return exited();
+      },
+      exit: () => {
+        child.stdin!.write('exit\n');
+        return exited();
+      },
     };
   });
 }
