@@ -87,7 +87,7 @@ export class FreedRing {
     this.recorded++;
   }
 
-  /** The held lifetimes, oldest free first, into `out` (one object reused per call). */
+  /** The held lifetimes, oldest free first (one object, reused for each call of `fn`). */
   forEach(fn: (l: Readonly<Lifetime>) => void): void {
     const l: Lifetime = { device: 0, lo: 0, hi: 0, type: 0, size: 0, pid: 0, bornMs: 0, endMs: 0 };
     const first = this.held < this.cap ? 0 : this.next;
