@@ -46,13 +46,13 @@ export interface MapOptions {
   commandOf?: (pid: number) => string | null;
 }
 
-interface Model {
+export interface Model {
   banks: number;
   bankBytes: number | null;
   note: string;
 }
 
-function modelOf(space: MapSpace, arch: ArchSpec | null): Model {
+export function modelOf(space: MapSpace, arch: ArchSpec | null): Model {
   if (arch === null || (space === 'DRAM' ? arch.dramChannels : arch.workerCores) === 0)
     return {
       banks: 1,
@@ -93,7 +93,50 @@ interface Placed {
 }
 
 /** What to place from a table: its rows' kind index in the map (-1: not in this map), or all. */
-type KindOf = ((type: number) => number) | number;
+export type KindOf = ((type: number) => number) | number;
+
+/** The kinds of each map, in the order of its by_kind. */
+export const SPACE_KINDS: Record<MapSpace, readonly string[]> = {
+  DRAM: ['DRAM', 'TRACE'],
+  L1: ['L1', 'L1_SMALL', 'CB'],
+};
+
+/** The tables a map reads, each with its rows' kind (index in SPACE_KINDS). */
+export function tablesOf(tr: Tracker, space: MapSpace): [ObjectTable, KindOf][] {
+  const types = SPACE_TYPES[space];
+  const tables: [ObjectTable, KindOf][] = [[tr.buffers, (type) => types.indexOf(type)]];
+  if (space === 'L1') tables.push([tr.cbs, SPACE_KINDS.L1.indexOf('CB')]);
+  return tables;
+}
+
+/**
+ * Each object of `device` a map places, with its kind and its extent in the bank: CBs are per
+ * core and take their size; buffers are interleaved over the banks.
+ */
+export function forEachPlaced(
+  tables: [ObjectTable, KindOf][],
+  device: number,
+  m: Model,
+  fn: (pg: Int32Array, b: number, kind: number, extent: number) => void,
+): void {
+  for (const [t, kindOf] of tables) {
+    const divisor = typeof kindOf === 'number' ? 1 : m.banks;
+    for (let e0 = 0; e0 < t.count; e0 += PAGE_ROWS) {
+      const pg = t.rowPage(e0 / PAGE_ROWS);
+      const rows = Math.min(PAGE_ROWS, t.count - e0);
+      for (let r = 0, b = 0; r < rows; r++, b += ROW_WORDS) {
+        if (rowDevice(pg, b) !== device) continue;
+        const k = typeof kindOf === 'number' ? kindOf : kindOf(rowType(pg, b));
+        if (k >= 0) fn(pg, b, k, Math.max(1, Math.ceil(rowSize(pg, b) / divisor)));
+      }
+    }
+  }
+}
+
+/** The range of a map: the bank, or up to its highest object (bank unknown or overflowed). */
+export function rangeEndOf(hi: number, m: Model): number {
+  return Math.max(hi, m.bankBytes ?? 0);
+}
 
 function place(tables: [ObjectTable, KindOf][], o: MapOptions, m: Model, kinds: number): Placed {
   let cap = 0;
@@ -113,50 +156,34 @@ function place(tables: [ObjectTable, KindOf][], o: MapOptions, m: Model, kinds: 
   const flushPid = () => {
     if (lastPid >= 0) p.perPid.set(lastPid, (p.perPid.get(lastPid) ?? 0) + lastBytes);
   };
-  for (const [t, kindOf] of tables) {
-    // CBs are per core and take their size; buffers are interleaved over the banks.
-    const divisor = typeof kindOf === 'number' ? 1 : m.banks;
-    for (let e0 = 0; e0 < t.count; e0 += PAGE_ROWS) {
-      const pg = t.rowPage(e0 / PAGE_ROWS);
-      const rows = Math.min(PAGE_ROWS, t.count - e0);
-      for (let r = 0, b = 0; r < rows; r++, b += ROW_WORDS) {
-        if (rowDevice(pg, b) !== o.device) continue;
-        const k = typeof kindOf === 'number' ? kindOf : kindOf(rowType(pg, b));
-        if (k < 0) continue;
-        const start = rowAddr(pg, b);
-        const extent = Math.max(1, Math.ceil(rowSize(pg, b) / divisor));
-        const end = start + extent;
-        const i = p.n++;
-        p.start[i] = start;
-        p.end[i] = end;
-        const pid = rowPid(pg, b);
-        p.pid[i] = pid;
-        if (end > p.hi) p.hi = end;
-        if (m.bankBytes !== null && end > m.bankBytes) p.beyond++;
-        p.byKind[k].objects++;
-        p.byKind[k].per_bank_bytes += extent;
-        if (pid !== lastPid) {
-          flushPid();
-          lastPid = pid;
-          lastBytes = 0;
-        }
-        lastBytes += extent;
-      }
+  forEachPlaced(tables, o.device, m, (pg, b, k, extent) => {
+    const start = rowAddr(pg, b);
+    const end = start + extent;
+    const i = p.n++;
+    p.start[i] = start;
+    p.end[i] = end;
+    const pid = rowPid(pg, b);
+    p.pid[i] = pid;
+    if (end > p.hi) p.hi = end;
+    if (m.bankBytes !== null && end > m.bankBytes) p.beyond++;
+    p.byKind[k].objects++;
+    p.byKind[k].per_bank_bytes += extent;
+    if (pid !== lastPid) {
+      flushPid();
+      lastPid = pid;
+      lastBytes = 0;
     }
-  }
+    lastBytes += extent;
+  });
   flushPid();
   return p;
 }
 
 export function buildMemoryMap(tr: Tracker, o: MapOptions): MemoryMapResponse {
   const m = modelOf(o.space, o.arch);
-  const types = SPACE_TYPES[o.space];
-  const kinds = o.space === 'DRAM' ? ['DRAM', 'TRACE'] : ['L1', 'L1_SMALL', 'CB'];
-  const tables: [ObjectTable, KindOf][] = [[tr.buffers, (type) => types.indexOf(type)]];
-  if (o.space === 'L1') tables.push([tr.cbs, kinds.indexOf('CB')]);
-  const p = place(tables, o, m, kinds.length);
-  // The bank, or up to the highest object when the bank is unknown or overflowed.
-  const rangeEnd = Math.max(p.hi, m.bankBytes ?? 0);
+  const kinds = SPACE_KINDS[o.space];
+  const p = place(tablesOf(tr, o.space), o, m, kinds.length);
+  const rangeEnd = rangeEndOf(p.hi, m);
   const owners = [...p.perPid].sort((a, b) => b[1] - a[1]).slice(0, MAX_OWNERS);
 
   const sweep = sweepOf(p, rangeEnd, Math.max(1, Math.min(o.bins, 4096)));
