@@ -40,7 +40,7 @@ export interface ExportOptions {
 }
 
 /** Every lifetime of the export, column by column. */
-class Lifetimes {
+export class Lifetimes {
   n = 0;
   device: Int32Array;
   type: Int32Array;
@@ -63,9 +63,9 @@ class Lifetimes {
   }
 }
 
-const STATES = ['freed', 'live', 'left_behind'];
+export const STATES = ['freed', 'live', 'left_behind'];
 
-function collect(tr: Tracker, o: ExportOptions): Lifetimes {
+export function collect(tr: Tracker, o: Pick<ExportOptions, 'sinceMs' | 'nowMs'>): Lifetimes {
   const live = tr.buffers;
   const exited = tr.reaped;
   let cap = live.count + tr.freed.count;
@@ -104,6 +104,14 @@ function collect(tr: Tracker, o: ExportOptions): Lifetimes {
     l.end[i] = f.endMs;
   });
   return l;
+}
+
+/** From when the lifetimes from `from` on are all there: the ring dropped the frees before it. */
+export function completeFromMs(tr: Tracker, from: number): number {
+  const oldestFree = tr.freed.oldestEndMs();
+  return tr.freed.recorded > tr.freed.count && oldestFree !== null
+    ? Math.max(from, oldestFree)
+    : from;
 }
 
 /** Trace-event time: µs, from ms. */
@@ -178,9 +186,7 @@ export async function streamPerfetto(
   const l = collect(tr, o);
   let from = o.sinceMs ?? o.nowMs;
   if (o.sinceMs === null) for (let i = 0; i < l.n; i++) if (l.born[i] < from) from = l.born[i];
-  const oldestFree = tr.freed.oldestEndMs();
-  const completeFrom =
-    tr.freed.recorded > tr.freed.count && oldestFree !== null ? Math.max(from, oldestFree) : from;
+  const completeFrom = completeFromMs(tr, from);
   const c = countersOf(l, from, o.nowMs);
   res.writeHead(200, {
     'content-type': 'application/json',
