@@ -43,6 +43,7 @@ import { Router, sendJson } from '../control/router.js';
 import { registerCoreRoutes } from '../control/core-routes.js';
 import { registerLeakRoutes } from '../control/leak-routes.js';
 import { registerLiveRoutes, type LiveStreams } from '../control/live-routes.js';
+import { registerViewRoutes } from '../control/view-routes.js';
 import { Dashboard } from '../control/dashboard.js';
 import type { ReadStats } from '../report/types.js';
 import { SourcesCache } from '../sources/merge-cache.js';
@@ -562,6 +563,7 @@ export class AllocationServer {
       persistUnmark: (name) => persistence.unmark(name),
       log,
     });
+    registerViewRoutes(this.router, { tracker, archOf: (d) => src.devices.get(d)?.spec ?? null });
     return registerLiveRoutes(this.router, {
       tracker,
       metrics: createMetrics(src, { topProcesses: cfg.metricsTopProcesses }),
