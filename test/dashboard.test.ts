@@ -15,6 +15,9 @@ import { launchBrowser, watchPage, type TestBrowser } from './helpers/browser.js
 import { formatBytes } from '../src/report/format.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
+// The screenshots: into test-output/, or with UPDATE_SCREENS=1 into docs/screens/ (the ones the
+// docs show), so that a plain test run leaves the tracked files alone.
+const SCREENS = process.env.UPDATE_SCREENS ? 'docs/screens' : 'test-output';
 const MiB = 1 << 20,
   KiB = 1024;
 let server: TestServer, browser: TestBrowser, page: Page, url: string;
@@ -385,9 +388,9 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   const zoomed = (await chart(1, 'L1'))!;
   assert.ok(zoomed.yticks.at(-1)! <= 2 * MiB, `zoomed ticks ${zoomed.yticks}`);
   assertChart(zoomed, null, 'device 1 L1, zoomed');
-  mkdirSync('docs/screens', { recursive: true });
+  mkdirSync(SCREENS, { recursive: true });
   await page.evaluate(() => window.scrollTo(0, 0));
-  await page.screenshot({ path: 'docs/screens/dashboard-1280.png', fullPage: true });
+  await page.screenshot({ path: join(SCREENS, 'dashboard-1280.png'), fullPage: true });
   assert.deepEqual(trouble.errors, []);
   assert.deepEqual(trouble.failed, []);
   // an inline icon: a browser then asks for no /favicon.ico (a 404 on every visit before)
@@ -417,7 +420,7 @@ test('at 420 px wide nothing scrolls the page sideways and the charts fit', asyn
     }));
     assert.ok(widths.page <= 420, `page ${widths.page} px wide`);
     for (const c of widths.charts) assert.ok(c.canvas <= c.box && c.box <= 420, JSON.stringify(c));
-    await narrow.screenshot({ path: 'docs/screens/dashboard-420.png', fullPage: true });
+    await narrow.screenshot({ path: join(SCREENS, 'dashboard-420.png'), fullPage: true });
     // Widened, the charts grow with the page.
     await narrow.setViewportSize({ width: 1280, height: 900 });
     await narrow.waitForFunction(
@@ -630,8 +633,9 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
     '#class-details details[data-class="suspicious"] tbody tr',
     (t) => t.map((r) => r.textContent!),
   );
+  assert.ok(!listed.join('').includes(' KB'), 'binary units in the reasons too');
   assert.ok(
-    listed.some((t) => /^\dDRAM0x7e0\w+36\.0 KiB\d+.*accumulates across marks/.test(t)),
+    listed.some((t) => /^\dDRAM0x7e0\w+36\.0 KiB\d+accumulates across marks: \+36\.0 KiB/.test(t)),
     listed.join('\n'),
   );
   const exited = await page.$$eval(`#exited tr[data-pid="${gone.pid}"] td`, (tds) =>

@@ -885,14 +885,14 @@
     }
     $('#diff-error').textContent = '';
     $('#diff-summary').textContent =
-      `${d.from} → ${d.to}: ${d.buffers} buffers (${fmt(d.bytes)}) born and still alive`;
+      `${d.from} → ${d.to}: ${d.buffers} buffers (${fmt(d.bytes)}) born since and not freed`;
     rowsOrNone(
       '#intervals tbody',
       d.intervals.map((iv) => {
         const top = [...iv.groups]
           .sort((a, b) => b.bytes - a.bytes)
           .slice(0, 3)
-          .map((g) => `${g.count} × ${fmt(g.size)} ${esc(g.type)} on ${g.device}`);
+          .map((g) => `${g.count} × ${fmt(g.size)} ${typeLabel(g.type)} on device ${g.device}`);
         const more = iv.groups.length > 3 ? ` (+${iv.groups.length - 3} more)` : '';
         return (
           `<tr><td class="l">${esc(iv.from)}</td><td class="l">${esc(iv.to)}</td>` +
@@ -921,13 +921,19 @@
     infrastructure: 'infrastructure',
     other: 'other',
   });
+  /**
+   * The server writes an accumulation's size in its reasons with formatKB ("36.0 KB": bytes /
+   * 1024, analysis/leaks.ts), which is KiB by another name: the page says KiB, as everywhere.
+   * @param {string} text
+   */
+  const binaryKB = (text) => text.replace(/(\d(?:\.\d+)?) KB\b/g, '$1 KiB');
   /** @param {ClassGroup} g */
   function classDetails(g) {
     const list = g.buffers.map(
       (b) =>
         `<tr><td>${b.device}</td><td class="l type">${typeLabel(b.type)}</td>` +
         `<td class="l">${esc(b.address)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td>` +
-        `<td class="l">${esc(b.reason)}</td></tr>`,
+        `<td class="l reason">${esc(binaryKB(b.reason))}</td></tr>`,
     );
     const more = g.more ? `<p>and ${g.more} more</p>` : '';
     return (
