@@ -28,7 +28,7 @@ async function flush(srv: TestServer, r: Reporter): Promise<void> {
 /** When every buffer the server holds was born (ms). */
 async function liveBirths(srv: TestServer): Promise<number[]> {
   const rep = await srv.client.json<ReportResponse>('GET', '/v1/report?format=json&all=1');
-  return (rep.buffers ?? []).map((b) => b.allocatedAtMs);
+  return (rep.buffers ?? []).map((b) => b.allocated_at_ms);
 }
 
 /**
@@ -127,7 +127,7 @@ async function everyRoute(srv: TestServer, mark: string | null): Promise<Classif
   assert.match(leaks.stdout, /^Remaining buffers by class/);
   const leaksJson = await runCli(['leaks', '--json', '--all', '--socket', srv.socket]);
   assert.equal(leaksJson.code, 0, leaksJson.stderr);
-  assert.equal((JSON.parse(leaksJson.stdout) as ClassifyResponse).schema_version, 1);
+  assert.equal((JSON.parse(leaksJson.stdout) as ClassifyResponse).schema_version, 2);
   const rules = join(srv.dir, 'classes.supp');
   writeFileSync(rules, 'class=infrastructure\nclass=left_behind\n');
   if (mark === null) {
@@ -383,13 +383,13 @@ test('classify(): a shared address is suspicious; left-behind rows are listed wi
     size: 36 * KiB,
     type: 'DRAM',
     pid: 77,
-    refCount: 1,
-    allocatedAtMs: exitedAtMs - 1000,
-    allocatedAt: new Date(exitedAtMs - 1000).toISOString(),
-    ageMs: 1000,
+    ref_count: 1,
+    allocated_at_ms: exitedAtMs - 1000,
+    allocated_at: new Date(exitedAtMs - 1000).toISOString(),
+    age_ms: 1000,
     resized: false,
     shared: false,
-    exitedAtMs,
+    exited_at_ms: exitedAtMs,
   };
   const j = classify(tr, [], {
     leftBehind: [

@@ -69,7 +69,7 @@ test(
         intervals: unknown[];
         accumulating: { type: string; size: number; devices: number[]; runs: number }[];
       };
-      assert.equal(dj.schema_version, 1);
+      assert.equal(dj.schema_version, 2);
       assert.equal(dj.intervals.length, 2, 'run-1→run-2 and run-2→run-3');
       assert.deepEqual(
         dj.accumulating.map((a) => [a.type, a.size, a.devices, a.runs]),
@@ -153,8 +153,8 @@ test(
             srv.socket,
           ])
         ).stdout,
-      ) as { ok: boolean; leakedBuffers: number; suppressedBuffers: number };
-      assert.deepEqual([half.ok, half.leakedBuffers, half.suppressedBuffers], [false, 2, 2]);
+      ) as { ok: boolean; leaked_buffers: number; suppressed_buffers: number };
+      assert.deepEqual([half.ok, half.leaked_buffers, half.suppressed_buffers], [false, 2, 2]);
     } finally {
       await r.close();
       assert.equal(await srv.stop(), 0);
@@ -323,7 +323,7 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
       schema_version: number;
       classes: { class: string; count: number; buffers: { address: string }[] }[];
     };
-    assert.equal(j.schema_version, 1);
+    assert.equal(j.schema_version, 2);
     assert.equal(j.classes.find((c) => c.class === 'program_cache')!.count, 0);
     assert.equal(
       j.classes.reduce((n, c) => n + c.count, 0),
@@ -348,11 +348,11 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
       ).stdout,
     ) as {
       ok: boolean;
-      leakedBuffers: number;
-      suppressedBuffers: number;
+      leaked_buffers: number;
+      suppressed_buffers: number;
       buffers: { address: string }[];
     };
-    assert.deepEqual([chk.ok, chk.leakedBuffers, chk.suppressedBuffers], [false, 4, 3]);
+    assert.deepEqual([chk.ok, chk.leaked_buffers, chk.suppressed_buffers], [false, 4, 3]);
     assert.deepEqual(chk.buffers.map((b) => b.address).sort(), [
       '0x21000000',
       '0x7f000000',

@@ -9,31 +9,27 @@ import type {
   CheckResult,
   ClassifyResponse,
   DiffResponse,
-  Mark,
+  MarkJson,
   MarksResponse,
 } from './types.js';
 
 /** Size groups listed per interval of a diff. */
 const DIFF_GROUPS_LISTED = 20;
 
-const at = (ms: number) => new Date(ms).toISOString();
-
 /** `ttalloc mark NAME`. */
-export function renderMark(m: Mark): string {
-  return `mark '${m.name}' set at ${at(m.atMs)}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
+export function renderMark(m: MarkJson): string {
+  return `mark '${m.name}' set at ${m.time}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
 }
 
-export function renderUnmark(m: Mark): string {
+export function renderUnmark(m: MarkJson): string {
   const forPid = m.pid ? ` for pid ${m.pid}` : '';
-  return `mark '${m.name}' deleted (it was set at ${at(m.atMs)}${forPid})\n`;
+  return `mark '${m.name}' deleted (it was set at ${m.time}${forPid})\n`;
 }
 
 /** `ttalloc marks`, oldest first. */
 export function renderMarks(r: MarksResponse): string {
   if (!r.marks.length) return 'no marks (ttalloc mark NAME sets one)\n';
-  return r.marks
-    .map((m) => `${at(m.atMs)}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`)
-    .join('');
+  return r.marks.map((m) => `${m.time}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`).join('');
 }
 
 /** `ttalloc diff A [B]`: per interval its size groups, then what accumulates across runs. */
@@ -72,19 +68,19 @@ function bufferLine(b: BufferRow): string {
 
 /** `ttalloc check`: the verdict line, and on a leak the offenders. */
 export function renderCheck(r: CheckResult): string {
-  const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
-  const exited = r.exitedBuffers
-    ? `, ${r.exitedBuffers} of them left behind by processes that exited`
+  const sup = r.suppressed_buffers ? ` (${r.suppressed_buffers} suppressed)` : '';
+  const exited = r.exited_buffers
+    ? `, ${r.exited_buffers} of them left behind by processes that exited`
     : '';
   const verdict =
     `ttalloc check: ${r.ok ? 'OK' : 'LEAK'} since '${r.since}': ` +
-    `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain${exited} ` +
-    `(budget ${r.maxBytes})${sup}`;
+    `${r.leaked_buffers} buffers, ${r.leaked_bytes} bytes remain${exited} ` +
+    `(budget ${r.max_bytes})${sup}`;
   if (r.ok) return verdict + '\n';
   // A buffer's name and stack trace (648-byte clients) under its line: where the leak was made.
   const out = [verdict, ...r.buffers.flatMap((b) => [bufferLine(b), ...noteLines(b)])];
-  if (r.leakedBuffers > r.buffers.length)
-    out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
+  if (r.leaked_buffers > r.buffers.length)
+    out.push(`    ... and ${r.leaked_buffers - r.buffers.length} more`);
   out.push('', r.summary);
   return out.join('\n') + '\n';
 }
@@ -100,10 +96,11 @@ export function renderClassified(r: ClassifyResponse): string {
     );
     for (const p of g.processes ?? [])
       out.push(
-        `    - PID ${p.pid} (exited ${clockTime(p.exitedAtMs)}): ${plural(p.buffers, 'buffer')}, ` +
+        `    - PID ${p.pid} (exited ${clockTime(p.exited_at_ms)}): ` +
+          `${plural(p.buffers, 'buffer')}, ` +
           `${formatMB(p.bytes)} MB — ${p.reason}`,
       );
-    if (g.moreProcesses) out.push(`    ... and ${plural(g.moreProcesses, 'more process')}`);
+    if (g.more_processes) out.push(`    ... and ${plural(g.more_processes, 'more process')}`);
     for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`, ...noteLines(b));
     // Without per-buffer records, the per-process lines above already account for every buffer.
     if (g.more && (g.buffers.length || !g.processes?.length))
