@@ -249,9 +249,9 @@ test(
       assert.match(
         text.stdout,
         new RegExp(
-          String.raw`LEFT BEHIND BY EXITED PROCESSES: 2 buffers, 0\.073728 MB total — leaks: ` +
+          String.raw`LEFT BEHIND BY EXITED PROCESSES: 2 buffers, 72\.0 KiB total — leaks: ` +
             String.raw`[^\n]*\n {4}- PID ${child.pid} \(exited \d\d:\d\d:\d\d\): 2 buffers, ` +
-            String.raw`0\.073728 MB — left behind by PID ${child.pid}, which exited at `,
+            String.raw`72\.0 KiB — left behind by PID ${child.pid}, which exited at `,
         ),
       );
       assert.match(
@@ -313,7 +313,7 @@ test('buffers born before the first mark are not expected: other, predating it',
     const text = await runCli(['leaks', '--socket', srv.socket]);
     assert.match(
       text.stdout,
-      new RegExp(`Buffer ${late}: 4\\.0 KB [^\\n]* — allocated before the first mark 'run-1'`),
+      new RegExp(`Buffer ${late}: 4\\.00 KiB [^\\n]* — allocated before the first mark 'run-1'`),
     );
   } finally {
     await r.close();
@@ -349,7 +349,7 @@ test(
       const j = await srv.client.json<ClassifyResponse>('GET', '/v1/classify');
       const reasons = group(j, 'suspicious').buffers.map((b) => b.reason);
       assert.equal(
-        reasons.filter((x) => x.startsWith('accumulates across marks: +36.0 KB DRAM per run'))
+        reasons.filter((x) => x.startsWith('accumulates across marks: +36.0 KiB DRAM per run'))
           .length,
         2,
       );
@@ -412,7 +412,7 @@ test('classify(): a shared address is suspicious; left-behind rows are listed wi
   assert.match(
     text,
     new RegExp(
-      String.raw`- Device 1 DRAM Buffer 0x7f000000: 36\.0 KB ` +
+      String.raw`- Device 1 DRAM Buffer 0x7f000000: 36\.0 KiB ` +
         String.raw`\(PID 77, exited 03:04:05, ref_count=1\) — left behind by PID 77`,
     ),
   );

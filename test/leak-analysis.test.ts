@@ -46,20 +46,20 @@ test(
       assert.equal(diff.code, 0, diff.stderr);
       assert.match(
         diff.stdout,
-        /Still alive, born between 'run-1' and 'now': 6 buffers, 0\.221184 MB/,
+        /Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB/,
       );
       assert.match(
         diff.stdout,
         new RegExp(
-          String.raw`run-1 → run-2: \+2 buffers, \+0\.073728 MB\n {2}Device 0 DRAM: 1 × 36\.0 KB` +
-            String.raw`\n {2}Device 1 DRAM: 1 × 36\.0 KB`,
+          String.raw`run-1 → run-2: \+2 buffers, \+72\.0 KiB\n {2}Device 0 DRAM: 1 × 36\.0 KiB` +
+            String.raw`\n {2}Device 1 DRAM: 1 × 36\.0 KiB`,
         ),
       );
       assert.match(
         diff.stdout,
         new RegExp(
           String.raw`Accumulating across runs \(likely leaks\):\n` +
-            String.raw` {2}\+36\.0 KB DRAM per run on every device \(0, 1\), 3 runs\n`,
+            String.raw` {2}\+36\.0 KiB DRAM per run on every device \(0, 1\), 3 runs\n`,
         ),
       );
       const dj = JSON.parse(
@@ -90,7 +90,7 @@ test(
       const check = await runCli(['check', '--since', 'run-2', '--socket', srv.socket]);
       assert.equal(check.code, 23, check.stdout + check.stderr);
       assert.match(check.stdout, /LEAK since 'run-2': 4 buffers, 147456 bytes remain \(budget 0\)/);
-      assert.match(check.stdout, /- Device 1 DRAM Buffer 0x7f012000: 36\.0 KB/);
+      assert.match(check.stdout, /- Device 1 DRAM Buffer 0x7f012000: 36\.0 KiB/);
       assert.equal(
         (
           await runCli([
@@ -296,11 +296,11 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
         new RegExp(`${cls}: [\\s\\S]*?- Device 0 \\w+ Buffer ${buf}: [^\\n]* — ${reason}`),
         `${buf} is ${cls}`,
       );
-    assert.match(out.stdout, /SUSPICIOUS: 4 buffers, 0\.114688 MB total/);
+    assert.match(out.stdout, /SUSPICIOUS: 4 buffers, 112 KiB total/);
     line(
       'SUSPICIOUS',
       '0x7f009000',
-      'accumulates across marks: \\+36\\.0 KB DRAM per run on device 0, 3 runs',
+      'accumulates across marks: \\+36\\.0 KiB DRAM per run on device 0, 3 runs',
     );
     line('SUSPICIOUS', '0x21000000', 'ref_count 2 never came down');
     line(

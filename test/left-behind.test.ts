@@ -138,7 +138,7 @@ test(
       assert.match(c.stdout, /LEAK since 'before': 2 buffers, 73728 bytes remain, 2 of them left/);
       assert.match(
         c.stdout,
-        new RegExp(`Device 1 L1 Buffer 0x9000: 60\\.0 KB \\(${EXITED(leak.pid)}`),
+        new RegExp(`Device 1 L1 Buffer 0x9000: 60\\.0 KiB \\(${EXITED(leak.pid)}`),
       );
       assert.match(
         c.stdout,

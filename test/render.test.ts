@@ -315,26 +315,26 @@ test('diff and check render as in the README', () => {
         devices: [0, 1],
         runs: 3,
         bytes_per_run: 36864,
-        text: '+36.0 KB DRAM per run on every device (0, 1), 3 runs',
+        text: '+36.0 KiB DRAM per run on every device (0, 1), 3 runs',
       },
     ],
   };
   const ivText = (from: string, to: string) => [
     '',
-    `${from} → ${to}: +2 buffers, +0.073728 MB`,
-    '  Device 0 DRAM: 1 × 36.0 KB',
-    '  Device 1 DRAM: 1 × 36.0 KB',
+    `${from} → ${to}: +2 buffers, +72.0 KiB`,
+    '  Device 0 DRAM: 1 × 36.0 KiB',
+    '  Device 1 DRAM: 1 × 36.0 KiB',
   ];
   assert.equal(
     renderDiff(diff),
     lines(
-      "Still alive, born between 'run-1' and 'now': 6 buffers, 0.221184 MB",
+      "Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB",
       ...ivText('run-1', 'run-2'),
       ...ivText('run-2', 'run-3'),
       ...ivText('run-3', 'now'),
       '',
       'Accumulating across runs (likely leaks):',
-      '  +36.0 KB DRAM per run on every device (0, 1), 3 runs',
+      '  +36.0 KiB DRAM per run on every device (0, 1), 3 runs',
     ),
   );
   const one = { ...diff, intervals: [iv('run-3', 'now')], accumulating: [] };
@@ -357,8 +357,8 @@ test('diff and check render as in the README', () => {
     renderCheck(check),
     lines(
       "ttalloc check: LEAK since 'run-3': 2 buffers, 73728 bytes remain (budget 0)",
-      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
       '',
       'SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) on 2 device(s)',
     ),
@@ -377,9 +377,9 @@ test('diff and check render as in the README', () => {
     lines(
       "ttalloc check: LEAK since 'run-3': 3 buffers, 110592 bytes remain, " +
         '1 of them left behind by processes that exited (budget 0)',
-      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f012000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f012000: 36.0 KiB (PID 9948, exited 22:43:07, ref_count=1)',
       '',
       'SUMMARY: ttalloc: 110592 byte(s) leaked in 3 buffer(s) on 2 device(s)',
     ),
@@ -428,8 +428,8 @@ test('marks and classes', () => {
     lines(
       'Remaining buffers by class (rules: docs/leak-analysis.md):',
       '',
-      'PROGRAM CACHE: 1 buffer, 0.036864 MB total — expected',
-      '    - Device 0 DRAM Buffer 0x10: 36.0 KB (PID 21732, ref_count=1) — kernel load',
+      'PROGRAM CACHE: 1 buffer, 36.0 KiB total — expected',
+      '    - Device 0 DRAM Buffer 0x10: 36.0 KiB (PID 21732, ref_count=1) — kernel load',
       '    ... and 2 more',
       '',
       'Total remaining buffers: 1',
@@ -527,9 +527,9 @@ test('the kernel report lists kernels per device and type', () => {
       '╚══════════════════════════════════════════════════════════════╝',
       '',
       'Device 0:',
-      '  Application: 3 kernels, 0.007168 MB total',
-      '    - Kernel 0x1: 4.0 KB (PID 5)',
-      '    - Kernel 0x2: 2.0 KB (PID 5)',
+      '  Application: 3 kernels, 7.00 KiB total',
+      '    - Kernel 0x1: 4.00 KiB (PID 5)',
+      '    - Kernel 0x2: 2.00 KiB (PID 5)',
       '    ... and 1 more',
       '',
       'Total loaded kernels: 3',

@@ -13,7 +13,7 @@ import type {
   Interval,
   SizeGroup,
 } from '../report/types.js';
-import { formatKB } from '../report/format.js';
+import { formatBytes } from '../report/format.js';
 import type { Mark } from '../state/marks.js';
 import { suppressed, type Rule } from './suppressions.js';
 import { SCHEMA_VERSION } from '../report/types.js';
@@ -145,7 +145,7 @@ export function findAccumulation(intervals: Interval[]): Accumulation[] {
           ? `on every device (${a.devices.join(', ')})`
           : `on device${a.devices.length === 1 ? '' : 's'} ${a.devices.join(', ')}`;
       const what =
-        a.count_per_run === 1 ? formatKB(a.size) : `${a.count_per_run} × ${formatKB(a.size)}`;
+        a.count_per_run === 1 ? formatBytes(a.size) : `${a.count_per_run} × ${formatBytes(a.size)}`;
       a.text = `+${what} ${a.type} per run ${where}, ${a.runs} runs`;
       return a;
     })

@@ -1,7 +1,7 @@
 // DUMP_KERNELS: the live kernels per device, by kernel type.
 import { KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
-import { formatKB, formatMB, plural } from './format.js';
+import { formatBytes, plural } from './format.js';
 import type { KernelRow } from './types.js';
 
 export type { KernelRow };
@@ -42,9 +42,9 @@ export function renderKernelReport(rows: readonly KernelRow[], limit = 20): stri
       const ks = rows.filter((r) => r.device === d && r.kernel_type === kt);
       if (!ks.length) continue;
       const bytes = ks.reduce((s, r) => s + r.size, 0);
-      out.push(`  ${kt}: ${plural(ks.length, 'kernel')}, ${formatMB(bytes)} MB total`);
+      out.push(`  ${kt}: ${plural(ks.length, 'kernel')}, ${formatBytes(bytes)} total`);
       for (const k of ks.slice(0, limit))
-        out.push(`    - Kernel ${k.kernel_id}: ${formatKB(k.size)} (PID ${k.pid})`);
+        out.push(`    - Kernel ${k.kernel_id}: ${formatBytes(k.size)} (PID ${k.pid})`);
       if (ks.length > limit) out.push(`    ... and ${ks.length - limit} more`);
     }
     out.push('');

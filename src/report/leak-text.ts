@@ -1,7 +1,7 @@
 // Text views of leak analysis: marks, diff between marks, the CI check and the classes of the
 // remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
 // server sends renderClassified() for /v1/classify?format=text).
-import { clockTime, formatKB, formatMB, plural } from './format.js';
+import { clockTime, formatBytes, plural } from './format.js';
 import { noteLines, ownerNote } from './text-report.js';
 import { CLASS_LABELS } from './types.js';
 import type {
@@ -36,12 +36,12 @@ export function renderMarks(r: MarksResponse): string {
 export function renderDiff(r: DiffResponse): string {
   const out = [
     `Still alive, born between '${r.from}' and '${r.to}': ` +
-      `${r.buffers} buffers, ${formatMB(r.bytes)} MB`,
+      `${r.buffers} buffers, ${formatBytes(r.bytes)}`,
   ];
   for (const iv of r.intervals) {
-    out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatMB(iv.bytes)} MB`);
+    out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatBytes(iv.bytes)}`);
     for (const g of iv.groups.slice(0, DIFF_GROUPS_LISTED))
-      out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatKB(g.size)}`);
+      out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatBytes(g.size)}`);
     if (iv.groups.length > DIFF_GROUPS_LISTED)
       out.push(`  ... and ${iv.groups.length - DIFF_GROUPS_LISTED} more groups`);
   }
@@ -61,7 +61,7 @@ export function renderDiff(r: DiffResponse): string {
 /** A buffer as the check and the classes list it (a left-behind one with its exit time). */
 function bufferLine(b: BufferRow): string {
   return (
-    `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} ` +
+    `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatBytes(b.size)} ` +
     `(${ownerNote(b)})`
   );
 }
@@ -92,13 +92,13 @@ export function renderClassified(r: ClassifyResponse): string {
     if (!g.count) continue;
     out.push(
       `${CLASS_LABELS[g.class].toUpperCase()}: ${plural(g.count, 'buffer')}, ` +
-        `${formatMB(g.bytes)} MB total — ${g.hint}`,
+        `${formatBytes(g.bytes)} total — ${g.hint}`,
     );
     for (const p of g.processes ?? [])
       out.push(
         `    - PID ${p.pid} (exited ${clockTime(p.exited_at_ms)}): ` +
           `${plural(p.buffers, 'buffer')}, ` +
-          `${formatMB(p.bytes)} MB — ${p.reason}`,
+          `${formatBytes(p.bytes)} — ${p.reason}`,
       );
     if (g.more_processes) out.push(`    ... and ${plural(g.more_processes, 'more process')}`);
     for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`, ...noteLines(b));
