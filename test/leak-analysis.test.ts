@@ -44,10 +44,7 @@ test(
 
       const diff = await runCli(['diff', 'run-1', '--socket', srv.socket]);
       assert.equal(diff.code, 0, diff.stderr);
-      assert.match(
-        diff.stdout,
-        /Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB/,
-      );
+      assert.match(diff.stdout, /Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB/);
       assert.match(
         diff.stdout,
         new RegExp(
