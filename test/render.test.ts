@@ -463,8 +463,9 @@ const device: DeviceStats = {
 test('stats: the periodic per-device line and `ttalloc stats`', () => {
   assert.deepEqual(renderStatsLines([]), ['no devices have reported yet']);
   assert.deepEqual(renderStatsLines([device]), [
-    'device 0 [Wormhole_B0]: 3 buffers, DRAM 1.00 MiB/12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, ' +
-      'TRACE 0 B, CB 0 B (0), kernels 0 B (0), unknown frees 2',
+    // SYSTEM_MEMORY is host memory: apart, not in L1_SMALL as the wire's usage counter has it
+    'device 0 [Wormhole_B0]: 3 buffers, DRAM 1.00 MiB/12.0 GiB, L1 0 B, L1_SMALL 1.00 KiB, ' +
+      'TRACE 0 B, CB 0 B (0), kernels 0 B (0); host SYSTEM_MEMORY 1.00 KiB, unknown frees 2',
   ]);
   const s = {
     pid: 42,
@@ -504,8 +505,8 @@ test('stats: the periodic per-device line and `ttalloc stats`', () => {
         'ones dropped)',
       'reads: busy connections read directly, 5 reads, 1 hand-backs to epoll when idle',
       'persistence: OFF (--no-persist); a restart loses the state',
-      'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, TRACE 0 B, ' +
-        'CB 0 B, kernels 0 B; unknown frees 2',
+      'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 1.00 KiB, TRACE 0 B, ' +
+        'CB 0 B, kernels 0 B; host SYSTEM_MEMORY 1.00 KiB; unknown frees 2',
     ),
   );
 });

@@ -9,7 +9,7 @@ import type {
   ReadStats,
   StatsResponse,
 } from './types.js';
-import { totalOverTypes, usage } from './usage.js';
+import { totalOverTypes } from './usage.js';
 
 function usedOf(used: number, total: number | null): string {
   return total ? `${formatBytes(used)}/${formatBytes(total)}` : formatBytes(used);
@@ -26,10 +26,11 @@ export function renderStatsLines(devices: readonly DeviceStats[]): string[] {
       `device ${s.device}${archOf(s)}: ${totalOverTypes(s.buffers)} buffers`,
       `, DRAM ${usedOf(b.DRAM, s.total_dram_bytes)}`,
       `, L1 ${usedOf(b.L1, s.total_l1_bytes)}`,
-      `, L1_SMALL ${formatBytes(usage(b, 'L1_SMALL'))}`,
+      `, L1_SMALL ${formatBytes(b.L1_SMALL)}`,
       `, TRACE ${formatBytes(b.TRACE)}`,
       `, CB ${formatBytes(b.CB)} (${s.cbs})`,
       `, kernels ${formatBytes(b.KERNEL)} (${s.kernels})`,
+      `; host SYSTEM_MEMORY ${formatBytes(b.SYSTEM_MEMORY)}`,
       s.unknown_frees ? `, unknown frees ${s.unknown_frees}` : '',
     ].join('');
   });
@@ -71,9 +72,9 @@ function deviceLine(d: DeviceStats): string {
   const total = d.total_dram_bytes ? ` / ${formatBytes(d.total_dram_bytes)}` : '';
   return (
     `device ${d.device}${archOf(d)}: DRAM ${formatBytes(b.DRAM)}${total}, ` +
-    `L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(usage(b, 'L1_SMALL'))}, ` +
+    `L1 ${formatBytes(b.L1)}, L1_SMALL ${formatBytes(b.L1_SMALL)}, ` +
     `TRACE ${formatBytes(b.TRACE)}, CB ${formatBytes(b.CB)}, kernels ${formatBytes(b.KERNEL)}; ` +
-    `unknown frees ${d.unknown_frees}`
+    `host SYSTEM_MEMORY ${formatBytes(b.SYSTEM_MEMORY)}; unknown frees ${d.unknown_frees}`
   );
 }
 
