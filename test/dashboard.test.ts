@@ -492,7 +492,7 @@ test('buffer pages, largest first, concatenate to the full listing; filters comb
   await settle(server);
   type Page = {
     total: number;
-    totalBytes: number;
+    total_bytes: number;
     buffers: { size: number; address: string; type: string; device: number }[];
   };
   const got: Page['buffers'] = [];
@@ -503,7 +503,7 @@ test('buffer pages, largest first, concatenate to the full listing; filters comb
     );
     assert.equal(p.total, 1500);
     assert.equal(
-      p.totalBytes,
+      p.total_bytes,
       sizes.reduce((a, b) => a + b, 0),
     );
     if (p.buffers.length === 0) break;
@@ -526,7 +526,7 @@ test('buffer pages, largest first, concatenate to the full listing; filters comb
   for (let offset = 0; ; offset += 1000) {
     const p = await server.client.json<Page>('GET', `/v1/buffers/page?limit=1000&offset=${offset}`);
     assert.equal(p.total, all.total);
-    assert.equal(p.totalBytes, all.totalBytes);
+    assert.equal(p.total_bytes, all.total_bytes);
     if (p.buffers.length === 0) break;
     for (const b of p.buffers) {
       seen.add(`${b.device}:${b.address}`);
@@ -536,7 +536,7 @@ test('buffer pages, largest first, concatenate to the full listing; filters comb
   }
   assert.equal(n, all.total);
   assert.equal(seen.size, all.total);
-  assert.equal(bytes, all.totalBytes);
+  assert.equal(bytes, all.total_bytes);
   // minSize and pid filters combine with the others.
   const big = await server.client.json<Page>(
     'GET',

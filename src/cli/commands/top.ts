@@ -4,6 +4,7 @@ import { action, clientFor, socketOption } from '../common.js';
 import { fetchTopData } from '../../ui/top/model.js';
 import { initialView, renderLines, lineText } from '../../ui/top/render.js';
 import { colorWanted, runTop } from '../../ui/top/app.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 function intervalArg(v: string): number {
   const n = Number(v);
@@ -35,7 +36,11 @@ export function topCommand(): Command {
         const client = clientFor(o);
         if (o.json) {
           process.stdout.write(
-            JSON.stringify({ schema_version: 1, ...(await fetchTopData(client)) }, null, 2) + '\n',
+            JSON.stringify(
+              { schema_version: SCHEMA_VERSION, ...(await fetchTopData(client)) },
+              null,
+              2,
+            ) + '\n',
           );
           return;
         }

@@ -175,10 +175,10 @@ function deviceLines(d: DeviceStats, data: TopData, width: number, detail: boole
       label: `Dev ${d.device} ${d.arch ?? 'undeclared'}`,
       name: 'DRAM',
       parts: dramParts(d),
-      total: d.totalDramBytes,
+      total: d.total_dram_bytes,
       kinds: DRAM_KINDS,
     }),
-    row({ label: '', name: 'L1', parts: l1Parts(d), total: d.totalL1Bytes, kinds: L1_KINDS }),
+    row({ label: '', name: 'L1', parts: l1Parts(d), total: d.total_l1_bytes, kinds: L1_KINDS }),
   ];
   if (detail) {
     const b = d.bytes;
@@ -274,10 +274,10 @@ export function renderLines(
   height: number,
 ): Line[] {
   const out: Line[] = [];
-  const time = new Date(data?.atMs ?? Date.now()).toTimeString().slice(0, 8);
+  const time = new Date(data?.time_ms ?? Date.now()).toTimeString().slice(0, 8);
   const sv = data?.server;
   const title = sv
-    ? `ttalloc top · server pid ${sv.pid} · up ${fmtUptime(sv.uptimeSeconds)} · ` +
+    ? `ttalloc top · server pid ${sv.pid} · up ${fmtUptime(sv.uptime_seconds)} · ` +
       `${sv.buffers} buffers · ${sv.processes} processes · ${sv.reaped} reaped`
     : data
       ? 'ttalloc top · no server: SHM and the driver read directly'
@@ -330,7 +330,7 @@ export function renderLines(
         pad(String(r.p.pid), 8) + ' ',
         pad(
           shortCommand(
-            `${commandLine(r.p)}${r.p.claimedPid ? ` (claims ${r.p.claimedPid})` : ''}`,
+            `${commandLine(r.p)}${r.p.claimed_pid ? ` (claims ${r.p.claimed_pid})` : ''}`,
             cmdW,
           ),
           cmdW,
