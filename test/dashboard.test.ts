@@ -13,6 +13,7 @@ import { Reporter } from '../src/client/reporter.js';
 import { BufferType } from '../src/protocol/constants.js';
 import { launchBrowser, watchPage, type TestBrowser } from './helpers/browser.js';
 import { formatBytes } from '../src/report/format.js';
+import type { MarksResponse, StatsResponse } from '../src/report/types.js';
 import { runCli, settle, startServer, type TestServer } from './helpers/server.js';
 
 // The screenshots: into test-output/, or with UPDATE_SCREENS=1 into docs/screens/ (the ones the
@@ -88,14 +89,7 @@ const chart = (dev: number, memory: 'DRAM' | 'L1' | 'HOST') =>
     [dev, memory] as const,
   );
 const cell = (sel: string) => page.textContent(sel).then((t) => t!.trim());
-interface StatsDevice {
-  device: number;
-  totalDramBytes: number;
-  totalL1Bytes: number;
-  bytes: Record<string, number>;
-}
-const stats = () =>
-  server.client.json<{ devices: StatsDevice[] }>('GET', '/v1/stats').then((s) => s.devices);
+const stats = () => server.client.json<StatsResponse>('GET', '/v1/stats').then((s) => s.devices);
 
 /** A share as the page writes it ("<0.1%" below a tenth of a percent). */
 const pct = (used: number, total: number) =>
@@ -197,8 +191,8 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   const devices = await stats();
   for (const dev of [0, 1]) {
     const s = devices.find((d) => d.device === dev)!;
-    assertChart((await chart(dev, 'DRAM'))!, s.totalDramBytes, `device ${dev} DRAM`);
-    assertChart((await chart(dev, 'L1'))!, s.totalL1Bytes, `device ${dev} L1`);
+    assertChart((await chart(dev, 'DRAM'))!, s.total_dram_bytes!, `device ${dev} DRAM`);
+    assertChart((await chart(dev, 'L1'))!, s.total_l1_bytes!, `device ${dev} L1`);
   }
   // Hovering shows the values at that time; leaving shows the latest again.
   const when = '.chart[data-device="0"][data-memory="DRAM"] .legend .when';
@@ -332,9 +326,9 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
     (sel) => document.querySelector(sel)?.querySelector('.host')?.textContent?.startsWith('4.00'),
     row1,
   );
-  const want = `${formatBytes(l1Used)} (${pct(l1Used, s1.totalL1Bytes)})`;
+  const want = `${formatBytes(l1Used)} (${pct(l1Used, s1.total_l1_bytes!)})`;
   assert.equal(await cell(`${row1} td.used[data-memory="L1"]`), want);
-  assert.notEqual(pct(l1Used, s1.totalL1Bytes), '<0.1%', 'a share the test can check');
+  assert.notEqual(pct(l1Used, s1.total_l1_bytes!), '<0.1%', 'a share the test can check');
   assert.equal(
     await cell(`${row1} td[data-kind=L1_SMALL]`),
     `${formatBytes(16 * KiB)}peak 16.0 KiB`,
@@ -342,11 +336,11 @@ test('dashboard shows live charts and tables, filters and pages buffers', async 
   assert.equal(await cell(`${row1} td.host`), `${formatBytes(4 * MiB)}peak 4.00 MiB`);
   // The L1 chart's legend adds the same figures up to the same share.
   const legend = (await chart(1, 'L1'))!.legend;
-  assert.ok(legend.includes(`used ${want}capacity ${formatBytes(s1.totalL1Bytes)}`), legend);
+  assert.ok(legend.includes(`used ${want}capacity ${formatBytes(s1.total_l1_bytes!)}`), legend);
   const s0 = (await stats()).find((d) => d.device === 0)!;
   assert.equal(
     await cell('#devices tr[data-device="0"] td.used[data-memory="DRAM"]'),
-    `${formatBytes(dram)} (${pct(dram, s0.totalDramBytes)})`,
+    `${formatBytes(dram)} (${pct(dram, s0.total_dram_bytes!)})`,
   );
   // Peak since start: the 250 DRAM buffers before the frees.
   assert.equal(
@@ -566,17 +560,14 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
   await settle(server);
   gone.kill('SIGKILL');
   await new Promise((resolve) => gone.once('exit', resolve));
-  const { marks } = await server.client.json<{ marks: { name: string; cutMs: number }[] }>(
-    'GET',
-    '/v1/marks',
-  );
+  const { marks } = await server.client.json<MarksResponse>('GET', '/v1/marks');
   // (a viewport lower than the page, so that the link has to scroll)
   await page.setViewportSize({ width: 1280, height: 700 });
   await page.goto(`${url}?poll=300`);
 
   // "show buffers born after it" filters the Buffers table to those born after the mark.
   const run2 = marks.find((m) => m.name === 'run-2')!;
-  await page.waitForSelector('#marks tr[data-mark="run-2"] a[data-cut]');
+  await page.waitForSelector('#marks tr[data-mark="run-2"] a[data-since]');
   await page.waitForSelector('#buffers tbody tr');
   assert.ok(
     await page.evaluate(
@@ -584,7 +575,7 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
     ),
     'the buffers are out of sight before the click',
   );
-  await page.click('#marks tr[data-mark="run-2"] a[data-cut]');
+  await page.click('#marks tr[data-mark="run-2"] a[data-since]');
   await page.waitForFunction(() =>
     /^1–4 of 4 .*born after mark run-2$/.test(document.querySelector('#range')!.textContent!),
   );
@@ -592,7 +583,7 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
     trs.map((t) => Number((t as HTMLElement).dataset.born)),
   );
   assert.equal(born.length, 4);
-  assert.ok(born.every((b) => b >= run2.cutMs));
+  assert.ok(born.every((b) => b > run2.time_ms));
   const view = await page.evaluate(() => ({
     top: document.querySelector('#buffers-box')!.getBoundingClientRect().top,
     height: innerHeight,
@@ -646,10 +637,7 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
   assert.equal(
     await page.textContent('#classes tr[data-class="left_behind"] td:nth-child(2)'),
     // (and the sleeper of the first test's sort, with its 8 MiB of L1)
-    String(
-      (await server.client.json<{ leftBehind: { records: number } }>('GET', '/v1/stats')).leftBehind
-        .records,
-    ),
+    String((await server.client.json<StatsResponse>('GET', '/v1/stats')).left_behind.records),
   );
   await page.screenshot({ path: 'test-output/dashboard-leaks.png', fullPage: true });
   assert.deepEqual(trouble.errors, []);

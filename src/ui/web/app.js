@@ -12,7 +12,7 @@
 /** @typedef {import('../../report/types.js').ProcessRow} ProcessRow */
 /** @typedef {import('../../report/types.js').BufferPage} BufferPage */
 /** @typedef {import('../../report/types.js').MarksResponse} MarksResponse */
-/** @typedef {import('../../report/types.js').Mark} Mark */
+/** @typedef {import('../../report/types.js').MarkJson} MarkJson */
 /** @typedef {import('../../report/types.js').HistoryResponse} HistoryResponse */
 /** @typedef {import('../../report/types.js').Sample} Sample */
 /** @typedef {import('../../report/types.js').ReportResponse} ReportResponse */
@@ -37,8 +37,6 @@
   };
   /** @param {string} s */
   const $form = (s) => /** @type {HTMLFormElement} */ ($(s));
-  /** @param {string} s */
-  const $input = (s) => /** @type {HTMLInputElement} */ ($(s));
   /** @param {string} s */
   const $button = (s) => /** @type {HTMLButtonElement} */ ($(s));
   /** @param {string} s */
@@ -129,7 +127,7 @@
         ['DRAM', '#1f77b4'],
         ['TRACE', '#9467bd'],
       ],
-      capacity: (d) => d.totalDramBytes,
+      capacity: (d) => d.total_dram_bytes,
       lazy: false,
     },
     {
@@ -141,7 +139,7 @@
         ['CB', '#2ca02c'],
         ['KERNEL', '#8c564b'],
       ],
-      capacity: (d) => d.totalL1Bytes,
+      capacity: (d) => d.total_l1_bytes,
       lazy: false,
     },
     {
@@ -451,14 +449,14 @@
   const withPeak = (d, k) =>
     `<td data-kind="${k}"${k === 'SYSTEM_MEMORY' ? ' class="host"' : ''}>${fmt(d.bytes[k])}` +
     '<small class="peak" title="highest since start or the last reset-peaks">' +
-    `peak ${fmt(d.peakBytes[k])}</small></td>`;
+    `peak ${fmt(d.peak_bytes[k])}</small></td>`;
   async function loadStats() {
     /** @type {StatsResponse} */
     const s = await getJson('/v1/stats');
     $('#summary').textContent =
-      `server pid ${s.pid} · up ${s.uptimeSeconds}s · ${s.live.buffers} buffers · ` +
+      `server pid ${s.pid} · up ${s.uptime_seconds}s · ${s.live.buffers} buffers · ` +
       `${s.live.processes} processes · ` +
-      `${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reapedProcesses} reaped`;
+      `${s.frames.total} frames (${s.frames.rejected} rejected) · ${s.reaped_processes} reaped`;
     // Whether a restart would keep this state: worth a red flag when it would not.
     const p = s.persistence,
       el = $('#persist');
@@ -472,12 +470,13 @@
       ? `${p.reason}: a restart loses this state`
       : p.failed
         ? `${p.failed}: tracking in memory until ${p.dir} has room`
-        : `${p.dir}, flushed every ${p.flushIntervalMs} ms`;
+        : `${p.dir}, flushed every ${p.flush_interval_ms} ms`;
     for (const d of s.devices) {
       const before = deviceStats.get(d.device);
       deviceStats.set(d.device, d);
       const changed =
-        before?.totalDramBytes !== d.totalDramBytes || before?.totalL1Bytes !== d.totalL1Bytes;
+        before?.total_dram_bytes !== d.total_dram_bytes ||
+        before?.total_l1_bytes !== d.total_l1_bytes;
       if (changed)
         for (const m of MEMORIES) {
           const c = charts.get(chartKey(d.device, m));
@@ -498,14 +497,15 @@
           withPeak(d, 'DRAM'),
           withPeak(d, 'TRACE'),
           `<td class="used" data-memory="DRAM">${fmt(dramUsed)}`,
-          `${pctHtml(dramUsed, d.totalDramBytes)}</td>`,
-          `<td>${fmt(d.totalDramBytes)}</td>`,
+          `${pctHtml(dramUsed, d.total_dram_bytes)}</td>`,
+          `<td>${fmt(d.total_dram_bytes)}</td>`,
           withPeak(d, 'L1'),
           withPeak(d, 'L1_SMALL'),
           withPeak(d, 'CB'),
           withPeak(d, 'KERNEL'),
-          `<td class="used" data-memory="L1">${fmt(l1Used)}${pctHtml(l1Used, d.totalL1Bytes)}</td>`,
-          `<td>${fmt(d.totalL1Bytes)}</td>`,
+          `<td class="used" data-memory="L1">${fmt(l1Used)}`,
+          `${pctHtml(l1Used, d.total_l1_bytes)}</td>`,
+          `<td>${fmt(d.total_l1_bytes)}</td>`,
           withPeak(d, 'SYSTEM_MEMORY'),
           `<td>${n}</td></tr>`,
         ].join('');
@@ -683,7 +683,7 @@
     for (const r of procs) {
       const devs = displayDevices(r);
       if (devs.length === 0 && !r.silent) continue;
-      const claims = r.claimedPid ? ` (claims ${r.claimedPid})` : '';
+      const claims = r.claimed_pid ? ` (claims ${r.claimed_pid})` : '';
       // The whole command line in the tooltip, shortened in the cell.
       const cmd = r.identity?.cmdline || r.command || '(gone)';
       const short = shorten(cmd, 48);
@@ -742,7 +742,7 @@
     const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$/i.exec(String(f.get('minSize') ?? ''));
     if (m) q.set('minSize', String(Math.round(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()])));
     const mark = String(f.get('mark') ?? '');
-    if (mark) q.set('bornFromMs', mark);
+    if (mark) q.set('since', mark);
     return q;
   }
   async function loadBuffers() {
@@ -773,7 +773,7 @@
     $('#range').textContent =
       total === 0
         ? `no matching buffers${since}`
-        : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.totalBytes)})` +
+        : `${offset + 1}–${offset + page.buffers.length} of ${total} (${fmt(page.total_bytes)})` +
           since;
     $button('#prev').disabled = offset === 0;
     $button('#next').disabled = offset + limit >= total;
@@ -781,11 +781,11 @@
       '#buffers tbody',
       page.buffers.map(
         (b) =>
-          `<tr data-type="${esc(b.type)}" data-pid="${b.pid}" data-born="${b.allocatedAtMs}">` +
+          `<tr data-type="${esc(b.type)}" data-pid="${b.pid}" data-born="${b.allocated_at_ms}">` +
           `<td>${b.device}</td><td data-col="size">${fmt(b.size)}</td>` +
           `<td class="l type">${typeLabel(b.type)}</td><td>${b.pid}</td>` +
-          `<td class="l">${esc(b.address)}</td><td>${b.refCount}</td>` +
-          `<td>${clock(b.allocatedAtMs)}</td>` +
+          `<td class="l">${esc(b.address)}</td><td>${b.ref_count}</td>` +
+          `<td>${clock(b.allocated_at_ms)}</td>` +
           // 648-byte clients' buffer name; its stack trace shows on hover
           `<td class="l" title="${esc(b.stack_trace ?? '')}">${esc(b.name ?? '')}</td></tr>`,
       ),
@@ -807,14 +807,14 @@
   };
 
   // ------------------------------------------------------------------ marks and the leak report
-  /** @type {Mark[]} */
+  /** @type {MarkJson[]} */
   let lastMarks = [];
   async function loadMarks() {
     /** @type {MarksResponse} */
     const { marks } = await getJson('/v1/marks');
     const same =
       marks.length === lastMarks.length &&
-      marks.every((m, i) => m.name === lastMarks[i].name && m.cutMs === lastMarks[i].cutMs);
+      marks.every((m, i) => m.name === lastMarks[i].name && m.time_ms === lastMarks[i].time_ms);
     lastMarks = marks;
     if (same) return; // redrawing would drop a click on its way
     $('#mark-filter').hidden = marks.length === 0;
@@ -823,15 +823,15 @@
     const keep = sel.value;
     sel.innerHTML =
       '<option value="">—</option>' +
-      marks.map((m) => `<option value="${m.cutMs}">${esc(m.name)}</option>`).join('');
+      marks.map((m) => `<option value="${esc(m.name)}">${esc(m.name)}</option>`).join('');
     sel.value = keep;
     rows(
       '#marks tbody',
       marks.map(
         (m) =>
           `<tr data-mark="${esc(m.name)}"><td class="l">${esc(m.name)}</td>` +
-          `<td>${clock(m.atMs)}</td><td>${m.pid ?? 'all'}</td>` +
-          `<td class="l"><a href="#buffers-box" data-cut="${m.cutMs}" data-pid="${m.pid ?? ''}">` +
+          `<td>${clock(m.time_ms)}</td><td>${m.pid ?? 'all'}</td>` +
+          `<td class="l"><a href="#buffers-box" data-since="${esc(m.name)}">` +
           'show buffers born after it</a> · ' +
           `<a href="#diff-box" data-diff="${esc(m.name)}">diff since</a></td></tr>`,
       ),
@@ -846,12 +846,11 @@
       $('#diff-box').scrollIntoView();
       return;
     }
-    const a = /** @type {HTMLElement | null} */ (target.closest('a[data-cut]'));
+    const a = /** @type {HTMLElement | null} */ (target.closest('a[data-since]'));
     if (!a) return;
     e.preventDefault();
-    /** @type {HTMLSelectElement} */ ($('#filters [name=mark]')).value = a.dataset.cut ?? '';
-    // A mark taken for one process covers only its buffers.
-    if (a.dataset.pid) $input('#filters [name=pid]').value = a.dataset.pid;
+    // (a mark taken for one process covers only its buffers: the server applies its PID)
+    /** @type {HTMLSelectElement} */ ($('#filters [name=mark]')).value = a.dataset.since ?? '';
     offset = 0;
     void loadBuffers();
     $('#buffers-box').scrollIntoView();
@@ -907,7 +906,7 @@
       d.accumulating.map(
         (a) =>
           `<tr><td class="l">${esc(a.type)}</td><td>${fmt(a.size)}</td>` +
-          `<td>${a.countPerRun}</td><td>${fmt(a.bytesPerRun)}</td><td>${a.runs}</td>` +
+          `<td>${a.count_per_run}</td><td>${fmt(a.bytes_per_run)}</td><td>${a.runs}</td>` +
           `<td class="l">${a.devices.join(', ')}</td></tr>`,
       ),
       'nothing grows by the same buffers every run',
@@ -921,19 +920,13 @@
     infrastructure: 'infrastructure',
     other: 'other',
   });
-  /**
-   * The server writes an accumulation's size in its reasons with formatKB ("36.0 KB": bytes /
-   * 1024, analysis/leaks.ts), which is KiB by another name: the page says KiB, as everywhere.
-   * @param {string} text
-   */
-  const binaryKB = (text) => text.replace(/(\d(?:\.\d+)?) KB\b/g, '$1 KiB');
   /** @param {ClassGroup} g */
   function classDetails(g) {
     const list = g.buffers.map(
       (b) =>
         `<tr><td>${b.device}</td><td class="l type">${typeLabel(b.type)}</td>` +
         `<td class="l">${esc(b.address)}</td><td>${fmt(b.size)}</td><td>${b.pid}</td>` +
-        `<td class="l reason">${esc(binaryKB(b.reason))}</td></tr>`,
+        `<td class="l reason">${esc(b.reason)}</td></tr>`,
     );
     const more = g.more ? `<p>and ${g.more} more</p>` : '';
     return (
@@ -950,7 +943,7 @@
   async function loadReport() {
     const q = filterQuery();
     q.delete('minSize');
-    q.delete('bornFromMs'); // the report endpoint filters by device, PID and type
+    q.delete('since'); // the report endpoint filters by device, PID and type
     const said = [
       ['device', 'device'],
       ['type', 'type'],
@@ -979,7 +972,7 @@
       '#exited tbody',
       (ex?.processes ?? []).map((p) => {
         const cmd = p.cmdline ?? '(unknown)';
-        const where = Object.entries(p.byDevice)
+        const where = Object.entries(p.by_device)
           .flatMap(([dev, types]) =>
             Object.entries(types).map(
               ([t, v]) => `${v.count} ${typeLabel(t)} (${fmt(v.bytes)}) on ${esc(dev)}`,
@@ -989,7 +982,7 @@
         return (
           `<tr data-pid="${p.pid}"><td>${p.pid}</td>` +
           `<td class="l cmd" title="${esc(cmd)}">${esc(shorten(cmd, 40))}</td>` +
-          `<td>${clock(p.reapedAtMs)}</td><td>${p.buffers}</td><td>${fmt(p.bytes)}</td>` +
+          `<td>${clock(p.exited_at_ms)}</td><td>${p.buffers}</td><td>${fmt(p.bytes)}</td>` +
           `<td class="l">${where}</td></tr>`
         );
       }),
