@@ -24,11 +24,13 @@ export function topCommand(): Command {
     .option('--json', 'print the same data once as JSON and exit')
     .addHelpText(
       'after',
-      '\nKeys: q/Ctrl-C quit; ' +
-        'd l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name ' +
-        '(again: reverse);\n' +
-        '      r reverse; f next device, 0-9 that device, a all devices. ' +
-        'NO_COLOR=1 turns colours off.',
+      '\nKeys: q/Ctrl-C quit; ↑ ↓ or j k scroll the processes one at a time, PgUp PgDn ' +
+        '(space) a page,\n      Home End (g G) to the first or last; ' +
+        'd l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers,\n      PID, name ' +
+        '(again: reverse); r reverse; f next device, 0-9 that device, a all devices.\n' +
+        'Bars: the level against the capacity, │ the peak since start (or reset-peaks); ' +
+        'sparklines: each\nsample interval’s peak against the capacity. NO_COLOR=1 turns ' +
+        'colours off.',
     )
     .action(
       action(async (o: { socket?: string; interval: number; once?: boolean; json?: boolean }) => {
