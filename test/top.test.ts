@@ -10,6 +10,10 @@ import { Reporter } from '../src/client/reporter.js';
 import { CLI, runCli, settle, startServer, type TestServer } from './helpers/server.js';
 import { spawnTerminal, type TestTerminal } from './helpers/terminal.js';
 import { liveProcess } from './helpers/live-process.js';
+import { ControlClient } from '../src/client/control-client.js';
+import { fetchTopData } from '../src/ui/top/model.js';
+import { initialView, lineText, renderFrame } from '../src/ui/top/render.js';
+import { lineWidth } from '../src/ui/top/line.js';
 
 const MiB = 1 << 20;
 let server: TestServer, child: ChildProcess, mine: Reporter, theirs: Reporter, term: TestTerminal;
@@ -163,6 +167,12 @@ test('--once prints one frame, --json the same data', async () => {
   assert.doesNotMatch(once.stdout, /\x1b/, 'no escape codes when not a terminal');
   assert.match(once.stdout, /^Dev 0 Wormhole_B0 DRAM \[.*\] 1\.29 GiB \/ 12\.0 GiB +10\.8%/m);
   assert.match(once.stdout, new RegExp(`^${process.pid} +node.* socket +0 +300 MiB`, 'm'));
+  // Laid out for 70 columns, but into a pipe no text is cut: the whole status line, no ellipsis.
+  const narrow = await runCli(['top', '--once', '--socket', server.socket], { COLUMNS: '70' });
+  assert.match(narrow.stdout, /^Dev 0 +DRAM \[/m, 'the narrow layout');
+  const status = narrow.stdout.split('\n')[1];
+  assert.ok(status.length > 70 && status.endsWith('no driver'), status);
+  assert.doesNotMatch(narrow.stdout, /…$/m);
   const json = await runCli(['top', '--json', '--socket', server.socket]);
   const data = JSON.parse(json.stdout) as {
     devices: { device: number; bytes: { DRAM: number; TRACE: number } }[];
@@ -368,6 +378,37 @@ describe('top at 70x20 and 200x50', () => {
     await quit();
   });
 
+  test('every size from 30x6 to 220x60: exactly the rows, no line wider, bars first', async () => {
+    // The same pure renderer the terminal gets, over the live server's data, at every size.
+    const data = await fetchTopData(new ControlClient(srv.socket));
+    assert.equal(data.processes.length, 11);
+    for (let w = 30; w <= 220; w += 7)
+      for (let h = 6; h <= 60; h += 3)
+        for (const scroll of [0, 4, Infinity]) {
+          const f = renderFrame(data, { ...initialView(), scroll }, w, h);
+          const text = f.lines.map((l) => lineText(l, w, false));
+          const at = `${w}x${h} scroll ${scroll}`;
+          assert.equal(text.length, h, at);
+          for (const l of text) assert.ok([...l].length <= w, `${at}: ${l}`);
+          // From 60 columns on the layout itself fits: nothing relies on the cut at the edge.
+          if (w >= 60) f.lines.forEach((l, i) => assert.ok(lineWidth(l) <= w, `${at}: ${text[i]}`));
+          assert.match(text[h - 1], /^q quit/, at);
+          // The bars right under the two header rows, as many as the rows allow.
+          const bars = text.slice(2, Math.min(h - 1, 2 + 5)).filter((l) => /^Dev \d/.test(l));
+          if (h >= 8) assert.equal(bars.length, 2, `${at}:\n${text.join('\n')}`);
+          // The list's window is within the list, and what it shows is on screen.
+          const { first, shown, total } = f.list;
+          assert.equal(total, 11);
+          assert.ok(first >= 0 && first + shown <= total, at);
+          if (shown > 0 && h >= 20)
+            assert.match(
+              text.join('\n'),
+              new RegExp(`processes ${first + 1}–|^11 processes`, 'm'),
+              at,
+            );
+        }
+  });
+
   test('70x20 and 200x50: the screens for the docs', async () => {
     const screens: [number, number][] = [
       [70, 20],
@@ -385,7 +426,8 @@ describe('top at 70x20 and 200x50', () => {
       assertFits(w, h);
       // Both sizes show the short-lived buffer: in the sparkline, and in figures.
       assert.match(t.text(), /L1 1\.00 MiB \(peak 61\.0 MiB\)/);
-      assert.match(t.text(), /\[█·+│·+\] 1\.00 MiB \/ 91\.5 MiB +1\.1% ▁*▆+$/m);
+      const l1 = rows().find((l) => /\] 1\.00 MiB \/ 91\.5 MiB/.test(l)) ?? '';
+      assert.match(l1, /\[█·+│·+\] 1\.00 MiB \/ 91\.5 MiB +1\.1% [▁▆]*▆[▁▆]*$/);
       if (h === 50) {
         // All 11 fit: every process is on screen, and the count says so.
         for (let i = 0; i < SLEEPERS; i++) assert.ok(pidShown(i), `sleeper ${i}`);

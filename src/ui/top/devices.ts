@@ -33,6 +33,7 @@ export const LEGEND = [
     'sparklines: each interval’s peak, scaled to capacity',
   'DRAM: █ DRAM ▓ TRACE · L1: █ L1 ▓ L1_SMALL ▒ CB ░ kernels · │ peak since start',
   '█ DRAM/L1 ▓ TRACE/L1_SMALL ▒ CB ░ kernels · │ peak · sparklines: peaks',
+  '█ DRAM/L1 ▓ TRACE/L1_SMALL ▒ CB ░ kernels · │ peak since start',
 ];
 
 /**
@@ -154,7 +155,7 @@ export function deviceBars(d: DeviceStats, samples: Sample[], width: number): Li
  * The detail row: each type in use with its level and, when higher, its peak since start (exact
  * per type); host memory apart; the buffer count.
  */
-export function detailLine(d: DeviceStats, width: number): Line {
+export function detailLine(d: DeviceStats, width: number, textW = width): Line {
   const { labelW } = deviceLayout(d, width);
   const types: (keyof DeviceBytes)[] = ['DRAM', 'TRACE', 'L1', 'L1_SMALL', 'CB', 'KERNEL'];
   const parts: string[] = [];
@@ -168,7 +169,7 @@ export function detailLine(d: DeviceStats, width: number): Line {
   const host = d.bytes.SYSTEM_MEMORY;
   if (host) parts.push(`host (SYSTEM_MEMORY) ${formatBytes(host)}`);
   parts.push(plural(totalOverTypes(d.buffers), 'buffer'));
-  const room = width - labelW - 5;
+  const room = textW - labelW - 5;
   // The buffer count gives way first, then the end is cut.
   const text = fitParts(parts, ' · ', room, [parts.length - 1]);
   return [{ t: ' '.repeat(labelW + 5) }, { t: ellipsis(text, room), sgr: SGR.dim }];

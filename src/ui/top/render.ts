@@ -89,13 +89,15 @@ export function renderFrame(
   height: number,
 ): Frame {
   const finite = Number.isFinite(height);
-  const head = [titleLine(data, v, width), statusLine(data, v, finite ? width : Infinity)];
+  // Into a pipe (no height) the layout is `width` wide but no text is cut: a file keeps it all.
+  const textW = finite ? width : Infinity;
+  const head = [titleLine(data, v, textW), statusLine(data, v, textW)];
   const help: Line = [{ t: firstFitting(HELP, width), sgr: SGR.inverse }];
   if (!data) return assemble([head], help, height, { first: 0, shown: 0, total: 0 });
 
   const devs = data.devices.filter((d) => v.device === null || d.device === v.device);
   const bars = devs.map((d) => deviceBars(d, data.history, width));
-  const details = devs.map((d) => detailLine(d, width));
+  const details = devs.map((d) => detailLine(d, width, textW));
   const none =
     devs.length === 0 && data.server
       ? [
@@ -107,12 +109,12 @@ export function renderFrame(
           ],
         ]
       : [];
-  const chips = chipLines(data, v, finite ? width : Infinity);
-  const cards = cardLines(data, finite ? width : Infinity);
+  const chips = chipLines(data, v, textW);
+  const cards = cardLines(data, textW);
   const legend: Line[] = [[{ t: firstFitting(LEGEND, width), sgr: SGR.dim }]];
   const rows = sortedProcesses(data.processes, v);
   const c = columns(width, v.sort);
-  const blocks = rows.map((r) => processBlock(r, c, width));
+  const blocks = rows.map((r) => processBlock(r, c, textW));
   const table = headerLine(c, v);
 
   const devLines = (withDetail: boolean) =>
