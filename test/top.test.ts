@@ -87,9 +87,9 @@ test('top: devices and processes, sort, filter, resize, dead processes, clean qu
   // Process rows: PID, command line from /proc, the sources, per-device figures.
   const pidRow = () => lines().findIndex((l) => l.startsWith(`${process.pid} `));
   const childRow = () => lines().findIndex((l) => l.startsWith(`${child.pid} `));
-  assert.match(lines()[pidRow()], /node.* socket +0 +300 MiB +0 B +0 B +0 B +0 B +3$/);
+  assert.match(lines()[pidRow()], /node.* socket +0 +300 MiB +0 B +0 B +0 B +0 B +0 B +3$/);
   assert.match(lines()[childRow()], /sleep 60 +socket +0 +10\.0 MiB/);
-  assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +1$/);
+  assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +0 B +1$/);
 
   // Sorting: DRAM (default) puts this process first; L1 puts the sleeper first.
   assert.ok(pidRow() < childRow());
@@ -245,6 +245,8 @@ describe('top at 70x20 and 200x50', () => {
     spiker = new Reporter({ socketPath: srv.socket });
     spiker.alloc(1, 0x40000000, 12 * MiB, 0);
     spiker.alloc(1, 0x1000, MiB, 1);
+    // Pinned host memory: not in the L1 bar (not L1), shown apart.
+    spiker.alloc(1, 0x80000000, 4 * MiB, 2);
     spiker.flush();
     const spike = () => {
       spiker.alloc(1, 0x400000, 60 * MiB, 1);
@@ -433,6 +435,12 @@ describe('top at 70x20 and 200x50', () => {
         for (let i = 0; i < SLEEPERS; i++) assert.ok(pidShown(i), `sleeper ${i}`);
         assert.match(t.text(), /^11 processes$/m);
         assert.match(t.text(), /^PID .* SOURCE .* BUFFERS$/m, 'every column');
+        assert.match(rowOf(/L1 1\.00 MiB \(peak/), / · host memory 4\.00 MiB \(SYSTEM_MEMORY\) · /);
+        // …and in the table: the spiker's L1_SMALL is 0 (not its host memory), HOST 4 MiB.
+        const [, l1Small, host] = / 12\.0 MiB 1\.00 MiB +(\S+ \S+) .* (\S+ \S+) +\d+$/.exec(
+          rowOf(/^\d+ +node /),
+        )!;
+        assert.deepEqual([l1Small, host], ['0 B', '4.00 MiB']);
       }
       if (process.env.TTALLOC_SCREENS)
         writeFileSync(

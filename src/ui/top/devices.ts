@@ -167,7 +167,7 @@ export function detailLine(d: DeviceStats, width: number, textW = width): Line {
   }
   if (parts.length === 0) parts.push('nothing allocated');
   const host = d.bytes.SYSTEM_MEMORY;
-  if (host) parts.push(`host (SYSTEM_MEMORY) ${formatBytes(host)}`);
+  if (host) parts.push(`host memory ${formatBytes(host)} (SYSTEM_MEMORY)`);
   parts.push(plural(totalOverTypes(d.buffers), 'buffer'));
   const room = textW - labelW - 5;
   // The buffer count gives way first, then the end is cut.

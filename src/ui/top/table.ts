@@ -13,7 +13,7 @@ import {
 import { ellipsis, pad, rpad, SGR, type Line } from './line.js';
 
 export type SortKey = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE' | 'CB' | 'buffers' | 'pid' | 'command';
-export type Figure = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE' | 'CB' | 'buffers';
+export type Figure = 'DRAM' | 'L1' | 'L1_SMALL' | 'TRACE' | 'CB' | 'HOST' | 'buffers';
 export interface Sorting {
   sort: SortKey;
   /** Largest first (numbers) / Z→A (names) when true. */
@@ -26,8 +26,18 @@ export interface Row {
   devs: DisplayDevice[];
 }
 
+/**
+ * A figure as the table shows it. The wire's L1_SMALL counts SYSTEM_MEMORY, which is host memory:
+ * the table gives it apart (HOST), as the device rows do.
+ */
+function figure(u: DisplayDevice, k: Figure): number {
+  const host = u.SYSTEM_MEMORY ?? 0;
+  if (k === 'HOST') return host;
+  if (k === 'L1_SMALL') return u.L1_SMALL - host;
+  return k === 'buffers' ? (u.buffers ?? 0) : u[k];
+}
 function colValue(u: DisplayDevice, k: SortKey): number {
-  return k === 'buffers' ? (u.buffers ?? 0) : k === 'pid' || k === 'command' ? 0 : u[k];
+  return k === 'pid' || k === 'command' ? 0 : figure(u, k);
 }
 
 /**
@@ -64,10 +74,11 @@ const FIGURES: { key: Figure; title: string; w: number }[] = [
   { key: 'L1_SMALL', title: 'L1_SMALL', w: 10 },
   { key: 'TRACE', title: 'TRACE', w: 9 },
   { key: 'CB', title: 'CB', w: 9 },
+  { key: 'HOST', title: 'HOST', w: 9 },
   { key: 'buffers', title: 'BUFFERS', w: 9 },
 ];
 /** What a narrow terminal drops first (the sorted column stays). */
-const DROP: ('SOURCE' | Figure)[] = ['SOURCE', 'buffers', 'TRACE', 'CB', 'L1_SMALL', 'L1'];
+const DROP: ('SOURCE' | Figure)[] = ['SOURCE', 'HOST', 'buffers', 'TRACE', 'CB', 'L1_SMALL', 'L1'];
 
 export interface Columns {
   cmdW: number;
@@ -96,7 +107,7 @@ export function columns(width: number, sort: SortKey): Columns {
 }
 
 export function headerLine(c: Columns, v: Sorting): Line {
-  const mark = (k: SortKey) => (k === v.sort ? (v.descending ? '▼' : '▲') : '');
+  const mark = (k: string) => (k === v.sort ? (v.descending ? '▼' : '▲') : '');
   const text = [
     pad('PID' + mark('pid'), PID_W),
     pad('COMMAND' + mark('command'), c.cmdW) + ' ',
@@ -141,7 +152,7 @@ export function processBlock(r: Row, c: Columns, width: number): Line[] {
             ? u.buffers === null
               ? '(shm)'
               : String(u.buffers)
-            : formatBytes(u[f.key]),
+            : formatBytes(figure(u, f.key)),
           f.w,
         ),
       ),
