@@ -289,7 +289,7 @@ describe('top at 70x20 and 200x50', () => {
       assert.match(
         l,
         new RegExp(
-          '^(|ttalloc top .*|server on .*|Dev \\d .*|Wormhole_B0 L1 .*| {18}L1 .*| {17,}DRAM .*|' +
+          '^(|ttalloc top .*|server on .*|Dev \\d .*|Wormhole_B0 L1 .*| {18}L1 .*| {12,}DRAM .*|' +
             'DRAM bar: .*|█ DRAM.*|PID .*|\\d+ +\\S.*| {20,}\\d .*|processes .*|11 processes|' +
             'q quit .*)$',
         ),
@@ -376,7 +376,10 @@ describe('top at 70x20 and 200x50', () => {
     assert.match(l1, /^Wormhole_B0 L1 +\[█·*│·*\] 1\.00 MiB \/ 91\.5 MiB +1\.1% /);
     assert.match(spark(l1), /▆/, l1);
     // …and the bar marks the peak since start (│ above), the detail row gives it in figures.
-    assert.match(rows()[dev1 + 2], /^ {17}DRAM 16\.0 MiB · L1 1\.00 MiB \(peak 61\.0 MiB\)/);
+    assert.match(
+      rows()[dev1 + 2],
+      /^ {12}DRAM 16\.0 MiB, L1 1\.00 MiB \(peak 61\.0 MiB\), host 4\.00 MiB$/,
+    );
     await quit();
   });
 

@@ -4,7 +4,7 @@ import { BufferType } from '../../protocol/constants.js';
 import { formatBytes, plural } from '../../report/format.js';
 import type { DeviceBytes, DeviceStats, Sample } from '../../report/types.js';
 import { SAMPLE_CB, SAMPLE_KERNEL, totalOverTypes } from '../../report/usage.js';
-import { ellipsis, fitParts, pad, pressure, rpad, SGR, type Line, type Seg } from './line.js';
+import { cols, ellipsis, fitParts, pad, pressure, rpad, SGR, type Line, type Seg } from './line.js';
 
 const SPARK = '▁▂▃▄▅▆▇█';
 /** Marks the peak since start on a bar, past the cells in use. */
@@ -157,6 +157,8 @@ export function deviceBars(d: DeviceStats, samples: Sample[], width: number): Li
  */
 export function detailLine(d: DeviceStats, width: number, textW = width): Line {
   const { labelW } = deviceLayout(d, width);
+  // Under the figures when wide; under the bar names when every column counts.
+  const indent = labelW + (width >= 100 ? 5 : 0);
   const types: (keyof DeviceBytes)[] = ['DRAM', 'TRACE', 'L1', 'L1_SMALL', 'CB', 'KERNEL'];
   const parts: string[] = [];
   for (const k of types) {
@@ -166,11 +168,15 @@ export function detailLine(d: DeviceStats, width: number, textW = width): Line {
     parts.push(`${k} ${formatBytes(now)}` + (peak > now ? ` (peak ${formatBytes(peak)})` : ''));
   }
   if (parts.length === 0) parts.push('nothing allocated');
+  const room = textW - indent;
   const host = d.bytes.SYSTEM_MEMORY;
-  if (host) parts.push(`host memory ${formatBytes(host)} (SYSTEM_MEMORY)`);
+  if (host) {
+    const long = `host memory ${formatBytes(host)} (SYSTEM_MEMORY)`;
+    parts.push(cols([...parts, long].join(' · ')) <= room ? long : `host ${formatBytes(host)}`);
+  }
   parts.push(plural(totalOverTypes(d.buffers), 'buffer'));
-  const room = textW - labelW - 5;
-  // The buffer count gives way first, then the end is cut.
-  const text = fitParts(parts, ' · ', room, [parts.length - 1]);
-  return [{ t: ' '.repeat(labelW + 5) }, { t: ellipsis(text, room), sgr: SGR.dim }];
+  // The buffer count gives way first, then the wider separator, then the end is cut.
+  let text = fitParts(parts, ' · ', room, [parts.length - 1]);
+  if (cols(text) > room) text = parts.slice(0, -1).join(', ');
+  return [{ t: ' '.repeat(indent) }, { t: ellipsis(text, room), sgr: SGR.dim }];
 }

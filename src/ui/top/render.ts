@@ -205,7 +205,7 @@ function position(w: ListWindow, c: Columns, width: number): Line {
         .join(', '),
     );
   }
-  if (c.hidden.length) parts.push(`wider for ${c.hidden.join(' ')}`);
+  if (c.hidden.length) parts.push(`hidden: ${c.hidden.join(' ')}`);
   const text = fitParts(parts, ' · ', width, [2, 1]);
   return [{ t: ellipsis(text, width), sgr: all ? SGR.dim : SGR.bold }];
 }
