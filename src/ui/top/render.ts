@@ -142,7 +142,7 @@ export function renderFrame(
   // The blank row only when nothing of the list is left out for it.
   const gap: Line[] = add(1, listLines) ? [[]] : [];
   const room = Math.max(0, spare);
-  const win = window(blocks, room, v.scroll);
+  const win = listWindow(blocks, room, v.scroll);
   const shownLines = blocks.slice(win.first, win.first + win.shown).flat();
   // A process taller than the whole list's room still shows its first lines.
   if (win.shown === 0 && win.first < blocks.length)
@@ -174,7 +174,7 @@ function assemble(parts: Line[][], help: Line, height: number, list: ListWindow)
  * Which processes fit `room` lines from `scroll` on. The last page is full: scrolling past the
  * end shows the last processes that fit.
  */
-function window(blocks: Line[][], room: number, scroll: number): ListWindow {
+function listWindow(blocks: Line[][], room: number, scroll: number): ListWindow {
   const total = blocks.length;
   let last = total,
     acc = 0;
@@ -188,7 +188,7 @@ function window(blocks: Line[][], room: number, scroll: number): ListWindow {
   return { first, shown, total };
 }
 
-/** "processes 3–7 of 12 · ↑↓ to scroll", or how many there are when all fit. */
+/** "processes 3–7 of 12 · ↑ 2 above, ↓ 5 below", or how many there are when all fit. */
 function position(w: ListWindow, c: Columns, width: number): Line {
   if (w.total === 0) return [{ t: 'no process owns device memory', sgr: SGR.dim }];
   const all = w.first === 0 && w.shown === w.total;
