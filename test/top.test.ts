@@ -355,7 +355,11 @@ describe('top at 70x20 and 200x50', () => {
     t.write('p');
     await t.waitFor((s) => s.includes('PID▲') && /processes 1–/.test(s), 'sort by PID');
     t.write('d');
-    await t.waitFor((s) => s.includes('DRAM▼'), 'sort by DRAM');
+    await t.waitFor((s) => s.includes('DRAM▼') && /processes 1–/.test(s), 'sort by DRAM');
+    // ← and F5 are no commands: their letters (D, ~) neither sort nor scroll; j after them does.
+    t.write('\x1b[D\x1b[15~j');
+    await t.waitFor((s) => /processes 2–/.test(s), 'one down after the other keys');
+    assert.match(t.text(), /DRAM▼/);
     assertFits(70, 20);
     await quit();
   });
