@@ -30,11 +30,11 @@ interface Stats {
   frames: { total: number };
   live: { buffers: number };
   persistence: {
-    journalBytes: number;
-    snapshotBytes: number;
+    journal_bytes: number;
+    snapshot_bytes: number;
     compactions: number;
     compacting: boolean;
-    journalSegments: number;
+    journal_segments: number;
   };
 }
 
@@ -112,7 +112,7 @@ async function restartFigures(n: number): Promise<void> {
       if (
         st.persistence.compactions > 0 &&
         !st.persistence.compacting &&
-        st.persistence.journalSegments <= 2
+        st.persistence.journal_segments <= 2
       )
         break;
       await sleep(100);

@@ -144,13 +144,13 @@ if (process.argv[2] === '--child') {
       spawnKid();
     }
     const st = await ctl.json<{
-      memory?: { rssBytes?: number };
+      memory?: { rss_bytes?: number };
       frames: { total: number };
       live: { buffers: number };
     }>('GET', '/v1/stats');
     const mem = (st as { memory?: Record<string, number> }).memory ?? {};
     const secs = Math.round((Date.now() - t0) / 1000);
-    const rssMiB = Math.round((mem.rssBytes ?? mem.rss ?? 0) / 2 ** 20);
+    const rssMiB = Math.round((mem.rss_bytes ?? mem.rss ?? 0) / 2 ** 20);
     rss.push(`${secs}s frames=${st.frames.total} live=${st.live.buffers} rss=${rssMiB}MiB`);
   }
   // Survivors stop and report what they hold.
@@ -189,8 +189,8 @@ if (process.argv[2] === '--child') {
   ); // runs the dead-PID sweep
   const st = await ctl.json<{
     frames: { total: number; rejected: number };
-    reapedProcesses: number;
-    persistence: { journalBytes: number; snapshotBytes: number; compactions: number };
+    reaped_processes: number;
+    persistence: { journal_bytes: number; snapshot_bytes: number; compactions: number };
   }>('GET', '/v1/stats');
   const want = reports.reduce(
     (a, r) => ({ buffers: a.buffers + r.buffers, bytes: a.bytes + r.bytes }),
@@ -236,12 +236,12 @@ if (process.argv[2] === '--child') {
         errors,
         frames: st.frames.total,
         rejected: st.frames.rejected,
-        reapedProcesses: st.reapedProcesses,
+        reaped_processes: st.reaped_processes,
         server: { buffers: rep.total_buffers, bytes: rep.total_bytes },
         survivors: want,
         persistence: {
-          journalBytes: st.persistence.journalBytes,
-          snapshotBytes: st.persistence.snapshotBytes,
+          journal_bytes: st.persistence.journal_bytes,
+          snapshot_bytes: st.persistence.snapshot_bytes,
           compactions: st.persistence.compactions,
         },
         restarts,

@@ -87,15 +87,15 @@ async function figures(n: number, bin: string): Promise<void> {
     // live, the two runs' are records; every frame was counted once.
     const held = base.held + withRestart.held;
     let s = await srv.stats();
-    for (let i = 0; i < 100 && s.leftBehind.records < held; i++) {
+    for (let i = 0; i < 100 && s.left_behind.records < held; i++) {
       await sleep(20);
       s = await srv.stats();
     }
     const frames = n + base.frames + withRestart.frames;
     const exact =
-      s.live.buffers === n && s.leftBehind.records === held && s.frames.total === frames
+      s.live.buffers === n && s.left_behind.records === held && s.frames.total === frames
         ? 'exact'
-        : `NOT EXACT (${s.live.buffers} live, ${s.leftBehind.records} left, ${s.frames.total})`;
+        : `NOT EXACT (${s.live.buffers} live, ${s.left_behind.records} left, ${s.frames.total})`;
     const sw = /reading again ([\d.]+) ms/.exec(said)?.[1] ?? '?';
     console.log(
       `${(n / 1e6).toString().padStart(4)} M live | longest send-to-send gap: ` +

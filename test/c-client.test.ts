@@ -190,14 +190,14 @@ Device 1:
         const k = await srv.client.json<{
           kernels: {
             device: number;
-            kernelId: string;
-            kernelType: string;
+            kernel_id: string;
+            kernel_type: string;
             size: number;
             pid: number;
           }[];
         }>('GET', '/v1/kernels');
         assert.deepEqual(k.kernels, [
-          { device: 0, kernelId: '0x1234567890', size: 8192, kernelType: 'Dispatch', pid },
+          { device: 0, kernel_id: '0x1234567890', size: 8192, kernel_type: 'Dispatch', pid },
         ]);
 
         // The client exits: its next dump releases everything it owned, with one summary line.

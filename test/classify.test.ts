@@ -28,7 +28,7 @@ async function flush(srv: TestServer, r: Reporter): Promise<void> {
 /** When every buffer the server holds was born (ms). */
 async function liveBirths(srv: TestServer): Promise<number[]> {
   const rep = await srv.client.json<ReportResponse>('GET', '/v1/report?format=json&all=1');
-  return (rep.buffers ?? []).map((b) => b.allocatedAtMs);
+  return (rep.buffers ?? []).map((b) => b.allocated_at_ms);
 }
 
 /**
@@ -127,7 +127,7 @@ async function everyRoute(srv: TestServer, mark: string | null): Promise<Classif
   assert.match(leaks.stdout, /^Remaining buffers by class/);
   const leaksJson = await runCli(['leaks', '--json', '--all', '--socket', srv.socket]);
   assert.equal(leaksJson.code, 0, leaksJson.stderr);
-  assert.equal((JSON.parse(leaksJson.stdout) as ClassifyResponse).schema_version, 1);
+  assert.equal((JSON.parse(leaksJson.stdout) as ClassifyResponse).schema_version, 2);
   const rules = join(srv.dir, 'classes.supp');
   writeFileSync(rules, 'class=infrastructure\nclass=left_behind\n');
   if (mark === null) {
@@ -249,9 +249,9 @@ test(
       assert.match(
         text.stdout,
         new RegExp(
-          String.raw`LEFT BEHIND BY EXITED PROCESSES: 2 buffers, 0\.073728 MB total — leaks: ` +
+          String.raw`LEFT BEHIND BY EXITED PROCESSES: 2 buffers, 72\.0 KiB total — leaks: ` +
             String.raw`[^\n]*\n {4}- PID ${child.pid} \(exited \d\d:\d\d:\d\d\): 2 buffers, ` +
-            String.raw`0\.073728 MB — left behind by PID ${child.pid}, which exited at `,
+            String.raw`72\.0 KiB — left behind by PID ${child.pid}, which exited at `,
         ),
       );
       assert.match(
@@ -313,7 +313,7 @@ test('buffers born before the first mark are not expected: other, predating it',
     const text = await runCli(['leaks', '--socket', srv.socket]);
     assert.match(
       text.stdout,
-      new RegExp(`Buffer ${late}: 4\\.0 KB [^\\n]* — allocated before the first mark 'run-1'`),
+      new RegExp(`Buffer ${late}: 4\\.00 KiB [^\\n]* — allocated before the first mark 'run-1'`),
     );
   } finally {
     await r.close();
@@ -349,7 +349,7 @@ test(
       const j = await srv.client.json<ClassifyResponse>('GET', '/v1/classify');
       const reasons = group(j, 'suspicious').buffers.map((b) => b.reason);
       assert.equal(
-        reasons.filter((x) => x.startsWith('accumulates across marks: +36.0 KB DRAM per run'))
+        reasons.filter((x) => x.startsWith('accumulates across marks: +36.0 KiB DRAM per run'))
           .length,
         2,
       );
@@ -383,13 +383,13 @@ test('classify(): a shared address is suspicious; left-behind rows are listed wi
     size: 36 * KiB,
     type: 'DRAM',
     pid: 77,
-    refCount: 1,
-    allocatedAtMs: exitedAtMs - 1000,
-    allocatedAt: new Date(exitedAtMs - 1000).toISOString(),
-    ageMs: 1000,
+    ref_count: 1,
+    allocated_at_ms: exitedAtMs - 1000,
+    allocated_at: new Date(exitedAtMs - 1000).toISOString(),
+    age_ms: 1000,
     resized: false,
     shared: false,
-    exitedAtMs,
+    exited_at_ms: exitedAtMs,
   };
   const j = classify(tr, [], {
     leftBehind: [
@@ -412,7 +412,7 @@ test('classify(): a shared address is suspicious; left-behind rows are listed wi
   assert.match(
     text,
     new RegExp(
-      String.raw`- Device 1 DRAM Buffer 0x7f000000: 36\.0 KB ` +
+      String.raw`- Device 1 DRAM Buffer 0x7f000000: 36\.0 KiB ` +
         String.raw`\(PID 77, exited 03:04:05, ref_count=1\) — left behind by PID 77`,
     ),
   );

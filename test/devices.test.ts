@@ -29,17 +29,17 @@ interface DeviceJson {
   declared: boolean;
   source?: string;
   arch: string | null;
-  archType?: number;
-  cardType?: string | null;
-  cardIndex?: number | null;
+  arch_type?: number;
+  card_type?: string | null;
+  card_index?: number | null;
   remote?: boolean | null;
-  boardSerial?: string | null;
-  asicId?: string | null;
-  dramChannels?: number;
-  dramPerChannel?: number;
-  l1PerCore?: number;
-  totalDramBytes?: number;
-  totalL1Bytes?: number;
+  board_serial?: string | null;
+  asic_id?: string | null;
+  dram_channels?: number;
+  dram_per_channel?: number;
+  l1_per_core?: number;
+  total_dram_bytes?: number;
+  total_l1_bytes?: number;
 }
 
 async function info(srv: TestServer, deviceId: number) {
@@ -85,7 +85,7 @@ test("--devices declares devices with the architecture table's capacities", asyn
       [0, 0, 0],
       'an unknown device is not available',
     );
-    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    const devs = (await srv.client.json<{ devices: DeviceJson[] }>('GET', '/v1/devices')).devices;
     assert.deepEqual(
       devs.map((d) => [d.device, d.arch, d.source]),
       [
@@ -129,9 +129,9 @@ test('--device-config: devices by card type and id, with capacity overrides', as
     );
     // The n300's remote chip comes after the local chips, at its position (2); id 1 is nobody.
     assert.equal((await info(srv, 1)).isAvailable, 0);
-    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    const devs = (await srv.client.json<{ devices: DeviceJson[] }>('GET', '/v1/devices')).devices;
     assert.deepEqual(
-      devs.map((x) => [x.device, x.source, x.totalL1Bytes, x.cardType, x.remote]),
+      devs.map((x) => [x.device, x.source, x.total_l1_bytes, x.card_type, x.remote]),
       [
         [0, 'config', 1024 * KiB * 64, 'n300', false],
         [2, 'config', 1024 * KiB * 64, 'n300', true],
@@ -172,10 +172,10 @@ test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to 
   const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: root });
   try {
     assert.match(srv.output(), /3 device\(s\)/);
-    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    const devs = (await srv.client.json<{ devices: DeviceJson[] }>('GET', '/v1/devices')).devices;
     // Chips, not cards: the n300's local chip, the p150, then the n300's remote chip.
     assert.deepEqual(
-      devs.map((x) => [x.device, x.source, x.cardType, x.arch, x.cardIndex, x.remote]),
+      devs.map((x) => [x.device, x.source, x.card_type, x.arch, x.card_index, x.remote]),
       [
         [0, 'driver', 'n300', 'Wormhole_B0', 0, false],
         [1, 'driver', 'p150a', 'Blackhole', 1, false],
@@ -183,7 +183,7 @@ test('sysfs driver discovery (TT_ALLOC_SYSFS_ROOT), config overrides applied to 
       ],
     );
     assert.deepEqual(
-      devs.map((x) => [x.boardSerial, x.asicId]),
+      devs.map((x) => [x.board_serial, x.asic_id]),
       [
         [CARDS.n300.serial, CARDS.n300.asicId],
         [CARDS.p150.serial, CARDS.p150.asicId],
@@ -278,7 +278,7 @@ test('an undeclared device that reports appears in stats, dump and DEVICE_INFO',
           `12\\.0 KB \\(PID ${process.pid}, ref_count=1\\)`,
       ),
     );
-    const devs = await srv.client.json<DeviceJson[]>('GET', '/v1/devices');
+    const devs = (await srv.client.json<{ devices: DeviceJson[] }>('GET', '/v1/devices')).devices;
     assert.deepEqual(
       devs.map((x) => [x.device, x.declared]),
       [

@@ -374,10 +374,10 @@ const NO_DRIVER = () => ({ TT_ALLOC_SYSFS_ROOT: dir() });
 
 interface DevJson {
   device: number;
-  cardIndex: number | null;
+  card_index: number | null;
   remote: boolean | null;
-  boardSerial: string | null;
-  asicId: string | null;
+  board_serial: string | null;
+  asic_id: string | null;
 }
 
 test('--devices n300 declares its two chips; 4xn300 eight, remotes after the locals', async () => {
@@ -387,9 +387,9 @@ test('--devices n300 declares its two chips; 4xn300 eight, remotes after the loc
     assert.equal((await info(one, -1, 112)).numDevices, 2);
     const remote = await info(one, 1, 112);
     assert.deepEqual([remote.isAvailable, remote.arch, remote.totalDram], [1, 2, 12 * 2 ** 30]);
-    const devs = await one.client.json<DevJson[]>('GET', '/v1/devices');
+    const devs = (await one.client.json<{ devices: DevJson[] }>('GET', '/v1/devices')).devices;
     assert.deepEqual(
-      devs.map((d) => [d.device, d.cardIndex, d.remote]),
+      devs.map((d) => [d.device, d.card_index, d.remote]),
       [
         [0, 0, false],
         [1, 0, true],
@@ -401,9 +401,9 @@ test('--devices n300 declares its two chips; 4xn300 eight, remotes after the loc
   const t3k = await startServer(['--devices', '4xn300'], NO_DRIVER());
   try {
     assert.equal((await info(t3k, -1)).numDevices, 8);
-    const devs = await t3k.client.json<DevJson[]>('GET', '/v1/devices');
+    const devs = (await t3k.client.json<{ devices: DevJson[] }>('GET', '/v1/devices')).devices;
     assert.deepEqual(
-      devs.map((d) => [d.cardIndex, d.remote]),
+      devs.map((d) => [d.card_index, d.remote]),
       [0, 1, 2, 3, 0, 1, 2, 3].map((card, id) => [card, id >= 4]),
     );
   } finally {
@@ -416,10 +416,10 @@ test('a T3K under the driver: eight chips with board serial and ASIC id', async 
   const srv = await startServer([], { TT_ALLOC_SYSFS_ROOT: tree.root });
   try {
     assert.match(srv.output(), /8 device\(s\): 8x Wormhole_B0/);
-    const devs = await srv.client.json<DevJson[]>('GET', '/v1/devices');
+    const devs = (await srv.client.json<{ devices: DevJson[] }>('GET', '/v1/devices')).devices;
     const scan = scanDriver({ root: tree.root });
     assert.deepEqual(
-      devs.map((d) => [d.device, d.cardIndex, d.remote, d.boardSerial, d.asicId]),
+      devs.map((d) => [d.device, d.card_index, d.remote, d.board_serial, d.asic_id]),
       scan.cards
         .flatMap((c) =>
           c.device_ids!.map((id, chip) => [
@@ -433,7 +433,7 @@ test('a T3K under the driver: eight chips with board serial and ASIC id', async 
         .sort((a, b) => (a[0] as number) - (b[0] as number)),
       'the registry and the scan number chips the same way',
     );
-    assert.equal(devs[4].boardSerial, devs[0].boardSerial, "chip 4 is card 0's remote chip");
+    assert.equal(devs[4].board_serial, devs[0].board_serial, "chip 4 is card 0's remote chip");
   } finally {
     assert.equal(await srv.stop(), 0);
   }

@@ -203,7 +203,7 @@ test(
       c = await startClient(srv.socket, 'many', '400');
       type Stats = {
         live: { buffers: number };
-        notes: { strings: number; bytes: number; dropped: number; droppedBytes: number };
+        notes: { strings: number; bytes: number; dropped: number; dropped_bytes: number };
       };
       let st: Stats | null = null;
       for (let i = 0; i < 300; i++) {
@@ -215,7 +215,7 @@ test(
       assert.ok(st!.notes.bytes <= 8192, `kept ${st!.notes.bytes} bytes`);
       assert.ok(st!.notes.strings > 10, 'the name and the first traces are kept');
       assert.equal(st!.notes.strings + st!.notes.dropped, 401, 'each string kept or counted');
-      assert.ok(st!.notes.droppedBytes > 0);
+      assert.ok(st!.notes.dropped_bytes > 0);
       const text = await runCli(['stats', '--socket', srv.socket]);
       assert.match(
         text.stdout,

@@ -108,7 +108,7 @@ interface Row {
   address: string;
   size: number;
   pid: number;
-  refCount: number;
+  ref_count: number;
   device: number;
 }
 
@@ -166,7 +166,7 @@ for (const seed of [1, 0xc0ffee, Date.now() & 0xffffff]) {
         `/v1/report?format=json&all=1&device=${GOOD_DEVICE}&pid=${process.pid}`,
       );
       const got = new Map(
-        rep.buffers.map((b) => [BigInt(b.address), { size: b.size, ref: b.refCount }]),
+        rep.buffers.map((b) => [BigInt(b.address), { size: b.size, ref: b.ref_count }]),
       );
       assert.deepEqual(got, model, `seed ${seed}: the well-behaved client's buffers differ`);
 

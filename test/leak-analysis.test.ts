@@ -44,22 +44,19 @@ test(
 
       const diff = await runCli(['diff', 'run-1', '--socket', srv.socket]);
       assert.equal(diff.code, 0, diff.stderr);
-      assert.match(
-        diff.stdout,
-        /Still alive, born between 'run-1' and 'now': 6 buffers, 0\.221184 MB/,
-      );
+      assert.match(diff.stdout, /Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB/);
       assert.match(
         diff.stdout,
         new RegExp(
-          String.raw`run-1 → run-2: \+2 buffers, \+0\.073728 MB\n {2}Device 0 DRAM: 1 × 36\.0 KB` +
-            String.raw`\n {2}Device 1 DRAM: 1 × 36\.0 KB`,
+          String.raw`run-1 → run-2: \+2 buffers, \+72\.0 KiB\n {2}Device 0 DRAM: 1 × 36\.0 KiB` +
+            String.raw`\n {2}Device 1 DRAM: 1 × 36\.0 KiB`,
         ),
       );
       assert.match(
         diff.stdout,
         new RegExp(
           String.raw`Accumulating across runs \(likely leaks\):\n` +
-            String.raw` {2}\+36\.0 KB DRAM per run on every device \(0, 1\), 3 runs\n`,
+            String.raw` {2}\+36\.0 KiB DRAM per run on every device \(0, 1\), 3 runs\n`,
         ),
       );
       const dj = JSON.parse(
@@ -69,7 +66,7 @@ test(
         intervals: unknown[];
         accumulating: { type: string; size: number; devices: number[]; runs: number }[];
       };
-      assert.equal(dj.schema_version, 1);
+      assert.equal(dj.schema_version, 2);
       assert.equal(dj.intervals.length, 2, 'run-1→run-2 and run-2→run-3');
       assert.deepEqual(
         dj.accumulating.map((a) => [a.type, a.size, a.devices, a.runs]),
@@ -90,7 +87,7 @@ test(
       const check = await runCli(['check', '--since', 'run-2', '--socket', srv.socket]);
       assert.equal(check.code, 23, check.stdout + check.stderr);
       assert.match(check.stdout, /LEAK since 'run-2': 4 buffers, 147456 bytes remain \(budget 0\)/);
-      assert.match(check.stdout, /- Device 1 DRAM Buffer 0x7f012000: 36\.0 KB/);
+      assert.match(check.stdout, /- Device 1 DRAM Buffer 0x7f012000: 36\.0 KiB/);
       assert.equal(
         (
           await runCli([
@@ -153,8 +150,8 @@ test(
             srv.socket,
           ])
         ).stdout,
-      ) as { ok: boolean; leakedBuffers: number; suppressedBuffers: number };
-      assert.deepEqual([half.ok, half.leakedBuffers, half.suppressedBuffers], [false, 2, 2]);
+      ) as { ok: boolean; leaked_buffers: number; suppressed_buffers: number };
+      assert.deepEqual([half.ok, half.leaked_buffers, half.suppressed_buffers], [false, 2, 2]);
     } finally {
       await r.close();
       assert.equal(await srv.stop(), 0);
@@ -296,11 +293,11 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
         new RegExp(`${cls}: [\\s\\S]*?- Device 0 \\w+ Buffer ${buf}: [^\\n]* — ${reason}`),
         `${buf} is ${cls}`,
       );
-    assert.match(out.stdout, /SUSPICIOUS: 4 buffers, 0\.114688 MB total/);
+    assert.match(out.stdout, /SUSPICIOUS: 4 buffers, 112 KiB total/);
     line(
       'SUSPICIOUS',
       '0x7f009000',
-      'accumulates across marks: \\+36\\.0 KB DRAM per run on device 0, 3 runs',
+      'accumulates across marks: \\+36\\.0 KiB DRAM per run on device 0, 3 runs',
     );
     line('SUSPICIOUS', '0x21000000', 'ref_count 2 never came down');
     line(
@@ -323,7 +320,7 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
       schema_version: number;
       classes: { class: string; count: number; buffers: { address: string }[] }[];
     };
-    assert.equal(j.schema_version, 1);
+    assert.equal(j.schema_version, 2);
     assert.equal(j.classes.find((c) => c.class === 'program_cache')!.count, 0);
     assert.equal(
       j.classes.reduce((n, c) => n + c.count, 0),
@@ -348,11 +345,11 @@ test('ttalloc leaks labels every remaining buffer with a class and its reason', 
       ).stdout,
     ) as {
       ok: boolean;
-      leakedBuffers: number;
-      suppressedBuffers: number;
+      leaked_buffers: number;
+      suppressed_buffers: number;
       buffers: { address: string }[];
     };
-    assert.deepEqual([chk.ok, chk.leakedBuffers, chk.suppressedBuffers], [false, 4, 3]);
+    assert.deepEqual([chk.ok, chk.leaked_buffers, chk.suppressed_buffers], [false, 4, 3]);
     assert.deepEqual(chk.buffers.map((b) => b.address).sort(), [
       '0x21000000',
       '0x7f000000',

@@ -138,7 +138,7 @@ test(
       assert.match(c.stdout, /LEAK since 'before': 2 buffers, 73728 bytes remain, 2 of them left/);
       assert.match(
         c.stdout,
-        new RegExp(`Device 1 L1 Buffer 0x9000: 60\\.0 KB \\(${EXITED(leak.pid)}`),
+        new RegExp(`Device 1 L1 Buffer 0x9000: 60\\.0 KiB \\(${EXITED(leak.pid)}`),
       );
       assert.match(
         c.stdout,
@@ -146,8 +146,8 @@ test(
       );
       const j = JSON.parse(
         (await runCli(['check', '--since', 'before', '--json', '--socket', srv.socket])).stdout,
-      ) as { exitedBuffers: number; devices: number[]; buffers: { state: string }[] };
-      assert.deepEqual([j.exitedBuffers, j.devices], [2, [0, 1]]);
+      ) as { exited_buffers: number; devices: number[]; buffers: { state: string }[] };
+      assert.deepEqual([j.exited_buffers, j.devices], [2, [0, 1]]);
       assert.ok(j.buffers.every((b) => b.state === 'exited'));
       // diff counts them too
       const diff = await runCli(['diff', 'before', '--socket', srv.socket]);
@@ -236,8 +236,8 @@ test(
         r.buffers.map((x) => [x.pid, x.size]),
         [[b.pid, 8 * KiB]],
       );
-      const st = await srv.client.json<{ unknownFrees: { buffers: number } }>('GET', '/v1/stats');
-      assert.equal(st.unknownFrees.buffers, 1, "the third process's FREE is an unknown free");
+      const st = await srv.client.json<{ unknown_frees: { buffers: number } }>('GET', '/v1/stats');
+      assert.equal(st.unknown_frees.buffers, 1, "the third process's FREE is an unknown free");
       await b.send([['free', 0, 0x5000]]);
       assert.equal((await rep()).total_bytes, 0, 'B freed its own');
       await a.exit();
@@ -341,8 +341,8 @@ test('a child holding its exited parent’s socket: its frames stay under the pa
       [[p.pid, '0x2000']],
       'the FREE released the first, the second is live under the parent’s PID',
     );
-    const st = await srv.client.json<{ unknownFrees: { buffers: number } }>('GET', '/v1/stats');
-    assert.equal(st.unknownFrees.buffers, 0, 'nothing lost: no unknown free');
+    const st = await srv.client.json<{ unknown_frees: { buffers: number } }>('GET', '/v1/stats');
+    assert.equal(st.unknown_frees.buffers, 0, 'nothing lost: no unknown free');
     await srv.waitFor(new RegExp(`process ${p.pid} is gone but its connection is still open`));
     process.kill(childPid, 'SIGKILL');
     childPid = 0;
@@ -381,11 +381,11 @@ test('allocation times: the frame’s own time when plausible, else the arrival 
     );
     const t0 = Date.now();
     await roundTrip(srv);
-    const rep = await srv.client.json<{ buffers: { address: string; allocatedAtMs: number }[] }>(
+    const rep = await srv.client.json<{ buffers: { address: string; allocated_at_ms: number }[] }>(
       'GET',
       '/v1/report?format=json&all=1',
     );
-    const at = new Map(rep.buffers.map((b) => [b.address, b.allocatedAtMs]));
+    const at = new Map(rep.buffers.map((b) => [b.address, b.allocated_at_ms]));
     assert.equal(at.get('0x1'), sent, 'to the millisecond');
     assert.ok(Math.abs(at.get('0x2')! - t0) < 5000, 'no timestamp: when it arrived');
     assert.ok(Math.abs(at.get('0x3')! - t0) < 5000, 'a time in the future: when it arrived');

@@ -143,12 +143,12 @@ test('a control client not reading a big JSON dump never stalls ingest for other
       }),
       srv,
     );
-    const st = await srv.client.json<{ live: { buffers: number }; streamingDumps: number }>(
+    const st = await srv.client.json<{ live: { buffers: number }; streaming_dumps: number }>(
       'GET',
       '/v1/stats',
     );
     assert.equal(st.live.buffers, N + 1);
-    assert.equal(st.streamingDumps, 1);
+    assert.equal(st.streaming_dumps, 1);
     assert.ok(got > 0 && got < N * 100, `the stuck reader got ${got} bytes`);
     // It hangs up mid-dump: the server lets go of the dump (and its copy of the table).
     res.destroy();
@@ -156,8 +156,8 @@ test('a control client not reading a big JSON dump never stalls ingest for other
     let streaming = 1;
     for (let i = 0; i < 200 && streaming !== 0; i++) {
       await new Promise((r) => setTimeout(r, 10));
-      streaming = (await srv.client.json<{ streamingDumps: number }>('GET', '/v1/stats'))
-        .streamingDumps;
+      streaming = (await srv.client.json<{ streaming_dumps: number }>('GET', '/v1/stats'))
+        .streaming_dumps;
     }
     assert.equal(streaming, 0, 'the abandoned dump ended');
     loader.destroy();
@@ -197,14 +197,14 @@ test('a QUERY flooder that never reads replies is closed; others are still serve
       }),
       srv,
     );
-    const st = await srv.client.json<{ live: { buffers: number }; memory: { rssBytes: number } }>(
+    const st = await srv.client.json<{ live: { buffers: number }; memory: { rss_bytes: number } }>(
       'GET',
       '/v1/stats',
     );
     assert.equal(st.live.buffers, 1, 'another client is served');
     assert.ok(
-      st.memory.rssBytes < 400 * 2 ** 20,
-      `RSS stays bounded (${st.memory.rssBytes} bytes after ${wrote} bytes of QUERYs)`,
+      st.memory.rss_bytes < 400 * 2 ** 20,
+      `RSS stays bounded (${st.memory.rss_bytes} bytes after ${wrote} bytes of QUERYs)`,
     );
     other.destroy();
     flood.destroy();

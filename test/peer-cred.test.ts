@@ -156,17 +156,17 @@ const buffers = async (srv: TestServer, query = '') =>
 const processes = async (srv: TestServer) =>
   (
     await srv.client.json<{
-      processes: { pid: number; claimedPid?: number; unknownFrees: number; buffers: number }[];
+      processes: { pid: number; claimed_pid?: number; unknown_frees: number; buffers: number }[];
     }>('GET', '/v1/processes')
   ).processes;
 interface Peers {
   credentials: string;
   reason?: string;
-  pidSource: string;
-  trustClientPid: boolean;
-  admittedUids: number[];
+  pid_source: string;
+  trust_client_pid: boolean;
+  admitted_uids: number[];
   group: string | null;
-  refused: { total: number; byUid: Record<string, number> };
+  refused: { total: number; by_uid: Record<string, number> };
 }
 const peers = async (srv: TestServer) =>
   (await srv.client.json<{ peers: Peers }>('GET', '/v1/stats')).peers;
@@ -256,7 +256,7 @@ test(
       );
       const rows = await processes(srv);
       assert.deepEqual(
-        rows.map((r) => [r.pid, r.claimedPid, r.buffers, r.unknownFrees]),
+        rows.map((r) => [r.pid, r.claimed_pid, r.buffers, r.unknown_frees]),
         [[c.pid, me, 2, 1]],
         'listed under its real PID, with the claim',
       );
@@ -265,7 +265,7 @@ test(
       );
       const p = await peers(srv);
       assert.equal(p.credentials, 'kernel (SO_PEERCRED)');
-      assert.equal(p.pidSource, 'kernel');
+      assert.equal(p.pid_source, 'kernel');
       const text = await runCli(['stats', '--socket', srv.socket]);
       assert.match(
         text.stdout,
@@ -326,7 +326,7 @@ test(
       await srv.waitFor(`process ${c.pid} is gone: released 3 buffers (16.0 KiB)`);
       const st = await stats(srv);
       assert.equal(st.live.buffers, 0);
-      assert.equal(st.reapedProcesses, 1);
+      assert.equal(st.reaped_processes, 1);
       assert.deepEqual(
         (await processes(srv)).map((r) => r.pid),
         [],
@@ -362,7 +362,7 @@ test(
       await srv.waitFor(`connection #1 (pid ${c.pid}, claims ${process.pid})`);
       const p = await peers(srv);
       assert.equal(p.credentials, 'kernel (SO_PEERCRED)');
-      assert.deepEqual([p.pidSource, p.trustClientPid], ['messages', true]);
+      assert.deepEqual([p.pid_source, p.trust_client_pid], ['messages', true]);
       assert.match(
         (await runCli(['stats', '--socket', srv.socket])).stdout,
         new RegExp(
@@ -401,7 +401,7 @@ test('without the addon the server works as before, says so once, and stats says
     );
     const p = await peers(srv);
     assert.deepEqual(
-      [p.credentials, p.reason, p.pidSource],
+      [p.credentials, p.reason, p.pid_source],
       ['unavailable', 'turned off by TT_ALLOC_NO_PEER_CRED=1', 'messages'],
     );
     const text = await runCli(['stats', '--socket', srv.socket]);
@@ -493,8 +493,8 @@ test(
         'no frame of the refused user was applied',
       );
       const p = await peers(srv);
-      assert.deepEqual(p.refused, { total: 1001, byUid: { 4242: 1001 }, unreadable: 0 });
-      assert.deepEqual(p.admittedUids, [0, NOBODY]);
+      assert.deepEqual(p.refused, { total: 1001, by_uid: { 4242: 1001 }, unreadable: 0 });
+      assert.deepEqual(p.admitted_uids, [0, NOBODY]);
       const logged = linesMatching(
         srv.output(),
         /refusing (data|control) connection from uid 4242/,
@@ -563,8 +563,8 @@ test(
         ['0x2000', member.pid],
       ]);
       const p = await peers(srv);
-      assert.deepEqual(p.refused.byUid, { 4244: 1 });
-      assert.deepEqual([p.admittedUids, p.group], [[0, 4242, NOBODY], 'nogroup']);
+      assert.deepEqual(p.refused.by_uid, { 4244: 1 });
+      assert.deepEqual([p.admitted_uids, p.group], [[0, 4242, NOBODY], 'nogroup']);
       assert.match(
         srv.output(),
         new RegExp(

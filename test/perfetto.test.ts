@@ -3,11 +3,12 @@
 // `--since MARK`, and an export of many lifetimes streamed to a file through the real CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { MsgType } from '../src/protocol/constants.js';
 import { rawConnect, runCli, startServer, tempDir } from './helpers/server.js';
 import { frames, waitFrames } from './helpers/wire.js';
+import { importInCatapult, loadTrace, type CatapultCounter } from './helpers/trace-parsers.js';
 
 interface TraceEvent {
   ph: string;
@@ -30,6 +31,22 @@ const DEAD_PID = 4_150_001;
 /** Claimed PIDs that are alive (the buffers of a gone one are released as left behind). */
 const A = process.pid,
   B = process.ppid;
+
+/** [pid, device, buffer type, address, size] */
+const alloc = (...[pid, device, type, id, size]: [number, number, number, number, number]) => ({
+  type: MsgType.ALLOC,
+  deviceId: device,
+  bufferType: type,
+  pid,
+  bufferId: id,
+  size,
+});
+const free = (pid: number, device: number, id: number) => ({
+  type: MsgType.FREE,
+  deviceId: device,
+  pid,
+  bufferId: id,
+});
 
 function slices(t: Trace) {
   const begins = new Map<string, TraceEvent>();
@@ -73,21 +90,6 @@ test('export --format perfetto: lifetimes, counters, marks, --since', async () =
     sent += list.length;
     await waitFrames(srv, sent);
   };
-  // [pid, device, buffer type, address, size]
-  const alloc = (...[pid, device, type, id, size]: [number, number, number, number, number]) => ({
-    type: MsgType.ALLOC,
-    deviceId: device,
-    bufferType: type,
-    pid,
-    bufferId: id,
-    size,
-  });
-  const free = (pid: number, device: number, id: number) => ({
-    type: MsgType.FREE,
-    deviceId: device,
-    pid,
-    bufferId: id,
-  });
   try {
     await send([alloc(A, 0, 1, 0xa000, MiB), alloc(B, 1, 0, 0xb000, 2 * MiB)]);
     await new Promise((r) => setTimeout(r, 20));
@@ -180,5 +182,176 @@ test('export: the ring keeps the last frees, says where it is complete from', as
   } finally {
     s.destroy();
     await srv.stop();
+  }
+});
+
+test('export: real parsers read it — Perfetto trace processor and chrome://tracing', async () => {
+  const srv = await startServer(['--devices', '2xwormhole_b0', '--trust-client-pid']);
+  const s = await rawConnect(srv.socket);
+  const dir = tempDir();
+  let sent = 0;
+  const send = async (list: Parameters<typeof frames>[0]) => {
+    s.write(frames(list));
+    sent += list.length;
+    await waitFrames(srv, sent);
+  };
+  const DRAM = 0,
+    L1 = 1;
+  /** Wall-clock windows (ms) the server's times for each step must fall in. */
+  const during = async (f: () => Promise<unknown>) => {
+    const from = Date.now();
+    await f();
+    return [from - 1, Date.now() + 1] as const;
+  };
+  try {
+    // lifetimes on both devices from both processes
+    const born1 = await during(() =>
+      send([
+        alloc(A, 0, L1, 0xa000, MiB),
+        alloc(B, 1, DRAM, 0xb000, 2 * MiB),
+        alloc(A, 1, L1, 0xe000, 64 << 10),
+        alloc(B, 0, DRAM, 0xf000, 8 * MiB),
+      ]),
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    const freed1 = await during(() => send([free(A, 0, 0xa000), free(B, 0, 0xf000)]));
+    const marked = await during(async () => {
+      assert.equal((await runCli(['mark', 'm', '--socket', srv.socket])).code, 0);
+    });
+    const born2 = await during(() => send([alloc(A, 0, L1, 0xc000, 4096)]));
+    await new Promise((r) => setTimeout(r, 20));
+    const freed2 = await during(() => send([free(A, 0, 0xc000)]));
+
+    const file = join(dir, 'trace.json');
+    const r = await runCli(['export', '--format', 'perfetto', '-o', file, '--socket', srv.socket]);
+    assert.equal(r.code, 0, r.stderr);
+    const json = readFileSync(file, 'utf8');
+    const meta = (JSON.parse(json) as Trace).otherData;
+    const exportedAt = Number(meta.exported_at_ms);
+    const inside = (t: number, [lo, hi]: readonly [number, number], what: string) =>
+      assert.ok(t >= lo && t <= hi, `${what}: ${t} not in [${lo}, ${hi}] (ms)`);
+    const names = [A, B].map((p) => `PID ${p} ${readFileSync(`/proc/${p}/comm`, 'utf8').trim()}`);
+    const [nameA, nameB] = names;
+
+    // --- chrome://tracing (catapult): the whole model, lifetimes included ---
+    const cat = await importInCatapult(json);
+    assert.deepEqual(cat.warnings, [], 'no import warnings');
+    const proc = (name: string) => {
+      const p = cat.processes.find((x) => x.name === name);
+      assert.ok(p, `process ${name} in ${cat.processes.map((x) => x.name).join(', ')}`);
+      return p;
+    };
+    const dev = [proc('Device 0 (Wormhole_B0)'), proc('Device 1 (Wormhole_B0)')];
+    const slices = dev.flatMap((p, device) =>
+      p.threads.flatMap((t) => t.asyncSlices.map((sl) => ({ ...sl, device, thread: t }))),
+    );
+    assert.equal(slices.length, 5, 'one slice per lifetime');
+    const at = (addr: string) => slices.find((x) => x.args.address === addr)!;
+    const expect: [string, number, number, string, number, string][] = [
+      // address, device, owner, slice name, size, state
+      ['0xa000', 0, A, 'L1 1.00 MiB', MiB, 'freed'],
+      ['0xb000', 1, B, 'DRAM 2.00 MiB', 2 * MiB, 'live'],
+      ['0xc000', 0, A, 'L1 4.00 KiB', 4096, 'freed'],
+      ['0xe000', 1, A, 'L1 64.0 KiB', 64 << 10, 'live'],
+      ['0xf000', 0, B, 'DRAM 8.00 MiB', 8 * MiB, 'freed'],
+    ];
+    for (const [addr, device, owner, title, size, state] of expect) {
+      const x = at(addr);
+      assert.ok(x, `a slice for ${addr}`);
+      assert.equal(x.device, device, `${addr} on device ${device}`);
+      assert.equal(x.title, title);
+      assert.equal(x.category, title.split(' ')[0]);
+      assert.deepEqual(x.args, { address: addr, size, pid: owner, state });
+      // the slice sits in its owner's thread, named like the owner's process
+      assert.equal(x.thread.tid, owner);
+      assert.equal(x.thread.name, owner === A ? nameA : nameB);
+    }
+    // times in ms on the wall clock: a trace in other units lands far outside these windows
+    for (const a of ['0xa000', '0xb000', '0xe000', '0xf000']) inside(at(a).start, born1, a);
+    inside(at('0xc000').start, born2, '0xc000 born');
+    inside(at('0xa000').start + at('0xa000').duration, freed1, '0xa000 freed');
+    inside(at('0xf000').start + at('0xf000').duration, freed1, '0xf000 freed');
+    inside(at('0xc000').start + at('0xc000').duration, freed2, '0xc000 freed');
+    assert.ok(at('0xc000').duration >= 10, '0xc000 lived through a 20 ms sleep');
+    for (const a of ['0xb000', '0xe000'])
+      assert.equal(at(a).start + at(a).duration, exportedAt, `${a} is live up to the export`);
+    // the counters, at the middle of each lifetime, equal the bytes of the slices over it
+    const level = (c: CatapultCounter | undefined, series: string, t: number) => {
+      const sm = c?.series.find((x) => x.name === series)?.samples ?? [];
+      return sm.filter(([ts]) => ts <= t).at(-1)?.[1] ?? 0;
+    };
+    const bytesOf = (device: number) => dev[device].counters.find((c) => c.name === 'bytes');
+    for (const x of slices) {
+      const mid = x.start + x.duration / 2;
+      const over = slices.filter((y) => y.start <= mid && y.start + y.duration > mid);
+      const sum = (ys: typeof over) => ys.reduce((n, y) => n + Number(y.args.size), 0);
+      assert.equal(
+        level(bytesOf(x.device), x.category, mid),
+        sum(over.filter((y) => y.device === x.device && y.category === x.category)),
+        `device ${x.device} ${x.category} during ${String(x.args.address)}`,
+      );
+      const owner = proc(x.thread.tid === A ? nameA : nameB);
+      const mem = owner.counters.find((c) => c.name === 'device memory');
+      assert.equal(
+        level(mem, 'bytes', mid),
+        sum(over.filter((y) => y.thread.tid === x.thread.tid)),
+        `PID ${x.thread.tid} during ${String(x.args.address)}`,
+      );
+    }
+    assert.equal(level(bytesOf(0), 'L1', exportedAt), 0);
+    assert.equal(level(bytesOf(1), 'L1', exportedAt), 64 << 10);
+    const mark = cat.instants.filter((e) => e.title === 'mark m');
+    assert.equal(mark.length, 1, 'the mark as one instant');
+    inside(mark[0].start, marked, 'the mark');
+
+    // --- Perfetto's trace processor: what its JSON importer reads, and its own complaints ---
+    // (v20.1 skips async slices: the lifetimes were checked above)
+    const tp = await loadTrace(new Uint8Array(readFileSync(file)));
+    assert.deepEqual(
+      tp.query(
+        `select name, idx, value from stats where severity in ('error', 'data_loss') and value > 0`,
+      ),
+      [],
+      'no import errors',
+    );
+    const procNames = tp.query(`select name from process where name is not null order by name`);
+    assert.deepEqual(
+      procNames.map((p) => p.name),
+      ['Device 0 (Wormhole_B0)', 'Device 1 (Wormhole_B0)', ...names].sort(),
+    );
+    const tracks = tp.query(
+      `select p.name as process, t.name as track, max(c.value) as peak,
+         (select value from counter where track_id = t.id order by ts desc limit 1) as last,
+         min(c.ts) / 1000 as first_us, max(c.ts) / 1000 as last_us
+       from process_counter_track t join process p using (upid) join counter c on c.track_id = t.id
+       group by t.id order by process, track`,
+    );
+    const track = (process: string, name: string) => {
+      const t = tracks.find((x) => x.process === process && x.track === name);
+      assert.ok(t, `counter track ${process} / ${name}`);
+      return t;
+    };
+    const expectTrack = (process: string, name: string, peak: number, last: number) => {
+      const t = track(process, name);
+      assert.deepEqual([t.peak, t.last], [peak, last], `${process} / ${name}: peak, last`);
+      // ns in the engine; µs in the file: the samples lie between the first birth and the export
+      inside(Number(t.first_us) / 1000, [born1[0], exportedAt], `${process} / ${name} first`);
+      inside(Number(t.last_us) / 1000, [born1[0], exportedAt], `${process} / ${name} last`);
+    };
+    expectTrack('Device 0 (Wormhole_B0)', 'bytes L1', MiB, 0);
+    expectTrack('Device 0 (Wormhole_B0)', 'bytes DRAM', 8 * MiB, 0);
+    expectTrack('Device 1 (Wormhole_B0)', 'bytes L1', 64 << 10, 64 << 10);
+    expectTrack('Device 1 (Wormhole_B0)', 'bytes DRAM', 2 * MiB, 2 * MiB);
+    expectTrack(nameA, 'device memory bytes', MiB + (64 << 10), 64 << 10);
+    expectTrack(nameB, 'device memory bytes', 10 * MiB, 2 * MiB);
+    assert.equal(tracks.length, 2 * 5 + 2, 'a track per device and type, one per process');
+    const marks = tp.query(`select name, ts / 1000 as us, dur from slice where name = 'mark m'`);
+    assert.equal(marks.length, 1);
+    assert.equal(marks[0].dur, 0);
+    inside(Number(marks[0].us) / 1000, marked, 'the mark in Perfetto');
+  } finally {
+    s.destroy();
+    await srv.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -45,14 +45,14 @@ async function workload(srv: TestServer): Promise<void> {
   await settle(srv);
 }
 
-type DeviceView = { bytes: unknown; peakBytes: unknown };
+type DeviceView = { bytes: unknown; peak_bytes: unknown };
 /** The state a restart must bring back. Peaks are not state: they restart at the restored level. */
 const devicesOf = async (srv: TestServer) =>
   (await srv.client.json<{ devices: DeviceView[] }>('GET', '/v1/stats')).devices;
 const view = async (srv: TestServer) => ({
   dump: (await runCli(['dump', '--all', '--socket', srv.socket])).stdout,
   since: (await runCli(['dump', '--since', 'm1', '--socket', srv.socket])).stdout,
-  devices: (await devicesOf(srv)).map(({ peakBytes: _peaks, ...state }) => state),
+  devices: (await devicesOf(srv)).map(({ peak_bytes: _peaks, ...state }) => state),
   kernels: (await runCli(['dump-kernels', '--json', '--socket', srv.socket])).stdout,
 });
 
@@ -61,7 +61,7 @@ type Persist = {
     enabled: boolean;
     failed: string | null;
     note: string | null;
-    recovery: { previousStop: string; truncatedBytes: number; problems: string[] };
+    recovery: { previous_stop: string; truncated_bytes: number; problems: string[] };
   };
 };
 
@@ -90,9 +90,9 @@ test(
       /did not stop cleanly: up to 100 ms of events before it died may be missing/,
     );
     assert.deepEqual(await view(b), before);
-    for (const d of await devicesOf(b)) assert.deepEqual(d.peakBytes, d.bytes, 'peaks restart');
+    for (const d of await devicesOf(b)) assert.deepEqual(d.peak_bytes, d.bytes, 'peaks restart');
     const st = await b.client.json<Persist>('GET', '/v1/stats');
-    assert.equal(st.persistence.recovery.previousStop, 'crash');
+    assert.equal(st.persistence.recovery.previous_stop, 'crash');
     assert.match(st.persistence.note!, /may be missing/);
     assert.equal(await b.stop(), 0); // clean: journal synced, clean marker, lock released
     assert.ok(existsSync(join(state, 'clean')));
@@ -202,7 +202,7 @@ test(
     );
     assert.equal(statSync(journal).size, good, 'the torn tail was cut off the file');
     const st = await b.client.json<Persist>('GET', '/v1/stats');
-    assert.equal(st.persistence.recovery.truncatedBytes, 31);
+    assert.equal(st.persistence.recovery.truncated_bytes, 31);
     assert.match((await runCli(['dump', '--socket', b.socket])).stdout, /DRAM: 50 buffers/);
     await b.stop();
   },
@@ -297,7 +297,7 @@ test(
     const before = (await runCli(['dump', '--all', '--json', '--socket', a.socket])).stdout;
     let st = await a.client.json<
       Persist & {
-        persistence: { compactions: number; journalSegments: number; snapshotBytes: number };
+        persistence: { compactions: number; journal_segments: number; snapshot_bytes: number };
       }
     >('GET', '/v1/stats');
     for (let i = 0; st.persistence.compactions === 0 && i < 200; i++) {
@@ -306,7 +306,7 @@ test(
     }
     assert.ok(st.persistence.compactions >= 1, 'a compaction ran');
     assert.ok(existsSync(join(state, 'snapshot.bin')));
-    assert.ok(st.persistence.snapshotBytes > 0);
+    assert.ok(st.persistence.snapshot_bytes > 0);
     const segments = readdirSync(state).filter((n) => n.startsWith('journal-'));
     assert.ok(segments.length < 16, `old segments were removed (${segments.length} left)`);
     await new Promise((res) => setTimeout(res, 100));
@@ -321,7 +321,7 @@ test(
     const after = (await runCli(['dump', '--all', '--json', '--socket', b.socket])).stdout;
     const strip = (j: string) =>
       JSON.stringify({ ...JSON.parse(j), generated_at: null, server_pid: null }, (k, v) =>
-        k === 'ageMs' ? null : v,
+        k === 'age_ms' ? null : v,
       );
     assert.equal(strip(after), strip(before));
     assert.match(

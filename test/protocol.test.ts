@@ -37,7 +37,7 @@ interface JsonBuffer {
   size: number;
   type: string;
   pid: number;
-  refCount: number;
+  ref_count: number;
 }
 async function allBuffers(srv: TestServer): Promise<JsonBuffer[]> {
   const r = await srv.client.json<{ buffers: JsonBuffer[] }>('GET', '/v1/report?format=json&all=1');
@@ -202,15 +202,15 @@ test('every message code 1-12 on a 144-byte connection', async () => {
     );
 
     const kj = await srv.client.json<{
-      kernels: { device: number; kernelId: string; kernelType: string }[];
+      kernels: { device: number; kernel_id: string; kernel_type: string }[];
     }>('GET', '/v1/kernels');
-    assert.deepEqual(kj.kernels.map((k) => `${k.device}:${k.kernelId}:${k.kernelType}`).sort(), [
+    assert.deepEqual(kj.kernels.map((k) => `${k.device}:${k.kernel_id}:${k.kernel_type}`).sort(), [
       '1:0x8:Dispatch',
       '1:0x9:Application',
     ]);
 
     const st = await stats(srv);
-    assert.deepEqual(st.frames.byType, {
+    assert.deepEqual(st.frames.by_type, {
       ALLOC: 7,
       FREE: 1,
       QUERY: 2,
@@ -285,7 +285,7 @@ test('reply/unknown codes, invalid fields: rejected, counted, logged once', asyn
     await write(good, encodeFrame({ type: FREE, deviceId: 0, pid: P, bufferId: 0xa000 }));
     let st = await waitFrames(srv, 1 + 13 + 1);
     assert.equal(st.frames.rejected, 10);
-    assert.equal(st.frames.byType.ALLOC, 3);
+    assert.equal(st.frames.by_type.ALLOC, 3);
     assert.equal(st.live.buffers, 2);
     assert.deepEqual(
       st.devices.map((d) => d.device),
@@ -695,7 +695,7 @@ test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow to
     assert.deepEqual(await query(), { dram: 12288, cb: 0, kernel: 0 });
     let b = await allBuffers(srv);
     assert.deepEqual(
-      b.map((x) => [x.address, x.size, x.refCount]),
+      b.map((x) => [x.address, x.size, x.ref_count]),
       [['0x40000000', 12288, 2]],
     );
     let st = await stats(srv);
@@ -705,7 +705,7 @@ test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow to
     assert.deepEqual(await query(), { dram: 12288, cb: 0, kernel: 0 });
     b = await allBuffers(srv);
     assert.deepEqual(
-      b.map((x) => x.refCount),
+      b.map((x) => x.ref_count),
       [1],
     );
     await write(s, encodeFrame(dramFree));
@@ -723,25 +723,25 @@ test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow to
     );
     assert.deepEqual(await query(), { dram: 0, cb: 0, kernel: 0 });
     st = await stats(srv);
-    assert.equal(st.unknownFrees.buffers, 4);
+    assert.equal(st.unknown_frees.buffers, 4);
     assert.deepEqual(
-      st.devices.map((d) => [d.device, d.unknownFrees]),
+      st.devices.map((d) => [d.device, d.unknown_frees]),
       [
         [0, 1],
         [1, 3],
       ],
     );
     assert.equal(st.devices[1].bytes.DRAM, 0);
-    const procs = await srv.client.json<{ processes: { pid: number; unknownFrees: number }[] }>(
+    const procs = await srv.client.json<{ processes: { pid: number; unknown_frees: number }[] }>(
       'GET',
       '/v1/processes',
     );
     assert.equal(
-      procs.processes.find((p) => p.pid === other)?.unknownFrees,
+      procs.processes.find((p) => p.pid === other)?.unknown_frees,
       3,
       'unknown frees are counted per PID',
     );
-    assert.equal(procs.processes.find((p) => p.pid === P)?.unknownFrees, 1);
+    assert.equal(procs.processes.find((p) => p.pid === P)?.unknown_frees, 1);
 
     // CB_ALLOC repeated while the CB lives, KERNEL_LOAD repeated on every dispatch.
     const cb = { type: CB_ALLOC, deviceId: 0, size: 1024, pid: P, bufferId: 0x300 };
@@ -768,7 +768,7 @@ test('ref counts, unknown frees, CB/kernel repeats never inflate or underflow to
     await write(s, frames([cb, kl]));
     assert.deepEqual(await query(), { dram: 0, cb: 1024, kernel: 2048 });
     st = await stats(srv);
-    assert.deepEqual(st.unknownFrees, { buffers: 4, cbs: 2, kernels: 2 });
+    assert.deepEqual(st.unknown_frees, { buffers: 4, cbs: 2, kernels: 2 });
     assert.deepEqual(
       [
         st.devices[0].bytes.CB,

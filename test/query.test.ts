@@ -103,19 +103,23 @@ test('query: fields as CSV, NDJSON in a loop and JSON, read by Python', async ()
     );
     assert.equal(loop.code, 0, loop.stderr);
     const objs = python(loop.stdout, 'ndjson') as {
-      timestamp: string;
+      schema_version: number;
+      time: string;
+      time_ms: number;
       device: number;
-      'l1.used': number;
+      l1: { used: number };
     }[];
     assert.equal(objs.length, 6, 'three rounds of two devices');
     assert.deepEqual(
-      objs.map((o) => [o.device, o['l1.used']]),
+      objs.map((o) => [o.device, o.l1.used]),
       [0, 1, 2].flatMap(() => [
         [0, 64 * KiB],
         [1, KiB],
       ]),
     );
-    assert.match(objs[0].timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.match(objs[0].time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.equal(Date.parse(objs[0].time), objs[0].time_ms);
+    assert.equal(objs[0].schema_version, 2, 'a record read alone says its version');
     // -l 0 turns the loop off (as the flag's error message says): one round, then exit
     const off = await cli('--format', 'ndjson', '--fields', 'device', '-l', '0');
     assert.equal(off.code, 0, off.stderr);
@@ -127,10 +131,10 @@ test('query: fields as CSV, NDJSON in a loop and JSON, read by Python', async ()
       schema_version: number;
       devices: Record<string, unknown>[];
     };
-    assert.equal(doc.schema_version, 1);
+    assert.equal(doc.schema_version, 2);
     assert.deepEqual(doc.devices, [
-      { device: 0, 'dram.total': 12 * 2 ** 30, 'l1.peak': 64 * KiB },
-      { device: 1, 'dram.total': null, 'l1.peak': KiB },
+      { device: 0, dram: { total: 12 * 2 ** 30 }, l1: { peak: 64 * KiB } },
+      { device: 1, dram: { total: null }, l1: { peak: KiB } },
     ]);
 
     const bad = await cli('--fields', 'device,dram.usd');

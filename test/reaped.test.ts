@@ -70,8 +70,8 @@ test(
           state: string;
           type: string;
           pid: number;
-          allocatedAt: string;
-          exitedAt: string;
+          allocated_at: string;
+          exited_at: string;
         }[];
       };
       assert.deepEqual(
@@ -81,8 +81,8 @@ test(
       assert.equal(json.buffers.length, 12);
       for (const b of json.buffers) {
         assert.deepEqual([b.state, b.type, b.pid], ['exited', 'DRAM', pid]);
-        assert.match(b.allocatedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-        assert.ok(Date.parse(b.exitedAt) >= Date.parse(b.allocatedAt));
+        assert.match(b.allocated_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+        assert.ok(Date.parse(b.exited_at) >= Date.parse(b.allocated_at));
       }
     } finally {
       assert.equal(await srv.stop(), 0);
@@ -107,17 +107,17 @@ test(
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       await new Promise<void>((r) => child.stdout!.once('data', () => r()));
-      type Procs = { processes: { pid: number; unknownFrees: number }[] };
+      type Procs = { processes: { pid: number; unknown_frees: number }[] };
       const listed = async () =>
         (await srv.client.json<Procs>('GET', '/v1/processes')).processes.find(
           (p) => p.pid === child.pid,
         );
       for (let i = 0; i < 100 && !(await listed()); i++)
         await new Promise((r) => setTimeout(r, 20));
-      assert.equal((await listed())?.unknownFrees, 1);
-      type Stats = { live: { trackedPids: number } };
+      assert.equal((await listed())?.unknown_frees, 1);
+      type Stats = { live: { tracked_pids: number } };
       const tracked = async () =>
-        (await srv.client.json<Stats>('GET', '/v1/stats')).live.trackedPids;
+        (await srv.client.json<Stats>('GET', '/v1/stats')).live.tracked_pids;
       assert.equal(await tracked(), 1);
       child.kill('SIGKILL');
       await new Promise((r) => child.once('exit', r));

@@ -41,10 +41,10 @@ const row = (device: number, address: string): BufferRow => ({
   size: 36864,
   type: 'DRAM',
   pid: 21732,
-  refCount: 1,
-  allocatedAtMs: BORN,
-  allocatedAt: new Date(BORN).toISOString(),
-  ageMs: 1000,
+  ref_count: 1,
+  allocated_at_ms: BORN,
+  allocated_at: new Date(BORN).toISOString(),
+  age_ms: 1000,
   resized: false,
   shared: false,
 });
@@ -53,8 +53,8 @@ const leftRow = (device: number, address: string): BufferRow => ({
   ...row(device, address),
   state: 'exited',
   pid: 9948,
-  exitedAtMs: EXITED,
-  exitedAt: new Date(EXITED).toISOString(),
+  exited_at_ms: EXITED,
+  exited_at: new Date(EXITED).toISOString(),
 });
 
 test('formats: seed MB and KB, binary units, plurals', () => {
@@ -301,7 +301,7 @@ test('diff and check render as in the README', () => {
     groups: [0, 1].map((device) => ({ device, type: 'DRAM', size: 36864, count: 1, bytes: 36864 })),
   });
   const diff: DiffResponse = {
-    schema_version: 1,
+    schema_version: 2,
     from: 'run-1',
     to: 'now',
     buffers: 6,
@@ -311,45 +311,45 @@ test('diff and check render as in the README', () => {
       {
         type: 'DRAM',
         size: 36864,
-        countPerRun: 1,
+        count_per_run: 1,
         devices: [0, 1],
         runs: 3,
-        bytesPerRun: 36864,
-        text: '+36.0 KB DRAM per run on every device (0, 1), 3 runs',
+        bytes_per_run: 36864,
+        text: '+36.0 KiB DRAM per run on every device (0, 1), 3 runs',
       },
     ],
   };
   const ivText = (from: string, to: string) => [
     '',
-    `${from} → ${to}: +2 buffers, +0.073728 MB`,
-    '  Device 0 DRAM: 1 × 36.0 KB',
-    '  Device 1 DRAM: 1 × 36.0 KB',
+    `${from} → ${to}: +2 buffers, +72.0 KiB`,
+    '  Device 0 DRAM: 1 × 36.0 KiB',
+    '  Device 1 DRAM: 1 × 36.0 KiB',
   ];
   assert.equal(
     renderDiff(diff),
     lines(
-      "Still alive, born between 'run-1' and 'now': 6 buffers, 0.221184 MB",
+      "Still alive, born between 'run-1' and 'now': 6 buffers, 216 KiB",
       ...ivText('run-1', 'run-2'),
       ...ivText('run-2', 'run-3'),
       ...ivText('run-3', 'now'),
       '',
       'Accumulating across runs (likely leaks):',
-      '  +36.0 KB DRAM per run on every device (0, 1), 3 runs',
+      '  +36.0 KiB DRAM per run on every device (0, 1), 3 runs',
     ),
   );
   const one = { ...diff, intervals: [iv('run-3', 'now')], accumulating: [] };
   assert.match(renderDiff(one), /\nMark more runs to detect accumulation/);
   const check: CheckResult = {
-    schema_version: 1,
+    schema_version: 2,
     since: 'run-3',
     ok: false,
-    maxBytes: 0,
-    leakedBuffers: 2,
-    leakedBytes: 73728,
-    exitedBuffers: 0,
-    exitedBytes: 0,
+    max_bytes: 0,
+    leaked_buffers: 2,
+    leaked_bytes: 73728,
+    exited_buffers: 0,
+    exited_bytes: 0,
     devices: [0, 1],
-    suppressedBuffers: 0,
+    suppressed_buffers: 0,
     summary: 'SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) on 2 device(s)',
     buffers: [row(0, '0x7f01b000'), row(1, '0x7f01b000')],
   };
@@ -357,8 +357,8 @@ test('diff and check render as in the README', () => {
     renderCheck(check),
     lines(
       "ttalloc check: LEAK since 'run-3': 2 buffers, 73728 bytes remain (budget 0)",
-      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
       '',
       'SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) on 2 device(s)',
     ),
@@ -367,30 +367,30 @@ test('diff and check render as in the README', () => {
   assert.equal(
     renderCheck({
       ...check,
-      leakedBuffers: 3,
-      leakedBytes: 110592,
-      exitedBuffers: 1,
-      exitedBytes: 36864,
+      leaked_buffers: 3,
+      leaked_bytes: 110592,
+      exited_buffers: 1,
+      exited_bytes: 36864,
       summary: 'SUMMARY: ttalloc: 110592 byte(s) leaked in 3 buffer(s) on 2 device(s)',
       buffers: [...check.buffers, leftRow(1, '0x7f012000')],
     }),
     lines(
       "ttalloc check: LEAK since 'run-3': 3 buffers, 110592 bytes remain, " +
         '1 of them left behind by processes that exited (budget 0)',
-      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KB (PID 21732, ref_count=1)',
-      '    - Device 1 DRAM Buffer 0x7f012000: 36.0 KB (PID 9948, exited 22:43:07, ref_count=1)',
+      '    - Device 0 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f01b000: 36.0 KiB (PID 21732, ref_count=1)',
+      '    - Device 1 DRAM Buffer 0x7f012000: 36.0 KiB (PID 9948, exited 22:43:07, ref_count=1)',
       '',
       'SUMMARY: ttalloc: 110592 byte(s) leaked in 3 buffer(s) on 2 device(s)',
     ),
   );
   // More offenders than listed.
   assert.match(
-    renderCheck({ ...check, leakedBuffers: 5, buffers: check.buffers }),
+    renderCheck({ ...check, leaked_buffers: 5, buffers: check.buffers }),
     /\n {4}\.\.\. and 3 more\n\nSUMMARY: /,
   );
   assert.equal(
-    renderCheck({ ...check, ok: true, maxBytes: 1 << 20, suppressedBuffers: 3 }),
+    renderCheck({ ...check, ok: true, max_bytes: 1 << 20, suppressed_buffers: 3 }),
     "ttalloc check: OK since 'run-3': 2 buffers, 73728 bytes remain (budget 1048576)" +
       ' (3 suppressed)\n',
   );
@@ -398,19 +398,19 @@ test('diff and check render as in the README', () => {
 
 test('marks and classes', () => {
   assert.equal(
-    renderMarks({ schema_version: 1, marks: [] }),
+    renderMarks({ schema_version: 2, marks: [] }),
     'no marks (ttalloc mark NAME sets one)\n',
   );
   assert.equal(
     renderMarks({
-      schema_version: 1,
-      marks: [{ name: 'run-1', cutMs: 1, atMs: 0, pid: 7 }],
+      schema_version: 2,
+      marks: [{ name: 'run-1', time: '1970-01-01T00:00:00.000Z', time_ms: 0, pid: 7 }],
     }),
     '1970-01-01T00:00:00.000Z  run-1  (pid 7)\n',
   );
   const text = renderClassified({
-    schema_version: 1,
-    rules: { programCacheMaxBytes: 65536, modelStateMinBytes: 1 << 20 },
+    schema_version: 2,
+    rules: { program_cache_max_bytes: 65536, model_state_min_bytes: 1 << 20 },
     classes: [
       {
         class: 'program_cache',
@@ -428,8 +428,8 @@ test('marks and classes', () => {
     lines(
       'Remaining buffers by class (rules: docs/leak-analysis.md):',
       '',
-      'PROGRAM CACHE: 1 buffer, 0.036864 MB total — expected',
-      '    - Device 0 DRAM Buffer 0x10: 36.0 KB (PID 21732, ref_count=1) — kernel load',
+      'PROGRAM CACHE: 1 buffer, 36.0 KiB total — expected',
+      '    - Device 0 DRAM Buffer 0x10: 36.0 KiB (PID 21732, ref_count=1) — kernel load',
       '    ... and 2 more',
       '',
       'Total remaining buffers: 1',
@@ -441,10 +441,10 @@ const device: DeviceStats = {
   device: 0,
   arch: 'Wormhole_B0',
   declared: true,
-  totalDramBytes: 12 * 2 ** 30,
-  totalL1Bytes: null,
+  total_dram_bytes: 12 * 2 ** 30,
+  total_l1_bytes: null,
   bytes: { DRAM: 2 ** 20, L1: 0, SYSTEM_MEMORY: 1024, L1_SMALL: 1024, TRACE: 0, CB: 0, KERNEL: 0 },
-  peakBytes: {
+  peak_bytes: {
     DRAM: 2 ** 21,
     L1: 0,
     SYSTEM_MEMORY: 1024,
@@ -457,39 +457,40 @@ const device: DeviceStats = {
   buffers: { DRAM: 1, L1: 0, SYSTEM_MEMORY: 1, L1_SMALL: 1, TRACE: 0 },
   cbs: 0,
   kernels: 0,
-  unknownFrees: 2,
+  unknown_frees: 2,
 };
 
 test('stats: the periodic per-device line and `ttalloc stats`', () => {
   assert.deepEqual(renderStatsLines([]), ['no devices have reported yet']);
   assert.deepEqual(renderStatsLines([device]), [
-    'device 0 [Wormhole_B0]: 3 buffers, DRAM 1.00 MiB/12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, ' +
-      'TRACE 0 B, CB 0 B (0), kernels 0 B (0), unknown frees 2',
+    // SYSTEM_MEMORY is host memory: apart, not in L1_SMALL as the wire's usage counter has it
+    'device 0 [Wormhole_B0]: 3 buffers, DRAM 1.00 MiB/12.0 GiB, L1 0 B, L1_SMALL 1.00 KiB, ' +
+      'TRACE 0 B, CB 0 B (0), kernels 0 B (0); host SYSTEM_MEMORY 1.00 KiB, unknown frees 2',
   ]);
   const s = {
     pid: 42,
-    uptimeSeconds: 7,
+    uptime_seconds: 7,
     connections: { open: 1, total: 3 },
-    frames: { total: 10, byType: {}, rejected: 0 },
-    unknownFrees: { buffers: 2, cbs: 0, kernels: 0 },
-    tableFullDrops: 0,
-    live: { buffers: 3, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 },
-    reapedProcesses: 0,
-    leftBehind: {
+    frames: { total: 10, by_type: {}, rejected: 0 },
+    unknown_frees: { buffers: 2, cbs: 0, kernels: 0 },
+    table_full_drops: 0,
+    live: { buffers: 3, cbs: 0, kernels: 0, processes: 1, tracked_pids: 1 },
+    reaped_processes: 0,
+    left_behind: {
       processes: 1,
       records: 2,
       bytes: 8192,
-      budgetRecords: 3,
-      droppedProcesses: 2,
-      droppedRecords: 4,
+      budget_records: 3,
+      dropped_processes: 2,
+      dropped_records: 4,
     },
     peers: null,
     reads: {
-      busyConnections: 'direct',
-      directReads: 5,
-      handBacks: 1,
-      hotNow: 0,
-      perReadBufferConnections: 0,
+      busy_connections: 'direct',
+      direct_reads: 5,
+      hand_backs: 1,
+      hot_now: 0,
+      per_read_buffer_connections: 0,
     },
     persistence: { enabled: false, reason: '--no-persist' },
     devices: [device],
@@ -504,8 +505,8 @@ test('stats: the periodic per-device line and `ttalloc stats`', () => {
         'ones dropped)',
       'reads: busy connections read directly, 5 reads, 1 hand-backs to epoll when idle',
       'persistence: OFF (--no-persist); a restart loses the state',
-      'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 2.00 KiB, TRACE 0 B, ' +
-        'CB 0 B, kernels 0 B; unknown frees 2',
+      'device 0 [Wormhole_B0]: DRAM 1.00 MiB / 12.0 GiB, L1 0 B, L1_SMALL 1.00 KiB, TRACE 0 B, ' +
+        'CB 0 B, kernels 0 B; host SYSTEM_MEMORY 1.00 KiB; unknown frees 2',
     ),
   );
 });
@@ -513,9 +514,9 @@ test('stats: the periodic per-device line and `ttalloc stats`', () => {
 test('the kernel report lists kernels per device and type', () => {
   const k = (kernelId: string, size: number) => ({
     device: 0,
-    kernelId,
+    kernel_id: kernelId,
     size,
-    kernelType: 'Application',
+    kernel_type: 'Application',
     pid: 5,
   });
   const text = renderKernelReport([k('0x1', 4096), k('0x2', 2048), k('0x3', 1024)], 2);
@@ -527,9 +528,9 @@ test('the kernel report lists kernels per device and type', () => {
       '╚══════════════════════════════════════════════════════════════╝',
       '',
       'Device 0:',
-      '  Application: 3 kernels, 0.007168 MB total',
-      '    - Kernel 0x1: 4.0 KB (PID 5)',
-      '    - Kernel 0x2: 2.0 KB (PID 5)',
+      '  Application: 3 kernels, 7.00 KiB total',
+      '    - Kernel 0x1: 4.00 KiB (PID 5)',
+      '    - Kernel 0x2: 2.00 KiB (PID 5)',
       '    ... and 1 more',
       '',
       'Total loaded kernels: 3',

@@ -207,7 +207,7 @@ interface JsonReport {
         size: number;
         type: string;
         pid: number;
-        refCount: number;
+        ref_count: number;
       }[];
     }[];
   }[];
@@ -217,7 +217,7 @@ interface JsonReport {
     size: number;
     type: string;
     pid: number;
-    refCount: number;
+    ref_count: number;
   }[];
 }
 
@@ -231,7 +231,7 @@ test('dump --json: schema_version, exact integer bytes, 64-bit hex addresses', a
       alloc(0, BufferType.DRAM, 0x40000000, 12288),
     ]);
     const j = JSON.parse(await dump(srv, '--json')) as JsonReport;
-    assert.equal(j.schema_version, 1);
+    assert.equal(j.schema_version, 2);
     assert.equal(j.total_buffers, 13);
     assert.equal(j.total_bytes, SEED.reduce((a, f) => a + f.size!, 0) + big);
     assert.equal(j.listed_per_type, 10);
@@ -241,7 +241,7 @@ test('dump --json: schema_version, exact integer bytes, 64-bit hex addresses', a
     assert.equal(dram.count, 3);
     assert.equal(dram.bytes, big + 12288 + 24576);
     assert.deepEqual(
-      dram.buffers.map((b) => [b.address, b.size, b.pid, b.refCount]),
+      dram.buffers.map((b) => [b.address, b.size, b.pid, b.ref_count]),
       [
         ['0xfedcba9876543210', big, P, 1],
         ['0x40003000', 24576, P, 1],

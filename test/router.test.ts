@@ -204,7 +204,7 @@ test('leak routes on their small context alone: marks set, persisted, listed, un
     assert.equal(check.status, 200);
     const got = JSON.parse(check.body) as CheckResponse;
     assert.deepEqual(
-      [got.ok, got.leakedBuffers, got.leakedBytes, got.buffers.map((b) => b.pid)],
+      [got.ok, got.leaked_buffers, got.leaked_bytes, got.buffers.map((b) => b.pid)],
       [false, 1, 4096, [13]],
     );
     assert.equal(sweeps, 3, 'a check sweeps dead owners first (so did both diffs)');

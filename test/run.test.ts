@@ -245,16 +245,16 @@ test('--exitcode changes 23; --max-bytes lets a budget pass; --json', { skip: SK
   assert.equal(j.code, 23, j.stdout + j.stderr);
   const out = JSON.parse(j.stdout) as {
     status: number;
-    commandStatus: number;
-    serverStarted: boolean;
-    check: { ok: boolean; leakedBuffers: number; leakedBytes: number };
+    command_status: number;
+    server_started: boolean;
+    check: { ok: boolean; leaked_buffers: number; leaked_bytes: number };
     report: { total_buffers: number; total_bytes: number };
   };
   assert.equal(out.status, 23);
-  assert.equal(out.commandStatus, 0);
-  assert.equal(out.serverStarted, true);
+  assert.equal(out.command_status, 0);
+  assert.equal(out.server_started, true);
   assert.deepEqual(
-    [out.check.ok, out.check.leakedBuffers, out.check.leakedBytes],
+    [out.check.ok, out.check.leaked_buffers, out.check.leaked_bytes],
     [false, LEAK_BUFFERS, LEAK_BYTES],
   );
   assert.equal(out.report.total_buffers, LEAK_BUFFERS);

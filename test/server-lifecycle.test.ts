@@ -164,15 +164,15 @@ test('a killed client: its buffers, CBs and kernels are released, one summary li
     );
     const st = await srv.client.json<{
       live: { buffers: number; cbs: number; kernels: number };
-      reapedProcesses: number;
+      reaped_processes: number;
       devices: { bytes: Record<string, number> }[];
     }>('GET', '/v1/stats');
     assert.deepEqual(
       st.live,
-      { buffers: 1, cbs: 0, kernels: 0, processes: 1, trackedPids: 1 },
+      { buffers: 1, cbs: 0, kernels: 0, processes: 1, tracked_pids: 1 },
       'the dead PID is gone from the per-PID bookkeeping too',
     );
-    assert.equal(st.reapedProcesses, 1);
+    assert.equal(st.reaped_processes, 1);
     assert.deepEqual(
       st.devices.map((d) => [d.bytes.DRAM, d.bytes.L1, d.bytes.CB, d.bytes.KERNEL]),
       [

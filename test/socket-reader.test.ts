@@ -130,17 +130,17 @@ for (const [path, how] of Object.entries(PATHS)) {
           );
         }
         const r = await readStats(srv);
-        assert.equal(r.busyConnections, path === 'direct' ? 'direct' : 'epoll');
-        if (path === 'per-read buffers') assert.equal(r.perReadBufferConnections, pids.length);
+        assert.equal(r.busy_connections, path === 'direct' ? 'direct' : 'epoll');
+        if (path === 'per-read buffers') assert.equal(r.per_read_buffer_connections, pids.length);
         else
           assert.equal(
-            r.perReadBufferConnections,
+            r.per_read_buffer_connections,
             0,
             "every connection reads into the server's own buffer",
           );
         if (path === 'direct')
           assert.ok(
-            r.directReads > 0,
+            r.direct_reads > 0,
             `busy connections were read directly (${JSON.stringify(r)})`,
           );
         else assert.match(r.reason ?? '', new RegExp(NO_READ_PUMP_ENV));
@@ -308,9 +308,9 @@ test(
         await waitFrames(srv, i + 1);
       }
       const r = await readStats(srv);
-      assert.equal(r.busyConnections, 'direct', 'the pump is there');
+      assert.equal(r.busy_connections, 'direct', 'the pump is there');
       assert.deepEqual(
-        [r.directReads, r.handBacks],
+        [r.direct_reads, r.hand_backs],
         [0, 0],
         'one-frame reads never went to the pump',
       );

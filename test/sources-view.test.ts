@@ -182,7 +182,7 @@ test('ps --format csv / ndjson in a loop, read by Python', async () => {
   const recs = py(
     'import json,sys; print(json.dumps([json.loads(l) for l in sys.stdin if l.strip()]))',
     nd.stdout,
-  ) as { pid: number; dram_bytes: number; timestamp: string }[];
+  ) as { pid: number; dram_bytes: number; time: string }[];
   assert.equal(recs.length, 2 * rows.length, 'two rounds of the same records');
   assert.equal(recs.find((x) => x.pid === process.pid)?.dram_bytes, 3 * MiB);
 });

@@ -200,7 +200,7 @@ test('a runtime-like C client sends through 10 restarts and an upgrade; state ex
   // Every frame the client sent was applied once: counted, and the held set is exact.
   await waitFor(async () => (await stats(srv)).frames.total === c.frames);
   assert.deepEqual(await heldBy(srv, client.proc.pid!), expected(c.first, c.held));
-  assert.equal(s.unknownFrees.buffers, 0);
+  assert.equal(s.unknown_frees.buffers, 0);
   assert.equal(await client.finish(), 0, 'the C client must survive every restart');
   await stopAll(srv);
 });
@@ -271,9 +271,9 @@ test('marks, left-behind records and statistics survive a restart', async () => 
     const marked = await cli(['mark', 'before-restart', '--socket', srv.socket]);
     assert.equal(marked.code, 0, marked.err);
     // (its exit is noticed when its connection closes, else by the 5 s sweep: a loaded machine)
-    await waitFor(async () => (await stats(srv)).leftBehind.records === 40, 30_000).catch(
+    await waitFor(async () => (await stats(srv)).left_behind.records === 40, 30_000).catch(
       async (e: Error) => {
-        throw new Error(`${e.message}: ${JSON.stringify((await stats(srv)).leftBehind)}`);
+        throw new Error(`${e.message}: ${JSON.stringify((await stats(srv)).left_behind)}`);
       },
     );
     const before = await stats(srv);
@@ -281,9 +281,9 @@ test('marks, left-behind records and statistics survive a restart', async () => 
     const after = await stats(srv);
     assert.notEqual(after.pid, before.pid);
     assert.equal(after.frames.total, g.frames, 'frame counters carry over');
-    assert.deepEqual(after.frames.byType, before.frames.byType);
+    assert.deepEqual(after.frames.by_type, before.frames.by_type);
     assert.equal(after.connections.total, before.connections.total);
-    assert.deepEqual(after.leftBehind, before.leftBehind);
+    assert.deepEqual(after.left_behind, before.left_behind);
     assert.deepEqual(await heldBy(srv, gone.proc.pid!), expected(g.first, g.held));
     const marks = await cli(['marks', '--socket', srv.socket]);
     assert.match(marks.out, /before-restart/);

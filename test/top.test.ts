@@ -1,12 +1,19 @@
 // `ttalloc top` in a real terminal: a pseudo-terminal (helpers/terminal.ts) runs a shell that runs
 // it against a real server fed by real clients; the test reads the screen, presses keys, resizes
 // the window and checks the terminal is restored.
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Reporter } from '../src/client/reporter.js';
 import { CLI, runCli, settle, startServer, type TestServer } from './helpers/server.js';
 import { spawnTerminal, type TestTerminal } from './helpers/terminal.js';
+import { liveProcess } from './helpers/live-process.js';
+import { ControlClient } from '../src/client/control-client.js';
+import { fetchTopData } from '../src/ui/top/model.js';
+import { initialView, lineText, renderFrame } from '../src/ui/top/render.js';
+import { lineWidth } from '../src/ui/top/line.js';
 
 const MiB = 1 << 20;
 let server: TestServer, child: ChildProcess, mine: Reporter, theirs: Reporter, term: TestTerminal;
@@ -80,9 +87,9 @@ test('top: devices and processes, sort, filter, resize, dead processes, clean qu
   // Process rows: PID, command line from /proc, the sources, per-device figures.
   const pidRow = () => lines().findIndex((l) => l.startsWith(`${process.pid} `));
   const childRow = () => lines().findIndex((l) => l.startsWith(`${child.pid} `));
-  assert.match(lines()[pidRow()], /node.* socket +0 +300 MiB +0 B +0 B +0 B +0 B +3$/);
+  assert.match(lines()[pidRow()], /node.* socket +0 +300 MiB +0 B +0 B +0 B +0 B +0 B +3$/);
   assert.match(lines()[childRow()], /sleep 60 +socket +0 +10\.0 MiB/);
-  assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +1$/);
+  assert.match(lines()[childRow() + 1], /^ +1 +0 B +40\.0 MiB +0 B +0 B +2\.00 MiB +0 B +1$/);
 
   // Sorting: DRAM (default) puts this process first; L1 puts the sleeper first.
   assert.ok(pidRow() < childRow());
@@ -160,6 +167,12 @@ test('--once prints one frame, --json the same data', async () => {
   assert.doesNotMatch(once.stdout, /\x1b/, 'no escape codes when not a terminal');
   assert.match(once.stdout, /^Dev 0 Wormhole_B0 DRAM \[.*\] 1\.29 GiB \/ 12\.0 GiB +10\.8%/m);
   assert.match(once.stdout, new RegExp(`^${process.pid} +node.* socket +0 +300 MiB`, 'm'));
+  // Laid out for 70 columns, but into a pipe no text is cut: the whole status line, no ellipsis.
+  const narrow = await runCli(['top', '--once', '--socket', server.socket], { COLUMNS: '70' });
+  assert.match(narrow.stdout, /^Dev 0 +DRAM \[/m, 'the narrow layout');
+  const status = narrow.stdout.split('\n')[1];
+  assert.ok(status.length > 70 && status.endsWith('no driver'), status);
+  assert.doesNotMatch(narrow.stdout, /…$/m);
   const json = await runCli(['top', '--json', '--socket', server.socket]);
   const data = JSON.parse(json.stdout) as {
     devices: { device: number; bytes: { DRAM: number; TRACE: number } }[];
@@ -194,4 +207,257 @@ test('top keeps running and says so when the server goes away', async () => {
   keys('q');
   await waitForPane((s) => s.includes('EXIT=0'), 'exit');
   assert.equal(flags(), '0 1');
+});
+
+// A small terminal at 2 a.m.: two devices, more processes than fit, one buffer that lives a few
+// ms at a time. The frame must fit, the list scroll, the sparklines read against capacity.
+describe('top at 70x20 and 200x50', () => {
+  let srv: TestServer, spiker: Reporter, t: TestTerminal;
+  let running = false;
+  let spikes: NodeJS.Timeout | undefined;
+  const sleepers: { c: ChildProcess; r: Reporter; dram: number }[] = [];
+  const SLEEPERS = 10;
+
+  before(async () => {
+    srv = await startServer([
+      '--devices',
+      '2xwormhole_b0',
+      '--sample-interval',
+      '0.2',
+      '--trust-client-pid',
+    ]);
+    for (let i = 0; i < SLEEPERS; i++) {
+      const c = await liveProcess({ args: [String(300 + i)] });
+      const r = new Reporter({ socketPath: srv.socket, pid: c.pid });
+      // Distinct sizes, so the DRAM order is known: sleep 300 largest.
+      const dram = (SLEEPERS - i) * 10 * MiB;
+      r.alloc(0, 0x10000000 + i * 0x1000000, dram, 0);
+      // Every third also on device 1: a block of two lines.
+      if (i % 3 === 0) r.alloc(1, 0x20000000 + i * 0x1000000, MiB, 0);
+      r.flush();
+      sleepers.push({ c, r, dram });
+    }
+    // Device 0's L1 half full and flat: its sparkline stands at the middle, not at the top.
+    sleepers[0].r.alloc(0, 0x100000, 46 * MiB, 1);
+    sleepers[0].r.flush();
+    // Device 1: a tiny flat DRAM (12 MiB of 12 GiB, 0.1 %) and an L1 buffer of 60 MiB that comes
+    // and goes in the same batch (alive for no sample), as per-op buffers do.
+    spiker = new Reporter({ socketPath: srv.socket });
+    spiker.alloc(1, 0x40000000, 12 * MiB, 0);
+    spiker.alloc(1, 0x1000, MiB, 1);
+    // Pinned host memory: not in the L1 bar (not L1), shown apart.
+    spiker.alloc(1, 0x80000000, 4 * MiB, 2);
+    spiker.flush();
+    const spike = () => {
+      spiker.alloc(1, 0x400000, 60 * MiB, 1);
+      spiker.free(1, 0x400000);
+      spiker.flush();
+    };
+    spike();
+    spikes = setInterval(spike, 50);
+    await settle(srv);
+  });
+
+  after(async () => {
+    clearInterval(spikes);
+    await quit();
+    for (const s of sleepers) {
+      s.c.kill();
+      await s.r.close();
+    }
+    await spiker?.close();
+    await srv?.stop();
+  });
+
+  const rows = () => t.text().split('\n').slice(0, -1);
+  const rowOf = (re: RegExp) => rows().find((l) => re.test(l)) ?? '';
+  const pidShown = (i: number) => rows().some((l) => l.startsWith(`${sleepers[i].c.pid} `));
+  /** The sparkline at the end of a bar row: the block characters after the percentage. */
+  const spark = (row: string) => /%\s([▁▂▃▄▅▆▇█]+)$/.exec(row)?.[1] ?? '';
+  /** The frame fits: the title on the first row, the keys on the last, no row wrapped. */
+  const assertFits = (w: number, h: number) => {
+    const r = rows();
+    assert.equal(r.length, h);
+    assert.match(r[0], /^ttalloc top · /, `title on top:\n${t.text()}`);
+    assert.match(r[h - 1], /^q quit /, `keys at the bottom:\n${t.text()}`);
+    assert.ok(
+      r.every((l) => [...l].length <= w),
+      t.text(),
+    );
+    // A wrapped row would leave the rest of a line on a row of its own: every row is a known kind.
+    for (const l of r)
+      assert.match(
+        l,
+        new RegExp(
+          '^(|ttalloc top .*|server on .*|Dev \\d .*|Wormhole_B0 L1 .*| {18}L1 .*| {12,}DRAM .*|' +
+            'DRAM bar: .*|█ DRAM.*|PID .*|\\d+ +\\S.*| {20,}\\d .*|processes .*|11 processes|' +
+            'q quit .*)$',
+        ),
+        `an unexpected row:\n${t.text()}`,
+      );
+  };
+
+  /** `top` alone in a new terminal of w x h (each test its own: a failure leaves nothing). */
+  const start = async (w: number, h: number) => {
+    await quit();
+    const args = [CLI, 'top', '--socket', srv.socket, '--interval', '0.2'];
+    t = spawnTerminal(process.execPath, args, { cols: w, rows: h });
+    running = true;
+    await t.waitFor((s) => s.includes('q quit') && /processes? /.test(s), 'a frame');
+  };
+  const quit = async () => {
+    if (running) await t.kill();
+    running = false;
+  };
+
+  test('70x20: fits, scrolls to every process, says where it stands', async () => {
+    await start(70, 20);
+    assertFits(70, 20);
+    // Both devices' bars come first, then the list; sleep 300 (largest DRAM) leads it.
+    assert.match(rowOf(/^Dev 0 /), /^Dev 0 +DRAM \[/);
+    assert.match(rowOf(/^Dev 1 /), /^Dev 1 +DRAM \[/);
+    assert.ok(pidShown(0) && pidShown(1), 'the first two processes');
+    const shown = Number(/processes 1–(\d+) of 11/.exec(t.text())![1]);
+    assert.ok(shown < 11, 'not all fit');
+    assert.match(rowOf(/^processes /), new RegExp(`↓ ${11 - shown} below`));
+    assert.ok(!pidShown(SLEEPERS - 1), 'the smallest is below');
+
+    // One down: the second process leads; the indicator follows.
+    t.write('j');
+    await t.waitFor((s) => /processes 2–/.test(s), 'one down');
+    assert.ok(!pidShown(0) && pidShown(1));
+    assert.match(rowOf(/^processes /), /↑ 1 above/);
+    // End: the last page, full, ending at the last process.
+    t.write('\x1b[F');
+    await t.waitFor((s) => / of 11 · ↑ \d+ above( ·|$)/m.test(s), 'the end');
+    assertFits(70, 20);
+    assert.ok(pidShown(SLEEPERS - 1), 'the smallest reached');
+    const [, from, to] = /processes (\d+)–(\d+) of 11/.exec(t.text())!.map(Number);
+    assert.equal(to, 11);
+    assert.ok(from > 1);
+    // Up from the end moves at once (the position is kept as drawn, not past the end).
+    t.write('\x1b[A');
+    await t.waitFor((s) => s.includes(`processes ${from - 1}–${to - 1} of 11`), 'one up');
+    // PgUp and Home: back to the top.
+    t.write('\x1b[5~');
+    await t.waitFor((s) => !s.includes(`processes ${from - 1}–`), 'a page up');
+    t.write('\x1b[H');
+    await t.waitFor((s) => /processes 1–/.test(s), 'home');
+    assert.ok(pidShown(0));
+    // PgDn moves a page: the process after the first page leads (or the last page is shown).
+    const page = Number(/processes 1–(\d+) of 11/.exec(t.text())![1]);
+    t.write('\x1b[6~');
+    const next = Math.min(page + 1, from);
+    await t.waitFor((s) => s.includes(`processes ${next}–`), 'a page down');
+    assert.ok(pidShown(next - 1) && !pidShown(next - 2));
+
+    // Sorting still works, and starts from the top: by PID ascending.
+    t.write('p');
+    await t.waitFor((s) => s.includes('PID▲') && /processes 1–/.test(s), 'sort by PID');
+    t.write('d');
+    await t.waitFor((s) => s.includes('DRAM▼') && /processes 1–/.test(s), 'sort by DRAM');
+    // ← and F5 are no commands: their letters (D, ~) neither sort nor scroll; j after them does.
+    t.write('\x1b[D\x1b[15~j');
+    await t.waitFor((s) => /processes 2–/.test(s), 'one down after the other keys');
+    assert.match(t.text(), /DRAM▼/);
+    assertFits(70, 20);
+    await quit();
+  });
+
+  test('70x20: sparklines against capacity, the interval peak, the peak since start', async () => {
+    await start(70, 20);
+    // Device 0's L1: 46 MiB of 91.5 MiB, flat: the middle block (50 %), once the sparkline holds
+    // only samples from after the allocation.
+    const dev0L1 = () => rows()[rows().findIndex((l) => l.startsWith('Dev 0 ')) + 1] ?? '';
+    await t.waitFor(() => spark(dev0L1()) === '▅'.repeat(10), 'a flat sparkline');
+    assert.match(dev0L1(), /^Wormhole_B0 L1 .* 46\.0 MiB \/ 91\.5 MiB +50\.3% ▅{10}$/);
+    // Device 1's DRAM: 16 MiB of 12 GiB, flat: the lowest block all along (never full bars).
+    assert.match(spark(rowOf(/^Dev 1 /)), /^▁{10}$/, rowOf(/^Dev 1 /));
+    // Device 1's L1: 1 MiB now, but a 60 MiB buffer in every interval: the sparkline draws the
+    // interval peak (61 MiB: the ▆ block) while the figures say the level…
+    const dev1 = rows().findIndex((l) => l.startsWith('Dev 1 '));
+    const l1 = rows()[dev1 + 1];
+    assert.match(l1, /^Wormhole_B0 L1 +\[█·*│·*\] 1\.00 MiB \/ 91\.5 MiB +1\.1% /);
+    assert.match(spark(l1), /▆/, l1);
+    // …and the bar marks the peak since start (│ above), the detail row gives it in figures.
+    assert.match(
+      rows()[dev1 + 2],
+      /^ {12}DRAM 16\.0 MiB, L1 1\.00 MiB \(peak 61\.0 MiB\), host 4\.00 MiB$/,
+    );
+    await quit();
+  });
+
+  test('every size from 30x6 to 220x60: exactly the rows, no line wider, bars first', async () => {
+    // The same pure renderer the terminal gets, over the live server's data, at every size.
+    const data = await fetchTopData(new ControlClient(srv.socket));
+    assert.equal(data.processes.length, 11);
+    for (let w = 30; w <= 220; w += 7)
+      for (let h = 6; h <= 60; h += 3)
+        for (const scroll of [0, 4, Infinity]) {
+          const f = renderFrame(data, { ...initialView(), scroll }, w, h);
+          const text = f.lines.map((l) => lineText(l, w, false));
+          const at = `${w}x${h} scroll ${scroll}`;
+          assert.equal(text.length, h, at);
+          for (const l of text) assert.ok([...l].length <= w, `${at}: ${l}`);
+          // From 60 columns on the layout itself fits: nothing relies on the cut at the edge.
+          if (w >= 60) f.lines.forEach((l, i) => assert.ok(lineWidth(l) <= w, `${at}: ${text[i]}`));
+          assert.match(text[h - 1], /^q quit/, at);
+          // The bars right under the two header rows, as many as the rows allow.
+          const bars = text.slice(2, Math.min(h - 1, 2 + 5)).filter((l) => /^Dev \d/.test(l));
+          if (h >= 8) assert.equal(bars.length, 2, `${at}:\n${text.join('\n')}`);
+          // The list's window is within the list, and what it shows is on screen.
+          const { first, shown, total } = f.list;
+          assert.equal(total, 11);
+          assert.ok(first >= 0 && first + shown <= total, at);
+          if (shown > 0 && h >= 20)
+            assert.match(
+              text.join('\n'),
+              new RegExp(`processes ${first + 1}–|^11 processes`, 'm'),
+              at,
+            );
+        }
+  });
+
+  test('70x20 and 200x50: the screens for the docs', async () => {
+    const screens: [number, number][] = [
+      [70, 20],
+      [200, 50],
+    ];
+    for (const [w, h] of screens) {
+      await start(w, h);
+      // The docs want a full sparkline (a sample each 0.2 s: 10 s at 200 columns); the check
+      // only needs a few samples.
+      const full = process.env.TTALLOC_SCREENS ? (w >= 100 ? 50 : 10) : 3;
+      await t.waitFor(
+        (s) => /▅{3}$/.test(s.split('\n')[3]) && spark(rowOf(/^Dev 1 /)).length >= full,
+        'sparklines',
+      );
+      assertFits(w, h);
+      // Both sizes show the short-lived buffer: in the sparkline, and in figures.
+      assert.match(t.text(), /L1 1\.00 MiB \(peak 61\.0 MiB\)/);
+      const l1 = rows().find((l) => /\] 1\.00 MiB \/ 91\.5 MiB/.test(l)) ?? '';
+      assert.match(l1, /\[█·+│·+\] 1\.00 MiB \/ 91\.5 MiB +1\.1% [▁▆]*▆[▁▆]*$/);
+      if (h === 50) {
+        // All 11 fit: every process is on screen, and the count says so.
+        for (let i = 0; i < SLEEPERS; i++) assert.ok(pidShown(i), `sleeper ${i}`);
+        assert.match(t.text(), /^11 processes$/m);
+        assert.match(t.text(), /^PID .* SOURCE .* BUFFERS$/m, 'every column');
+        assert.match(rowOf(/L1 1\.00 MiB \(peak/), / · host memory 4\.00 MiB \(SYSTEM_MEMORY\) · /);
+        // …and in the table: the spiker's L1_SMALL is 0 (not its host memory), HOST 4 MiB.
+        const [, l1Small, host] = / 12\.0 MiB 1\.00 MiB +(\S+ \S+) .* (\S+ \S+) +\d+$/.exec(
+          rowOf(/^\d+ +node /),
+        )!;
+        assert.deepEqual([l1Small, host], ['0 B', '4.00 MiB']);
+      }
+      if (process.env.TTALLOC_SCREENS)
+        writeFileSync(
+          fileURLToPath(new URL(`../docs/screens/top-${w}x${h}.txt`, import.meta.url)),
+          `# ttalloc top at ${w}x${h}, as a real terminal (xterm) shows it.\n` +
+            `# Regenerate: npm run build && TTALLOC_SCREENS=1 node --import tsx --test ` +
+            `--test-name-pattern=docs test/top.test.ts\n\n` +
+            t.text(),
+        );
+      await quit();
+    }
+  });
 });

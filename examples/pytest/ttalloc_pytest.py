@@ -255,11 +255,11 @@ def _buffer_line(b: dict) -> str:
         parts.append(f"at {b['address']}")
     if "pid" in b:
         parts.append(f"pid {b['pid']}")
-    if b.get("refCount", 1) != 1:
-        parts.append(f"ref_count {b['refCount']}")
-    if "allocatedAtMs" in b:
-        parts.append(f"allocated {_fmt_time(b['allocatedAtMs'])}")
-    shown = {"device", "type", "size", "address", "pid", "refCount", "allocatedAtMs"}
+    if b.get("ref_count", 1) != 1:
+        parts.append(f"ref_count {b['ref_count']}")
+    if "allocated_at_ms" in b:
+        parts.append(f"allocated {_fmt_time(b['allocated_at_ms'])}")
+    shown = {"device", "type", "size", "address", "pid", "ref_count", "allocated_at_ms"}
     for k, v in b.items():
         if k in shown or k in _HIDDEN or v is None or v is False:
             continue
@@ -269,11 +269,11 @@ def _buffer_line(b: dict) -> str:
 
 def render_leak(r: dict, mark: str) -> str:
     """The check's verdict as text: the counts, then every buffer list the response carries."""
-    sup = f" ({r['suppressedBuffers']} suppressed)" if r.get("suppressedBuffers") else ""
+    sup = f" ({r['suppressed_buffers']} suppressed)" if r.get("suppressed_buffers") else ""
     lines = [
         "ttalloc: device memory left behind by this test: "
-        f"{r.get('leakedBuffers', '?')} buffer(s), {r.get('leakedBytes', '?')} byte(s) "
-        f"(budget {r.get('maxBytes', 0)}){sup}"
+        f"{r.get('leaked_buffers', '?')} buffer(s), {r.get('leaked_bytes', '?')} byte(s) "
+        f"(budget {r.get('max_bytes', 0)}){sup}"
     ]
     listed = 0
     for key, value in r.items():
@@ -283,7 +283,7 @@ def render_leak(r: dict, mark: str) -> str:
             lines.append(f"  {key}:")
         lines.extend(_buffer_line(b) for b in value)
         listed += len(value)
-    more = r.get("leakedBuffers")
+    more = r.get("leaked_buffers")
     if isinstance(more, int) and more > listed:
         lines.append(f"    ... and {more - listed} more")
     for key in ("summary", "text"):

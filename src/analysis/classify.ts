@@ -29,12 +29,13 @@ import {
 } from '../report/types.js';
 import type { Mark } from '../state/marks.js';
 import { diffMarks, findAccumulation } from './leaks.js';
+import { SCHEMA_VERSION } from '../report/types.js';
 
 export type { BufferClass, ClassGroup, ClassifiedRow, ClassifyRules, ClassifyResponse };
 export { CLASSES };
 export const DEFAULT_RULES: ClassifyRules = {
-  programCacheMaxBytes: 64 * 1024,
-  modelStateMinBytes: 1024 * 1024,
+  program_cache_max_bytes: 64 * 1024,
+  model_state_min_bytes: 1024 * 1024,
 };
 
 /**
@@ -49,7 +50,7 @@ const DEVICE_OPEN_MS = 1000;
 
 /** One buffer an exited process still held: a per-buffer record of the left-behind store. */
 export interface LeftBehindRow extends BufferRow {
-  exitedAtMs: number;
+  exited_at_ms: number;
 }
 /**
  * What one exited process left behind, as classify() takes it (the left-behind store, or the
@@ -158,7 +159,7 @@ class Rules {
     const dev = t.device(e);
     if (
       t.type(e) === BufferType.DRAM &&
-      t.size(e) <= this.rules.programCacheMaxBytes &&
+      t.size(e) <= this.rules.program_cache_max_bytes &&
       nearKernelLoad(this.kernelSeconds, dev, this.bornMs(e))
     )
       return `small DRAM buffer that appeared with a kernel load on device ${dev}`;
@@ -207,7 +208,7 @@ class Rules {
     const owner = this.tr.pids.get(t.pid(e));
     const firstSeen = owner ? owner.firstSeenMs : born;
     if (
-      t.size(e) >= this.rules.modelStateMinBytes &&
+      t.size(e) >= this.rules.model_state_min_bytes &&
       born - firstSeen <= (this.tr.nowMs - firstSeen) / 2
     ) {
       return {
@@ -259,7 +260,8 @@ function leftBehindGroup(g: ClassGroup, input: readonly LeftBehindInput[], limit
     `left behind by PID ${pid}, which exited at ${clock(exitedAtMs)}`;
   const summaries: LeftBehindSummary[] = procs.map((p) => ({
     pid: p.pid,
-    exitedAtMs: p.exitedAtMs,
+    exited_at: clock(p.exitedAtMs),
+    exited_at_ms: p.exitedAtMs,
     buffers: p.buffers,
     bytes: p.bytes,
     reason: reason(p.pid, p.exitedAtMs),
@@ -271,11 +273,11 @@ function leftBehindGroup(g: ClassGroup, input: readonly LeftBehindInput[], limit
   g.buffers = shown.map((b) => ({
     ...b,
     class: 'left_behind' as const,
-    reason: reason(b.pid, b.exitedAtMs),
+    reason: reason(b.pid, b.exited_at_ms),
   }));
   g.more = g.count - g.buffers.length;
   g.processes = limit === Infinity ? summaries : summaries.slice(0, limit);
-  g.moreProcesses = summaries.length - g.processes.length;
+  g.more_processes = summaries.length - g.processes.length;
 }
 
 export function classify(tr: Tracker, marks: Mark[], o: ClassifyOptions = {}): ClassifyResponse {
@@ -305,5 +307,5 @@ export function classify(tr: Tracker, marks: Mark[], o: ClassifyOptions = {}): C
     g.more = g.count - shown.length;
   }
   leftBehindGroup(groups.get('left_behind')!, o.leftBehind ?? [], limit);
-  return { schema_version: 1, rules, classes: CLASSES.map((c) => groups.get(c)!) };
+  return { schema_version: SCHEMA_VERSION, rules, classes: CLASSES.map((c) => groups.get(c)!) };
 }

@@ -13,9 +13,10 @@ import type {
   Interval,
   SizeGroup,
 } from '../report/types.js';
-import { formatKB } from '../report/format.js';
+import { formatBytes } from '../report/format.js';
 import type { Mark } from '../state/marks.js';
 import { suppressed, type Rule } from './suppressions.js';
+import { SCHEMA_VERSION } from '../report/types.js';
 
 export type { Accumulation, CheckResult, Interval, SizeGroup };
 
@@ -93,7 +94,7 @@ function addToIntervals(
 export function buildDiff(tr: Tracker, marks: Mark[], toNow: boolean): DiffResponse {
   const intervals = diffMarks(tr, marks, toNow);
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     from: marks[0].name,
     to: toNow ? 'now' : marks[marks.length - 1].name,
     buffers: intervals.reduce((n, i) => n + i.buffers, 0),
@@ -127,10 +128,10 @@ export function findAccumulation(intervals: Interval[]): Accumulation[] {
       a = {
         type,
         size: Number(size),
-        countPerRun: Number(count),
+        count_per_run: Number(count),
         devices: [],
         runs: intervals.length,
-        bytesPerRun: Number(size) * Number(count),
+        bytes_per_run: Number(size) * Number(count),
         text: '',
       };
       byPattern.set(pk, a);
@@ -144,11 +145,11 @@ export function findAccumulation(intervals: Interval[]): Accumulation[] {
           ? `on every device (${a.devices.join(', ')})`
           : `on device${a.devices.length === 1 ? '' : 's'} ${a.devices.join(', ')}`;
       const what =
-        a.countPerRun === 1 ? formatKB(a.size) : `${a.countPerRun} × ${formatKB(a.size)}`;
+        a.count_per_run === 1 ? formatBytes(a.size) : `${a.count_per_run} × ${formatBytes(a.size)}`;
       a.text = `+${what} ${a.type} per run ${where}, ${a.runs} runs`;
       return a;
     })
-    .sort((x, y) => y.bytesPerRun * y.devices.length - x.bytesPerRun * x.devices.length);
+    .sort((x, y) => y.bytes_per_run * y.devices.length - x.bytes_per_run * x.devices.length);
 }
 
 const CHECK_LISTED = 50;
@@ -207,16 +208,16 @@ export function checkSinceMark(tr: Tracker, mark: Mark, o: CheckOptions): CheckR
   }
   rows.sort((a, b) => b.size - a.size);
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     since: mark.name,
     ok: c.bytes <= maxBytes,
-    maxBytes,
-    leakedBuffers: c.leaked,
-    leakedBytes: c.bytes,
-    exitedBuffers: c.exited,
-    exitedBytes: c.exitedBytes,
+    max_bytes: maxBytes,
+    leaked_buffers: c.leaked,
+    leaked_bytes: c.bytes,
+    exited_buffers: c.exited,
+    exited_bytes: c.exitedBytes,
     devices: [...devices].sort((a, b) => a - b),
-    suppressedBuffers: c.suppressed,
+    suppressed_buffers: c.suppressed,
     summary: leakSummary(c.bytes, c.leaked, devices.size),
     buffers: rows.slice(0, CHECK_LISTED),
   };

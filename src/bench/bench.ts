@@ -184,7 +184,7 @@ async function ingestPair(
       const total = r2.reduce((a, r) => a + r.frames, 0);
       const st = await server.drained(warm + total);
       const rate = total / Math.max(...r2.map((r) => r.seconds));
-      return { limit, server: rate, stall: st.eventLoop?.maxMs ?? NaN };
+      return { limit, server: rate, stall: st.event_loop?.max_ms ?? NaN };
     } finally {
       await server.stop();
     }
@@ -315,12 +315,12 @@ async function perBufferBytes(
 ): Promise<PerBuffer> {
   await server.stats('?gc=1');
   const st = await server.stats('?gc=1');
-  const have = records ? st.leftBehind.records : st.live.buffers;
+  const have = records ? st.left_behind.records : st.live.buffers;
   if (have !== n) throw new Error(`expected ${n} ${records ? 'records' : 'buffers'}, got ${have}`);
   return {
-    heap: (st.memory.heapUsedBytes - base.heap + st.memory.externalBytes - base.ext) / n,
-    rss: (st.memory.rssBytes - base.rss) / n,
-    coldRss: base.coldRss === undefined ? undefined : (st.memory.rssBytes - base.coldRss) / n,
+    heap: (st.memory.heap_used_bytes - base.heap + st.memory.external_bytes - base.ext) / n,
+    rss: (st.memory.rss_bytes - base.rss) / n,
+    coldRss: base.coldRss === undefined ? undefined : (st.memory.rss_bytes - base.coldRss) / n,
   };
 }
 
@@ -343,9 +343,9 @@ async function baseline(server: BenchServer): Promise<Baseline> {
   await server.stats('?gc=1');
   const st = await server.stats('?gc=1');
   return {
-    heap: st.memory.heapUsedBytes,
-    ext: st.memory.externalBytes,
-    rss: st.memory.rssBytes,
+    heap: st.memory.heap_used_bytes,
+    ext: st.memory.external_bytes,
+    rss: st.memory.rss_bytes,
   };
 }
 
@@ -461,7 +461,7 @@ const scenarios: Record<string, () => Promise<void>> = {
         !(listed >= N.live && listed <= N.live + CLIENTS * 2048)
       )
         throw new Error(`JSON dump failed: ${dump.status} ${dump.head.slice(0, 300)}`);
-      const stall = after.eventLoop!.maxMs;
+      const stall = after.event_loop!.max_ms;
       const ingestRate = (after.frames.total - before.frames.total) / (dump.ms / 1000);
       rows.push({
         figure: `full JSON dump of ${count(N.live)} buffers, streamed, under full ingest`,
@@ -505,7 +505,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       removeDir(dir);
     }
   },
-  /** Dead-PID sweeps timed inside the server (the reap response's sweepMs). */
+  /** Dead-PID sweeps timed inside the server (the reap response's sweep_ms). */
   async sweep() {
     for (const deadShare of [0.1, 1]) {
       const dir = workDir();
@@ -530,8 +530,8 @@ const scenarios: Record<string, () => Promise<void>> = {
           const pending = await settledDead(server, deadPids);
           const r = await server.client.json<{
             reaped: unknown[];
-            sweepMs: number;
-            livenessMs: number;
+            sweep_ms: number;
+            liveness_ms: number;
           }>('POST', '/v1/reap');
           const left = (await server.stats()).live.buffers;
           if (r.reaped.length !== pending || left !== N.live - dead)
@@ -540,14 +540,14 @@ const scenarios: Record<string, () => Promise<void>> = {
             figure:
               `dead-PID sweep, ${count(N.live)} live buffers, ${pids} PIDs, ` +
               `${deadPids} dead (${count(dead)} released)`,
-            value: ms(r.sweepMs),
+            value: ms(r.sweep_ms),
             target: '≤ 50 ms',
             limit: '—',
-            ok: r.sweepMs <= 50,
+            ok: r.sweep_ms <= 50,
             note:
               (owners.length ? `the ${owners.length} live owners are real processes; ` : '') +
               (pending < deadPids ? `${deadPids - pending} dead released at their close; ` : '') +
-              `liveness checks ${ms(r.livenessMs)}`,
+              `liveness checks ${ms(r.liveness_ms)}`,
           });
         } finally {
           for (const p of owners) p.kill('SIGKILL');
@@ -568,7 +568,7 @@ const scenarios: Record<string, () => Promise<void>> = {
       const base = await warmBaseline(server, N.live);
       await server.stats('?loop=reset');
       const rate = await fill(server, N.grow, { pidBase: process.pid });
-      const stall = (await server.stats()).eventLoop!.maxMs;
+      const stall = (await server.stats()).event_loop!.max_ms;
       const per = await perBufferBytes(server, base, N.grow);
       rows.push(memoryRow({ live: N.grow, per, rate, limit: 'JS Map: fails at 16.7 M' }));
       rows.push({

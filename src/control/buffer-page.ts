@@ -2,9 +2,10 @@
 // server. One pass over the typed-array columns (no snapshot, no per-entry objects except the
 // rows returned), so a page costs a few ms even with a million live buffers.
 import { HttpError } from './router.js';
-import { intList, intParam, parseTypes } from './query.js';
+import { intList, intParam, parseTypes, sinceParam } from './query.js';
 import { bufferRow, isFiltered, matcher, type ReportFilter } from '../report/buffer-report.js';
 import type { Tracker } from '../state/tracker.js';
+import type { Checkpoints } from '../state/marks.js';
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { BufferPage } from '../report/types.js';
 
@@ -14,13 +15,15 @@ export const MAX_SORTED_WINDOW = 100_000;
 
 /** One page: GET /v1/buffers/page's reply (report/types.ts BufferPageResponse) less its version. */
 
-export function bufferPage(tr: Tracker, url: URL): BufferPage {
+export function bufferPage(tr: Tracker, url: URL, marks?: Checkpoints): BufferPage {
   const filter: ReportFilter = {
     devices: intList(url, 'device'),
     pids: intList(url, 'pid'),
     types: parseTypes(url.searchParams.get('type')),
     bornFromMs: intParam(url, 'bornFromMs', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER }),
   };
+  // The page's "show buffers born after it" link.
+  if (marks) sinceParam(url, filter, marks);
   const minSize = intParam(url, 'minSize', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
   const offset = intParam(url, 'offset', { dflt: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
   const limit = intParam(url, 'limit', { dflt: 100, min: 0, max: MAX_PAGE });
@@ -62,7 +65,14 @@ export function bufferPage(tr: Tracker, url: URL): BufferPage {
     }
     rows.push(...heap.sortedEntries().slice(offset, k));
   }
-  return { total, totalBytes, offset, limit, order, buffers: rows.map((e) => bufferRow(t, e)) };
+  return {
+    total,
+    total_bytes: totalBytes,
+    offset,
+    limit,
+    order,
+    buffers: rows.map((e) => bufferRow(t, e)),
+  };
 }
 
 /** The k largest (size, entry) pairs: a binary min-heap on size, ties broken by entry index. */

@@ -29,6 +29,7 @@ import type {
   ClientsResponse,
   DataClient,
   DevicesResponse,
+  DeviceInfo,
   ForgetResponse,
   HealthResponse,
   KernelsResponse,
@@ -43,6 +44,7 @@ import type {
   ShutdownResponse,
   StatsResponse,
 } from '../report/types.js';
+import { SCHEMA_VERSION } from '../report/types.js';
 
 /** What the core routes read and do. */
 export interface CoreContext {
@@ -84,10 +86,11 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
   const src = s.stats;
   const tr = src.tracker;
   r.get('/v1/health', (): HealthResponse => ({
+    schema_version: SCHEMA_VERSION,
     ok: true,
     pid: process.pid,
     socket: s.socketPath,
-    uptimeSeconds: Math.round((Date.now() - src.startedAtMs) / 1000),
+    uptime_seconds: Math.round((Date.now() - src.startedAtMs) / 1000),
   }));
   r.get('/v1/stats', (c): StatsResponse => {
     // ?gc=1 collects garbage first when the server runs with --expose-gc (memory figures of the
@@ -95,9 +98,9 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     if (c.url.searchParams.get('gc') === '1') s.collectGarbage();
     const st = {
       ...buildStats(src),
-      eventLoop: loopDelayStats(),
+      event_loop: loopDelayStats(),
       persistence: s.persistenceStats(),
-      streamingDumps: streaming.active,
+      streaming_dumps: streaming.active,
       peers: s.peerStats(),
       reads: s.readStats(),
       ...(s.sources ? { sources: s.sources.view(listProcesses(tr)).summary } : {}),
@@ -108,15 +111,18 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
   r.get('/v1/devices', (): DevicesResponse => devices(src));
   r.get('/v1/processes', (): ProcessesResponse => {
     const rows = listProcesses(tr, s.claimedPids());
-    if (!s.sources) return { schema_version: 1, processes: rows };
+    if (!s.sources) return { schema_version: SCHEMA_VERSION, processes: rows };
     return processesReply(rows, s.sources.view(rows), 'server');
   });
   // The data connections open now, with the frame size each speaks (`ttalloc doctor`).
-  r.get('/v1/clients', (): ClientsResponse => ({ schema_version: 1, clients: s.dataClients() }));
+  r.get('/v1/clients', (): ClientsResponse => ({
+    schema_version: SCHEMA_VERSION,
+    clients: s.dataClients(),
+  }));
   r.get('/v1/kernels', (c): KernelsResponse | undefined =>
     c.url.searchParams.get('format') === 'text'
       ? text(c, formatKernelReport(tr))
-      : { schema_version: 1, kernels: listKernels(tr) },
+      : { schema_version: SCHEMA_VERSION, kernels: listKernels(tr) },
   );
   // ?device=N&memory=L1|DRAM&bins=B[&format=text]: one bank's address space, every buffer on it.
   r.get('/v1/map', (c): MemoryMapResponse | undefined => {
@@ -162,7 +168,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
   r.get('/v1/reaped', (c): ReapedResponse | undefined => {
     s.reapDead();
     if (c.url.searchParams.get('format') !== 'text')
-      return { schema_version: 1, reaped: tr.reaped.map(exitedProcessJson) };
+      return { schema_version: SCHEMA_VERSION, reaped: tr.reaped.map(exitedProcessJson) };
     const { filter, limit } = reportQuery(c.url, s.marks, s.treeOf);
     const verbose = c.url.searchParams.get('verbose') === '1';
     const r = buildRemaining(tr, { ...filter, state: 'exited' }, limit);
@@ -179,8 +185,13 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
   });
   r.post('/v1/reap', (): ReapResponse => {
     const t0 = performance.now();
-    const reaped = s.reapDead();
-    return { reaped, sweepMs: performance.now() - t0, livenessMs: s.lastLivenessMs() };
+    const reaped = s.reapDead().map(exitedProcessJson);
+    return {
+      schema_version: SCHEMA_VERSION,
+      reaped,
+      sweep_ms: performance.now() - t0,
+      liveness_ms: s.lastLivenessMs(),
+    };
   });
   r.post('/v1/reset', async (c): Promise<ResetResponse> => {
     const body = (await c.body()) as { confirm?: boolean };
@@ -190,7 +201,7 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     s.marks.clear();
     await s.resetPersisted();
     s.log(`state reset on request: ${before} buffers forgotten`);
-    return { reset: true, buffersForgotten: before };
+    return { schema_version: SCHEMA_VERSION, reset: true, buffers_forgotten: before };
   });
   // {before?: mark name | ISO time | ms, pid?: number}: left-behind records forgotten on purpose.
   r.post('/v1/forget', async (c): Promise<ForgetResponse> => {
@@ -205,14 +216,14 @@ export function registerCoreRoutes(r: Router, s: CoreContext): void {
     const r = tr.forget(f);
     await s.forgetPersisted(f);
     s.log(`forgot ${r.records} left-behind records of ${r.processes} exited processes on request`);
-    return { schema_version: 1, ...r };
+    return { schema_version: SCHEMA_VERSION, ...r };
   });
   r.post('/v1/shutdown', async (c): Promise<ShutdownResponse> => {
     const body = ((await c.body()) ?? {}) as { force?: unknown };
     const clients = s.dataClients();
     if (clients.length > 0 && body.force !== true) throw shutdownRefusal(clients);
     c.res.on('finish', () => process.kill(process.pid, 'SIGTERM'));
-    return { stopping: true, pid: process.pid, clients };
+    return { schema_version: SCHEMA_VERSION, stopping: true, pid: process.pid, clients };
   });
 }
 
@@ -233,7 +244,7 @@ function shutdownRefusal(clients: DataClient[]): HttpError {
 }
 
 function devices(src: StatsSource): DevicesResponse {
-  return src.knownDeviceIds().map((id) => {
+  const deviceInfo = (id: number): DeviceInfo => {
     const d = src.devices.get(id);
     if (!d) return { device: id, declared: false, arch: null };
     return {
@@ -241,20 +252,21 @@ function devices(src: StatsSource): DevicesResponse {
       declared: true,
       source: d.source,
       arch: d.spec.name,
-      archType: d.spec.arch,
-      cardType: d.cardType ?? null,
-      cardIndex: d.cardIndex ?? null,
+      arch_type: d.spec.arch,
+      card_type: d.cardType ?? null,
+      card_index: d.cardIndex ?? null,
       remote: d.remote ?? null,
-      boardSerial: d.serial ?? null,
-      asicId: d.asicId ?? null,
-      dramChannels: d.spec.dramChannels,
-      dramPerChannel: d.spec.dramPerChannel,
-      l1PerCore: d.spec.l1PerCore,
-      workerCores: d.spec.workerCores,
-      totalDramBytes: totalDram(d.spec),
-      totalL1Bytes: totalL1(d.spec),
+      board_serial: d.serial ?? null,
+      asic_id: d.asicId ?? null,
+      dram_channels: d.spec.dramChannels,
+      dram_per_channel: d.spec.dramPerChannel,
+      l1_per_core: d.spec.l1PerCore,
+      worker_cores: d.spec.workerCores,
+      total_dram_bytes: totalDram(d.spec),
+      total_l1_bytes: totalL1(d.spec),
     };
-  });
+  };
+  return { schema_version: SCHEMA_VERSION, devices: src.knownDeviceIds().map(deviceInfo) };
 }
 
 /** A mark's time, an ISO 8601 time or ms since 1970 → ms. */

@@ -4,7 +4,8 @@ import { MarkError, type Checkpoints, type Mark } from '../state/marks.js';
 import type { Tracker } from '../state/tracker.js';
 import { RowArray } from '../state/left-behind.js';
 import { bufferRow } from '../report/buffer-report.js';
-import { intList, treeParam } from './query.js';
+import { markJson } from '../report/json-report.js';
+import { intList, markNamed, treeParam } from './query.js';
 import { buildDiff, checkSinceMark } from '../analysis/leaks.js';
 import { parseRules, RuleError, type Rule } from '../analysis/suppressions.js';
 import { classifier, classify, DEFAULT_RULES, type LeftBehindInput } from '../analysis/classify.js';
@@ -19,6 +20,7 @@ import type {
   PeaksResponse,
   UnmarkResponse,
 } from '../report/types.js';
+import { SCHEMA_VERSION } from '../report/types.js';
 
 /** What the leak routes read and do. */
 export interface LeakContext {
@@ -46,23 +48,20 @@ function leftBehind(tr: Tracker, limit: number): LeftBehindInput[] {
     const idx = Array.from({ length: t.count }, (_, e) => e).sort((a, b) => t.size(b) - t.size(a));
     const rows = (limit === Infinity ? idx : idx.slice(0, limit)).map((e) => ({
       ...bufferRow(t, e, p, now),
-      exitedAtMs: p.reapedAtMs,
+      exited_at_ms: p.reapedAtMs,
     }));
     return { pid: p.pid, exitedAtMs: p.reapedAtMs, buffers: p.buffers, bytes: p.bytes, rows };
   });
 }
 
-function markOr404(s: LeakContext, name: string | null, what: string): Mark {
-  if (!name) throw new HttpError(400, `${what} needs a mark name`);
-  try {
-    return s.marks.get(name);
-  } catch (e) {
-    throw new HttpError(404, (e as Error).message);
-  }
-}
+const markOr404 = (s: LeakContext, name: string | null, what: string): Mark =>
+  markNamed(s.marks, name, what);
 
 export function registerLeakRoutes(r: Router, s: LeakContext): void {
-  r.get('/v1/marks', (): MarksResponse => ({ schema_version: 1, marks: s.marks.list() }));
+  r.get('/v1/marks', (): MarksResponse => ({
+    schema_version: SCHEMA_VERSION,
+    marks: s.marks.list().map(markJson),
+  }));
   r.post('/v1/marks', async (c): Promise<MarkResponse> => {
     const body = (await c.body()) as { name?: unknown; pid?: unknown };
     try {
@@ -72,7 +71,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       );
       await s.persistMark(m);
       s.log(`mark '${m.name}'${m.pid ? ` for pid ${m.pid}` : ''} set`);
-      return { schema_version: 1, mark: m };
+      return { schema_version: SCHEMA_VERSION, mark: markJson(m) };
     } catch (e) {
       if (e instanceof MarkError) throw new HttpError(400, e.message);
       throw e;
@@ -94,7 +93,7 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       throw e;
     }
     await s.persistUnmark(name);
-    return { schema_version: 1, deleted: m };
+    return { schema_version: SCHEMA_VERSION, deleted: markJson(m) };
   });
   // ?since=MARK (default: since start or the last reset)[&format=text]
   r.get('/v1/peaks', (c): PeaksResponse | undefined => {
@@ -134,8 +133,8 @@ export function registerLeakRoutes(r: Router, s: LeakContext): void {
       return n;
     };
     const rules = {
-      programCacheMaxBytes: num('program_cache_max', DEFAULT_RULES.programCacheMaxBytes),
-      modelStateMinBytes: num('model_state_min', DEFAULT_RULES.modelStateMinBytes),
+      program_cache_max_bytes: num('program_cache_max', DEFAULT_RULES.program_cache_max_bytes),
+      model_state_min_bytes: num('model_state_min', DEFAULT_RULES.model_state_min_bytes),
     };
     const limit = q.get('all') === '1' ? Infinity : num('limit', 10);
     const r2 = classify(s.tracker, s.marks.list(), {

@@ -7,7 +7,9 @@ import { SAMPLE_KINDS, type Sample, type Sampler } from '../metrics/sampler.js';
 import { USAGE_COUNTER_TYPES } from '../protocol/constants.js';
 import { HttpError, type Router } from './router.js';
 import { bufferPage } from './buffer-page.js';
+import type { Checkpoints } from '../state/marks.js';
 import type { BufferPageResponse, HistoryResponse } from '../report/types.js';
+import { SCHEMA_VERSION } from '../report/types.js';
 
 /** Live streams at most: each costs a socket and a write per sample. */
 const MAX_STREAMS = 64;
@@ -15,6 +17,8 @@ const MAX_STREAMS = 64;
 /** What the live routes read. */
 export interface LiveContext {
   tracker: Tracker;
+  /** For `since=MARK` on the buffer pages (buffers born after the mark). */
+  marks: Checkpoints;
   metrics: Registry;
   sampler: Sampler;
 }
@@ -75,8 +79,8 @@ export function registerLiveRoutes(r: Router, s: LiveContext): LiveStreams {
   r.get('/v1/history', (c): HistoryResponse => {
     const sec = c.url.searchParams.get('seconds');
     return {
-      schema_version: 1,
-      intervalMs: s.sampler.intervalMs,
+      schema_version: SCHEMA_VERSION,
+      interval_ms: s.sampler.intervalMs,
       kinds: SAMPLE_KINDS,
       counters: USAGE_COUNTER_TYPES,
       samples: s.sampler.history(sec ? Number(sec) : undefined),
@@ -87,8 +91,8 @@ export function registerLiveRoutes(r: Router, s: LiveContext): LiveStreams {
     return undefined;
   });
   r.get('/v1/buffers/page', (c): BufferPageResponse => ({
-    schema_version: 1,
-    ...bufferPage(s.tracker, c.url),
+    schema_version: SCHEMA_VERSION,
+    ...bufferPage(s.tracker, c.url, s.marks),
   }));
   return streams;
 }

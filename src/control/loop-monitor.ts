@@ -16,17 +16,17 @@ export function resetLoopMonitor(): void {
 
 /** Loop delays since the last reset, in ms; null while the monitor was never started. */
 export function loopDelayStats(): {
-  maxMs: number;
-  p99Ms: number;
-  meanMs: number;
+  max_ms: number;
+  p99_ms: number;
+  mean_ms: number;
   samples: number;
 } | null {
   if (!histogram) return null;
   const ms = (ns: number) => Math.round(ns / 1e4) / 100;
   return {
-    maxMs: ms(histogram.max),
-    p99Ms: ms(histogram.percentile(99)),
-    meanMs: ms(histogram.mean || 0),
+    max_ms: ms(histogram.max),
+    p99_ms: ms(histogram.percentile(99)),
+    mean_ms: ms(histogram.mean || 0),
     samples: histogram.count,
   };
 }

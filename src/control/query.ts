@@ -1,9 +1,10 @@
 // Query-string parsing shared by the report endpoints: lists of integers, buffer types, the
 // report filter and listing limit. Bad values are 400s, with the reason.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
-import type { Checkpoints } from '../state/marks.js';
+import type { Checkpoints, Mark } from '../state/marks.js';
 import type { ReportFilter } from '../report/buffer-report.js';
 import { HttpError } from './router.js';
+import { markJson } from '../report/json-report.js';
 
 /** Comma-separated integers from a query parameter ("0,1,3"). */
 export function intList(url: URL, name: string): number[] | undefined {
@@ -68,6 +69,29 @@ export function treeParam(
   return [...(pids ?? []), ...(expand ? expand(root) : [root])];
 }
 
+/** The mark named `name`: 400 without a name, 404 when there is none (`what` needs it). */
+export function markNamed(marks: Checkpoints, name: string | null, what: string): Mark {
+  if (!name) throw new HttpError(400, `${what} needs a mark name`);
+  try {
+    return marks.get(name);
+  } catch (e) {
+    throw new HttpError(404, (e as Error).message);
+  }
+}
+
+/**
+ * `since=MARK`: only buffers born after the mark (and only its process's, for a per-process mark),
+ * as `dump --since MARK` lists them.
+ */
+export function sinceParam(url: URL, filter: ReportFilter, marks: Checkpoints): void {
+  const name = url.searchParams.get('since');
+  if (!name) return;
+  const m = markNamed(marks, name, 'since');
+  filter.bornFromMs = Math.max(filter.bornFromMs ?? 0, m.cutMs);
+  filter.since = markJson(m);
+  if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
+}
+
 /** Filter and listing limit from the query string, shared by every report endpoint. */
 export function reportQuery(
   url: URL,
@@ -80,17 +104,7 @@ export function reportQuery(
     types: parseTypes(url.searchParams.get('type')),
     state: stateParam(url),
   };
-  const since = url.searchParams.get('since');
-  if (since && marks) {
-    let m;
-    try {
-      m = marks.get(since);
-    } catch (e) {
-      throw new HttpError(404, (e as Error).message);
-    }
-    filter.bornFromMs = m.cutMs;
-    if (m.pid !== null && !filter.pids?.length) filter.pids = [m.pid];
-  }
+  if (marks) sinceParam(url, filter, marks);
   const all = url.searchParams.get('all') === '1';
   const limitText = url.searchParams.get('limit');
   const limit = all ? Infinity : limitText === null ? 10 : Number(limitText);

@@ -293,7 +293,7 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
       '(0: the native addon is missing)',
     registers,
     collect() {
-      this.set(src.readStats().busyConnections === 'direct' ? 1 : 0);
+      this.set(src.readStats().busy_connections === 'direct' ? 1 : 0);
     },
   });
   new Counter({
@@ -302,7 +302,7 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
     registers,
     collect() {
       this.reset();
-      setCounter(this, src.readStats().directReads);
+      setCounter(this, src.readStats().direct_reads);
     },
   });
   // ---- persistence
@@ -330,8 +330,8 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
       this.reset();
       const p = persisted();
       if (p) {
-        this.set({ file: 'journal' }, p.journalBytes);
-        this.set({ file: 'snapshot' }, p.snapshotBytes);
+        this.set({ file: 'journal' }, p.journal_bytes);
+        this.set({ file: 'snapshot' }, p.snapshot_bytes);
       }
     },
   });
@@ -341,7 +341,7 @@ export function createMetrics(src: MetricsSource, opts: MetricsOptions = {}): Re
     registers,
     collect() {
       const p = persisted();
-      this.set(p?.lastFlushAt ? Date.parse(p.lastFlushAt) / 1000 : 0);
+      this.set(p?.last_flush_at ? Date.parse(p.last_flush_at) / 1000 : 0);
     },
   });
   new Counter({

@@ -327,27 +327,48 @@ export class StateStore implements EventJournal {
     this.dir.release(synced);
   }
 
+  /** The JSON of `stats.persistence` (snake_case, like every reply). */
   stats() {
+    const r = this.recovery;
+    const last = this.compaction.last;
     return {
       enabled: true as const,
       dir: this.opts.dir,
       failed: this.failed,
-      journalBytes: this.segments.bytes + this.journal.pendingBytes,
-      journalSegments: this.segments.segments.length,
+      journal_bytes: this.segments.bytes + this.journal.pendingBytes,
+      journal_segments: this.segments.segments.length,
       /** Written to the journal but not yet on disk (the thread pool is writing it). */
-      queuedBytes: this.segments.queued,
-      bytesPerSecond: Math.round(this.bytesPerSecond),
-      snapshotBytes: this.snapshotBytes,
-      flushIntervalMs: this.opts.flushIntervalMs,
-      lastFlushAt: this.segments.lastWriteMs
+      queued_bytes: this.segments.queued,
+      bytes_per_second: Math.round(this.bytesPerSecond),
+      snapshot_bytes: this.snapshotBytes,
+      flush_interval_ms: this.opts.flushIntervalMs,
+      last_flush_at: this.segments.lastWriteMs
         ? new Date(this.segments.lastWriteMs).toISOString()
         : null,
+      last_flush_at_ms: this.segments.lastWriteMs || null,
       compactions: this.compaction.count,
       compacting: this.compaction.running,
-      lastCompaction: this.compaction.last,
-      recovery: this.recovery,
+      last_compaction: last && {
+        finished_at: last.at,
+        finished_at_ms: Date.parse(last.at),
+        through: last.through,
+        bytes: last.bytes,
+        objects: last.objects,
+        events: last.events,
+        ms: last.ms,
+        problems: last.problems,
+      },
+      recovery: {
+        previous_stop: r.previousStop,
+        snapshot_through: r.snapshotThrough,
+        snapshot_objects: r.snapshotObjects,
+        journal_events: r.journalEvents,
+        journal_bytes: r.journalBytes,
+        truncated_bytes: r.truncatedBytes,
+        problems: r.problems,
+      },
       note:
-        this.recovery.previousStop === 'crash'
+        r.previousStop === 'crash'
           ? 'recovered after an unclean stop: events of the last flush interval ' +
             `(≤ ${this.opts.flushIntervalMs} ms) before it may be missing`
           : null,

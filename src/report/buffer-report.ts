@@ -14,8 +14,6 @@ import type { BufferNotes } from '../state/buffer-notes.js';
 import { isoTime } from './format.js';
 import type { BufferRow, DeviceGroup, ReportFilter, TypeGroup } from './types.js';
 
-export const REPORT_SCHEMA_VERSION = 1;
-
 export type { BufferRow, DeviceGroup, ReportFilter, TypeGroup };
 
 /** The report as the builder returns it; the JSON form is reportJson() in json-report.ts. */
@@ -67,16 +65,16 @@ export function bufferRow(t: Rows, e: number, exited?: ReapedReport, now = Date.
     size: t.size(e),
     type: BUFFER_TYPE_NAMES[t.type(e)] ?? String(t.type(e)),
     pid: t.pid(e),
-    refCount: t.ref(e),
-    allocatedAtMs: born,
-    allocatedAt: isoTime(born),
-    ageMs: Math.max(0, now - born),
+    ref_count: t.ref(e),
+    allocated_at_ms: born,
+    allocated_at: isoTime(born),
+    age_ms: Math.max(0, now - born),
     resized: (flags & FLAG_RESIZED) !== 0,
     shared: (flags & FLAG_SHARED) !== 0,
   };
   if (exited) {
-    row.exitedAtMs = exited.reapedAtMs;
-    row.exitedAt = isoTime(exited.reapedAtMs);
+    row.exited_at_ms = exited.reapedAtMs;
+    row.exited_at = isoTime(exited.reapedAtMs);
   }
   const note = t.noteOf(e);
   if (note !== null) {

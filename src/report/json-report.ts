@@ -2,21 +2,30 @@
 // bytes; addresses as hex strings because they are 64-bit.
 import type { ServerResponse } from 'node:http';
 import type { Tracker } from '../state/tracker.js';
-import type { BufferReportJson, ExitedJson, ExitedProcessJson } from './types.js';
+import type {
+  BufferReportJson,
+  ExitedJson,
+  ExitedProcessJson,
+  MarkJson,
+  ReportFilterJson,
+} from './types.js';
+import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { ReapedReport } from '../state/left-behind.js';
+import type { Mark } from '../state/marks.js';
+import { isoTime } from './format.js';
 import {
   BufferReportBuilder,
   bufferRow,
   exitedBuilder,
   finishExited,
   matcher,
-  REPORT_SCHEMA_VERSION,
   type ExitedReport,
   type Remaining,
   type ReportFilter,
 } from './buffer-report.js';
 import { RowArray, type Rows } from '../state/left-behind.js';
 import { ROW_WORDS } from '../state/object-table.js';
+import { SCHEMA_VERSION } from './types.js';
 
 export function reportJson(
   r: Remaining,
@@ -24,19 +33,31 @@ export function reportJson(
   limit: number,
   extra: Record<string, unknown> = {},
 ): BufferReportJson {
+  const now = Date.now();
   const live = r.live ?? { totalBuffers: 0, totalBytes: 0, devices: [] };
   return {
-    schema_version: REPORT_SCHEMA_VERSION,
+    schema_version: SCHEMA_VERSION,
     kind: 'remaining_buffers',
-    generated_at: new Date().toISOString(),
+    generated_at: isoTime(now),
+    generated_at_ms: now,
     server_pid: process.pid,
-    filter,
+    filter: filterJson(filter),
     listed_per_type: limit === Infinity ? 'all' : limit,
     total_buffers: live.totalBuffers,
     total_bytes: live.totalBytes,
     ...extra,
     devices: live.devices,
     ...(r.exited ? { exited: exitedJson(r.exited) } : {}),
+  };
+}
+
+function filterJson(f: ReportFilter): ReportFilterJson {
+  return {
+    devices: f.devices?.length ? f.devices : null,
+    pids: f.pids?.length ? f.pids : null,
+    types: f.types?.length ? f.types.map((t) => BUFFER_TYPE_NAMES[t] ?? String(t)) : null,
+    since: f.since ?? null,
+    state: f.state ?? 'all',
   };
 }
 
@@ -54,19 +75,28 @@ function exitedJson(x: ExitedReport): ExitedJson {
 
 /** An exited process's summary with ISO times (no rows). */
 export function exitedProcessJson(p: ReapedReport): ExitedProcessJson {
-  const {
-    rows: _rows,
-    notes: _notes,
-    ...summary
-  } = p as ReapedReport & {
-    rows?: unknown;
-    notes?: unknown;
-  };
   return {
-    ...summary,
-    exitedAt: new Date(p.reapedAtMs).toISOString(),
-    startedAt: p.startMs === null ? null : new Date(p.startMs).toISOString(),
+    pid: p.pid,
+    ppid: p.ppid,
+    cmdline: p.cmdline,
+    exited_at: isoTime(p.reapedAtMs),
+    exited_at_ms: p.reapedAtMs,
+    started_at: p.startMs === null ? null : isoTime(p.startMs),
+    started_at_ms: p.startMs,
+    buffers: p.buffers,
+    bytes: p.bytes,
+    cbs: p.cbs,
+    cb_bytes: p.cbBytes,
+    kernels: p.kernels,
+    kernel_bytes: p.kernelBytes,
+    by_device: p.byDevice,
+    records_dropped: p.recordsDropped,
   };
+}
+
+/** A mark as replies show it: its name, time and process, not its cut (an internal). */
+export function markJson(m: Mark): MarkJson {
+  return { name: m.name, time: isoTime(m.atMs), time_ms: m.atMs, pid: m.pid };
 }
 
 // Rows per slice between yields: ~1k rows (~220 B of JSON each) serialise in a few ms, so ingest

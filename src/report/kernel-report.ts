@@ -1,7 +1,7 @@
 // DUMP_KERNELS: the live kernels per device, by kernel type.
 import { KERNEL_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
-import { formatKB, formatMB, plural } from './format.js';
+import { formatBytes, plural } from './format.js';
 import type { KernelRow } from './types.js';
 
 export type { KernelRow };
@@ -12,9 +12,9 @@ export function listKernels(tr: Tracker): KernelRow[] {
   for (let e = 0; e < t.count; e++) {
     rows.push({
       device: t.device(e),
-      kernelId: '0x' + t.idHex(e),
+      kernel_id: '0x' + t.idHex(e),
       size: t.size(e),
-      kernelType: KERNEL_TYPE_NAMES[t.type(e)] ?? String(t.type(e)),
+      kernel_type: KERNEL_TYPE_NAMES[t.type(e)] ?? String(t.type(e)),
       pid: t.pid(e),
     });
   }
@@ -39,12 +39,12 @@ export function renderKernelReport(rows: readonly KernelRow[], limit = 20): stri
   for (const d of devices) {
     out.push(`Device ${d}:`);
     for (const kt of KERNEL_TYPE_NAMES) {
-      const ks = rows.filter((r) => r.device === d && r.kernelType === kt);
+      const ks = rows.filter((r) => r.device === d && r.kernel_type === kt);
       if (!ks.length) continue;
       const bytes = ks.reduce((s, r) => s + r.size, 0);
-      out.push(`  ${kt}: ${plural(ks.length, 'kernel')}, ${formatMB(bytes)} MB total`);
+      out.push(`  ${kt}: ${plural(ks.length, 'kernel')}, ${formatBytes(bytes)} total`);
       for (const k of ks.slice(0, limit))
-        out.push(`    - Kernel ${k.kernelId}: ${formatKB(k.size)} (PID ${k.pid})`);
+        out.push(`    - Kernel ${k.kernel_id}: ${formatBytes(k.size)} (PID ${k.pid})`);
       if (ks.length > limit) out.push(`    ... and ${ks.length - limit} more`);
     }
     out.push('');

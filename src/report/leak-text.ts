@@ -1,7 +1,7 @@
 // Text views of leak analysis: marks, diff between marks, the CI check and the classes of the
 // remaining buffers. Pure functions of the JSON shapes in types.ts (the CLI prints them; the
 // server sends renderClassified() for /v1/classify?format=text).
-import { clockTime, formatKB, formatMB, plural } from './format.js';
+import { clockTime, formatBytes, plural } from './format.js';
 import { noteLines, ownerNote } from './text-report.js';
 import { CLASS_LABELS } from './types.js';
 import type {
@@ -9,43 +9,39 @@ import type {
   CheckResult,
   ClassifyResponse,
   DiffResponse,
-  Mark,
+  MarkJson,
   MarksResponse,
 } from './types.js';
 
 /** Size groups listed per interval of a diff. */
 const DIFF_GROUPS_LISTED = 20;
 
-const at = (ms: number) => new Date(ms).toISOString();
-
 /** `ttalloc mark NAME`. */
-export function renderMark(m: Mark): string {
-  return `mark '${m.name}' set at ${at(m.atMs)}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
+export function renderMark(m: MarkJson): string {
+  return `mark '${m.name}' set at ${m.time}${m.pid ? ` for pid ${m.pid}` : ''}\n`;
 }
 
-export function renderUnmark(m: Mark): string {
+export function renderUnmark(m: MarkJson): string {
   const forPid = m.pid ? ` for pid ${m.pid}` : '';
-  return `mark '${m.name}' deleted (it was set at ${at(m.atMs)}${forPid})\n`;
+  return `mark '${m.name}' deleted (it was set at ${m.time}${forPid})\n`;
 }
 
 /** `ttalloc marks`, oldest first. */
 export function renderMarks(r: MarksResponse): string {
   if (!r.marks.length) return 'no marks (ttalloc mark NAME sets one)\n';
-  return r.marks
-    .map((m) => `${at(m.atMs)}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`)
-    .join('');
+  return r.marks.map((m) => `${m.time}  ${m.name}${m.pid ? `  (pid ${m.pid})` : ''}\n`).join('');
 }
 
 /** `ttalloc diff A [B]`: per interval its size groups, then what accumulates across runs. */
 export function renderDiff(r: DiffResponse): string {
   const out = [
     `Still alive, born between '${r.from}' and '${r.to}': ` +
-      `${r.buffers} buffers, ${formatMB(r.bytes)} MB`,
+      `${r.buffers} buffers, ${formatBytes(r.bytes)}`,
   ];
   for (const iv of r.intervals) {
-    out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatMB(iv.bytes)} MB`);
+    out.push('', `${iv.from} → ${iv.to}: +${iv.buffers} buffers, +${formatBytes(iv.bytes)}`);
     for (const g of iv.groups.slice(0, DIFF_GROUPS_LISTED))
-      out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatKB(g.size)}`);
+      out.push(`  Device ${g.device} ${g.type}: ${g.count} × ${formatBytes(g.size)}`);
     if (iv.groups.length > DIFF_GROUPS_LISTED)
       out.push(`  ... and ${iv.groups.length - DIFF_GROUPS_LISTED} more groups`);
   }
@@ -65,26 +61,26 @@ export function renderDiff(r: DiffResponse): string {
 /** A buffer as the check and the classes list it (a left-behind one with its exit time). */
 function bufferLine(b: BufferRow): string {
   return (
-    `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatKB(b.size)} ` +
+    `    - Device ${b.device} ${b.type} Buffer ${b.address}: ${formatBytes(b.size)} ` +
     `(${ownerNote(b)})`
   );
 }
 
 /** `ttalloc check`: the verdict line, and on a leak the offenders. */
 export function renderCheck(r: CheckResult): string {
-  const sup = r.suppressedBuffers ? ` (${r.suppressedBuffers} suppressed)` : '';
-  const exited = r.exitedBuffers
-    ? `, ${r.exitedBuffers} of them left behind by processes that exited`
+  const sup = r.suppressed_buffers ? ` (${r.suppressed_buffers} suppressed)` : '';
+  const exited = r.exited_buffers
+    ? `, ${r.exited_buffers} of them left behind by processes that exited`
     : '';
   const verdict =
     `ttalloc check: ${r.ok ? 'OK' : 'LEAK'} since '${r.since}': ` +
-    `${r.leakedBuffers} buffers, ${r.leakedBytes} bytes remain${exited} ` +
-    `(budget ${r.maxBytes})${sup}`;
+    `${r.leaked_buffers} buffers, ${r.leaked_bytes} bytes remain${exited} ` +
+    `(budget ${r.max_bytes})${sup}`;
   if (r.ok) return verdict + '\n';
   // A buffer's name and stack trace (648-byte clients) under its line: where the leak was made.
   const out = [verdict, ...r.buffers.flatMap((b) => [bufferLine(b), ...noteLines(b)])];
-  if (r.leakedBuffers > r.buffers.length)
-    out.push(`    ... and ${r.leakedBuffers - r.buffers.length} more`);
+  if (r.leaked_buffers > r.buffers.length)
+    out.push(`    ... and ${r.leaked_buffers - r.buffers.length} more`);
   out.push('', r.summary);
   return out.join('\n') + '\n';
 }
@@ -96,14 +92,15 @@ export function renderClassified(r: ClassifyResponse): string {
     if (!g.count) continue;
     out.push(
       `${CLASS_LABELS[g.class].toUpperCase()}: ${plural(g.count, 'buffer')}, ` +
-        `${formatMB(g.bytes)} MB total — ${g.hint}`,
+        `${formatBytes(g.bytes)} total — ${g.hint}`,
     );
     for (const p of g.processes ?? [])
       out.push(
-        `    - PID ${p.pid} (exited ${clockTime(p.exitedAtMs)}): ${plural(p.buffers, 'buffer')}, ` +
-          `${formatMB(p.bytes)} MB — ${p.reason}`,
+        `    - PID ${p.pid} (exited ${clockTime(p.exited_at_ms)}): ` +
+          `${plural(p.buffers, 'buffer')}, ` +
+          `${formatBytes(p.bytes)} — ${p.reason}`,
       );
-    if (g.moreProcesses) out.push(`    ... and ${plural(g.moreProcesses, 'more process')}`);
+    if (g.more_processes) out.push(`    ... and ${plural(g.more_processes, 'more process')}`);
     for (const b of g.buffers) out.push(`${bufferLine(b)} — ${b.reason}`, ...noteLines(b));
     // Without per-buffer records, the per-process lines above already account for every buffer.
     if (g.more && (g.buffers.length || !g.processes?.length))

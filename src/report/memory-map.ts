@@ -26,6 +26,7 @@ import {
 } from '../state/object-table.js';
 import type { Tracker } from '../state/tracker.js';
 import type { MemoryMapResponse, MapSpace } from './types.js';
+import { SCHEMA_VERSION } from './types.js';
 
 /** The memory types each map shows (SYSTEM_MEMORY is host memory: it has no device map). */
 const SPACE_TYPES: Record<MapSpace, readonly number[]> = {
@@ -196,7 +197,7 @@ export function buildMemoryMap(tr: Tracker, o: MapOptions): MemoryMapResponse {
   const binWidth = rangeEnd / sweep.used.length;
   const largest = sweep.gaps[0] ?? null;
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     device: o.device,
     memory: o.space,
     arch: o.arch ? o.arch.name : null,

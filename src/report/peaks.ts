@@ -6,6 +6,7 @@ import type { Mark } from '../state/marks.js';
 import { bytesByKind } from './stats.js';
 import { formatBytes, isoTime } from './format.js';
 import type { DeviceBytes, PeaksResponse } from './types.js';
+import { SCHEMA_VERSION } from './types.js';
 
 const KIND_NAMES = Object.keys(bytesByKind(() => 0)) as (keyof DeviceBytes)[];
 
@@ -25,7 +26,7 @@ export function buildPeaks(tr: Tracker, mark: Mark | null): PeaksResponse {
   }
   const fromMs = mark ? mark.atMs : tr.peaks.overallSinceMs;
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     since: {
       what: mark ? 'mark' : 'start_or_reset',
       mark: mark ? mark.name : null,

@@ -8,7 +8,7 @@
 // Streamed in chunks with back-pressure; memory is bounded by what the state holds (one copy of
 // the live table, typed arrays of the lifetimes, and at most MAX_BUCKETS counter samples).
 import type { ServerResponse } from 'node:http';
-import { BUFFER_TYPE_NAMES, NUM_BUFFER_TYPES, TWO32 } from '../protocol/constants.js';
+import { BUFFER_TYPE_NAMES, NUM_BUFFER_TYPES, PID_LIMIT, TWO32 } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
 import type { Mark } from '../state/marks.js';
 import {
@@ -27,7 +27,13 @@ import { drainedOrGone, nextTurn } from './json-report.js';
 const MAX_BUCKETS = 20_000;
 /** Events per written chunk. */
 const CHUNK = 4096;
-/** Track ids of devices, apart from real PIDs (below 2^22) that carry the per-process counters. */
+/**
+ * Counter names: Perfetto names a track "<event name> <arg key>" ("bytes DRAM", "device memory
+ * bytes"); chrome://tracing shows the event name with one series per key.
+ */
+const DEVICE_COUNTER = 'bytes';
+const PROCESS_COUNTER = 'device memory';
+/** Track ids of devices, apart from real PIDs that carry the per-process counters. */
 const DEVICE_TRACK_BASE = 1 << 30;
 
 export interface ExportOptions {
@@ -225,13 +231,18 @@ export async function streamPerfetto(
     return s;
   };
   // Counters: one sample per bucket where a level changed.
-  const counter = async (pid: number, levels: Float64Array[], keys: readonly string[]) => {
+  const counter = async (
+    pid: number,
+    levels: Float64Array[],
+    keys: readonly string[],
+    name = DEVICE_COUNTER,
+  ) => {
     let text = '';
     for (let b = 0; b < c.buckets; b++) {
       if (b > 0 && levels.every((lv) => lv[b] === lv[b - 1])) continue;
       const args = keys.map((n, k) => `"${n}":${levels[k][b]}`).join(',');
       const ts = us(c.from + b * c.width);
-      text += `${sep()}{"ph":"C","name":"bytes","pid":${pid},"ts":${ts},"args":{${args}}}`;
+      text += `${sep()}{"ph":"C","name":"${name}","pid":${pid},"ts":${ts},"args":{${args}}}`;
       if (text.length > 1 << 16) {
         if (!(await put(res, text))) return false;
         text = '';
@@ -241,8 +252,13 @@ export async function streamPerfetto(
   };
   for (const t of c.deviceTracks)
     if (!(await counter(DEVICE_TRACK_BASE + t.device, t.levels, BUFFER_TYPE_NAMES))) return;
-  for (const p of c.processTracks) if (!(await counter(p.pid, [p.levels], ['bytes']))) return;
-  // Slices: an async begin/end pair per lifetime, on its device's track.
+  for (const p of c.processTracks)
+    if (!(await counter(p.pid, [p.levels], ['bytes'], PROCESS_COUNTER))) return;
+  // Slices: an async begin/end pair per lifetime, on its device's track, in a thread per owner
+  // PID (chrome://tracing draws a thread's async slices as its rows; Perfetto groups them under
+  // the device). One name per (device, owner) thread, written after the slices.
+  const owners = new Set<number>();
+  let lastOwner = -1;
   for (let start = 0; start < l.n; start += CHUNK) {
     let text = '';
     const end = Math.min(l.n, start + CHUNK);
@@ -250,6 +266,8 @@ export async function streamPerfetto(
       const type = BUFFER_TYPE_NAMES[l.type[i]] ?? String(l.type[i]);
       const name = `${type} ${formatBytes(l.size[i])}`;
       const pid = DEVICE_TRACK_BASE + l.device[i];
+      const owner = l.device[i] * PID_LIMIT + l.pid[i];
+      if (owner !== lastOwner) owners.add((lastOwner = owner));
       const id = `"0x${i.toString(16)}"`;
       const args =
         `{"address":"0x${l.addr[i].toString(16)}","size":${l.size[i]},"pid":${l.pid[i]},` +
@@ -262,7 +280,15 @@ export async function streamPerfetto(
     }
     if (!(await put(res, text))) return;
   }
-  res.end(']}\n');
+  const names: string[] = [];
+  for (const owner of owners) {
+    const pid = DEVICE_TRACK_BASE + Math.floor(owner / PID_LIMIT);
+    const tid = owner % PID_LIMIT;
+    const cmd = o.commandOf(tid);
+    const args = { name: `PID ${tid}${cmd ? ` ${cmd}` : ''}` };
+    names.push(`${sep()}${JSON.stringify({ ph: 'M', name: 'thread_name', pid, tid, args })}`);
+  }
+  res.end(`${names.join('')}]}\n`);
 }
 
 function metaEvent(pid: number, name: string, sortIndex: number): string {

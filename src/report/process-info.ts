@@ -51,11 +51,11 @@ export function listProcesses(tr: Tracker, claims?: Map<number, number>): Proces
     const claimed = claims?.get(s.pid);
     rows.push({
       pid: s.pid,
-      ...(claimed !== undefined ? { claimedPid: claimed } : {}),
+      ...(claimed !== undefined ? { claimed_pid: claimed } : {}),
       command: commandName(s.pid),
       buffers,
       bytes,
-      unknownFrees: unknown,
+      unknown_frees: unknown,
       devices,
     });
   }

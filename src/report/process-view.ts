@@ -3,6 +3,7 @@
 // know. And what the views show per row: figures per device from the socket, else from SHM.
 import type { MergedView } from '../sources/merge-types.js';
 import type { ProcessDeviceUsage, ProcessesResponse, ProcessRow } from './types.js';
+import { SCHEMA_VERSION } from './types.js';
 
 /** `rows` (the socket's, null with no server) merged with `view`. */
 export function processesReply(
@@ -18,7 +19,7 @@ export function processesReply(
       command: m.command,
       buffers: 0,
       bytes: 0,
-      unknownFrees: 0,
+      unknown_frees: 0,
       devices: [],
     };
     bySocket.delete(m.pid);
@@ -28,7 +29,7 @@ export function processesReply(
   // Socket rows the view did not list (none, unless it was built from other rows).
   out.push(...bySocket.values());
   out.sort((a, b) => b.bytes - a.bytes || a.pid - b.pid);
-  return { schema_version: 1, processes: out, sources: view.summary, from };
+  return { schema_version: SCHEMA_VERSION, processes: out, sources: view.summary, from };
 }
 
 /** One device line of a process as views show it, with where its figures come from. */

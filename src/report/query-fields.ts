@@ -41,7 +41,7 @@ const kindFields: Record<string, Field> = Object.fromEntries(
       {
         help: `highest ${what} since start or reset-peaks`,
         kind: 'bytes',
-        get: (d) => d.peakBytes[key],
+        get: (d) => d.peak_bytes[key],
       },
     ],
   ]),
@@ -49,7 +49,7 @@ const kindFields: Record<string, Field> = Object.fromEntries(
 
 export const FIELDS: Record<string, Field> = {
   timestamp: {
-    help: 'when the figures were taken (ISO 8601, UTC, ms)',
+    help: 'when the figures were taken (ISO 8601, UTC, ms; JSON records carry it as time)',
     kind: 'text',
     get: (_d, t) => new Date(t).toISOString(),
   },
@@ -73,17 +73,17 @@ export const FIELDS: Record<string, Field> = {
   'dram.total': {
     help: 'DRAM capacity (empty: unknown)',
     kind: 'bytes',
-    get: (d) => d.totalDramBytes,
+    get: (d) => d.total_dram_bytes,
   },
   'dram.free': {
     help: 'DRAM capacity minus DRAM and TRACE buffers',
     kind: 'bytes',
-    get: (d) => free(d.bytes.DRAM + d.bytes.TRACE, d.totalDramBytes),
+    get: (d) => free(d.bytes.DRAM + d.bytes.TRACE, d.total_dram_bytes),
   },
   'dram.util': {
     help: 'DRAM and TRACE buffers over the DRAM capacity, %',
     kind: 'percent',
-    get: (d) => pct(d.bytes.DRAM + d.bytes.TRACE, d.totalDramBytes),
+    get: (d) => pct(d.bytes.DRAM + d.bytes.TRACE, d.total_dram_bytes),
   },
   'l1.resident': {
     help: 'everything in L1 SRAM: L1 + L1_SMALL + CB + KERNEL',
@@ -93,17 +93,17 @@ export const FIELDS: Record<string, Field> = {
   'l1.total': {
     help: 'L1 capacity, all worker cores (empty: unknown)',
     kind: 'bytes',
-    get: (d) => d.totalL1Bytes,
+    get: (d) => d.total_l1_bytes,
   },
   'l1.free': {
     help: 'L1 capacity minus l1.resident',
     kind: 'bytes',
-    get: (d) => free(inL1(d.bytes), d.totalL1Bytes),
+    get: (d) => free(inL1(d.bytes), d.total_l1_bytes),
   },
   'l1.util': {
     help: 'l1.resident over l1.total, %',
     kind: 'percent',
-    get: (d) => pct(inL1(d.bytes), d.totalL1Bytes),
+    get: (d) => pct(inL1(d.bytes), d.total_l1_bytes),
   },
   'buffers.count': {
     help: 'live buffers of every type',
@@ -115,7 +115,7 @@ export const FIELDS: Record<string, Field> = {
   'unknown_frees.count': {
     help: 'frees of buffers never seen allocated (tracking started late)',
     kind: 'count',
-    get: (d) => d.unknownFrees,
+    get: (d) => d.unknown_frees,
   },
 };
 

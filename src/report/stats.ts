@@ -6,6 +6,7 @@ import { totalDram, totalL1 } from '../devices/arch.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { DeviceBytes, DeviceStats, MemoryStats, ServerStats } from './types.js';
 import { renderStatsLines } from './stats-text.js';
+import { SCHEMA_VERSION } from './types.js';
 
 export type { DeviceStats };
 
@@ -47,10 +48,10 @@ export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats
     device,
     arch: d ? d.spec.name : null,
     declared: !!d,
-    totalDramBytes: d ? totalDram(d.spec) : null,
-    totalL1Bytes: d ? totalL1(d.spec) : null,
+    total_dram_bytes: d ? totalDram(d.spec) : null,
+    total_l1_bytes: d ? totalL1(d.spec) : null,
     bytes: bytesByKind(b),
-    peakBytes: bytesByKind((k) => tr.peaks.overallPeak(device * KINDS + k)),
+    peak_bytes: bytesByKind((k) => tr.peaks.overallPeak(device * KINDS + k)),
     usage: {
       DRAM: counterBytes('DRAM', b),
       L1: counterBytes('L1', b),
@@ -66,7 +67,7 @@ export function deviceStats(src: DeviceStatsSource, device: number): DeviceStats
     },
     cbs: c(KIND_CB),
     kernels: c(KIND_KERNEL),
-    unknownFrees: c(KIND_UNKNOWN_FREE),
+    unknown_frees: c(KIND_UNKNOWN_FREE),
   };
 }
 
@@ -81,40 +82,40 @@ export function buildStats(src: StatsSource): ServerStats {
     }
   });
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     pid: process.pid,
-    uptimeSeconds: Math.round((Date.now() - src.startedAtMs) / 1000),
+    uptime_seconds: Math.round((Date.now() - src.startedAtMs) / 1000),
     connections: { open: src.connections.size, total: src.connectionsTotal },
-    frames: { total: framesTotal, byType: frames, rejected: src.rejectedFrames() },
-    unknownFrees: {
+    frames: { total: framesTotal, by_type: frames, rejected: src.rejectedFrames() },
+    unknown_frees: {
       buffers: tr.unknownFrees,
       cbs: tr.unknownCbFrees,
       kernels: tr.unknownKernelUnloads,
     },
-    resizedAllocs: tr.resizedAllocs,
-    tableFullDrops: tr.tableFullDrops,
+    resized_allocs: tr.resizedAllocs,
+    table_full_drops: tr.tableFullDrops,
     live: {
       buffers: tr.buffers.count,
       cbs: tr.cbs.count,
       kernels: tr.kernels.count,
       processes: tr.livePids().length,
-      trackedPids: tr.pids.size,
+      tracked_pids: tr.pids.size,
     },
-    reapedProcesses: tr.reapedTotal,
-    leftBehind: {
+    reaped_processes: tr.reapedTotal,
+    left_behind: {
       processes: tr.reaped.length,
       records: tr.leftBehind.records,
       bytes: tr.reaped.reduce((n, p) => n + p.bytes, 0),
-      budgetRecords: tr.leftBehind.budget,
-      droppedProcesses: tr.leftBehind.droppedProcesses,
-      droppedRecords: tr.leftBehind.droppedRecords,
+      budget_records: tr.leftBehind.budget,
+      dropped_processes: tr.leftBehind.droppedProcesses,
+      dropped_records: tr.leftBehind.droppedRecords,
     },
     notes: {
       strings: tr.notes.distinct,
       bytes: tr.notes.bytes,
-      budgetBytes: tr.notes.budgetBytes,
+      budget_bytes: tr.notes.budgetBytes,
       dropped: tr.notes.dropped,
-      droppedBytes: tr.notes.droppedBytes,
+      dropped_bytes: tr.notes.droppedBytes,
     },
     memory: memoryStats(tr),
     devices: src.knownDeviceIds().map((d) => deviceStats(src, d)),
@@ -127,11 +128,11 @@ export function buildStats(src: StatsSource): ServerStats {
 function memoryStats(tr: Tracker): MemoryStats {
   const m = process.memoryUsage();
   return {
-    tableBytes: tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes(),
-    rssBytes: m.rss,
-    heapUsedBytes: m.heapUsed,
-    externalBytes: m.external,
-    arrayBuffersBytes: m.arrayBuffers,
+    table_bytes: tr.buffers.memoryBytes() + tr.cbs.memoryBytes() + tr.kernels.memoryBytes(),
+    rss_bytes: m.rss,
+    heap_used_bytes: m.heapUsed,
+    external_bytes: m.external,
+    array_buffers_bytes: m.arrayBuffers,
   };
 }
 

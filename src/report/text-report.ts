@@ -52,8 +52,8 @@ export function noteLines(b: BufferRow): string[] {
 
 /** "PID 12345, ref_count=1"; a left-behind buffer's: "PID 12345, exited 14:03:07, ref_count=1". */
 export function ownerNote(b: BufferRow): string {
-  const exited = b.exitedAtMs !== undefined ? `, exited ${clockTime(b.exitedAtMs)}` : '';
-  return `PID ${b.pid}${exited}, ref_count=${b.refCount}`;
+  const exited = b.exited_at_ms !== undefined ? `, exited ${clockTime(b.exited_at_ms)}` : '';
+  return `PID ${b.pid}${exited}, ref_count=${b.ref_count}`;
 }
 
 /**

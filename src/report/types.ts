@@ -9,6 +9,13 @@ import type { MergedFields, SourcesSummary } from '../sources/merge-types.js';
 
 export type { Mark, PersistenceStats, ReapedReport };
 
+/**
+ * The version of every JSON reply and `--json` output. 2: every key snake_case, every time an ISO
+ * 8601 string with ms beside its `_ms` epoch twin, no internals (docs/json.md says what changed).
+ */
+export const SCHEMA_VERSION = 2;
+export type SchemaVersion = typeof SCHEMA_VERSION;
+
 // ------------------------------------------------------------------ buffers
 
 /** One live buffer, as every report lists it. */
@@ -20,18 +27,18 @@ export interface BufferRow {
   size: number;
   type: string;
   pid: number;
-  refCount: number;
+  ref_count: number;
   /** Allocation time: ms since 1970, and the same as ISO 8601 with ms. */
-  allocatedAtMs: number;
-  allocatedAt: string;
+  allocated_at_ms: number;
+  allocated_at: string;
   /** ms from allocation to the report. */
-  ageMs: number;
+  age_ms: number;
   resized: boolean;
   /** Another live process held the same address when one of the two was allocated. */
   shared: boolean;
   /** state "exited": when its process was found gone. */
-  exitedAtMs?: number;
-  exitedAt?: string;
+  exited_at_ms?: number;
+  exited_at?: string;
   /** The buffer's name and its allocation's stack trace, as a 648-byte client sent them. */
   name?: string;
   /** (Named as the C struct's field.) */
@@ -45,8 +52,20 @@ export interface ReportFilter {
   types?: number[];
   /** Only objects born at or after this time, ms (a mark's cut). */
   bornFromMs?: number;
+  /** The mark that cut sets (what the JSON says instead of the cut). */
+  since?: MarkJson;
   /** Live buffers, left-behind ones, or both (the default). */
   state?: 'live' | 'exited' | 'all';
+}
+
+/** A report's filter, as its JSON says it (null: not filtered on that). */
+export interface ReportFilterJson {
+  devices: number[] | null;
+  pids: number[] | null;
+  types: string[] | null;
+  /** Buffers born after this mark. */
+  since: MarkJson | null;
+  state: 'live' | 'exited' | 'all';
 }
 
 export interface TypeGroup {
@@ -65,11 +84,12 @@ export interface DeviceGroup {
 
 /** GET /v1/report?format=json (and POST /v1/dump?format=json). */
 export interface BufferReportJson {
-  schema_version: number;
+  schema_version: SchemaVersion;
   kind: 'remaining_buffers';
   generated_at: string;
+  generated_at_ms: number;
   server_pid: number;
-  filter: ReportFilter;
+  filter: ReportFilterJson;
   listed_per_type: number | 'all';
   /** Live buffers (absent with state "exited"). */
   total_buffers: number;
@@ -93,10 +113,37 @@ export interface ExitedJson {
   dropped_records: number;
 }
 
-/** An exited process as JSON reports show it. */
-export interface ExitedProcessJson extends ReapedReport {
-  exitedAt: string;
-  startedAt: string | null;
+/** An exited process as JSON reports show it (report/json-report.ts exitedProcessJson). */
+export interface ExitedProcessJson {
+  pid: number;
+  ppid: number | null;
+  /** The whole command line (NUL-separated arguments joined by spaces). */
+  cmdline: string | null;
+  /** When the server found it gone (its exit, within the detection latency). */
+  exited_at: string;
+  exited_at_ms: number;
+  started_at: string | null;
+  started_at_ms: number | null;
+  buffers: number;
+  bytes: number;
+  cbs: number;
+  cb_bytes: number;
+  kernels: number;
+  kernel_bytes: number;
+  /** device → buffer type name → {count, bytes} */
+  by_device: Record<string, Record<string, { count: number; bytes: number }>>;
+  /** Buffer records not kept (the budget was smaller than this one process's leftovers). */
+  records_dropped: number;
+}
+
+/** A checkpoint (`ttalloc mark`), as every reply shows it. */
+export interface MarkJson {
+  name: string;
+  /** When it was taken. */
+  time: string;
+  time_ms: number;
+  /** Set when a harness marks for one process: queries since it see only that process. */
+  pid: number | null;
 }
 
 /** GET /v1/report?format=json and POST /v1/dump?format=json (without all=1). */
@@ -105,7 +152,7 @@ export type ReportResponse = BufferReportJson;
 /** One page of the live table (the dashboard's buffer list). */
 export interface BufferPage {
   total: number;
-  totalBytes: number;
+  total_bytes: number;
   offset: number;
   limit: number;
   order: 'table' | 'size';
@@ -114,32 +161,32 @@ export interface BufferPage {
 
 /** GET /v1/buffers/page */
 export interface BufferPageResponse extends BufferPage {
-  schema_version: 1;
+  schema_version: SchemaVersion;
 }
 
 /** POST /v1/forget: what was forgotten. */
 export interface ForgetResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   processes: number;
   records: number;
 }
 
 /** GET /v1/reaped: what processes that exited left behind. */
 export interface ReapedResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   reaped: ExitedProcessJson[];
 }
 
 /** One loaded kernel (GET /v1/kernels). */
 export interface KernelRow {
   device: number;
-  kernelId: string;
+  kernel_id: string;
   size: number;
-  kernelType: string;
+  kernel_type: string;
   pid: number;
 }
 export interface KernelsResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   kernels: KernelRow[];
 }
 
@@ -161,17 +208,17 @@ export interface DeviceStats {
   device: number;
   arch: string | null;
   declared: boolean;
-  totalDramBytes: number | null;
-  totalL1Bytes: number | null;
+  total_dram_bytes: number | null;
+  total_l1_bytes: number | null;
   bytes: DeviceBytes;
   /** High-water marks since the server started (or restarted) or the last `reset-peaks`. */
-  peakBytes: DeviceBytes;
+  peak_bytes: DeviceBytes;
   /** The wire's usage counters (SYSTEM_MEMORY counted in L1_SMALL), as QUERY answers them. */
   usage: Record<UsageCounter, number>;
   buffers: DeviceBufferCounts;
   cbs: number;
   kernels: number;
-  unknownFrees: number;
+  unknown_frees: number;
 }
 
 /** Where PIDs come from and who was kept out (server/peer-cred.ts). */
@@ -179,54 +226,54 @@ export interface PeerStats {
   credentials: string;
   /** Set when the kernel's credentials are unavailable. */
   reason?: string;
-  pidSource: 'kernel' | 'messages';
-  trustClientPid: boolean;
-  uidCheck: boolean;
-  admittedUids: number[];
+  pid_source: 'kernel' | 'messages';
+  trust_client_pid: boolean;
+  uid_check: boolean;
+  admitted_uids: number[];
   group: string | null;
-  refused: { total: number; byUid: Record<string, number>; unreadable: number };
+  refused: { total: number; by_uid: Record<string, number>; unreadable: number };
 }
 
 /** How data connections are read (server/socket-reader.ts). */
 export interface ReadStats {
-  busyConnections: 'direct' | 'epoll';
+  busy_connections: 'direct' | 'epoll';
   /** Why busy connections are read through epoll. */
   reason?: string | null;
-  directReads: number;
-  handBacks: number;
-  hotNow: number;
-  perReadBufferConnections: number;
+  direct_reads: number;
+  hand_backs: number;
+  hot_now: number;
+  per_read_buffer_connections: number;
 }
 
 export interface MemoryStats {
-  tableBytes: number;
-  rssBytes: number;
-  heapUsedBytes: number;
-  externalBytes: number;
-  arrayBuffersBytes: number;
+  table_bytes: number;
+  rss_bytes: number;
+  heap_used_bytes: number;
+  external_bytes: number;
+  array_buffers_bytes: number;
 }
 
 export interface EventLoopStats {
-  maxMs: number;
-  p99Ms: number;
-  meanMs: number;
+  max_ms: number;
+  p99_ms: number;
+  mean_ms: number;
   samples: number;
 }
 
 /** What report/stats.ts buildStats() computes from the tracker. */
 export interface ServerStats {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   pid: number;
-  uptimeSeconds: number;
+  uptime_seconds: number;
   connections: { open: number; total: number };
-  frames: { total: number; byType: Record<string, number>; rejected: number };
-  unknownFrees: { buffers: number; cbs: number; kernels: number };
-  resizedAllocs: number;
-  tableFullDrops: number;
-  live: { buffers: number; cbs: number; kernels: number; processes: number; trackedPids: number };
-  reapedProcesses: number;
+  frames: { total: number; by_type: Record<string, number>; rejected: number };
+  unknown_frees: { buffers: number; cbs: number; kernels: number };
+  resized_allocs: number;
+  table_full_drops: number;
+  live: { buffers: number; cbs: number; kernels: number; processes: number; tracked_pids: number };
+  reaped_processes: number;
   /** What exited processes left behind, kept within a budget of records. */
-  leftBehind: LeftBehindStats;
+  left_behind: LeftBehindStats;
   /** Buffer names and stack traces of 648-byte clients, interned within a budget of bytes. */
   notes?: NotesStats;
   memory: MemoryStats;
@@ -237,10 +284,10 @@ export interface NotesStats {
   /** Distinct strings (names and traces) kept, and their bytes (UTF-16). */
   strings: number;
   bytes: number;
-  budgetBytes: number;
+  budget_bytes: number;
   /** Strings not kept because the budget was full (their buffers show no name or trace). */
   dropped: number;
-  droppedBytes: number;
+  dropped_bytes: number;
 }
 
 /** GET /v1/stats: buildStats() plus what the server adds about itself. */
@@ -248,17 +295,17 @@ export interface LeftBehindStats {
   processes: number;
   records: number;
   bytes: number;
-  budgetRecords: number;
+  budget_records: number;
   /** Dropped by the budget (oldest exited processes first) since start or the last reset. */
-  droppedProcesses: number;
-  droppedRecords: number;
+  dropped_processes: number;
+  dropped_records: number;
 }
 
 export interface StatsResponse extends ServerStats {
   /** Event-loop stalls, once ?loop=reset started the histogram. */
-  eventLoop: EventLoopStats | null;
+  event_loop: EventLoopStats | null;
   persistence: PersistenceStats;
-  streamingDumps: number;
+  streaming_dumps: number;
   peers: PeerStats | null;
   reads: ReadStats;
   /** What the SHM regions and the driver say (absent from a server without sources). */
@@ -286,16 +333,16 @@ export interface ProcessDeviceUsage {
 export interface ProcessRow extends Partial<MergedFields> {
   pid: number;
   /** The PID this process's messages claim, when it differs from the kernel's (display only). */
-  claimedPid?: number;
+  claimed_pid?: number;
   command: string | null;
   buffers: number;
   bytes: number;
-  unknownFrees: number;
+  unknown_frees: number;
   devices: ProcessDeviceUsage[];
 }
 /** GET /v1/processes. */
 export interface ProcessesResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   processes: ProcessRow[];
   /** What the SHM regions and the driver said (absent from a server without sources). */
   sources?: SourcesSummary;
@@ -317,8 +364,8 @@ export interface Sample {
 }
 /** GET /v1/history (and the first event of /v1/events). */
 export interface HistoryResponse {
-  schema_version: 1;
-  intervalMs: number;
+  schema_version: SchemaVersion;
+  interval_ms: number;
   kinds: readonly string[];
   /**
    * The sample indexes each usage counter sums (protocol/constants.ts USAGE_COUNTER_TYPES: the
@@ -330,7 +377,7 @@ export interface HistoryResponse {
 
 /** GET /v1/peaks[?since=MARK] (report/peaks.ts). */
 export interface PeaksResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   since: {
     what: 'start_or_reset' | 'mark';
     mark: string | null;
@@ -348,7 +395,7 @@ export type MapSpace = 'DRAM' | 'L1';
 
 /** GET /v1/map?device=N&memory=L1|DRAM&bins=B (report/memory-map.ts); bytes are per bank. */
 export interface MemoryMapResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   device: number;
   memory: MapSpace;
   arch: string | null;
@@ -377,18 +424,18 @@ export interface MemoryMapResponse {
 
 /** GET /v1/marks. */
 export interface MarksResponse {
-  schema_version: 1;
-  marks: Mark[];
+  schema_version: SchemaVersion;
+  marks: MarkJson[];
 }
 /** POST /v1/marks. */
 export interface MarkResponse {
-  schema_version: 1;
-  mark: Mark;
+  schema_version: SchemaVersion;
+  mark: MarkJson;
 }
 /** DELETE /v1/marks/NAME: the mark that was deleted. */
 export interface UnmarkResponse {
-  schema_version: 1;
-  deleted: Mark;
+  schema_version: SchemaVersion;
+  deleted: MarkJson;
 }
 
 export interface SizeGroup {
@@ -410,15 +457,15 @@ export interface Interval {
 export interface Accumulation {
   type: string;
   size: number;
-  countPerRun: number;
+  count_per_run: number;
   devices: number[];
   runs: number;
-  bytesPerRun: number;
+  bytes_per_run: number;
   text: string;
 }
 /** GET /v1/diff. */
 export interface DiffResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   from: string;
   to: string;
   buffers: number;
@@ -429,19 +476,19 @@ export interface DiffResponse {
 
 /** GET /v1/check: the CI gate's verdict. */
 export interface CheckResult {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   since: string;
   ok: boolean;
-  maxBytes: number;
+  max_bytes: number;
   /** Everything counted: live buffers born since the mark plus what exited processes left. */
-  leakedBuffers: number;
-  leakedBytes: number;
+  leaked_buffers: number;
+  leaked_bytes: number;
   /** Of those, left behind by processes that exited after the mark. */
-  exitedBuffers: number;
-  exitedBytes: number;
+  exited_buffers: number;
+  exited_bytes: number;
   /** Devices the counted buffers are on. */
   devices: number[];
-  suppressedBuffers: number;
+  suppressed_buffers: number;
   /** LeakSanitizer's summary line ("SUMMARY: ttalloc: 73728 byte(s) leaked in 2 buffer(s) …"). */
   summary: string;
   buffers: BufferRow[];
@@ -468,19 +515,18 @@ export const CLASS_LABELS: Readonly<Record<BufferClass, string>> = {
 };
 
 export interface ClassifyRules {
-  programCacheMaxBytes: number;
-  modelStateMinBytes: number;
+  program_cache_max_bytes: number;
+  model_state_min_bytes: number;
 }
 export interface ClassifiedRow extends BufferRow {
   class: BufferClass;
   reason: string;
-  /** Left behind: when its process exited (wall clock, ms). */
-  exitedAtMs?: number;
 }
 /** An exited process's leftovers, summed (the left_behind class lists one per process). */
 export interface LeftBehindSummary {
   pid: number;
-  exitedAtMs: number;
+  exited_at: string;
+  exited_at_ms: number;
   buffers: number;
   bytes: number;
   reason: string;
@@ -496,22 +542,24 @@ export interface ClassGroup {
   /** left_behind only: one entry per exited process, most bytes first (at most the limit). */
   processes?: LeftBehindSummary[];
   /** left_behind only: processes counted but not listed in `processes`. */
-  moreProcesses?: number;
+  more_processes?: number;
 }
 /** GET /v1/classify. */
 export interface ClassifyResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   rules: ClassifyRules;
   classes: ClassGroup[];
 }
 
 /** POST /v1/reset. */
 export interface ResetResponse {
+  schema_version: SchemaVersion;
   reset: true;
-  buffersForgotten: number;
+  buffers_forgotten: number;
 }
 /** POST /v1/shutdown (body `{ force?: boolean }`). */
 export interface ShutdownResponse {
+  schema_version: SchemaVersion;
   stopping: true;
   pid: number;
   /** The data clients still connected (a forced stop closes their connections). */
@@ -524,12 +572,12 @@ export interface DataClient {
   command: string;
   connections: number;
   /** The frame size of each of its connections (0: not detected yet). */
-  frameSizes?: number[];
+  frame_sizes?: number[];
 }
 
 /** GET /v1/clients: the data connections open now. */
 export interface ClientsResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   clients: DataClient[];
 }
 
@@ -548,10 +596,11 @@ export interface ErrorResponse {
 
 /** GET /v1/health */
 export interface HealthResponse {
+  schema_version: SchemaVersion;
   ok: true;
   pid: number;
   socket: string;
-  uptimeSeconds: number;
+  uptime_seconds: number;
 }
 
 /** GET /v1/devices: one entry per known device. */
@@ -561,30 +610,34 @@ export type DeviceInfo =
       declared: true;
       source: string;
       arch: string;
-      archType: number;
-      cardType: string | null;
+      arch_type: number;
+      card_type: string | null;
       /** The card it is on (/dev/tenstorrent/N for the driver); null for a chip declared alone. */
-      cardIndex: number | null;
+      card_index: number | null;
       /** The remote chip of its card (an n300's second); null when not known. */
       remote: boolean | null;
       /** Board serial (tt_serial), the local chip ASIC id (tt_asic_id), as the driver says. */
-      boardSerial: string | null;
-      asicId: string | null;
-      dramChannels: number;
-      dramPerChannel: number;
-      l1PerCore: number;
-      workerCores: number;
-      totalDramBytes: number;
-      totalL1Bytes: number;
+      board_serial: string | null;
+      asic_id: string | null;
+      dram_channels: number;
+      dram_per_channel: number;
+      l1_per_core: number;
+      worker_cores: number;
+      total_dram_bytes: number;
+      total_l1_bytes: number;
     }
   | { device: number; declared: false; arch: null };
-export type DevicesResponse = DeviceInfo[];
+export interface DevicesResponse {
+  schema_version: SchemaVersion;
+  devices: DeviceInfo[];
+}
 
 /** POST /v1/reap */
 export interface ReapResponse {
-  reaped: ReapedReport[];
-  sweepMs: number;
-  livenessMs: number;
+  schema_version: SchemaVersion;
+  reaped: ExitedProcessJson[];
+  sweep_ms: number;
+  liveness_ms: number;
 }
 
 /** GET /v1/check?since=NAME */

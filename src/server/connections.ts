@@ -10,7 +10,7 @@ export interface ClientProcess {
   command: string;
   connections: number;
   /** Per connection: the frame size it speaks (0 while not detected). */
-  frameSizes: number[];
+  frame_sizes: number[];
 }
 
 export interface ConnectionCounters {
@@ -106,12 +106,12 @@ export class Connections {
       const seen = byPid.get(pid);
       if (seen) {
         seen.connections++;
-        seen.frameSizes.push(c.frameSize);
+        seen.frame_sizes.push(c.frameSize);
         continue;
       }
       const info = pid > 0 ? readProcessInfo(pid) : null;
       const command = info ? info.cmdline || info.comm || '?' : pid > 0 ? '(exited)' : '(unknown)';
-      byPid.set(pid, { pid, command, connections: 1, frameSizes: [c.frameSize] });
+      byPid.set(pid, { pid, command, connections: 1, frame_sizes: [c.frameSize] });
     }
     return [...byPid.values()].sort((a, b) => a.pid - b.pid);
   }

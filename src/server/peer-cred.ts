@@ -133,12 +133,12 @@ export class PeerGate {
     return {
       credentials: this.source.available ? 'kernel (SO_PEERCRED)' : 'unavailable',
       ...(this.source.available ? {} : { reason: this.source.reason }),
-      pidSource: this.source.available && !this.opts.trustClientPid ? 'kernel' : 'messages',
-      trustClientPid: this.opts.trustClientPid,
-      uidCheck: this.source.available,
-      admittedUids: [...new Set([p.ownUid, 0, ...p.allowUids])].sort((a, b) => a - b),
+      pid_source: this.source.available && !this.opts.trustClientPid ? 'kernel' : 'messages',
+      trust_client_pid: this.opts.trustClientPid,
+      uid_check: this.source.available,
+      admitted_uids: [...new Set([p.ownUid, 0, ...p.allowUids])].sort((a, b) => a - b),
       group: p.groupName,
-      refused: { total: this.refused, byUid, unreadable: this.readFailures },
+      refused: { total: this.refused, by_uid: byUid, unreadable: this.readFailures },
     };
   }
 }

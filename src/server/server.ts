@@ -481,12 +481,12 @@ export class AllocationServer {
   private readStats(): ReadStats {
     const p = this.pump;
     return {
-      busyConnections: p ? 'direct' : 'epoll',
+      busy_connections: p ? 'direct' : 'epoll',
       ...(p ? {} : { reason: this.pumpOff }),
-      directReads: p?.reads ?? 0,
-      handBacks: p?.handBacks ?? 0,
-      hotNow: p?.hotConnections ?? 0,
-      perReadBufferConnections: this.connections.perReadBuffer,
+      direct_reads: p?.reads ?? 0,
+      hand_backs: p?.handBacks ?? 0,
+      hot_now: p?.hotConnections ?? 0,
+      per_read_buffer_connections: this.connections.perReadBuffer,
     };
   }
 
@@ -566,6 +566,7 @@ export class AllocationServer {
     registerViewRoutes(this.router, { tracker, archOf: (d) => src.devices.get(d)?.spec ?? null });
     return registerLiveRoutes(this.router, {
       tracker,
+      marks: this.marks,
       metrics: createMetrics(src, { topProcesses: cfg.metricsTopProcesses }),
       sampler: this.sampler,
     });

@@ -34,7 +34,9 @@ export interface ShmUsage {
   /** The PID written in the slot (the writer's namespace). */
   slot_pid: number;
   bytes: MemoryTotals;
-  updated_ms: number | null;
+  /** The slot's last update, as the writer stamped it. */
+  updated_at: string | null;
+  updated_at_ms: number | null;
 }
 
 /** Socket and SHM both report a process on a region: do their figures agree? */
@@ -114,7 +116,8 @@ export interface RegionSummary {
 
 /** What the machine's sources said when the view was built. */
 export interface SourcesSummary {
-  scanned_ms: number;
+  scanned_at: string;
+  scanned_at_ms: number;
   shm: { root: string; regions: RegionSummary[]; error?: string };
   driver: {
     present: boolean;

@@ -141,7 +141,8 @@ export function mergeView(socket: SocketProcessInput[] | null, snap: SourceSnaps
         layout: reg.layout,
         slot_pid: s.pid,
         bytes: s.bytes,
-        updated_ms: s.updated_ms,
+        updated_at: s.updated_ms === null ? null : new Date(s.updated_ms).toISOString(),
+        updated_at_ms: s.updated_ms,
       });
       regionOf.set(key(pid, reg.asic_id), reg);
       if (!r.command) r.command = s.name || null;
@@ -176,7 +177,8 @@ export function mergeView(socket: SocketProcessInput[] | null, snap: SourceSnaps
   return {
     processes,
     summary: {
-      scanned_ms: snap.shm.scanned_ms,
+      scanned_at: new Date(snap.shm.scanned_ms).toISOString(),
+      scanned_at_ms: snap.shm.scanned_ms,
       shm: {
         root: snap.shm.root,
         regions: snap.shm.regions.map(summarizeRegion),

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import chromium from '@sparticuz/chromium';
-import { chromium as playwright, type BrowserContext } from 'playwright-core';
+import { chromium as playwright, type BrowserContext, type Page } from 'playwright-core';
 
 export interface TestBrowser {
   context: BrowserContext;
@@ -85,4 +85,25 @@ export async function launchBrowser(viewport: { width: number; height: number })
     },
   };
   return browser;
+}
+
+/** What went wrong on a page: its script errors and every request that failed or got ≥ 400. */
+export interface PageTrouble {
+  errors: string[];
+  failed: string[];
+}
+
+/** Records a page's script errors and failed requests from now on (a favicon 404 counts). */
+export function watchPage(page: Page): PageTrouble {
+  const t: PageTrouble = { errors: [], failed: [] };
+  page.on('pageerror', (e) => t.errors.push(e.message));
+  page.on('response', (res) => {
+    if (res.status() >= 400) t.failed.push(`${res.status()} ${res.url()}`);
+  });
+  page.on('requestfailed', (req) => {
+    // A page closed or navigated away ends its event stream: that is not a failure.
+    if (req.url().endsWith('/v1/events')) return;
+    t.failed.push(`${req.failure()?.errorText ?? 'failed'} ${req.url()}`);
+  });
+  return t;
 }

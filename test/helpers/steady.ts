@@ -200,7 +200,7 @@ export async function liveBuffers(
   for (const b of r.buffers) {
     if (b.state !== 'live') continue;
     rows.set(`${b.device}:${b.address}`, b.size);
-    refs.add(b.refCount);
+    refs.add(b.ref_count);
   }
   return { rows, refs: [...refs] };
 }

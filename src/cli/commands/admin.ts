@@ -38,7 +38,7 @@ export function resetCommand(): Command {
         const r = await clientFor(o).json<ResetResponse>('POST', '/v1/reset', {
           confirm: true,
         });
-        process.stdout.write(`state reset: ${r.buffersForgotten} buffers forgotten\n`);
+        process.stdout.write(`state reset: ${r.buffers_forgotten} buffers forgotten\n`);
       }),
     );
 }

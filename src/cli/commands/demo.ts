@@ -80,7 +80,7 @@ export function demoCommand(): Command {
             });
           };
           say(
-            'running 3 client processes: llama on devices 0,1 (leaks 36 KB DRAM per run), ' +
+            'running 3 client processes: llama on devices 0,1 (leaks 36 KiB DRAM per run), ' +
               'llama on devices 2,3, and a test worker on device 3 that crashes',
           );
           const procs = [
@@ -106,9 +106,9 @@ export function demoCommand(): Command {
           say('server log of the crashed process:');
           process.stdout.write(reaped.join('\n') + '\n');
           say(
-            'what to read: weights/KV cache (48-96 MB DRAM), program cache (12-24 KB DRAM), ' +
-              'infrastructure (2 MB DRAM, L1_SMALL)\n    are expected; ' +
-              'the 36.0 KB DRAM buffers at 0x7f0xxxxx on devices 0 and 1, one per run, ' +
+            'what to read: weights/KV cache (48-96 MiB DRAM), program cache (12-24 KiB DRAM), ' +
+              'infrastructure (2 MiB DRAM, L1_SMALL)\n    are expected; ' +
+              'the "36.0 KB" (KiB) DRAM buffers at 0x7f0xxxxx on devices 0 and 1, one per run, ' +
               'are the planted leak.',
           );
           if (o.keep) {

@@ -23,6 +23,7 @@ import type {
   ProcessRow,
   StatsResponse,
 } from '../../report/types.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 async function answers(c: ControlClient): Promise<boolean> {
   try {
@@ -41,14 +42,14 @@ async function serverFacts(c: ControlClient): Promise<ServerFacts> {
   return {
     pid: st.pid,
     devices: st.devices.map((d) => ({ device: d.device, declared: d.declared, arch: d.arch })),
-    frees: st.frames.byType.FREE ?? 0,
-    unknownFrees: st.unknownFrees.buffers,
+    frees: st.frames.by_type.FREE ?? 0,
+    unknownFrees: st.unknown_frees.buffers,
     clients: cl.clients.map((x) => ({
       pid: x.pid,
       command: x.command,
-      frameSizes: x.frameSizes ?? [],
+      frameSizes: x.frame_sizes ?? [],
     })),
-    admittedUids: st.peers?.admittedUids ?? [],
+    admittedUids: st.peers?.admitted_uids ?? [],
   };
 }
 
@@ -157,7 +158,11 @@ export function doctorCommand(): Command {
     .action(
       action(async (o: { socket?: string; json?: boolean }) => {
         const r = diagnose(await gatherFacts(o.socket));
-        process.stdout.write(o.json ? JSON.stringify(r, null, 2) + '\n' : renderDoctor(r));
+        process.stdout.write(
+          o.json
+            ? JSON.stringify({ schema_version: SCHEMA_VERSION, ...r }, null, 2) + '\n'
+            : renderDoctor(r),
+        );
         process.exitCode = r.healthy ? 0 : 1;
       }),
     );

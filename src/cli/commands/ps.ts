@@ -22,6 +22,7 @@ import {
   sourcesLabel,
 } from '../../report/process-view.js';
 import type { ProcessesResponse } from '../../report/types.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 const COLS: [string, number][] = [
   ['PID', 8],
@@ -214,7 +215,8 @@ export function psCommand(): Command {
             process.stdout.write(renderPs(r, client.socketPath, width).join('\n') + '\n');
             return;
           }
-          const recs = psRecords(r, Date.now());
+          const now = Date.now();
+          const recs = psRecords(r, now);
           if (style.kind === 'csv') {
             const head = PS_FIELDS.map((k) =>
               BYTE_FIELDS.has(k) ? `${k.replace(/_bytes$/, '')} [${o.units}]` : k,
@@ -227,7 +229,15 @@ export function psCommand(): Command {
                   : String(v);
             const rows = recs.map((x) => PS_FIELDS.map((k) => cell(k, x[k])));
             process.stdout.write(csvLines(style, head, rows, round));
-          } else process.stdout.write(recs.map((x) => JSON.stringify(x) + '\n').join(''));
+          } else
+            process.stdout.write(
+              recs
+                .map(({ timestamp, ...x }) => {
+                  const head = { schema_version: SCHEMA_VERSION, time: timestamp, time_ms: now };
+                  return JSON.stringify({ ...head, ...x }) + '\n';
+                })
+                .join(''),
+            );
         });
       }),
     );

@@ -21,6 +21,7 @@ import {
   type Unit,
 } from '../../report/query-fields.js';
 import type { StatsResponse } from '../../report/types.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 interface Opts {
   fields?: string;
@@ -67,23 +68,41 @@ export function queryCommand(): Command {
     );
 }
 
+/**
+ * One device's fields as JSON: `dram.used` nests as `{dram: {used}}` (jq's `.dram.used`); the
+ * timestamp fields are left to the record's own `time` and `time_ms`.
+ */
+function jsonRecord(
+  fields: string[],
+  d: StatsResponse['devices'][number],
+  atMs: number,
+): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  for (const f of fields) {
+    if (f === 'timestamp' || f === 'timestamp_ms') continue;
+    const path = f.split('.');
+    let at = o;
+    for (const k of path.slice(0, -1)) at = (at[k] ??= {}) as Record<string, unknown>;
+    at[path[path.length - 1]] = rawValue(f, d, atMs);
+  }
+  return o;
+}
+
 function render(
   style: Style,
   fields: string[],
   r: { devices: StatsResponse['devices']; atMs: number; units: Unit; round: number },
 ): string {
-  const raw = (d: StatsResponse['devices'][number]) =>
-    Object.fromEntries(fields.map((f) => [f, rawValue(f, d, r.atMs)]));
   if (style.kind !== 'csv') {
-    if (style.kind === 'ndjson')
-      return r.devices.map((d) => JSON.stringify(raw(d)) + '\n').join('');
-    const doc = {
-      schema_version: 1,
-      timestamp: new Date(r.atMs).toISOString(),
-      timestamp_ms: r.atMs,
-      devices: r.devices.map(raw),
+    const head = {
+      schema_version: SCHEMA_VERSION,
+      time: new Date(r.atMs).toISOString(),
+      time_ms: r.atMs,
     };
-    return JSON.stringify(doc, null, 2) + '\n';
+    const rec = (d: StatsResponse['devices'][number]) => jsonRecord(fields, d, r.atMs);
+    if (style.kind === 'ndjson')
+      return r.devices.map((d) => JSON.stringify({ ...head, ...rec(d) }) + '\n').join('');
+    return JSON.stringify({ ...head, devices: r.devices.map(rec) }, null, 2) + '\n';
   }
   const csv = { unit: r.units, nounits: style.nounits, atMs: r.atMs };
   return csvLines(

@@ -22,6 +22,7 @@ import type {
 } from '../../report/types.js';
 import { action, intArg, socketOption } from '../common.js';
 import { checkQuery, EXIT_LEAKS } from './leaks.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 /** `run` without a command. */
 export const EXIT_USAGE = 2;
@@ -358,12 +359,12 @@ async function report(argv: string[], o: RunOptions, ctx: ReportContext): Promis
     rq.set('format', 'json');
     const r = await client.json<BufferReportJson>('GET', `/v1/report?${rq}`);
     const out = {
-      schema_version: 1,
+      schema_version: SCHEMA_VERSION,
       command: argv,
       pid: ctx.pid,
       socket: ctx.server.socket,
-      serverStarted: ctx.server.started !== null,
-      commandStatus: ctx.own,
+      server_started: ctx.server.started !== null,
+      command_status: ctx.own,
       status: ctx.own !== 0 ? ctx.own : check.ok ? 0 : o.exitcode,
       check,
       report: r,
@@ -372,7 +373,7 @@ async function report(argv: string[], o: RunOptions, ctx: ReportContext): Promis
     return check.ok;
   }
   // A clean run prints one line, like LeakSanitizer prints nothing; otherwise the seed's report.
-  if (check.leakedBuffers + check.suppressedBuffers > 0)
+  if (check.leaked_buffers + check.suppressed_buffers > 0)
     process.stdout.write(await client.text('GET', `/v1/report?${rq}`));
   process.stdout.write(verdict(check, ctx.pid));
   return check.ok;
@@ -383,23 +384,24 @@ type CheckExtras = { summary?: string; exitedBuffers?: number; devices?: number[
 
 function verdict(r: CheckResult & CheckExtras, pid: number): string {
   const notes = [
-    r.exitedBuffers ? `${r.exitedBuffers} left by processes that exited` : '',
-    `budget ${r.maxBytes}`,
-    r.suppressedBuffers ? `${r.suppressedBuffers} suppressed` : '',
+    r.exited_buffers ? `${r.exited_buffers} left by processes that exited` : '',
+    `budget ${r.max_bytes}`,
+    r.suppressed_buffers ? `${r.suppressed_buffers} suppressed` : '',
   ].filter(Boolean);
   const line =
-    `ttalloc run: ${r.ok ? 'OK' : 'LEAK'}: ${r.leakedBuffers} buffers, ${r.leakedBytes} bytes ` +
+    `ttalloc run: ${r.ok ? 'OK' : 'LEAK'}: ${r.leaked_buffers} buffers, ${r.leaked_bytes} bytes ` +
     `remain from pid ${pid} and its descendants (${notes.join('; ')})\n`;
   if (r.ok) return line;
   if (r.summary) return `${line}${r.summary}\n`;
   // The device count is exact only when the check listed every offender.
   const devices =
-    r.buffers.length === r.leakedBuffers
+    r.buffers.length === r.leaked_buffers
       ? ` on ${new Set(r.buffers.map((b) => b.device)).size} device(s)`
       : '';
   return (
     line +
-    `SUMMARY: ttalloc: ${r.leakedBytes} byte(s) leaked in ${r.leakedBuffers} buffer(s)${devices}\n`
+    `SUMMARY: ttalloc: ${r.leaked_bytes} byte(s) leaked in ` +
+    `${r.leaked_buffers} buffer(s)${devices}\n`
   );
 }
 

@@ -4,6 +4,7 @@ import { action, clientFor, socketOption } from '../common.js';
 import { fetchTopData } from '../../ui/top/model.js';
 import { initialView, renderLines, lineText } from '../../ui/top/render.js';
 import { colorWanted, runTop } from '../../ui/top/app.js';
+import { SCHEMA_VERSION } from '../../report/types.js';
 
 function intervalArg(v: string): number {
   const n = Number(v);
@@ -24,18 +25,29 @@ export function topCommand(): Command {
     .option('--json', 'print the same data once as JSON and exit')
     .addHelpText(
       'after',
-      '\nKeys: q/Ctrl-C quit; ' +
-        'd l s t c b p n sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name ' +
-        '(again: reverse);\n' +
-        '      r reverse; f next device, 0-9 that device, a all devices. ' +
-        'NO_COLOR=1 turns colours off.',
+      [
+        '',
+        'Keys: q, Ctrl-C  quit',
+        '      ↑ ↓, j k   scroll the processes one at a time; PgUp PgDn (space) a page;',
+        '                 Home End (g G) the first or the last',
+        '      d l s t c b p n  sort by DRAM, L1, L1_SMALL, TRACE, CB, buffers, PID, name',
+        '                 (again: reverse); r reverse',
+        '      f 0-9 a    next device, that device, all devices',
+        'Bars: the level against the capacity; │ marks the peak since start (or reset-peaks).',
+        'Sparklines: each sample interval’s peak against the capacity, so buffers that live',
+        'less than an interval still show. NO_COLOR=1 turns colours off.',
+      ].join('\n'),
     )
     .action(
       action(async (o: { socket?: string; interval: number; once?: boolean; json?: boolean }) => {
         const client = clientFor(o);
         if (o.json) {
           process.stdout.write(
-            JSON.stringify({ schema_version: 1, ...(await fetchTopData(client)) }, null, 2) + '\n',
+            JSON.stringify(
+              { schema_version: SCHEMA_VERSION, ...(await fetchTopData(client)) },
+              null,
+              2,
+            ) + '\n',
           );
           return;
         }

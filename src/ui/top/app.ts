@@ -3,7 +3,7 @@
 // every way out (q, Ctrl-C, signals, errors).
 import type { ControlClient } from '../../client/control-client.js';
 import { fetchTopData, type TopData } from './model.js';
-import { frame, initialView, renderLines, SORT_KEYS, type ViewState } from './render.js';
+import { frame, initialView, renderFrame, SORT_KEYS, type ViewState } from './render.js';
 
 const ENTER = '\x1b[?1049h\x1b[?25l';
 const LEAVE = '\x1b[0m\x1b[?25h\x1b[?1049l';
@@ -22,11 +22,17 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
   let data: TopData | null = await fetchTopData(client);
   let timer: NodeJS.Timeout | null = null;
   let restored = false;
+  // Processes the last frame showed: a page is that many.
+  let page = 1;
 
   const draw = () => {
     const w = out.columns || 100,
       h = out.rows || 30;
-    out.write(frame(renderLines(data, view, w, h), w, color));
+    const f = renderFrame(data, view, w, h);
+    // Kept as drawn, so scrolling back from past the end moves at once.
+    view.scroll = f.list.first;
+    page = Math.max(1, f.list.shown);
+    out.write(frame(f.lines, w, color));
   };
   const restore = () => {
     if (restored) return;
@@ -46,12 +52,16 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
       resolve();
     };
     const onKey = (buf: Buffer) => {
-      // Escape sequences (arrows, function keys) are not commands: their letters must not sort.
-      // eslint-disable-next-line no-control-regex -- the escape sequences are what it strips
-      const text = buf.toString('utf8').replace(/\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?/g, '');
-      for (const ch of text) {
-        if (ch === 'q' || ch === 'Q' || ch === '\x03' || ch === '\x04') return quit();
-        const lower = ch.toLowerCase();
+      for (const key of keyTokens(buf.toString('utf8'))) {
+        if (key === 'q' || key === 'Q' || key === '\x03' || key === '\x04') return quit();
+        const move = SCROLL[key];
+        if (move) {
+          view.scroll = move(view.scroll, page);
+          continue;
+        }
+        // Other escape sequences (function keys) are not commands: their letters must not sort.
+        if (key.startsWith('\x1b')) continue;
+        const lower = key.toLowerCase();
         const sort = SORT_KEYS[lower];
         if (sort) {
           // Same key again flips the direction; names and PIDs start ascending, sizes descending.
@@ -60,12 +70,14 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
           view.sort = sort;
         } else if (lower === 'r') view.descending = !view.descending;
         else if (lower === 'a') view.device = null;
-        else if (ch >= '0' && ch <= '9') view.device = Number(ch);
+        else if (key >= '0' && key <= '9') view.device = Number(key);
         else if (lower === 'f') {
           const ids = data?.devices.map((d) => d.device) ?? [];
           const i = view.device === null ? -1 : ids.indexOf(view.device);
           view.device = i + 1 < ids.length ? ids[i + 1] : null;
-        }
+        } else continue;
+        // A new order or filter starts from its top.
+        view.scroll = 0;
       }
       draw();
     };
@@ -90,4 +102,24 @@ export async function runTop(client: ControlClient, intervalMs: number): Promise
     draw();
     timer = setTimeout(() => void tick(), intervalMs);
   });
+}
+
+/** Keys that scroll the process list: the new first process from the old one and the page. */
+const SCROLL: Record<string, (first: number, page: number) => number> = {};
+const on = (keys: string[], f: (first: number, page: number) => number) => {
+  for (const k of keys) SCROLL[k] = f;
+};
+// Both cursor-key modes (CSI and SS3), and the Home/End spellings of xterm, VT220 and rxvt.
+on(['\x1b[A', '\x1bOA', 'k'], (i) => i - 1);
+on(['\x1b[B', '\x1bOB', 'j'], (i) => i + 1);
+on(['\x1b[5~'], (i, page) => i - page);
+on(['\x1b[6~', ' '], (i, page) => i + page);
+on(['\x1b[H', '\x1bOH', '\x1b[1~', '\x1b[7~', 'g'], () => 0);
+// Past the end: the frame shows the last page and says where it stands.
+on(['\x1b[F', '\x1bOF', '\x1b[4~', '\x1b[8~', 'G'], () => Infinity);
+
+/** Key presses in what the terminal sent: escape sequences whole, other characters one by one. */
+export function keyTokens(text: string): string[] {
+  // eslint-disable-next-line no-control-regex -- escape sequences are what it splits out
+  return text.match(/\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?|[^\x1b]/gsu) ?? [];
 }

@@ -12,11 +12,13 @@ import type { SourcesSummary } from '../../sources/merge-types.js';
 import { fetchProcesses, localProcesses, sourcesHeader } from './processes.js';
 
 export interface TopData {
-  atMs: number;
+  /** When the frame's data was read. */
+  time: string;
+  time_ms: number;
   /** null: no server runs; the processes come from SHM and the driver read directly. */
   server: {
     pid: number;
-    uptimeSeconds: number;
+    uptime_seconds: number;
     buffers: number;
     processes: number;
     reaped: number;
@@ -52,7 +54,7 @@ export async function fetchTopData(
     if (!(e instanceof NoServerError) || !allowLocal) throw e;
     const procs = localProcesses();
     return {
-      atMs: Date.now(),
+      ...stamp(),
       server: null,
       devices: [],
       processes: procs.processes,
@@ -69,13 +71,13 @@ export async function fetchTopData(
       .catch(() => ({ samples: [] as Sample[] })),
   ]);
   return {
-    atMs: Date.now(),
+    ...stamp(),
     server: {
       pid: stats.pid,
-      uptimeSeconds: stats.uptimeSeconds,
+      uptime_seconds: stats.uptime_seconds,
       buffers: stats.live.buffers,
       processes: stats.live.processes,
-      reaped: stats.reapedProcesses,
+      reaped: stats.reaped_processes,
     },
     devices: stats.devices,
     processes: procs.processes.filter(
@@ -85,4 +87,9 @@ export async function fetchTopData(
     header: sourcesHeader(procs, c.socketPath),
     history: hist.samples,
   };
+}
+
+function stamp(): { time: string; time_ms: number } {
+  const now = Date.now();
+  return { time: new Date(now).toISOString(), time_ms: now };
 }
