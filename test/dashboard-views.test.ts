@@ -108,26 +108,26 @@ test('GET /v1/timeline: lifetimes, peaks per column, filters, the cap, bad queri
     `/v1/timeline?device=1&type=L1&from=${from}&to=${to}&columns=20`,
   );
   assert.equal(t.type, 'L1');
-  assert.equal(t.from_ms, from);
-  assert.equal(t.from, new Date(from).toISOString());
-  assert.equal(t.to, new Date(to).toISOString());
+  assert.equal(t.start_at_ms, from);
+  assert.equal(t.start_at, new Date(from).toISOString());
+  assert.equal(t.end_at, new Date(to).toISOString());
   assert.equal(t.column_ms, 1000);
   assert.equal(t.lifetimes_in_range, 3);
   assert.equal(t.capped, false);
   assert.equal(t.other, null);
   assert.deepEqual(
-    t.lifetimes.map((l) => [l.address, l.size, l.pid, l.state, l.born_ms]),
+    t.lifetimes.map((l) => [l.address, l.size, l.pid, l.state, l.allocated_at_ms]),
     [
       ['0x1000', A.size, me, 'live', t0 - 10_000],
       ['0x20000', B.size, me, 'freed', t0 - 9_000],
       ['0x40000', C.size, me, 'freed', t0 - 5_000],
     ],
   );
-  assert.equal(t.lifetimes[0].end, null);
-  assert.equal(t.lifetimes[1].born, new Date(t0 - 9_000).toISOString());
-  const end = t.lifetimes[1].end_ms!;
+  assert.equal(t.lifetimes[0].ended_at, null);
+  assert.equal(t.lifetimes[1].allocated_at, new Date(t0 - 9_000).toISOString());
+  const end = t.lifetimes[1].ended_at_ms!;
   assert.ok(end >= freedFrom && end <= freedTo, 'freed when the free arrived');
-  assert.equal(t.lifetimes[1].end, new Date(end).toISOString());
+  assert.equal(t.lifetimes[1].ended_at, new Date(end).toISOString());
   // peaks: A alone in the first second, A+B from the second, all three from 5 s before t0
   // until the frees' column, A alone after it
   const endCol = Math.floor((end - from) / 1000);
@@ -416,10 +416,14 @@ test('timeline view: known lifetimes stacked in birth order, hover tells each', 
   assert.match(
     (await hover(t0 - 7_000, A.size + B.size / 2))!,
     new RegExp(
-      `^0x20000 L1 128 KiB · PID ${me} \\(node\\)\\nborn \\d\\d:\\d\\d:\\d\\d\\.\\d{3} · freed `,
+      `^0x20000 L1 128 KiB · PID ${me} \\(node\\)\\n` +
+        'allocated \\d\\d:\\d\\d:\\d\\d\\.\\d{3} · freed ',
     ),
   );
-  assert.match((await hover(t0 - 7_000, A.size / 2))!, /^0x1000 L1 64\.0 KiB .*\nborn .* · live$/);
+  assert.match(
+    (await hover(t0 - 7_000, A.size / 2))!,
+    /^0x1000 L1 64\.0 KiB .*\nallocated .* · live$/,
+  );
   // at 3 s before t0 C is on top
   assert.match((await hover(t0 - 3_000, A.size + B.size + C.size / 2))!, /^0x40000 L1 32\.0 KiB/);
   // after the frees only A is left: above it nothing

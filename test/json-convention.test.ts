@@ -107,6 +107,8 @@ test('every control API reply follows the convention', async () => {
     '/v1/clients',
     '/v1/kernels',
     '/v1/map?device=0&memory=L1',
+    '/v1/map/view?device=0&memory=L1',
+    '/v1/timeline?device=0&type=L1&limit=1',
     '/v1/reaped',
     '/v1/report?format=json',
     '/v1/report?format=json&all=1&since=start',

@@ -8,7 +8,7 @@ import type { ArchSpec } from '../devices/arch.js';
 import { rowAddr, rowPid, rowRef, rowSize } from '../state/object-table.js';
 import type { Tracker } from '../state/tracker.js';
 import { SPACE_KINDS, forEachPlaced, modelOf, rangeEndOf, tablesOf } from './memory-map.js';
-import type { MapSpace } from './types.js';
+import { SCHEMA_VERSION, type MapSpace, type SchemaVersion } from './types.js';
 
 export interface MapViewOptions {
   device: number;
@@ -35,7 +35,7 @@ export interface MapViewObject {
 
 /** GET /v1/map/view (control/view-routes.ts). */
 export interface MapViewResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   device: number;
   memory: MapSpace;
   /** The whole map, as /v1/map's range. */
@@ -100,7 +100,7 @@ export function buildMapView(tr: Tracker, o: MapViewOptions): MapViewResponse {
     }
   });
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     device: o.device,
     memory: o.space,
     range: { start: 0, end: rangeEnd },

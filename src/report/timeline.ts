@@ -11,6 +11,7 @@ import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
 import { STATES, collect, completeFromMs } from './perfetto.js';
 import { isoTime } from './format.js';
+import { SCHEMA_VERSION, type SchemaVersion } from './types.js';
 
 /** Event times are quantised to fit a 31-bit key (1 ms up to 24 days of range). */
 const KEY_STEPS = 2 ** 30;
@@ -35,25 +36,26 @@ export interface TimelineLifetime {
   size: number;
   pid: number;
   state: 'freed' | 'live' | 'left_behind';
-  born: string;
-  born_ms: number;
+  allocated_at: string;
+  allocated_at_ms: number;
   /** Freed at (left_behind: when its owner's exit was seen); null while live. */
-  end: string | null;
-  end_ms: number | null;
+  ended_at: string | null;
+  ended_at_ms: number | null;
 }
 
 /** GET /v1/timeline (control/view-routes.ts). */
 export interface TimelineResponse {
-  schema_version: 1;
+  schema_version: SchemaVersion;
   device: number;
   type: string;
-  from: string;
-  from_ms: number;
-  to: string;
-  to_ms: number;
+  /** The range. */
+  start_at: string;
+  start_at_ms: number;
+  end_at: string;
+  end_at_ms: number;
   /** Frees before this were dropped by the ring (--timeline-events): lifetimes are missing. */
-  complete_from: string;
-  complete_from_ms: number;
+  complete_from_at: string;
+  complete_from_at_ms: number;
   columns: number;
   column_ms: number;
   /** Lifetimes of the device and type alive at some time in the range. */
@@ -95,15 +97,15 @@ export function buildTimeline(tr: Tracker, o: TimelineOptions): TimelineResponse
   for (const i of shown) pidBytes.set(l.pid[i], (pidBytes.get(l.pid[i]) ?? 0) + l.size[i]);
   const completeFrom = completeFromMs(tr, from);
   return {
-    schema_version: 1,
+    schema_version: SCHEMA_VERSION,
     device: o.device,
     type: BUFFER_TYPE_NAMES[o.type],
-    from: isoTime(from),
-    from_ms: from,
-    to: isoTime(to),
-    to_ms: to,
-    complete_from: isoTime(completeFrom),
-    complete_from_ms: completeFrom,
+    start_at: isoTime(from),
+    start_at_ms: from,
+    end_at: isoTime(to),
+    end_at_ms: to,
+    complete_from_at: isoTime(completeFrom),
+    complete_from_at_ms: completeFrom,
     columns: cols,
     column_ms: (to - from) / cols,
     lifetimes_in_range: n,
@@ -116,10 +118,10 @@ export function buildTimeline(tr: Tracker, o: TimelineOptions): TimelineResponse
         size: l.size[i],
         pid: l.pid[i],
         state: STATES[l.state[i]] as TimelineLifetime['state'],
-        born: isoTime(l.born[i]),
-        born_ms: l.born[i],
-        end: live ? null : isoTime(l.end[i]),
-        end_ms: live ? null : l.end[i],
+        allocated_at: isoTime(l.born[i]),
+        allocated_at_ms: l.born[i],
+        ended_at: live ? null : isoTime(l.end[i]),
+        ended_at_ms: live ? null : l.end[i],
       };
     }),
     other: n > shown.length ? { lifetimes: n - shown.length, peak_bytes: peaks.other } : null,

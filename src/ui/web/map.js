@@ -67,7 +67,7 @@
 
   async function loadDevices() {
     try {
-      const devs = await getJson('/v1/devices');
+      const devs = (await getJson('/v1/devices')).devices;
       const ids = devs.length ? devs.map((d) => d.device) : [0];
       const sel = form.device;
       const cur = sel.value;

@@ -55,7 +55,7 @@
   let data = null;
   /** Per column: the stack (lifetime indexes, bottom first) at its peak, and the other band. */
   let stacks = [];
-  let tops = [];
+  let tops = new Float64Array(0);
   let yMax = 1;
   /** An absolute time range chosen by dragging; null: follow the last `range` ms. */
   let zoom = null;
@@ -67,7 +67,7 @@
 
   async function loadDevices() {
     try {
-      const devs = await getJson('/v1/devices');
+      const devs = (await getJson('/v1/devices')).devices;
       const ids = devs.length ? devs.map((d) => d.device) : [0];
       const sel = form.device;
       const cur = sel.value;
@@ -116,14 +116,14 @@
   function layout() {
     const d = data;
     const cols = d.columns;
-    const colMs = (d.to_ms - d.from_ms) / cols;
-    const col = (t) => Math.min(cols - 1, Math.max(0, Math.floor((t - d.from_ms) / colMs)));
+    const colMs = (d.end_at_ms - d.start_at_ms) / cols;
+    const col = (t) => Math.min(cols - 1, Math.max(0, Math.floor((t - d.start_at_ms) / colMs)));
     const ev = [];
     d.lifetimes.forEach((l, i) => {
-      const born = Math.max(d.from_ms, l.born_ms);
+      const born = Math.max(d.start_at_ms, l.allocated_at_ms);
       ev.push([born, 1, i]);
-      if (l.end_ms !== null && l.end_ms < d.to_ms)
-        ev.push([Math.max(born, l.end_ms), l.end_ms <= born ? 2 : 0, i]);
+      if (l.ended_at_ms !== null && l.ended_at_ms < d.end_at_ms)
+        ev.push([Math.max(born, l.ended_at_ms), l.ended_at_ms <= born ? 2 : 0, i]);
     });
     ev.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     // pass 1: per column, the number of events applied at its peak
@@ -211,9 +211,14 @@
     g.fillStyle = '#fff';
     g.fillRect(LEFT, TOP, W, ph);
     // frees the ring dropped: the lifetimes there are missing
-    if (d.complete_from_ms > d.from_ms) {
+    if (d.complete_from_at_ms > d.start_at_ms) {
       g.fillStyle = 'rgba(220, 60, 60, 0.08)';
-      g.fillRect(LEFT, TOP, ((d.complete_from_ms - d.from_ms) / (d.to_ms - d.from_ms)) * W, ph);
+      g.fillRect(
+        LEFT,
+        TOP,
+        ((d.complete_from_at_ms - d.start_at_ms) / (d.end_at_ms - d.start_at_ms)) * W,
+        ph,
+      );
     }
     // runs of columns where a band keeps its place are drawn as one rectangle
     const runs = new Map();
@@ -278,11 +283,11 @@
       g.stroke();
       g.fillText(b === 0 ? '0' : fmt(b), LEFT - 6, py + 4);
     }
-    const span = d.to_ms - d.from_ms;
+    const span = d.end_at_ms - d.start_at_ms;
     const ts = TIME_STEPS.find((s) => span / s <= o.W / 90) ?? TIME_STEPS[TIME_STEPS.length - 1];
     g.textAlign = 'center';
-    for (let t = Math.ceil(d.from_ms / ts) * ts; t <= d.to_ms; t += ts) {
-      const px = LEFT + ((t - d.from_ms) / span) * o.W;
+    for (let t = Math.ceil(d.start_at_ms / ts) * ts; t <= d.end_at_ms; t += ts) {
+      const px = LEFT + ((t - d.start_at_ms) / span) * o.W;
       g.beginPath();
       g.moveTo(px + 0.5, TOP + o.ph);
       g.lineTo(px + 0.5, TOP + o.ph + 4);
@@ -297,15 +302,17 @@
     const d = data;
     const peak = d.peak_bytes.reduce((m, v) => Math.max(m, v), 0);
     let s =
-      `${d.type} of device ${d.device}, ${clock(d.from_ms)}–${clock(d.to_ms)} ` +
-      `(${duration(d.to_ms - d.from_ms)}): ${d.lifetimes_in_range} buffer ` +
+      `${d.type} of device ${d.device}, ${clock(d.start_at_ms)}–${clock(d.end_at_ms)} ` +
+      `(${duration(d.end_at_ms - d.start_at_ms)}): ${d.lifetimes_in_range} buffer ` +
       `lifetime${d.lifetimes_in_range === 1 ? '' : 's'}, peak ${fmt(peak)}`;
     if (d.capped)
       s +=
         ` · capped: the ${d.lifetimes.length} largest drawn one by one, the other ` +
         `${d.other.lifetimes} as one grey band (their peak per pixel column)`;
-    if (d.complete_from_ms > d.from_ms)
-      s += ` · frees before ${clock(d.complete_from_ms)} were dropped (--timeline-events): shaded`;
+    if (d.complete_from_at_ms > d.start_at_ms)
+      s +=
+        ` · frees before ${clock(d.complete_from_at_ms)} were dropped ` +
+        '(--timeline-events): shaded';
     $('#timeline-status').textContent = s;
     $('#timeline-status').classList.toggle('capped', d.capped);
     $('#timeline-legend').innerHTML = d.owners
@@ -330,7 +337,7 @@
     if (!d || px < LEFT || px >= LEFT + plotW() || py < TOP || py > H - BOTTOM) return null;
     const c = Math.min(d.columns - 1, Math.floor(((px - LEFT) / plotW()) * d.columns));
     const b = ((H - BOTTOM - py) / (H - TOP - BOTTOM)) * yMax;
-    const t = d.from_ms + ((px - LEFT) / plotW()) * (d.to_ms - d.from_ms);
+    const t = d.start_at_ms + ((px - LEFT) / plotW()) * (d.end_at_ms - d.start_at_ms);
     let base = d.other ? d.other.peak_bytes[c] : 0;
     if (b < base)
       return `other: ${d.other.lifetimes} smaller lifetimes, ${fmt(base)} at their peak here`;
@@ -342,11 +349,11 @@
           l.state === 'live'
             ? 'live'
             : `${l.state === 'freed' ? 'freed' : 'left behind, its owner gone at'} ` +
-              `${clock(l.end_ms)} (lived ${duration(l.end_ms - l.born_ms)})`;
+              `${clock(l.ended_at_ms)} (lived ${duration(l.ended_at_ms - l.allocated_at_ms)})`;
         return (
           `${l.address} ${d.type} ${fmt(l.size)} · PID ${l.pid}` +
           `${owner && owner.command ? ` (${owner.command})` : ''}\n` +
-          `born ${clock(l.born_ms)} · ${end}`
+          `allocated ${clock(l.allocated_at_ms)} · ${end}`
         );
       }
       base += l.size;
@@ -354,7 +361,8 @@
     return `${clock(t)}: ${fmt(tops[c])} at this column's peak`;
   }
 
-  const timeAt = (px) => data.from_ms + ((px - LEFT) / plotW()) * (data.to_ms - data.from_ms);
+  const timeAt = (px) =>
+    data.start_at_ms + ((px - LEFT) / plotW()) * (data.end_at_ms - data.start_at_ms);
 
   canvas.addEventListener('mousedown', (ev) => {
     if (data && ev.offsetX >= LEFT) drag = { x0: ev.offsetX };
@@ -395,7 +403,7 @@
 
   // For the page tests: where a time and a byte level are drawn, in canvas CSS pixels.
   window.ttallocTimeline = {
-    xOf: (ms) => LEFT + ((ms - data.from_ms) / (data.to_ms - data.from_ms)) * plotW(),
+    xOf: (ms) => LEFT + ((ms - data.start_at_ms) / (data.end_at_ms - data.start_at_ms)) * plotW(),
     yOf: (bytes) => H - BOTTOM - (bytes / yMax) * (H - TOP - BOTTOM),
   };
 
