@@ -5,8 +5,8 @@
 // are the Perfetto export's (report/perfetto.ts collects them: live, freed, left behind).
 //
 // Cost, whatever the range: one pass over the lifetimes held, a radix sort of their event times
-// and a sort of their sizes, in typed arrays; out go at most `limit` lifetimes and two numbers
-// per column. The page never gets a million of anything.
+// and a selection of the largest sizes, in typed arrays; out go at most `limit` lifetimes and two
+// numbers per column. The page never gets a million of anything.
 import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
 import { STATES, collect, completeFromMs } from './perfetto.js';
@@ -137,15 +137,39 @@ function largest(size: Float64Array, idx: Int32Array, limit: number): Uint8Array
   const n = idx.length;
   const chosen = new Uint8Array(n);
   if (n <= limit) return chosen.fill(1);
-  const sizes = Float64Array.from(idx, (i) => size[i]).sort();
-  const threshold = sizes[n - limit];
+  const sizes = Float64Array.from(idx, (i) => size[i]);
+  const threshold = kthSmallest(sizes, n - limit);
   let ties = limit;
-  for (let k = n - limit; k < n; k++) if (sizes[k] > threshold) ties--;
+  for (let k = 0; k < n; k++) if (sizes[k] > threshold) ties--;
   for (let k = 0; k < n; k++) {
     const s = size[idx[k]];
     if (s > threshold || (s === threshold && ties-- > 0)) chosen[k] = 1;
   }
   return chosen;
+}
+
+/** The k-th smallest of `a` (0-based), reordering `a`: Hoare's selection, O(n), no sort. */
+function kthSmallest(a: Float64Array, k: number): number {
+  let lo = 0,
+    hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo,
+      j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
 }
 
 /**
