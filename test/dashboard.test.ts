@@ -584,7 +584,10 @@ test('leak report: classes, marks, diff since a mark, what exited processes left
   );
   assert.equal(born.length, 4);
   // (born in the mark's own millisecond counts: the cut lies between two events, not two ms)
-  assert.ok(born.every((b) => b >= run2.time_ms), `born after run-2: ${born}`);
+  assert.ok(
+    born.every((b) => b >= run2.time_ms),
+    `born after run-2: ${born}`,
+  );
   const view = await page.evaluate(() => ({
     top: document.querySelector('#buffers-box')!.getBoundingClientRect().top,
     height: innerHeight,

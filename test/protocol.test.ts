@@ -134,16 +134,16 @@ test('every message code 1-12 on a 144-byte connection', async () => {
     assert.match(
       kernels,
       new RegExp(
-        `Device 0:\\n  Fabric: 1 kernel, 0\\.002048 MB total\\n` +
-          `    - Kernel 0x7: 2\\.0 KB \\(PID ${P}\\)\\n`,
+        `Device 0:\\n  Fabric: 1 kernel, 2\\.00 KiB total\\n` +
+          `    - Kernel 0x7: 2\\.00 KiB \\(PID ${P}\\)\\n`,
       ),
     );
     assert.match(
       kernels,
       new RegExp(
-        `Device 1:\\n  Application: 1 kernel, 0\\.000256 MB total\\n` +
-          `    - Kernel 0x9: 0\\.3 KB \\(PID ${P}\\)\\n` +
-          `  Dispatch: 1 kernel, 0\\.000512 MB total\\n`,
+        `Device 1:\\n  Application: 1 kernel, 256 B total\\n` +
+          `    - Kernel 0x9: 256 B \\(PID ${P}\\)\\n` +
+          `  Dispatch: 1 kernel, 512 B total\\n`,
       ),
     );
 

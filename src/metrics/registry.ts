@@ -1,8 +1,8 @@
 // Prometheus metrics. Every value is read from the tracker's incremental counters in collect()
 // callbacks at scrape time: ingest never touches prom-client (no inc() per message).
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { MSG_NAMES, USAGE_COUNTER_TYPES } from '../protocol/constants.js';
-import { KINDS, KIND_CB, KIND_KERNEL } from '../state/tracker.js';
+import { MSG_NAMES } from '../protocol/constants.js';
+import { KINDS } from '../state/tracker.js';
 import { totalDram, totalL1 } from '../devices/arch.js';
 import { commandName } from '../report/process-info.js';
 import type { StatsSource } from '../report/stats.js';
@@ -33,14 +33,10 @@ export interface MetricsSource extends StatsSource {
 /** Memory kinds with a used-bytes series: the five buffer types, then CBs and kernels. */
 const KIND_LABELS = SAMPLE_KINDS;
 /**
- * Per-process series: the columns of `ttalloc top` (SYSTEM_MEMORY folded into L1_SMALL, as on the
- * wire).
+ * Per-process series: the same kinds as the device series (SYSTEM_MEMORY, host memory, apart
+ * from L1_SMALL), so that a process's figures sum to its device's type by type.
  */
-const PROCESS_KINDS: [string, readonly number[]][] = [
-  ...Object.entries(USAGE_COUNTER_TYPES),
-  ['CB', [KIND_CB]],
-  ['KERNEL', [KIND_KERNEL]],
-];
+const PROCESS_KINDS: [string, readonly number[]][] = KIND_LABELS.map((t, k) => [t, [k]]);
 
 /** How /metrics bounds its per-process series (process-series.ts). */
 export interface MetricsOptions {

@@ -34,7 +34,7 @@ export function listProcesses(tr: Tracker, claims?: Map<number, number>): Proces
         device: d,
         DRAM: counterBytes('DRAM', b),
         L1: counterBytes('L1', b),
-        L1_SMALL: counterBytes('L1_SMALL', b),
+        L1_SMALL: b(BufferType.L1_SMALL),
         TRACE: counterBytes('TRACE', b),
         CB: b(KIND_CB),
         KERNEL: b(KIND_KERNEL),

@@ -33,9 +33,11 @@ export function processesReply(
 }
 
 /** One device line of a process as views show it, with where its figures come from. */
-export interface DisplayDevice extends Omit<ProcessDeviceUsage, 'buffers'> {
+export interface DisplayDevice extends Omit<ProcessDeviceUsage, 'buffers' | 'SYSTEM_MEMORY'> {
   /** null: SHM counts no buffers. */
   buffers: number | null;
+  /** null: SHM does not count host memory. */
+  SYSTEM_MEMORY: number | null;
   from: 'socket' | 'shm';
   /** The SHM region's chip id, for lines from SHM. */
   asic_id?: string;
@@ -58,6 +60,7 @@ export function displayDevices(p: ProcessRow): DisplayDevice[] {
       TRACE: u.bytes.trace,
       CB: u.bytes.cb,
       KERNEL: u.bytes.kernel ?? 0,
+      SYSTEM_MEMORY: null,
       buffers: null,
       from: 'shm',
       asic_id: u.asic_id,

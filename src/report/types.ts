@@ -316,13 +316,13 @@ export interface ProcessDeviceUsage {
   device: number;
   DRAM: number;
   L1: number;
-  /** SYSTEM_MEMORY included (USAGE_COUNTER_TYPES). */
+  /** L1_SMALL alone: host memory is SYSTEM_MEMORY (schema 1 folded it in, as the wire does). */
   L1_SMALL: number;
   TRACE: number;
   CB: number;
   KERNEL: number;
-  /** The part of L1_SMALL that is SYSTEM_MEMORY (SHM regions do not count it). */
-  SYSTEM_MEMORY?: number;
+  /** Host memory (pinned for the device; SHM regions do not count it). */
+  SYSTEM_MEMORY: number;
   buffers: number;
 }
 /**

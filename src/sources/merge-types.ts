@@ -12,11 +12,11 @@ export interface SocketDeviceInput {
   device: number;
   DRAM: number;
   L1: number;
-  /** SYSTEM_MEMORY included, as on the wire (USAGE_COUNTER_TYPES). */
+  /** L1_SMALL alone (the wire's usage counter adds SYSTEM_MEMORY; the views do not). */
   L1_SMALL: number;
   TRACE: number;
   CB: number;
-  /** The part of L1_SMALL that is SYSTEM_MEMORY (SHM regions do not count it); 0 when absent. */
+  /** Host memory (SHM regions do not count it); 0 when absent. */
   SYSTEM_MEMORY?: number;
 }
 export interface SocketProcessInput {

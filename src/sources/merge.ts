@@ -32,7 +32,7 @@ export function totalBytes(t: MemoryTotals): number {
 function socketTotals(d: SocketDeviceInput, into: MemoryTotals): void {
   into.dram += d.DRAM;
   into.l1 += d.L1;
-  into.l1_small += d.L1_SMALL - (d.SYSTEM_MEMORY ?? 0);
+  into.l1_small += d.L1_SMALL;
   into.trace += d.TRACE;
   into.cb += d.CB;
 }

@@ -36,9 +36,10 @@ const COLS: [string, number][] = [
   ['L1_SMALL', 10],
   ['TRACE', 10],
   ['CB', 10],
+  ['HOST', 10],
   ['BUFFERS', 8],
 ];
-const RIGHT = new Set(['DEV', 'DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB', 'BUFFERS']);
+const RIGHT = new Set(['DEV', 'DRAM', 'L1', 'L1_SMALL', 'TRACE', 'CB', 'HOST', 'BUFFERS']);
 
 function cell(text: string, [name, w]: [string, number]): string {
   const t = text.length > w ? text.slice(0, w - 1) + '…' : text;
@@ -76,6 +77,7 @@ export function renderPs(r: ProcessesResponse, socket: string, width: number): s
         formatBytes(d.L1_SMALL),
         formatBytes(d.TRACE),
         formatBytes(d.CB),
+        d.SYSTEM_MEMORY === null ? '-' : formatBytes(d.SYSTEM_MEMORY),
         d.buffers === null ? '(shm)' : String(d.buffers),
       ];
       const left = i === 0 ? head : head.map(() => '');
@@ -128,6 +130,7 @@ function psRecords(r: ProcessesResponse, atMs: number): PsRecord[] {
         l1_small_bytes: d.L1_SMALL,
         trace_bytes: d.TRACE,
         cb_bytes: d.CB,
+        system_memory_bytes: d.SYSTEM_MEMORY,
         buffers: d.buffers,
         silent: p.silent?.code ?? null,
         command,
@@ -142,6 +145,7 @@ function psRecords(r: ProcessesResponse, atMs: number): PsRecord[] {
           l1_small_bytes: 0,
           trace_bytes: 0,
           cb_bytes: 0,
+          system_memory_bytes: 0,
           buffers: 0,
           silent: p.silent?.code ?? null,
           command: `${command} (holds /dev/tenstorrent/${card})`,
@@ -164,6 +168,7 @@ const PS_FIELDS = [
   'l1_small_bytes',
   'trace_bytes',
   'cb_bytes',
+  'system_memory_bytes',
   'buffers',
   'silent',
   'command',
@@ -174,6 +179,7 @@ const BYTE_FIELDS = new Set<string>([
   'l1_small_bytes',
   'trace_bytes',
   'cb_bytes',
+  'system_memory_bytes',
 ]);
 
 interface PsOpts {

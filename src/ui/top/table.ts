@@ -26,14 +26,9 @@ export interface Row {
   devs: DisplayDevice[];
 }
 
-/**
- * A figure as the table shows it. The wire's L1_SMALL counts SYSTEM_MEMORY, which is host memory:
- * the table gives it apart (HOST), as the device rows do.
- */
+/** A figure as the table shows it: SYSTEM_MEMORY, host memory, is its own column (HOST). */
 function figure(u: DisplayDevice, k: Figure): number {
-  const host = u.SYSTEM_MEMORY ?? 0;
-  if (k === 'HOST') return host;
-  if (k === 'L1_SMALL') return u.L1_SMALL - host;
+  if (k === 'HOST') return u.SYSTEM_MEMORY ?? 0;
   return k === 'buffers' ? (u.buffers ?? 0) : u[k];
 }
 function colValue(u: DisplayDevice, k: SortKey): number {

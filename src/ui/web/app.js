@@ -600,22 +600,18 @@
    */
   /**
    * Figures per device: the socket's, else the SHM slots' for chips the socket does not report
-   * (report/process-view.ts displayDevices, for the browser: keep the two in step). The socket's
-   * L1_SMALL counts SYSTEM_MEMORY (the wire's rule); the page shows host memory apart.
+   * (report/process-view.ts displayDevices, for the browser: keep the two in step). Host memory
+   * (SYSTEM_MEMORY) is apart from L1_SMALL.
    * @param {ProcessRow} r
    * @returns {DisplayDevice[]}
    */
   function displayDevices(r) {
     /** @type {DisplayDevice[]} */
-    const out = r.devices.map((d) => {
-      const host = d.SYSTEM_MEMORY ?? 0;
-      return {
-        ...d,
-        L1_SMALL: d.L1_SMALL - host,
-        SYSTEM_MEMORY: host,
-        from: /** @type {const} */ ('socket'),
-      };
-    });
+    const out = r.devices.map((d) => ({
+      ...d,
+      SYSTEM_MEMORY: d.SYSTEM_MEMORY ?? 0,
+      from: /** @type {const} */ ('socket'),
+    }));
     const covered = new Set(r.devices.map((d) => d.device));
     for (const u of r.shm ?? []) {
       if (u.device !== null && covered.has(u.device)) continue;
