@@ -355,7 +355,13 @@
     zoom = null;
     void refresh();
   });
-  window.addEventListener('resize', () => void refresh());
+  // once the resizing stops (a storm of resizes, or one just before the page goes away, asks
+  // nothing)
+  let resized = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => void refresh(), 250);
+  });
 
   // For the page tests: where an address is drawn, in the canvas's CSS pixels.
   window.ttallocMap = {

@@ -399,7 +399,13 @@
     if (ev.target.name !== 'limit') zoom = null;
     void refresh();
   });
-  window.addEventListener('resize', () => void refresh());
+  // once the resizing stops (a storm of resizes, or one just before the page goes away, asks
+  // nothing)
+  let resized = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resized);
+    resized = setTimeout(() => void refresh(), 250);
+  });
 
   // For the page tests: where a time and a byte level are drawn, in canvas CSS pixels.
   window.ttallocTimeline = {
