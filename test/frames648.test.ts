@@ -145,7 +145,7 @@ test(
       assert.deepEqual(byAddress(await jsonRows(srv, '--all')), EXPECTED, 'the streamed dump');
       // The leak check lists each offender with its name and trace.
       const check = await cli(srv, 'check', '--since', 'before');
-      assert.match(check, /Buffer 0x10000: 4\.0 KB .*\n {8}name: layer0\.weight\n {8}stack: /);
+      assert.match(check, /Buffer 0x10000: 4\.00 KiB .*\n {8}name: layer0\.weight\n {8}stack: /);
       const st = await srv.client.json<{ notes: { strings: number; dropped: number } }>(
         'GET',
         '/v1/stats',

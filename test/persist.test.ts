@@ -320,8 +320,9 @@ test(
     );
     const after = (await runCli(['dump', '--all', '--json', '--socket', b.socket])).stdout;
     const strip = (j: string) =>
-      JSON.stringify({ ...JSON.parse(j), generated_at: null, server_pid: null }, (k, v) =>
-        k === 'age_ms' ? null : v,
+      JSON.stringify(
+        { ...JSON.parse(j), generated_at: null, generated_at_ms: null, server_pid: null },
+        (k, v) => (k === 'age_ms' ? null : v),
       );
     assert.equal(strip(after), strip(before));
     assert.match(

@@ -414,13 +414,22 @@ test('marks and classes', () => {
     classes: [
       {
         class: 'program_cache',
+        label: 'program cache',
         hint: 'expected',
         count: 1,
         bytes: 36864,
         buffers: [{ ...row(0, '0x10'), class: 'program_cache', reason: 'kernel load' }],
         more: 2,
       },
-      { class: 'other', hint: 'no rule matched', count: 0, bytes: 0, buffers: [], more: 0 },
+      {
+        class: 'other',
+        label: 'other',
+        hint: 'no rule matched',
+        count: 0,
+        bytes: 0,
+        buffers: [],
+        more: 0,
+      },
     ],
   });
   assert.equal(

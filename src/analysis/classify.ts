@@ -19,6 +19,7 @@ import { BUFFER_TYPE_NAMES, BufferType, TWO32 } from '../protocol/constants.js';
 import { bufferRow } from '../report/buffer-report.js';
 import {
   CLASSES,
+  CLASS_LABELS,
   type BufferClass,
   type BufferRow,
   type ClassGroup,
@@ -286,7 +287,18 @@ export function classify(tr: Tracker, marks: Mark[], o: ClassifyOptions = {}): C
   const t = tr.buffers;
   const rule = classifier(tr, marks, rules);
   const groups = new Map<BufferClass, ClassGroup>(
-    CLASSES.map((c) => [c, { class: c, hint: HINTS[c], count: 0, bytes: 0, buffers: [], more: 0 }]),
+    CLASSES.map((c) => [
+      c,
+      {
+        class: c,
+        label: CLASS_LABELS[c],
+        hint: HINTS[c],
+        count: 0,
+        bytes: 0,
+        buffers: [],
+        more: 0,
+      },
+    ]),
   );
   const picked = new Map<BufferClass, number[]>(CLASSES.map((c) => [c, []]));
   const reasons = new Map<number, string>();

@@ -3,7 +3,6 @@
 // server sends renderClassified() for /v1/classify?format=text).
 import { clockTime, formatBytes, plural } from './format.js';
 import { noteLines, ownerNote } from './text-report.js';
-import { CLASS_LABELS } from './types.js';
 import type {
   BufferRow,
   CheckResult,
@@ -91,7 +90,7 @@ export function renderClassified(r: ClassifyResponse): string {
   for (const g of r.classes) {
     if (!g.count) continue;
     out.push(
-      `${CLASS_LABELS[g.class].toUpperCase()}: ${plural(g.count, 'buffer')}, ` +
+      `${g.label.toUpperCase()}: ${plural(g.count, 'buffer')}, ` +
         `${formatBytes(g.bytes)} total — ${g.hint}`,
     );
     for (const p of g.processes ?? [])

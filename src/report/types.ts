@@ -533,6 +533,8 @@ export interface LeftBehindSummary {
 }
 export interface ClassGroup {
   class: BufferClass;
+  /** Its name for people (CLASS_LABELS): the text view and the page show it. */
+  label: string;
   hint: string;
   count: number;
   bytes: number;

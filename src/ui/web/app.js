@@ -908,14 +908,6 @@
       'nothing grows by the same buffers every run',
     );
   }
-  const CLASS_NAMES = /** @type {Record<string, string>} */ ({
-    suspicious: 'suspicious',
-    left_behind: 'left behind by exited processes',
-    program_cache: 'program cache',
-    model_state: 'model state',
-    infrastructure: 'infrastructure',
-    other: 'other',
-  });
   /** @param {ClassGroup} g */
   function classDetails(g) {
     const list = g.buffers.map(
@@ -927,7 +919,7 @@
     const more = g.more ? `<p>and ${g.more} more</p>` : '';
     return (
       `<details data-class="${g.class}"${g.class === 'suspicious' ? ' open' : ''}>` +
-      `<summary>${esc(CLASS_NAMES[g.class] ?? g.class)}: ${g.count} buffers, ` +
+      `<summary>${esc(g.label)}: ${g.count} buffers, ` +
       `${fmt(g.bytes)}</summary><div class="scroll"><table><thead><tr><th>Device</th>` +
       '<th>Type</th><th>Address</th><th>Size</th><th>PID</th><th>Why</th></tr></thead>' +
       `<tbody>${list.join('')}</tbody></table></div>${more}</details>`
@@ -993,7 +985,7 @@
       c.classes.map(
         (g) =>
           `<tr data-class="${g.class}"${hot(g) ? ' class="hot"' : ''}>` +
-          `<td class="l name">${esc(CLASS_NAMES[g.class] ?? g.class)}</td>` +
+          `<td class="l name">${esc(g.label)}</td>` +
           `<td>${g.count}</td><td>${fmt(g.bytes)}</td><td class="l hint">${esc(g.hint)}</td></tr>`,
       ),
     );
