@@ -19,7 +19,6 @@
 /** @typedef {import('../../report/types.js').ClassifyResponse} ClassifyResponse */
 /** @typedef {import('../../report/types.js').ClassGroup} ClassGroup */
 /** @typedef {import('../../report/types.js').DiffResponse} DiffResponse */
-/** @typedef {import('../../report/types.js').ErrorResponse} ErrorResponse */
 /** @typedef {import('../../sources/merge-types.js').SourcesSummary} SourcesSummary */
 /** @typedef {import('uplot')} UPlot */
 /** @typedef {import('uplot').Options} UPlotOptions */
@@ -42,24 +41,10 @@
   /** @param {string} s */
   const $link = (s) => /** @type {HTMLAnchorElement} */ ($(s));
   // Table refresh period; ?poll=MS overrides it (tests, or a busy server watched from afar).
-  const POLL_MS = Math.max(200, Number(new URLSearchParams(location.search).get('poll')) || 2000);
+  const POLL_MS = ttalloc.pollMs(200, 2000);
   const MAX_POINTS = 600;
   const CHART_HEIGHT = 200;
-  // formatBytes of src/report/format.ts, for the browser: keep the two in step (the page test
-  // compares the page's strings with formatBytes').
-  const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  /** @param {number | null | undefined} b */
-  const fmt = (b) => {
-    if (b == null) return 'unknown';
-    if (Math.abs(b) < 1024) return `${b} B`;
-    let v = b / 1024;
-    let u = 0;
-    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
-      v /= 1024;
-      u++;
-    }
-    return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
-  };
+  const { fmt, esc, getJson } = ttalloc;
   /**
    * A share of one memory: "<0.1%" rather than a "0.0%" that reads as nothing.
    * @param {number} used
@@ -77,36 +62,10 @@
     const heat = p >= 90 ? 'hot' : p >= 70 ? 'warm' : '';
     return ` <span class="pct ${heat}">(${pctText(used, total)})</span>`;
   };
-  /** @param {unknown} s */
-  const esc = (s) =>
-    String(s).replace(
-      /[&<>"]/g,
-      (c) =>
-        /** @type {Record<string, string>} */ ({
-          '&': '&amp;',
-          '<': '&lt;',
-          '>': '&gt;',
-          '"': '&quot;',
-        })[c],
-    );
   /** @param {string} s @param {number} n */
   const shorten = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
   /** @param {number} ms */
   const clock = (ms) => new Date(ms).toLocaleTimeString();
-  /**
-   * @template T
-   * @param {string} path
-   * @returns {Promise<T>}
-   */
-  const getJson = async (path) => {
-    const r = await fetch(path);
-    if (!r.ok) {
-      /** @type {Partial<ErrorResponse>} */
-      const body = await r.json().catch(() => ({}));
-      throw new Error(body.error ?? `${path}: HTTP ${r.status}`);
-    }
-    return r.json();
-  };
 
   // ------------------------------------------------------------------ charts
   // One chart per device and memory, each with one y-axis: DRAM (DRAM and TRACE buffers live

@@ -1,7 +1,7 @@
 // The dashboard's memory map: one device's address space (a bank of L1 or DRAM) as a zoomable
 // bar, every live buffer of every process on it coloured by process, the free gaps between them
 // and the largest free block marked. It is the picture of an out-of-memory with free space left.
-// Standalone (its own fetch and formats): /v1/map gives the figures of the whole bank, and
+// /v1/map gives the figures of the whole bank, and
 // /v1/map/view the visible range, as pixel columns or, once few enough are in view, as the
 // objects themselves (src/report/map-view.ts), so a million buffers never reach the page.
 /** @typedef {import('../../report/types.js').MemoryMapResponse} MemoryMapResponse */
@@ -12,33 +12,15 @@
   const box = document.querySelector('#map-box');
   if (!box) return;
   const $ = (s) => box.querySelector(s);
-  const POLL_MS = Math.max(500, Number(new URLSearchParams(location.search).get('poll')) || 3000);
+  const POLL_MS = ttalloc.pollMs(500, 3000);
   /** Objects the page asks for at most; more in view and it draws pixel columns. */
   const OBJECT_LIMIT = 2000;
   const BAR_H = 56,
     AXIS_H = 22,
     TOP = 16;
-  const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  // formatBytes of src/report/format.ts, for the browser: keep the two in step.
-  const fmt = (bytes) => {
-    const abs = Math.abs(bytes);
-    if (abs < 1024) return `${bytes} B`;
-    let v = bytes / 1024;
-    let u = 0;
-    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
-      v /= 1024;
-      u++;
-    }
-    return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
-  };
+  const { fmt, getJson, PALETTE } = ttalloc;
   const hex = (n) => `0x${Math.round(n).toString(16)}`;
-  const getJson = async (path) => {
-    const r = await fetch(path);
-    if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${await r.text()}`);
-    return r.json();
-  };
-  // Owners in /v1/map's order (most bytes first); the rest share the "other" colour.
-  const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b'];
+  // (PALETTE: owners in /v1/map's order, most bytes first; the rest share the "other" colour.)
   const OTHER = '#8a8a8a',
     FREE = '#eef1f4',
     LARGEST = '#0a8f3c';

@@ -3,32 +3,20 @@
 // coloured by process. /v1/timeline (src/report/timeline.ts) sends at most `limit` lifetimes and
 // the peak of the others per pixel column, so a million buffers never reach the page; the page
 // says when it is capped. Each pixel column draws the stack at its peak instant, so a buffer that
-// lived a millisecond still shows. Standalone: its own fetch and formats.
+// lived a millisecond still shows. It uses common.js's helpers.
 /** @typedef {import('../../report/timeline.js').TimelineResponse} TimelineResponse */
 'use strict';
 (() => {
   const box = document.querySelector('#timeline-box');
   if (!box) return;
   const $ = (s) => box.querySelector(s);
-  const POLL_MS = Math.max(500, Number(new URLSearchParams(location.search).get('poll')) || 3000);
+  const POLL_MS = ttalloc.pollMs(500, 3000);
   const H = 260,
     LEFT = 70,
     RIGHT = 10,
     TOP = 10,
     BOTTOM = 24;
-  const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  // formatBytes of src/report/format.ts, for the browser: keep the two in step.
-  const fmt = (bytes) => {
-    const abs = Math.abs(bytes);
-    if (abs < 1024) return `${bytes} B`;
-    let v = bytes / 1024;
-    let u = 0;
-    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
-      v /= 1024;
-      u++;
-    }
-    return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
-  };
+  const { fmt, getJson, PALETTE } = ttalloc;
   const clock = (ms) => {
     const d = new Date(ms);
     return `${d.toTimeString().slice(0, 8)}.${String(d.getMilliseconds()).padStart(3, '0')}`;
@@ -39,12 +27,6 @@
       : ms < 120000
         ? `${(ms / 1000).toFixed(1)} s`
         : `${(ms / 60000).toFixed(1)} min`;
-  const getJson = async (path) => {
-    const r = await fetch(path);
-    if (!r.ok) throw new Error(`${path}: HTTP ${r.status} ${await r.text()}`);
-    return r.json();
-  };
-  const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b'];
   const OTHER = '#b9b9b9';
 
   const form = $('#timeline-controls');

@@ -1,0 +1,51 @@
+// @ts-check
+// What the dashboard's scripts (app.js, map.js, timeline.js) share, loaded before them: byte
+// formatting as src/report/format.ts formatBytes gives it (the page test compares the two), HTML
+// escaping, JSON requests, the refresh period and the process colours. A classic script's
+// top-level const is visible to the scripts after it, so `ttalloc` is the page's one global.
+'use strict';
+/** @typedef {import('../../report/types.js').ErrorResponse} ErrorResponse */
+// eslint-disable-next-line @typescript-eslint/no-unused-vars -- read by the scripts loaded after it
+const ttalloc = (() => {
+  const UNITS = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  /** @param {number | null | undefined} b */
+  const fmt = (b) => {
+    if (b == null) return 'unknown';
+    if (Math.abs(b) < 1024) return `${b} B`;
+    let v = b / 1024;
+    let u = 0;
+    while (Math.abs(v) >= 1024 && u < UNITS.length - 1) {
+      v /= 1024;
+      u++;
+    }
+    return `${v.toFixed(Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2)} ${UNITS[u]}`;
+  };
+  /** @type {Record<string, string>} */
+  const ENTITIES = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' };
+  /** @param {unknown} s */
+  const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ENTITIES[c]);
+  /**
+   * A reply of the control API; a 4xx/5xx throws its `error` text.
+   * @template T
+   * @param {string} path
+   * @returns {Promise<T>}
+   */
+  const getJson = async (path) => {
+    const r = await fetch(path);
+    if (!r.ok) {
+      /** @type {Partial<ErrorResponse>} */
+      const body = await r.json().catch(() => ({}));
+      throw new Error(body.error ?? `${path}: HTTP ${r.status}`);
+    }
+    return r.json();
+  };
+  /**
+   * The refresh period: ?poll=MS (tests, or a busy server watched from afar), else `dflt`.
+   * @param {number} min @param {number} dflt
+   */
+  const pollMs = (min, dflt) =>
+    Math.max(min, Number(new URLSearchParams(location.search).get('poll')) || dflt);
+  /** Owners' colours, most bytes first; the rest share a grey. */
+  const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b'];
+  return { fmt, esc, getJson, pollMs, PALETTE };
+})();
