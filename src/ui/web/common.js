@@ -47,5 +47,66 @@ const ttalloc = (() => {
     Math.max(min, Number(new URLSearchParams(location.search).get('poll')) || dflt);
   /** Owners' colours, most bytes first; the rest share a grey. */
   const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b'];
-  return { fmt, esc, getJson, pollMs, PALETTE };
+  /**
+   * `run` one at a time: a call while one runs asks for one more run after it, so a burst of
+   * refreshes (polls, resizes, form changes) costs two requests, never a queue.
+   * @param {() => Promise<void>} run
+   */
+  const singleFlight = (run) => {
+    let busy = false,
+      again = false;
+    const go = async () => {
+      if (busy) {
+        again = true;
+        return;
+      }
+      busy = true;
+      try {
+        await run();
+      } finally {
+        busy = false;
+        if (again) {
+          again = false;
+          void go();
+        }
+      }
+    };
+    return go;
+  };
+  /**
+   * Fills a device <select> from /v1/devices, keeping the choice; a failure leaves it as it was
+   * (the next call tries again).
+   * @param {HTMLSelectElement} sel @param {boolean} withArch
+   */
+  const fillDevices = async (sel, withArch) => {
+    try {
+      /** @type {import('../../report/types.js').DevicesResponse} */
+      const r = await getJson('/v1/devices');
+      const ids = r.devices.length ? r.devices.map((d) => d.device) : [0];
+      const cur = sel.value;
+      sel.innerHTML = ids
+        .map((id) => {
+          const arch = withArch ? r.devices.find((x) => x.device === id)?.arch : null;
+          return `<option value="${id}">${id}${arch ? ` (${esc(arch)})` : ''}</option>`;
+        })
+        .join('');
+      if (ids.map(String).includes(cur)) sel.value = cur;
+    } catch {
+      // the next call tries again
+    }
+  };
+  /**
+   * `run` once the resizing stops: a storm of resizes, or one just before the page goes away,
+   * asks nothing.
+   * @param {() => void} run
+   */
+  const onResizeSettled = (run) => {
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let t;
+    window.addEventListener('resize', () => {
+      clearTimeout(t);
+      t = setTimeout(run, 250);
+    });
+  };
+  return { fmt, esc, getJson, pollMs, PALETTE, singleFlight, fillDevices, onResizeSettled };
 })();

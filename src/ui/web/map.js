@@ -18,7 +18,7 @@
   const BAR_H = 56,
     AXIS_H = 22,
     TOP = 16;
-  const { fmt, getJson, PALETTE } = ttalloc;
+  const { fmt, esc, getJson, PALETTE } = ttalloc;
   const hex = (n) => `0x${Math.round(n).toString(16)}`;
   // (PALETTE: owners in /v1/map's order, most bytes first; the rest share the "other" colour.)
   const OTHER = '#8a8a8a',
@@ -36,8 +36,6 @@
   /** The visible address range; null: the whole bank. */
   let zoom = null;
   let drag = null;
-  let busy = false,
-    again = false;
 
   const space = () => (['DRAM', 'TRACE'].includes(form.type.value) ? 'DRAM' : 'L1');
   const colourOf = (pid) => {
@@ -47,30 +45,9 @@
   const range = () => zoom ?? (full ? { ...full.range } : { start: 0, end: 1 });
   const width = () => Math.max(100, Math.floor(bar.clientWidth));
 
-  async function loadDevices() {
-    try {
-      const devs = (await getJson('/v1/devices')).devices;
-      const ids = devs.length ? devs.map((d) => d.device) : [0];
-      const sel = form.device;
-      const cur = sel.value;
-      sel.innerHTML = ids
-        .map((id) => {
-          const d = devs.find((x) => x.device === id);
-          return `<option value="${id}">${id}${d && d.arch ? ` (${d.arch})` : ''}</option>`;
-        })
-        .join('');
-      if (ids.map(String).includes(cur)) sel.value = cur;
-    } catch {
-      // the next refresh tries again
-    }
-  }
+  const loadDevices = () => ttalloc.fillDevices(form.device, true);
 
-  async function refresh() {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
+  const refresh = ttalloc.singleFlight(async () => {
     try {
       const q = `device=${form.device.value || 0}&memory=${space()}`;
       full = await getJson(`/v1/map?${q}&bins=1`);
@@ -82,14 +59,8 @@
       render();
     } catch (e) {
       $('#map-summary').textContent = `map unavailable: ${e.message}`;
-    } finally {
-      busy = false;
-      if (again) {
-        again = false;
-        void refresh();
-      }
     }
-  }
+  });
 
   function summary() {
     const m = full;
@@ -120,7 +91,7 @@
       .map(
         (o, i) =>
           `<li><i style="background:${PALETTE[i] ?? OTHER}"></i>PID ${o.pid}` +
-          `${o.command ? ` ${escapeHtml(o.command)}` : ''} ${fmt(o.per_bank_bytes)}</li>`,
+          `${o.command ? ` ${esc(o.command)}` : ''} ${fmt(o.per_bank_bytes)}</li>`,
       )
       .concat(
         `<li><i style="background:${OTHER}"></i>other</li>`,
@@ -129,12 +100,6 @@
       )
       .join('');
   }
-
-  const escapeHtml = (s) =>
-    String(s).replace(
-      /[&<>"]/g,
-      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c],
-    );
 
   function render() {
     if (!full || !view) return;
@@ -337,13 +302,7 @@
     zoom = null;
     void refresh();
   });
-  // once the resizing stops (a storm of resizes, or one just before the page goes away, asks
-  // nothing)
-  let resized = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(resized);
-    resized = setTimeout(() => void refresh(), 250);
-  });
+  ttalloc.onResizeSettled(() => void refresh());
 
   // For the page tests: where an address is drawn, in the canvas's CSS pixels.
   window.ttallocMap = {

@@ -16,7 +16,7 @@
     RIGHT = 10,
     TOP = 10,
     BOTTOM = 24;
-  const { fmt, getJson, PALETTE } = ttalloc;
+  const { fmt, esc, getJson, PALETTE } = ttalloc;
   const clock = (ms) => {
     const d = new Date(ms);
     return `${d.toTimeString().slice(0, 8)}.${String(d.getMilliseconds()).padStart(3, '0')}`;
@@ -42,30 +42,12 @@
   /** An absolute time range chosen by dragging; null: follow the last `range` ms. */
   let zoom = null;
   let drag = null;
-  let busy = false,
-    again = false;
 
   const plotW = () => Math.max(100, Math.floor(plot.clientWidth) - LEFT - RIGHT);
 
-  async function loadDevices() {
-    try {
-      const devs = (await getJson('/v1/devices')).devices;
-      const ids = devs.length ? devs.map((d) => d.device) : [0];
-      const sel = form.device;
-      const cur = sel.value;
-      sel.innerHTML = ids.map((id) => `<option>${id}</option>`).join('');
-      if (ids.map(String).includes(cur)) sel.value = cur;
-    } catch {
-      // the next refresh tries again
-    }
-  }
+  const loadDevices = () => ttalloc.fillDevices(form.device, false);
 
-  async function refresh() {
-    if (busy) {
-      again = true;
-      return;
-    }
-    busy = true;
+  const refresh = ttalloc.singleFlight(async () => {
     try {
       const span = form.range.value;
       const when = zoom
@@ -81,14 +63,8 @@
       render();
     } catch (e) {
       $('#timeline-status').textContent = `timeline unavailable: ${e.message}`;
-    } finally {
-      busy = false;
-      if (again) {
-        again = false;
-        void refresh();
-      }
     }
-  }
+  });
 
   /**
    * The stack of each column at the instant its listed lifetimes peak: a sweep over births and
@@ -302,17 +278,11 @@
       .map(
         (o, i) =>
           `<li><i style="background:${PALETTE[i]}"></i>PID ${o.pid}` +
-          `${o.command ? ` ${escapeHtml(o.command)}` : ''}</li>`,
+          `${o.command ? ` ${esc(o.command)}` : ''}</li>`,
       )
       .concat(d.capped ? [`<li><i style="background:${OTHER}"></i>other (not listed)</li>`] : [])
       .join('');
   }
-  const escapeHtml = (s) =>
-    String(s).replace(
-      /[&<>"]/g,
-      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c],
-    );
-
   /** What is drawn at canvas point (px, py). */
   function describe(px, py) {
     const d = data;
@@ -381,13 +351,7 @@
     if (ev.target.name !== 'limit') zoom = null;
     void refresh();
   });
-  // once the resizing stops (a storm of resizes, or one just before the page goes away, asks
-  // nothing)
-  let resized = 0;
-  window.addEventListener('resize', () => {
-    clearTimeout(resized);
-    resized = setTimeout(() => void refresh(), 250);
-  });
+  ttalloc.onResizeSettled(() => void refresh());
 
   // For the page tests: where a time and a byte level are drawn, in canvas CSS pixels.
   window.ttallocTimeline = {
