@@ -8,7 +8,14 @@ import type { ArchSpec } from '../devices/arch.js';
 import { rowAddr, rowPid, rowRef, rowSize } from '../state/object-table.js';
 import type { Tracker } from '../state/tracker.js';
 import { SPACE_KINDS, forEachPlaced, modelOf, rangeEndOf, tablesOf } from './memory-map.js';
-import { SCHEMA_VERSION, type MapSpace, type SchemaVersion } from './types.js';
+import {
+  SCHEMA_VERSION,
+  type MapSpace,
+  type MapViewObject,
+  type MapViewResponse,
+} from './types.js';
+
+export type { MapViewObject, MapViewResponse };
 
 export interface MapViewOptions {
   device: number;
@@ -19,36 +26,6 @@ export interface MapViewOptions {
   to: number | null;
   columns: number;
   /** Objects listed at most; more in view and only the columns describe them. */
-  limit: number;
-}
-
-export interface MapViewObject {
-  /** Offset in the bank and end of its extent there (size / banks for interleaved buffers). */
-  start: number;
-  end: number;
-  address: string;
-  size: number;
-  kind: string;
-  pid: number;
-  ref_count: number;
-}
-
-/** GET /v1/map/view (control/view-routes.ts). */
-export interface MapViewResponse {
-  schema_version: SchemaVersion;
-  device: number;
-  memory: MapSpace;
-  /** The whole map, as /v1/map's range. */
-  range: { start: number; end: number };
-  view: { start: number; end: number };
-  /**
-   * Per pixel column of the view: the fraction held (objects over each other count once at most)
-   * and the PID holding most of it (null: free).
-   */
-  columns: { used: number; pid: number | null }[];
-  objects_in_view: number;
-  /** By address; null when more than `limit` objects are in view. */
-  objects: MapViewObject[] | null;
   limit: number;
 }
 

@@ -11,7 +11,9 @@ import { BUFFER_TYPE_NAMES } from '../protocol/constants.js';
 import type { Tracker } from '../state/tracker.js';
 import { STATES, collect, completeFromMs } from './perfetto.js';
 import { isoTime } from './format.js';
-import { SCHEMA_VERSION, type SchemaVersion } from './types.js';
+import { SCHEMA_VERSION, type TimelineLifetime, type TimelineResponse } from './types.js';
+
+export type { TimelineLifetime, TimelineResponse };
 
 /** Event times are quantised to fit a 31-bit key (1 ms up to 24 days of range). */
 const KEY_STEPS = 2 ** 30;
@@ -29,48 +31,6 @@ export interface TimelineOptions {
   columns: number;
   nowMs: number;
   commandOf: (pid: number) => string | null;
-}
-
-export interface TimelineLifetime {
-  address: string;
-  size: number;
-  pid: number;
-  state: 'freed' | 'live' | 'left_behind';
-  allocated_at: string;
-  allocated_at_ms: number;
-  /** Freed at (left_behind: when its owner's exit was seen); null while live. */
-  ended_at: string | null;
-  ended_at_ms: number | null;
-}
-
-/** GET /v1/timeline (control/view-routes.ts). */
-export interface TimelineResponse {
-  schema_version: SchemaVersion;
-  device: number;
-  type: string;
-  /** The range. */
-  start_at: string;
-  start_at_ms: number;
-  end_at: string;
-  end_at_ms: number;
-  /** Frees before this were dropped by the ring (--timeline-events): lifetimes are missing. */
-  complete_from_at: string;
-  complete_from_at_ms: number;
-  columns: number;
-  column_ms: number;
-  /** Lifetimes of the device and type alive at some time in the range. */
-  lifetimes_in_range: number;
-  /** More were in range than `limit`: the rest are in `other`. */
-  capped: boolean;
-  limit: number;
-  /** The largest lifetimes in range, by birth (the order they stack in). */
-  lifetimes: TimelineLifetime[];
-  /** The lifetimes not listed: how many, and their peak bytes per column. Null when none. */
-  other: { lifetimes: number; peak_bytes: number[] } | null;
-  /** Peak bytes of all lifetimes in range per column (at ms resolution). */
-  peak_bytes: number[];
-  /** The listed lifetimes' owners, most bytes first. */
-  owners: { pid: number; command: string | null }[];
 }
 
 export function buildTimeline(tr: Tracker, o: TimelineOptions): TimelineResponse {

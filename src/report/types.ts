@@ -420,6 +420,80 @@ export interface MemoryMapResponse {
   bins: { start: number; used: number; owner: number | null }[];
 }
 
+/** One object of a map view (report/map-view.ts). */
+export interface MapViewObject {
+  /** Offset in the bank and end of its extent there (size / banks for interleaved buffers). */
+  start: number;
+  end: number;
+  address: string;
+  size: number;
+  kind: string;
+  pid: number;
+  ref_count: number;
+}
+
+/** GET /v1/map/view (control/view-routes.ts). */
+export interface MapViewResponse {
+  schema_version: SchemaVersion;
+  device: number;
+  memory: MapSpace;
+  /** The whole map, as /v1/map's range. */
+  range: { start: number; end: number };
+  view: { start: number; end: number };
+  /**
+   * Per pixel column of the view: the fraction held (objects over each other count once at most)
+   * and the PID holding most of it (null: free).
+   */
+  columns: { used: number; pid: number | null }[];
+  objects_in_view: number;
+  /** By address; null when more than `limit` objects are in view. */
+  objects: MapViewObject[] | null;
+  limit: number;
+}
+
+/** One buffer lifetime of the timeline (report/timeline.ts). */
+export interface TimelineLifetime {
+  address: string;
+  size: number;
+  pid: number;
+  state: 'freed' | 'live' | 'left_behind';
+  allocated_at: string;
+  allocated_at_ms: number;
+  /** Freed at (left_behind: when its owner's exit was seen); null while live. */
+  ended_at: string | null;
+  ended_at_ms: number | null;
+}
+
+/** GET /v1/timeline (control/view-routes.ts). */
+export interface TimelineResponse {
+  schema_version: SchemaVersion;
+  device: number;
+  type: string;
+  /** The range. */
+  start_at: string;
+  start_at_ms: number;
+  end_at: string;
+  end_at_ms: number;
+  /** Frees before this were dropped by the ring (--timeline-events): lifetimes are missing. */
+  complete_from_at: string;
+  complete_from_at_ms: number;
+  columns: number;
+  column_ms: number;
+  /** Lifetimes of the device and type alive at some time in the range. */
+  lifetimes_in_range: number;
+  /** More were in range than `limit`: the rest are in `other`. */
+  capped: boolean;
+  limit: number;
+  /** The largest lifetimes in range, by birth (the order they stack in). */
+  lifetimes: TimelineLifetime[];
+  /** The lifetimes not listed: how many, and their peak bytes per column. Null when none. */
+  other: { lifetimes: number; peak_bytes: number[] } | null;
+  /** Peak bytes of all lifetimes in range per column (at ms resolution). */
+  peak_bytes: number[];
+  /** The listed lifetimes' owners, most bytes first. */
+  owners: { pid: number; command: string | null }[];
+}
+
 // ------------------------------------------------------------------ leak analysis
 
 /** GET /v1/marks. */
