@@ -157,25 +157,37 @@ function place(tables: [ObjectTable, KindOf][], o: MapOptions, m: Model, kinds: 
   const flushPid = () => {
     if (lastPid >= 0) p.perPid.set(lastPid, (p.perPid.get(lastPid) ?? 0) + lastBytes);
   };
-  forEachPlaced(tables, o.device, m, (pg, b, k, extent) => {
-    const start = rowAddr(pg, b);
-    const end = start + extent;
-    const i = p.n++;
-    p.start[i] = start;
-    p.end[i] = end;
-    const pid = rowPid(pg, b);
-    p.pid[i] = pid;
-    if (end > p.hi) p.hi = end;
-    if (m.bankBytes !== null && end > m.bankBytes) p.beyond++;
-    p.byKind[k].objects++;
-    p.byKind[k].per_bank_bytes += extent;
-    if (pid !== lastPid) {
-      flushPid();
-      lastPid = pid;
-      lastBytes = 0;
+  // The walk of forEachPlaced, written out: through a callback it cost ~15% of a 1 M map.
+  for (const [t, kindOf] of tables) {
+    const divisor = typeof kindOf === 'number' ? 1 : m.banks;
+    for (let e0 = 0; e0 < t.count; e0 += PAGE_ROWS) {
+      const pg = t.rowPage(e0 / PAGE_ROWS);
+      const rows = Math.min(PAGE_ROWS, t.count - e0);
+      for (let r = 0, b = 0; r < rows; r++, b += ROW_WORDS) {
+        if (rowDevice(pg, b) !== o.device) continue;
+        const k = typeof kindOf === 'number' ? kindOf : kindOf(rowType(pg, b));
+        if (k < 0) continue;
+        const extent = Math.max(1, Math.ceil(rowSize(pg, b) / divisor));
+        const start = rowAddr(pg, b);
+        const end = start + extent;
+        const i = p.n++;
+        p.start[i] = start;
+        p.end[i] = end;
+        const pid = rowPid(pg, b);
+        p.pid[i] = pid;
+        if (end > p.hi) p.hi = end;
+        if (m.bankBytes !== null && end > m.bankBytes) p.beyond++;
+        p.byKind[k].objects++;
+        p.byKind[k].per_bank_bytes += extent;
+        if (pid !== lastPid) {
+          flushPid();
+          lastPid = pid;
+          lastBytes = 0;
+        }
+        lastBytes += extent;
+      }
     }
-    lastBytes += extent;
-  });
+  }
   flushPid();
   return p;
 }
