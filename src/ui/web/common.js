@@ -108,5 +108,30 @@ const ttalloc = (() => {
       t = setTimeout(run, 250);
     });
   };
-  return { fmt, esc, getJson, pollMs, PALETTE, singleFlight, fillDevices, onResizeSettled };
+  /**
+   * A canvas sized to w×h CSS pixels at the screen's pixel density, cleared, drawn in CSS pixels.
+   * @param {HTMLCanvasElement} canvas @param {number} w @param {number} h
+   */
+  const canvas2d = (canvas, w, h) => {
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = w * dpr;
+    canvas.height = h * dpr;
+    canvas.style.width = `${w}px`;
+    canvas.style.height = `${h}px`;
+    const g = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    return g;
+  };
+  return {
+    fmt,
+    esc,
+    getJson,
+    pollMs,
+    PALETTE,
+    singleFlight,
+    fillDevices,
+    onResizeSettled,
+    canvas2d,
+  };
 })();

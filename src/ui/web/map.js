@@ -105,15 +105,8 @@
     if (!full || !view) return;
     summary();
     const W = width();
-    const dpr = window.devicePixelRatio || 1;
     const H = TOP + BAR_H + AXIS_H;
-    canvas.width = W * dpr;
-    canvas.height = H * dpr;
-    canvas.style.width = `${W}px`;
-    canvas.style.height = `${H}px`;
-    const g = canvas.getContext('2d');
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, W, H);
+    const g = ttalloc.canvas2d(canvas, W, H);
     const vs = view.view.start,
       ve = view.view.end;
     const x = (a) => ((a - vs) / (ve - vs)) * W;

@@ -154,15 +154,8 @@
     const d = data;
     if (!d) return;
     const W = plotW();
-    const dpr = window.devicePixelRatio || 1;
     const CW = LEFT + W + RIGHT;
-    canvas.width = CW * dpr;
-    canvas.height = H * dpr;
-    canvas.style.width = `${CW}px`;
-    canvas.style.height = `${H}px`;
-    const g = canvas.getContext('2d');
-    g.setTransform(dpr, 0, 0, dpr, 0, 0);
-    g.clearRect(0, 0, CW, H);
+    const g = ttalloc.canvas2d(canvas, CW, H);
     const ph = H - TOP - BOTTOM;
     const cw = W / d.columns;
     const y = (b) => TOP + ph - (b / yMax) * ph;
